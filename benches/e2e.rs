@@ -1,0 +1,214 @@
+//! End-to-end harness: Kafka → Parquet throughput of `cara run` beside a bare
+//! librdkafka consumer that merely reads the same topics, in one sitting, plus cara's
+//! peak memory.
+//!
+//! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000).
+//! Both readers are timed from their first record to their last, so consumer-group
+//! start-up is excluded from both alike.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use cara_pipeline::broker::{EmbeddedBroker, TopicPlan};
+use cara_pipeline::gen::{self, GenOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+
+const TOPICS: [&str; 3] = ["telemetry.metrics", "telemetry.logs", "telemetry.spans"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    http_get(port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn bare_consumer(bootstrap: &str, messages: u64) -> (Duration, u64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bare-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&TOPICS).expect("subscribe");
+    let (mut seen, mut bytes) = (0u64, 0u64);
+    let mut first = None;
+    while seen < messages {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, |p| p.len() as u64);
+            seen += 1;
+        }
+    }
+    (first.map(|f| f.elapsed()).unwrap_or_default(), bytes)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` probes harness=false targets with --list
+    }
+    let records: u64 = std::env::var("CARA_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let plan = TopicPlan {
+        topics: TOPICS
+            .iter()
+            .map(|t| (t.to_string(), 48))
+            .chain([("cara.dlq".to_string(), 4)])
+            .collect(),
+    };
+    let broker = runtime
+        .block_on(EmbeddedBroker::start(
+            format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            plan,
+        ))
+        .expect("broker");
+    let bootstrap = broker.direct_bootstrap.clone();
+
+    let options = GenOptions {
+        rate: 0,
+        count: Some(records),
+        duration: None,
+        services: 8,
+        seed: 1,
+        labels: None,
+        start_ms: 1_764_000_000_000,
+        topics: TOPICS.map(String::from),
+        progress: false,
+    };
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &bootstrap);
+    let produced_at = Instant::now();
+    let summary = gen::run(&options, client, &AtomicBool::new(false)).expect("generate");
+    eprintln!(
+        "produced {} records in {} messages in {:.1?}",
+        summary.records(),
+        summary.messages,
+        produced_at.elapsed()
+    );
+
+    let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages);
+    let bare_rate = summary.messages as f64 / bare_time.as_secs_f64();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bench.toml");
+    std::fs::write(&config, "[archive]\nroll_interval = \"2s\"\n").expect("config");
+    let http = free_port();
+    let mut cara = Command::new(env!("CARGO_BIN_EXE_cara"))
+        .args([
+            "run",
+            "--brokers",
+            &bootstrap,
+            "--group",
+            "bench-cara",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--archive",
+        ])
+        .arg(dir.path().join("archive"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cara binary");
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let messages_in = metric(http, "cara_messages_in_total");
+        if messages_in > 0.0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        let archived = metric(http, "cara_archive_rows_total");
+        if archived >= summary.records() as f64 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cara_time = first.map(|f| f.elapsed()).unwrap_or_default();
+    let peak = peak_rss_kib(cara.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &cara.id().to_string()])
+        .status();
+    let _ = cara.wait();
+    let archive_bytes: u64 = walk_bytes(&dir.path().join("archive"));
+    let cara_rate = summary.messages as f64 / cara_time.as_secs_f64();
+
+    println!("| reader | messages | records | seconds | messages/s | records/s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| bare librdkafka consumer (read only, {:.0} MB) | {} | {} | {:.2} | {:.0} | {:.0} |",
+        bare_bytes as f64 / 1e6,
+        summary.messages,
+        summary.records(),
+        bare_time.as_secs_f64(),
+        bare_rate,
+        summary.records() as f64 / bare_time.as_secs_f64()
+    );
+    println!(
+        "| cara run (decode + Parquet + commit) | {} | {} | {:.2} | {:.0} | {:.0} |",
+        summary.messages,
+        summary.records(),
+        cara_time.as_secs_f64(),
+        cara_rate,
+        summary.records() as f64 / cara_time.as_secs_f64()
+    );
+    println!(
+        "ratio cara / bare = {:.2}; cara peak RSS {:.0} MiB; archive {:.1} MB",
+        cara_rate / bare_rate,
+        peak as f64 / 1024.0,
+        archive_bytes as f64 / 1e6
+    );
+    drop(broker);
+}
+
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_bytes(&e.path())
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}

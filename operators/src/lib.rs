@@ -1,0 +1,19 @@
+//! # cara-operators
+//!
+//! Pure computation for cara: the Arrow schemas of every archived table, event-time
+//! helpers, and (as later capabilities land) windows, keyed state and operators.
+//!
+//! This crate owns *what records look like and how they are computed on*. It does
+//! not own I/O: it never depends on tokio, rdkafka or the filesystem, so the same
+//! code runs live, in backtests and in benches.
+//!
+//! ```
+//! use cara_operators::schema::Table;
+//! let schema = Table::Metrics.schema();
+//! assert!(schema.field_with_name("value").is_ok());
+//! assert_eq!(Table::Metrics.name(), "metrics");
+//! ```
+#![warn(missing_docs)]
+
+pub mod schema;
+pub mod time;

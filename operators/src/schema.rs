@@ -1,0 +1,197 @@
+//! Arrow schemas of the tables cara archives and queries.
+//!
+//! Owns the column names, types and nullability of every input table (`metrics`,
+//! `logs`, `spans`) and of the dead-letter table `dlq`. Decoders build batches with
+//! exactly these schemas, the archive writes them, and SQL reads them; nothing else
+//! may invent a column. Provenance columns (`_topic`, `_partition`, `_offset`,
+//! `_index`) say which Kafka record (and which element of a JSON array) a row came
+//! from, which makes exactly-once archiving checkable with a plain `GROUP BY`.
+//!
+//! Output tables (alerts, incidents, decisions, slo, costs) are defined by the
+//! capabilities that produce them.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// Arrow type used for every event-time column: milliseconds since the Unix epoch, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// The `labels` column type: a map of string keys to string values.
+pub fn labels_type() -> DataType {
+    DataType::Map(Arc::new(labels_entries_field()), false)
+}
+
+/// The entries field of [`labels_type`], as Arrow's `MapBuilder` produces it.
+pub fn labels_entries_field() -> Field {
+    Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", DataType::Utf8, true),
+        ])),
+        false,
+    )
+}
+
+/// A table in cara's archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Metric points from `telemetry.metrics`.
+    Metrics,
+    /// Log lines from `telemetry.logs`.
+    Logs,
+    /// Spans from `telemetry.spans`.
+    Spans,
+    /// Messages that could not be decoded, with the reason.
+    Dlq,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Table; 4] = [Table::Metrics, Table::Logs, Table::Spans, Table::Dlq];
+
+    /// The table's name in the archive and in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Metrics => "metrics",
+            Table::Logs => "logs",
+            Table::Spans => "spans",
+            Table::Dlq => "dlq",
+        }
+    }
+
+    /// Looks a table up by its SQL name.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The table's Arrow schema (shared, built once).
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| {
+            [
+                Arc::new(metrics_schema()),
+                Arc::new(logs_schema()),
+                Arc::new(spans_schema()),
+                Arc::new(dlq_schema()),
+            ]
+        });
+        all[self as usize].clone()
+    }
+
+    /// The column whose value decides the `date=`/`hour=` partition of a row.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Metrics | Table::Logs => "ts",
+            Table::Spans => "start",
+            Table::Dlq => "kafka_ts",
+        }
+    }
+}
+
+fn provenance_fields() -> Vec<Field> {
+    vec![
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
+        Field::new("_offset", DataType::Int64, false),
+        Field::new("_index", DataType::Int32, false),
+    ]
+}
+
+fn with_provenance(mut fields: Vec<Field>) -> Schema {
+    fields.extend(provenance_fields());
+    Schema::new(fields)
+}
+
+fn metrics_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("ts", timestamp_type(), false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("service", DataType::Utf8, true),
+        Field::new("labels", labels_type(), false),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+fn logs_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("ts", timestamp_type(), false),
+        Field::new("service", DataType::Utf8, false),
+        Field::new("level", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("host", DataType::Utf8, true),
+        Field::new("attributes", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+fn spans_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("parent_span_id", DataType::Utf8, true),
+        Field::new("service", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, true),
+        Field::new("start", timestamp_type(), false),
+        Field::new("end", timestamp_type(), false),
+        Field::new("duration_ms", DataType::Float64, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("attributes", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+fn dlq_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("kafka_ts", timestamp_type(), false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("payload", DataType::Binary, true),
+        Field::new("payload_bytes", DataType::Int64, false),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_round_trips_its_name() {
+        for table in Table::ALL {
+            assert_eq!(Table::from_name(table.name()), Some(table));
+        }
+        assert_eq!(Table::from_name("nope"), None);
+    }
+
+    #[test]
+    fn time_column_exists_and_is_a_timestamp() {
+        for table in Table::ALL {
+            let schema = table.schema();
+            let field = schema.field_with_name(table.time_column()).unwrap();
+            assert_eq!(field.data_type(), &timestamp_type(), "{}", table.name());
+        }
+    }
+
+    #[test]
+    fn input_tables_carry_provenance() {
+        for table in [Table::Metrics, Table::Logs, Table::Spans] {
+            let schema = table.schema();
+            for col in ["_topic", "_partition", "_offset", "_index"] {
+                assert!(
+                    schema.field_with_name(col).is_ok(),
+                    "{} lacks {col}",
+                    table.name()
+                );
+            }
+        }
+    }
+}

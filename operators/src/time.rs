@@ -1,0 +1,88 @@
+//! Event time: milliseconds since the Unix epoch, and the hour partition a time falls in.
+//!
+//! Owns the mapping from an event time to the archive's `date=YYYY-MM-DD/hour=HH`
+//! partition. Parsing of wire timestamps belongs to the decoders, not here.
+//!
+//! ```
+//! use cara_operators::time::HourPartition;
+//! let p = HourPartition::of_millis(1_700_000_000_000).unwrap();
+//! assert_eq!(p.to_string(), "date=2023-11-14/hour=22");
+//! ```
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+/// Milliseconds in one hour.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// An hour-aligned archive partition, identified by its first millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HourPartition {
+    start_ms: i64,
+}
+
+impl HourPartition {
+    /// The partition holding event time `ms`, or `None` when `ms` is outside the
+    /// range chrono can represent.
+    pub fn of_millis(ms: i64) -> Option<HourPartition> {
+        DateTime::<Utc>::from_timestamp_millis(ms)?;
+        Some(HourPartition {
+            start_ms: ms.div_euclid(HOUR_MS) * HOUR_MS,
+        })
+    }
+
+    /// The first millisecond of the hour.
+    pub fn start_ms(self) -> i64 {
+        self.start_ms
+    }
+
+    /// The `date=YYYY-MM-DD` directory name.
+    pub fn date_dir(self) -> String {
+        let t = self.datetime();
+        format!("date={:04}-{:02}-{:02}", t.year(), t.month(), t.day())
+    }
+
+    /// The `hour=HH` directory name.
+    pub fn hour_dir(self) -> String {
+        format!("hour={:02}", self.datetime().hour())
+    }
+
+    fn datetime(self) -> DateTime<Utc> {
+        // The constructor checked that the range is representable.
+        DateTime::<Utc>::from_timestamp_millis(self.start_ms).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for HourPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.date_dir(), self.hour_dir())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_floors_to_the_hour() {
+        let a = HourPartition::of_millis(1_700_000_000_000).unwrap();
+        let b = HourPartition::of_millis(a.start_ms() + HOUR_MS - 1).unwrap();
+        let c = HourPartition::of_millis(a.start_ms() + HOUR_MS).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(c.to_string(), "date=2023-11-14/hour=23");
+    }
+
+    #[test]
+    fn negative_times_floor_downwards() {
+        let p = HourPartition::of_millis(-1).unwrap();
+        assert_eq!(p.start_ms(), -HOUR_MS);
+        assert_eq!(p.to_string(), "date=1969-12-31/hour=23");
+    }
+
+    #[test]
+    fn unrepresentable_times_are_refused() {
+        assert!(HourPartition::of_millis(i64::MAX).is_none());
+    }
+}

@@ -1,0 +1,135 @@
+//! Paths in the archive and atomic file replacement.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cara_operators::schema::Table;
+use cara_operators::time::HourPartition;
+
+use super::{io_err, Result};
+
+/// The archive's root directory and the paths under it.
+#[derive(Debug, Clone)]
+pub struct ArchiveLayout {
+    root: PathBuf,
+}
+
+impl ArchiveLayout {
+    /// A layout rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> ArchiveLayout {
+        ArchiveLayout { root: root.into() }
+    }
+
+    /// The archive root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<table>`.
+    pub fn table_dir(&self, table: Table) -> PathBuf {
+        self.root.join(table.name())
+    }
+
+    /// `<root>/<table>/date=.../hour=.../<stem>.parquet`.
+    pub fn data_file(&self, table: Table, hour: HourPartition, stem: &str) -> PathBuf {
+        self.table_dir(table)
+            .join(hour.date_dir())
+            .join(hour.hour_dir())
+            .join(format!("{stem}.parquet"))
+    }
+
+    /// Directory of a source partition's commit files.
+    fn commit_dir(&self, topic: &str) -> PathBuf {
+        self.root.join("_cara").join("offsets").join(topic)
+    }
+
+    /// `<root>/_cara/offsets/<topic>/<partition>.checkpoint.json`.
+    pub fn checkpoint_file(&self, topic: &str, partition: i32) -> PathBuf {
+        self.commit_dir(topic)
+            .join(format!("{partition}.checkpoint.json"))
+    }
+
+    /// `<root>/_cara/offsets/<topic>/<partition>.intent.json`.
+    pub fn intent_file(&self, topic: &str, partition: i32) -> PathBuf {
+        self.commit_dir(topic)
+            .join(format!("{partition}.intent.json"))
+    }
+}
+
+/// The file stem for rows of `topic`/`partition` covering offsets `first..=last`.
+///
+/// Offsets are zero-padded so names sort in offset order.
+pub fn input_file_stem(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{topic}-{partition:04}-{first:020}-{last:020}")
+}
+
+/// Writes a file atomically: `write` fills a temporary sibling, which is fsynced and
+/// renamed over `path`; then the directory is fsynced so the rename is durable.
+pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let out = write(&mut file)?;
+    file.flush().map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)?;
+    Ok(out)
+}
+
+/// Fsyncs a directory so that renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_files_follow_the_hive_layout() {
+        let layout = ArchiveLayout::new("/a");
+        let hour = HourPartition::of_millis(1_700_000_000_000).unwrap();
+        let stem = input_file_stem("telemetry.metrics", 3, 10, 99);
+        assert_eq!(
+            layout.data_file(Table::Metrics, hour, &stem),
+            PathBuf::from("/a/metrics/date=2023-11-14/hour=22/telemetry.metrics-0003-00000000000000000010-00000000000000000099.parquet")
+        );
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x/y.json");
+        write_atomically(&path, |f| f.write_all(b"one").map_err(io_err("t"))).unwrap();
+        write_atomically(&path, |f| f.write_all(b"two").map_err(io_err("t"))).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path().join("x"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("y.json")]);
+    }
+
+    #[test]
+    fn failed_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.json");
+        write_atomically(&path, |f| f.write_all(b"old").map_err(io_err("t"))).unwrap();
+        let failed: Result<()> = write_atomically(&path, |f| {
+            f.write_all(b"partial").map_err(io_err("t"))?;
+            Err(io_err("t")(std::io::Error::other("disk full")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+    }
+}

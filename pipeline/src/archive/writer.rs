@@ -1,0 +1,136 @@
+//! Writes Arrow batches as zstd Parquet files, split by the hour of each row.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::record_batch::RecordBatch;
+use cara_operators::schema::Table;
+use cara_operators::time::{HourPartition, HOUR_MS};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::layout::{write_atomically, ArchiveLayout};
+use super::{ArchiveError, Result};
+
+/// A file the writer made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: usize,
+    /// Its size on disk.
+    pub bytes: u64,
+}
+
+/// Splits a batch into one batch per hour partition of `table`'s time column.
+pub fn split_by_hour(
+    table: Table,
+    batch: &RecordBatch,
+) -> Result<Vec<(HourPartition, RecordBatch)>> {
+    let column = batch
+        .column_by_name(table.time_column())
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!(
+                "table {} has no millisecond time column {}",
+                table.name(),
+                table.time_column()
+            ))
+        })?;
+    let mut rows_by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (row, ts) in column.values().iter().enumerate() {
+        rows_by_hour
+            .entry(ts.div_euclid(HOUR_MS))
+            .or_default()
+            .push(row as u32);
+    }
+    let single = rows_by_hour.len() == 1;
+    rows_by_hour
+        .into_iter()
+        .map(|(hour, rows)| {
+            let partition = HourPartition::of_millis(hour * HOUR_MS).ok_or_else(|| {
+                arrow::error::ArrowError::ComputeError(format!("hour {hour} out of range"))
+            })?;
+            let part = if single {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(rows))?
+            };
+            Ok((partition, part))
+        })
+        .collect()
+}
+
+/// Encodes batches as Parquet files in the archive.
+#[derive(Debug, Clone)]
+pub struct ParquetWriter {
+    layout: ArchiveLayout,
+    properties: WriterProperties,
+}
+
+impl ParquetWriter {
+    /// A writer into `layout` using zstd at `zstd_level`.
+    pub fn new(layout: ArchiveLayout, zstd_level: i32) -> Result<ParquetWriter> {
+        let level = ZstdLevel::try_new(zstd_level).map_err(|source| ArchiveError::Parquet {
+            path: layout.root().to_path_buf(),
+            source,
+        })?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(128 * 1024))
+            .build();
+        Ok(ParquetWriter { layout, properties })
+    }
+
+    /// The layout written into.
+    pub fn layout(&self) -> &ArchiveLayout {
+        &self.layout
+    }
+
+    /// The final paths `batch` will be written to, one per hour partition it covers.
+    pub fn plan(
+        &self,
+        table: Table,
+        batch: &RecordBatch,
+        stem: &str,
+    ) -> Result<Vec<(PathBuf, RecordBatch)>> {
+        Ok(split_by_hour(table, batch)?
+            .into_iter()
+            .map(|(hour, part)| (self.layout.data_file(table, hour, stem), part))
+            .collect())
+    }
+
+    /// Writes one planned file atomically.
+    pub fn write(&self, path: &std::path::Path, batch: &RecordBatch) -> Result<WrittenFile> {
+        let bytes = write_atomically(path, |file| {
+            let mut writer =
+                ArrowWriter::try_new(&mut *file, batch.schema(), Some(self.properties.clone()))
+                    .map_err(|source| ArchiveError::Parquet {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+            writer
+                .write(batch)
+                .map_err(|source| ArchiveError::Parquet {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            writer.close().map_err(|source| ArchiveError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            file.metadata()
+                .map(|m| m.len())
+                .map_err(super::io_err(path))
+        })?;
+        Ok(WrittenFile {
+            path: path.to_path_buf(),
+            rows: batch.num_rows(),
+            bytes,
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Implementations of the subcommands; the only place `anyhow` is used.
+
+pub mod broker;
+pub mod config;
+pub mod gen;
+pub mod run;
+pub mod sql;
+
+use std::path::Path;
+
+use anyhow::Context;
+use cara_pipeline::config::Config;
+use rdkafka::config::ClientConfig;
+
+pub(crate) use crate::{BrokerArgs, GenArgs, RunArgs, SqlArgs};
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Loads the config file, or the defaults when there is none.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Config::load(path).with_context(|| format!("in {}", path.display())),
+        None => Ok(Config::default()),
+    }
+}
+
+/// librdkafka properties for `brokers` plus the user's overrides.
+pub fn client_config(brokers: &str, config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", brokers);
+    for (key, value) in &config.kafka.client_properties {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// A multi-threaded tokio runtime.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,243 @@
+//! `cara run`: the pipeline (and, without --brokers, the embedded broker), the HTTP
+//! endpoints, and with --demo the generator, summarised on the terminal.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cara_pipeline::broker::EmbeddedBroker;
+use cara_pipeline::config::Config;
+use cara_pipeline::decode::Signal;
+use cara_pipeline::gen::{self, GenOptions};
+use cara_pipeline::source::{Source, SourceSettings};
+use cara_pipeline::telemetry::Telemetry;
+use cara_pipeline::{archive::layout::ArchiveLayout, http};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::RunArgs;
+
+fn apply_overrides(mut config: Config, args: &RunArgs) -> anyhow::Result<Config> {
+    if let Some(brokers) = &args.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(dir) = &args.archive {
+        config.archive.dir = dir.clone();
+    }
+    if let Some(http) = args.http {
+        config.http.listen = http;
+    }
+    if let Some(group) = &args.group {
+        config.kafka.group_id = group.clone();
+    }
+    config.validate()?;
+    if args.demo && !config.kafka.brokers.is_empty() {
+        anyhow::bail!(
+            "--demo runs against the embedded broker; drop --brokers (or kafka.brokers) to use it"
+        );
+    }
+    Ok(config)
+}
+
+/// Runs until SIGTERM/Ctrl-C, then flushes and exits.
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
+    super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
+}
+
+async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
+    let telemetry = Arc::new(Telemetry::new());
+    let shutdown = Arc::new(AtomicBool::new(false));
+
+    let mut embedded = None;
+    let brokers = if config.kafka.brokers.is_empty() {
+        let plan = super::broker::topic_plan(&config);
+        let broker = EmbeddedBroker::start(config.embedded_broker.listen, plan.clone()).await?;
+        println!(
+            "embedded Kafka broker: bootstrap {} (mock broker at {})",
+            broker.listen, broker.direct_bootstrap
+        );
+        println!("{}", EmbeddedBroker::limits_notice(&plan));
+        let direct = broker.direct_bootstrap.clone();
+        embedded = Some(broker);
+        direct
+    } else {
+        if config.kafka.create_topics {
+            ensure_topics(&config).await;
+        }
+        config.kafka.brokers.clone()
+    };
+    let client = super::client_config(&brokers, &config);
+
+    let listener = http::bind(config.http.listen).await.with_context(|| {
+        format!(
+            "binding HTTP on {}; pass --http with a free address",
+            config.http.listen
+        )
+    })?;
+    println!(
+        "HTTP: http://{}/healthz /readyz /metrics",
+        listener.local_addr().unwrap_or(config.http.listen)
+    );
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        axum::serve(listener, http::router(telemetry.clone())).with_graceful_shutdown(async {
+            let _ = http_stop_rx.await;
+        });
+    let http_task = tokio::spawn(async move { server.await });
+
+    let settings = SourceSettings {
+        client: client.clone(),
+        group_id: config.kafka.group_id.clone(),
+        topics: vec![
+            (config.kafka.metrics_topic.clone(), Signal::Metrics),
+            (config.kafka.logs_topic.clone(), Signal::Logs),
+            (config.kafka.spans_topic.clone(), Signal::Spans),
+        ],
+        dlq_topic: config.kafka.dlq_topic.clone(),
+        limits: config.decode.limits(),
+        roll_bytes: config.archive.roll_bytes,
+        roll_interval: config.archive.roll_interval.0,
+        layout: ArchiveLayout::new(&config.archive.dir),
+        zstd_level: config.archive.zstd_level,
+    };
+    println!("archive: {}", config.archive.dir.display());
+    let source = Source::new(settings, telemetry.clone())?;
+    let source_shutdown = shutdown.clone();
+    let mut source_task = tokio::task::spawn_blocking(move || source.run(&source_shutdown));
+
+    let demo_task = demo.then(|| {
+        let options = GenOptions {
+            rate: demo_rate,
+            count: None,
+            duration: None,
+            services: 8,
+            seed: 42,
+            labels: Some(config.archive.dir.join("_cara").join("demo-labels.jsonl")),
+            start_ms: chrono::Utc::now().timestamp_millis(),
+            topics: [
+                &config.kafka.metrics_topic,
+                &config.kafka.logs_topic,
+                &config.kafka.spans_topic,
+            ]
+            .map(|t| t.clone()),
+            progress: false,
+        };
+        println!("demo: generating {demo_rate} records/s for 8 services with injected incidents");
+        let stop = shutdown.clone();
+        let client = client.clone();
+        tokio::task::spawn_blocking(move || gen::run(&options, client, &stop))
+    });
+    let summary_task = tokio::spawn(summarise(telemetry.clone(), config.clone()));
+
+    let outcome = tokio::select! {
+        _ = super::termination() => {
+            println!("stopping: flushing buffered rows and committing offsets");
+            shutdown.store(true, Ordering::Relaxed);
+            source_task.await.context("pipeline thread panicked")?
+        }
+        result = &mut source_task => {
+            shutdown.store(true, Ordering::Relaxed);
+            result.context("pipeline thread panicked")?
+        }
+    };
+    summary_task.abort();
+    if let Some(task) = demo_task {
+        match task.await {
+            Ok(Ok(summary)) => println!("demo generator produced {} records", summary.records()),
+            Ok(Err(e)) => eprintln!("demo generator: {e}"),
+            Err(e) => eprintln!("demo generator panicked: {e}"),
+        }
+    }
+    let _ = http_stop_tx.send(());
+    let _ = http_task.await;
+    drop(embedded);
+    outcome?;
+    print_totals(&telemetry, &config);
+    Ok(())
+}
+
+/// Creates the input and dead-letter topics when missing. Brokers without
+/// CreateTopics (the mock) or without permission only earn a warning.
+async fn ensure_topics(config: &Config) {
+    let client = super::client_config(&config.kafka.brokers, config);
+    let admin: AdminClient<DefaultClientContext> = match client.create() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create an admin client; topics must exist already");
+            return;
+        }
+    };
+    let k = &config.kafka;
+    let names = [
+        &k.metrics_topic,
+        &k.logs_topic,
+        &k.spans_topic,
+        &k.dlq_topic,
+    ];
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                k.topic_partitions,
+                TopicReplication::Fixed(k.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    match admin.create_topics(&topics, &options).await {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(topic) => {
+                        tracing::info!(%topic, partitions = k.topic_partitions, "created topic")
+                    }
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        tracing::warn!(%topic, error = %code, "could not create topic")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not create topics; they must exist already"),
+    }
+}
+
+fn totals(telemetry: &Telemetry, config: &Config) -> String {
+    let k = &config.kafka;
+    format!(
+        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {}",
+        telemetry.records_from(&k.metrics_topic),
+        telemetry.records_from(&k.logs_topic),
+        telemetry.records_from(&k.spans_topic),
+        telemetry.dead_lettered(),
+        telemetry.archived_rows("metrics"),
+        telemetry.archived_rows("logs"),
+        telemetry.archived_rows("spans"),
+        telemetry.archived_rows("dlq"),
+    )
+}
+
+fn print_totals(telemetry: &Telemetry, config: &Config) {
+    println!("{}", totals(telemetry, config));
+}
+
+async fn summarise(telemetry: Arc<Telemetry>, config: Config) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let ready = match telemetry.readiness() {
+            Ok(()) => "ready".to_owned(),
+            Err(reason) => format!("not ready ({reason})"),
+        };
+        println!(
+            "[{}] {ready} | {}",
+            chrono::Utc::now().format("%H:%M:%S"),
+            totals(&telemetry, &config)
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! cara's configuration file (TOML): every setting, its default, and validation.
+//!
+//! Unknown keys are refused, and every error names the key path and the reason, so
+//! `cara config check FILE` tells a user exactly what to fix. `cara config defaults`
+//! prints the defaults below as a TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeLimits;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a key is unknown or mistyped.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key path (`archive.roll_bytes`).
+        key: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A duration written the human way (`"10s"`, `"1h"`, `"500ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration like \"10s\" or \"5m\": {e}"
+                ))
+            })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection and topics.
+    pub kafka: KafkaConfig,
+    /// The Parquet archive.
+    pub archive: ArchiveConfig,
+    /// Decoding limits.
+    pub decode: DecodeConfig,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The embedded broker used when `kafka.brokers` is empty.
+    pub embedded_broker: EmbeddedBrokerConfig,
+}
+
+/// Kafka connection and topic names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`host:port,...`); empty means start the embedded broker.
+    pub brokers: String,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Topic of metric points.
+    pub metrics_topic: String,
+    /// Topic of log lines.
+    pub logs_topic: String,
+    /// Topic of spans.
+    pub spans_topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Create missing topics at start-up (brokers that support CreateTopics).
+    pub create_topics: bool,
+    /// Partitions of topics cara creates.
+    pub topic_partitions: i32,
+    /// Replication factor of topics cara creates.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every client (`"fetch.max.bytes" = "..."`).
+    pub client_properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            group_id: "cara".into(),
+            metrics_topic: "telemetry.metrics".into(),
+            logs_topic: "telemetry.logs".into(),
+            spans_topic: "telemetry.spans".into(),
+            dlq_topic: "cara.dlq".into(),
+            create_topics: true,
+            topic_partitions: 8,
+            replication_factor: 1,
+            client_properties: Default::default(),
+        }
+    }
+}
+
+/// Where and how records are archived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Archive root directory.
+    pub dir: PathBuf,
+    /// Roll a partition's file once this many input bytes are buffered.
+    pub roll_bytes: u64,
+    /// Roll a partition's file at least this often.
+    pub roll_interval: HumanDuration,
+    /// zstd level (1..=22).
+    pub zstd_level: i32,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            dir: PathBuf::from("cara-archive"),
+            roll_bytes: 64 * 1024 * 1024,
+            roll_interval: HumanDuration(Duration::from_secs(10)),
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Decoding limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// Larger messages go to the dead-letter topic.
+    pub max_message_bytes: u64,
+    /// Event times further than this past the message timestamp go to the dead-letter topic.
+    pub max_future_skew: HumanDuration,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        let limits = DecodeLimits::default();
+        DecodeConfig {
+            max_message_bytes: limits.max_message_bytes as u64,
+            max_future_skew: HumanDuration(Duration::from_millis(limits.max_future_skew_ms as u64)),
+        }
+    }
+}
+
+impl DecodeConfig {
+    /// The limits the decoders enforce.
+    pub fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_message_bytes: self.max_message_bytes as usize,
+            max_future_skew_ms: self.max_future_skew.0.as_millis().min(i64::MAX as u128) as i64,
+        }
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9898)),
+        }
+    }
+}
+
+/// The embedded Kafka-protocol broker (librdkafka's mock cluster).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedBrokerConfig {
+    /// Bootstrap address clients use.
+    pub listen: SocketAddr,
+    /// Partitions of each telemetry topic (the mock keeps at most 5 MiB per partition).
+    pub telemetry_partitions: i32,
+    /// Partitions of each `cara.*` output topic.
+    pub output_partitions: i32,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            telemetry_partitions: 48,
+            output_partitions: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| invalid("<file>", e.to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let reason = e.into_inner().message().to_owned();
+            invalid(if key == "." { "<root>" } else { &key }, reason)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=22).contains(&self.archive.zstd_level) {
+            return Err(invalid(
+                "archive.zstd_level",
+                format!("{} is outside 1..=22", self.archive.zstd_level),
+            ));
+        }
+        if self.archive.roll_bytes < 1024 {
+            return Err(invalid("archive.roll_bytes", "must be at least 1024 bytes"));
+        }
+        if self.archive.roll_interval.0 < Duration::from_millis(100) {
+            return Err(invalid("archive.roll_interval", "must be at least 100ms"));
+        }
+        if self.archive.dir.as_os_str().is_empty() {
+            return Err(invalid("archive.dir", "must not be empty"));
+        }
+        if self.decode.max_message_bytes == 0 {
+            return Err(invalid("decode.max_message_bytes", "must be positive"));
+        }
+        for (key, topic) in [
+            ("kafka.metrics_topic", &self.kafka.metrics_topic),
+            ("kafka.logs_topic", &self.kafka.logs_topic),
+            ("kafka.spans_topic", &self.kafka.spans_topic),
+            ("kafka.dlq_topic", &self.kafka.dlq_topic),
+        ] {
+            validate_topic_name(key, topic)?;
+        }
+        if self.kafka.group_id.is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        if self.kafka.topic_partitions < 1 {
+            return Err(invalid("kafka.topic_partitions", "must be at least 1"));
+        }
+        if self.kafka.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        if self.embedded_broker.telemetry_partitions < 1
+            || self.embedded_broker.output_partitions < 1
+        {
+            return Err(invalid(
+                "embedded_broker",
+                "partition counts must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The defaults as a TOML document.
+    pub fn defaults_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+}
+
+fn validate_topic_name(key: &str, topic: &str) -> Result<(), ConfigError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+        return Err(invalid(
+            key,
+            format!("`{topic}` is not a legal Kafka topic name (1-249 of [a-zA-Z0-9._-])"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.kafka.metrics_topic, "telemetry.metrics");
+        assert_eq!(
+            c.archive.roll_interval,
+            HumanDuration(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::from_toml(&Config::defaults_toml()).unwrap();
+        assert_eq!(c.archive.zstd_level, 3);
+        assert_eq!(c.http.listen, HttpConfig::default().listen);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[archive]\nroll_byte = 5\n");
+        assert!(
+            e.contains("archive.roll_byte") || (e.contains("archive") && e.contains("roll_byte")),
+            "{e}"
+        );
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("[archive]\nroll_bytes = \"big\"\n");
+        assert!(e.contains("archive.roll_bytes"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let e = err("[archive]\nroll_interval = \"soon\"\n");
+        assert!(
+            e.contains("archive.roll_interval") && e.contains("soon"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(err("[archive]\nzstd_level = 40\n").contains("archive.zstd_level"));
+        assert!(err("[kafka]\ndlq_topic = \"bad topic\"\n").contains("kafka.dlq_topic"));
+        assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Why a message could not be decoded.
+//!
+//! Every variant renders as a sentence a producer's owner can act on; it is stored
+//! with the original bytes in the dead-letter topic and table.
+
+/// A message that cannot become rows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// No payload, or only whitespace, or an empty array.
+    #[error("empty message: expected a JSON object or a non-empty array of objects")]
+    Empty,
+    /// Larger than `decode.max_message_bytes`.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes (decode.max_message_bytes); split it into smaller messages")]
+    Oversize {
+        /// Payload size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// Not valid UTF-8 JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// Valid JSON, but a scalar at the top level.
+    #[error("expected a JSON object or an array of objects, got {0}")]
+    NotAnObject(&'static str),
+    /// One element of the message is not a valid record.
+    #[error("element {index}: {problem}")]
+    Element {
+        /// Position of the element in the array (0 for a single object).
+        index: usize,
+        /// What is wrong with it.
+        problem: FieldProblem,
+    },
+}
+
+impl DecodeError {
+    /// A short, stable class for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty",
+            DecodeError::Oversize { .. } => "oversize",
+            DecodeError::InvalidJson(_) => "invalid_json",
+            DecodeError::NotAnObject(_) => "not_an_object",
+            DecodeError::Element { problem, .. } => problem.kind(),
+        }
+    }
+}
+
+/// What is wrong with one record of a message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FieldProblem {
+    /// The element is not a JSON object.
+    #[error("expected an object, got {0}")]
+    NotAnObject(&'static str),
+    /// A required field is absent or null.
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field `{field}`: expected {expected}, got {got}")]
+    WrongType {
+        /// Field name (a label or attribute path for nested values).
+        field: String,
+        /// What was expected.
+        expected: &'static str,
+        /// What was found.
+        got: &'static str,
+    },
+    /// A timestamp that is neither RFC 3339 nor integer epoch milliseconds in range.
+    #[error("field `{field}`: {detail}")]
+    BadTimestamp {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An event time too far ahead of the message's Kafka timestamp.
+    #[error("field `{field}`: event time {ts_ms} ms is more than {skew_ms} ms ahead of the message timestamp (decode.max_future_skew)")]
+    FarFuture {
+        /// Field name.
+        field: &'static str,
+        /// The event time.
+        ts_ms: i64,
+        /// Configured tolerance.
+        skew_ms: i64,
+    },
+    /// A number that is NaN or infinite.
+    #[error("field `{0}`: number is not finite")]
+    NotFinite(&'static str),
+    /// A string outside the allowed set.
+    #[error("field `{field}`: `{value}` is not one of {allowed}")]
+    NotAllowed {
+        /// Field name.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// The allowed values.
+        allowed: &'static str,
+    },
+    /// A span whose end precedes its start, or with a negative duration.
+    #[error("span ends before it starts")]
+    EndBeforeStart,
+}
+
+impl FieldProblem {
+    /// A short, stable class for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FieldProblem::NotAnObject(_) => "not_an_object",
+            FieldProblem::Missing(_) => "missing_field",
+            FieldProblem::WrongType { .. } => "wrong_type",
+            FieldProblem::BadTimestamp { .. } => "bad_timestamp",
+            FieldProblem::FarFuture { .. } => "far_future",
+            FieldProblem::NotFinite(_) => "not_finite",
+            FieldProblem::NotAllowed { .. } => "not_allowed",
+            FieldProblem::EndBeforeStart => "end_before_start",
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Log lines: `{"ts", "service", "level", "message", "trace_id", "host", "attributes"}`
+//! into table `logs`. Levels are normalised to lower case; a missing level is `info`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder, TimestampMillisecondBuilder};
+use arrow::record_batch::RecordBatch;
+use cara_operators::schema::Table;
+use simd_json::BorrowedValue;
+
+use super::fields::{self, RowContext};
+use super::provenance::ProvenanceColumns;
+use super::FieldProblem;
+
+const KNOWN: &[&str] = &[
+    "ts",
+    "service",
+    "level",
+    "message",
+    "trace_id",
+    "host",
+    "attributes",
+];
+
+/// The levels cara understands, lower case, most severe last.
+pub const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"];
+
+pub(crate) struct LogRow<'v> {
+    ts_ms: i64,
+    service: &'v str,
+    level: &'static str,
+    message: &'v str,
+    trace_id: Option<&'v str>,
+    host: Option<&'v str>,
+    attributes: Option<String>,
+    extra: Option<String>,
+}
+
+fn normalise_level(raw: &str) -> Option<&'static str> {
+    let lower = raw.to_ascii_lowercase();
+    let canonical = match lower.as_str() {
+        "warning" => "warn",
+        "err" => "error",
+        "critical" | "crit" | "panic" | "emerg" | "alert" => "fatal",
+        "information" | "notice" => "info",
+        other => other,
+    };
+    LEVELS.iter().copied().find(|l| *l == canonical)
+}
+
+pub(crate) fn parse<'v>(
+    v: &'v BorrowedValue<'v>,
+    ctx: &RowContext<'_>,
+) -> Result<LogRow<'v>, FieldProblem> {
+    let obj = fields::as_object(v)?;
+    let level = match fields::optional_str(obj, "level")? {
+        None => "info",
+        Some(raw) => normalise_level(raw).ok_or_else(|| FieldProblem::NotAllowed {
+            field: "level",
+            value: raw.to_owned(),
+            allowed: "trace, debug, info, warn(ing), error, fatal (any case)",
+        })?,
+    };
+    Ok(LogRow {
+        ts_ms: fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?,
+        service: fields::required_str(obj, "service")?,
+        level,
+        message: fields::required_str(obj, "message")?,
+        trace_id: fields::optional_str(obj, "trace_id")?,
+        host: fields::optional_str(obj, "host")?,
+        attributes: fields::present(obj, "attributes")
+            .map(|a| fields::json_object_text(a, "attributes"))
+            .transpose()?,
+        extra: fields::extra_json(obj, KNOWN),
+    })
+}
+
+#[derive(Default)]
+pub(crate) struct LogRows {
+    ts: TimestampMillisecondBuilder,
+    service: StringBuilder,
+    level: StringBuilder,
+    message: StringBuilder,
+    trace_id: StringBuilder,
+    host: StringBuilder,
+    attributes: StringBuilder,
+    extra: StringBuilder,
+    provenance: ProvenanceColumns,
+    len: usize,
+}
+
+impl LogRows {
+    pub fn append(&mut self, row: LogRow<'_>, ctx: &RowContext<'_>, index: i32) {
+        self.ts.append_value(row.ts_ms);
+        self.service.append_value(row.service);
+        self.level.append_value(row.level);
+        self.message.append_value(row.message);
+        self.trace_id.append_option(row.trace_id);
+        self.host.append_option(row.host);
+        self.attributes.append_option(row.attributes);
+        self.extra.append_option(row.extra);
+        self.provenance.append(ctx.pos, index);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        self.len = 0;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.service.finish()),
+            Arc::new(self.level.finish()),
+            Arc::new(self.message.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.extra.finish()),
+        ];
+        columns.extend(self.provenance.finish());
+        super::batch(Table::Logs, columns)
+    }
+}

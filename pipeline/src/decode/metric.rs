@@ -1,0 +1,144 @@
+//! Metric points: `{"ts", "name", "value", "type", "labels"}` into table `metrics`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use cara_operators::schema::Table;
+use simd_json::BorrowedValue;
+
+use super::fields::{self, Object, RowContext};
+use super::provenance::ProvenanceColumns;
+use super::FieldProblem;
+
+const KNOWN: &[&str] = &["ts", "name", "value", "type", "labels"];
+
+/// One validated metric point, borrowing from the parsed message.
+pub(crate) struct MetricRow<'v> {
+    ts_ms: i64,
+    name: &'v str,
+    value: f64,
+    kind: &'static str,
+    labels: Vec<(&'v str, Option<Cow<'v, str>>)>,
+    extra: Option<String>,
+}
+
+pub(crate) fn parse<'v>(
+    v: &'v BorrowedValue<'v>,
+    ctx: &RowContext<'_>,
+) -> Result<MetricRow<'v>, FieldProblem> {
+    let obj = fields::as_object(v)?;
+    let ts_ms = fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?;
+    let name = fields::required_str(obj, "name")?;
+    let value = fields::finite_number(fields::required(obj, "value")?, "value")?;
+    let kind = match fields::optional_str(obj, "type")? {
+        None | Some("gauge") => "gauge",
+        Some("counter") => "counter",
+        Some(other) => {
+            return Err(FieldProblem::NotAllowed {
+                field: "type",
+                value: other.to_owned(),
+                allowed: "counter, gauge",
+            })
+        }
+    };
+    Ok(MetricRow {
+        ts_ms,
+        name,
+        value,
+        kind,
+        labels: labels(obj)?,
+        extra: fields::extra_json(obj, KNOWN),
+    })
+}
+
+fn labels<'v>(obj: &'v Object<'v>) -> Result<Vec<(&'v str, Option<Cow<'v, str>>)>, FieldProblem> {
+    let Some(v) = fields::present(obj, "labels") else {
+        return Ok(Vec::new());
+    };
+    let BorrowedValue::Object(map) = v else {
+        return Err(FieldProblem::WrongType {
+            field: "labels".into(),
+            expected: "an object of strings",
+            got: fields::type_name(v),
+        });
+    };
+    map.iter()
+        .map(|(k, v)| Ok((k.as_ref(), fields::scalar_text(v, &format!("labels.{k}"))?)))
+        .collect()
+}
+
+/// Arrow builders for table `metrics`.
+pub(crate) struct MetricRows {
+    ts: TimestampMillisecondBuilder,
+    name: StringBuilder,
+    value: Float64Builder,
+    kind: StringBuilder,
+    service: StringBuilder,
+    labels: MapBuilder<StringBuilder, StringBuilder>,
+    extra: StringBuilder,
+    provenance: ProvenanceColumns,
+    len: usize,
+}
+
+impl Default for MetricRows {
+    fn default() -> Self {
+        MetricRows {
+            ts: TimestampMillisecondBuilder::new(),
+            name: StringBuilder::new(),
+            value: Float64Builder::new(),
+            kind: StringBuilder::new(),
+            service: StringBuilder::new(),
+            labels: MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
+            extra: StringBuilder::new(),
+            provenance: ProvenanceColumns::default(),
+            len: 0,
+        }
+    }
+}
+
+impl MetricRows {
+    pub fn append(&mut self, row: MetricRow<'_>, ctx: &RowContext<'_>, index: i32) {
+        self.ts.append_value(row.ts_ms);
+        self.name.append_value(row.name);
+        self.value.append_value(row.value);
+        self.kind.append_value(row.kind);
+        let service = row
+            .labels
+            .iter()
+            .find(|(k, _)| *k == "service")
+            .and_then(|(_, v)| v.as_deref());
+        self.service.append_option(service);
+        for (key, value) in &row.labels {
+            self.labels.keys().append_value(key);
+            self.labels.values().append_option(value.as_deref());
+        }
+        // Appending an entry to a map builder cannot fail once keys and values match.
+        let _ = self.labels.append(true);
+        self.extra.append_option(row.extra);
+        self.provenance.append(ctx.pos, index);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        self.len = 0;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts.finish().with_timezone("UTC")),
+            Arc::new(self.name.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.labels.finish()),
+            Arc::new(self.extra.finish()),
+        ];
+        columns.extend(self.provenance.finish());
+        super::batch(Table::Metrics, columns)
+    }
+}

@@ -1,0 +1,159 @@
+//! Spans: `{"trace_id", "span_id", "parent_span_id", "service", "name", "kind",
+//! "start", "end" | "duration_ms", "status", "attributes"}` into table `spans`.
+//! Either `end` or `duration_ms` must be given; the other is derived.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow::record_batch::RecordBatch;
+use cara_operators::schema::Table;
+use simd_json::BorrowedValue;
+
+use super::fields::{self, RowContext};
+use super::provenance::ProvenanceColumns;
+use super::FieldProblem;
+
+const KNOWN: &[&str] = &[
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "start",
+    "end",
+    "duration_ms",
+    "status",
+    "attributes",
+];
+
+pub(crate) struct SpanRow<'v> {
+    trace_id: &'v str,
+    span_id: &'v str,
+    parent_span_id: Option<&'v str>,
+    service: &'v str,
+    name: &'v str,
+    kind: Option<&'v str>,
+    start_ms: i64,
+    end_ms: i64,
+    duration_ms: f64,
+    status: &'static str,
+    attributes: Option<String>,
+    extra: Option<String>,
+}
+
+pub(crate) fn parse<'v>(
+    v: &'v BorrowedValue<'v>,
+    ctx: &RowContext<'_>,
+) -> Result<SpanRow<'v>, FieldProblem> {
+    let obj = fields::as_object(v)?;
+    let start_ms = fields::timestamp_ms(fields::required(obj, "start")?, "start", ctx)?;
+    let (end_ms, duration_ms) = match (
+        fields::present(obj, "end"),
+        fields::present(obj, "duration_ms"),
+    ) {
+        (Some(end), _) => {
+            let end_ms = fields::timestamp_ms(end, "end", ctx)?;
+            (end_ms, (end_ms - start_ms) as f64)
+        }
+        (None, Some(d)) => {
+            let d = fields::finite_number(d, "duration_ms")?;
+            if d < 0.0 {
+                return Err(FieldProblem::EndBeforeStart);
+            }
+            (start_ms.saturating_add(d.ceil() as i64), d)
+        }
+        (None, None) => return Err(FieldProblem::Missing("end")),
+    };
+    if end_ms < start_ms {
+        return Err(FieldProblem::EndBeforeStart);
+    }
+    let status = match fields::optional_str(obj, "status")? {
+        None | Some("ok") | Some("OK") | Some("unset") | Some("UNSET") => "ok",
+        Some("error") | Some("ERROR") => "error",
+        Some(other) => {
+            return Err(FieldProblem::NotAllowed {
+                field: "status",
+                value: other.to_owned(),
+                allowed: "ok, error, unset",
+            })
+        }
+    };
+    Ok(SpanRow {
+        trace_id: fields::required_str(obj, "trace_id")?,
+        span_id: fields::required_str(obj, "span_id")?,
+        parent_span_id: fields::optional_str(obj, "parent_span_id")?,
+        service: fields::required_str(obj, "service")?,
+        name: fields::required_str(obj, "name")?,
+        kind: fields::optional_str(obj, "kind")?,
+        start_ms,
+        end_ms,
+        duration_ms,
+        status,
+        attributes: fields::present(obj, "attributes")
+            .map(|a| fields::json_object_text(a, "attributes"))
+            .transpose()?,
+        extra: fields::extra_json(obj, KNOWN),
+    })
+}
+
+#[derive(Default)]
+pub(crate) struct SpanRows {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    service: StringBuilder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    start: TimestampMillisecondBuilder,
+    end: TimestampMillisecondBuilder,
+    duration_ms: Float64Builder,
+    status: StringBuilder,
+    attributes: StringBuilder,
+    extra: StringBuilder,
+    provenance: ProvenanceColumns,
+    len: usize,
+}
+
+impl SpanRows {
+    pub fn append(&mut self, row: SpanRow<'_>, ctx: &RowContext<'_>, index: i32) {
+        self.trace_id.append_value(row.trace_id);
+        self.span_id.append_value(row.span_id);
+        self.parent_span_id.append_option(row.parent_span_id);
+        self.service.append_value(row.service);
+        self.name.append_value(row.name);
+        self.kind.append_option(row.kind);
+        self.start.append_value(row.start_ms);
+        self.end.append_value(row.end_ms);
+        self.duration_ms.append_value(row.duration_ms);
+        self.status.append_value(row.status);
+        self.attributes.append_option(row.attributes);
+        self.extra.append_option(row.extra);
+        self.provenance.append(ctx.pos, index);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        self.len = 0;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start.finish().with_timezone("UTC")),
+            Arc::new(self.end.finish().with_timezone("UTC")),
+            Arc::new(self.duration_ms.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.extra.finish()),
+        ];
+        columns.extend(self.provenance.finish());
+        super::batch(Table::Spans, columns)
+    }
+}

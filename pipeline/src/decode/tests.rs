@@ -1,0 +1,271 @@
+use arrow::array::{
+    Array, Float64Array, Int64Array, MapArray, StringArray, TimestampMillisecondArray,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn pos(offset: i64) -> SourcePosition<'static> {
+    SourcePosition {
+        topic: "telemetry.metrics",
+        partition: 3,
+        offset,
+        kafka_ts_ms: Some(NOW),
+    }
+}
+
+fn decode_one(signal: Signal, json: &str) -> Result<RecordBatch, DecodeError> {
+    let mut d = Decoder::new(signal, DecodeLimits::default());
+    d.decode(Some(json.as_bytes()), &pos(0))?;
+    Ok(d.finish())
+}
+
+fn strings<'a>(batch: &'a RecordBatch, col: &str) -> &'a StringArray {
+    batch
+        .column_by_name(col)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, col: &str) -> &'a T {
+    batch
+        .column_by_name(col)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap()
+}
+
+#[test]
+fn metric_fields_land_in_their_columns() {
+    let b = decode_one(
+        Signal::Metrics,
+        r#"{"ts":"2023-11-14T22:13:20.500Z","name":"http_requests_total","value":42,"type":"counter",
+            "labels":{"service":"checkout","code":200},"region":"eu"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        column::<TimestampMillisecondArray>(&b, "ts").value(0),
+        NOW + 500
+    );
+    assert_eq!(strings(&b, "name").value(0), "http_requests_total");
+    assert_eq!(column::<Float64Array>(&b, "value").value(0), 42.0);
+    assert_eq!(strings(&b, "type").value(0), "counter");
+    assert_eq!(strings(&b, "service").value(0), "checkout");
+    assert_eq!(strings(&b, "extra").value(0), r#"{"region":"eu"}"#);
+    let labels = column::<MapArray>(&b, "labels").value(0);
+    let keys = labels
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let values = labels
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let pairs: Vec<_> = (0..keys.len())
+        .map(|i| (keys.value(i), values.value(i)))
+        .collect();
+    assert!(
+        pairs.contains(&("service", "checkout")) && pairs.contains(&("code", "200")),
+        "{pairs:?}"
+    );
+    assert_eq!(column::<Int64Array>(&b, "_offset").value(0), 0);
+}
+
+#[test]
+fn arrays_give_one_row_per_element_with_their_index() {
+    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let msg =
+        format!(r#"[{{"ts":{NOW},"name":"a","value":1}},{{"ts":{NOW},"name":"b","value":2.5}}]"#);
+    assert_eq!(d.decode(Some(msg.as_bytes()), &pos(9)).unwrap(), 2);
+    let b = d.finish();
+    assert_eq!(strings(&b, "name").value(1), "b");
+    assert_eq!(strings(&b, "type").value(0), "gauge");
+    let index = column::<arrow::array::Int32Array>(&b, "_index");
+    assert_eq!((index.value(0), index.value(1)), (0, 1));
+    assert!(strings(&b, "extra").is_null(0));
+}
+
+#[test]
+fn one_bad_element_refuses_the_whole_message_and_appends_nothing() {
+    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let msg =
+        format!(r#"[{{"ts":{NOW},"name":"a","value":1}},{{"ts":{NOW},"name":"b","value":"x"}}]"#);
+    let err = d.decode(Some(msg.as_bytes()), &pos(1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "element 1: field `value`: expected a number, got string"
+    );
+    assert_eq!(d.len(), 0);
+    assert_eq!(d.finish().num_rows(), 0);
+}
+
+#[test]
+fn malformed_messages_get_precise_reasons() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"[]", "empty"),
+        (b"{\"ts\":1,", "invalid_json"),
+        (b"\xff\xfe\x00binary", "invalid_json"),
+        (b"42", "not_an_object"),
+        (b"[1]", "not_an_object"),
+        (br#"{"name":"a","value":1}"#, "missing_field"),
+        (br#"{"ts":1,"name":"a","value":NaN}"#, "invalid_json"),
+        (br#"{"ts":1,"name":"a","value":"NaN"}"#, "wrong_type"),
+        (br#"{"ts":1,"name":"a","value":1e999}"#, "invalid_json"),
+        (
+            br#"{"ts":"yesterday","name":"a","value":1}"#,
+            "bad_timestamp",
+        ),
+        (
+            br#"{"ts":4102444800000,"name":"a","value":1}"#,
+            "far_future",
+        ),
+        (
+            br#"{"ts":1,"name":"a","value":1,"type":"histogram"}"#,
+            "not_allowed",
+        ),
+        (
+            br#"{"ts":1,"name":"a","value":1,"labels":{"x":[1]}}"#,
+            "wrong_type",
+        ),
+        (br#"{"ts":1,"name":7,"value":1}"#, "wrong_type"),
+    ];
+    for (input, kind) in cases {
+        let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+        let err = d.decode(Some(input), &pos(0)).unwrap_err();
+        // simd-json may read an overflowing number as infinity instead of failing.
+        let kind_ok =
+            err.kind() == *kind || (*kind == "invalid_json" && err.kind() == "not_finite");
+        assert!(
+            kind_ok,
+            "{:?}: got {} ({err})",
+            String::from_utf8_lossy(input),
+            err.kind()
+        );
+        assert_eq!(d.len(), 0);
+    }
+    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    assert_eq!(d.decode(None, &pos(0)).unwrap_err(), DecodeError::Empty);
+}
+
+#[test]
+fn oversize_messages_are_refused_before_parsing() {
+    let limits = DecodeLimits {
+        max_message_bytes: 64,
+        ..DecodeLimits::default()
+    };
+    let mut d = Decoder::new(Signal::Logs, limits);
+    let big = format!(
+        r#"{{"ts":{NOW},"service":"s","message":"{}"}}"#,
+        "x".repeat(100)
+    );
+    let err = d.decode(Some(big.as_bytes()), &pos(0)).unwrap_err();
+    assert!(
+        err.to_string().contains("decode.max_message_bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn future_skew_is_measured_from_the_kafka_timestamp() {
+    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let ok = format!(r#"{{"ts":{},"name":"a","value":1}}"#, NOW + 3_599_000);
+    let late = format!(r#"{{"ts":{},"name":"a","value":1}}"#, NOW + 3_601_000);
+    assert!(d.decode(Some(ok.as_bytes()), &pos(0)).is_ok());
+    assert_eq!(
+        d.decode(Some(late.as_bytes()), &pos(1)).unwrap_err().kind(),
+        "far_future"
+    );
+}
+
+#[test]
+fn logs_normalise_levels_and_keep_attributes() {
+    let b = decode_one(
+        Signal::Logs,
+        r#"{"ts":1700000000000,"service":"cart","level":"WARNING","message":"slow","trace_id":"t1","attributes":{"k":1}}"#,
+    )
+    .unwrap();
+    assert_eq!(strings(&b, "level").value(0), "warn");
+    assert_eq!(strings(&b, "attributes").value(0), r#"{"k":1}"#);
+    assert!(strings(&b, "host").is_null(0));
+    let no_level = decode_one(Signal::Logs, r#"{"ts":1,"service":"s","message":"m"}"#).unwrap();
+    assert_eq!(strings(&no_level, "level").value(0), "info");
+    assert_eq!(
+        decode_one(
+            Signal::Logs,
+            r#"{"ts":1,"service":"s","message":"m","level":"loud"}"#
+        )
+        .unwrap_err()
+        .kind(),
+        "not_allowed"
+    );
+}
+
+#[test]
+fn spans_derive_end_or_duration() {
+    let b = decode_one(
+        Signal::Spans,
+        r#"{"trace_id":"t","span_id":"s","service":"api","name":"GET /","start":1000,"duration_ms":12.5,"status":"error"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        column::<TimestampMillisecondArray>(&b, "end").value(0),
+        1013
+    );
+    assert_eq!(column::<Float64Array>(&b, "duration_ms").value(0), 12.5);
+    assert_eq!(strings(&b, "status").value(0), "error");
+    assert!(strings(&b, "parent_span_id").is_null(0));
+    let b = decode_one(
+        Signal::Spans,
+        r#"{"trace_id":"t","span_id":"s","parent_span_id":"p","service":"api","name":"GET /","start":"1970-01-01T00:00:01Z","end":1500}"#,
+    )
+    .unwrap();
+    assert_eq!(column::<Float64Array>(&b, "duration_ms").value(0), 500.0);
+    assert_eq!(strings(&b, "status").value(0), "ok");
+    let backwards = decode_one(
+        Signal::Spans,
+        r#"{"trace_id":"t","span_id":"s","service":"a","name":"n","start":10,"end":5}"#,
+    );
+    assert_eq!(backwards.unwrap_err().kind(), "end_before_start");
+    let open = decode_one(
+        Signal::Spans,
+        r#"{"trace_id":"t","span_id":"s","service":"a","name":"n","start":10}"#,
+    );
+    assert_eq!(
+        open.unwrap_err().to_string(),
+        "element 0: missing required field `end`"
+    );
+}
+
+proptest! {
+    /// Whatever the bytes, decoding returns rows or an error: it never panics, and
+    /// on error it appends nothing.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        for signal in Signal::ALL {
+            let mut d = Decoder::new(signal, DecodeLimits::default());
+            match d.decode(Some(&bytes), &pos(0)) {
+                Ok(n) => prop_assert_eq!(d.len(), n),
+                Err(_) => prop_assert_eq!(d.len(), 0),
+            }
+        }
+    }
+
+    /// Metrics built from arbitrary values come back unchanged.
+    #[test]
+    fn metric_values_round_trip(value in -1e12f64..1e12, ts in 0i64..NOW, name in "[a-z_]{1,20}") {
+        let msg = format!(r#"{{"ts":{ts},"name":"{name}","value":{value:?}}}"#);
+        let b = decode_one(Signal::Metrics, &msg).unwrap();
+        prop_assert_eq!(column::<Float64Array>(&b, "value").value(0), value);
+        prop_assert_eq!(column::<TimestampMillisecondArray>(&b, "ts").value(0), ts);
+        prop_assert_eq!(strings(&b, "name").value(0), name.as_str());
+    }
+}

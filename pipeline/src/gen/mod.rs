@@ -1,0 +1,250 @@
+//! `cara gen`: a seeded generator of realistic metrics, logs and spans for a set of
+//! services with a call graph, with injected incidents whose ground truth is written
+//! to a labels file (JSON lines: `id kind service start end`, times in epoch ms).
+//!
+//! Event time starts at `start_ms` and advances with the simulated traffic, so a run
+//! with the same seed, start and count produces the same records.
+
+pub mod incidents;
+pub mod model;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::Serialize;
+
+use incidents::Incident;
+use model::World;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Records per second (0: as fast as possible).
+    pub rate: u64,
+    /// Stop after this many records.
+    pub count: Option<u64>,
+    /// Stop after this much wall time.
+    pub duration: Option<Duration>,
+    /// Number of services.
+    pub services: usize,
+    /// Random seed.
+    pub seed: u64,
+    /// Where to write the incident labels.
+    pub labels: Option<PathBuf>,
+    /// Event time of the first record.
+    pub start_ms: i64,
+    /// Topics of metrics, logs and spans.
+    pub topics: [String; 3],
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GenSummary {
+    /// Metric points.
+    pub metrics: u64,
+    /// Log lines.
+    pub logs: u64,
+    /// Spans.
+    pub spans: u64,
+    /// Kafka messages.
+    pub messages: u64,
+    /// Incidents injected (that began before the run ended).
+    pub incidents: u64,
+    /// Event time of the last record.
+    pub last_event_ms: i64,
+}
+
+impl GenSummary {
+    /// All records.
+    pub fn records(&self) -> u64 {
+        self.metrics + self.logs + self.spans
+    }
+}
+
+/// Why generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// Producing to Kafka failed.
+    #[error("producing to Kafka: {0}; is the broker reachable and do the telemetry topics exist?")]
+    Kafka(#[from] KafkaError),
+    /// Some messages were not acknowledged.
+    #[error("{0} messages were not acknowledged by the broker")]
+    Undelivered(u64),
+    /// The labels file could not be written.
+    #[error("writing labels file {path}: {source}")]
+    Labels {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Default)]
+struct DeliveryCounter {
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!(error = %e, "generator delivery failed");
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The Kafka producer settings the generator uses on top of `client`.
+pub fn producer_config(mut client: ClientConfig) -> ClientConfig {
+    client
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("enable.idempotence", "true");
+    client
+}
+
+/// Produces records until the count or duration is reached, or `stop` is set.
+pub fn run(
+    options: &GenOptions,
+    client: ClientConfig,
+    stop: &AtomicBool,
+) -> Result<GenSummary, GenError> {
+    let producer: ThreadedProducer<DeliveryCounter> =
+        producer_config(client).create_with_context(DeliveryCounter::default())?;
+    let nominal_rate = if options.rate == 0 {
+        10_000.0
+    } else {
+        options.rate as f64
+    };
+    let mut world = World::new(
+        options.services,
+        options.seed,
+        options.start_ms,
+        nominal_rate,
+    );
+    let expected_span_ms = match (options.count, options.duration) {
+        (Some(count), _) => (count as f64 / nominal_rate * 1000.0) as i64,
+        (None, Some(d)) => d.as_millis() as i64,
+        (None, None) => 3_600_000,
+    };
+    let names: Vec<String> = world.services.iter().map(|s| s.name.clone()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let plan: Vec<Incident> =
+        incidents::schedule(&mut rng, &names, options.start_ms, expected_span_ms);
+
+    let bar = progress_bar(options);
+    let started = Instant::now();
+    let mut summary = GenSummary::default();
+    let limit = options.count.unwrap_or(u64::MAX);
+    'outer: while summary.records() < limit && !stop.load(Ordering::Relaxed) {
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let step = world.step(&plan);
+        let metrics = step.metrics.into_iter().map(|(k, v, n)| (0, k, v, n));
+        let logs = step.logs.into_iter().map(|(k, v)| (1, k, v, 1));
+        let spans = step.spans.into_iter().map(|(k, v)| (2, k, v, 1));
+        for (topic, key, value, records) in metrics.chain(logs).chain(spans) {
+            if summary.records() >= limit {
+                break 'outer;
+            }
+            let payload = value.to_string();
+            send(&producer, &options.topics[topic], &key, payload.as_bytes())?;
+            summary.messages += 1;
+            let counter = match topic {
+                0 => &mut summary.metrics,
+                1 => &mut summary.logs,
+                _ => &mut summary.spans,
+            };
+            *counter += records as u64;
+        }
+        summary.last_event_ms = world.now_ms();
+        bar.set_position(summary.records());
+        if options.rate > 0 {
+            let due = Duration::from_secs_f64(summary.records() as f64 / options.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    bar.finish_and_clear();
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(GenError::Undelivered(failed));
+    }
+    let begun: Vec<&Incident> = plan
+        .iter()
+        .filter(|i| i.start_ms <= summary.last_event_ms)
+        .collect();
+    summary.incidents = begun.len() as u64;
+    if let Some(path) = &options.labels {
+        write_labels(path, &begun).map_err(|source| GenError::Labels {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(summary)
+}
+
+fn send(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<(), KafkaError> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(Duration::from_millis(5));
+                record = back;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+fn write_labels(path: &PathBuf, incidents: &[&Incident]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for incident in incidents {
+        serde_json::to_writer(&mut file, incident)?;
+        file.write_all(b"\n")?;
+    }
+    file.flush()
+}
+
+fn progress_bar(options: &GenOptions) -> indicatif::ProgressBar {
+    if !options.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match options.count {
+        Some(count) => indicatif::ProgressBar::new(count),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {pos}/{len} records [{elapsed_precise}] {per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}

@@ -1,0 +1,182 @@
+//! Typed internal events: each thing that can happen in the pipeline is one struct,
+//! and emitting it both logs (tracing) and counts (Prometheus), so the two never drift.
+
+use tracing::{info, warn};
+
+use crate::telemetry::{
+    DecodeErrorLabels, PartitionLabels, TableLabels, Telemetry, TopicCounters, TopicLabels,
+};
+
+/// Something worth logging and counting.
+pub trait InternalEvent {
+    /// Logs and counts the event.
+    fn emit(self, telemetry: &Telemetry);
+}
+
+/// A message was consumed and decoded into `records` rows. On the hot path, so it
+/// counts through handles looked up once per topic and does not log.
+pub struct MessageDecoded<'a> {
+    /// The source topic's counters.
+    pub counters: &'a TopicCounters,
+    /// Rows it produced.
+    pub records: usize,
+}
+
+impl InternalEvent for MessageDecoded<'_> {
+    fn emit(self, _: &Telemetry) {
+        self.counters.messages.inc();
+        self.counters.records.inc_by(self.records as u64);
+    }
+}
+
+/// A message could not be decoded and was dead-lettered.
+pub struct MessageDeadLettered<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Error class.
+    pub kind: &'static str,
+    /// Full reason.
+    pub reason: &'a str,
+}
+
+impl InternalEvent for MessageDeadLettered<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            kind = self.kind,
+            reason = self.reason,
+            "message dead-lettered"
+        );
+        t.messages_in
+            .get_or_create(&TopicLabels {
+                topic: self.topic.to_owned(),
+            })
+            .inc();
+        t.decode_errors
+            .get_or_create(&DecodeErrorLabels {
+                topic: self.topic.to_owned(),
+                kind: self.kind.to_owned(),
+            })
+            .inc();
+        t.dlq_records.inc();
+    }
+}
+
+/// Offsets were never read: the broker no longer had them.
+pub struct OffsetsSkipped<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset expected next.
+    pub expected: i64,
+    /// Offset actually received.
+    pub received: i64,
+}
+
+impl InternalEvent for OffsetsSkipped<'_> {
+    fn emit(self, t: &Telemetry) {
+        let lost = (self.received - self.expected).max(0) as u64;
+        warn!(
+            topic = self.topic, partition = self.partition, expected = self.expected, received = self.received, lost,
+            "records lost to broker retention: offsets {}..{} were deleted before cara read them; consume faster, raise retention, or (embedded broker) add partitions",
+            self.expected, self.received
+        );
+        t.offsets_skipped
+            .get_or_create(&PartitionLabels {
+                topic: self.topic.to_owned(),
+                partition: self.partition.to_string(),
+            })
+            .inc_by(lost);
+    }
+}
+
+/// A Parquet file became durable.
+pub struct FileArchived<'a> {
+    /// Table.
+    pub table: &'a str,
+    /// Rows in the file.
+    pub rows: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+impl InternalEvent for FileArchived<'_> {
+    fn emit(self, t: &Telemetry) {
+        let labels = TableLabels {
+            table: self.table.to_owned(),
+        };
+        t.archive_files.get_or_create(&labels).inc();
+        t.archive_bytes.get_or_create(&labels).inc_by(self.bytes);
+        t.archive_rows
+            .get_or_create(&labels)
+            .inc_by(self.rows as u64);
+    }
+}
+
+/// A partition flush failed and will be retried.
+pub struct FlushFailed<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// The error.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for FlushFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        warn!(topic = self.topic, partition = self.partition, error = %self.error, "flush failed; offsets stay uncommitted and the flush is retried");
+        t.flush_failures.inc();
+        t.set_ready(false, &format!("archive flush failing: {}", self.error));
+    }
+}
+
+/// Recovery removed the files of an interrupted flush.
+pub struct InterruptedFlushRemoved<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Files removed.
+    pub files: usize,
+}
+
+impl InternalEvent for InterruptedFlushRemoved<'_> {
+    fn emit(self, t: &Telemetry) {
+        info!(
+            topic = self.topic,
+            partition = self.partition,
+            files = self.files,
+            "removed files of an interrupted flush; they will be rewritten from the checkpoint"
+        );
+        t.recovered_files.inc_by(self.files as u64);
+    }
+}
+
+/// Consumer lag of one partition was measured.
+pub struct ConsumerLagMeasured<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Lag in messages.
+    pub lag: i64,
+}
+
+impl InternalEvent for ConsumerLagMeasured<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.consumer_lag
+            .get_or_create(&PartitionLabels {
+                topic: self.topic.to_owned(),
+                partition: self.partition.to_string(),
+            })
+            .set(self.lag);
+    }
+}

@@ -1,0 +1,23 @@
+//! # cara-pipeline
+//!
+//! The parts of the `cara` binary that touch the world: configuration, the Kafka
+//! source and dead-letter sink, the JSON decoders, the Parquet archive with its
+//! exactly-once commit protocol, the embedded broker, the HTTP endpoints, cara's own
+//! metrics, and the telemetry generator. Pure computation lives in
+//! `cara-operators`; SQL lives in `cara-sql`.
+//!
+//! Data path: [`source::Source`] polls Kafka → [`decode::Decoder`] builds Arrow
+//! rows per partition (bad messages become [`dlq::DeadLetter`]s) → a flush writes
+//! Parquet through [`archive`] and then commits offsets.
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod broker;
+pub mod config;
+pub mod decode;
+pub mod dlq;
+pub mod gen;
+pub mod http;
+pub mod internal_events;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,151 @@
+//! The `cara` command line: `run`, `broker`, `gen`, `sql` and `config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// cara: a stream processor for operations intelligence.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline: Kafka in, Parquet archive out. Without --brokers, starts an
+    /// embedded broker on 127.0.0.1:9092.
+    Run(RunArgs),
+    /// Run only the embedded Kafka-protocol broker.
+    Broker(BrokerArgs),
+    /// Produce realistic, seeded telemetry with injected incidents.
+    Gen(GenArgs),
+    /// Run a read-only SQL query over the archive.
+    Sql(SqlArgs),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Kafka bootstrap servers; empty starts the embedded broker.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Archive directory.
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// HTTP listen address for /healthz, /readyz and /metrics.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Consumer group id.
+    #[arg(long)]
+    group: Option<String>,
+    /// Also run the generator against the embedded broker and summarise what happens.
+    #[arg(long)]
+    demo: bool,
+    /// Records per second the demo generator produces.
+    #[arg(long, default_value_t = 2000)]
+    demo_rate: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct BrokerArgs {
+    /// Bootstrap address to listen on.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// TOML configuration file (its [embedded_broker] and [kafka] topic names apply).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct GenArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Records per second (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Stop after this many records.
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
+    /// Stop after this long (e.g. 60s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Number of services.
+    #[arg(long, default_value_t = 8)]
+    services: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write the injected incidents (ground truth) to this JSON-lines file.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Event time of the first record (RFC 3339); default now.
+    #[arg(long)]
+    start: Option<String>,
+    /// Topic prefix for metrics, logs and spans.
+    #[arg(long, default_value = "telemetry.")]
+    topic_prefix: String,
+    /// Extra librdkafka properties, key=value (repeatable).
+    #[arg(long = "property", short = 'X')]
+    properties: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SqlArgs {
+    /// Archive directory.
+    #[arg(long, default_value = "cara-archive")]
+    archive: PathBuf,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: cara_sql::OutputFormat,
+    /// The query.
+    query: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a configuration file.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print every setting with its default value.
+    Defaults,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_tracing();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::main(args),
+        Command::Broker(args) => commands::broker::main(args),
+        Command::Gen(args) => commands::gen::main(args),
+        Command::Sql(args) => commands::sql::main(args),
+        Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
+        Command::Config(ConfigCommand::Defaults) => {
+            print!("{}", cara_pipeline::config::Config::defaults_toml());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! cara's own metrics (Prometheus) and readiness state, shared by the pipeline
+//! thread and the HTTP server.
+//!
+//! Counters are only ever touched through the typed events in
+//! [`crate::internal_events`], so every log line has a counter and vice versa.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels naming a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Kafka topic.
+    pub topic: String,
+}
+
+/// Labels naming a topic partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+}
+
+/// Labels of a decode error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecodeErrorLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Short error class (`invalid_json`, `missing_field`, ...).
+    pub kind: String,
+}
+
+/// Labels naming a table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// Archive table.
+    pub table: String,
+}
+
+/// The per-topic counters of the hot path, looked up once instead of per message.
+#[derive(Clone, Debug)]
+pub struct TopicCounters {
+    /// Messages consumed from the topic.
+    pub messages: Counter,
+    /// Rows decoded from the topic.
+    pub records: Counter,
+}
+
+/// All of cara's self-metrics.
+pub struct Telemetry {
+    registry: Registry,
+    pub(crate) messages_in: Family<TopicLabels, Counter>,
+    pub(crate) records_in: Family<TopicLabels, Counter>,
+    pub(crate) decode_errors: Family<DecodeErrorLabels, Counter>,
+    pub(crate) dlq_records: Counter,
+    pub(crate) offsets_skipped: Family<PartitionLabels, Counter>,
+    pub(crate) consumer_lag: Family<PartitionLabels, Gauge>,
+    pub(crate) archive_files: Family<TableLabels, Counter>,
+    pub(crate) archive_bytes: Family<TableLabels, Counter>,
+    pub(crate) archive_rows: Family<TableLabels, Counter>,
+    pub(crate) flush_seconds: Histogram,
+    pub(crate) flush_failures: Counter,
+    pub(crate) recovered_files: Counter,
+    pub(crate) assigned_partitions: Gauge,
+    ready: AtomicBool,
+    last_broker_error_ms: AtomicI64,
+    not_ready_reason: Mutex<String>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::with_prefix("cara");
+        let t = Telemetry {
+            messages_in: Family::default(),
+            records_in: Family::default(),
+            decode_errors: Family::default(),
+            dlq_records: Counter::default(),
+            offsets_skipped: Family::default(),
+            consumer_lag: Family::default(),
+            archive_files: Family::default(),
+            archive_bytes: Family::default(),
+            archive_rows: Family::default(),
+            flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            flush_failures: Counter::default(),
+            recovered_files: Counter::default(),
+            assigned_partitions: Gauge::default(),
+            ready: AtomicBool::new(false),
+            last_broker_error_ms: AtomicI64::new(0),
+            not_ready_reason: Mutex::new("starting".into()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages_in",
+            "Kafka messages consumed, per topic",
+            t.messages_in.clone(),
+        );
+        registry.register(
+            "records_in",
+            "Records decoded into rows, per topic",
+            t.records_in.clone(),
+        );
+        registry.register(
+            "decode_errors",
+            "Messages that could not be decoded, per topic and error kind",
+            t.decode_errors.clone(),
+        );
+        registry.register(
+            "dlq_records",
+            "Messages written to the dead-letter topic and table",
+            t.dlq_records.clone(),
+        );
+        registry.register(
+            "offsets_skipped",
+            "Offsets never read (lost to broker retention, or transaction markers)",
+            t.offsets_skipped.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Messages between the consumer position and the partition end",
+            t.consumer_lag.clone(),
+        );
+        registry.register(
+            "archive_files",
+            "Parquet files made durable, per table",
+            t.archive_files.clone(),
+        );
+        registry.register(
+            "archive_bytes",
+            "Bytes of Parquet made durable, per table",
+            t.archive_bytes.clone(),
+        );
+        registry.register(
+            "archive_rows",
+            "Rows made durable, per table",
+            t.archive_rows.clone(),
+        );
+        registry.register(
+            "flush_seconds",
+            "Time to make one partition's batch durable (files, checkpoint)",
+            t.flush_seconds.clone(),
+        );
+        registry.register(
+            "flush_failures",
+            "Failed flush attempts (retried)",
+            t.flush_failures.clone(),
+        );
+        registry.register(
+            "recovered_files",
+            "Files of interrupted flushes removed at recovery",
+            t.recovered_files.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions currently assigned to this process",
+            t.assigned_partitions.clone(),
+        );
+        Telemetry { registry, ..t }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Handles on the counters of `topic`, shared with the registry.
+    pub fn topic_counters(&self, topic: &str) -> TopicCounters {
+        let labels = TopicLabels {
+            topic: topic.to_owned(),
+        };
+        TopicCounters {
+            messages: self.messages_in.get_or_create(&labels).clone(),
+            records: self.records_in.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Marks the pipeline ready (consuming) or not, with the reason.
+    pub fn set_ready(&self, ready: bool, reason: &str) {
+        self.ready.store(ready, Ordering::Relaxed);
+        if let Ok(mut r) = self.not_ready_reason.lock() {
+            *r = reason.to_owned();
+        }
+    }
+
+    /// Records that the broker reported an error just now.
+    pub fn broker_error(&self, reason: &str) {
+        self.last_broker_error_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        if let Ok(mut r) = self.not_ready_reason.lock() {
+            *r = format!("broker error: {reason}");
+        }
+    }
+
+    /// Ready when consuming and the broker has not failed in the last 10 seconds;
+    /// otherwise the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        let recent_error = chrono::Utc::now().timestamp_millis()
+            - self.last_broker_error_ms.load(Ordering::Relaxed)
+            < 10_000;
+        if self.ready.load(Ordering::Relaxed) && !recent_error {
+            Ok(())
+        } else {
+            Err(self
+                .not_ready_reason
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_else(|_| "unknown".into()))
+        }
+    }
+
+    /// Total rows archived to `table` so far.
+    pub fn archived_rows(&self, table: &str) -> u64 {
+        self.archive_rows
+            .get_or_create(&TableLabels {
+                table: table.into(),
+            })
+            .get()
+    }
+
+    /// Total records decoded from `topic` so far.
+    pub fn records_from(&self, topic: &str) -> u64 {
+        self.records_in
+            .get_or_create(&TopicLabels {
+                topic: topic.into(),
+            })
+            .get()
+    }
+
+    /// Total dead-lettered messages so far.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dlq_records.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_family() {
+        let t = Telemetry::new();
+        t.records_in
+            .get_or_create(&TopicLabels { topic: "x".into() })
+            .inc_by(3);
+        let text = t.encode();
+        assert!(
+            text.contains("cara_records_in_total{topic=\"x\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("cara_flush_seconds_bucket"), "{text}");
+    }
+
+    #[test]
+    fn readiness_needs_ready_and_no_recent_broker_error() {
+        let t = Telemetry::new();
+        assert!(t.readiness().is_err());
+        t.set_ready(true, "consuming");
+        assert!(t.readiness().is_ok());
+        t.broker_error("connection refused");
+        assert_eq!(
+            t.readiness().unwrap_err(),
+            "broker error: connection refused"
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! Shared harness for the end-to-end tests: real `cara` processes, real brokers and
+//! real third-party clients (kcat, Python confluent-kafka, pyarrow, DuckDB).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `cara` binary under test.
+pub fn cara() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cara"))
+}
+
+/// The repository's `tests/` directory.
+pub fn tests_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests")
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A child process killed when dropped; its stdout lines are collected.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: Command) -> Process {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let label = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{label}] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Process {
+            child,
+            name: name.to_owned(),
+            lines,
+        }
+    }
+
+    pub fn output_contains(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        signal(self.child.id(), "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(
+        status.success() || sig == "KILL",
+        "kill -{sig} {pid} failed"
+    );
+}
+
+/// `cara broker` as a separate process on a free port; returns it and its bootstrap.
+pub fn start_cara_broker() -> (Process, String) {
+    let port = free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut cmd = cara();
+    cmd.args(["broker", "--listen", &bootstrap]);
+    let broker = Process::spawn("cara-broker", cmd);
+    wait_until(Duration::from_secs(30), "cara broker to start", || {
+        broker.output_contains("Kafka bootstrap")
+    });
+    (broker, bootstrap)
+}
+
+/// Writes a config file for a test run.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("cara.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `cara run` against `brokers`, archiving to `archive`; waits until ready.
+pub fn start_cara_run(brokers: &str, archive: &Path, config: &Path, group: &str) -> (Process, u16) {
+    let http_port = free_port();
+    let mut cmd = cara();
+    cmd.args([
+        "run",
+        "--brokers",
+        brokers,
+        "--group",
+        group,
+        "--http",
+        &format!("127.0.0.1:{http_port}"),
+    ])
+    .arg("--archive")
+    .arg(archive)
+    .arg("--config")
+    .arg(config)
+    .env("RUST_LOG", "warn");
+    let run = Process::spawn("cara-run", cmd);
+    wait_until(Duration::from_secs(60), "cara run to become ready", || {
+        http_get(http_port, "/readyz").0 == 200
+    });
+    (run, http_port)
+}
+
+/// A bare HTTP/1.0 GET: (status, body). Status 0 when nothing answers.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a Prometheus sample (summing every label set of `name` matching `filter`).
+pub fn metric_sum(port: u16, name: &str, filter: &str) -> f64 {
+    let (_, body) = http_get(port, "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs `cara sql --format csv` and returns the rows (without header).
+pub fn sql_rows(archive: &Path, query: &str) -> Vec<String> {
+    let out = cara()
+        .args(["sql", "--format", "csv", "--archive"])
+        .arg(archive)
+        .arg(query)
+        .output()
+        .expect("cara sql");
+    assert!(
+        out.status.success(),
+        "cara sql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A single integer from `cara sql`.
+pub fn sql_count(archive: &Path, query: &str) -> i64 {
+    let rows = sql_rows(archive, query);
+    rows.first()
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{query} returned {rows:?}"))
+}
+
+/// Runs a Python helper from `tests/clients`, failing clearly when its client is missing.
+pub fn python(script: &str, args: &[&str]) -> Output {
+    let out = Command::new("python3")
+        .arg(tests_dir().join("clients").join(script))
+        .args(args)
+        .output()
+        .expect("python3 is required for the end-to-end tests (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{script} failed (install its clients with `pip install confluent-kafka pyarrow duckdb`, as .ci/run does):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Produces each line of `lines` as one message with kcat.
+pub fn kcat_produce(brokers: &str, topic: &str, lines: &[String]) {
+    let mut child = Command::new("kcat")
+        .args([
+            "-P",
+            "-b",
+            brokers,
+            "-t",
+            topic,
+            "-X",
+            "enable.idempotence=true",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect(
+            "kcat is required for the end-to-end tests (apt-get install kcat; .ci/run installs it)",
+        );
+    {
+        let stdin = child.stdin.as_mut().unwrap();
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "kcat failed");
+}

@@ -1,0 +1,335 @@
+//! End to end against `cara broker` running as its own process: kcat and the Python
+//! confluent-kafka client produce good records and a malformed corpus; `cara run`
+//! archives them; `cara sql`, pyarrow and DuckDB all count exactly what was produced,
+//! and every malformed message is in the DLQ topic and table with its reason.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const NOW_MS: i64 = 1_764_000_000_000;
+
+fn metric(i: usize) -> String {
+    format!(
+        r#"{{"ts":{},"name":"cpu_usage","value":{}.5,"type":"gauge","labels":{{"service":"svc{}","host":"h{}"}}}}"#,
+        NOW_MS + i as i64 * 1000,
+        i,
+        i % 7,
+        i % 3
+    )
+}
+
+fn log(i: usize) -> String {
+    format!(
+        r#"{{"ts":"2025-11-24T16:00:{:02}.000Z","service":"svc{}","level":"{}","message":"request {} done","zone":"z{}"}}"#,
+        i % 60,
+        i % 5,
+        ["info", "error", "WARN"][i % 3],
+        i,
+        i % 2
+    )
+}
+
+fn span(i: usize) -> String {
+    format!(
+        r#"{{"trace_id":"t{}","span_id":"s{i}","parent_span_id":null,"service":"svc{}","name":"GET /x","kind":"server","start":{},"duration_ms":{}.25,"status":"{}"}}"#,
+        i / 4,
+        i % 4,
+        NOW_MS + i as i64,
+        i % 50,
+        if i % 10 == 0 { "error" } else { "ok" }
+    )
+}
+
+/// The malformed corpus: (payload spec for produce.py, expected error class).
+fn malformed() -> Vec<(serde_like::Spec, &'static str)> {
+    use serde_like::Spec::*;
+    vec![
+        (
+            Text(r#"{"ts":1764000000000,"name":"cpu","val"#.into()),
+            "invalid JSON",
+        ),
+        (
+            Text(r#"{"ts":1764000000000,"name":"cpu","value":"high"}"#.into()),
+            "expected a number",
+        ),
+        (
+            Text(r#"{"ts":true,"name":"cpu","value":1}"#.into()),
+            "field `ts`",
+        ),
+        (
+            Bytes(vec![0x00, 0xff, 0xfe, 0x80, 0x01, 0x02]),
+            "invalid JSON",
+        ),
+        (Text(String::new()), "empty message"),
+        (Null, "empty message"),
+        (
+            Text(format!(
+                r#"{{"ts":1764000000000,"name":"big","value":1,"pad":"{}"}}"#,
+                "x".repeat(70_000)
+            )),
+            "exceeds the limit",
+        ),
+        (
+            Text(r#"{"ts":1764000000000,"name":"cpu","value":NaN}"#.into()),
+            "invalid JSON",
+        ),
+        (
+            Text(r#"{"ts":"9999-12-31T23:59:59Z","name":"cpu","value":1}"#.into()),
+            "ahead of the message timestamp",
+        ),
+        (
+            Text(r#"[{"ts":1764000000000,"name":"a","value":1},{"name":"b","value":2}]"#.into()),
+            "missing required field `ts`",
+        ),
+        (Text("[]".into()), "empty message"),
+        (Text("\"just a string\"".into()), "expected a JSON object"),
+    ]
+}
+
+mod serde_like {
+    /// One message for produce.py.
+    pub enum Spec {
+        Text(String),
+        Bytes(Vec<u8>),
+        Null,
+    }
+
+    impl Spec {
+        pub fn to_line(&self) -> String {
+            match self {
+                Spec::Text(t) => format!("{{\"payload\":{}}}", json_string(t)),
+                Spec::Bytes(b) => format!("{{\"b64\":\"{}\"}}", base64(b)),
+                Spec::Null => "{\"payload\":null}".into(),
+            }
+        }
+    }
+
+    pub fn json_string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+fn write_spec(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let text: Vec<String> = lines.into_iter().collect();
+    std::fs::write(path, text.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn third_party_clients_into_cara_broker_are_archived_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let config = write_config(
+        dir.path(),
+        "[archive]\nroll_interval = \"1s\"\n[decode]\nmax_message_bytes = 65536\n",
+    );
+    let (_broker, bootstrap) = start_cara_broker();
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "e2e-clients");
+
+    // kcat: 3000 metric points, as 2000 single objects and 500 two-element arrays.
+    let mut metric_lines: Vec<String> = (0..2000).map(metric).collect();
+    metric_lines
+        .extend((0..500).map(|i| format!("[{},{}]", metric(2000 + 2 * i), metric(2001 + 2 * i))));
+    kcat_produce(&bootstrap, "telemetry.metrics", &metric_lines);
+
+    // Python confluent-kafka: 1500 logs, 1200 spans, with the malformed corpus
+    // interleaved among the spans.
+    let logs = dir.path().join("logs.jsonl");
+    write_spec(
+        &logs,
+        (0..1500).map(|i| serde_like::Spec::Text(log(i)).to_line()),
+    );
+    let acked: usize = String::from_utf8_lossy(
+        &python(
+            "produce.py",
+            &[&bootstrap, "telemetry.logs", logs.to_str().unwrap()],
+        )
+        .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(acked, 1500);
+    let corpus = malformed();
+    let spans = dir.path().join("spans.jsonl");
+    let mut lines = Vec::new();
+    for i in 0..1200 {
+        lines.push(serde_like::Spec::Text(span(i)).to_line());
+        if i % 100 == 50 {
+            lines.push(corpus[(i / 100) % corpus.len()].0.to_line());
+        }
+    }
+    write_spec(&spans, lines);
+    python(
+        "produce.py",
+        &[&bootstrap, "telemetry.spans", spans.to_str().unwrap()],
+    );
+    let bad_metrics = dir.path().join("bad.jsonl");
+    write_spec(&bad_metrics, corpus.iter().map(|(s, _)| s.to_line()));
+    // All on partition 0, so offsets give the order they were produced in.
+    python(
+        "produce.py",
+        &[
+            &bootstrap,
+            "telemetry.metrics",
+            bad_metrics.to_str().unwrap(),
+            "0",
+        ],
+    );
+    let expected_dlq = 12 + corpus.len();
+
+    wait_until(Duration::from_secs(90), "every row to be archived", || {
+        metric_sum(http, "cara_archive_rows_total", "") as usize
+            >= 3000 + 1500 + 1200 + expected_dlq
+    });
+    let status = run.terminate(Duration::from_secs(30));
+    assert!(status.success(), "cara run exited with {status} on SIGTERM");
+
+    // cara sql counts what was produced, exactly.
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM metrics"), 3000);
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 1500);
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM spans"), 1200);
+    assert_eq!(
+        sql_count(&archive, "SELECT count(*) FROM dlq"),
+        expected_dlq as i64
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM (SELECT DISTINCT _partition, _offset, _index FROM metrics)"
+        ),
+        3000
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM metrics WHERE labels['service'] = 'svc3'"
+        ),
+        (0..3000).filter(|i| i % 7 == 3).count() as i64
+    );
+    assert_eq!(
+        sql_count(&archive, "SELECT count(*) FROM logs WHERE level = 'warn'"),
+        500
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE extra = '{\"zone\":\"z1\"}'"
+        ),
+        750
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM spans WHERE status = 'error'"
+        ),
+        120
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT CAST(sum(value) AS BIGINT) FROM metrics WHERE name = 'cpu_usage'"
+        ),
+        (0..3000i64).map(|i| i).sum::<i64>() + 1500
+    );
+
+    // Every malformed message is in the dlq table with the reason that fits it.
+    let reasons = sql_rows(
+        &archive,
+        "SELECT reason FROM dlq WHERE topic = 'telemetry.metrics' ORDER BY \"offset\"",
+    );
+    assert_eq!(reasons.len(), corpus.len());
+    for ((_, expected), reason) in corpus.iter().zip(&reasons) {
+        assert!(
+            reason.contains(expected),
+            "reason {reason:?} should mention {expected:?}"
+        );
+    }
+    let sizes = sql_rows(
+        &archive,
+        "SELECT payload_bytes FROM dlq WHERE topic = 'telemetry.metrics' ORDER BY \"offset\"",
+    );
+    assert_eq!(sizes[3], "6", "binary payload kept byte for byte");
+    assert!(
+        sizes[6].parse::<i64>().unwrap() > 70_000,
+        "oversize payload kept whole"
+    );
+
+    // Readers nobody here wrote agree.
+    let out = python("read_archive.py", &[archive.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for reader in ["pyarrow", "duckdb"] {
+        let counts = parse_counts(&text, reader);
+        assert_eq!(counts.get("metrics"), Some(&3000), "{reader}: {text}");
+        assert_eq!(counts.get("logs"), Some(&1500), "{reader}: {text}");
+        assert_eq!(counts.get("spans"), Some(&1200), "{reader}: {text}");
+        assert_eq!(
+            counts.get("dlq"),
+            Some(&(expected_dlq as i64)),
+            "{reader}: {text}"
+        );
+    }
+
+    // The dead-letter topic holds each malformed message with its reason header.
+    let dlq = python(
+        "consume_dlq.py",
+        &[&bootstrap, "cara.dlq", &expected_dlq.to_string()],
+    );
+    let dlq_lines: Vec<String> = String::from_utf8_lossy(&dlq.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(dlq_lines.len(), expected_dlq, "{dlq_lines:?}");
+    assert!(
+        dlq_lines.iter().all(|l| l.contains("\"reason\": \"")),
+        "{dlq_lines:?}"
+    );
+}
+
+/// Reads `{"reader": {"table": n, ...}}` from read_archive.py's output.
+fn parse_counts(json: &str, reader: &str) -> BTreeMap<String, i64> {
+    let value: serde_json::Value = serde_json::from_str(json).expect("read_archive.py prints JSON");
+    value[reader]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,205 @@
+//! `cara run` with no broker configured: the embedded broker at a fixed bootstrap
+//! address takes kcat's messages; `--demo` fills the archive by itself; config and
+//! SQL errors are clear.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn embedded_config(dir: &std::path::Path, kafka_port: u16) -> std::path::PathBuf {
+    write_config(dir, &format!("[archive]\nroll_interval = \"1s\"\n[embedded_broker]\nlisten = \"127.0.0.1:{kafka_port}\"\n"))
+}
+
+fn run_embedded(dir: &std::path::Path, extra: &[&str]) -> (Process, u16, u16) {
+    let kafka_port = free_port();
+    let http_port = free_port();
+    let config = embedded_config(dir, kafka_port);
+    let mut cmd = cara();
+    cmd.args([
+        "run",
+        "--http",
+        &format!("127.0.0.1:{http_port}"),
+        "--archive",
+    ])
+    .arg(dir.join("archive"))
+    .arg("--config")
+    .arg(&config)
+    .args(extra)
+    .env("RUST_LOG", "warn");
+    let run = Process::spawn("cara-run", cmd);
+    wait_until(Duration::from_secs(60), "embedded run to be ready", || {
+        http_get(http_port, "/readyz").0 == 200
+    });
+    (run, kafka_port, http_port)
+}
+
+#[test]
+fn kcat_produces_to_the_embedded_broker_through_its_fixed_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, kafka_port, http) = run_embedded(dir.path(), &[]);
+    assert!(
+        run.output_contains("5 MiB per partition"),
+        "start-up must state the broker's limits"
+    );
+    assert!(run.output_contains(&format!("bootstrap 127.0.0.1:{kafka_port}")));
+    let lines: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                r#"{{"ts":{},"service":"api","level":"info","message":"line {i}"}}"#,
+                1_764_000_000_000i64 + i
+            )
+        })
+        .collect();
+    kcat_produce(&format!("127.0.0.1:{kafka_port}"), "telemetry.logs", &lines);
+    wait_until(Duration::from_secs(60), "500 logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 500.0
+    });
+    assert_eq!(http_get(http, "/healthz").0, 200);
+    let metrics = http_get(http, "/metrics").1;
+    for family in [
+        "cara_records_in_total",
+        "cara_consumer_lag",
+        "cara_archive_bytes_total",
+        "cara_flush_seconds_bucket",
+        "cara_dlq_records_total",
+    ] {
+        assert!(metrics.contains(family), "/metrics lacks {family}");
+    }
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    let archive = dir.path().join("archive");
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 500);
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE message = 'line 321'"
+        ),
+        1
+    );
+    // Partition pruning: the hour directory filters to the same rows.
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE date = '2025-11-24' AND hour = '16'"
+        ),
+        500
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE date = '2020-01-01'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn demo_fills_the_archive_on_its_own_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, _, http) = run_embedded(dir.path(), &["--demo", "--demo-rate", "3000"]);
+    wait_until(Duration::from_secs(60), "demo rows in every table", || {
+        ["metrics", "logs", "spans"]
+            .iter()
+            .all(|t| metric_sum(http, "cara_archive_rows_total", &format!("table=\"{t}\"")) > 0.0)
+    });
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert!(run.output_contains("demo:"), "demo announces itself");
+    let archive = dir.path().join("archive");
+    let spans = sql_count(&archive, "SELECT count(*) FROM spans");
+    assert!(spans > 0);
+    // Spans of one trace link up: every parent id is a span of the same trace.
+    let orphans = sql_count(
+        &archive,
+        "SELECT count(*) FROM spans c WHERE c.parent_span_id IS NOT NULL AND NOT EXISTS \
+         (SELECT 1 FROM spans p WHERE p.span_id = c.parent_span_id AND p.trace_id = c.trace_id)",
+    );
+    // Only spans whose parent was still in flight at shutdown may be unmatched.
+    assert!(
+        orphans * 10 < spans,
+        "{orphans} of {spans} spans lack their parent"
+    );
+    assert_eq!(
+        sql_count(&archive, "SELECT count(*) FROM dlq"),
+        0,
+        "the generator's records are all valid"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[archive]\nroll_interval = \"often\"\n").unwrap();
+    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("archive.roll_interval") && err.contains("often"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &bad,
+        "[kafka]\nbrokers = \"x:1\"\nfavourite_colour = \"blue\"\n",
+    )
+    .unwrap();
+    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("favourite_colour"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.toml");
+    let defaults = cara().args(["config", "defaults"]).output().unwrap();
+    std::fs::write(&good, &defaults.stdout).unwrap();
+    let out = cara()
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "defaults must check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sql_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("archive")).unwrap();
+    for statement in [
+        "DROP TABLE metrics",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO metrics SELECT * FROM metrics",
+        "COPY (SELECT 1) TO '/tmp/cara-should-not-exist.csv'",
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let out = cara()
+            .args(["sql", "--archive"])
+            .arg(dir.path().join("archive"))
+            .arg(statement)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{statement} must be refused");
+        assert!(err.contains("read-only"), "{statement}: {err}");
+    }
+    assert!(!std::path::Path::new("/tmp/cara-should-not-exist.csv").exists());
+    // Queries over empty tables answer with zero rows, not an error.
+    let out = cara()
+        .args(["sql", "--format", "json", "--archive"])
+        .arg(dir.path().join("archive"))
+        .arg("SELECT count(*) AS n FROM spans")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"n":0}"#);
+}
