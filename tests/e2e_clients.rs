@@ -41,7 +41,7 @@ fn span(i: usize) -> String {
         i % 4,
         NOW_MS + i as i64,
         i % 50,
-        if i % 10 == 0 { "error" } else { "ok" }
+        if i.is_multiple_of(10) { "error" } else { "ok" }
     )
 }
 
@@ -265,7 +265,7 @@ fn third_party_clients_into_cara_broker_are_archived_exactly() {
             &archive,
             "SELECT CAST(sum(value) AS BIGINT) FROM metrics WHERE name = 'cpu_usage'"
         ),
-        (0..3000i64).map(|i| i).sum::<i64>() + 1500
+        (0..3000i64).sum::<i64>() + 1500
     );
 
     // Every malformed message is in the dlq table with the reason that fits it.

@@ -58,11 +58,18 @@ fn kcat_produces_to_the_embedded_broker_through_its_fixed_address() {
     });
     assert_eq!(http_get(http, "/healthz").0, 200);
     // Lag comes from librdkafka statistics (every 5 s) and drops to zero once all is read.
-    wait_until(Duration::from_secs(20), "consumer lag of telemetry.logs reported as 0", || {
-        let body = http_get(http, "/metrics").1;
-        let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("cara_consumer_lag{") && l.contains("telemetry.logs")).collect();
-        !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0"))
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "consumer lag of telemetry.logs reported as 0",
+        || {
+            let body = http_get(http, "/metrics").1;
+            let lags: Vec<&str> = body
+                .lines()
+                .filter(|l| l.starts_with("cara_consumer_lag{") && l.contains("telemetry.logs"))
+                .collect();
+            !lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0"))
+        },
+    );
     let metrics = http_get(http, "/metrics").1;
     for family in [
         "cara_records_in_total",

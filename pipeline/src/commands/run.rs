@@ -176,10 +176,15 @@ async fn ensure_topics(config: &Config) {
         .fetch_metadata(None, Duration::from_secs(10))
         .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
         .unwrap_or_default();
-    let names: Vec<&String> = [&k.metrics_topic, &k.logs_topic, &k.spans_topic, &k.dlq_topic]
-        .into_iter()
-        .filter(|t| !existing.contains(t))
-        .collect();
+    let names: Vec<&String> = [
+        &k.metrics_topic,
+        &k.logs_topic,
+        &k.spans_topic,
+        &k.dlq_topic,
+    ]
+    .into_iter()
+    .filter(|t| !existing.contains(t))
+    .collect();
     if names.is_empty() {
         return;
     }
@@ -196,9 +201,15 @@ async fn ensure_topics(config: &Config) {
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
-    let outcome = tokio::time::timeout(Duration::from_secs(15), admin.create_topics(&topics, &options)).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(15),
+        admin.create_topics(&topics, &options),
+    )
+    .await;
     let Ok(outcome) = outcome else {
-        tracing::warn!("the broker did not answer CreateTopics within 15s; topics must exist already");
+        tracing::warn!(
+            "the broker did not answer CreateTopics within 15s; topics must exist already"
+        );
         return;
     };
     match outcome {

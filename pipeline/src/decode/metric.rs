@@ -16,13 +16,16 @@ use super::FieldProblem;
 
 const KNOWN: &[&str] = &["ts", "name", "value", "type", "labels"];
 
+/// A label: key and (possibly null) value, borrowed from the message where possible.
+type Label<'v> = (&'v str, Option<Cow<'v, str>>);
+
 /// One validated metric point, borrowing from the parsed message.
 pub(crate) struct MetricRow<'v> {
     ts_ms: i64,
     name: &'v str,
     value: f64,
     kind: &'static str,
-    labels: Vec<(&'v str, Option<Cow<'v, str>>)>,
+    labels: Vec<Label<'v>>,
     extra: Option<String>,
 }
 
@@ -55,7 +58,7 @@ pub(crate) fn parse<'v>(
     })
 }
 
-fn labels<'v>(obj: &'v Object<'v>) -> Result<Vec<(&'v str, Option<Cow<'v, str>>)>, FieldProblem> {
+fn labels<'v>(obj: &'v Object<'v>) -> Result<Vec<Label<'v>>, FieldProblem> {
     let Some(v) = fields::present(obj, "labels") else {
         return Ok(Vec::new());
     };

@@ -103,6 +103,9 @@ pub struct Decoder {
     payload_bytes: usize,
 }
 
+/// The builders of one signal; one decoder lives per partition, so the size
+/// difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum SignalRows {
     Metrics(metric::MetricRows),
     Logs(log::LogRows),

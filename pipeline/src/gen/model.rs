@@ -220,7 +220,7 @@ impl World {
             self.rng.random_range(0..service.hosts)
         );
         let duration = (elapsed * 1000.0).round() / 1000.0;
-        let span = if self.trace_counter % 2 == 0 {
+        let span = if self.trace_counter.is_multiple_of(2) {
             json!({"trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "service": service.name,
                    "name": service.operation, "kind": "server", "start": rfc3339(start_ms), "duration_ms": duration,
                    "status": if failed { "error" } else { "ok" }, "attributes": {"host": host}})
