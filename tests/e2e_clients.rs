@@ -333,3 +333,68 @@ fn parse_counts(json: &str, reader: &str) -> BTreeMap<String, i64> {
         })
         .unwrap_or_default()
 }
+
+/// The mock broker keeps only 5 MiB per partition. Records it deleted before cara read
+/// them are counted as skipped offsets, and everything it still had is archived:
+/// archived + skipped = produced.
+#[test]
+fn records_lost_to_broker_retention_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let broker_config = dir.path().join("broker.toml");
+    std::fs::write(
+        &broker_config,
+        "[embedded_broker]\ntelemetry_partitions = 1\n",
+    )
+    .unwrap();
+    let (_broker, bootstrap) = start_cara_broker_with(Some(&broker_config));
+    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
+    let line = |i: usize| {
+        format!(
+            r#"{{"ts":1764000000000,"service":"s","message":"{i:06} {}"}}"#,
+            "y".repeat(1000)
+        )
+    };
+
+    // A first run reads and checkpoints 10 records, then stops.
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "retention");
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(0..10).map(line).collect::<Vec<_>>(),
+    );
+    wait_until(Duration::from_secs(60), "10 logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 10.0
+    });
+    assert!(run.terminate(Duration::from_secs(30)).success());
+
+    // While cara is down, 12 MiB arrive: more than the broker keeps.
+    let backlog: Vec<String> = (10..12_010).map(line).collect();
+    kcat_produce(&bootstrap, "telemetry.logs", &backlog);
+
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "retention");
+    wait_until(
+        Duration::from_secs(60),
+        "the skipped offsets to be reported",
+        || metric_sum(http, "cara_offsets_skipped_total", "telemetry.logs") > 0.0,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let skipped = metric_sum(http, "cara_offsets_skipped_total", "telemetry.logs") as i64;
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    let archived = sql_count(&archive, "SELECT count(*) FROM logs");
+    assert!(
+        skipped > 1000,
+        "most of the backlog was deleted by the broker, got {skipped}"
+    );
+    assert_eq!(
+        archived + skipped,
+        12_010,
+        "archived {archived} + skipped {skipped}"
+    );
+    // What survived is the newest part of the backlog, contiguous up to the end.
+    assert_eq!(sql_count(&archive, "SELECT max(_offset) FROM logs"), 12_009);
+    assert_eq!(
+        sql_count(&archive, "SELECT count(DISTINCT _offset) FROM logs"),
+        archived
+    );
+}

@@ -6,7 +6,6 @@
 //! acknowledged every one of them. A replay after a crash may send a dead letter to
 //! the topic twice (at-least-once); the `dlq` table holds it exactly once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +17,9 @@ use cara_operators::schema::Table;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::delivery::DeliveryTracker;
 
 /// Largest payload copied into a dead-letter *message*; the `dlq` table always keeps
 /// the whole payload. Kafka brokers refuse messages over about 1 MB by default.
@@ -73,25 +73,6 @@ pub fn dead_letter_batch(letters: &[DeadLetter]) -> RecordBatch {
         .unwrap_or_else(|e| panic!("dead-letter columns do not match the dlq schema: {e}"))
 }
 
-/// Counts deliveries the broker refused.
-#[derive(Default)]
-pub struct DeliveryTracker {
-    failures: AtomicU64,
-}
-
-impl ClientContext for DeliveryTracker {}
-
-impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::warn!(error = %e, "dead-letter delivery failed");
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Produces dead letters to the DLQ topic.
 pub struct DeadLetterSink {
     producer: BaseProducer<DeliveryTracker>,
@@ -108,7 +89,7 @@ impl DeadLetterSink {
                 "message.max.bytes",
                 (MAX_TOPIC_PAYLOAD + 64 * 1024).to_string(),
             );
-        let producer = config.create_with_context(DeliveryTracker::default())?;
+        let producer = config.create_with_context(DeliveryTracker::new("dead-letter"))?;
         Ok(DeadLetterSink {
             producer,
             topic: topic.to_owned(),
@@ -120,12 +101,12 @@ impl DeadLetterSink {
         if letters.is_empty() {
             return Ok(());
         }
-        let failures_before = self.producer.context().failures.load(Ordering::Relaxed);
+        let failures_before = self.producer.context().failures();
         for letter in letters {
             self.send_one(letter)?;
         }
         self.producer.flush(timeout)?;
-        let failures = self.producer.context().failures.load(Ordering::Relaxed) - failures_before;
+        let failures = self.producer.context().failures() - failures_before;
         if failures > 0 {
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
         }

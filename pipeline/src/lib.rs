@@ -15,6 +15,7 @@ pub mod archive;
 pub mod broker;
 pub mod config;
 pub mod decode;
+pub mod delivery;
 pub mod dlq;
 pub mod gen;
 pub mod http;

@@ -123,3 +123,111 @@ async fn register_listing(ctx: &SessionContext, table: Table, dir: &Path) -> Res
     ctx.register_table(table.name(), Arc::new(listing))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Int64Array, RecordBatch as Batch};
+
+    /// Writes a tiny `dlq` file into `date=D/hour=H` with `rows` rows.
+    fn write_dlq(root: &Path, date: &str, hour: &str, rows: usize) {
+        use datafusion::arrow::array::{
+            BinaryArray, Int32Array, StringArray, TimestampMillisecondArray,
+        };
+        let dir = root
+            .join("dlq")
+            .join(format!("date={date}"))
+            .join(format!("hour={hour}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = rows;
+        let batch = Batch::try_new(
+            Table::Dlq.schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![0i64; n]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["t"; n])),
+                Arc::new(Int32Array::from(vec![0; n])),
+                Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(vec!["bad"; n])),
+                Arc::new(BinaryArray::from(vec![Some(&b"x"[..]); n])),
+                Arc::new(Int64Array::from(vec![1i64; n])),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(dir.join(format!("f-{hour}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn count(batches: &[RecordBatch]) -> i64 {
+        let column = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(column.len(), 1);
+        column.value(0)
+    }
+
+    #[tokio::test]
+    async fn counts_and_partition_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        write_dlq(dir.path(), "2026-01-01", "00", 3);
+        write_dlq(dir.path(), "2026-01-01", "01", 5);
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        assert_eq!(
+            count(&archive.query("SELECT count(*) FROM dlq").await.unwrap()),
+            8
+        );
+        assert_eq!(
+            count(
+                &archive
+                    .query("SELECT count(*) FROM dlq WHERE hour = '01'")
+                    .await
+                    .unwrap()
+            ),
+            5
+        );
+        assert_eq!(
+            count(&archive.query("SELECT count(*) FROM metrics").await.unwrap()),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn hour_filters_prune_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_dlq(dir.path(), "2026-01-01", "00", 3);
+        write_dlq(dir.path(), "2026-01-02", "07", 4);
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        let plan = archive
+            .query("EXPLAIN SELECT reason FROM dlq WHERE date = '2026-01-02' AND hour = '07'")
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("f-07.parquet"), "{text}");
+        assert!(
+            !text.contains("f-00.parquet"),
+            "the 00 hour must be pruned: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        for sql in [
+            "DROP TABLE dlq",
+            "INSERT INTO dlq SELECT * FROM dlq",
+            "COPY dlq TO '/tmp/x.parquet'",
+            "CREATE VIEW v AS SELECT 1",
+        ] {
+            match archive.query(sql).await {
+                Err(SqlError::ReadOnly(_)) => {}
+                other => panic!("{sql}: expected a read-only refusal, got {other:?}"),
+            }
+        }
+    }
+}

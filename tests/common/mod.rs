@@ -127,10 +127,18 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// `cara broker` as a separate process on a free port; returns it and its bootstrap.
 pub fn start_cara_broker() -> (Process, String) {
+    start_cara_broker_with(None)
+}
+
+/// `cara broker` with a config file (for its `[embedded_broker]` section).
+pub fn start_cara_broker_with(config: Option<&Path>) -> (Process, String) {
     let port = free_port();
     let bootstrap = format!("127.0.0.1:{port}");
     let mut cmd = cara();
     cmd.args(["broker", "--listen", &bootstrap]);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
     let broker = Process::spawn("cara-broker", cmd);
     wait_until(Duration::from_secs(30), "cara broker to start", || {
         broker.output_contains("Kafka bootstrap")

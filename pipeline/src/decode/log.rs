@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampMillisecondBuilder};
+use arrow::array::{ArrayBuilder, ArrayRef, StringBuilder, TimestampMillisecondBuilder};
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use simd_json::BorrowedValue;
@@ -86,7 +86,6 @@ pub(crate) struct LogRows {
     attributes: StringBuilder,
     extra: StringBuilder,
     provenance: ProvenanceColumns,
-    len: usize,
 }
 
 impl LogRows {
@@ -100,15 +99,13 @@ impl LogRows {
         self.attributes.append_option(row.attributes);
         self.extra.append_option(row.extra);
         self.provenance.append(ctx.pos, index);
-        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.ts.len()
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        self.len = 0;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish().with_timezone("UTC")),
             Arc::new(self.service.finish()),

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
@@ -84,7 +84,6 @@ pub(crate) struct MetricRows {
     labels: MapBuilder<StringBuilder, StringBuilder>,
     extra: StringBuilder,
     provenance: ProvenanceColumns,
-    len: usize,
 }
 
 impl Default for MetricRows {
@@ -98,7 +97,6 @@ impl Default for MetricRows {
             labels: MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
             extra: StringBuilder::new(),
             provenance: ProvenanceColumns::default(),
-            len: 0,
         }
     }
 }
@@ -123,15 +121,13 @@ impl MetricRows {
         let _ = self.labels.append(true);
         self.extra.append_option(row.extra);
         self.provenance.append(ctx.pos, index);
-        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.ts.len()
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        self.len = 0;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish().with_timezone("UTC")),
             Arc::new(self.name.finish()),

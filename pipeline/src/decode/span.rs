@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow::array::{
+    ArrayBuilder, ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use simd_json::BorrowedValue;
@@ -112,7 +114,6 @@ pub(crate) struct SpanRows {
     attributes: StringBuilder,
     extra: StringBuilder,
     provenance: ProvenanceColumns,
-    len: usize,
 }
 
 impl SpanRows {
@@ -130,15 +131,13 @@ impl SpanRows {
         self.attributes.append_option(row.attributes);
         self.extra.append_option(row.extra);
         self.provenance.append(ctx.pos, index);
-        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.trace_id.len()
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        self.len = 0;
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.trace_id.finish()),
             Arc::new(self.span_id.finish()),

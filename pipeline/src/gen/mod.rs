@@ -10,17 +10,17 @@ pub mod model;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde::Serialize;
 
+use crate::delivery::DeliveryTracker;
 use incidents::Incident;
 use model::World;
 
@@ -90,23 +90,6 @@ pub enum GenError {
     },
 }
 
-#[derive(Default)]
-struct DeliveryCounter {
-    failed: AtomicU64,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::warn!(error = %e, "generator delivery failed");
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The Kafka producer settings the generator uses on top of `client`.
 pub fn producer_config(mut client: ClientConfig) -> ClientConfig {
     client
@@ -124,8 +107,8 @@ pub fn run(
     client: ClientConfig,
     stop: &AtomicBool,
 ) -> Result<GenSummary, GenError> {
-    let producer: ThreadedProducer<DeliveryCounter> =
-        producer_config(client).create_with_context(DeliveryCounter::default())?;
+    let producer: ThreadedProducer<DeliveryTracker> =
+        producer_config(client).create_with_context(DeliveryTracker::new("generator"))?;
     let nominal_rate = if options.rate == 0 {
         10_000.0
     } else {
@@ -184,7 +167,7 @@ pub fn run(
     }
     producer.flush(Duration::from_secs(60))?;
     bar.finish_and_clear();
-    let failed = producer.context().failed.load(Ordering::Relaxed);
+    let failed = producer.context().failures();
     if failed > 0 {
         return Err(GenError::Undelivered(failed));
     }
@@ -203,7 +186,7 @@ pub fn run(
 }
 
 fn send(
-    producer: &ThreadedProducer<DeliveryCounter>,
+    producer: &ThreadedProducer<DeliveryTracker>,
     topic: &str,
     key: &str,
     payload: &[u8],

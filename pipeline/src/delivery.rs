@@ -1,0 +1,41 @@
+//! Producer delivery tracking shared by every Kafka producer of cara: counts the
+//! messages the broker refused, so a flush can tell "sent" from "acknowledged".
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::ClientContext;
+
+/// A producer context that counts failed deliveries.
+pub struct DeliveryTracker {
+    failures: AtomicU64,
+    producer: &'static str,
+}
+
+impl DeliveryTracker {
+    /// A tracker for the producer named `producer` (used in warnings).
+    pub fn new(producer: &'static str) -> DeliveryTracker {
+        DeliveryTracker {
+            failures: AtomicU64::new(0),
+            producer,
+        }
+    }
+
+    /// Failed deliveries so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!(error = %e, producer = self.producer, "delivery failed");
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
