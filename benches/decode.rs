@@ -6,12 +6,16 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use cara_pipeline::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use cara_pipeline::gen::model::World;
 
+/// The allocator the `cara` binary runs with, so the bench measures what production does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// (signal, messages, records in them) from a seeded simulation.
 fn corpus() -> Vec<(Signal, Vec<Vec<u8>>, u64)> {
-    let mut world = World::new(8, 7, 1_764_000_000_000, 20_000.0);
+    let mut world = World::new(8, 7, 1_764_000_000_000, 500.0);
     let (mut metrics, mut logs, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     let mut metric_points = 0u64;
-    while metric_points < 50_000 || logs.len() < 50_000 {
+    while metric_points < 50_000 || logs.len() < 50_000 || spans.len() < 50_000 {
         let out = world.step(&[]);
         for (_, points, n) in out.metrics {
             // Metrics travel one point per message, the common case for producers.
@@ -21,6 +25,9 @@ fn corpus() -> Vec<(Signal, Vec<Vec<u8>>, u64)> {
                 }
             }
             metric_points += n as u64;
+            if metric_points >= 50_000 {
+                break;
+            }
         }
         logs.extend(
             out.logs

@@ -151,16 +151,32 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// A scalar rendered as a label value; objects and arrays are refused.
-pub(crate) fn scalar_text<'v>(
-    v: &'v BorrowedValue<'v>,
-    field: &str,
-) -> Result<Option<Cow<'v, str>>, FieldProblem> {
+/// Checks that a label value is a scalar (string, number, boolean or null).
+pub(crate) fn check_scalar(v: &BorrowedValue<'_>, key: &str) -> Result<(), FieldProblem> {
     match v {
-        BorrowedValue::String(s) => Ok(Some(Cow::Borrowed(s.as_ref()))),
-        BorrowedValue::Static(StaticNode::Null) => Ok(None),
-        BorrowedValue::Static(s) => Ok(Some(Cow::Owned(s.to_string()))),
-        other => Err(wrong_type(field, "a string, number or boolean", other)),
+        BorrowedValue::String(_) | BorrowedValue::Static(_) => Ok(()),
+        other => Err(wrong_type(&format!("labels.{key}"), "a string, number or boolean", other)),
+    }
+}
+
+/// Appends a scalar checked by [`check_scalar`] as text (null stays null); numbers
+/// and booleans are rendered into `scratch`.
+pub(crate) fn append_scalar_text(
+    builder: &mut arrow::array::StringBuilder,
+    v: &BorrowedValue<'_>,
+    scratch: &mut String,
+) {
+    use std::fmt::Write;
+    match v {
+        BorrowedValue::String(s) => builder.append_value(s.as_ref()),
+        BorrowedValue::Static(StaticNode::Null) => builder.append_null(),
+        BorrowedValue::Static(s) => {
+            scratch.clear();
+            let _ = write!(scratch, "{s}");
+            builder.append_value(scratch.as_str());
+        }
+        // Refused by `check_scalar` before any row is appended.
+        _ => builder.append_null(),
     }
 }
 

@@ -1,6 +1,5 @@
 //! Metric points: `{"ts", "name", "value", "type", "labels"}` into table `metrics`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -16,16 +15,14 @@ use super::FieldProblem;
 
 const KNOWN: &[&str] = &["ts", "name", "value", "type", "labels"];
 
-/// A label: key and (possibly null) value, borrowed from the message where possible.
-type Label<'v> = (&'v str, Option<Cow<'v, str>>);
-
 /// One validated metric point, borrowing from the parsed message.
 pub(crate) struct MetricRow<'v> {
     ts_ms: i64,
     name: &'v str,
     value: f64,
     kind: &'static str,
-    labels: Vec<Label<'v>>,
+    /// The validated `labels` object, appended straight from the parsed message.
+    labels: Option<&'v Object<'v>>,
     extra: Option<String>,
 }
 
@@ -58,9 +55,9 @@ pub(crate) fn parse<'v>(
     })
 }
 
-fn labels<'v>(obj: &'v Object<'v>) -> Result<Vec<Label<'v>>, FieldProblem> {
+fn labels<'v>(obj: &'v Object<'v>) -> Result<Option<&'v Object<'v>>, FieldProblem> {
     let Some(v) = fields::present(obj, "labels") else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let BorrowedValue::Object(map) = v else {
         return Err(FieldProblem::WrongType {
@@ -69,9 +66,10 @@ fn labels<'v>(obj: &'v Object<'v>) -> Result<Vec<Label<'v>>, FieldProblem> {
             got: fields::type_name(v),
         });
     };
-    map.iter()
-        .map(|(k, v)| Ok((k.as_ref(), fields::scalar_text(v, &format!("labels.{k}"))?)))
-        .collect()
+    for (key, value) in map.iter() {
+        fields::check_scalar(value, key)?;
+    }
+    Ok(Some(map))
 }
 
 /// Arrow builders for table `metrics`.
@@ -84,6 +82,7 @@ pub(crate) struct MetricRows {
     labels: MapBuilder<StringBuilder, StringBuilder>,
     extra: StringBuilder,
     provenance: ProvenanceColumns,
+    scratch: String,
 }
 
 impl Default for MetricRows {
@@ -97,6 +96,7 @@ impl Default for MetricRows {
             labels: MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
             extra: StringBuilder::new(),
             provenance: ProvenanceColumns::default(),
+            scratch: String::new(),
         }
     }
 }
@@ -107,15 +107,14 @@ impl MetricRows {
         self.name.append_value(row.name);
         self.value.append_value(row.value);
         self.kind.append_value(row.kind);
-        let service = row
-            .labels
-            .iter()
-            .find(|(k, _)| *k == "service")
-            .and_then(|(_, v)| v.as_deref());
+        let service = row.labels.and_then(|l| match l.get("service") {
+            Some(BorrowedValue::String(s)) => Some(s.as_ref()),
+            _ => None,
+        });
         self.service.append_option(service);
-        for (key, value) in &row.labels {
+        for (key, value) in row.labels.into_iter().flat_map(|l| l.iter()) {
             self.labels.keys().append_value(key);
-            self.labels.values().append_option(value.as_deref());
+            fields::append_scalar_text(self.labels.values(), value, &mut self.scratch);
         }
         // Appending an entry to a map builder cannot fail once keys and values match.
         let _ = self.labels.append(true);
