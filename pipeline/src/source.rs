@@ -257,6 +257,13 @@ impl Source {
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
             .set("partition.assignment.strategy", "range,roundrobin");
+        // librdkafka pauses a partition's fetching for this long whenever the local
+        // queue is full (default 1 s). A consumer that decodes and writes is slower
+        // than one that only reads, so with the default the fetchers idle most of the
+        // time; a short backoff keeps them busy. Users may still override it.
+        if settings.client.get("fetch.queue.backoff.ms").is_none() {
+            consumer_config.set("fetch.queue.backoff.ms", "5");
+        }
         let context = SourceContext {
             layout: settings.layout.clone(),
             telemetry: telemetry.clone(),

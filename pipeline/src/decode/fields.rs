@@ -155,7 +155,11 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 pub(crate) fn check_scalar(v: &BorrowedValue<'_>, key: &str) -> Result<(), FieldProblem> {
     match v {
         BorrowedValue::String(_) | BorrowedValue::Static(_) => Ok(()),
-        other => Err(wrong_type(&format!("labels.{key}"), "a string, number or boolean", other)),
+        other => Err(wrong_type(
+            &format!("labels.{key}"),
+            "a string, number or boolean",
+            other,
+        )),
     }
 }
 

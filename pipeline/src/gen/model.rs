@@ -65,11 +65,11 @@ pub struct Service {
 /// Records produced by one step of the simulation.
 #[derive(Debug, Default)]
 pub struct Emitted {
-    /// Metric messages (each a JSON array of points) per service key.
+    /// Metric messages (each a JSON array of points), keyed by service.
     pub metrics: Vec<(String, Value, usize)>,
-    /// Log objects.
+    /// Log objects, keyed by trace id.
     pub logs: Vec<(String, Value)>,
-    /// Span objects.
+    /// Span objects, keyed by trace id.
     pub spans: Vec<(String, Value)>,
 }
 
@@ -229,7 +229,9 @@ impl World {
                    "name": service.operation, "kind": "server", "start": start_ms, "end": start_ms + elapsed.ceil() as i64,
                    "status": if failed { "error" } else { "ok" }, "attributes": {"host": host}})
         };
-        out.spans.push((service.name.clone(), span));
+        // Spans and logs are keyed by trace id (as the OpenTelemetry Collector's Kafka
+        // exporter can partition traces), spreading them over every partition.
+        out.spans.push((trace_id.to_owned(), span));
         let (level, message) = if failed {
             let code = [500, 502, 503, 504][self.rng.random_range(0..4)];
             (
@@ -251,7 +253,7 @@ impl World {
             )
         };
         out.logs.push((
-            service.name.clone(),
+            trace_id.to_owned(),
             json!({"ts": rfc3339(start_ms + elapsed as i64), "service": service.name, "level": level, "message": message,
                    "trace_id": trace_id, "host": host}),
         ));
@@ -411,8 +413,8 @@ mod tests {
         let mut errors = 0;
         let mut total = 0;
         for _ in 0..400 {
-            for (svc, s) in w.step(std::slice::from_ref(&incident)).spans {
-                if svc == "frontend" {
+            for (_, s) in w.step(std::slice::from_ref(&incident)).spans {
+                if s["service"] == "frontend" {
                     total += 1;
                     errors += (s["status"] == "error") as usize;
                 }
