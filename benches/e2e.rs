@@ -132,7 +132,6 @@ fn main() {
     );
 
     let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages);
-    let bare_rate = summary.messages as f64 / bare_time.as_secs_f64();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
