@@ -319,9 +319,7 @@ impl Source {
         tracing::info!("shutting down: flushing every partition");
         state.apply_assignment_changes(&consumer)?;
         let keys: Vec<_> = state.partitions.keys().copied().collect();
-        for key in keys {
-            state.flush(&consumer, key, CommitMode::Sync)?;
-        }
+        state.flush_all(&consumer, &keys, CommitMode::Sync)?;
         consumer.unsubscribe();
         Ok(())
     }
@@ -484,24 +482,99 @@ impl SourceState {
             })
             .map(|(k, _)| *k)
             .collect();
-        for key in due {
-            self.flush(consumer, key, CommitMode::Async)?;
-        }
-        Ok(())
+        self.flush_all(consumer, &due, CommitMode::Async)
     }
 
-    /// Makes a partition's buffered rows durable, then commits its offset.
+    /// Makes one partition's buffered rows durable, then commits its offset.
     fn flush(
         &mut self,
         consumer: &BaseConsumer<SourceContext>,
         key: (usize, i32),
         mode: CommitMode,
     ) -> Result<(), SourceError> {
-        let Some(buffer) = self.partitions.get_mut(&key) else {
+        self.flush_all(consumer, &[key], mode)
+    }
+
+    /// Makes the buffered rows of `keys` durable, then commits their offsets.
+    ///
+    /// Partitions are independent (each has its own files, intent and checkpoint), so
+    /// their encoding and fsyncs run on every core at once. The poll thread waits for
+    /// all of them, so no rebalance can interleave with a flush.
+    fn flush_all(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext>,
+        keys: &[(usize, i32)],
+        mode: CommitMode,
+    ) -> Result<(), SourceError> {
+        let mut prepared = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(flush) = self.prepare(*key)? {
+                prepared.push(flush);
+            }
+        }
+        if prepared.is_empty() {
             return Ok(());
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(prepared.len());
+        let chunk = prepared.len().div_ceil(workers);
+        let (writer, dlq, telemetry, dlq_topic) = (
+            &self.writer,
+            &self.dlq,
+            &*self.telemetry,
+            self.settings.dlq_topic.as_str(),
+        );
+        let outcomes: Vec<Result<(), SourceError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = prepared
+                .chunks(chunk)
+                .map(|flushes| {
+                    scope.spawn(move || {
+                        flushes
+                            .iter()
+                            .try_for_each(|f| f.execute(writer, dlq, dlq_topic, telemetry))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(SourceError::Archive(ArchiveError::Io {
+                            path: writer.layout().root().to_path_buf(),
+                            source: std::io::Error::other("a flush worker panicked"),
+                        }))
+                    })
+                })
+                .collect()
+        });
+        outcomes.into_iter().collect::<Result<Vec<()>, _>>()?;
+        for flush in &prepared {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(
+                &flush.topic,
+                flush.partition,
+                Offset::Offset(flush.checkpoint.next_offset),
+            )?;
+            if let Err(e) = consumer.commit(&tpl, mode) {
+                // The archive checkpoint is the source of truth; a failed Kafka commit
+                // only delays what lag monitors see.
+                tracing::warn!(error = %e, topic = %flush.topic, partition = flush.partition, "offset commit failed");
+            }
+        }
+        if self.telemetry.readiness().is_err() && !self.resume_at.is_empty() {
+            self.telemetry.set_ready(true, "consuming");
+        }
+        Ok(())
+    }
+
+    /// Takes a partition's buffered rows and plans their files and commit records.
+    fn prepare(&mut self, key: (usize, i32)) -> Result<Option<PreparedFlush>, SourceError> {
+        let Some(buffer) = self.partitions.get_mut(&key) else {
+            return Ok(None);
         };
         let Some(first) = buffer.first_offset.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let started = Instant::now();
         let last = buffer.last_offset;
@@ -510,10 +583,9 @@ impl SourceState {
         buffer.dead_letter_bytes = 0;
         let topic = buffer.topic.clone();
         let partition = buffer.partition;
-        let table = buffer.signal.table();
         let stem = input_file_stem(&topic, partition, first, last);
         let mut plan = if rows.num_rows() > 0 {
-            self.writer.plan(table, &rows, &stem)?
+            self.writer.plan(buffer.signal.table(), &rows, &stem)?
         } else {
             Vec::new()
         };
@@ -523,7 +595,6 @@ impl SourceState {
                     .plan(Table::Dlq, &dead_letter_batch(&letters), &stem)?,
             );
         }
-        let layout = self.writer.layout().clone();
         let intent = Intent {
             first_offset: first,
             files: plan.iter().map(|(p, _)| p.clone()).collect(),
@@ -534,32 +605,66 @@ impl SourceState {
             next_offset: last + 1,
             files: intent.files.clone(),
         };
+        Ok(Some(PreparedFlush {
+            topic,
+            partition,
+            plan,
+            letters,
+            intent,
+            checkpoint,
+            started,
+        }))
+    }
+}
+
+/// One partition's flush, planned and ready to be made durable.
+struct PreparedFlush {
+    topic: Arc<str>,
+    partition: i32,
+    plan: Vec<(std::path::PathBuf, arrow::record_batch::RecordBatch)>,
+    letters: Vec<DeadLetter>,
+    intent: Intent,
+    checkpoint: Checkpoint,
+    started: Instant,
+}
+
+impl PreparedFlush {
+    /// Intent, files, dead letters, checkpoint: retried with backoff until durable or
+    /// the retry budget is spent.
+    fn execute(
+        &self,
+        writer: &ParquetWriter,
+        dlq: &DeadLetterSink,
+        dlq_topic: &str,
+        telemetry: &Telemetry,
+    ) -> Result<(), SourceError> {
+        let (topic, partition) = (&*self.topic, self.partition);
+        let layout = writer.layout();
+        let attempt = || -> Result<Vec<_>, String> {
+            commit::write_intent(layout, topic, partition, &self.intent)
+                .map_err(|e| e.to_string())?;
+            let mut written = Vec::with_capacity(self.plan.len());
+            for (path, batch) in &self.plan {
+                written.push(writer.write(path, batch).map_err(|e| e.to_string())?);
+            }
+            dlq.send_all(&self.letters, Duration::from_secs(30))
+                .map_err(|e| format!("dead-letter topic {dlq_topic}: {e}"))?;
+            commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
+            commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
+            Ok(written)
+        };
         let mut backoff = Duration::from_millis(100);
         let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
         let written = loop {
-            let attempt = || -> Result<Vec<_>, String> {
-                commit::write_intent(&layout, &topic, partition, &intent)
-                    .map_err(|e| e.to_string())?;
-                let mut written = Vec::with_capacity(plan.len());
-                for (path, batch) in &plan {
-                    written.push(self.writer.write(path, batch).map_err(|e| e.to_string())?);
-                }
-                self.dlq
-                    .send_all(&letters, Duration::from_secs(30))
-                    .map_err(|e| format!("dead-letter topic {}: {e}", self.settings.dlq_topic))?;
-                commit::write_checkpoint(&layout, &checkpoint).map_err(|e| e.to_string())?;
-                commit::clear_intent(&layout, &topic, partition).map_err(|e| e.to_string())?;
-                Ok(written)
-            };
             match attempt() {
                 Ok(written) => break written,
                 Err(error) => {
                     FlushFailed {
-                        topic: &topic,
+                        topic,
                         partition,
                         error: &error,
                     }
-                    .emit(&self.telemetry);
+                    .emit(telemetry);
                     if Instant::now() >= deadline {
                         return Err(SourceError::Archive(ArchiveError::Io {
                             path: layout.root().to_path_buf(),
@@ -586,21 +691,11 @@ impl SourceState {
                 rows: file.rows,
                 bytes: file.bytes,
             }
-            .emit(&self.telemetry);
+            .emit(telemetry);
         }
-        self.telemetry
+        telemetry
             .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, Offset::Offset(last + 1))?;
-        if let Err(e) = consumer.commit(&tpl, mode) {
-            // The archive checkpoint is the source of truth; a failed Kafka commit
-            // only delays what lag monitors see.
-            tracing::warn!(error = %e, %topic, partition, "offset commit failed");
-        }
-        if self.telemetry.readiness().is_err() && !self.resume_at.is_empty() {
-            self.telemetry.set_ready(true, "consuming");
-        }
+            .observe(self.started.elapsed().as_secs_f64());
         Ok(())
     }
 }
