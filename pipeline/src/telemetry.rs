@@ -235,6 +235,21 @@ impl Telemetry {
             .get()
     }
 
+    /// Parquet files and bytes made durable so far, over every table.
+    pub fn archive_totals(&self) -> (u64, u64) {
+        cara_operators::schema::Table::ALL
+            .iter()
+            .fold((0, 0), |(files, bytes), table| {
+                let labels = TableLabels {
+                    table: table.name().into(),
+                };
+                (
+                    files + self.archive_files.get_or_create(&labels).get(),
+                    bytes + self.archive_bytes.get_or_create(&labels).get(),
+                )
+            })
+    }
+
     /// Total records decoded from `topic` so far.
     pub fn records_from(&self, topic: &str) -> u64 {
         self.records_in
@@ -266,6 +281,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cara_flush_seconds_bucket"), "{text}");
+    }
+
+    #[test]
+    fn archive_totals_sum_every_table() {
+        use crate::internal_events::{FileArchived, InternalEvent};
+        let t = Telemetry::new();
+        FileArchived { table: "logs", rows: 10, bytes: 1000 }.emit(&t);
+        FileArchived { table: "dlq", rows: 1, bytes: 24 }.emit(&t);
+        FileArchived { table: "logs", rows: 5, bytes: 500 }.emit(&t);
+        assert_eq!(t.archive_totals(), (3, 1524));
+        assert_eq!(t.archived_rows("logs"), 15);
     }
 
     #[test]

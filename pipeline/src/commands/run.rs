@@ -232,8 +232,9 @@ async fn ensure_topics(config: &Config) {
 
 fn totals(telemetry: &Telemetry, config: &Config) -> String {
     let k = &config.kafka;
+    let (files, bytes) = telemetry.archive_totals();
     format!(
-        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {}",
+        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {} | archive {} files, {:.1} MB",
         telemetry.records_from(&k.metrics_topic),
         telemetry.records_from(&k.logs_topic),
         telemetry.records_from(&k.spans_topic),
@@ -242,6 +243,8 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
         telemetry.archived_rows("logs"),
         telemetry.archived_rows("spans"),
         telemetry.archived_rows("dlq"),
+        files,
+        bytes as f64 / 1e6,
     )
 }
 
