@@ -17,6 +17,7 @@ pub mod config;
 pub mod decode;
 pub mod delivery;
 pub mod dlq;
+mod flush;
 pub mod gen;
 pub mod http;
 pub mod internal_events;

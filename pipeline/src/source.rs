@@ -28,6 +28,7 @@ use crate::archive::writer::ParquetWriter;
 use crate::archive::ArchiveError;
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter, DeadLetterSink};
+use crate::flush::{FlushWorker, InFlight, PreparedFlush};
 use crate::internal_events::*;
 use crate::telemetry::{Telemetry, TopicCounters};
 use cara_operators::schema::Table;
@@ -77,10 +78,6 @@ pub struct SourceSettings {
     pub zstd_level: i32,
 }
 
-/// How long a failing flush is retried before the source gives up (and exits
-/// without committing, so a restart replays).
-const FLUSH_RETRY_BUDGET: Duration = Duration::from_secs(120);
-
 enum AssignmentChange {
     Assigned(Vec<(String, i32, Option<i64>)>),
     Revoked(Vec<(String, i32)>),
@@ -90,6 +87,7 @@ enum AssignmentChange {
 /// (consumer lag) and client errors (readiness).
 struct SourceContext {
     layout: ArchiveLayout,
+    in_flight: Arc<InFlight>,
     telemetry: Arc<Telemetry>,
     changes: Mutex<Vec<AssignmentChange>>,
     fatal: Mutex<Option<SourceError>>,
@@ -187,6 +185,8 @@ impl ConsumerContext for SourceContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Partitions change hands only once nothing of theirs is being written.
+                self.in_flight.wait_idle();
                 self.push(AssignmentChange::Revoked(partitions_of(tpl)));
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "unassign failed");
@@ -232,7 +232,7 @@ pub struct Source {
 /// Everything of the source but the consumer, so a polled message (which borrows
 /// the consumer) can be handled while the state is mutated.
 struct SourceState {
-    dlq: DeadLetterSink,
+    flusher: FlushWorker,
     writer: ParquetWriter,
     settings: SourceSettings,
     telemetry: Arc<Telemetry>,
@@ -264,8 +264,10 @@ impl Source {
         if settings.client.get("fetch.queue.backoff.ms").is_none() {
             consumer_config.set("fetch.queue.backoff.ms", "5");
         }
+        let in_flight = Arc::new(InFlight::default());
         let context = SourceContext {
             layout: settings.layout.clone(),
+            in_flight: in_flight.clone(),
             telemetry: telemetry.clone(),
             changes: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
@@ -284,7 +286,13 @@ impl Source {
             consumer,
             state: SourceState {
                 counters,
-                dlq,
+                flusher: FlushWorker::start(
+                    writer.clone(),
+                    dlq,
+                    settings.dlq_topic.clone(),
+                    telemetry.clone(),
+                    in_flight,
+                ),
                 writer,
                 settings,
                 telemetry,
@@ -314,12 +322,14 @@ impl Source {
             if last_age_check.elapsed() >= Duration::from_millis(200) {
                 last_age_check = Instant::now();
                 state.flush_aged(&consumer)?;
+                state.commit_durable(&consumer, CommitMode::Async, false)?;
             }
         }
         tracing::info!("shutting down: flushing every partition");
         state.apply_assignment_changes(&consumer)?;
         let keys: Vec<_> = state.partitions.keys().copied().collect();
         state.flush_all(&consumer, &keys, CommitMode::Sync)?;
+        state.commit_durable(&consumer, CommitMode::Sync, true)?;
         consumer.unsubscribe();
         Ok(())
     }
@@ -495,72 +505,45 @@ impl SourceState {
         self.flush_all(consumer, &[key], mode)
     }
 
-    /// Makes the buffered rows of `keys` durable, then commits their offsets.
-    ///
-    /// Partitions are independent (each has its own files, intent and checkpoint), so
-    /// their encoding and fsyncs run on every core at once. The poll thread waits for
-    /// all of them, so no rebalance can interleave with a flush.
+    /// Hands the buffered rows of `keys` to the flush worker; offsets are committed
+    /// when it reports them durable ([`Self::commit_durable`]).
     fn flush_all(
         &mut self,
         consumer: &BaseConsumer<SourceContext>,
         keys: &[(usize, i32)],
         mode: CommitMode,
     ) -> Result<(), SourceError> {
-        let mut prepared = Vec::with_capacity(keys.len());
+        let mut round = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(flush) = self.prepare(*key)? {
-                prepared.push(flush);
+                round.push(flush);
             }
         }
-        if prepared.is_empty() {
+        self.flusher.submit(round)?;
+        self.commit_durable(consumer, mode, false)
+    }
+
+    /// Commits the offsets of partitions the worker made durable; with `wait`, first
+    /// waits for every submitted round.
+    fn commit_durable(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext>,
+        mode: CommitMode,
+        wait: bool,
+    ) -> Result<(), SourceError> {
+        let durable = self.flusher.completed(wait)?;
+        if durable.is_empty() {
             return Ok(());
         }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(prepared.len());
-        let chunk = prepared.len().div_ceil(workers);
-        let (writer, dlq, telemetry, dlq_topic) = (
-            &self.writer,
-            &self.dlq,
-            &*self.telemetry,
-            self.settings.dlq_topic.as_str(),
-        );
-        let outcomes: Vec<Result<(), SourceError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = prepared
-                .chunks(chunk)
-                .map(|flushes| {
-                    scope.spawn(move || {
-                        flushes
-                            .iter()
-                            .try_for_each(|f| f.execute(writer, dlq, dlq_topic, telemetry))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(SourceError::Archive(ArchiveError::Io {
-                            path: writer.layout().root().to_path_buf(),
-                            source: std::io::Error::other("a flush worker panicked"),
-                        }))
-                    })
-                })
-                .collect()
-        });
-        outcomes.into_iter().collect::<Result<Vec<()>, _>>()?;
-        for flush in &prepared {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(
-                &flush.topic,
-                flush.partition,
-                Offset::Offset(flush.checkpoint.next_offset),
-            )?;
-            if let Err(e) = consumer.commit(&tpl, mode) {
-                // The archive checkpoint is the source of truth; a failed Kafka commit
-                // only delays what lag monitors see.
-                tracing::warn!(error = %e, topic = %flush.topic, partition = flush.partition, "offset commit failed");
-            }
+        let mut tpl = TopicPartitionList::new();
+        for d in &durable {
+            tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
+        }
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            // The archive checkpoint is the source of truth; a failed Kafka commit
+            // (for example of a partition revoked meanwhile) only delays what lag
+            // monitors see.
+            tracing::warn!(error = %e, partitions = durable.len(), "offset commit failed");
         }
         if self.telemetry.readiness().is_err() && !self.resume_at.is_empty() {
             self.telemetry.set_ready(true, "consuming");
@@ -614,88 +597,5 @@ impl SourceState {
             checkpoint,
             started,
         }))
-    }
-}
-
-/// One partition's flush, planned and ready to be made durable.
-struct PreparedFlush {
-    topic: Arc<str>,
-    partition: i32,
-    plan: Vec<(std::path::PathBuf, arrow::record_batch::RecordBatch)>,
-    letters: Vec<DeadLetter>,
-    intent: Intent,
-    checkpoint: Checkpoint,
-    started: Instant,
-}
-
-impl PreparedFlush {
-    /// Intent, files, dead letters, checkpoint: retried with backoff until durable or
-    /// the retry budget is spent.
-    fn execute(
-        &self,
-        writer: &ParquetWriter,
-        dlq: &DeadLetterSink,
-        dlq_topic: &str,
-        telemetry: &Telemetry,
-    ) -> Result<(), SourceError> {
-        let (topic, partition) = (&*self.topic, self.partition);
-        let layout = writer.layout();
-        let attempt = || -> Result<Vec<_>, String> {
-            commit::write_intent(layout, topic, partition, &self.intent)
-                .map_err(|e| e.to_string())?;
-            let mut written = Vec::with_capacity(self.plan.len());
-            for (path, batch) in &self.plan {
-                written.push(writer.write(path, batch).map_err(|e| e.to_string())?);
-            }
-            dlq.send_all(&self.letters, Duration::from_secs(30))
-                .map_err(|e| format!("dead-letter topic {dlq_topic}: {e}"))?;
-            commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
-            commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
-            Ok(written)
-        };
-        let mut backoff = Duration::from_millis(100);
-        let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
-        let written = loop {
-            match attempt() {
-                Ok(written) => break written,
-                Err(error) => {
-                    FlushFailed {
-                        topic,
-                        partition,
-                        error: &error,
-                    }
-                    .emit(telemetry);
-                    if Instant::now() >= deadline {
-                        return Err(SourceError::Archive(ArchiveError::Io {
-                            path: layout.root().to_path_buf(),
-                            source: std::io::Error::other(format!(
-                                "flush of {topic}[{partition}] kept failing: {error}"
-                            )),
-                        }));
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        for file in &written {
-            let table = file
-                .path
-                .strip_prefix(layout.root())
-                .ok()
-                .and_then(|p| p.components().next())
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .unwrap_or_default();
-            FileArchived {
-                table: &table,
-                rows: file.rows,
-                bytes: file.bytes,
-            }
-            .emit(telemetry);
-        }
-        telemetry
-            .flush_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-        Ok(())
     }
 }

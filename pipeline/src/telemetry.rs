@@ -287,9 +287,24 @@ mod tests {
     fn archive_totals_sum_every_table() {
         use crate::internal_events::{FileArchived, InternalEvent};
         let t = Telemetry::new();
-        FileArchived { table: "logs", rows: 10, bytes: 1000 }.emit(&t);
-        FileArchived { table: "dlq", rows: 1, bytes: 24 }.emit(&t);
-        FileArchived { table: "logs", rows: 5, bytes: 500 }.emit(&t);
+        FileArchived {
+            table: "logs",
+            rows: 10,
+            bytes: 1000,
+        }
+        .emit(&t);
+        FileArchived {
+            table: "dlq",
+            rows: 1,
+            bytes: 24,
+        }
+        .emit(&t);
+        FileArchived {
+            table: "logs",
+            rows: 5,
+            bytes: 500,
+        }
+        .emit(&t);
         assert_eq!(t.archive_totals(), (3, 1524));
         assert_eq!(t.archived_rows("logs"), 15);
     }

@@ -1,0 +1,321 @@
+//! The flush worker: makes planned partition flushes durable on a thread of its own,
+//! so the poll thread keeps polling and decoding while Parquet is encoded and fsynced.
+//!
+//! Rounds (the partitions due at one moment) go through a channel of capacity one,
+//! which is the backpressure: the poll thread blocks only when a round is queued
+//! behind one being written. Rounds run in order, so a partition's checkpoints
+//! advance in order. Within a round, partitions are written on every core at once.
+//! [`InFlight`] lets a rebalance wait until nothing is being written before a
+//! partition changes hands, so a new owner never races an old owner's flush.
+
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::archive::commit::{self, Checkpoint, Intent};
+use crate::archive::writer::ParquetWriter;
+use crate::archive::ArchiveError;
+use crate::dlq::{DeadLetter, DeadLetterSink};
+use crate::internal_events::{FileArchived, FlushFailed, InternalEvent};
+use crate::source::SourceError;
+use crate::telemetry::Telemetry;
+
+/// How long a failing flush is retried before the source gives up (and exits
+/// without committing, so a restart replays).
+const FLUSH_RETRY_BUDGET: Duration = Duration::from_secs(120);
+
+/// Counts rounds handed to the worker and not yet finished.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        if let Ok(mut c) = self.count.lock() {
+            *c += 1;
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut c) = self.count.lock() {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.idle.notify_all();
+            }
+        }
+    }
+
+    /// Rounds not yet finished.
+    pub fn pending(&self) -> usize {
+        self.count.lock().map(|c| *c).unwrap_or(0)
+    }
+
+    /// Blocks until every round handed over so far is durable (or failed).
+    pub fn wait_idle(&self) {
+        let Ok(mut c) = self.count.lock() else { return };
+        while *c > 0 {
+            match self.idle.wait(c) {
+                Ok(guard) => c = guard,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A partition made durable: where its next read starts.
+pub(crate) struct Durable {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// The poll thread's handle on the flush worker.
+pub(crate) struct FlushWorker {
+    rounds: Option<SyncSender<Vec<PreparedFlush>>>,
+    done: Receiver<Result<Vec<Durable>, SourceError>>,
+    in_flight: Arc<InFlight>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FlushWorker {
+    /// Starts the worker thread.
+    pub fn start(
+        writer: ParquetWriter,
+        dlq: DeadLetterSink,
+        dlq_topic: String,
+        telemetry: Arc<Telemetry>,
+        in_flight: Arc<InFlight>,
+    ) -> FlushWorker {
+        let (rounds_tx, rounds_rx) = mpsc::sync_channel::<Vec<PreparedFlush>>(1);
+        let (done_tx, done_rx): (Sender<_>, Receiver<_>) = mpsc::channel();
+        let counter = in_flight.clone();
+        let thread = std::thread::Builder::new()
+            .name("cara-flush".into())
+            .spawn(move || {
+                for round in rounds_rx {
+                    let outcome =
+                        execute_round(&round, &writer, &dlq, &dlq_topic, &telemetry).map(|()| {
+                            round
+                                .iter()
+                                .map(|f| Durable {
+                                    topic: f.topic.clone(),
+                                    partition: f.partition,
+                                    next_offset: f.checkpoint.next_offset,
+                                })
+                                .collect()
+                        });
+                    let _ = done_tx.send(outcome);
+                    counter.finish();
+                }
+            })
+            .ok();
+        FlushWorker {
+            rounds: Some(rounds_tx),
+            done: done_rx,
+            in_flight,
+            thread,
+        }
+    }
+
+    /// Hands a round over; blocks while another round is already queued.
+    pub fn submit(&self, round: Vec<PreparedFlush>) -> Result<(), SourceError> {
+        if round.is_empty() {
+            return Ok(());
+        }
+        self.in_flight.add();
+        let sent = self
+            .rounds
+            .as_ref()
+            .map(|tx| tx.send(round).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.in_flight.finish();
+            return Err(worker_gone());
+        }
+        Ok(())
+    }
+
+    /// Partitions made durable since the last call; `wait` blocks until every
+    /// submitted round has finished.
+    pub fn completed(&self, wait: bool) -> Result<Vec<Durable>, SourceError> {
+        let mut durable = Vec::new();
+        loop {
+            let next = if wait && self.in_flight.pending() > 0 {
+                self.done.recv_timeout(Duration::from_millis(100)).ok()
+            } else {
+                self.done.try_recv().ok()
+            };
+            match next {
+                Some(Ok(list)) => durable.extend(list),
+                Some(Err(e)) => return Err(e),
+                None if wait && self.in_flight.pending() > 0 => {
+                    if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                        return Err(worker_gone());
+                    }
+                }
+                None => return Ok(durable),
+            }
+        }
+    }
+}
+
+impl Drop for FlushWorker {
+    fn drop(&mut self) {
+        self.rounds.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn worker_gone() -> SourceError {
+    SourceError::Archive(ArchiveError::Io {
+        path: std::path::PathBuf::from("<flush worker>"),
+        source: std::io::Error::other("the flush worker stopped"),
+    })
+}
+
+/// Writes every flush of a round, spreading partitions over the cores.
+fn execute_round(
+    round: &[PreparedFlush],
+    writer: &ParquetWriter,
+    dlq: &DeadLetterSink,
+    dlq_topic: &str,
+    telemetry: &Telemetry,
+) -> Result<(), SourceError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(round.len())
+        .max(1);
+    let chunk = round.len().div_ceil(workers);
+    let outcomes: Vec<Result<(), SourceError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = round
+            .chunks(chunk)
+            .map(|flushes| {
+                scope.spawn(move || {
+                    flushes
+                        .iter()
+                        .try_for_each(|f| f.execute(writer, dlq, dlq_topic, telemetry))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(worker_gone())))
+            .collect()
+    });
+    outcomes.into_iter().collect()
+}
+
+/// One partition's flush, planned and ready to be made durable.
+pub(crate) struct PreparedFlush {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub plan: Vec<(std::path::PathBuf, arrow::record_batch::RecordBatch)>,
+    pub letters: Vec<DeadLetter>,
+    pub intent: Intent,
+    pub checkpoint: Checkpoint,
+    pub started: Instant,
+}
+
+impl PreparedFlush {
+    /// Intent, files, dead letters, checkpoint: retried with backoff until durable or
+    /// the retry budget is spent.
+    fn execute(
+        &self,
+        writer: &ParquetWriter,
+        dlq: &DeadLetterSink,
+        dlq_topic: &str,
+        telemetry: &Telemetry,
+    ) -> Result<(), SourceError> {
+        let (topic, partition) = (&*self.topic, self.partition);
+        let layout = writer.layout();
+        let attempt = || -> Result<Vec<_>, String> {
+            commit::write_intent(layout, topic, partition, &self.intent)
+                .map_err(|e| e.to_string())?;
+            let mut written = Vec::with_capacity(self.plan.len());
+            for (path, batch) in &self.plan {
+                written.push(writer.write(path, batch).map_err(|e| e.to_string())?);
+            }
+            dlq.send_all(&self.letters, Duration::from_secs(30))
+                .map_err(|e| format!("dead-letter topic {dlq_topic}: {e}"))?;
+            commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
+            commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
+            Ok(written)
+        };
+        let mut backoff = Duration::from_millis(100);
+        let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
+        let written = loop {
+            match attempt() {
+                Ok(written) => break written,
+                Err(error) => {
+                    FlushFailed {
+                        topic,
+                        partition,
+                        error: &error,
+                    }
+                    .emit(telemetry);
+                    if Instant::now() >= deadline {
+                        return Err(SourceError::Archive(ArchiveError::Io {
+                            path: layout.root().to_path_buf(),
+                            source: std::io::Error::other(format!(
+                                "flush of {topic}[{partition}] kept failing: {error}"
+                            )),
+                        }));
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for file in &written {
+            let table = file
+                .path
+                .strip_prefix(layout.root())
+                .ok()
+                .and_then(|p| p.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            FileArchived {
+                table: &table,
+                rows: file.rows,
+                bytes: file.bytes,
+            }
+            .emit(telemetry);
+        }
+        telemetry
+            .flush_seconds
+            .observe(self.started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_idle_returns_only_when_every_round_finished() {
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.add();
+        in_flight.add();
+        let finisher = in_flight.clone();
+        let handle = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            finisher.finish();
+            std::thread::sleep(Duration::from_millis(50));
+            finisher.finish();
+        });
+        let started = Instant::now();
+        in_flight.wait_idle();
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "returned before the second round finished"
+        );
+        assert_eq!(in_flight.pending(), 0);
+        handle.join().unwrap();
+    }
+}
