@@ -51,6 +51,8 @@ fn bare_consumer(bootstrap: &str, messages: u64) -> (Duration, u64) {
         .set("group.id", format!("bare-{}", std::process::id()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // The same fetch tuning cara uses, so both readers fetch alike.
+        .set("fetch.queue.backoff.ms", "5")
         .create()
         .expect("consumer");
     consumer.subscribe(&TOPICS).expect("subscribe");

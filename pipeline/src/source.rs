@@ -1,7 +1,7 @@
 //! The Kafka source: consumes the telemetry topics in a consumer group, decodes each
-//! message into its partition's buffer (or dead-letters it), and flushes partitions
-//! to the archive by size and age, committing offsets only after the archive holds
-//! the rows durably.
+//! message into its partition's buffer (or dead-letters it), and hands partitions due
+//! by size or age to the flush worker ([`crate::flush`]), committing offsets only
+//! after the worker reports the rows durable.
 //!
 //! Exactly-once: each partition resumes from the archive's checkpoint (see
 //! [`crate::archive`]); records below it are never archived again, files of an
