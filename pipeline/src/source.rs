@@ -478,7 +478,7 @@ impl SourceState {
             }
         }
         if buffer.buffered_bytes() as u64 >= self.settings.roll_bytes {
-            self.flush(consumer, key, CommitMode::Async)?;
+            self.flush_all(consumer, &[key], CommitMode::Async)?;
         }
         Ok(())
     }
@@ -493,16 +493,6 @@ impl SourceState {
             .map(|(k, _)| *k)
             .collect();
         self.flush_all(consumer, &due, CommitMode::Async)
-    }
-
-    /// Makes one partition's buffered rows durable, then commits its offset.
-    fn flush(
-        &mut self,
-        consumer: &BaseConsumer<SourceContext>,
-        key: (usize, i32),
-        mode: CommitMode,
-    ) -> Result<(), SourceError> {
-        self.flush_all(consumer, &[key], mode)
     }
 
     /// Hands the buffered rows of `keys` to the flush worker; offsets are committed
