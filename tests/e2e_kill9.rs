@@ -23,10 +23,13 @@ impl Pauses {
 fn kill9_loop_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    // Small, frequent flushes so kills land in every phase of the commit protocol.
+    // Small, frequent flushes so kills land in every phase of the commit protocol; a
+    // short group session so a killed member is replaced quickly and the loop fits
+    // many kills.
     let config = write_config(
         dir.path(),
-        "[archive]\nroll_interval = \"300ms\"\nroll_bytes = 65536\n",
+        "[archive]\nroll_interval = \"300ms\"\nroll_bytes = 65536\n\
+         [kafka.client_properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
     );
     let (_broker, bootstrap) = start_cara_broker();
 
@@ -50,7 +53,7 @@ fn kill9_loop_loses_and_duplicates_nothing() {
 
     let mut pauses = Pauses(0x5eed_1234_abcd_0001);
     let mut kills = 0;
-    while producer.child.try_wait().unwrap().is_none() || kills < 3 {
+    while producer.child.try_wait().unwrap().is_none() || kills < 6 {
         let (mut run, _) = start_cara_run(&bootstrap, &archive, &config, "kill9");
         std::thread::sleep(Duration::from_millis(pauses.next_ms(300, 2500)));
         run.kill9();
