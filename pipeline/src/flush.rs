@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::archive::commit::{self, Checkpoint, Intent};
-use crate::archive::writer::ParquetWriter;
+use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
 use crate::internal_events::{FileArchived, FlushFailed, InternalEvent};
@@ -214,7 +214,7 @@ fn execute_round(
 pub(crate) struct PreparedFlush {
     pub topic: Arc<str>,
     pub partition: i32,
-    pub plan: Vec<(std::path::PathBuf, arrow::record_batch::RecordBatch)>,
+    pub plan: Vec<PlannedFile>,
     pub letters: Vec<DeadLetter>,
     pub intent: Intent,
     pub checkpoint: Checkpoint,
@@ -237,8 +237,8 @@ impl PreparedFlush {
             commit::write_intent(layout, topic, partition, &self.intent)
                 .map_err(|e| e.to_string())?;
             let mut written = Vec::with_capacity(self.plan.len());
-            for (path, batch) in &self.plan {
-                written.push(writer.write(path, batch).map_err(|e| e.to_string())?);
+            for planned in &self.plan {
+                written.push(writer.write(planned).map_err(|e| e.to_string())?);
             }
             dlq.send_all(&self.letters, Duration::from_secs(30))
                 .map_err(|e| format!("dead-letter topic {dlq_topic}: {e}"))?;
@@ -272,15 +272,8 @@ impl PreparedFlush {
             }
         };
         for file in &written {
-            let table = file
-                .path
-                .strip_prefix(layout.root())
-                .ok()
-                .and_then(|p| p.components().next())
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .unwrap_or_default();
             FileArchived {
-                table: &table,
+                table: file.table.name(),
                 rows: file.rows,
                 bytes: file.bytes,
             }

@@ -570,7 +570,7 @@ impl SourceState {
         }
         let intent = Intent {
             first_offset: first,
-            files: plan.iter().map(|(p, _)| p.clone()).collect(),
+            files: plan.iter().map(|f| f.path.clone()).collect(),
         };
         let checkpoint = Checkpoint {
             topic: topic.to_string(),

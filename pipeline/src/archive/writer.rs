@@ -18,12 +18,25 @@ use super::{ArchiveError, Result};
 /// A file the writer made durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenFile {
+    /// The table it belongs to.
+    pub table: Table,
     /// Where it is.
     pub path: PathBuf,
     /// Rows in it.
     pub rows: usize,
     /// Its size on disk.
     pub bytes: u64,
+}
+
+/// A file the writer will write: rows of one table and one hour partition.
+#[derive(Debug, Clone)]
+pub struct PlannedFile {
+    /// The table.
+    pub table: Table,
+    /// Its final path.
+    pub path: PathBuf,
+    /// Its rows.
+    pub batch: RecordBatch,
 }
 
 /// Splits a batch into one batch per hour partition of `table`'s time column.
@@ -92,20 +105,20 @@ impl ParquetWriter {
     }
 
     /// The final paths `batch` will be written to, one per hour partition it covers.
-    pub fn plan(
-        &self,
-        table: Table,
-        batch: &RecordBatch,
-        stem: &str,
-    ) -> Result<Vec<(PathBuf, RecordBatch)>> {
+    pub fn plan(&self, table: Table, batch: &RecordBatch, stem: &str) -> Result<Vec<PlannedFile>> {
         Ok(split_by_hour(table, batch)?
             .into_iter()
-            .map(|(hour, part)| (self.layout.data_file(table, hour, stem), part))
+            .map(|(hour, batch)| PlannedFile {
+                table,
+                path: self.layout.data_file(table, hour, stem),
+                batch,
+            })
             .collect())
     }
 
     /// Writes one planned file atomically.
-    pub fn write(&self, path: &std::path::Path, batch: &RecordBatch) -> Result<WrittenFile> {
+    pub fn write(&self, planned: &PlannedFile) -> Result<WrittenFile> {
+        let (path, batch) = (planned.path.as_path(), &planned.batch);
         let bytes = write_atomically(path, |file| {
             let mut writer =
                 ArrowWriter::try_new(&mut *file, batch.schema(), Some(self.properties.clone()))
@@ -128,6 +141,7 @@ impl ParquetWriter {
                 .map_err(super::io_err(path))
         })?;
         Ok(WrittenFile {
+            table: planned.table,
             path: path.to_path_buf(),
             rows: batch.num_rows(),
             bytes,
