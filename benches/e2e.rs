@@ -76,6 +76,24 @@ fn bare_consumer(bootstrap: &str, messages: u64) -> (Duration, u64) {
     (last - first.unwrap_or(last), bytes)
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Clock ticks are 100 per second on Linux for every architecture we run on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -133,11 +151,19 @@ fn main() {
         produced_at.elapsed()
     );
 
+    let harness_cpu_before_bare = cpu_seconds("self");
     let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages);
+    let bare_cpu = cpu_seconds("self") - harness_cpu_before_bare;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
-    std::fs::write(&config, "[archive]\nroll_interval = \"1s\"\n").expect("config");
+    let roll_interval =
+        std::env::var("CARA_BENCH_ROLL_INTERVAL").unwrap_or_else(|_| "1s".to_owned());
+    std::fs::write(
+        &config,
+        format!("[archive]\nroll_interval = \"{roll_interval}\"\n"),
+    )
+    .expect("config");
     let http = free_port();
     let mut cara = Command::new(env!("CARGO_BIN_EXE_cara"))
         .args([
@@ -157,6 +183,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .expect("cara binary");
+    let harness_cpu_before_cara = cpu_seconds("self");
     let mut first = None;
     let mut all_decoded = None;
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -180,6 +207,8 @@ fn main() {
         _ => durable_time,
     };
     let peak = peak_rss_kib(cara.id());
+    let cara_cpu = cpu_seconds(&cara.id().to_string());
+    let broker_cpu_during_cara = cpu_seconds("self") - harness_cpu_before_cara;
     let _ = Command::new("kill")
         .args(["-TERM", &cara.id().to_string()])
         .status();
@@ -214,11 +243,14 @@ fn main() {
         durable_time.as_secs_f64(),
     );
     println!(
-        "ratio cara / bare: {:.2} streaming, {:.2} to durable (the latter includes up to one roll_interval, 1 s here); cara peak RSS {:.0} MiB; archive {:.1} MB",
+        "ratio cara / bare: {:.2} streaming, {:.2} to durable (the latter includes up to one roll_interval, {roll_interval} here); cara peak RSS {:.0} MiB; archive {:.1} MB",
         streaming_rate / bare_rate,
         durable_rate / bare_rate,
         peak as f64 / 1024.0,
         archive_bytes as f64 / 1e6
+    );
+    println!(
+        "CPU seconds: bare reader + broker {bare_cpu:.1}; cara {cara_cpu:.1} plus broker and harness {broker_cpu_during_cara:.1}"
     );
     drop(broker);
 }

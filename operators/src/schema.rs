@@ -82,6 +82,26 @@ impl Table {
         all[self as usize].clone()
     }
 
+    /// Leaf columns (dotted paths) whose values repeat a lot: service names, levels,
+    /// label keys. Dictionary encoding pays off for these only; for ids, times,
+    /// measurements and free text it costs time and saves nothing.
+    pub fn repetitive_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Metrics => &[
+                "name",
+                "type",
+                "service",
+                "labels.entries.keys",
+                "labels.entries.values",
+                "_topic",
+                "_partition",
+            ],
+            Table::Logs => &["service", "level", "host", "_topic", "_partition"],
+            Table::Spans => &["service", "name", "kind", "status", "_topic", "_partition"],
+            Table::Dlq => &["topic", "partition", "reason"],
+        }
+    }
+
     /// The column whose value decides the `date=`/`hour=` partition of a row.
     pub fn time_column(self) -> &'static str {
         match self {

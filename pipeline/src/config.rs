@@ -77,6 +77,28 @@ pub struct Config {
     pub http: HttpConfig,
     /// The embedded broker used when `kafka.brokers` is empty.
     pub embedded_broker: EmbeddedBrokerConfig,
+    /// Threads and parallelism.
+    pub runtime: RuntimeConfig,
+}
+
+/// How the work is spread over threads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Shards, each decoding (and later running operators for) its share of the
+    /// source partitions on a thread of its own; 0 means one per core.
+    pub shards: usize,
+}
+
+impl RuntimeConfig {
+    /// The number of shards to run.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
 }
 
 /// Kafka connection and topic names.
@@ -254,6 +276,12 @@ impl Config {
         }
         if self.archive.dir.as_os_str().is_empty() {
             return Err(invalid("archive.dir", "must not be empty"));
+        }
+        if self.runtime.shards > 1024 {
+            return Err(invalid(
+                "runtime.shards",
+                "must be at most 1024 (0 = one per core)",
+            ));
         }
         if self.decode.max_message_bytes == 0 {
             return Err(invalid("decode.max_message_bytes", "must be positive"));

@@ -1,10 +1,11 @@
 //! The flush worker: makes planned partition flushes durable on a thread of its own,
-//! so the poll thread keeps polling and decoding while Parquet is encoded and fsynced.
+//! so the shards keep decoding while Parquet is encoded and fsynced.
 //!
-//! Rounds (the partitions due at one moment) go through a channel of capacity one,
-//! which is the backpressure: the poll thread blocks only when a round is queued
-//! behind one being written. Rounds run in order, so a partition's checkpoints
-//! advance in order. Within a round, partitions are written on every core at once.
+//! Rounds (the partitions of one shard due at one moment) go through a channel of
+//! capacity one, which is the backpressure: a shard blocks only when a round is
+//! queued behind one being written. Rounds run in the order they were submitted, and
+//! a partition belongs to one shard, so its checkpoints advance in order. Within a
+//! round, partitions are written on every core at once.
 //! [`InFlight`] lets a rebalance wait until nothing is being written before a
 //! partition changes hands, so a new owner never races an old owner's flush.
 
@@ -72,6 +73,28 @@ pub(crate) struct Durable {
     pub next_offset: i64,
 }
 
+/// A shard's handle for submitting rounds.
+#[derive(Clone)]
+pub(crate) struct FlushSubmitter {
+    rounds: SyncSender<Vec<PreparedFlush>>,
+    in_flight: Arc<InFlight>,
+}
+
+impl FlushSubmitter {
+    /// Hands a round over; blocks while another round is already queued.
+    pub fn submit(&self, round: Vec<PreparedFlush>) -> Result<(), SourceError> {
+        if round.is_empty() {
+            return Ok(());
+        }
+        self.in_flight.add();
+        if self.rounds.send(round).is_err() {
+            self.in_flight.finish();
+            return Err(worker_gone());
+        }
+        Ok(())
+    }
+}
+
 /// The poll thread's handle on the flush worker.
 pub(crate) struct FlushWorker {
     rounds: Option<SyncSender<Vec<PreparedFlush>>>,
@@ -120,22 +143,13 @@ impl FlushWorker {
         }
     }
 
-    /// Hands a round over; blocks while another round is already queued.
-    pub fn submit(&self, round: Vec<PreparedFlush>) -> Result<(), SourceError> {
-        if round.is_empty() {
-            return Ok(());
-        }
-        self.in_flight.add();
-        let sent = self
-            .rounds
-            .as_ref()
-            .map(|tx| tx.send(round).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            self.in_flight.finish();
-            return Err(worker_gone());
-        }
-        Ok(())
+    /// A handle for a shard to submit rounds with. The worker stops once this
+    /// worker and every submitter are dropped.
+    pub fn submitter(&self) -> Option<FlushSubmitter> {
+        Some(FlushSubmitter {
+            rounds: self.rounds.clone()?,
+            in_flight: self.in_flight.clone(),
+        })
     }
 
     /// Partitions made durable since the last call; `wait` blocks until every

@@ -13,19 +13,22 @@ pub trait InternalEvent {
     fn emit(self, telemetry: &Telemetry);
 }
 
-/// A message was consumed and decoded into `records` rows. On the hot path, so it
-/// counts through handles looked up once per topic and does not log.
-pub struct MessageDecoded<'a> {
+/// Messages of one topic were consumed and decoded into `records` rows. On the hot
+/// path, so a shard sums a whole chunk first, counts through handles looked up once
+/// per topic, and does not log.
+pub struct MessagesDecoded<'a> {
     /// The source topic's counters.
     pub counters: &'a TopicCounters,
-    /// Rows it produced.
-    pub records: usize,
+    /// Messages decoded.
+    pub messages: u64,
+    /// Rows they produced.
+    pub records: u64,
 }
 
-impl InternalEvent for MessageDecoded<'_> {
+impl InternalEvent for MessagesDecoded<'_> {
     fn emit(self, _: &Telemetry) {
-        self.counters.messages.inc();
-        self.counters.records.inc_by(self.records as u64);
+        self.counters.messages.inc_by(self.messages);
+        self.counters.records.inc_by(self.records);
     }
 }
 

@@ -6,9 +6,10 @@
 //! metrics, and the telemetry generator. Pure computation lives in
 //! `cara-operators`; SQL lives in `cara-sql`.
 //!
-//! Data path: [`source::Source`] polls Kafka → [`decode::Decoder`] builds Arrow
-//! rows per partition (bad messages become [`dlq::DeadLetter`]s) → a flush writes
-//! Parquet through [`archive`] and then commits offsets.
+//! Data path: [`source::Source`] polls Kafka and hands each message to the shard
+//! owning its partition → the shard's [`decode::Decoder`] builds Arrow rows per
+//! partition (bad messages become [`dlq::DeadLetter`]s) → the flush worker writes
+//! Parquet through [`archive`] → the source commits offsets.
 #![warn(missing_docs)]
 
 pub mod archive;
@@ -21,5 +22,6 @@ mod flush;
 pub mod gen;
 pub mod http;
 pub mod internal_events;
+mod shard;
 pub mod source;
 pub mod telemetry;

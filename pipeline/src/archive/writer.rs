@@ -10,7 +10,8 @@ use cara_operators::schema::Table;
 use cara_operators::time::{HourPartition, HOUR_MS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::layout::{write_atomically, ArchiveLayout};
 use super::{ArchiveError, Result};
@@ -92,10 +93,21 @@ impl ParquetWriter {
             path: layout.root().to_path_buf(),
             source,
         })?;
-        let properties = WriterProperties::builder()
+        // Dictionaries only where values repeat, statistics per column chunk (what
+        // DataFusion prunes row groups with): both cost encode time and buy nothing
+        // on ids, timestamps and free text.
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        for table in Table::ALL {
+            for column in table.repetitive_columns() {
+                let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
+                properties = properties.set_column_dictionary_enabled(path, true);
+            }
+        }
+        let properties = properties.build();
         Ok(ParquetWriter { layout, properties })
     }
 
@@ -146,5 +158,69 @@ impl ParquetWriter {
             rows: batch.num_rows(),
             bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn metrics_batch(rows: i64) -> RecordBatch {
+        let mut decoder = Decoder::new(Signal::Metrics, DecodeLimits::default());
+        for offset in 0..rows {
+            let pos = SourcePosition {
+                topic: "telemetry.metrics",
+                partition: 0,
+                offset,
+                kafka_ts_ms: None,
+            };
+            let msg = format!(
+                r#"{{"ts":{},"name":"cpu","value":{offset},"labels":{{"service":"checkout","host":"h{}"}}}}"#,
+                1_700_000_000_000 + offset,
+                offset % 3
+            );
+            decoder.decode(Some(msg.as_bytes()), &pos).unwrap();
+        }
+        decoder.finish()
+    }
+
+    #[test]
+    fn dictionaries_only_on_repetitive_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = ParquetWriter::new(ArchiveLayout::new(dir.path()), 3).unwrap();
+        let batch = metrics_batch(500);
+        let planned = writer.plan(Table::Metrics, &batch, "stem").unwrap();
+        assert_eq!(planned.len(), 1);
+        let written = writer.write(&planned[0]).unwrap();
+        assert_eq!(written.rows, 500);
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(&written.path).unwrap()).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let dictionary = |path: &str| {
+            let column = row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == path)
+                .unwrap_or_else(|| panic!("no column {path}"));
+            column.encodings().any(|e| e == Encoding::RLE_DICTIONARY)
+        };
+        for repetitive in Table::Metrics.repetitive_columns() {
+            assert!(
+                dictionary(repetitive),
+                "{repetitive} should be dictionary encoded"
+            );
+        }
+        for unique in ["ts", "value", "_offset"] {
+            assert!(
+                !dictionary(unique),
+                "{unique} should not be dictionary encoded"
+            );
+        }
+        // Chunk statistics remain, so readers can still prune.
+        let ts = row_group.column(0).statistics().expect("ts statistics");
+        assert!(ts.min_bytes_opt().is_some());
     }
 }

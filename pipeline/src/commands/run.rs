@@ -102,6 +102,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         roll_interval: config.archive.roll_interval.0,
         layout: ArchiveLayout::new(&config.archive.dir),
         zstd_level: config.archive.zstd_level,
+        shards: config.runtime.shard_count(),
     };
     println!("archive: {}", config.archive.dir.display());
     let source = Source::new(settings, telemetry.clone())?;

@@ -1,0 +1,373 @@
+//! Shards: the threads that own source partitions and do the per-record work.
+//!
+//! Owns: for each partition of its share, the rows decoded since the last flush (or
+//! the dead letters), the next offset it expects (to skip what the archive already
+//! holds and to notice offsets lost to retention), and when to flush (by size or
+//! age). A shard reads only its own input channel and its own partitions, so the hot
+//! path takes no locks; every core decodes at once while the poll thread only polls.
+//!
+//! Does not own: polling Kafka or committing offsets (see [`crate::source`]), or
+//! making files durable (see [`crate::flush`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::archive::commit::{Checkpoint, Intent};
+use crate::archive::layout::input_file_stem;
+use crate::archive::writer::ParquetWriter;
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+use crate::dlq::{dead_letter_batch, DeadLetter};
+use crate::flush::{FlushSubmitter, PreparedFlush};
+use crate::internal_events::*;
+use crate::source::dispatch::MessageChunk;
+use crate::source::SourceError;
+use crate::telemetry::{Telemetry, TopicCounters};
+use cara_operators::schema::Table;
+
+/// A source partition: (index into the source's topic list, Kafka partition).
+pub(crate) type PartitionKey = (usize, i32);
+
+/// How often a shard looks for partitions due by age.
+const AGE_CHECK: Duration = Duration::from_millis(200);
+
+/// A partition given to a shard, with where its archive says to resume.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AssignedPartition {
+    pub key: PartitionKey,
+    /// The first offset not yet archived; `None` for a partition never archived.
+    pub next_offset: Option<i64>,
+}
+
+/// What the poll thread sends a shard, in order.
+pub(crate) enum ShardInput {
+    /// Polled messages of the shard's partitions.
+    Messages(MessageChunk),
+    /// Partitions now owned.
+    Assign(Vec<AssignedPartition>),
+    /// Partitions no longer owned: drop their unflushed rows (the next owner replays
+    /// them from the checkpoint), then acknowledge.
+    Revoke(Vec<PartitionKey>, Sender<()>),
+    /// Hand every buffered row to the flush worker, then acknowledge (shutdown).
+    FlushAll(Sender<()>),
+}
+
+/// The first error that stopped a shard, for the poll thread to report.
+#[derive(Default)]
+pub(crate) struct FatalSlot {
+    raised: AtomicBool,
+    error: Mutex<Option<SourceError>>,
+}
+
+impl FatalSlot {
+    /// Records `error` unless an earlier one is already there.
+    pub fn raise(&self, error: SourceError) {
+        if let Ok(mut e) = self.error.lock() {
+            e.get_or_insert(error);
+        }
+        self.raised.store(true, Ordering::Release);
+    }
+
+    /// Takes the recorded error, if any; cheap when there is none.
+    pub fn take(&self) -> Option<SourceError> {
+        if !self.raised.load(Ordering::Acquire) {
+            return None;
+        }
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// What every shard shares, read-only.
+pub(crate) struct ShardSettings {
+    /// Topic name and signal, by topic index.
+    pub topics: Vec<(Arc<str>, Signal)>,
+    pub limits: DecodeLimits,
+    pub roll_bytes: u64,
+    pub roll_interval: Duration,
+    pub writer: ParquetWriter,
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// Rows of one source partition waiting to be flushed.
+struct PartitionBuffer {
+    topic: Arc<str>,
+    partition: i32,
+    signal: Signal,
+    decoder: Decoder,
+    dead_letters: Vec<DeadLetter>,
+    dead_letter_bytes: usize,
+    first_offset: Option<i64>,
+    last_offset: i64,
+    /// The next offset this process expects; `None` until known.
+    expected_next: Option<i64>,
+    opened_at: Instant,
+}
+
+impl PartitionBuffer {
+    fn buffered_bytes(&self) -> usize {
+        self.decoder.payload_bytes() + self.dead_letter_bytes
+    }
+}
+
+/// Per-topic counts gathered over a chunk and added to the shared counters once.
+#[derive(Default, Clone, Copy)]
+struct ChunkCounts {
+    messages: u64,
+    records: u64,
+}
+
+/// One shard's state, driven by its thread.
+struct Shard {
+    settings: Arc<ShardSettings>,
+    flusher: FlushSubmitter,
+    counters: Vec<TopicCounters>,
+    partitions: HashMap<PartitionKey, PartitionBuffer>,
+    spent: Sender<MessageChunk>,
+}
+
+/// Starts a shard thread reading `inputs` and returning chunks on `spent`; it stops when the sender side closes or
+/// on a fatal error, which it leaves in `fatal`.
+pub(crate) fn spawn(
+    index: usize,
+    settings: Arc<ShardSettings>,
+    flusher: FlushSubmitter,
+    inputs: Receiver<ShardInput>,
+    spent: Sender<MessageChunk>,
+    fatal: Arc<FatalSlot>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("cara-shard-{index}"))
+        .spawn(move || {
+            let counters = settings
+                .topics
+                .iter()
+                .map(|(t, _)| settings.telemetry.topic_counters(t))
+                .collect();
+            let mut shard = Shard {
+                settings,
+                flusher,
+                counters,
+                partitions: HashMap::new(),
+                spent,
+            };
+            if let Err(error) = shard.run(&inputs) {
+                fatal.raise(error);
+            }
+        })
+}
+
+impl Shard {
+    fn run(&mut self, inputs: &Receiver<ShardInput>) -> Result<(), SourceError> {
+        let mut next_age_check = Instant::now() + AGE_CHECK;
+        loop {
+            let timeout = next_age_check.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(timeout) {
+                Ok(ShardInput::Messages(chunk)) => {
+                    self.handle_chunk(&chunk)?;
+                    // Back to the poll thread for reuse; if it has gone, drop it.
+                    let _ = self.spent.send(chunk);
+                }
+                Ok(ShardInput::Assign(list)) => self.assign(list),
+                Ok(ShardInput::Revoke(keys, ack)) => {
+                    for key in keys {
+                        self.partitions.remove(&key);
+                    }
+                    let _ = ack.send(());
+                }
+                Ok(ShardInput::FlushAll(ack)) => {
+                    let keys: Vec<_> = self.partitions.keys().copied().collect();
+                    self.flush(&keys)?;
+                    let _ = ack.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if Instant::now() >= next_age_check {
+                next_age_check = Instant::now() + AGE_CHECK;
+                self.flush_aged()?;
+            }
+        }
+    }
+
+    fn assign(&mut self, list: Vec<AssignedPartition>) {
+        for assigned in list {
+            let (topic_index, partition) = assigned.key;
+            let Some((topic, signal)) = self.settings.topics.get(topic_index) else {
+                continue;
+            };
+            self.partitions.insert(
+                assigned.key,
+                PartitionBuffer {
+                    topic: topic.clone(),
+                    partition,
+                    signal: *signal,
+                    decoder: Decoder::new(*signal, self.settings.limits),
+                    dead_letters: Vec::new(),
+                    dead_letter_bytes: 0,
+                    first_offset: None,
+                    last_offset: -1,
+                    expected_next: assigned.next_offset,
+                    opened_at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    fn handle_chunk(&mut self, chunk: &MessageChunk) -> Result<(), SourceError> {
+        let mut counts = vec![ChunkCounts::default(); self.counters.len()];
+        let mut due = Vec::new();
+        for message in chunk.messages() {
+            // A partition not (or no longer) ours: its owner replays it from the
+            // checkpoint, so dropping the message loses nothing.
+            let Some(buffer) = self.partitions.get_mut(&message.key) else {
+                continue;
+            };
+            let offset = message.offset;
+            if let Some(expected) = buffer.expected_next {
+                if offset < expected {
+                    // Already archived (below the checkpoint): never write it twice.
+                    continue;
+                }
+                if offset > expected {
+                    OffsetsSkipped {
+                        topic: &buffer.topic,
+                        partition: buffer.partition,
+                        expected,
+                        received: offset,
+                    }
+                    .emit(&self.settings.telemetry);
+                }
+            }
+            buffer.expected_next = Some(offset + 1);
+            if buffer.first_offset.is_none() {
+                buffer.first_offset = Some(offset);
+                buffer.opened_at = Instant::now();
+            }
+            buffer.last_offset = offset;
+            let payload = chunk.payload(message);
+            let pos = SourcePosition {
+                topic: &buffer.topic,
+                partition: buffer.partition,
+                offset,
+                kafka_ts_ms: message.kafka_ts_ms,
+            };
+            match buffer.decoder.decode(payload, &pos) {
+                Ok(records) => {
+                    let c = &mut counts[message.key.0];
+                    c.messages += 1;
+                    c.records += records as u64;
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    MessageDeadLettered {
+                        topic: &buffer.topic,
+                        partition: buffer.partition,
+                        offset,
+                        kind: error.kind(),
+                        reason: &reason,
+                    }
+                    .emit(&self.settings.telemetry);
+                    let payload = payload.map(<[u8]>::to_vec);
+                    buffer.dead_letter_bytes += payload.as_ref().map_or(0, Vec::len) + reason.len();
+                    buffer.dead_letters.push(DeadLetter {
+                        topic: buffer.topic.clone(),
+                        partition: buffer.partition,
+                        offset,
+                        kafka_ts_ms: message.kafka_ts_ms.unwrap_or(0),
+                        reason,
+                        payload,
+                    });
+                }
+            }
+            if buffer.buffered_bytes() as u64 >= self.settings.roll_bytes
+                && !due.contains(&message.key)
+            {
+                due.push(message.key);
+            }
+        }
+        for (counters, c) in self.counters.iter().zip(&counts) {
+            if c.messages > 0 {
+                MessagesDecoded {
+                    counters,
+                    messages: c.messages,
+                    records: c.records,
+                }
+                .emit(&self.settings.telemetry);
+            }
+        }
+        self.flush(&due)
+    }
+
+    fn flush_aged(&mut self) -> Result<(), SourceError> {
+        let due: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, b)| {
+                b.first_offset.is_some() && b.opened_at.elapsed() >= self.settings.roll_interval
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        self.flush(&due)
+    }
+
+    /// Hands the buffered rows of `keys` to the flush worker as one round.
+    fn flush(&mut self, keys: &[PartitionKey]) -> Result<(), SourceError> {
+        let mut round = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(flush) = self.prepare(*key)? {
+                round.push(flush);
+            }
+        }
+        self.flusher.submit(round)
+    }
+
+    /// Takes a partition's buffered rows and plans their files and commit records.
+    fn prepare(&mut self, key: PartitionKey) -> Result<Option<PreparedFlush>, SourceError> {
+        let Some(buffer) = self.partitions.get_mut(&key) else {
+            return Ok(None);
+        };
+        let Some(first) = buffer.first_offset.take() else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let last = buffer.last_offset;
+        let rows = buffer.decoder.finish();
+        let letters = std::mem::take(&mut buffer.dead_letters);
+        buffer.dead_letter_bytes = 0;
+        let topic = buffer.topic.clone();
+        let partition = buffer.partition;
+        let stem = input_file_stem(&topic, partition, first, last);
+        let writer = &self.settings.writer;
+        let mut plan = if rows.num_rows() > 0 {
+            writer.plan(buffer.signal.table(), &rows, &stem)?
+        } else {
+            Vec::new()
+        };
+        if !letters.is_empty() {
+            plan.extend(writer.plan(Table::Dlq, &dead_letter_batch(&letters), &stem)?);
+        }
+        let intent = Intent {
+            first_offset: first,
+            files: plan.iter().map(|f| f.path.clone()).collect(),
+        };
+        let checkpoint = Checkpoint {
+            topic: topic.to_string(),
+            partition,
+            next_offset: last + 1,
+            files: intent.files.clone(),
+        };
+        Ok(Some(PreparedFlush {
+            topic,
+            partition,
+            plan,
+            letters,
+            intent,
+            checkpoint,
+            started,
+        }))
+    }
+}

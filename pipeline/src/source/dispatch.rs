@@ -1,0 +1,334 @@
+//! Hands polled messages to the shards that own their partitions.
+//!
+//! Owns: the copy of each polled message into a [`MessageChunk`] of its shard, sending
+//! chunks when they are full or when the consumer has nothing more right now, and the
+//! control messages (assign, revoke, flush everything) that must reach a shard in order
+//! with its data. Every send goes through [`Dispatcher`], whose pending chunks are
+//! always sent before a control message, so a shard sees a partition's records and its
+//! assignment changes in the order the poll thread saw them.
+//!
+//! Does not own: decoding or flushing (see [`crate::shard`]).
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use rdkafka::message::{BorrowedMessage, Message};
+
+use crate::shard::{AssignedPartition, PartitionKey, ShardInput};
+
+/// A chunk is sent once it holds this many messages…
+const CHUNK_MESSAGES: usize = 2048;
+/// …or this many payload bytes.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// One polled message, its payload stored in its chunk's byte arena.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawMessage {
+    pub key: PartitionKey,
+    pub offset: i64,
+    pub kafka_ts_ms: Option<i64>,
+    /// `(start, len)` in the chunk's bytes; `None` for a message without payload.
+    payload: Option<(u32, u32)>,
+}
+
+/// Messages for one shard, copied out of librdkafka's buffers so they can cross
+/// threads; one allocation per chunk rather than per message.
+#[derive(Debug, Default)]
+pub(crate) struct MessageChunk {
+    bytes: Vec<u8>,
+    messages: Vec<RawMessage>,
+}
+
+impl MessageChunk {
+    /// Appends a message.
+    pub fn push(
+        &mut self,
+        key: PartitionKey,
+        offset: i64,
+        kafka_ts_ms: Option<i64>,
+        payload: Option<&[u8]>,
+    ) {
+        let payload = payload.and_then(|p| {
+            let start = u32::try_from(self.bytes.len()).ok()?;
+            let len = u32::try_from(p.len()).ok()?;
+            self.bytes.extend_from_slice(p);
+            Some((start, len))
+        });
+        self.messages.push(RawMessage {
+            key,
+            offset,
+            kafka_ts_ms,
+            payload,
+        });
+    }
+
+    /// The messages, in poll order.
+    pub fn messages(&self) -> &[RawMessage] {
+        &self.messages
+    }
+
+    /// The payload of `message`, which must come from this chunk.
+    pub fn payload(&self, message: &RawMessage) -> Option<&[u8]> {
+        message
+            .payload
+            .and_then(|(start, len)| self.bytes.get(start as usize..(start + len) as usize))
+    }
+
+    /// Empties the chunk, keeping its allocations for reuse.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.messages.clear();
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= CHUNK_MESSAGES || self.bytes.len() >= CHUNK_BYTES
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// A shard stopped (it failed; the failure is in the source's fatal slot).
+#[derive(Debug)]
+pub(crate) struct ShardGone;
+
+/// The poll thread's side of the shards.
+pub(crate) struct Dispatcher {
+    shards: Vec<Sender<ShardInput>>,
+    pending: Vec<MessageChunk>,
+    /// Chunks the shards are done with, reused so that the poll thread does not
+    /// fault in fresh memory for every chunk.
+    spent: Receiver<MessageChunk>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the shards' input channels; shards return chunks on `spent`.
+    pub fn new(shards: Vec<Sender<ShardInput>>, spent: Receiver<MessageChunk>) -> Dispatcher {
+        let pending = shards.iter().map(|_| MessageChunk::default()).collect();
+        Dispatcher {
+            shards,
+            pending,
+            spent,
+        }
+    }
+
+    /// An empty chunk: a returned one when there is one.
+    fn fresh_chunk(&self) -> MessageChunk {
+        match self.spent.try_recv() {
+            Ok(mut chunk) => {
+                chunk.clear();
+                chunk
+            }
+            Err(_) => MessageChunk::default(),
+        }
+    }
+
+    /// Takes shard `shard`'s pending chunk, leaving an empty one.
+    fn take_pending(&mut self, shard: usize) -> MessageChunk {
+        let fresh = self.fresh_chunk();
+        std::mem::replace(&mut self.pending[shard], fresh)
+    }
+
+    /// The shard owning a partition. Partitions of one topic are spread round-robin,
+    /// and topics start at different shards so small topics do not pile up on one.
+    pub fn shard_of(&self, key: PartitionKey) -> usize {
+        let (topic, partition) = key;
+        (topic + partition.unsigned_abs() as usize) % self.shards.len().max(1)
+    }
+
+    /// Copies a polled message into its shard's chunk, sending the chunk when full.
+    pub fn push(&mut self, topic: usize, message: &BorrowedMessage<'_>) -> Result<(), ShardGone> {
+        let key = (topic, message.partition());
+        let shard = self.shard_of(key);
+        let chunk = self.pending.get_mut(shard).ok_or(ShardGone)?;
+        chunk.push(
+            key,
+            message.offset(),
+            message.timestamp().to_millis(),
+            message.payload(),
+        );
+        if chunk.is_full() {
+            let chunk = self.take_pending(shard);
+            self.send(shard, ShardInput::Messages(chunk))?;
+        }
+        Ok(())
+    }
+
+    /// Sends every partly filled chunk.
+    pub fn send_pending(&mut self) -> Result<(), ShardGone> {
+        for shard in 0..self.pending.len() {
+            if !self.pending[shard].is_empty() {
+                let chunk = self.take_pending(shard);
+                self.send(shard, ShardInput::Messages(chunk))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells each owning shard of its newly assigned partitions.
+    pub fn assign(&mut self, partitions: Vec<AssignedPartition>) -> Result<(), ShardGone> {
+        if self.shards.is_empty() {
+            return Ok(()); // closed: nothing reads these partitions any more
+        }
+        self.send_pending()?;
+        let mut by_shard: Vec<Vec<AssignedPartition>> = vec![Vec::new(); self.shards.len()];
+        for p in partitions {
+            by_shard[self.shard_of(p.key)].push(p);
+        }
+        for (shard, list) in by_shard.into_iter().enumerate() {
+            if !list.is_empty() {
+                self.send(shard, ShardInput::Assign(list))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the owning shards to drop revoked partitions, and waits until they have:
+    /// once this returns, no shard will start another flush of them.
+    pub fn revoke(&mut self, keys: Vec<PartitionKey>) -> Result<(), ShardGone> {
+        if self.shards.is_empty() {
+            return Ok(()); // closed (the consumer's final revocation): nothing to drop
+        }
+        self.send_pending()?;
+        let mut by_shard: Vec<Vec<PartitionKey>> = vec![Vec::new(); self.shards.len()];
+        for key in keys {
+            by_shard[self.shard_of(key)].push(key);
+        }
+        let mut acks = Vec::new();
+        for (shard, list) in by_shard.into_iter().enumerate() {
+            if !list.is_empty() {
+                let (tx, rx) = bounded(1);
+                self.send(shard, ShardInput::Revoke(list, tx))?;
+                acks.push(rx);
+            }
+        }
+        for ack in acks {
+            ack.recv().map_err(|_| ShardGone)?;
+        }
+        Ok(())
+    }
+
+    /// Has every shard hand all its buffered rows to the flush worker, and waits.
+    pub fn flush_everything(&mut self) -> Result<(), ShardGone> {
+        self.send_pending()?;
+        let mut acks = Vec::new();
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = bounded(1);
+            self.send(shard, ShardInput::FlushAll(tx))?;
+            acks.push(rx);
+        }
+        for ack in acks {
+            ack.recv().map_err(|_| ShardGone)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the shards' inputs; each shard stops after what it already received.
+    pub fn close(&mut self) {
+        self.shards.clear();
+        self.pending.clear();
+    }
+
+    fn send(&self, shard: usize, input: ShardInput) -> Result<(), ShardGone> {
+        self.shards
+            .get(shard)
+            .ok_or(ShardGone)?
+            .send(input)
+            .map_err(|_| ShardGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_keeps_payloads_apart_and_in_order() {
+        let mut chunk = MessageChunk::default();
+        chunk.push((0, 3), 10, Some(5), Some(b"first"));
+        chunk.push((1, 3), 11, None, None);
+        chunk.push((0, 3), 12, None, Some(b""));
+        chunk.push((2, 0), 13, None, Some(b"third"));
+        let payloads: Vec<_> = chunk
+            .messages()
+            .iter()
+            .map(|m| (m.key, m.offset, chunk.payload(m)))
+            .collect();
+        assert_eq!(
+            payloads,
+            vec![
+                ((0, 3), 10, Some(&b"first"[..])),
+                ((1, 3), 11, None),
+                ((0, 3), 12, Some(&b""[..])),
+                ((2, 0), 13, Some(&b"third"[..])),
+            ]
+        );
+        assert_eq!(chunk.messages()[0].kafka_ts_ms, Some(5));
+    }
+
+    #[test]
+    fn spent_chunks_come_back_empty_with_their_capacity() {
+        let (tx, rx) = bounded(4);
+        let (spent_tx, spent_rx) = crossbeam_channel::unbounded();
+        let mut dispatcher = Dispatcher::new(vec![tx], spent_rx);
+        let mut used = MessageChunk::default();
+        used.push((0, 0), 1, None, Some(&[7u8; 4096]));
+        let capacity = used.bytes.capacity();
+        spent_tx.send(used).unwrap();
+        dispatcher.pending[0].push((0, 0), 2, None, Some(b"y"));
+        dispatcher.send_pending().unwrap();
+        assert!(
+            matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages()[0].offset == 2)
+        );
+        let reused = &dispatcher.pending[0];
+        assert!(reused.is_empty() && reused.bytes.is_empty());
+        assert_eq!(reused.bytes.capacity(), capacity);
+    }
+
+    #[test]
+    fn partitions_spread_over_every_shard() {
+        let senders: Vec<_> = (0..3).map(|_| bounded(1).0).collect();
+        let dispatcher = Dispatcher::new(senders, crossbeam_channel::never());
+        let mut per_shard = [0usize; 3];
+        for topic in 0..3 {
+            for partition in 0..48 {
+                per_shard[dispatcher.shard_of((topic, partition))] += 1;
+            }
+        }
+        assert_eq!(per_shard, [48, 48, 48]);
+        // A single-partition topic of each signal lands on three different shards.
+        let singles: std::collections::BTreeSet<_> =
+            (0..3).map(|t| dispatcher.shard_of((t, 0))).collect();
+        assert_eq!(singles.len(), 3);
+    }
+
+    #[test]
+    fn a_closed_dispatcher_accepts_the_final_revocation() {
+        let (tx, _rx) = bounded(1);
+        let mut dispatcher = Dispatcher::new(vec![tx], crossbeam_channel::never());
+        dispatcher.close();
+        assert!(dispatcher.revoke(vec![(0, 1), (2, 5)]).is_ok());
+        assert!(dispatcher
+            .assign(vec![AssignedPartition {
+                key: (0, 1),
+                next_offset: None
+            }])
+            .is_ok());
+    }
+
+    #[test]
+    fn control_messages_follow_pending_data() {
+        let (tx, rx) = bounded(16);
+        let mut dispatcher = Dispatcher::new(vec![tx], crossbeam_channel::never());
+        dispatcher.pending[0].push((0, 0), 1, None, Some(b"x"));
+        dispatcher
+            .assign(vec![AssignedPartition {
+                key: (0, 1),
+                next_offset: Some(4),
+            }])
+            .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages().len() == 1));
+        assert!(matches!(rx.try_recv(), Ok(ShardInput::Assign(l)) if l[0].key == (0, 1)));
+        assert!(rx.try_recv().is_err());
+    }
+}

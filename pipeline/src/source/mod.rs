@@ -1,0 +1,270 @@
+//! The Kafka source: consumes the telemetry topics in a consumer group on one poll
+//! thread, which only polls: each message is copied into a chunk for the shard that
+//! owns its partition ([`dispatch`]); the shards ([`crate::shard`]) decode, buffer
+//! and hand due partitions to the flush worker ([`crate::flush`]); the poll thread
+//! commits offsets only after the worker reports the rows durable.
+//!
+//! Exactly-once: each partition resumes from the archive's checkpoint (see
+//! [`crate::archive`]); records below it are never archived again, files of an
+//! interrupted flush are removed before the partition is read, and a partition
+//! revoked in a rebalance drops its unflushed buffer so the next owner replays it.
+//! Rebalances are handled in the consumer's callbacks ([`context`]), which reach the
+//! shards through the same ordered channels as the data.
+
+mod context;
+pub(crate) mod dispatch;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::archive::layout::ArchiveLayout;
+use crate::archive::writer::ParquetWriter;
+use crate::archive::ArchiveError;
+use crate::decode::{DecodeLimits, Signal};
+use crate::dlq::DeadLetterSink;
+use crate::flush::{FlushWorker, InFlight};
+use crate::shard::{self, FatalSlot, ShardSettings};
+use crate::telemetry::Telemetry;
+use context::SourceContext;
+use dispatch::Dispatcher;
+
+/// How often the poll thread commits what became durable.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What can stop the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The Kafka client could not be created or failed fatally.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The archive failed in a way retrying did not fix.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// A shard thread could not be started, or stopped without saying why.
+    #[error("shard threads: {0}")]
+    Shard(String),
+    /// A partition was assigned whose archive state could not be recovered.
+    #[error("recovering {topic}[{partition}] from the archive: {source}")]
+    Recovery {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        source: ArchiveError,
+    },
+}
+
+/// Everything the source needs to run.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// librdkafka client properties shared by consumer and DLQ producer
+    /// (`bootstrap.servers` and user overrides).
+    pub client: ClientConfig,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Topic name of each signal.
+    pub topics: Vec<(String, Signal)>,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Decoding limits.
+    pub limits: DecodeLimits,
+    /// Flush a partition once this many payload bytes are buffered.
+    pub roll_bytes: u64,
+    /// Flush a partition at least this often.
+    pub roll_interval: Duration,
+    /// Archive location.
+    pub layout: ArchiveLayout,
+    /// zstd level of archive files.
+    pub zstd_level: i32,
+    /// Decoding threads (each owning a share of the partitions).
+    pub shards: usize,
+}
+
+/// The running source.
+pub struct Source {
+    consumer: BaseConsumer<SourceContext>,
+    flusher: FlushWorker,
+    shard_threads: Vec<JoinHandle<()>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Source {
+    /// Connects to Kafka, starts the shards and subscribes; nothing is read until
+    /// [`run`](Self::run).
+    pub fn new(settings: SourceSettings, telemetry: Arc<Telemetry>) -> Result<Source, SourceError> {
+        let writer = ParquetWriter::new(settings.layout.clone(), settings.zstd_level)?;
+        let mut consumer_config = settings.client.clone();
+        consumer_config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
+            .set("partition.assignment.strategy", "range,roundrobin");
+        // librdkafka pauses a partition's fetching for this long whenever the local
+        // queue is full (default 1 s). A consumer that decodes and writes is slower
+        // than one that only reads, so with the default the fetchers idle most of the
+        // time; a short backoff keeps them busy. Users may still override it.
+        if settings.client.get("fetch.queue.backoff.ms").is_none() {
+            consumer_config.set("fetch.queue.backoff.ms", "5");
+        }
+        let dlq = DeadLetterSink::new(settings.client.clone(), &settings.dlq_topic)?;
+        let in_flight = Arc::new(InFlight::default());
+        let flusher = FlushWorker::start(
+            writer.clone(),
+            dlq,
+            settings.dlq_topic.clone(),
+            telemetry.clone(),
+            in_flight.clone(),
+        );
+        let fatal = Arc::new(FatalSlot::default());
+        let shard_settings = Arc::new(ShardSettings {
+            topics: settings
+                .topics
+                .iter()
+                .map(|(t, s)| (Arc::from(t.as_str()), *s))
+                .collect(),
+            limits: settings.limits,
+            roll_bytes: settings.roll_bytes,
+            roll_interval: settings.roll_interval,
+            writer,
+            telemetry: telemetry.clone(),
+        });
+        let mut senders = Vec::new();
+        let mut shard_threads = Vec::new();
+        let (spent_tx, spent_rx) = crossbeam_channel::unbounded();
+        for index in 0..settings.shards.max(1) {
+            // A few chunks of backlog per shard: enough to ride out a flush hand-off,
+            // small enough that a slow shard slows the poll thread (backpressure).
+            let (tx, rx) = crossbeam_channel::bounded(8);
+            let submitter = flusher
+                .submitter()
+                .ok_or_else(|| SourceError::Shard("the flush worker is not running".into()))?;
+            let thread = shard::spawn(
+                index,
+                shard_settings.clone(),
+                submitter,
+                rx,
+                spent_tx.clone(),
+                fatal.clone(),
+            )
+            .map_err(|e| SourceError::Shard(e.to_string()))?;
+            senders.push(tx);
+            shard_threads.push(thread);
+        }
+        let context = SourceContext::new(
+            settings.layout.clone(),
+            settings.topics.iter().map(|(t, _)| t.clone()).collect(),
+            in_flight,
+            telemetry.clone(),
+            Mutex::new(Dispatcher::new(senders, spent_rx)),
+            fatal,
+        );
+        let consumer: BaseConsumer<SourceContext> = consumer_config.create_with_context(context)?;
+        let topics: Vec<&str> = settings.topics.iter().map(|(t, _)| t.as_str()).collect();
+        consumer.subscribe(&topics)?;
+        telemetry.set_ready(false, "waiting for a partition assignment");
+        Ok(Source {
+            consumer,
+            flusher,
+            shard_threads,
+            telemetry,
+        })
+    }
+
+    /// Consumes until `shutdown` is set, then flushes everything and commits.
+    pub fn run(mut self, shutdown: &AtomicBool) -> Result<(), SourceError> {
+        let outcome = self.consume(shutdown);
+        // Shards stop once their inputs close; the flush worker after them.
+        self.consumer.context().close_dispatcher();
+        for thread in self.shard_threads.drain(..) {
+            let _ = thread.join();
+        }
+        outcome
+    }
+
+    fn consume(&mut self, shutdown: &AtomicBool) -> Result<(), SourceError> {
+        let context = self.consumer.context();
+        let mut last_commit = Instant::now();
+        let mut pending = false;
+        let mut since_clock_check = 0u32;
+        while !shutdown.load(Ordering::Relaxed) {
+            // While chunks wait to be sent, only take what is already fetched; once
+            // nothing is, send them, so a quiet stream is not held back.
+            let timeout = if pending {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => {
+                    if let Some(topic) = context.topic_index(message.topic()) {
+                        context.dispatch(|d| d.push(topic, &message))?;
+                        pending = true;
+                    }
+                    since_clock_check += 1;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    self.telemetry.broker_error(&e.to_string());
+                }
+                None => {
+                    if pending {
+                        context.dispatch(Dispatcher::send_pending)?;
+                        pending = false;
+                    }
+                    since_clock_check = u32::MAX;
+                }
+            }
+            if let Some(error) = context.fatal() {
+                return Err(error);
+            }
+            // Reading the clock per message would cost more than the rest of polling.
+            if since_clock_check >= 1024 {
+                since_clock_check = 0;
+                if last_commit.elapsed() >= COMMIT_INTERVAL {
+                    last_commit = Instant::now();
+                    self.commit_durable(CommitMode::Async, false)?;
+                }
+            }
+        }
+        tracing::info!("shutting down: flushing every partition");
+        context.dispatch(Dispatcher::flush_everything)?;
+        self.commit_durable(CommitMode::Sync, true)?;
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Commits the offsets of partitions the worker made durable; with `wait`, first
+    /// waits for every submitted round.
+    fn commit_durable(&self, mode: CommitMode, wait: bool) -> Result<(), SourceError> {
+        let durable = self.flusher.completed(wait)?;
+        if durable.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for d in &durable {
+            tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            // The archive checkpoint is the source of truth; a failed Kafka commit
+            // (for example of a partition revoked meanwhile) only delays what lag
+            // monitors see.
+            tracing::warn!(error = %e, partitions = durable.len(), "offset commit failed");
+        }
+        if self.telemetry.readiness().is_err() && self.consumer.context().has_assignment() {
+            self.telemetry.set_ready(true, "consuming");
+        }
+        Ok(())
+    }
+}
