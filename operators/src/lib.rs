@@ -15,5 +15,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alert;
+pub mod anomaly;
+pub mod eval;
 pub mod schema;
 pub mod time;

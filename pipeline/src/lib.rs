@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod backtest;
 pub mod broker;
 pub mod config;
 pub mod decode;

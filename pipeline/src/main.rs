@@ -33,6 +33,31 @@ enum Command {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Replay recorded data through cara's operators and score the outcome.
+    #[command(subcommand)]
+    Backtest(BacktestCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BacktestCommand {
+    /// Score the anomaly detectors on the Numenta Anomaly Benchmark.
+    Nab(NabArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NabArgs {
+    /// NAB directory (with data/ and labels/).
+    #[arg(long, default_value = "../shared/datasets/nab")]
+    data: PathBuf,
+    /// Detector tuning as TOML, overriding defaults (`level_alpha = 0.01`).
+    #[arg(long)]
+    scorer: Option<String>,
+    /// Alert firing policy as TOML (`resolve_after_ms = 3600000`); the threshold is swept.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Also print each file's standard score at the best standard threshold.
+    #[arg(long)]
+    per_file: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +160,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => commands::broker::main(args),
         Command::Gen(args) => commands::gen::main(args),
         Command::Sql(args) => commands::sql::main(args),
+        Command::Backtest(BacktestCommand::Nab(args)) => commands::backtest::nab(args),
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

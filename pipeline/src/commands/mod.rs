@@ -1,5 +1,6 @@
 //! Implementations of the subcommands; the only place `anyhow` is used.
 
+pub mod backtest;
 pub mod broker;
 pub mod config;
 pub mod gen;
@@ -12,7 +13,7 @@ use anyhow::Context;
 use cara_pipeline::config::Config;
 use rdkafka::config::ClientConfig;
 
-pub(crate) use crate::{BrokerArgs, GenArgs, RunArgs, SqlArgs};
+pub(crate) use crate::{BrokerArgs, GenArgs, NabArgs, RunArgs, SqlArgs};
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init_tracing() {

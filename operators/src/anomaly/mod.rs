@@ -1,0 +1,271 @@
+//! Metric anomaly scoring: per-series streaming detectors combined into one
+//! calibrated score in [0, 1] per point.
+//!
+//! Owns: the detectors ([`SeriesScorer`]) and their state, the keyed operator over
+//! metric batches ([`operator`]). Each detector answers "how unusual is this point
+//! against one model of normal":
+//! - **level**: a robust (clipped) exponentially weighted mean and deviation — spikes
+//!   and dips against the recent level;
+//! - **daily season**: the same per hour of day, used
+//!   instead of the level when it has predicted the series better so far — a value
+//!   normal at noon but not at 3 a.m.;
+//! - **shift**: the fast mean of the residuals against whichever model predicts —
+//!   level shifts and trend changes that single points do not show;
+//! - counters are turned into rates by the operator before scoring.
+//!
+//! The largest deviation is calibrated against the series' own history of
+//! deviations (how rare is this, for this series), which is what makes one threshold
+//! work across series of very different noise.
+
+pub mod operator;
+pub mod stats;
+
+use serde::{Deserialize, Serialize};
+use stats::{normal_tail, RobustEwm};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Tuning of the detectors. The defaults were chosen on NAB (see BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScorerConfig {
+    /// Weight of a new point in the level baseline.
+    pub level_alpha: f64,
+    /// Weight of a new residual in the fast mean of the shift detector.
+    pub fast_alpha: f64,
+    /// Weight of a new point in its seasonal bucket.
+    pub season_alpha: f64,
+    /// Innovations are clipped at this many deviations.
+    pub clip: f64,
+    /// Points before any score is given.
+    pub warmup: u32,
+    /// Weight of a new deviation in the calibration distribution.
+    pub calibration_alpha: f64,
+    /// Weight of the shift detector against point deviations.
+    pub shift_weight: f64,
+}
+
+impl Default for ScorerConfig {
+    fn default() -> Self {
+        ScorerConfig {
+            level_alpha: 0.005,
+            fast_alpha: 0.3,
+            season_alpha: 0.02,
+            clip: 2.0,
+            warmup: 30,
+            calibration_alpha: 0.0005,
+            shift_weight: 3.0,
+        }
+    }
+}
+
+/// One scored point, with its evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PointScore {
+    /// Calibrated anomaly score in [0, 1].
+    pub score: f64,
+    /// What the winning model expected.
+    pub baseline: f64,
+    /// The largest deviation, in deviations of its model.
+    pub deviation: f64,
+    /// Which detector gave it.
+    pub detector: Detector,
+}
+
+/// The detectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// Not scored yet (warming up).
+    Warmup,
+    /// Against the recent level.
+    Level,
+    /// Against the hour of day.
+    Daily,
+    /// Fast mean against slow mean.
+    Shift,
+}
+
+/// The state of one series: a few hundred bytes plus its seasonal buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesScorer {
+    level: RobustEwm,
+    /// Fast mean of the signed residuals (in deviations).
+    fast: f64,
+    daily: Vec<RobustEwm>,
+    /// Running mean absolute prediction error of the level and the daily model.
+    level_error: f64,
+    daily_error: f64,
+    calibration_mean: f64,
+    calibration_var: f64,
+    calibrated: u32,
+}
+
+impl Default for SeriesScorer {
+    fn default() -> Self {
+        SeriesScorer {
+            level: RobustEwm::default(),
+            fast: 0.0,
+            daily: vec![RobustEwm::default(); 24],
+            level_error: 0.0,
+            daily_error: 0.0,
+            calibration_mean: 0.0,
+            calibration_var: 0.0,
+            calibrated: 0,
+        }
+    }
+}
+
+impl SeriesScorer {
+    /// Bytes this scorer holds on the heap (its seasonal buckets).
+    pub fn heap_bytes(&self) -> usize {
+        self.daily.capacity() * std::mem::size_of::<RobustEwm>()
+    }
+
+    /// Scores the point `(ts_ms, value)` and then learns from it. Points must come in
+    /// event-time order per series.
+    pub fn score(&mut self, config: &ScorerConfig, ts_ms: i64, value: f64) -> PointScore {
+        let floor = 1e-9 + value.abs() * 1e-6;
+        let hour = ts_ms.div_euclid(HOUR_MS).rem_euclid(24) as usize;
+        let level_z = self.level.z(value, config.warmup, floor);
+        let bucket = self.daily[hour];
+        let daily_z = bucket.z(value, 3, floor);
+        let seasonal_better = daily_z.is_some() && self.daily_error < self.level_error;
+        let (point_z, baseline, scale, point_detector) = match (level_z, daily_z) {
+            (Some(_), Some(d)) if seasonal_better => (d, bucket.mean, bucket.mad, Detector::Daily),
+            (Some(l), _) => (l, self.level.mean, self.level.mad, Detector::Level),
+            (None, _) => (0.0, value, 0.0, Detector::Warmup),
+        };
+        // Sustained deviation from whichever model predicts: the fast mean of the
+        // signed residuals, in deviations. One spike moves it a little; a shift of
+        // level or trend moves it steadily.
+        if point_detector != Detector::Warmup {
+            let signed = (value - baseline) / scale.max(floor);
+            self.fast += config.fast_alpha * (signed.clamp(-50.0, 50.0) - self.fast);
+        }
+        let shift_z = self.fast.abs() * config.shift_weight;
+        let (deviation, detector) = if shift_z > point_z {
+            (shift_z, Detector::Shift)
+        } else {
+            (point_z, point_detector)
+        };
+        let score = if point_detector == Detector::Warmup {
+            0.0
+        } else {
+            self.calibrate(config, deviation)
+        };
+
+        // Learn.
+        if level_z.is_some() {
+            let e = (value - self.level.mean).abs();
+            self.level_error += 0.05 * (e - self.level_error);
+        }
+        if daily_z.is_some() {
+            let e = (value - bucket.mean).abs();
+            self.daily_error += 0.05 * (e - self.daily_error);
+        }
+        self.level
+            .update(value, config.level_alpha, config.clip, config.warmup);
+        self.daily[hour].update(value, config.season_alpha, config.clip, 3);
+        PointScore {
+            score,
+            baseline,
+            deviation,
+            detector,
+        }
+    }
+
+    /// How rare `deviation` is for this series: with `p` the upper tail probability
+    /// under a normal fit to the log of its past deviations, the score is
+    /// `-log10(p) / 10` clipped to [0, 1], so 0.5 means "one in 100,000" and 1 means
+    /// "one in 10^10 or rarer". Learns from the deviation afterwards.
+    fn calibrate(&mut self, config: &ScorerConfig, deviation: f64) -> f64 {
+        let x = deviation.ln_1p();
+        let score = if self.calibrated >= 10 {
+            let sd = self.calibration_var.sqrt().max(0.05);
+            let tail = normal_tail((x - self.calibration_mean) / sd).max(1e-300);
+            (-tail.log10() / 10.0).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let alpha = config
+            .calibration_alpha
+            .max(1.0 / (f64::from(self.calibrated) + 1.0));
+        let delta = x - self.calibration_mean;
+        self.calibration_mean += alpha * delta;
+        self.calibration_var = (1.0 - alpha) * (self.calibration_var + alpha * delta * delta);
+        self.calibrated = self.calibrated.saturating_add(1);
+        score
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(i: u64) -> f64 {
+        // A deterministic pseudo-random value in [-1, 1).
+        let x = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn a_spike_scores_high_and_noise_does_not() {
+        let config = ScorerConfig::default();
+        let mut s = SeriesScorer::default();
+        let mut max_noise: f64 = 0.0;
+        for i in 0..2000 {
+            let p = s.score(&config, i as i64 * 60_000, 50.0 + noise(i));
+            if i > 200 {
+                max_noise = max_noise.max(p.score);
+            }
+        }
+        let spike = s.score(&config, 2000 * 60_000, 80.0);
+        assert!(spike.score >= 0.5, "{spike:?}");
+        assert!(max_noise < 0.5, "noise scored {max_noise}");
+        assert!(spike.score > max_noise, "{} vs {}", spike.score, max_noise);
+        assert!((spike.baseline - 50.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn a_daily_cycle_is_learnt_and_a_night_time_day_value_is_not_normal() {
+        let config = ScorerConfig::default();
+        let mut s = SeriesScorer::default();
+        let day = |ts: i64| {
+            let h = (ts / HOUR_MS) % 24;
+            if (8..20).contains(&h) {
+                100.0
+            } else {
+                10.0
+            }
+        };
+        let step = 5 * 60_000;
+        let mut ts = 0;
+        for i in 0..(14 * 288) {
+            s.score(&config, ts, day(ts) + noise(i));
+            ts += step;
+        }
+        // 3 a.m. with a noon value.
+        let night = ts - ts % (24 * HOUR_MS) + 3 * HOUR_MS + 24 * HOUR_MS;
+        let p = s.score(&config, night, 100.0);
+        assert_eq!(p.detector, Detector::Daily);
+        assert!(p.score >= 0.5, "{p:?}");
+    }
+
+    #[test]
+    fn state_round_trips_and_continues_identically() {
+        let config = ScorerConfig::default();
+        let mut a = SeriesScorer::default();
+        for i in 0..500 {
+            a.score(&config, i * 1000, (i % 7) as f64);
+        }
+        let bytes = serde_json::to_vec(&a).unwrap();
+        let mut b: SeriesScorer = serde_json::from_slice(&bytes).unwrap();
+        for i in 500..600 {
+            let x = (i % 5) as f64 * 3.0;
+            assert_eq!(a.score(&config, i * 1000, x), b.score(&config, i * 1000, x));
+        }
+    }
+}

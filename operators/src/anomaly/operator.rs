@@ -1,0 +1,301 @@
+//! The anomaly operator: keys metric rows by series, turns counters into rates, and
+//! scores every point with the series' [`SeriesScorer`].
+//!
+//! Owns: the map from series to state, its cardinality limit and idle eviction.
+//! Rows must arrive in event-time order per series (the runtime releases them in
+//! watermark order); an out-of-order point of a series is skipped and counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+
+use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
+use arrow::datatypes::TimestampMillisecondType;
+use serde::{Deserialize, Serialize};
+
+use super::{PointScore, ScorerConfig, SeriesScorer};
+
+/// What can go wrong reading a batch: only a schema that is not the metrics table's.
+#[derive(Debug, thiserror::Error)]
+#[error("not a metrics batch: column `{0}` is missing or has the wrong type")]
+pub struct SchemaMismatch(pub &'static str);
+
+/// One scored point of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredPoint {
+    /// The series: metric name and sorted labels, `name{k="v",...}`.
+    pub series: Arc<str>,
+    /// Event time (ms since the epoch).
+    pub ts_ms: i64,
+    /// The value scored (for counters: the per-second rate).
+    pub value: f64,
+    /// Score and evidence.
+    pub score: PointScore,
+}
+
+/// Limits of the operator's state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyLimits {
+    /// Series tracked at most; points of further series are not scored.
+    pub max_series: usize,
+    /// A series without points for this long (event time) is forgotten.
+    pub idle_ms: i64,
+}
+
+impl Default for AnomalyLimits {
+    fn default() -> Self {
+        AnomalyLimits {
+            max_series: 100_000,
+            idle_ms: 6 * 3_600_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesState {
+    key: Arc<str>,
+    scorer: SeriesScorer,
+    last_ts: i64,
+    /// Last raw value of a counter (to compute its rate).
+    last_counter: Option<f64>,
+}
+
+/// Counts the operator reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyCounts {
+    /// Points scored.
+    pub scored: u64,
+    /// Points of new series refused at the cardinality limit.
+    pub refused_by_limit: u64,
+    /// Points older than their series' last point.
+    pub out_of_order: u64,
+    /// Series forgotten after being idle.
+    pub evicted: u64,
+}
+
+/// The keyed anomaly operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyOperator {
+    config: ScorerConfig,
+    limits: AnomalyLimits,
+    /// Keyed with a fixed-seed hash, so the same input builds the same map (and the
+    /// same snapshot bytes) in every process.
+    series: HashMap<Arc<str>, SeriesState, FixedState>,
+    counts: AnomalyCounts,
+}
+
+impl AnomalyOperator {
+    /// An operator with the given detector tuning and limits.
+    pub fn new(config: ScorerConfig, limits: AnomalyLimits) -> AnomalyOperator {
+        AnomalyOperator {
+            config,
+            limits,
+            series: HashMap::default(),
+            counts: AnomalyCounts::default(),
+        }
+    }
+
+    /// Series currently tracked.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// What the operator has counted so far.
+    pub fn counts(&self) -> AnomalyCounts {
+        self.counts
+    }
+
+    /// Scores every row of a `metrics` batch, in row order, appending to `out`.
+    pub fn process(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<ScoredPoint>,
+    ) -> Result<(), SchemaMismatch> {
+        let ts = batch
+            .column_by_name("ts")
+            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+            .ok_or(SchemaMismatch("ts"))?;
+        let name = string_column(batch, "name")?;
+        let kind = string_column(batch, "type")?;
+        let value = batch
+            .column_by_name("value")
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Float64Type>())
+            .ok_or(SchemaMismatch("value"))?;
+        let labels = batch
+            .column_by_name("labels")
+            .and_then(|c| c.as_any().downcast_ref::<MapArray>())
+            .ok_or(SchemaMismatch("labels"))?;
+        let keys = labels
+            .keys()
+            .as_string_opt::<i32>()
+            .ok_or(SchemaMismatch("labels"))?;
+        let values = labels
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or(SchemaMismatch("labels"))?;
+        let offsets = labels.value_offsets();
+        let mut key = String::new();
+        for row in 0..batch.num_rows() {
+            key.clear();
+            key.push_str(name.value(row));
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            series_key(
+                &mut key,
+                (start..end).map(|i| (keys.value(i), values.value(i))),
+            );
+            let t = ts.value(row);
+            let is_counter = kind.is_valid(row) && kind.value(row) == "counter";
+            self.observe(&key, t, value.value(row), is_counter, out);
+        }
+        Ok(())
+    }
+
+    fn observe(
+        &mut self,
+        key: &str,
+        ts_ms: i64,
+        raw: f64,
+        is_counter: bool,
+        out: &mut Vec<ScoredPoint>,
+    ) {
+        if !self.series.contains_key(key) {
+            if self.series.len() >= self.limits.max_series {
+                self.counts.refused_by_limit += 1;
+                return;
+            }
+            let key: Arc<str> = Arc::from(key);
+            self.series.insert(
+                key.clone(),
+                SeriesState {
+                    key,
+                    scorer: SeriesScorer::default(),
+                    last_ts: i64::MIN,
+                    last_counter: None,
+                },
+            );
+        }
+        let Some(state) = self.series.get_mut(key) else {
+            return;
+        };
+        if ts_ms < state.last_ts {
+            self.counts.out_of_order += 1;
+            return;
+        }
+        let value = if is_counter {
+            let previous = state.last_counter.replace(raw);
+            let elapsed_s = ts_ms.saturating_sub(state.last_ts) as f64 / 1000.0;
+            match previous {
+                Some(prev) if elapsed_s > 0.0 => {
+                    // A counter that went down was reset: it counted `raw` since.
+                    let delta = if raw >= prev { raw - prev } else { raw };
+                    delta / elapsed_s
+                }
+                _ => {
+                    state.last_ts = ts_ms;
+                    return;
+                }
+            }
+        } else {
+            raw
+        };
+        state.last_ts = ts_ms;
+        let score = state.scorer.score(&self.config, ts_ms, value);
+        self.counts.scored += 1;
+        out.push(ScoredPoint {
+            series: state.key.clone(),
+            ts_ms,
+            value,
+            score,
+        });
+    }
+
+    /// Forgets series idle for longer than the limit as of `watermark_ms`.
+    pub fn evict_idle(&mut self, watermark_ms: i64) {
+        let idle_ms = self.limits.idle_ms;
+        let before = self.series.len();
+        self.series
+            .retain(|_, s| watermark_ms.saturating_sub(s.last_ts) <= idle_ms);
+        self.counts.evicted += (before - self.series.len()) as u64;
+    }
+}
+
+fn string_column<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a StringArray, SchemaMismatch> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or(SchemaMismatch(name))
+}
+
+/// Appends `{k="v",...}` with labels sorted by key, so the same labels in any order
+/// name the same series.
+fn series_key<'a>(key: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut sorted: Vec<(&str, &str)> = labels.collect();
+    if sorted.is_empty() {
+        return;
+    }
+    sorted.sort_unstable();
+    key.push('{');
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(k);
+        key.push_str("=\"");
+        key.push_str(v);
+        key.push('"');
+    }
+    key.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keys_ignore_label_order() {
+        let mut a = String::from("up");
+        series_key(&mut a, [("b", "2"), ("a", "1")].into_iter());
+        let mut b = String::from("up");
+        series_key(&mut b, [("a", "1"), ("b", "2")].into_iter());
+        assert_eq!(a, b);
+        assert_eq!(a, r#"up{a="1",b="2"}"#);
+    }
+
+    #[test]
+    fn counters_are_scored_as_rates_and_resets_handled() {
+        let mut op = AnomalyOperator::new(ScorerConfig::default(), AnomalyLimits::default());
+        let mut out = Vec::new();
+        op.observe("c", 0, 100.0, true, &mut out);
+        op.observe("c", 10_000, 150.0, true, &mut out);
+        op.observe("c", 20_000, 30.0, true, &mut out); // reset
+        let rates: Vec<f64> = out.iter().map(|p| p.value).collect();
+        assert_eq!(rates, vec![5.0, 3.0]);
+    }
+
+    #[test]
+    fn cardinality_limit_refuses_and_counts_new_series() {
+        let limits = AnomalyLimits {
+            max_series: 2,
+            idle_ms: 1000,
+        };
+        let mut op = AnomalyOperator::new(ScorerConfig::default(), limits);
+        let mut out = Vec::new();
+        for s in ["a", "b", "c", "a"] {
+            op.observe(s, 5, 1.0, false, &mut out);
+        }
+        assert_eq!(op.series_count(), 2);
+        assert_eq!(op.counts().refused_by_limit, 1);
+        assert_eq!(out.len(), 3);
+        op.observe("b", 900, 1.0, false, &mut out);
+        op.evict_idle(1500); // a idle for 1495 ms, b for 600 ms
+        assert_eq!(op.series_count(), 1);
+        assert_eq!(op.counts().evicted, 1);
+        op.observe("b", 800, 1.0, false, &mut out);
+        assert_eq!(op.counts().out_of_order, 1);
+    }
+}

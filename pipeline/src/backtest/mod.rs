@@ -1,0 +1,4 @@
+//! Backtests: replaying recorded data through the same decoders and operators as the
+//! live path, and scoring the outcome against labels.
+
+pub mod nab;
