@@ -20,3 +20,5 @@ pub mod anomaly;
 pub mod eval;
 pub mod schema;
 pub mod time;
+pub mod watermark;
+pub mod window;

@@ -1,0 +1,161 @@
+//! Event-time watermarks: per source partition, the largest event time seen minus the
+//! out-of-orderness bound; for the operator, the minimum over active partitions.
+//!
+//! A partition that has received nothing for `idle_timeout_ms` of *processing* time
+//! stops holding the watermark back (the caller passes processing time in, so this
+//! stays pure and testable). The watermark never goes backwards.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How watermarks are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatermarkPolicy {
+    /// How far behind the largest event time records may still arrive in order.
+    pub out_of_orderness_ms: i64,
+    /// After this long without records (processing time), a partition is idle.
+    pub idle_timeout_ms: i64,
+}
+
+impl Default for WatermarkPolicy {
+    fn default() -> Self {
+        WatermarkPolicy {
+            out_of_orderness_ms: 5_000,
+            idle_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct PartitionClock {
+    max_event_ms: i64,
+    last_seen_processing_ms: i64,
+}
+
+/// Watermarks of a set of partitions, keyed by any ordered partition id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkTracker<P: Ord> {
+    policy: WatermarkPolicy,
+    partitions: BTreeMap<P, PartitionClock>,
+    current: i64,
+}
+
+impl<P: Ord + Clone> WatermarkTracker<P> {
+    /// A tracker with no partitions; its watermark starts at `i64::MIN`.
+    pub fn new(policy: WatermarkPolicy) -> Self {
+        WatermarkTracker {
+            policy,
+            partitions: BTreeMap::new(),
+            current: i64::MIN,
+        }
+    }
+
+    /// Records an event of `partition` at `event_ms`, seen at `now_ms` (processing time).
+    pub fn observe(&mut self, partition: P, event_ms: i64, now_ms: i64) {
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_ms: i64::MIN,
+            last_seen_processing_ms: now_ms,
+        });
+        clock.max_event_ms = clock.max_event_ms.max(event_ms);
+        clock.last_seen_processing_ms = now_ms;
+    }
+
+    /// Forgets a partition (revoked); it no longer holds the watermark back.
+    pub fn remove(&mut self, partition: &P) {
+        self.partitions.remove(partition);
+    }
+
+    /// True when `event_ms` is at or below the current watermark (a late record).
+    pub fn is_late(&self, event_ms: i64) -> bool {
+        event_ms <= self.current
+    }
+
+    /// Advances and returns the watermark as of `now_ms`: the minimum over partitions
+    /// active within the idle timeout of (max event time − out-of-orderness); when
+    /// every partition is idle, the maximum over all of them. Never decreases.
+    pub fn advance(&mut self, now_ms: i64) -> i64 {
+        let bound = |c: &PartitionClock| {
+            c.max_event_ms
+                .saturating_sub(self.policy.out_of_orderness_ms)
+        };
+        let active = self
+            .partitions
+            .values()
+            .filter(|c| {
+                now_ms.saturating_sub(c.last_seen_processing_ms) < self.policy.idle_timeout_ms
+            })
+            .map(bound)
+            .min();
+        let candidate = active.or_else(|| self.partitions.values().map(bound).max());
+        if let Some(candidate) = candidate {
+            self.current = self.current.max(candidate);
+        }
+        self.current
+    }
+
+    /// The watermark as last advanced.
+    pub fn current(&self) -> i64 {
+        self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> WatermarkTracker<u32> {
+        WatermarkTracker::new(WatermarkPolicy {
+            out_of_orderness_ms: 100,
+            idle_timeout_ms: 1_000,
+        })
+    }
+
+    #[test]
+    fn the_slowest_active_partition_holds_the_watermark() {
+        let mut t = tracker();
+        t.observe(0, 5_000, 0);
+        t.observe(1, 2_000, 0);
+        assert_eq!(t.advance(10), 1_900);
+        t.observe(1, 6_000, 20);
+        assert_eq!(t.advance(30), 4_900);
+    }
+
+    #[test]
+    fn out_of_order_events_do_not_move_it_back() {
+        let mut t = tracker();
+        t.observe(0, 5_000, 0);
+        assert_eq!(t.advance(0), 4_900);
+        t.observe(0, 4_950, 1); // within the bound: not late
+        assert!(!t.is_late(4_950));
+        t.observe(0, 3_000, 2); // beyond it: late
+        assert!(t.is_late(3_000));
+        assert_eq!(t.advance(3), 4_900);
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_it_back() {
+        let mut t = tracker();
+        t.observe(0, 10_000, 0);
+        t.observe(1, 1_000, 0);
+        assert_eq!(t.advance(500), 900);
+        t.observe(0, 20_000, 1_500);
+        // Partition 1 silent for 1.5 s of processing time: idle.
+        assert_eq!(t.advance(1_500), 19_900);
+        // It wakes up with old data: the watermark does not go back; its records are late.
+        t.observe(1, 2_000, 1_600);
+        assert_eq!(t.advance(1_600), 19_900);
+        assert!(t.is_late(2_000));
+    }
+
+    #[test]
+    fn when_everything_is_idle_the_furthest_partition_leads() {
+        let mut t = tracker();
+        t.observe(0, 10_000, 0);
+        t.observe(1, 4_000, 0);
+        assert_eq!(t.advance(5_000), 9_900);
+        t.remove(&0);
+        assert_eq!(t.advance(5_001), 9_900, "never decreases");
+    }
+}
