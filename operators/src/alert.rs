@@ -25,7 +25,7 @@ pub struct FiringPolicy {
 impl Default for FiringPolicy {
     fn default() -> Self {
         FiringPolicy {
-            threshold: 0.3,
+            threshold: 0.35,
             for_ms: 0,
             resolve_ratio: 0.9,
             resolve_after_ms: 60 * 60_000,

@@ -13,9 +13,10 @@
 //!   level shifts and trend changes that single points do not show;
 //! - counters are turned into rates by the operator before scoring.
 //!
-//! The largest deviation is calibrated against the series' own history of
-//! deviations (how rare is this, for this series), which is what makes one threshold
-//! work across series of very different noise.
+//! Point deviations (briefly averaged) and the shift are each calibrated against the
+//! series' own history of such deviations (how rare is this, for this series), and the
+//! rarer of the two is the score: that is what makes one threshold work across series
+//! of very different noise.
 
 pub mod operator;
 pub mod stats;
@@ -57,7 +58,7 @@ impl Default for ScorerConfig {
             warmup: 30,
             calibration_alpha: 0.0005,
             shift_weight: 2.0,
-            smoothing: 0.2,
+            smoothing: 0.1,
         }
     }
 }
@@ -89,6 +90,37 @@ pub enum Detector {
     Shift,
 }
 
+/// How rare a deviation is for one series: a normal fit to the logarithm of its
+/// past deviations, exponentially weighted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Calibrator {
+    mean: f64,
+    var: f64,
+    count: u32,
+}
+
+impl Calibrator {
+    /// With `p` the upper tail probability of `deviation`, the score is
+    /// `-log10(p) / 10` clipped to [0, 1], so 0.5 means "one in 100,000" and 1 means
+    /// "one in 10^10 or rarer". Learns from the deviation afterwards.
+    fn score(&mut self, alpha: f64, deviation: f64) -> f64 {
+        let x = deviation.ln_1p();
+        let score = if self.count >= 10 {
+            let sd = self.var.sqrt().max(0.05);
+            let tail = normal_tail((x - self.mean) / sd).max(1e-300);
+            (-tail.log10() / 10.0).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let alpha = alpha.max(1.0 / (f64::from(self.count) + 1.0));
+        let delta = x - self.mean;
+        self.mean += alpha * delta;
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        self.count = self.count.saturating_add(1);
+        score
+    }
+}
+
 /// The state of one series: a few hundred bytes plus its seasonal buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesScorer {
@@ -99,9 +131,8 @@ pub struct SeriesScorer {
     /// Running mean absolute prediction error of the level and the daily model.
     level_error: f64,
     daily_error: f64,
-    calibration_mean: f64,
-    calibration_var: f64,
-    calibrated: u32,
+    point_calibration: Calibrator,
+    shift_calibration: Calibrator,
     /// Short average of deviations.
     smoothed: f64,
 }
@@ -114,9 +145,8 @@ impl Default for SeriesScorer {
             daily: vec![RobustEwm::default(); 24],
             level_error: 0.0,
             daily_error: 0.0,
-            calibration_mean: 0.0,
-            calibration_var: 0.0,
-            calibrated: 0,
+            point_calibration: Calibrator::default(),
+            shift_calibration: Calibrator::default(),
             smoothed: 0.0,
         }
     }
@@ -150,18 +180,24 @@ impl SeriesScorer {
             self.fast += config.fast_alpha * (signed.clamp(-50.0, 50.0) - self.fast);
         }
         let shift_z = self.fast.abs() * config.shift_weight;
-        let (deviation, detector) = if shift_z > point_z {
-            (shift_z, Detector::Shift)
+        // Each detector is calibrated against its own history; the rarer one speaks.
+        // Point deviations are averaged briefly: a lone outlier in a noisy series
+        // counts for less than a run of them.
+        let (score, deviation, detector) = if point_detector == Detector::Warmup {
+            (0.0, 0.0, Detector::Warmup)
         } else {
-            (point_z, point_detector)
-        };
-        // A short average of deviations: a lone outlier in a noisy series counts for
-        // less than a run of them (measured on NAB: 51.4 → 58.9 standard).
-        let score = if point_detector == Detector::Warmup {
-            0.0
-        } else {
-            self.smoothed += config.smoothing * (deviation - self.smoothed);
-            self.calibrate(config, self.smoothed)
+            self.smoothed += config.smoothing * (point_z - self.smoothed);
+            let point = self
+                .point_calibration
+                .score(config.calibration_alpha, self.smoothed);
+            let shift = self
+                .shift_calibration
+                .score(config.calibration_alpha, shift_z);
+            if shift > point {
+                (shift, shift_z, Detector::Shift)
+            } else {
+                (point, self.smoothed, point_detector)
+            }
         };
 
         // Learn.
@@ -182,29 +218,6 @@ impl SeriesScorer {
             deviation,
             detector,
         }
-    }
-
-    /// How rare `deviation` is for this series: with `p` the upper tail probability
-    /// under a normal fit to the log of its past deviations, the score is
-    /// `-log10(p) / 10` clipped to [0, 1], so 0.5 means "one in 100,000" and 1 means
-    /// "one in 10^10 or rarer". Learns from the deviation afterwards.
-    fn calibrate(&mut self, config: &ScorerConfig, deviation: f64) -> f64 {
-        let x = deviation.ln_1p();
-        let score = if self.calibrated >= 10 {
-            let sd = self.calibration_var.sqrt().max(0.05);
-            let tail = normal_tail((x - self.calibration_mean) / sd).max(1e-300);
-            (-tail.log10() / 10.0).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let alpha = config
-            .calibration_alpha
-            .max(1.0 / (f64::from(self.calibrated) + 1.0));
-        let delta = x - self.calibration_mean;
-        self.calibration_mean += alpha * delta;
-        self.calibration_var = (1.0 - alpha) * (self.calibration_var + alpha * delta * delta);
-        self.calibrated = self.calibrated.saturating_add(1);
-        score
     }
 }
 

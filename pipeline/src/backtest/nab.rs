@@ -335,10 +335,13 @@ mod tests {
         let config = ScorerConfig::default();
         let scores: Vec<_> = corpus.iter().map(|s| score_series(s, &config)).collect();
         let results = evaluate(&corpus, &scores, &FiringPolicy::default());
-        // Measured 50.2 / 35.8 / 58.7 (BENCHMARKS.md); a regression of the detectors,
-        // the decoder path or the scorer moves these.
-        assert!(results[0].score > 48.0, "{results:?}");
-        assert!(results[1].score > 33.0, "{results:?}");
-        assert!(results[2].score > 56.0, "{results:?}");
+        // Measured 61.1 / 49.7 / 67.2 (BENCHMARKS.md); a regression of the detectors,
+        // the decoder path or the scorer moves these. The target is 60.
+        assert!(results[0].score >= 60.0, "{results:?}");
+        assert!(results[1].score > 48.0, "{results:?}");
+        assert!(results[2].score > 65.0, "{results:?}");
+        // As deployed, at the default threshold.
+        let deployed = score_at(&corpus, &scores, &FiringPolicy::default());
+        assert!(deployed[0] > 58.0, "{deployed:?}");
     }
 }
