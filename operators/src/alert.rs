@@ -6,7 +6,13 @@
 //! stayed below `threshold * resolve_ratio` for `resolve_after_ms`. The gap between
 //! the two levels and the quiet period stop an alert from flapping.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use crate::anomaly::operator::ScoredPoint;
+use crate::anomaly::{Detector, PointScore};
 
 /// When a rule fires and resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,6 +37,248 @@ impl Default for FiringPolicy {
             resolve_after_ms: 60 * 60_000,
         }
     }
+}
+
+/// An alert rule: which series it watches and when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRule {
+    /// Rule name (`alertname`).
+    pub name: String,
+    /// Metric name to match: exact, or a prefix when it ends in `*`; `None` matches all.
+    pub metric: Option<String>,
+    /// Labels a series must carry with exactly these values.
+    pub labels: BTreeMap<String, String>,
+    /// `page`, `ticket` or `info`.
+    pub severity: String,
+    /// When it fires and resolves.
+    pub policy: FiringPolicy,
+}
+
+impl AlertRule {
+    /// The rule cara applies when none is configured: every series, default policy.
+    pub fn default_anomaly() -> AlertRule {
+        AlertRule {
+            name: "metric_anomaly".into(),
+            metric: None,
+            labels: BTreeMap::new(),
+            severity: "ticket".into(),
+            policy: FiringPolicy::default(),
+        }
+    }
+
+    /// True when the rule watches the series.
+    pub fn matches(&self, name: &str, labels: &[(String, String)]) -> bool {
+        let name_ok = match self.metric.as_deref() {
+            None => true,
+            Some(pattern) => match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            },
+        };
+        name_ok
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+    }
+}
+
+/// Firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Started firing.
+    Firing,
+    /// Stopped firing.
+    Resolved,
+}
+
+impl AlertStatus {
+    /// As written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert record (DESIGN.md, "Output records"), with event-time fields only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Deterministic: the same rule, series and start give the same id.
+    pub id: String,
+    /// Rule name.
+    pub rule: String,
+    /// Always `anomaly` for these rules.
+    pub kind: String,
+    /// Severity of the rule.
+    pub severity: String,
+    /// Firing or resolved.
+    pub status: AlertStatus,
+    /// Event time of this transition.
+    pub at: i64,
+    /// When the alert started firing.
+    pub starts_at: i64,
+    /// When it resolved (resolved records only).
+    pub ends_at: Option<i64>,
+    /// `alertname`, `__name__` and the series labels.
+    pub labels: Vec<(String, String)>,
+    /// One line for humans.
+    pub summary: String,
+    /// What was seen, for humans.
+    pub description: String,
+    /// Score of the point that caused the transition.
+    pub score: f64,
+    /// Its value.
+    pub value: f64,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// Start of the anomalous stretch (first point at or above the threshold).
+    pub window_start: i64,
+    /// End of it so far (the transition's point).
+    pub window_end: i64,
+    /// The detector's evidence for the transition's point.
+    pub evidence: PointScore,
+    /// Row of the point in its batch (the caller turns it into a source position).
+    #[serde(skip)]
+    pub row: usize,
+}
+
+/// One rule's state for one series: only pending or firing series are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RuleState {
+    state: AlertState,
+    window_start: i64,
+}
+
+/// Applies alert rules to scored points, keeping each rule's state per series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvaluator {
+    rules: Vec<AlertRule>,
+    /// By (rule index, series); ordered, so snapshots are deterministic.
+    states: BTreeMap<(usize, Arc<str>), RuleState>,
+}
+
+impl AlertEvaluator {
+    /// An evaluator of `rules`.
+    pub fn new(rules: Vec<AlertRule>) -> AlertEvaluator {
+        AlertEvaluator {
+            rules,
+            states: BTreeMap::new(),
+        }
+    }
+
+    /// Alerts currently firing.
+    pub fn firing(&self) -> usize {
+        self.states.values().filter(|s| s.state.is_firing()).count()
+    }
+
+    /// Takes a scored point; appends the records of the transitions it causes.
+    pub fn observe(&mut self, point: &ScoredPoint, out: &mut Vec<AlertRecord>) {
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.matches(&point.name, &point.labels) {
+                continue;
+            }
+            let key = (index, point.series.clone());
+            let score = point.score.score;
+            let entry = match self.states.get_mut(&key) {
+                Some(entry) => entry,
+                None if score >= rule.policy.threshold => {
+                    self.states.entry(key.clone()).or_insert(RuleState {
+                        state: AlertState::default(),
+                        window_start: point.ts_ms,
+                    })
+                }
+                None => continue,
+            };
+            let transition = entry.state.observe(&rule.policy, point.ts_ms, score);
+            let firing_since = entry.state.firing_since();
+            let window_start = entry.window_start;
+            match transition {
+                Some(Transition::Fired) => {
+                    let starts_at = firing_since.unwrap_or(point.ts_ms);
+                    out.push(record(rule, point, AlertStatus::Firing, starts_at, window_start));
+                }
+                Some(Transition::Resolved) => {
+                    // The state machine forgets the start on resolving; the record
+                    // keeps it from the stretch's beginning.
+                    out.push(record(rule, point, AlertStatus::Resolved, window_start, window_start));
+                    self.states.remove(&key);
+                }
+                None => {
+                    if !entry.state.is_firing() && !entry.state.is_pending() {
+                        self.states.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn record(
+    rule: &AlertRule,
+    point: &ScoredPoint,
+    status: AlertStatus,
+    starts_at: i64,
+    window_start: i64,
+) -> AlertRecord {
+    let mut labels = vec![
+        ("alertname".to_owned(), rule.name.clone()),
+        ("__name__".to_owned(), point.name.to_string()),
+    ];
+    labels.extend(point.labels.iter().cloned());
+    let detector = match point.score.detector {
+        Detector::Warmup => "warmup",
+        Detector::Level => "the recent level",
+        Detector::Daily => "the usual value at this hour",
+        Detector::Shift => "a sustained shift",
+    };
+    let (summary, ends_at) = match status {
+        AlertStatus::Firing => (format!("{} is anomalous", point.series), None),
+        AlertStatus::Resolved => (format!("{} is back to normal", point.series), Some(point.ts_ms)),
+    };
+    AlertRecord {
+        id: alert_id(&rule.name, &point.series, starts_at),
+        rule: rule.name.clone(),
+        kind: "anomaly".into(),
+        severity: rule.severity.clone(),
+        status,
+        at: point.ts_ms,
+        starts_at,
+        ends_at,
+        labels,
+        summary,
+        description: format!(
+            "value {:.6} against {:.6} expected from {detector} ({:.1} deviations, score {:.3}, threshold {})",
+            point.value, point.score.baseline, point.score.deviation, point.score.score, rule.policy.threshold
+        ),
+        score: point.score.score,
+        value: point.value,
+        threshold: rule.policy.threshold,
+        window_start,
+        window_end: point.ts_ms,
+        evidence: point.score,
+        row: point.row,
+    }
+}
+
+/// A stable id: FNV-1a (64 bit) of rule, series and start, in hex. The same inputs
+/// give the same id in every process and version of cara.
+pub fn alert_id(rule: &str, series: &str, starts_at: i64) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(rule.as_bytes());
+    feed(&[0]);
+    feed(series.as_bytes());
+    feed(&[0]);
+    feed(&starts_at.to_le_bytes());
+    format!("{hash:016x}")
 }
 
 /// A change of an alert's status.
@@ -58,6 +306,11 @@ impl AlertState {
     /// True while the alert fires.
     pub fn is_firing(&self) -> bool {
         self.firing_since.is_some()
+    }
+
+    /// True while the score is above the threshold but the for-duration has not passed.
+    pub fn is_pending(&self) -> bool {
+        self.pending_since.is_some()
     }
 
     /// When the current firing started.
@@ -103,6 +356,72 @@ mod tests {
             .iter()
             .filter_map(|(t, s)| state.observe(policy, *t, *s).map(|tr| (*t, tr)))
             .collect()
+    }
+
+    fn point(series: &str, ts_ms: i64, score: f64) -> ScoredPoint {
+        ScoredPoint {
+            series: Arc::from(series),
+            name: Arc::from("latency"),
+            labels: Arc::from(vec![("service".to_owned(), "api".to_owned())]),
+            row: ts_ms as usize,
+            ts_ms,
+            value: score * 100.0,
+            score: PointScore {
+                score,
+                baseline: 1.0,
+                deviation: 9.0,
+                detector: Detector::Level,
+            },
+        }
+    }
+
+    #[test]
+    fn evaluator_emits_firing_then_resolved_with_one_deterministic_id() {
+        let mut rule = AlertRule::default_anomaly();
+        rule.policy = FiringPolicy {
+            threshold: 0.5,
+            for_ms: 0,
+            resolve_ratio: 1.0,
+            resolve_after_ms: 20,
+        };
+        let mut other = AlertRule::default_anomaly();
+        other.name = "db_only".into();
+        other.labels.insert("service".into(), "db".into());
+        let mut evaluator = AlertEvaluator::new(vec![rule, other]);
+        let mut out = Vec::new();
+        for (t, s) in [(0, 0.1), (10, 0.7), (20, 0.9), (30, 0.2), (40, 0.1), (50, 0.1)] {
+            evaluator.observe(&point("latency{service=\"api\"}", t, s), &mut out);
+        }
+        let got: Vec<_> = out
+            .iter()
+            .map(|a| (a.status, a.at, a.starts_at, a.ends_at, a.rule.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (AlertStatus::Firing, 10, 10, None, "metric_anomaly"),
+                (AlertStatus::Resolved, 50, 10, Some(50), "metric_anomaly"),
+            ]
+        );
+        assert_eq!(out[0].id, out[1].id);
+        assert_eq!(out[0].id, alert_id("metric_anomaly", "latency{service=\"api\"}", 10));
+        assert_ne!(out[0].id, alert_id("metric_anomaly", "latency{service=\"api\"}", 11));
+        assert!(out[0].labels.contains(&("alertname".into(), "metric_anomaly".into())));
+        assert_eq!(evaluator.firing(), 0);
+        assert!(evaluator.states.is_empty(), "resolved series leave no state");
+    }
+
+    #[test]
+    fn rules_match_metric_names_and_labels() {
+        let mut rule = AlertRule::default_anomaly();
+        rule.metric = Some("http_*".into());
+        rule.labels.insert("service".into(), "api".into());
+        let labels = vec![("service".to_owned(), "api".to_owned())];
+        assert!(rule.matches("http_latency", &labels));
+        assert!(!rule.matches("grpc_latency", &labels));
+        assert!(!rule.matches("http_latency", &[("service".into(), "db".into())]));
+        rule.metric = Some("http_latency".into());
+        assert!(!rule.matches("http_latency_p99", &labels));
     }
 
     #[test]

@@ -47,11 +47,19 @@ pub enum Table {
     Spans,
     /// Messages that could not be decoded, with the reason.
     Dlq,
+    /// Alerts (firing and resolved), as sent to `cara.alerts`.
+    Alerts,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 4] = [Table::Metrics, Table::Logs, Table::Spans, Table::Dlq];
+    pub const ALL: [Table; 5] = [
+        Table::Metrics,
+        Table::Logs,
+        Table::Spans,
+        Table::Dlq,
+        Table::Alerts,
+    ];
 
     /// The table's name in the archive and in SQL.
     pub fn name(self) -> &'static str {
@@ -60,6 +68,7 @@ impl Table {
             Table::Logs => "logs",
             Table::Spans => "spans",
             Table::Dlq => "dlq",
+            Table::Alerts => "alerts",
         }
     }
 
@@ -70,13 +79,14 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 5]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
                 Arc::new(logs_schema()),
                 Arc::new(spans_schema()),
                 Arc::new(dlq_schema()),
+                Arc::new(alerts_schema()),
             ]
         });
         all[self as usize].clone()
@@ -99,6 +109,7 @@ impl Table {
             Table::Logs => &["service", "level", "host", "_topic", "_partition"],
             Table::Spans => &["service", "name", "kind", "status", "_topic", "_partition"],
             Table::Dlq => &["topic", "partition", "reason"],
+            Table::Alerts => &["rule", "kind", "severity", "status", "_topic", "_partition"],
         }
     }
 
@@ -108,6 +119,7 @@ impl Table {
             Table::Metrics | Table::Logs => "ts",
             Table::Spans => "start",
             Table::Dlq => "kafka_ts",
+            Table::Alerts => "at",
         }
     }
 }
@@ -165,6 +177,34 @@ fn spans_schema() -> Schema {
         Field::new("status", DataType::Utf8, false),
         Field::new("attributes", DataType::Utf8, true),
         Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+/// Alert records (DESIGN.md, "Output records"), one row per transition. `at` is the
+/// event time of the transition (`starts_at` when firing, `ends_at` when resolved);
+/// the provenance columns locate the input row that caused it.
+fn alerts_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("at", timestamp_type(), false),
+        Field::new("starts_at", timestamp_type(), false),
+        Field::new("ends_at", timestamp_type(), true),
+        Field::new("labels", labels_type(), false),
+        Field::new("summary", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("threshold", DataType::Float64, false),
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+        Field::new("evidence", DataType::Utf8, false),
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
+        Field::new("_offset", DataType::Int64, false),
     ])
 }
 

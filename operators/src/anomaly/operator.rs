@@ -21,11 +21,20 @@ use super::{PointScore, ScorerConfig, SeriesScorer};
 #[error("not a metrics batch: column `{0}` is missing or has the wrong type")]
 pub struct SchemaMismatch(pub &'static str);
 
+/// Labels of a series, sorted by key.
+pub type Labels = Arc<[(String, String)]>;
+
 /// One scored point of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredPoint {
     /// The series: metric name and sorted labels, `name{k="v",...}`.
     pub series: Arc<str>,
+    /// Metric name.
+    pub name: Arc<str>,
+    /// Labels, sorted by key.
+    pub labels: Labels,
+    /// Row of the point in the batch it came from.
+    pub row: usize,
     /// Event time (ms since the epoch).
     pub ts_ms: i64,
     /// The value scored (for counters: the per-second rate).
@@ -56,6 +65,8 @@ impl Default for AnomalyLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SeriesState {
     key: Arc<str>,
+    name: Arc<str>,
+    labels: Labels,
     scorer: SeriesScorer,
     last_ts: i64,
     /// Last raw value of a counter (to compute its rate).
@@ -147,7 +158,20 @@ impl AnomalyOperator {
             );
             let t = ts.value(row);
             let is_counter = kind.is_valid(row) && kind.value(row) == "counter";
-            self.observe(&key, t, value.value(row), is_counter, out);
+            let point = RowPoint {
+                row,
+                ts_ms: t,
+                raw: value.value(row),
+                is_counter,
+            };
+            let labels_of = || {
+                let mut l: Vec<(String, String)> = (start..end)
+                    .map(|i| (keys.value(i).to_owned(), values.value(i).to_owned()))
+                    .collect();
+                l.sort_unstable();
+                (Arc::from(name.value(row)), Labels::from(l))
+            };
+            self.observe(&key, point, labels_of, out);
         }
         Ok(())
     }
@@ -155,21 +179,29 @@ impl AnomalyOperator {
     fn observe(
         &mut self,
         key: &str,
-        ts_ms: i64,
-        raw: f64,
-        is_counter: bool,
+        point: RowPoint,
+        labels_of: impl FnOnce() -> (Arc<str>, Labels),
         out: &mut Vec<ScoredPoint>,
     ) {
+        let RowPoint {
+            row,
+            ts_ms,
+            raw,
+            is_counter,
+        } = point;
         if !self.series.contains_key(key) {
             if self.series.len() >= self.limits.max_series {
                 self.counts.refused_by_limit += 1;
                 return;
             }
             let key: Arc<str> = Arc::from(key);
+            let (name, labels) = labels_of();
             self.series.insert(
                 key.clone(),
                 SeriesState {
                     key,
+                    name,
+                    labels,
                     scorer: SeriesScorer::default(),
                     last_ts: i64::MIN,
                     last_counter: None,
@@ -205,6 +237,9 @@ impl AnomalyOperator {
         self.counts.scored += 1;
         out.push(ScoredPoint {
             series: state.key.clone(),
+            name: state.name.clone(),
+            labels: state.labels.clone(),
+            row,
             ts_ms,
             value,
             score,
@@ -219,6 +254,15 @@ impl AnomalyOperator {
             .retain(|_, s| watermark_ms.saturating_sub(s.last_ts) <= idle_ms);
         self.counts.evicted += (before - self.series.len()) as u64;
     }
+}
+
+/// One row as the operator sees it.
+#[derive(Debug, Clone, Copy)]
+struct RowPoint {
+    row: usize,
+    ts_ms: i64,
+    raw: f64,
+    is_counter: bool,
 }
 
 fn string_column<'a>(
@@ -256,6 +300,23 @@ fn series_key<'a>(key: &mut String, labels: impl Iterator<Item = (&'a str, &'a s
 mod tests {
     use super::*;
 
+    fn observe(
+        op: &mut AnomalyOperator,
+        key: &str,
+        ts_ms: i64,
+        raw: f64,
+        is_counter: bool,
+        out: &mut Vec<ScoredPoint>,
+    ) {
+        let point = RowPoint {
+            row: 0,
+            ts_ms,
+            raw,
+            is_counter,
+        };
+        op.observe(key, point, || (Arc::from(key), Labels::from(Vec::new())), out);
+    }
+
     #[test]
     fn series_keys_ignore_label_order() {
         let mut a = String::from("up");
@@ -270,9 +331,9 @@ mod tests {
     fn counters_are_scored_as_rates_and_resets_handled() {
         let mut op = AnomalyOperator::new(ScorerConfig::default(), AnomalyLimits::default());
         let mut out = Vec::new();
-        op.observe("c", 0, 100.0, true, &mut out);
-        op.observe("c", 10_000, 150.0, true, &mut out);
-        op.observe("c", 20_000, 30.0, true, &mut out); // reset
+        observe(&mut op, "c", 0, 100.0, true, &mut out);
+        observe(&mut op, "c", 10_000, 150.0, true, &mut out);
+        observe(&mut op, "c", 20_000, 30.0, true, &mut out); // reset
         let rates: Vec<f64> = out.iter().map(|p| p.value).collect();
         assert_eq!(rates, vec![5.0, 3.0]);
     }
@@ -286,16 +347,16 @@ mod tests {
         let mut op = AnomalyOperator::new(ScorerConfig::default(), limits);
         let mut out = Vec::new();
         for s in ["a", "b", "c", "a"] {
-            op.observe(s, 5, 1.0, false, &mut out);
+            observe(&mut op, s, 5, 1.0, false, &mut out);
         }
         assert_eq!(op.series_count(), 2);
         assert_eq!(op.counts().refused_by_limit, 1);
         assert_eq!(out.len(), 3);
-        op.observe("b", 900, 1.0, false, &mut out);
+        observe(&mut op, "b", 900, 1.0, false, &mut out);
         op.evict_idle(1500); // a idle for 1495 ms, b for 600 ms
         assert_eq!(op.series_count(), 1);
         assert_eq!(op.counts().evicted, 1);
-        op.observe("b", 800, 1.0, false, &mut out);
+        observe(&mut op, "b", 800, 1.0, false, &mut out);
         assert_eq!(op.counts().out_of_order, 1);
     }
 }
