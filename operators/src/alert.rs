@@ -156,8 +156,9 @@ struct RuleState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvaluator {
     rules: Vec<AlertRule>,
-    /// By (rule index, series); ordered, so snapshots are deterministic.
-    states: BTreeMap<(usize, Arc<str>), RuleState>,
+    /// By series, then rule index; ordered, so snapshots are deterministic (and
+    /// string-keyed, so they serialise as JSON objects).
+    states: BTreeMap<Arc<str>, BTreeMap<usize, RuleState>>,
 }
 
 impl AlertEvaluator {
@@ -171,7 +172,11 @@ impl AlertEvaluator {
 
     /// Alerts currently firing.
     pub fn firing(&self) -> usize {
-        self.states.values().filter(|s| s.state.is_firing()).count()
+        self.states
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|s| s.state.is_firing())
+            .count()
     }
 
     /// Takes a scored point; appends the records of the transitions it causes.
@@ -180,37 +185,53 @@ impl AlertEvaluator {
             if !rule.matches(&point.name, &point.labels) {
                 continue;
             }
-            let key = (index, point.series.clone());
             let score = point.score.score;
-            let entry = match self.states.get_mut(&key) {
-                Some(entry) => entry,
-                None if score >= rule.policy.threshold => {
-                    self.states.entry(key.clone()).or_insert(RuleState {
-                        state: AlertState::default(),
-                        window_start: point.ts_ms,
-                    })
-                }
-                None => continue,
-            };
+            let existing = self
+                .states
+                .get(&point.series)
+                .is_some_and(|rules| rules.contains_key(&index));
+            if !existing && score < rule.policy.threshold {
+                continue;
+            }
+            let series_states = self.states.entry(point.series.clone()).or_default();
+            let entry = series_states.entry(index).or_insert(RuleState {
+                state: AlertState::default(),
+                window_start: point.ts_ms,
+            });
             let transition = entry.state.observe(&rule.policy, point.ts_ms, score);
             let firing_since = entry.state.firing_since();
             let window_start = entry.window_start;
             match transition {
                 Some(Transition::Fired) => {
                     let starts_at = firing_since.unwrap_or(point.ts_ms);
-                    out.push(record(rule, point, AlertStatus::Firing, starts_at, window_start));
+                    out.push(record(
+                        rule,
+                        point,
+                        AlertStatus::Firing,
+                        starts_at,
+                        window_start,
+                    ));
                 }
                 Some(Transition::Resolved) => {
                     // The state machine forgets the start on resolving; the record
                     // keeps it from the stretch's beginning.
-                    out.push(record(rule, point, AlertStatus::Resolved, window_start, window_start));
-                    self.states.remove(&key);
+                    out.push(record(
+                        rule,
+                        point,
+                        AlertStatus::Resolved,
+                        window_start,
+                        window_start,
+                    ));
+                    series_states.remove(&index);
                 }
                 None => {
                     if !entry.state.is_firing() && !entry.state.is_pending() {
-                        self.states.remove(&key);
+                        series_states.remove(&index);
                     }
                 }
+            }
+            if series_states.is_empty() {
+                self.states.remove(&point.series);
             }
         }
     }
@@ -236,7 +257,10 @@ fn record(
     };
     let (summary, ends_at) = match status {
         AlertStatus::Firing => (format!("{} is anomalous", point.series), None),
-        AlertStatus::Resolved => (format!("{} is back to normal", point.series), Some(point.ts_ms)),
+        AlertStatus::Resolved => (
+            format!("{} is back to normal", point.series),
+            Some(point.ts_ms),
+        ),
     };
     AlertRecord {
         id: alert_id(&rule.name, &point.series, starts_at),
@@ -389,7 +413,14 @@ mod tests {
         other.labels.insert("service".into(), "db".into());
         let mut evaluator = AlertEvaluator::new(vec![rule, other]);
         let mut out = Vec::new();
-        for (t, s) in [(0, 0.1), (10, 0.7), (20, 0.9), (30, 0.2), (40, 0.1), (50, 0.1)] {
+        for (t, s) in [
+            (0, 0.1),
+            (10, 0.7),
+            (20, 0.9),
+            (30, 0.2),
+            (40, 0.1),
+            (50, 0.1),
+        ] {
             evaluator.observe(&point("latency{service=\"api\"}", t, s), &mut out);
         }
         let got: Vec<_> = out
@@ -404,11 +435,22 @@ mod tests {
             ]
         );
         assert_eq!(out[0].id, out[1].id);
-        assert_eq!(out[0].id, alert_id("metric_anomaly", "latency{service=\"api\"}", 10));
-        assert_ne!(out[0].id, alert_id("metric_anomaly", "latency{service=\"api\"}", 11));
-        assert!(out[0].labels.contains(&("alertname".into(), "metric_anomaly".into())));
+        assert_eq!(
+            out[0].id,
+            alert_id("metric_anomaly", "latency{service=\"api\"}", 10)
+        );
+        assert_ne!(
+            out[0].id,
+            alert_id("metric_anomaly", "latency{service=\"api\"}", 11)
+        );
+        assert!(out[0]
+            .labels
+            .contains(&("alertname".into(), "metric_anomaly".into())));
         assert_eq!(evaluator.firing(), 0);
-        assert!(evaluator.states.is_empty(), "resolved series leave no state");
+        assert!(
+            evaluator.states.is_empty(),
+            "resolved series leave no state"
+        );
     }
 
     #[test]

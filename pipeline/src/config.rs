@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use cara_operators::alert::{AlertRule, FiringPolicy};
+use cara_operators::anomaly::operator::AnomalyLimits;
+use cara_operators::anomaly::ScorerConfig;
+
 use crate::decode::DecodeLimits;
 
 /// A configuration problem, naming the key.
@@ -79,6 +83,114 @@ pub struct Config {
     pub embedded_broker: EmbeddedBrokerConfig,
     /// Threads and parallelism.
     pub runtime: RuntimeConfig,
+    /// Metric anomaly scoring and its alerts.
+    pub anomaly: AnomalyConfig,
+}
+
+/// Metric anomaly scoring and alert rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Score metric series and raise alerts.
+    pub enabled: bool,
+    /// Detector tuning (the defaults were chosen on NAB; see BENCHMARKS.md).
+    pub scorer: ScorerConfig,
+    /// Series tracked at most per partition; more are counted, not scored.
+    pub max_series: usize,
+    /// A series silent this long (event time) is forgotten.
+    pub idle_after: HumanDuration,
+    /// Alert rules; none means one rule over every series at the default policy.
+    pub rules: Vec<AlertRuleConfig>,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        let limits = AnomalyLimits::default();
+        AnomalyConfig {
+            enabled: true,
+            scorer: ScorerConfig::default(),
+            max_series: limits.max_series,
+            idle_after: HumanDuration(Duration::from_millis(limits.idle_ms as u64)),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// The operator's limits.
+    pub fn limits(&self) -> AnomalyLimits {
+        AnomalyLimits {
+            max_series: self.max_series,
+            idle_ms: self.idle_after.0.as_millis().min(i64::MAX as u128) as i64,
+        }
+    }
+
+    /// The rules to evaluate.
+    pub fn rules(&self) -> Vec<AlertRule> {
+        if self.rules.is_empty() {
+            return vec![AlertRule::default_anomaly()];
+        }
+        self.rules.iter().map(AlertRuleConfig::rule).collect()
+    }
+}
+
+/// One alert rule as written in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRuleConfig {
+    /// Rule name (`alertname`).
+    pub name: String,
+    /// Metric name: exact, or a prefix ending in `*`; absent matches every metric.
+    pub metric: Option<String>,
+    /// Labels the series must carry with these values.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `page`, `ticket` or `info`.
+    pub severity: String,
+    /// Score (0–1] at or above which a point is anomalous.
+    pub threshold: f64,
+    /// How long the score must stay anomalous before the alert fires.
+    #[serde(rename = "for")]
+    pub for_duration: HumanDuration,
+    /// Resolve below `threshold * resolve_ratio`…
+    pub resolve_ratio: f64,
+    /// …after this long there.
+    pub resolve_after: HumanDuration,
+}
+
+impl Default for AlertRuleConfig {
+    fn default() -> Self {
+        let rule = AlertRule::default_anomaly();
+        AlertRuleConfig {
+            name: rule.name,
+            metric: None,
+            labels: Default::default(),
+            severity: rule.severity,
+            threshold: rule.policy.threshold,
+            for_duration: HumanDuration(Duration::from_millis(rule.policy.for_ms as u64)),
+            resolve_ratio: rule.policy.resolve_ratio,
+            resolve_after: HumanDuration(Duration::from_millis(
+                rule.policy.resolve_after_ms as u64,
+            )),
+        }
+    }
+}
+
+impl AlertRuleConfig {
+    fn rule(&self) -> AlertRule {
+        let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        AlertRule {
+            name: self.name.clone(),
+            metric: self.metric.clone(),
+            labels: self.labels.clone(),
+            severity: self.severity.clone(),
+            policy: FiringPolicy {
+                threshold: self.threshold,
+                for_ms: ms(&self.for_duration),
+                resolve_ratio: self.resolve_ratio,
+                resolve_after_ms: ms(&self.resolve_after),
+            },
+        }
+    }
 }
 
 /// How the work is spread over threads.
@@ -117,6 +229,8 @@ pub struct KafkaConfig {
     pub spans_topic: String,
     /// Dead-letter topic.
     pub dlq_topic: String,
+    /// Topic alerts are sent to.
+    pub alerts_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -136,6 +250,7 @@ impl Default for KafkaConfig {
             logs_topic: "telemetry.logs".into(),
             spans_topic: "telemetry.spans".into(),
             dlq_topic: "cara.dlq".into(),
+            alerts_topic: "cara.alerts".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,
@@ -277,6 +392,33 @@ impl Config {
         if self.archive.dir.as_os_str().is_empty() {
             return Err(invalid("archive.dir", "must not be empty"));
         }
+        for (i, rule) in self.anomaly.rules.iter().enumerate() {
+            let key = |field: &str| format!("anomaly.rules[{i}].{field}");
+            if rule.name.is_empty() {
+                return Err(invalid(&key("name"), "must not be empty"));
+            }
+            if !(rule.threshold > 0.0 && rule.threshold <= 1.0) {
+                return Err(invalid(
+                    &key("threshold"),
+                    format!("{} is outside (0, 1]", rule.threshold),
+                ));
+            }
+            if !(rule.resolve_ratio > 0.0 && rule.resolve_ratio <= 1.0) {
+                return Err(invalid(
+                    &key("resolve_ratio"),
+                    format!("{} is outside (0, 1]", rule.resolve_ratio),
+                ));
+            }
+            if !matches!(rule.severity.as_str(), "page" | "ticket" | "info") {
+                return Err(invalid(
+                    &key("severity"),
+                    format!("`{}` is not one of page, ticket, info", rule.severity),
+                ));
+            }
+        }
+        if self.anomaly.max_series == 0 {
+            return Err(invalid("anomaly.max_series", "must be at least 1"));
+        }
         if self.runtime.shards > 1024 {
             return Err(invalid(
                 "runtime.shards",
@@ -291,6 +433,7 @@ impl Config {
             ("kafka.logs_topic", &self.kafka.logs_topic),
             ("kafka.spans_topic", &self.kafka.spans_topic),
             ("kafka.dlq_topic", &self.kafka.dlq_topic),
+            ("kafka.alerts_topic", &self.kafka.alerts_topic),
         ] {
             validate_topic_name(key, topic)?;
         }
@@ -379,6 +522,25 @@ mod tests {
             e.contains("archive.roll_interval") && e.contains("soon"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn alert_rules_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml(
+            "[[anomaly.rules]]\nname = \"latency\"\nmetric = \"http_*\"\nlabels = { service = \"api\" }\nseverity = \"page\"\nthreshold = 0.5\nfor = \"2m\"\n",
+        )
+        .unwrap();
+        let rules = c.anomaly.rules();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].policy.for_ms, 120_000);
+        assert_eq!(rules[0].policy.threshold, 0.5);
+        assert!(rules[0].matches("http_latency", &[("service".into(), "api".into())]));
+        assert_eq!(Config::default().anomaly.rules()[0].name, "metric_anomaly");
+        let e = err("[[anomaly.rules]]\nname = \"x\"\nthreshold = 2.0\n");
+        assert!(e.contains("anomaly.rules[0].threshold"), "{e}");
+        let e = err("[[anomaly.rules]]\nname = \"x\"\nseverity = \"urgent\"\n");
+        assert!(e.contains("anomaly.rules[0].severity"), "{e}");
+        assert!(err("[anomaly.scorer]\nlevel_alpa = 0.1\n").contains("level_alpa"));
     }
 
     #[test]

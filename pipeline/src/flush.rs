@@ -1,6 +1,9 @@
 //! The flush worker: makes planned partition flushes durable on a thread of its own,
 //! so the shards keep decoding while Parquet is encoded and fsynced.
 //!
+//! A flush is: intent, files, dead letters and alerts acknowledged by the broker,
+//! checkpoint (with the partition's operator state), intent cleared.
+//!
 //! Rounds (the partitions of one shard due at one moment) go through a channel of
 //! capacity one, which is the backpressure: a shard blocks only when a round is
 //! queued behind one being written. Rounds run in the order they were submitted, and
@@ -14,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::alerts::{AlertSink, RaisedAlert};
 use crate::archive::commit::{self, Checkpoint, Intent};
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::archive::ArchiveError;
@@ -107,8 +111,7 @@ impl FlushWorker {
     /// Starts the worker thread.
     pub fn start(
         writer: ParquetWriter,
-        dlq: DeadLetterSink,
-        dlq_topic: String,
+        sinks: Sinks,
         telemetry: Arc<Telemetry>,
         in_flight: Arc<InFlight>,
     ) -> FlushWorker {
@@ -119,17 +122,16 @@ impl FlushWorker {
             .name("cara-flush".into())
             .spawn(move || {
                 for round in rounds_rx {
-                    let outcome =
-                        execute_round(&round, &writer, &dlq, &dlq_topic, &telemetry).map(|()| {
-                            round
-                                .iter()
-                                .map(|f| Durable {
-                                    topic: f.topic.clone(),
-                                    partition: f.partition,
-                                    next_offset: f.checkpoint.next_offset,
-                                })
-                                .collect()
-                        });
+                    let outcome = execute_round(&round, &writer, &sinks, &telemetry).map(|()| {
+                        round
+                            .iter()
+                            .map(|f| Durable {
+                                topic: f.topic.clone(),
+                                partition: f.partition,
+                                next_offset: f.checkpoint.next_offset,
+                            })
+                            .collect()
+                    });
                     let _ = done_tx.send(outcome);
                     counter.finish();
                 }
@@ -196,8 +198,7 @@ fn worker_gone() -> SourceError {
 fn execute_round(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
-    dlq: &DeadLetterSink,
-    dlq_topic: &str,
+    sinks: &Sinks,
     telemetry: &Telemetry,
 ) -> Result<(), SourceError> {
     let workers = std::thread::available_parallelism()
@@ -212,7 +213,7 @@ fn execute_round(
                 scope.spawn(move || {
                     flushes
                         .iter()
-                        .try_for_each(|f| f.execute(writer, dlq, dlq_topic, telemetry))
+                        .try_for_each(|f| f.execute(writer, sinks, telemetry))
                 })
             })
             .collect();
@@ -232,7 +233,15 @@ pub(crate) struct PreparedFlush {
     pub letters: Vec<DeadLetter>,
     pub intent: Intent,
     pub checkpoint: Checkpoint,
+    pub alerts: Vec<RaisedAlert>,
     pub started: Instant,
+}
+
+/// The topics a flush produces to before its checkpoint.
+pub(crate) struct Sinks {
+    pub dlq: DeadLetterSink,
+    pub dlq_topic: String,
+    pub alerts: AlertSink,
 }
 
 impl PreparedFlush {
@@ -241,8 +250,7 @@ impl PreparedFlush {
     fn execute(
         &self,
         writer: &ParquetWriter,
-        dlq: &DeadLetterSink,
-        dlq_topic: &str,
+        sinks: &Sinks,
         telemetry: &Telemetry,
     ) -> Result<(), SourceError> {
         let (topic, partition) = (&*self.topic, self.partition);
@@ -254,8 +262,14 @@ impl PreparedFlush {
             for planned in &self.plan {
                 written.push(writer.write(planned).map_err(|e| e.to_string())?);
             }
-            dlq.send_all(&self.letters, Duration::from_secs(30))
-                .map_err(|e| format!("dead-letter topic {dlq_topic}: {e}"))?;
+            sinks
+                .dlq
+                .send_all(&self.letters, Duration::from_secs(30))
+                .map_err(|e| format!("dead-letter topic {}: {e}", sinks.dlq_topic))?;
+            sinks
+                .alerts
+                .send_all(&self.alerts, Duration::from_secs(30))
+                .map_err(|e| format!("alerts topic {}: {e}", sinks.alerts.topic()))?;
             commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
             commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
             Ok(written)

@@ -32,6 +32,32 @@ impl InternalEvent for MessagesDecoded<'_> {
     }
 }
 
+/// Alerts were raised (firing or resolved) by a partition's flush.
+pub struct AlertsRaised<'a> {
+    /// The alerts.
+    pub alerts: &'a [crate::alerts::RaisedAlert],
+}
+
+impl InternalEvent for AlertsRaised<'_> {
+    fn emit(self, t: &Telemetry) {
+        for alert in self.alerts {
+            let r = &alert.record;
+            info!(
+                id = %r.id,
+                rule = %r.rule,
+                status = r.status.as_str(),
+                summary = %r.summary,
+                "alert"
+            );
+            t.alerts
+                .get_or_create(&crate::telemetry::AlertLabels {
+                    status: r.status.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
 /// A message could not be decoded and was dead-lettered.
 pub struct MessageDeadLettered<'a> {
     /// Source topic.

@@ -12,6 +12,7 @@
 //! Parquet through [`archive`] → the source commits offsets.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod archive;
 pub mod backtest;
 pub mod broker;

@@ -17,6 +17,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use cara_operators::alert::AlertRule;
+use cara_operators::anomaly::alerting::MetricAlerting;
+use cara_operators::anomaly::operator::AnomalyLimits;
+use cara_operators::anomaly::ScorerConfig;
+
+use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::{Checkpoint, Intent};
 use crate::archive::layout::input_file_stem;
 use crate::archive::writer::ParquetWriter;
@@ -36,11 +44,13 @@ pub(crate) type PartitionKey = (usize, i32);
 const AGE_CHECK: Duration = Duration::from_millis(200);
 
 /// A partition given to a shard, with where its archive says to resume.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct AssignedPartition {
     pub key: PartitionKey,
     /// The first offset not yet archived; `None` for a partition never archived.
     pub next_offset: Option<i64>,
+    /// Operator state saved with that checkpoint.
+    pub operator_state: Option<String>,
 }
 
 /// What the poll thread sends a shard, in order.
@@ -90,6 +100,19 @@ pub(crate) struct ShardSettings {
     pub roll_interval: Duration,
     pub writer: ParquetWriter,
     pub telemetry: Arc<Telemetry>,
+    /// Anomaly scoring and alerting of metric partitions; `None` when disabled.
+    pub alerting: Option<AlertingSettings>,
+}
+
+/// How metric partitions are scored and alerted on.
+#[derive(Debug, Clone)]
+pub struct AlertingSettings {
+    /// Detector tuning.
+    pub scorer: ScorerConfig,
+    /// State limits per partition.
+    pub limits: AnomalyLimits,
+    /// Alert rules.
+    pub rules: Vec<AlertRule>,
 }
 
 /// Rows of one source partition waiting to be flushed.
@@ -105,6 +128,8 @@ struct PartitionBuffer {
     /// The next offset this process expects; `None` until known.
     expected_next: Option<i64>,
     opened_at: Instant,
+    /// Operator state of a metrics partition.
+    alerting: Option<MetricAlerting>,
 }
 
 impl PartitionBuffer {
@@ -199,6 +224,15 @@ impl Shard {
             let Some((topic, signal)) = self.settings.topics.get(topic_index) else {
                 continue;
             };
+            let alerting = match (&self.settings.alerting, signal) {
+                (Some(settings), Signal::Metrics) => Some(restore_alerting(
+                    settings,
+                    assigned.operator_state.as_deref(),
+                    topic,
+                    partition,
+                )),
+                _ => None,
+            };
             self.partitions.insert(
                 assigned.key,
                 PartitionBuffer {
@@ -212,6 +246,7 @@ impl Shard {
                     last_offset: -1,
                     expected_next: assigned.next_offset,
                     opened_at: Instant::now(),
+                    alerting,
                 },
             );
         }
@@ -350,6 +385,22 @@ impl Shard {
         if !letters.is_empty() {
             plan.extend(writer.plan(Table::Dlq, &dead_letter_batch(&letters), &stem)?);
         }
+        // Operators see the rows in offset order; their state after the last row is
+        // saved in this flush's checkpoint, so a replay resumes exactly here.
+        let mut alerts = Vec::new();
+        let mut operator_state = None;
+        if let Some(alerting) = buffer.alerting.as_mut() {
+            let mut records = Vec::new();
+            if let Err(e) = alerting.process(&rows, &mut records) {
+                tracing::error!(error = %e, "metrics batch not scored");
+            }
+            alerts = raise(records, &rows, &topic, partition);
+            operator_state = Some(alerting.snapshot());
+            if !alerts.is_empty() {
+                AlertsRaised { alerts: &alerts }.emit(&self.settings.telemetry);
+                plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), &stem)?);
+            }
+        }
         let intent = Intent {
             first_offset: first,
             files: plan.iter().map(|f| f.path.clone()).collect(),
@@ -359,6 +410,7 @@ impl Shard {
             partition,
             next_offset: last + 1,
             files: intent.files.clone(),
+            operator_state,
         };
         Ok(Some(PreparedFlush {
             topic,
@@ -367,7 +419,64 @@ impl Shard {
             letters,
             intent,
             checkpoint,
+            alerts,
             started,
         }))
     }
+}
+
+/// A metrics partition's operator state: restored from its checkpoint, or fresh.
+fn restore_alerting(
+    settings: &AlertingSettings,
+    snapshot: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> MetricAlerting {
+    let fresh = || MetricAlerting::new(settings.scorer, settings.limits, settings.rules.clone());
+    match snapshot {
+        None => fresh(),
+        Some(json) => MetricAlerting::restore(
+            json,
+            settings.scorer,
+            settings.limits,
+            settings.rules.clone(),
+        )
+        .unwrap_or_else(|error| {
+            tracing::warn!(
+                topic,
+                partition,
+                %error,
+                "operator state in the checkpoint is unreadable; scoring starts afresh"
+            );
+            fresh()
+        }),
+    }
+}
+
+/// Attaches the source position of each alert's triggering row.
+fn raise(
+    records: Vec<cara_operators::alert::AlertRecord>,
+    rows: &RecordBatch,
+    topic: &Arc<str>,
+    partition: i32,
+) -> Vec<RaisedAlert> {
+    let offsets = rows
+        .column_by_name("_offset")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+    records
+        .into_iter()
+        .map(|record| {
+            let offset = offsets
+                .filter(|o| record.row < o.len())
+                .map_or(-1, |o| o.value(record.row));
+            RaisedAlert {
+                record,
+                source: SourceRef {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                },
+            }
+        })
+        .collect()
 }

@@ -46,6 +46,13 @@ pub struct TableLabels {
     pub table: String,
 }
 
+/// Labels of the alert counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `firing` or `resolved`.
+    pub status: String,
+}
+
 /// The per-topic counters of the hot path, looked up once instead of per message.
 #[derive(Clone, Debug)]
 pub struct TopicCounters {
@@ -67,6 +74,7 @@ pub struct Telemetry {
     pub(crate) archive_files: Family<TableLabels, Counter>,
     pub(crate) archive_bytes: Family<TableLabels, Counter>,
     pub(crate) archive_rows: Family<TableLabels, Counter>,
+    pub(crate) alerts: Family<AlertLabels, Counter>,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
     pub(crate) recovered_files: Counter,
@@ -96,6 +104,7 @@ impl Telemetry {
             archive_files: Family::default(),
             archive_bytes: Family::default(),
             archive_rows: Family::default(),
+            alerts: Family::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
             recovered_files: Counter::default(),
@@ -149,6 +158,11 @@ impl Telemetry {
             "archive_rows",
             "Rows made durable, per table",
             t.archive_rows.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Alert transitions raised, per status",
+            t.alerts.clone(),
         );
         registry.register(
             "flush_seconds",

@@ -279,3 +279,52 @@ pub fn kcat_produce(brokers: &str, topic: &str, lines: &[String]) {
     let status = child.wait().unwrap();
     assert!(status.success(), "kcat failed");
 }
+
+/// Produces `(key, value)` messages with kcat, so that equal keys share a partition.
+pub fn kcat_produce_keyed(brokers: &str, topic: &str, messages: &[(String, String)]) {
+    let mut child = Command::new("kcat")
+        .args(["-P", "-b", brokers, "-t", topic, "-K", "\t"])
+        .args(["-X", "enable.idempotence=true"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect(
+            "kcat is required for the end-to-end tests (apt-get install kcat; .ci/run installs it)",
+        );
+    {
+        let stdin = child.stdin.as_mut().unwrap();
+        for (key, value) in messages {
+            writeln!(stdin, "{key}\t{value}").unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "kcat failed");
+}
+
+/// Every message key of a topic, read with kcat from the beginning to the end.
+pub fn kcat_keys(brokers: &str, topic: &str) -> Vec<String> {
+    let out = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            brokers,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%k\\n"])
+        .output()
+        .expect("kcat");
+    assert!(
+        out.status.success(),
+        "kcat -C failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

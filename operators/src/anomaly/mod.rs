@@ -18,6 +18,7 @@
 //! rarer of the two is the score: that is what makes one threshold work across series
 //! of very different noise.
 
+pub mod alerting;
 pub mod operator;
 pub mod stats;
 
@@ -46,6 +47,8 @@ pub struct ScorerConfig {
     pub shift_weight: f64,
     /// Weight of a new deviation in its short average (1 = no averaging).
     pub smoothing: f64,
+    /// Points deviating less than this (in deviations of their model) score 0.
+    pub min_deviation: f64,
 }
 
 impl Default for ScorerConfig {
@@ -59,6 +62,7 @@ impl Default for ScorerConfig {
             calibration_alpha: 0.0005,
             shift_weight: 2.0,
             smoothing: 0.1,
+            min_deviation: 4.0,
         }
     }
 }
@@ -193,6 +197,19 @@ impl SeriesScorer {
             let shift = self
                 .shift_calibration
                 .score(config.calibration_alpha, shift_z);
+            // Rare for this series, perhaps, but too small to matter: a series that
+            // never varied makes any wobble "rare". Each detector must also clear an
+            // absolute bar.
+            let point = if point_z >= config.min_deviation {
+                point
+            } else {
+                0.0
+            };
+            let shift = if shift_z >= config.min_deviation {
+                shift
+            } else {
+                0.0
+            };
             if shift > point {
                 (shift, shift_z, Detector::Shift)
             } else {

@@ -108,6 +108,12 @@ impl AnomalyOperator {
         }
     }
 
+    /// Applies a new tuning and limits to restored state.
+    pub fn reconfigure(&mut self, config: ScorerConfig, limits: AnomalyLimits) {
+        self.config = config;
+        self.limits = limits;
+    }
+
     /// Series currently tracked.
     pub fn series_count(&self) -> usize {
         self.series.len()
@@ -314,7 +320,12 @@ mod tests {
             raw,
             is_counter,
         };
-        op.observe(key, point, || (Arc::from(key), Labels::from(Vec::new())), out);
+        op.observe(
+            key,
+            point,
+            || (Arc::from(key), Labels::from(Vec::new())),
+            out,
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct Checkpoint {
     pub next_offset: i64,
     /// Files written by the flush that produced this checkpoint.
     pub files: Vec<PathBuf>,
+    /// The partition's operator state after its last archived record (JSON), saved
+    /// in the same atomic write as the offset so the two never disagree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_state: Option<String>,
 }
 
 /// Files a flush is about to write for offsets starting at `first_offset`.
@@ -110,6 +114,8 @@ pub struct Recovery {
     pub next_offset: Option<i64>,
     /// Files of an interrupted flush that were deleted.
     pub removed: Vec<PathBuf>,
+    /// Operator state saved with the checkpoint.
+    pub operator_state: Option<String>,
 }
 
 /// Brings a partition's archive state to its last checkpoint: the files of an
@@ -117,6 +123,7 @@ pub struct Recovery {
 pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Recovery> {
     let checkpoint = read_checkpoint(layout, topic, partition)?;
     let next_offset = checkpoint.as_ref().map(|c| c.next_offset);
+    let operator_state = checkpoint.as_ref().and_then(|c| c.operator_state.clone());
     let mut removed = Vec::new();
     if let Some(intent) = read_json::<Intent>(&layout.intent_file(topic, partition))? {
         let committed_files: &[PathBuf] = checkpoint.as_ref().map_or(&[], |c| &c.files);
@@ -139,6 +146,7 @@ pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Re
     Ok(Recovery {
         next_offset,
         removed,
+        operator_state,
     })
 }
 
@@ -161,9 +169,13 @@ mod tests {
             partition: 1,
             next_offset: 42,
             files: vec!["a".into()],
+            operator_state: Some(r#"{"series":{}}"#.into()),
         };
         write_checkpoint(&layout, &cp).unwrap();
-        assert_eq!(read_checkpoint(&layout, "t", 1).unwrap(), Some(cp));
+        assert_eq!(read_checkpoint(&layout, "t", 1).unwrap(), Some(cp.clone()));
+        let recovered = recover(&layout, "t", 1).unwrap();
+        assert_eq!(recovered.next_offset, Some(42));
+        assert_eq!(recovered.operator_state, cp.operator_state);
     }
 
     #[test]
@@ -181,6 +193,7 @@ mod tests {
                 partition: 0,
                 next_offset: 10,
                 files: vec![done.clone()],
+                operator_state: None,
             },
         )
         .unwrap();
@@ -199,7 +212,8 @@ mod tests {
             recovery,
             Recovery {
                 next_offset: Some(10),
-                removed: vec![orphan.clone()]
+                removed: vec![orphan.clone()],
+                operator_state: None,
             }
         );
         assert!(done.exists());
@@ -231,6 +245,7 @@ mod tests {
                 partition: 0,
                 next_offset: 20,
                 files: vec![file.clone()],
+                operator_state: None,
             },
         )
         .unwrap();

@@ -335,13 +335,13 @@ mod tests {
         let config = ScorerConfig::default();
         let scores: Vec<_> = corpus.iter().map(|s| score_series(s, &config)).collect();
         let results = evaluate(&corpus, &scores, &FiringPolicy::default());
-        // Measured 61.1 / 49.7 / 67.2 (BENCHMARKS.md); a regression of the detectors,
+        // Measured 61.1 / 50.8 / 66.9 (BENCHMARKS.md); a regression of the detectors,
         // the decoder path or the scorer moves these. The target is 60.
         assert!(results[0].score >= 60.0, "{results:?}");
-        assert!(results[1].score > 48.0, "{results:?}");
+        assert!(results[1].score > 49.0, "{results:?}");
         assert!(results[2].score > 65.0, "{results:?}");
-        // As deployed, at the default threshold.
+        // As deployed, at the default threshold: measured 60.3.
         let deployed = score_at(&corpus, &scores, &FiringPolicy::default());
-        assert!(deployed[0] > 58.0, "{deployed:?}");
+        assert!(deployed[0] > 59.0, "{deployed:?}");
     }
 }

@@ -10,7 +10,7 @@ use cara_pipeline::broker::EmbeddedBroker;
 use cara_pipeline::config::Config;
 use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
-use cara_pipeline::source::{Source, SourceSettings};
+use cara_pipeline::source::{AlertingSettings, Source, SourceSettings};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::{archive::layout::ArchiveLayout, http};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -97,6 +97,12 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             (config.kafka.spans_topic.clone(), Signal::Spans),
         ],
         dlq_topic: config.kafka.dlq_topic.clone(),
+        alerts_topic: config.kafka.alerts_topic.clone(),
+        alerting: config.anomaly.enabled.then(|| AlertingSettings {
+            scorer: config.anomaly.scorer,
+            limits: config.anomaly.limits(),
+            rules: config.anomaly.rules(),
+        }),
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
         roll_interval: config.archive.roll_interval.0,
@@ -182,6 +188,7 @@ async fn ensure_topics(config: &Config) {
         &k.logs_topic,
         &k.spans_topic,
         &k.dlq_topic,
+        &k.alerts_topic,
     ]
     .into_iter()
     .filter(|t| !existing.contains(t))

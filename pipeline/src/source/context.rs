@@ -138,6 +138,7 @@ impl SourceContext {
                     assigned.push(AssignedPartition {
                         key: (index, partition),
                         next_offset: recovery.next_offset,
+                        operator_state: recovery.operator_state,
                     });
                 }
                 Err(source) => self.fatal.raise(SourceError::Recovery {

@@ -311,7 +311,8 @@ mod tests {
         assert!(dispatcher
             .assign(vec![AssignedPartition {
                 key: (0, 1),
-                next_offset: None
+                next_offset: None,
+                operator_state: None,
             }])
             .is_ok());
     }
@@ -325,6 +326,7 @@ mod tests {
             .assign(vec![AssignedPartition {
                 key: (0, 1),
                 next_offset: Some(4),
+                operator_state: None,
             }])
             .unwrap();
         assert!(matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages().len() == 1));

@@ -25,12 +25,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::alerts::AlertSink;
 use crate::archive::layout::ArchiveLayout;
 use crate::archive::writer::ParquetWriter;
 use crate::archive::ArchiveError;
 use crate::decode::{DecodeLimits, Signal};
 use crate::dlq::DeadLetterSink;
-use crate::flush::{FlushWorker, InFlight};
+use crate::flush::{FlushWorker, InFlight, Sinks};
+pub use crate::shard::AlertingSettings;
 use crate::shard::{self, FatalSlot, ShardSettings};
 use crate::telemetry::Telemetry;
 use context::SourceContext;
@@ -75,6 +77,10 @@ pub struct SourceSettings {
     pub topics: Vec<(String, Signal)>,
     /// Dead-letter topic.
     pub dlq_topic: String,
+    /// Alerts topic.
+    pub alerts_topic: String,
+    /// Anomaly scoring and alerting of metric partitions; `None` disables it.
+    pub alerting: Option<AlertingSettings>,
     /// Decoding limits.
     pub limits: DecodeLimits,
     /// Flush a partition once this many payload bytes are buffered.
@@ -118,15 +124,14 @@ impl Source {
         if settings.client.get("fetch.queue.backoff.ms").is_none() {
             consumer_config.set("fetch.queue.backoff.ms", "5");
         }
-        let dlq = DeadLetterSink::new(settings.client.clone(), &settings.dlq_topic)?;
+        let sinks = Sinks {
+            dlq: DeadLetterSink::new(settings.client.clone(), &settings.dlq_topic)?,
+            dlq_topic: settings.dlq_topic.clone(),
+            alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
+        };
         let in_flight = Arc::new(InFlight::default());
-        let flusher = FlushWorker::start(
-            writer.clone(),
-            dlq,
-            settings.dlq_topic.clone(),
-            telemetry.clone(),
-            in_flight.clone(),
-        );
+        let flusher =
+            FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
         let fatal = Arc::new(FatalSlot::default());
         let shard_settings = Arc::new(ShardSettings {
             topics: settings
@@ -139,6 +144,7 @@ impl Source {
             roll_interval: settings.roll_interval,
             writer,
             telemetry: telemetry.clone(),
+            alerting: settings.alerting.clone(),
         });
         let mut senders = Vec::new();
         let mut shard_threads = Vec::new();

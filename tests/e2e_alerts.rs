@@ -1,0 +1,181 @@
+//! Metric anomaly alerts end to end: metric series produced with kcat into a separate
+//! `cara broker`; `cara run` scores them in its shards and writes alerts to table
+//! `alerts` and topic `cara.alerts` (read back with kcat). A run killed with -9
+//! after some flushes and restarted from its checkpoints (operator state included)
+//! ends with exactly the alerts of an uninterrupted run: same ids, times and scores.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const START_MS: i64 = 1_700_000_000_000;
+const POINTS: usize = 3000;
+const SPIKE_AT: usize = 2500;
+
+/// Pseudo-random noise in [0, 1).
+fn noise(i: u64) -> f64 {
+    let x = i
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Two series a minute apart each: `api` with a spike of six points, `db` without.
+fn metrics() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..POINTS {
+        for (s, service) in ["api", "db"].iter().enumerate() {
+            let spike = if *service == "api" && (SPIKE_AT..SPIKE_AT + 6).contains(&i) {
+                50.0
+            } else {
+                0.0
+            };
+            let value = 20.0 + noise((i * 2 + s) as u64) + spike;
+            let ts = START_MS + i as i64 * 60_000;
+            out.push((
+                service.to_string(),
+                format!(
+                    r#"{{"ts":{ts},"name":"latency_ms","type":"gauge","value":{value},"labels":{{"service":"{service}"}}}}"#
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// The alerts of an archive, in a stable order, with the score's exact bits.
+fn alerts(archive: &Path) -> Vec<String> {
+    sql_rows(
+        archive,
+        "SELECT id, status, CAST(starts_at AS BIGINT) AS starts, CAST(at AS BIGINT) AS at_ms, \
+         labels['service'] AS service, score, _offset, description \
+         FROM alerts ORDER BY at_ms, id, status",
+    )
+}
+
+fn run_to_end(brokers: &str, archive: &Path, config: &Path, group: &str) {
+    let (mut run, _http) = start_cara_run(brokers, archive, config, group);
+    // The archive, not this process's counters: a restarted run archives only the rest.
+    wait_until(Duration::from_secs(90), "every metric archived", || {
+        archive.join("metrics").is_dir()
+            && sql_count(archive, "SELECT count(*) FROM metrics") >= (2 * POINTS) as i64
+    });
+    assert!(run.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn alerts_are_raised_sent_and_identical_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = start_cara_broker();
+    let all = metrics();
+    // The first two thirds now; the rest only after the crash below, so the restart
+    // must continue from checkpointed state (the spike is in the last third).
+    let cut = all.len() * 2 / 3;
+    kcat_produce_keyed(&brokers, "telemetry.metrics", &all[..cut]);
+    // Small files, so that a run flushes (and checkpoints operator state) many
+    // times; a short group session, so the killed member is replaced quickly.
+    let config = write_config(
+        dir.path(),
+        "[archive]\nroll_interval = \"1s\"\nroll_bytes = 32768\n\
+         [kafka.client_properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    );
+
+    // Killed after some flushes, restarted from the checkpoints once the rest is in.
+    let crashed = dir.path().join("crashed");
+    let (mut run, _http) = start_cara_run(&brokers, &crashed, &config, "crashed");
+    wait_until(Duration::from_secs(60), "some metrics archived", || {
+        crashed.join("metrics").is_dir()
+            && sql_count(&crashed, "SELECT count(*) FROM metrics") >= 500
+    });
+    run.kill9();
+    kcat_produce_keyed(&brokers, "telemetry.metrics", &all[cut..]);
+    run_to_end(&brokers, &crashed, &config, "crashed");
+    assert_eq!(
+        sql_count(&crashed, "SELECT count(*) FROM metrics"),
+        (2 * POINTS) as i64
+    );
+
+    // Uninterrupted, over the same topic.
+    let clean = dir.path().join("clean");
+    run_to_end(&brokers, &clean, &config, "clean");
+    let expected = alerts(&clean);
+    let spike_ms = START_MS + SPIKE_AT as i64 * 60_000;
+    let fired: Vec<&String> = expected
+        .iter()
+        .filter(|r| r.contains(",firing,") && r.contains(&format!(",{spike_ms},")))
+        .collect();
+    assert_eq!(
+        fired.len(),
+        1,
+        "one alert fires at the spike: {expected:#?}"
+    );
+    assert!(fired[0].contains(",api,"), "{fired:?}");
+    let id = fired[0].split(',').next().unwrap().to_owned();
+    assert!(
+        expected
+            .iter()
+            .any(|r| r.starts_with(&format!("{id},resolved,{spike_ms},"))),
+        "the spike's alert resolves: {expected:#?}"
+    );
+    assert!(
+        expected.iter().all(|r| !r.contains(",db,")),
+        "noise alone raises nothing: {expected:#?}"
+    );
+
+    // The topic carries the alerts of both runs, keyed by id: every transition of
+    // the table twice (once per run), plus any the crashed run re-sent on replay.
+    let keys = kcat_keys(&brokers, "cara.alerts");
+    for row in &expected {
+        let id = row.split(',').next().unwrap();
+        let copies = keys.iter().filter(|k| *k == id).count();
+        let transitions = expected.iter().filter(|r| r.starts_with(id)).count();
+        assert!(
+            copies >= 2 * transitions,
+            "{id}: {copies} messages for {transitions} transitions"
+        );
+    }
+    let known: std::collections::BTreeSet<&str> = expected
+        .iter()
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert!(
+        keys.iter().all(|k| known.contains(k.as_str())),
+        "an alert on the topic is not in the table"
+    );
+
+    assert_eq!(alerts(&crashed), expected, "alerts after a crash differ");
+    // And the operators ended in the same state, byte for byte: the restart resumed
+    // from the checkpointed state rather than starting afresh.
+    let states = |archive: &Path| -> Vec<(String, String)> {
+        let dir = archive.join("_cara/offsets/telemetry.metrics");
+        let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".checkpoint.json")
+            })
+            .map(|e| {
+                let json: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                let state = json["operator_state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (e.file_name().to_string_lossy().into_owned(), state)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (clean_states, crashed_states) = (states(&clean), states(&crashed));
+    assert!(!clean_states.is_empty() && clean_states.iter().all(|(_, s)| !s.is_empty()));
+    assert_eq!(
+        crashed_states, clean_states,
+        "operator state differs after a crash"
+    );
+}
