@@ -42,6 +42,27 @@ enum Command {
 enum BacktestCommand {
     /// Score the anomaly detectors on the Numenta Anomaly Benchmark.
     Nab(NabArgs),
+    /// Score the alerts on generated telemetry against the injected incidents.
+    Gen(GenBacktestArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GenBacktestArgs {
+    /// Services in the simulated system.
+    #[arg(long, default_value_t = 8)]
+    services: usize,
+    /// Hours of event time to simulate.
+    #[arg(long, default_value_t = 6.0)]
+    hours: f64,
+    /// Seed of the world and of the incidents.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Seconds after an incident's end during which an alert still detects it.
+    #[arg(long, default_value_t = 120)]
+    grace: u64,
+    /// Configuration file whose [anomaly] section (scorer and rules) to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -161,6 +182,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => commands::gen::main(args),
         Command::Sql(args) => commands::sql::main(args),
         Command::Backtest(BacktestCommand::Nab(args)) => commands::backtest::nab(args),
+        Command::Backtest(BacktestCommand::Gen(args)) => commands::backtest::generated(args),
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

@@ -1,4 +1,5 @@
 //! Backtests: replaying recorded data through the same decoders and operators as the
 //! live path, and scoring the outcome against labels.
 
+pub mod generated;
 pub mod nab;

@@ -125,10 +125,7 @@ pub fn run(
         (None, Some(d)) => d.as_millis() as i64,
         (None, None) => 3_600_000,
     };
-    let names: Vec<String> = world.services.iter().map(|s| s.name.clone()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let plan: Vec<Incident> =
-        incidents::schedule(&mut rng, &names, options.start_ms, expected_span_ms);
+    let plan = plan_incidents(&world, options.seed, options.start_ms, expected_span_ms);
 
     let bar = progress_bar(options);
     let started = Instant::now();
@@ -183,6 +180,14 @@ pub fn run(
         })?;
     }
     Ok(summary)
+}
+
+/// The incidents a generator run with `seed` injects over `span_ms` from `start_ms`
+/// (the same plan `run` writes to the labels file).
+pub fn plan_incidents(world: &World, seed: u64, start_ms: i64, span_ms: i64) -> Vec<Incident> {
+    let names: Vec<String> = world.services.iter().map(|s| s.name.clone()).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+    incidents::schedule(&mut rng, &names, start_ms, span_ms)
 }
 
 fn send(
