@@ -91,10 +91,23 @@ pub struct AnomalyCounts {
 pub struct AnomalyOperator {
     config: ScorerConfig,
     limits: AnomalyLimits,
-    /// Keyed with a fixed-seed hash, so the same input builds the same map (and the
-    /// same snapshot bytes) in every process.
+    /// Keyed with a fixed-seed hash; serialised in key order, so equal state gives
+    /// equal snapshot bytes however the map was built (fresh or restored).
+    #[serde(serialize_with = "sorted_by_key")]
     series: HashMap<Arc<str>, SeriesState, FixedState>,
     counts: AnomalyCounts,
+    /// Event time at which idle series are next looked for; eviction happens at fixed
+    /// event-time steps, so it does not depend on how rows were batched.
+    #[serde(default)]
+    next_eviction_ms: i64,
+}
+
+fn sorted_by_key<S: serde::Serializer>(
+    map: &HashMap<Arc<str>, SeriesState, FixedState>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: std::collections::BTreeMap<&Arc<str>, &SeriesState> = map.iter().collect();
+    sorted.serialize(serializer)
 }
 
 impl AnomalyOperator {
@@ -105,6 +118,7 @@ impl AnomalyOperator {
             limits,
             series: HashMap::default(),
             counts: AnomalyCounts::default(),
+            next_eviction_ms: i64::MIN,
         }
     }
 
@@ -195,6 +209,12 @@ impl AnomalyOperator {
             raw,
             is_counter,
         } = point;
+        if ts_ms >= self.next_eviction_ms {
+            // Every quarter of the idle limit of event time, at the first row past it.
+            let step = (self.limits.idle_ms / 4).max(1);
+            self.evict_idle(ts_ms);
+            self.next_eviction_ms = ts_ms.saturating_add(step);
+        }
         if !self.series.contains_key(key) {
             if self.series.len() >= self.limits.max_series {
                 self.counts.refused_by_limit += 1;
