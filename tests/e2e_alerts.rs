@@ -149,30 +149,7 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
     assert_eq!(alerts(&crashed), expected, "alerts after a crash differ");
     // And the operators ended in the same state, byte for byte: the restart resumed
     // from the checkpointed state rather than starting afresh.
-    let states = |archive: &Path| -> Vec<(String, String)> {
-        let dir = archive.join("_cara/offsets/telemetry.metrics");
-        let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .ends_with(".checkpoint.json")
-            })
-            .map(|e| {
-                let json: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-                let state = json["operator_state"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                (e.file_name().to_string_lossy().into_owned(), state)
-            })
-            .collect();
-        out.sort();
-        out
-    };
-    let (clean_states, crashed_states) = (states(&clean), states(&crashed));
+    let (clean_states, crashed_states) = (operator_states(&clean), operator_states(&crashed));
     assert!(!clean_states.is_empty() && clean_states.iter().all(|(_, s)| !s.is_empty()));
     assert_eq!(
         crashed_states, clean_states,

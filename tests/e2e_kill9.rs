@@ -124,30 +124,7 @@ fn kill9_loop_loses_and_duplicates_nothing() {
         alerts(&clean),
         "alerts after kill -9s differ"
     );
-    let states = |archive: &std::path::Path| -> Vec<(String, String)> {
-        let dir = archive.join("_cara/offsets/telemetry.metrics");
-        let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .ends_with(".checkpoint.json")
-            })
-            .map(|e| {
-                let json: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-                let state = json["operator_state"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                (e.file_name().to_string_lossy().into_owned(), state)
-            })
-            .collect();
-        out.sort();
-        out
-    };
-    let (killed_states, clean_states) = (states(&archive), states(&clean));
+    let (killed_states, clean_states) = (operator_states(&archive), operator_states(&clean));
     assert!(!clean_states.is_empty() && clean_states.iter().all(|(_, s)| !s.is_empty()));
     assert_eq!(
         killed_states, clean_states,

@@ -328,3 +328,29 @@ pub fn kcat_keys(brokers: &str, topic: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The operator state saved in each `telemetry.metrics` partition's checkpoint, by
+/// checkpoint file name.
+pub fn operator_states(archive: &Path) -> Vec<(String, String)> {
+    let dir = archive.join("_cara/offsets/telemetry.metrics");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(".checkpoint.json")
+        })
+        .map(|e| {
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            let state = json["operator_state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (e.file_name().to_string_lossy().into_owned(), state)
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -209,12 +209,7 @@ impl AnomalyOperator {
             raw,
             is_counter,
         } = point;
-        if ts_ms >= self.next_eviction_ms {
-            // Every quarter of the idle limit of event time, at the first row past it.
-            let step = (self.limits.idle_ms / 4).max(1);
-            self.evict_idle(ts_ms);
-            self.next_eviction_ms = ts_ms.saturating_add(step);
-        }
+
         if !self.series.contains_key(key) {
             if self.series.len() >= self.limits.max_series {
                 self.counts.refused_by_limit += 1;
@@ -270,6 +265,18 @@ impl AnomalyOperator {
             value,
             score,
         });
+        self.evict_on_schedule(ts_ms);
+    }
+
+    /// Every quarter of the idle limit of event time, after the first row past it,
+    /// forgets idle series (never the one that just had a point): the schedule
+    /// depends on the rows only, not on how they were batched.
+    fn evict_on_schedule(&mut self, ts_ms: i64) {
+        if ts_ms >= self.next_eviction_ms {
+            let step = (self.limits.idle_ms / 4).max(1);
+            self.evict_idle(ts_ms);
+            self.next_eviction_ms = ts_ms.saturating_add(step);
+        }
     }
 
     /// Forgets series idle for longer than the limit as of `watermark_ms`.
@@ -346,6 +353,34 @@ mod tests {
             || (Arc::from(key), Labels::from(Vec::new())),
             out,
         );
+    }
+
+    #[test]
+    fn idle_series_are_evicted_on_an_event_time_schedule_but_never_at_their_own_point() {
+        let hour = 3_600_000;
+        let mut op = AnomalyOperator::new(ScorerConfig::default(), AnomalyLimits::default());
+        let mut out = Vec::new();
+        observe(&mut op, "a", 0, 1.0, false, &mut out);
+        observe(&mut op, "b", hour, 1.0, false, &mut out);
+        // `a` comes back after a 7 h gap: it keeps its state.
+        observe(&mut op, "a", 7 * hour, 1.0, false, &mut out);
+        assert_eq!(op.counts().evicted, 0);
+        // `b` has been silent for 6 h 30 min when `a`'s next point passes the schedule.
+        observe(
+            &mut op,
+            "a",
+            7 * hour + 30 * 60_000 + 1,
+            1.0,
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            (op.series_count(), op.counts().evicted),
+            (2, 0),
+            "not yet past the step"
+        );
+        observe(&mut op, "a", 9 * hour, 1.0, false, &mut out);
+        assert_eq!((op.series_count(), op.counts().evicted), (1, 1));
     }
 
     #[test]
