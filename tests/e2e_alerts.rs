@@ -2,7 +2,8 @@
 //! `cara broker`; `cara run` scores them in its shards and writes alerts to table
 //! `alerts` and topic `cara.alerts` (read back with kcat). A run killed with -9
 //! after some flushes and restarted from its checkpoints (operator state included)
-//! ends with exactly the alerts of an uninterrupted run: same ids, times and scores.
+//! ends with exactly the alerts and windowed aggregates (table `metric_windows`) of an
+//! uninterrupted run: same ids, times and scores.
 
 mod common;
 
@@ -147,6 +148,30 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
     );
 
     assert_eq!(alerts(&crashed), expected, "alerts after a crash differ");
+    // The windowed aggregates the operators saw: epoch-aligned one-minute windows, one
+    // point each (points sit 20 s into a minute). With the watermark 30 s behind the
+    // last point (T), the windows ending at T + 40 s and T - 20 s stay open.
+    let windows = |archive: &Path| {
+        sql_rows(
+            archive,
+            "SELECT series, CAST(window_start AS BIGINT) AS ws, count, sum, min, max \
+             FROM metric_windows ORDER BY series, ws",
+        )
+    };
+    let clean_windows = windows(&clean);
+    assert_eq!(clean_windows.len(), 2 * (POINTS - 2));
+    assert_eq!(
+        sql_count(
+            &clean,
+            "SELECT CAST(sum(count) AS BIGINT) FROM metric_windows"
+        ),
+        2 * (POINTS as i64 - 2)
+    );
+    assert_eq!(
+        windows(&crashed),
+        clean_windows,
+        "windows after a crash differ"
+    );
     // And the operators ended in the same state, byte for byte: the restart resumed
     // from the checkpointed state rather than starting afresh.
     let (clean_states, crashed_states) = (operator_states(&clean), operator_states(&crashed));

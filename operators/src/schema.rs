@@ -49,16 +49,19 @@ pub enum Table {
     Dlq,
     /// Alerts (firing and resolved), as sent to `cara.alerts`.
     Alerts,
+    /// Windowed aggregates of metric series, as the operators saw them.
+    MetricWindows,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
         Table::Dlq,
         Table::Alerts,
+        Table::MetricWindows,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -69,6 +72,7 @@ impl Table {
             Table::Spans => "spans",
             Table::Dlq => "dlq",
             Table::Alerts => "alerts",
+            Table::MetricWindows => "metric_windows",
         }
     }
 
@@ -79,7 +83,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 5]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 6]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -87,6 +91,7 @@ impl Table {
                 Arc::new(spans_schema()),
                 Arc::new(dlq_schema()),
                 Arc::new(alerts_schema()),
+                Arc::new(metric_windows_schema()),
             ]
         });
         all[self as usize].clone()
@@ -110,6 +115,14 @@ impl Table {
             Table::Spans => &["service", "name", "kind", "status", "_topic", "_partition"],
             Table::Dlq => &["topic", "partition", "reason"],
             Table::Alerts => &["rule", "kind", "severity", "status", "_topic", "_partition"],
+            Table::MetricWindows => &[
+                "series",
+                "name",
+                "labels.entries.keys",
+                "labels.entries.values",
+                "_topic",
+                "_partition",
+            ],
         }
     }
 
@@ -120,6 +133,7 @@ impl Table {
             Table::Spans => "start",
             Table::Dlq => "kafka_ts",
             Table::Alerts => "at",
+            Table::MetricWindows => "window_start",
         }
     }
 }
@@ -205,6 +219,24 @@ fn alerts_schema() -> Schema {
         Field::new("_topic", DataType::Utf8, false),
         Field::new("_partition", DataType::Int32, false),
         Field::new("_offset", DataType::Int64, false),
+    ])
+}
+
+/// One row per metric series per fired tumbling window: what the operators aggregated.
+fn metric_windows_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("series", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("labels", labels_type(), false),
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("sum", DataType::Float64, false),
+        Field::new("min", DataType::Float64, false),
+        Field::new("max", DataType::Float64, false),
+        Field::new("mean", DataType::Float64, false),
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
     ])
 }
 

@@ -160,6 +160,11 @@ impl<K: Ord + Clone> WindowedAggregate<K> {
         self.late
     }
 
+    /// True while `key` has a window not yet fired.
+    pub fn has_open(&self, key: &K) -> bool {
+        self.open.contains_key(key)
+    }
+
     /// Open windows over all keys (state size).
     pub fn open_windows(&self) -> usize {
         self.open.values().map(Vec::len).sum()

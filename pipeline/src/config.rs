@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use cara_operators::alert::{AlertRule, FiringPolicy};
+use cara_operators::anomaly::alerting::WindowSettings;
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 
@@ -101,6 +102,46 @@ pub struct AnomalyConfig {
     pub idle_after: HumanDuration,
     /// Alert rules; none means one rule over every series at the default policy.
     pub rules: Vec<AlertRuleConfig>,
+    /// Tumbling-window aggregates of every scored series, archived to table
+    /// `metric_windows`.
+    pub windows: WindowsConfig,
+}
+
+/// Event-time windows of the metric operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Aggregate series in windows at all.
+    pub enabled: bool,
+    /// Window length.
+    pub size: HumanDuration,
+    /// How far behind a partition's largest event time its watermark trails.
+    pub out_of_orderness: HumanDuration,
+    /// How long windows stay open past the watermark; later points are counted as late.
+    pub allowed_lateness: HumanDuration,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            enabled: true,
+            size: HumanDuration(Duration::from_secs(60)),
+            out_of_orderness: HumanDuration(Duration::from_secs(30)),
+            allowed_lateness: HumanDuration(Duration::ZERO),
+        }
+    }
+}
+
+impl WindowsConfig {
+    /// The operator settings, when enabled.
+    pub fn settings(&self) -> Option<WindowSettings> {
+        let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        self.enabled.then(|| WindowSettings {
+            size_ms: ms(&self.size),
+            out_of_orderness_ms: ms(&self.out_of_orderness),
+            allowed_lateness_ms: ms(&self.allowed_lateness),
+        })
+    }
 }
 
 impl Default for AnomalyConfig {
@@ -112,6 +153,7 @@ impl Default for AnomalyConfig {
             max_series: limits.max_series,
             idle_after: HumanDuration(Duration::from_millis(limits.idle_ms as u64)),
             rules: Vec::new(),
+            windows: WindowsConfig::default(),
         }
     }
 }
@@ -415,6 +457,9 @@ impl Config {
                     format!("`{}` is not one of page, ticket, info", rule.severity),
                 ));
             }
+        }
+        if self.anomaly.windows.enabled && self.anomaly.windows.size.0 < Duration::from_secs(1) {
+            return Err(invalid("anomaly.windows.size", "must be at least 1s"));
         }
         if self.anomaly.max_series == 0 {
             return Err(invalid("anomaly.max_series", "must be at least 1"));

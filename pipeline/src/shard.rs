@@ -20,11 +20,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use cara_operators::alert::AlertRule;
-use cara_operators::anomaly::alerting::MetricAlerting;
+use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 
-use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
+use crate::alerts::{alert_batch, metric_windows_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::{Checkpoint, Intent};
 use crate::archive::layout::input_file_stem;
 use crate::archive::writer::ParquetWriter;
@@ -113,6 +113,8 @@ pub struct AlertingSettings {
     pub limits: AnomalyLimits,
     /// Alert rules.
     pub rules: Vec<AlertRule>,
+    /// Tumbling windows of every scored series (table `metric_windows`).
+    pub windows: Option<WindowSettings>,
 }
 
 /// Rows of one source partition waiting to be flushed.
@@ -391,8 +393,21 @@ impl Shard {
         let mut operator_state = None;
         if let Some(alerting) = buffer.alerting.as_mut() {
             let mut records = Vec::new();
-            if let Err(e) = alerting.process(&rows, &mut records) {
+            let mut windows = Vec::new();
+            let late_before = alerting.late_points();
+            if let Err(e) = alerting.process_with_windows(&rows, &mut records, &mut windows) {
                 tracing::error!(error = %e, "metrics batch not scored");
+            }
+            self.settings
+                .telemetry
+                .late_points
+                .inc_by(alerting.late_points().saturating_sub(late_before));
+            if !windows.is_empty() {
+                plan.extend(writer.plan(
+                    Table::MetricWindows,
+                    &metric_windows_batch(&windows, &topic, partition),
+                    &stem,
+                )?);
             }
             alerts = raise(records, &rows, &topic, partition);
             operator_state = Some(alerting.snapshot());
@@ -433,7 +448,7 @@ fn restore_alerting(
     partition: i32,
 ) -> MetricAlerting {
     let fresh = || MetricAlerting::new(settings.scorer, settings.limits, settings.rules.clone());
-    match snapshot {
+    let restored = match snapshot {
         None => fresh(),
         Some(json) => MetricAlerting::restore(
             json,
@@ -450,7 +465,8 @@ fn restore_alerting(
             );
             fresh()
         }),
-    }
+    };
+    restored.with_windows(settings.windows)
 }
 
 /// Attaches the source position of each alert's triggering row.

@@ -75,6 +75,7 @@ pub struct Telemetry {
     pub(crate) archive_bytes: Family<TableLabels, Counter>,
     pub(crate) archive_rows: Family<TableLabels, Counter>,
     pub(crate) alerts: Family<AlertLabels, Counter>,
+    pub(crate) late_points: Counter,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
     pub(crate) recovered_files: Counter,
@@ -105,6 +106,7 @@ impl Telemetry {
             archive_bytes: Family::default(),
             archive_rows: Family::default(),
             alerts: Family::default(),
+            late_points: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
             recovered_files: Counter::default(),
@@ -163,6 +165,11 @@ impl Telemetry {
             "alerts",
             "Alert transitions raised, per status",
             t.alerts.clone(),
+        );
+        registry.register(
+            "late_points",
+            "Metric points that arrived after their window closed (archived, not aggregated)",
+            t.late_points.clone(),
         );
         registry.register(
             "flush_seconds",

@@ -1,13 +1,112 @@
-//! Metric alerting as one unit of operator state per source partition: the anomaly
-//! operator scoring every series of the partition, and the alert rules over its
-//! scores. Snapshots are JSON, restored with the current configuration.
+//! Metric operators as one unit of state per source partition: the anomaly operator
+//! scoring every series of the partition, the alert rules over its scores, and
+//! tumbling-window aggregates of what it scored. Snapshots are JSON, restored with
+//! the current configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::operator::{AnomalyLimits, AnomalyOperator, SchemaMismatch, ScoredPoint};
+use super::operator::{AnomalyLimits, AnomalyOperator, Labels, SchemaMismatch, ScoredPoint};
 use super::ScorerConfig;
 use crate::alert::{AlertEvaluator, AlertRecord, AlertRule};
+use crate::window::{Aggregate, Window, WindowSpec, WindowedAggregate};
+
+/// Tumbling windows over the scored values of every series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSettings {
+    /// Window length.
+    pub size_ms: i64,
+    /// The partition's watermark trails its largest event time by this much.
+    pub out_of_orderness_ms: i64,
+    /// Windows stay open this long past the watermark.
+    pub allowed_lateness_ms: i64,
+}
+
+/// One fired window of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesWindow {
+    /// Series key.
+    pub series: Arc<str>,
+    /// Metric name.
+    pub name: Arc<str>,
+    /// Labels.
+    pub labels: Labels,
+    /// The window.
+    pub window: Window,
+    /// What it aggregated.
+    pub aggregate: Aggregate,
+}
+
+/// Per-partition windowing state. The watermark moves with every row (largest event
+/// time so far minus the bound), so whether a point is late depends on the rows alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesWindows {
+    settings: WindowSettings,
+    aggregate: WindowedAggregate<Arc<str>>,
+    /// Name and labels of series with open windows.
+    series: BTreeMap<Arc<str>, (Arc<str>, Labels)>,
+    max_event_ms: i64,
+    late: u64,
+}
+
+impl SeriesWindows {
+    fn new(settings: WindowSettings) -> Self {
+        SeriesWindows {
+            settings,
+            aggregate: WindowedAggregate::new(
+                WindowSpec::Tumbling {
+                    size_ms: settings.size_ms,
+                },
+                settings.allowed_lateness_ms,
+            ),
+            series: BTreeMap::new(),
+            max_event_ms: i64::MIN,
+            late: 0,
+        }
+    }
+
+    fn watermark(&self) -> i64 {
+        self.max_event_ms
+            .saturating_sub(self.settings.out_of_orderness_ms)
+    }
+
+    fn add(&mut self, point: &ScoredPoint) {
+        let watermark = self.watermark();
+        if self
+            .aggregate
+            .add(&point.series, point.ts_ms, point.value, watermark)
+        {
+            self.series
+                .entry(point.series.clone())
+                .or_insert_with(|| (point.name.clone(), point.labels.clone()));
+        } else {
+            self.late += 1;
+        }
+        self.max_event_ms = self.max_event_ms.max(point.ts_ms);
+    }
+
+    fn fire(&mut self, out: &mut Vec<SeriesWindow>) {
+        for fired in self.aggregate.fire(self.watermark()) {
+            let (name, labels) = self
+                .series
+                .get(&fired.key)
+                .cloned()
+                .unwrap_or_else(|| (fired.key.clone(), Labels::from(Vec::new())));
+            out.push(SeriesWindow {
+                series: fired.key,
+                name,
+                labels,
+                window: fired.window,
+                aggregate: fired.aggregate,
+            });
+        }
+        let aggregate = &self.aggregate;
+        self.series.retain(|key, _| aggregate.has_open(key));
+    }
+}
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +120,8 @@ pub struct MetricAlerting {
     alerts: AlertEvaluator,
     /// Rules the alert states belong to (to notice a changed configuration).
     rules: Vec<AlertRule>,
+    #[serde(default)]
+    windows: Option<SeriesWindows>,
     #[serde(skip)]
     scored: Vec<ScoredPoint>,
 }
@@ -32,8 +133,24 @@ impl MetricAlerting {
             anomaly: AnomalyOperator::new(config, limits),
             alerts: AlertEvaluator::new(rules.clone()),
             rules,
+            windows: None,
             scored: Vec::new(),
         }
+    }
+
+    /// Also aggregates every series in tumbling windows (kept if already on with
+    /// the same settings, e.g. after a restore).
+    pub fn with_windows(mut self, settings: Option<WindowSettings>) -> Self {
+        let keep = matches!((&self.windows, settings), (Some(w), Some(s)) if w.settings == s);
+        if !keep {
+            self.windows = settings.map(SeriesWindows::new);
+        }
+        self
+    }
+
+    /// Points that arrived after their window's watermark (not aggregated).
+    pub fn late_points(&self) -> u64 {
+        self.windows.as_ref().map_or(0, |w| w.late)
     }
 
     /// State restored from [`snapshot`](Self::snapshot). The detectors' state is kept;
@@ -68,10 +185,26 @@ impl MetricAlerting {
         batch: &RecordBatch,
         alerts: &mut Vec<AlertRecord>,
     ) -> Result<(), SchemaMismatch> {
+        self.process_with_windows(batch, alerts, &mut Vec::new())
+    }
+
+    /// Like [`process`](Self::process), also appending the windows the batch closed.
+    pub fn process_with_windows(
+        &mut self,
+        batch: &RecordBatch,
+        alerts: &mut Vec<AlertRecord>,
+        windows: &mut Vec<SeriesWindow>,
+    ) -> Result<(), SchemaMismatch> {
         self.scored.clear();
         self.anomaly.process(batch, &mut self.scored)?;
         for point in &self.scored {
             self.alerts.observe(point, alerts);
+            if let Some(w) = self.windows.as_mut() {
+                w.add(point);
+            }
+        }
+        if let Some(w) = self.windows.as_mut() {
+            w.fire(windows);
         }
         Ok(())
     }
@@ -265,6 +398,56 @@ mod tests {
         };
         assert_eq!(unrowed(got), unrowed(expected));
         assert_eq!(snapshot, whole.snapshot());
+    }
+
+    #[test]
+    fn windows_fire_the_same_whatever_the_batches_and_count_late_points() {
+        let settings = WindowSettings {
+            size_ms: 600_000,
+            out_of_orderness_ms: 60_000,
+            allowed_lateness_ms: 0,
+        };
+        let all = batch(3000);
+        let mut whole = fresh().with_windows(Some(settings));
+        let mut expected = Vec::new();
+        whole
+            .process_with_windows(&all, &mut Vec::new(), &mut expected)
+            .unwrap();
+        // 2 series × 3000 one-minute points in epoch-aligned 10-minute windows (the
+        // start is 3 min 20 s into one, so 301 per series); the last window of each
+        // series waits for a watermark past it.
+        assert_eq!(expected.len(), 2 * 300);
+        let counted: u64 = expected.iter().map(|w| w.aggregate.count).sum();
+        assert!((2 * 2990..2 * 3000).contains(&counted), "{counted}");
+        assert!(expected.iter().all(|w| w.aggregate.count <= 10));
+        assert!(expected[2..].iter().all(|w| w.aggregate.count == 10));
+        let spike = expected
+            .iter()
+            .find(|w| {
+                let t = 1_700_000_000_000 + 2500 * 60_000;
+                w.series.contains("api") && w.window.start <= t && t < w.window.end
+            })
+            .expect("the spike's window");
+        assert!(spike.aggregate.max > 60.0 && spike.aggregate.min < 22.0);
+
+        let mut got = Vec::new();
+        let mut ops = fresh().with_windows(Some(settings));
+        for start in (0..all.num_rows()).step_by(1234) {
+            let len = 1234.min(all.num_rows() - start);
+            let snapshot = ops.snapshot();
+            ops = MetricAlerting::restore(
+                &snapshot,
+                ScorerConfig::default(),
+                AnomalyLimits::default(),
+                vec![AlertRule::default_anomaly()],
+            )
+            .unwrap()
+            .with_windows(Some(settings));
+            ops.process_with_windows(&all.slice(start, len), &mut Vec::new(), &mut got)
+                .unwrap();
+        }
+        assert_eq!(got, expected);
+        assert_eq!(ops.late_points(), 0);
     }
 
     #[test]

@@ -102,6 +102,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             scorer: config.anomaly.scorer,
             limits: config.anomaly.limits(),
             rules: config.anomaly.rules(),
+            windows: config.anomaly.windows.settings(),
         }),
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
