@@ -18,11 +18,11 @@ use arrow::record_batch::RecordBatch;
 use cara_operators::alert::AlertRecord;
 use cara_operators::schema::Table;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use serde::Serialize;
 
-use crate::delivery::DeliveryTracker;
+use crate::delivery::{send_acknowledged, DeliveryTracker};
 
 /// Where in the input an alert's triggering row came from.
 #[derive(Debug, Clone)]
@@ -285,22 +285,13 @@ impl AlertSink {
 
     /// Sends every alert and waits until the broker acknowledged all of them.
     pub fn send_all(&self, alerts: &[RaisedAlert], timeout: Duration) -> Result<(), KafkaError> {
-        if alerts.is_empty() {
-            return Ok(());
-        }
-        let failures_before = self.producer.context().failures();
-        for alert in alerts {
+        send_acknowledged(&self.producer, alerts, timeout, |alert| {
             let body = alert_json(alert);
             let record = BaseRecord::to(&self.topic)
                 .key(alert.record.id.as_bytes())
                 .payload(&body);
-            self.producer.send(record).map_err(|(e, _)| e)?;
-        }
-        self.producer.flush(timeout)?;
-        if self.producer.context().failures() > failures_before {
-            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
-        }
-        Ok(())
+            self.producer.send(record).map_err(|(e, _)| e)
+        })
     }
 }
 

@@ -17,9 +17,9 @@ use cara_operators::schema::Table;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 
-use crate::delivery::DeliveryTracker;
+use crate::delivery::{send_acknowledged, DeliveryTracker};
 
 /// Largest payload copied into a dead-letter *message*; the `dlq` table always keeps
 /// the whole payload. Kafka brokers refuse messages over about 1 MB by default.
@@ -98,19 +98,7 @@ impl DeadLetterSink {
 
     /// Sends every letter and waits until the broker acknowledged all of them.
     pub fn send_all(&self, letters: &[DeadLetter], timeout: Duration) -> Result<(), KafkaError> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let failures_before = self.producer.context().failures();
-        for letter in letters {
-            self.send_one(letter)?;
-        }
-        self.producer.flush(timeout)?;
-        let failures = self.producer.context().failures() - failures_before;
-        if failures > 0 {
-            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
-        }
-        Ok(())
+        send_acknowledged(&self.producer, letters, timeout, |l| self.send_one(l))
     }
 
     fn send_one(&self, letter: &DeadLetter) -> Result<(), KafkaError> {

@@ -183,24 +183,36 @@ pub fn candidate_thresholds() -> Vec<f64> {
 
 /// Scores the corpus for each profile at `policy`'s own threshold (as deployed).
 pub fn score_at(corpus: &[NabSeries], scores: &[Vec<f64>], policy: &FiringPolicy) -> Vec<f64> {
-    let detected: Vec<Vec<usize>> = corpus
+    let detected = detect_corpus(corpus, scores, policy);
+    PROFILES
+        .iter()
+        .map(|profile| profile_score(corpus, &detected, profile))
+        .collect()
+}
+
+/// Detections of every series of the corpus under `policy`.
+fn detect_corpus(
+    corpus: &[NabSeries],
+    scores: &[Vec<f64>],
+    policy: &FiringPolicy,
+) -> Vec<Vec<usize>> {
+    corpus
         .iter()
         .zip(scores)
         .map(|(s, sc)| detections(&s.times, sc, policy))
-        .collect();
-    PROFILES
-        .iter()
-        .map(|profile| {
-            corpus_score(
-                corpus
-                    .iter()
-                    .zip(&detected)
-                    .map(|(s, d)| (&s.labels, d.as_slice())),
-                profile,
-            )
-            .normalised
-        })
         .collect()
+}
+
+/// The normalised corpus score of per-series detections under `profile`.
+fn profile_score(corpus: &[NabSeries], detected: &[Vec<usize>], profile: &Profile) -> f64 {
+    corpus_score(
+        corpus
+            .iter()
+            .zip(detected)
+            .map(|(s, d)| (&s.labels, d.as_slice())),
+        profile,
+    )
+    .normalised
 }
 
 /// Scores the corpus for each profile at the best threshold of `policy`'s shape.
@@ -217,11 +229,7 @@ pub fn evaluate(
                 threshold: *t,
                 ..*policy
             };
-            corpus
-                .iter()
-                .zip(scores)
-                .map(|(s, sc)| detections(&s.times, sc, &policy))
-                .collect()
+            detect_corpus(corpus, scores, &policy)
         })
         .collect();
     PROFILES
@@ -233,14 +241,7 @@ pub fn evaluate(
                 threshold: 1.0,
             };
             for (t, detected) in thresholds.iter().zip(&per_threshold) {
-                let score = corpus_score(
-                    corpus
-                        .iter()
-                        .zip(detected)
-                        .map(|(s, d)| (&s.labels, d.as_slice())),
-                    profile,
-                )
-                .normalised;
+                let score = profile_score(corpus, detected, profile);
                 if score > best.score {
                     best = ProfileResult {
                         profile: *profile,

@@ -136,6 +136,20 @@ impl Dispatcher {
         (topic + partition.unsigned_abs() as usize) % self.shards.len().max(1)
     }
 
+    /// `items` grouped by the shard owning each one's partition: `(shard, items)`, in
+    /// shard order, every shard listed.
+    fn group_by_shard<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> PartitionKey,
+    ) -> impl Iterator<Item = (usize, Vec<T>)> {
+        let mut groups: Vec<Vec<T>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for item in items {
+            groups[self.shard_of(key(&item))].push(item);
+        }
+        groups.into_iter().enumerate()
+    }
+
     /// Copies a polled message into its shard's chunk, sending the chunk when full.
     pub fn push(&mut self, topic: usize, message: &BorrowedMessage<'_>) -> Result<(), ShardGone> {
         let key = (topic, message.partition());
@@ -171,11 +185,7 @@ impl Dispatcher {
             return Ok(()); // closed: nothing reads these partitions any more
         }
         self.send_pending()?;
-        let mut by_shard: Vec<Vec<AssignedPartition>> = vec![Vec::new(); self.shards.len()];
-        for p in partitions {
-            by_shard[self.shard_of(p.key)].push(p);
-        }
-        for (shard, list) in by_shard.into_iter().enumerate() {
+        for (shard, list) in self.group_by_shard(partitions, |p| p.key) {
             if !list.is_empty() {
                 self.send(shard, ShardInput::Assign(list))?;
             }
@@ -190,12 +200,8 @@ impl Dispatcher {
             return Ok(()); // closed (the consumer's final revocation): nothing to drop
         }
         self.send_pending()?;
-        let mut by_shard: Vec<Vec<PartitionKey>> = vec![Vec::new(); self.shards.len()];
-        for key in keys {
-            by_shard[self.shard_of(key)].push(key);
-        }
         let mut acks = Vec::new();
-        for (shard, list) in by_shard.into_iter().enumerate() {
+        for (shard, list) in self.group_by_shard(keys, |key| *key) {
             if !list.is_empty() {
                 let (tx, rx) = bounded(1);
                 self.send(shard, ShardInput::Revoke(list, tx))?;
