@@ -214,8 +214,7 @@ fn third_party_clients_into_cara_broker_are_archived_exactly() {
     let expected_dlq = 12 + corpus.len();
 
     wait_until(Duration::from_secs(90), "every row to be archived", || {
-        metric_sum(http, "cara_archive_rows_total", "") as usize
-            >= 3000 + 1500 + 1200 + expected_dlq
+        archived_input_rows(http) as usize >= 3000 + 1500 + 1200 + expected_dlq
     });
     let status = run.terminate(Duration::from_secs(30));
     assert!(status.success(), "cara run exited with {status} on SIGTERM");

@@ -103,7 +103,7 @@ fn tansu_round_trip_with_restart() {
         vec!["{not json".into(), r#"{"ts":1,"name":"x"}"#.into()],
     );
     wait_until(Duration::from_secs(90), "first batch archived", || {
-        metric_sum(http, "cara_archive_rows_total", "") >= 3402.0
+        archived_input_rows(http) >= 3402.0
     });
     assert!(run.terminate(Duration::from_secs(30)).success());
 

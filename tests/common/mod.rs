@@ -210,6 +210,16 @@ pub fn metric_sum(port: u16, name: &str, filter: &str) -> f64 {
         .sum()
 }
 
+/// Rows archived to the tables that hold input records (`metrics`, `logs`,
+/// `spans`, `dlq`). Derived tables (`alerts`, `metric_windows`, ...) grow
+/// on their own schedule, so a wait on the total would end too early.
+pub fn archived_input_rows(port: u16) -> f64 {
+    ["metrics", "logs", "spans", "dlq"]
+        .iter()
+        .map(|t| metric_sum(port, "cara_archive_rows_total", &format!("table=\"{t}\"")))
+        .sum()
+}
+
 /// Runs `cara sql --format csv` and returns the rows (without header).
 pub fn sql_rows(archive: &Path, query: &str) -> Vec<String> {
     let out = cara()
