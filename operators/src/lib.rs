@@ -18,6 +18,7 @@
 pub mod alert;
 pub mod anomaly;
 pub mod eval;
+pub mod logs;
 pub mod schema;
 pub mod time;
 pub mod watermark;

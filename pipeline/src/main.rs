@@ -44,6 +44,21 @@ enum BacktestCommand {
     Nab(NabArgs),
     /// Score the alerts on generated telemetry against the injected incidents.
     Gen(GenBacktestArgs),
+    /// Score the log template miner on Loghub 2k (grouping accuracy per system).
+    Loghub(LoghubArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct LoghubArgs {
+    /// Loghub 2k directory (one folder per system).
+    #[arg(long, default_value = "../shared/datasets/loghub2k")]
+    data: PathBuf,
+    /// Miner tuning as TOML, overriding defaults (`similarity = 0.6`).
+    #[arg(long)]
+    miner: Option<String>,
+    /// Also list the true events of this system that the miner grouped wrongly.
+    #[arg(long)]
+    explain: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,6 +198,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => commands::sql::main(args),
         Command::Backtest(BacktestCommand::Nab(args)) => commands::backtest::nab(args),
         Command::Backtest(BacktestCommand::Gen(args)) => commands::backtest::generated(args),
+        Command::Backtest(BacktestCommand::Loghub(args)) => commands::backtest::loghub(args),
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

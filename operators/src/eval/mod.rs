@@ -2,3 +2,4 @@
 //! benchmark files live in the pipeline crate).
 
 pub mod nab;
+pub mod loghub;

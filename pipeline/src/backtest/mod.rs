@@ -2,4 +2,5 @@
 //! live path, and scoring the outcome against labels.
 
 pub mod generated;
+pub mod loghub;
 pub mod nab;

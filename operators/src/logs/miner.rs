@@ -1,0 +1,785 @@
+//! The online template miner: a Drain-style parse tree per service.
+//!
+//! Owns grouping log lines into templates as they stream by (He et al., "Drain: An
+//! Online Log Parsing Approach with Fixed Depth Tree", ICWS 2017): a line is masked
+//! ([`super::mask`]), routed by its token count and its first constant tokens to a
+//! leaf, and joins the leaf's most similar template when enough of its tokens match;
+//! the positions that differ become `<*>`. Otherwise it starts a new template.
+//!
+//! Beyond Drain:
+//! - one tree per service, so services never share templates;
+//! - `key=value` tokens generalise to `key=<*>` rather than losing their key;
+//! - template ids are a hash of the service and the template's first text, so the
+//!   same stream gives the same ids in every run, and a snapshot keeps them across
+//!   restarts;
+//! - memory is bounded: at most `max_templates` per service (the least recently
+//!   used tenth is evicted when full, and counted), `max_children` per tree node,
+//!   `max_tokens` per line, `max_services` trees (further services share one).
+//!
+//! Ties between equally similar templates go to the oldest, so the outcome depends
+//! on the lines alone, not on hash-map order.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::mask::{self, Masked, WILDCARD};
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+fn fast_map<K, V>() -> FastMap<K, V> {
+    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6361_7261))
+}
+
+/// The deepest route through a tree.
+pub const MAX_PREFIX_TOKENS: usize = 8;
+
+/// Tuning and limits of the miner. One configuration serves every service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinerConfig {
+    /// Share of a line's tokens that must equal a template's constant tokens for the
+    /// line to join it, in (0, 1].
+    pub similarity: f64,
+    /// Constant tokens (after the token count) that route a line through the tree.
+    pub prefix_tokens: usize,
+    /// Children per tree node; further distinct tokens share the wildcard child.
+    pub max_children: usize,
+    /// Templates kept per service.
+    pub max_templates: usize,
+    /// Services with a tree of their own; the rest share one.
+    pub max_services: usize,
+    /// Tokens per line; the remainder of a longer line is its last token.
+    pub max_tokens: usize,
+    /// Lines after which a template's constant tokens no longer generalise: a line
+    /// differing in one of them starts a template of its own (0: never settle).
+    pub settle_after: u64,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            similarity: 0.8,
+            prefix_tokens: 2,
+            max_children: 100,
+            max_templates: 5_000,
+            max_services: 10_000,
+            max_tokens: 128,
+            settle_after: 100,
+        }
+    }
+}
+
+/// Why a miner configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MinerConfigError {
+    /// A value outside its range.
+    #[error("{key} = {value}: {reason}")]
+    OutOfRange {
+        /// The key, as written in config.
+        key: &'static str,
+        /// The refused value.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+impl MinerConfig {
+    /// Checks the ranges of every field.
+    pub fn validate(&self) -> Result<(), MinerConfigError> {
+        let out = |key, value: String, reason| {
+            Err(MinerConfigError::OutOfRange { key, value, reason })
+        };
+        if !(self.similarity > 0.0 && self.similarity <= 1.0) {
+            return out(
+                "similarity",
+                self.similarity.to_string(),
+                "must be in (0, 1]",
+            );
+        }
+        if self.prefix_tokens > MAX_PREFIX_TOKENS {
+            return out(
+                "prefix_tokens",
+                self.prefix_tokens.to_string(),
+                "must be at most 8",
+            );
+        }
+        if self.max_children == 0 {
+            return out("max_children", "0".into(), "must be at least 1");
+        }
+        if self.max_templates < 10 {
+            return out(
+                "max_templates",
+                self.max_templates.to_string(),
+                "must be at least 10",
+            );
+        }
+        if self.max_services == 0 {
+            return out("max_services", "0".into(), "must be at least 1");
+        }
+        if self.max_tokens < 2 {
+            return out(
+                "max_tokens",
+                self.max_tokens.to_string(),
+                "must be at least 2",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A template: constant tokens and `<*>` slots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Stable id: a hash of the service and the template's first text.
+    pub id: u64,
+    /// One entry per token: the constant text, `<*>`, or `key=<*>`.
+    pub slots: Vec<Box<str>>,
+    /// Lines matched so far (including the first).
+    pub count: u64,
+    /// Event time of the first line, epoch ms.
+    pub first_seen_ms: i64,
+    /// Event time of the latest line, epoch ms.
+    pub last_seen_ms: i64,
+    /// Creation order within the service; ties go to the oldest.
+    created: u64,
+    /// Logical time of the last match, for eviction.
+    last_used: u64,
+    /// The tree route to this template's leaf (`<*>` for the wildcard child).
+    route: Vec<Box<str>>,
+}
+
+impl Template {
+    /// The template as text, variables written `<*>`.
+    pub fn text(&self) -> String {
+        self.slots.join(" ")
+    }
+
+    /// Appends the variable parts of `message` (a line of this template) to `out`.
+    pub fn parameters<'m>(&self, message: &'m str, max_tokens: usize, out: &mut Vec<&'m str>) {
+        let mut tokens = Vec::with_capacity(self.slots.len());
+        mask::tokenize(message, max_tokens, &mut tokens);
+        for (slot, token) in self.slots.iter().zip(tokens) {
+            if &**slot == WILDCARD {
+                out.push(token);
+            } else if let Some(key) = slot.strip_suffix(WILDCARD) {
+                if let Some(value) = token.strip_prefix(key) {
+                    out.push(value);
+                }
+            }
+        }
+    }
+}
+
+/// What the miner did with one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineMatch {
+    /// The template the line belongs to.
+    pub template_id: u64,
+    /// The line started a new template (its first sighting).
+    pub created: bool,
+    /// The line changed an existing template's text (a token became `<*>`).
+    pub generalised: bool,
+}
+
+/// Counters of the limits the miner enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinerCounters {
+    /// Templates evicted because a service reached `max_templates`.
+    pub templates_evicted: u64,
+    /// Lines of services beyond `max_services`, mined in the shared tree.
+    pub lines_of_overflow_services: u64,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: FastMap<Box<str>, Node>,
+    wildcard: Option<Box<Node>>,
+    templates: Vec<u32>,
+}
+
+impl Node {
+    fn new() -> Self {
+        Self {
+            children: fast_map(),
+            wildcard: None,
+            templates: Vec::new(),
+        }
+    }
+
+    fn wildcard_child(&mut self) -> &mut Node {
+        self.wildcard.get_or_insert_with(|| Box::new(Node::new()))
+    }
+
+    fn child(&mut self, key: &str) -> &mut Node {
+        if key == WILDCARD {
+            return self.wildcard_child();
+        }
+        if !self.children.contains_key(key) {
+            self.children.insert(key.into(), Node::new());
+        }
+        self.children.get_mut(key).expect("inserted above")
+    }
+
+    /// Drops template indices `keep` rejects and nodes left empty.
+    fn retain(&mut self, keep: &impl Fn(u32) -> bool) -> bool {
+        self.templates.retain(|t| keep(*t));
+        self.children.retain(|_, child| child.retain(keep));
+        if let Some(child) = &mut self.wildcard {
+            if !child.retain(keep) {
+                self.wildcard = None;
+            }
+        }
+        !(self.templates.is_empty() && self.children.is_empty() && self.wildcard.is_none())
+    }
+}
+
+/// One service's tree and templates.
+#[derive(Debug)]
+struct ServiceTree {
+    /// Roots by token count.
+    roots: FastMap<u32, Node>,
+    /// Template slab; `None` marks a free slot.
+    templates: Vec<Option<Template>>,
+    free: Vec<u32>,
+    live: usize,
+    ids: FastMap<u64, u32>,
+    clock: u64,
+    created: u64,
+}
+
+impl ServiceTree {
+    fn new() -> Self {
+        Self {
+            roots: fast_map(),
+            templates: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            ids: fast_map(),
+            clock: 0,
+            created: 0,
+        }
+    }
+
+    fn leaf(&mut self, route: &[Box<str>], len: u32) -> &mut Node {
+        let mut node = self.roots.entry(len).or_insert_with(Node::new);
+        for key in route {
+            node = node.child(key);
+        }
+        node
+    }
+
+    fn insert(&mut self, template: Template) -> u32 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.templates.push(None);
+                (self.templates.len() - 1) as u32
+            }
+        };
+        let len = template.slots.len() as u32;
+        let route = template.route.clone();
+        self.ids.insert(template.id, index);
+        self.templates[index as usize] = Some(template);
+        self.live += 1;
+        self.leaf(&route, len).templates.push(index);
+        index
+    }
+
+    /// Evicts the least recently used tenth of the templates.
+    fn evict(&mut self) -> u64 {
+        let mut ages: Vec<(u64, u32)> = self
+            .templates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (t.last_used, i as u32)))
+            .collect();
+        let n = (ages.len() / 10).max(1);
+        ages.select_nth_unstable(n - 1);
+        for (_, index) in &ages[..n] {
+            if let Some(t) = self.templates[*index as usize].take() {
+                self.ids.remove(&t.id);
+                self.free.push(*index);
+                self.live -= 1;
+            }
+        }
+        let slab = &self.templates;
+        let keep = |i: u32| slab[i as usize].is_some();
+        self.roots.retain(|_, root| root.retain(&keep));
+        n as u64
+    }
+}
+
+/// Scratch space reused across lines (kept empty between calls).
+#[derive(Debug, Default)]
+struct Scratch {
+    tokens: Vec<&'static str>,
+    masked: Vec<Masked<'static>>,
+}
+
+/// Mines templates from the lines of many services.
+#[derive(Debug)]
+pub struct TemplateMiner {
+    config: MinerConfig,
+    services: FastMap<Box<str>, ServiceTree>,
+    counters: MinerCounters,
+    scratch: Scratch,
+}
+
+/// The name of the tree shared by services beyond `max_services`.
+pub const OVERFLOW_SERVICE: &str = "<other>";
+
+impl TemplateMiner {
+    /// An empty miner.
+    pub fn new(config: MinerConfig) -> Self {
+        Self {
+            config,
+            services: fast_map(),
+            counters: MinerCounters::default(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Limits enforced so far.
+    pub fn counters(&self) -> MinerCounters {
+        self.counters
+    }
+
+    /// Templates alive, over all services.
+    pub fn template_count(&self) -> usize {
+        self.services.values().map(|s| s.live).sum()
+    }
+
+    /// The service names with trees, sorted.
+    pub fn services(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.services.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// A service's live templates, oldest first.
+    pub fn templates(&self, service: &str) -> Vec<&Template> {
+        let Some(tree) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let mut list: Vec<&Template> = tree.templates.iter().flatten().collect();
+        list.sort_unstable_by_key(|t| t.created);
+        list
+    }
+
+    /// One template by service and id.
+    pub fn template(&self, service: &str, id: u64) -> Option<&Template> {
+        let tree = self.services.get(service)?;
+        let index = *tree.ids.get(&id)?;
+        tree.templates.get(index as usize)?.as_ref()
+    }
+
+    /// The tree a service's lines go to (its own, or the shared overflow tree).
+    fn tree_name<'s>(&mut self, service: &'s str) -> &'s str {
+        if self.services.contains_key(service) || self.services.len() < self.config.max_services
+        {
+            service
+        } else {
+            self.counters.lines_of_overflow_services += 1;
+            OVERFLOW_SERVICE
+        }
+    }
+
+    /// Mines one line of `service` at event time `ts_ms`. Returns the template the
+    /// line belongs to; [`TemplateMiner::template`] gives its text.
+    pub fn parse(&mut self, service: &str, message: &str, ts_ms: i64) -> LineMatch {
+        let service = self.tree_name(service);
+        // Reuse the scratch vectors' allocations for this call's borrowed tokens.
+        let mut tokens: Vec<&str> = std::mem::take(&mut self.scratch.tokens)
+            .into_iter()
+            .map(|_| "")
+            .collect();
+        let mut masked: Vec<Masked<'_>> = std::mem::take(&mut self.scratch.masked)
+            .into_iter()
+            .map(|_| Masked::Wild)
+            .collect();
+        mask::tokenize(message, self.config.max_tokens, &mut tokens);
+        masked.extend(tokens.iter().map(|t| mask::mask(t)));
+
+        let result = self.parse_masked(service, &masked, ts_ms);
+
+        tokens.clear();
+        masked.clear();
+        self.scratch.tokens = tokens.into_iter().map(|_| "").collect();
+        self.scratch.masked = masked.into_iter().map(|_| Masked::Wild).collect();
+        result
+    }
+
+    fn parse_masked(&mut self, service: &str, masked: &[Masked<'_>], ts_ms: i64) -> LineMatch {
+        let config = &self.config;
+        if !self.services.contains_key(service) {
+            self.services.insert(service.into(), ServiceTree::new());
+        }
+        let tree = self.services.get_mut(service).expect("inserted above");
+        tree.clock += 1;
+        let clock = tree.clock;
+        let len = masked.len() as u32;
+
+        // Route: the first constant tokens, or the wildcard child.
+        let mut node = tree.roots.entry(len).or_insert_with(Node::new);
+        let mut route = [WILDCARD; MAX_PREFIX_TOKENS];
+        let depth = config
+            .prefix_tokens
+            .min(MAX_PREFIX_TOKENS)
+            .min(masked.len());
+        for (token, step) in masked.iter().zip(&mut route[..depth]) {
+            let key = match token {
+                Masked::Const(text)
+                    if node.children.contains_key(*text)
+                        || node.children.len() < config.max_children =>
+                {
+                    text
+                }
+                _ => WILDCARD,
+            };
+            *step = key;
+            node = node.child(key);
+        }
+
+        // The most similar template in the leaf; ties go to the oldest.
+        let mut best: Option<(f64, usize, u64, u32)> = None;
+        for &index in &node.templates {
+            let Some(template) = tree.templates[index as usize].as_ref() else {
+                continue;
+            };
+            let (same, params) = similarity(&template.slots, masked);
+            let settled = config.settle_after > 0 && template.count >= config.settle_after;
+            if settled && same + params < masked.len() {
+                // A settled template's constants are part of its identity.
+                continue;
+            }
+            let score = if masked.is_empty() {
+                1.0
+            } else {
+                same as f64 / masked.len() as f64
+            };
+            let better = match best {
+                None => true,
+                Some((s, p, c, _)) => {
+                    score > s || (score == s && (params > p || (params == p && template.created < c)))
+                }
+            };
+            if better {
+                best = Some((score, params, template.created, index));
+            }
+        }
+
+        if let Some((score, _, _, index)) = best {
+            if score >= config.similarity {
+                let template = tree.templates[index as usize]
+                    .as_mut()
+                    .expect("leaf holds live templates");
+                let generalised = generalise(&mut template.slots, masked);
+                template.count += 1;
+                template.last_seen_ms = template.last_seen_ms.max(ts_ms);
+                template.first_seen_ms = template.first_seen_ms.min(ts_ms);
+                template.last_used = clock;
+                return LineMatch {
+                    template_id: template.id,
+                    created: false,
+                    generalised,
+                };
+            }
+        }
+
+        if tree.live >= config.max_templates {
+            self.counters.templates_evicted += tree.evict();
+        }
+        let slots: Vec<Box<str>> = masked.iter().map(Masked::to_text).collect();
+        let mut id = template_id(service, &slots, 0);
+        let mut salt = 0;
+        while tree.ids.contains_key(&id) {
+            salt += 1;
+            id = template_id(service, &slots, salt);
+        }
+        tree.created += 1;
+        tree.insert(Template {
+            id,
+            slots,
+            count: 1,
+            first_seen_ms: ts_ms,
+            last_seen_ms: ts_ms,
+            created: tree.created,
+            last_used: clock,
+            route: route[..depth].iter().map(|k| Box::from(*k)).collect(),
+        });
+        LineMatch {
+            template_id: id,
+            created: true,
+            generalised: false,
+        }
+    }
+
+    /// The miner's state, to be stored in a checkpoint.
+    pub fn snapshot(&self) -> MinerSnapshot {
+        let mut services: Vec<ServiceSnapshot> = self
+            .services
+            .iter()
+            .map(|(name, tree)| {
+                let mut templates: Vec<Template> = tree.templates.iter().flatten().cloned().collect();
+                templates.sort_unstable_by_key(|t| t.created);
+                ServiceSnapshot {
+                    service: name.to_string(),
+                    clock: tree.clock,
+                    created: tree.created,
+                    templates,
+                }
+            })
+            .collect();
+        services.sort_unstable_by(|a, b| a.service.cmp(&b.service));
+        MinerSnapshot {
+            counters: self.counters,
+            services,
+        }
+    }
+
+    /// A miner continuing from `snapshot`.
+    pub fn restore(config: MinerConfig, snapshot: MinerSnapshot) -> Self {
+        let mut miner = Self::new(config);
+        miner.counters = snapshot.counters;
+        for service in snapshot.services {
+            let mut tree = ServiceTree::new();
+            tree.clock = service.clock;
+            tree.created = service.created;
+            for template in service.templates {
+                tree.insert(template);
+            }
+            miner.services.insert(service.service.into(), tree);
+        }
+        miner
+    }
+}
+
+/// Serialised miner state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinerSnapshot {
+    counters: MinerCounters,
+    services: Vec<ServiceSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSnapshot {
+    service: String,
+    clock: u64,
+    created: u64,
+    templates: Vec<Template>,
+}
+
+/// Tokens equal to the template's constants, and the template's `<*>` slots.
+fn similarity(slots: &[Box<str>], masked: &[Masked<'_>]) -> (usize, usize) {
+    let mut same = 0;
+    let mut params = 0;
+    for (slot, token) in slots.iter().zip(masked) {
+        if &**slot == WILDCARD {
+            // A variable meeting a variable is agreement; a constant meeting a
+            // variable is only a parameter.
+            if token.is_variable() {
+                same += 1;
+            } else {
+                params += 1;
+            }
+        } else if token.matches_text(slot) {
+            same += 1;
+        } else if slot.ends_with(WILDCARD) && token.has_key(&slot[..slot.len() - WILDCARD.len()]) {
+            // `user=root` meeting `user=<*>`.
+            params += 1;
+        }
+    }
+    (same, params)
+}
+
+/// Turns the slots that differ from the line into variables; whether any changed.
+fn generalise(slots: &mut [Box<str>], masked: &[Masked<'_>]) -> bool {
+    let mut changed = false;
+    for (slot, token) in slots.iter_mut().zip(masked) {
+        if &**slot == WILDCARD || token.matches_text(slot) {
+            continue;
+        }
+        // Two values of one key keep the key: `tty=a`, `tty=b` -> `tty=<*>`.
+        let key = match token {
+            Masked::KeyWild(key) => Some(*key),
+            Masked::Const(text) => text
+                .find(['=', ':'])
+                .map(|at| &text[..=at])
+                .filter(|key| key.len() > 1),
+            Masked::Wild => None,
+        };
+        *slot = match key {
+            Some(key) if slot.starts_with(key) && slot.len() > key.len() => {
+                format!("{key}{WILDCARD}").into_boxed_str()
+            }
+            _ => WILDCARD.into(),
+        };
+        changed = true;
+    }
+    changed
+}
+
+/// FNV-1a of the service, the first template text and a collision salt.
+fn template_id(service: &str, slots: &[Box<str>], salt: u32) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    feed(service.as_bytes());
+    feed(&[0x1f]);
+    for slot in slots {
+        feed(slot.as_bytes());
+        feed(&[0x1e]);
+    }
+    feed(&salt.to_le_bytes());
+    // Keep ids within i64 so SQL engines without unsigned types read them as is.
+    hash & (i64::MAX as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miner() -> TemplateMiner {
+        TemplateMiner::new(MinerConfig::default())
+    }
+
+    fn text(miner: &TemplateMiner, service: &str, m: LineMatch) -> String {
+        miner.template(service, m.template_id).map(Template::text).unwrap_or_default()
+    }
+
+    #[test]
+    fn lines_of_one_event_share_a_template_that_generalises() {
+        let mut m = miner();
+        let a = m.parse("api", "login of user alice from web", 1);
+        assert!(a.created);
+        assert_eq!(text(&m, "api", a), "login of user alice from web");
+        let b = m.parse("api", "login of user bob from web", 2);
+        assert_eq!(b.template_id, a.template_id);
+        assert!(!b.created && b.generalised);
+        assert_eq!(text(&m, "api", b), "login of user <*> from web");
+        let c = m.parse("api", "login of user carol from web", 3);
+        assert!(!c.generalised);
+        let t = m.template("api", a.template_id).unwrap();
+        assert_eq!((t.count, t.first_seen_ms, t.last_seen_ms), (3, 1, 3));
+    }
+
+    #[test]
+    fn different_events_and_services_get_different_templates() {
+        let mut m = miner();
+        let a = m.parse("api", "connection opened to 10.0.0.1", 0);
+        let b = m.parse("api", "cache flushed after eviction storm", 0);
+        let c = m.parse("db", "connection opened to 10.0.0.1", 0);
+        let d = m.parse("api", "connection opened to 10.0.0.2", 0);
+        assert_ne!(a.template_id, b.template_id);
+        assert_ne!(a.template_id, c.template_id);
+        assert_eq!(a.template_id, d.template_id);
+        assert!(!d.generalised, "the address was masked from the start");
+        assert_eq!(m.template_count(), 3);
+        assert_eq!(m.services(), ["api", "db"]);
+    }
+
+    #[test]
+    fn key_values_generalise_keeping_the_key() {
+        let mut m = miner();
+        let a = m.parse("s", "session opened by login tty:pts mode:fast", 0);
+        let b = m.parse("s", "session opened by login tty:console mode:fast", 0);
+        assert_eq!(a.template_id, b.template_id);
+        assert_eq!(text(&m, "s", a), "session opened by login tty:<*> mode:fast");
+    }
+
+    #[test]
+    fn parameters_are_extracted_in_order() {
+        let mut m = miner();
+        let a = m.parse("s", "sent 42 bytes to 10.1.1.1 uid=7", 0);
+        let t = m.template("s", a.template_id).unwrap();
+        let mut params = Vec::new();
+        t.parameters("sent 42 bytes to 10.1.1.1 uid=7", 128, &mut params);
+        assert_eq!(params, ["42", "10.1.1.1", "7"]);
+    }
+
+    #[test]
+    fn ids_do_not_depend_on_the_run_and_survive_a_restore() {
+        let lines = [
+            "job 1 started on node a",
+            "job 2 started on node b",
+            "disk full on /dev/sda1",
+            "job 3 finished with status ok",
+        ];
+        let mut first = miner();
+        let ids: Vec<u64> = lines.iter().map(|l| first.parse("s", l, 0).template_id).collect();
+        let mut second = miner();
+        let again: Vec<u64> = lines.iter().map(|l| second.parse("s", l, 0).template_id).collect();
+        assert_eq!(ids, again);
+
+        let snapshot = first.snapshot();
+        let json = serde_json::to_string(&snapshot).unwrap();
+        let mut restored =
+            TemplateMiner::restore(MinerConfig::default(), serde_json::from_str(&json).unwrap());
+        assert_eq!(restored.snapshot(), snapshot);
+        let more = ["job 9 started on node z", "disk full on /dev/sdb2", "brand new event here"];
+        for line in more {
+            assert_eq!(first.parse("s", line, 5), restored.parse("s", line, 5));
+        }
+        assert_eq!(restored.snapshot(), first.snapshot());
+    }
+
+    #[test]
+    fn templates_per_service_are_bounded_and_evictions_counted() {
+        let config = MinerConfig {
+            max_templates: 50,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(config);
+        for i in 0..1000u32 {
+            // Distinct words so every line is its own template.
+            let word: String = format!("{i:b}").replace('0', "x").replace('1', "y");
+            m.parse("s", &format!("event {word} happened"), 0);
+        }
+        assert!(m.template_count() <= 50, "{}", m.template_count());
+        assert!(m.counters().templates_evicted >= 950);
+        // The most recent template survives eviction.
+        let word = format!("{:b}", 999).replace('0', "x").replace('1', "y");
+        let last = m.parse("s", &format!("event {word} happened"), 0);
+        assert!(!last.created);
+    }
+
+    #[test]
+    fn services_beyond_the_limit_share_the_overflow_tree() {
+        let config = MinerConfig {
+            max_services: 2,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(config);
+        m.parse("a", "hello", 0);
+        m.parse("b", "hello", 0);
+        m.parse("c", "hello", 0);
+        assert_eq!(m.services(), ["<other>", "a", "b"]);
+        assert_eq!(m.counters().lines_of_overflow_services, 1);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let bad = MinerConfig {
+            similarity: 1.5,
+            ..MinerConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().starts_with("similarity = 1.5"));
+        assert!(MinerConfig::default().validate().is_ok());
+    }
+}
