@@ -96,11 +96,49 @@ pub fn tokenize<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<&'a str>)
     }
 }
 
+/// Tokenises `message` like [`tokenize`] and masks each token, in one pass over
+/// its bytes; `out` receives the masked tokens.
+pub fn tokenize_masked<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<Masked<'a>>) {
+    out.clear();
+    let bytes = message.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && CLASSES[bytes[i] as usize] & SPACE != 0 {
+            i += 1;
+        }
+        if i == bytes.len() {
+            return;
+        }
+        if out.len() + 1 == max_tokens {
+            out.push(mask(message[i..].trim_ascii_end()));
+            return;
+        }
+        let start = i;
+        let mut classes = 0u8;
+        while i < bytes.len() {
+            let class = CLASSES[bytes[i] as usize];
+            if class & SPACE != 0 {
+                break;
+            }
+            classes |= class;
+            i += 1;
+        }
+        let shape = Shape::with_classes(&bytes[start..i], classes);
+        // ASCII whitespace never falls inside a UTF-8 sequence, so these are
+        // character boundaries.
+        out.push(mask_shaped(&message[start..i], &shape));
+    }
+}
+
 /// Classifies one token.
 pub fn mask(token: &str) -> Masked<'_> {
+    mask_shaped(token, &Shape::of(token.as_bytes()))
+}
+
+fn mask_shaped<'a>(token: &'a str, shape: &Shape) -> Masked<'a> {
     // The value of a pair is a variable, whatever it looks like (`ret:false`,
     // `name=android`); the key stays: `uid=0` -> `uid=<*>`.
-    if let Some(split) = key_split(token) {
+    if let Some(split) = shape.key_split(token.as_bytes()) {
         // After `=` any value; after `:` (also a plain punctuation mark) only
         // values that look variable.
         let (key, value) = token.split_at(split);
@@ -108,78 +146,167 @@ pub fn mask(token: &str) -> Masked<'_> {
             return Masked::KeyWild(key);
         }
     }
-    if token == WILDCARD || is_variable(token) {
+    if token == WILDCARD || shape.is_variable(token.as_bytes()) {
         return Masked::Wild;
     }
     Masked::Const(token)
 }
 
-/// Where the value of a `key=value` or `key:value` token starts (after the separator).
-fn key_split(token: &str) -> Option<usize> {
-    let bytes = token.as_bytes();
-    let at = bytes.iter().position(|b| *b == b'=' || *b == b':')?;
-    // A key is a word: letters, '_', '-' (and '.' before '='); "10:30", "http://"
-    // and "host.example:80" are not keys.
-    let key = &bytes[..at];
-    let dots_allowed = bytes[at] == b'=';
-    let is_key = !key.is_empty()
-        && key.iter().all(|b| {
-            b.is_ascii_alphabetic() || matches!(b, b'_' | b'-') || (dots_allowed && *b == b'.')
-        })
-        && bytes.get(at + 1).is_some_and(|b| *b != b'/');
-    (is_key && at + 1 < bytes.len()).then_some(at + 1)
+const WRAP: u8 = 1;
+const DIGIT: u8 = 2;
+const SLASH: u8 = 4;
+const SEPARATOR: u8 = 8;
+const KEY: u8 = 16;
+const DOT: u8 = 32;
+const SPACE: u8 = 64;
+/// Quotes and backslashes: quoted strings and Windows paths.
+const QUOTE: u8 = 128;
+
+/// Byte classes, one table lookup per byte.
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if matches!(
+            c,
+            b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';' | b'.' | b':' | b'!'
+        ) {
+            class |= WRAP;
+        }
+        if c.is_ascii_digit() {
+            class |= DIGIT;
+        }
+        if c == b'/' {
+            class |= SLASH;
+        }
+        if c == b'=' || c == b':' {
+            class |= SEPARATOR;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c == b'-' {
+            class |= KEY;
+        }
+        if c == b'.' {
+            class |= DOT;
+        }
+        if c.is_ascii_whitespace() {
+            class |= SPACE;
+        }
+        if matches!(c, b'\'' | b'"' | b'`' | b'\\') {
+            class |= QUOTE;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+/// What one pass over a token's bytes tells.
+struct Shape {
+    /// Union of the byte classes.
+    classes: u8,
+    /// Number of '/'.
+    slashes: u32,
+    /// Index of the first '=' or ':'.
+    separator: Option<usize>,
 }
 
-/// Punctuation that surrounds tokens without being part of them.
-fn is_wrapper(b: u8) -> bool {
-    matches!(
-        b,
-        b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';' | b'.' | b':' | b'!'
-    )
+impl Shape {
+    fn of(bytes: &[u8]) -> Self {
+        let classes = bytes.iter().fold(0, |acc, b| acc | CLASSES[*b as usize]);
+        Self::with_classes(bytes, classes)
+    }
+
+    /// The shape of a token whose classes are known; the rarer facts are only
+    /// looked for when the classes say they exist.
+    #[inline]
+    fn with_classes(bytes: &[u8], classes: u8) -> Self {
+        let slashes = if classes & SLASH != 0 {
+            bytes.iter().filter(|b| **b == b'/').count() as u32
+        } else {
+            0
+        };
+        let separator = if classes & SEPARATOR != 0 {
+            bytes.iter().position(|b| *b == b'=' || *b == b':')
+        } else {
+            None
+        };
+        Shape {
+            classes,
+            slashes,
+            separator,
+        }
+    }
+
+    /// Where the value of a `key=value` or `key:value` token starts.
+    ///
+    /// A key is a word: letters, '_', '-' (and '.' before '=');
+    /// "10:30", "http://" and "host.example:80" are not keys.
+    fn key_split(&self, bytes: &[u8]) -> Option<usize> {
+        let at = self.separator?;
+        if at == 0 || at + 1 >= bytes.len() || bytes[at + 1] == b'/' {
+            return None;
+        }
+        let allowed = if bytes[at] == b'=' { KEY | DOT } else { KEY };
+        bytes[..at]
+            .iter()
+            .all(|b| CLASSES[*b as usize] & allowed != 0)
+            .then_some(at + 1)
+    }
+
+    /// Whether the token (possibly wrapped in punctuation) is a variable.
+    fn is_variable(&self, bytes: &[u8]) -> bool {
+        // Most constant words: no digit, slash or quote, and too long or too short
+        // for a day or month name.
+        if self.classes & (DIGIT | SLASH | QUOTE) == 0 && (bytes.len() < 3 || bytes.len() > 5) {
+            return false;
+        }
+        let core = trim_wrappers(bytes);
+        if core.is_empty() {
+            return false;
+        }
+        if self.classes & DIGIT != 0 {
+            // A word with a one-digit version suffix names a thing (`SOCKS5`, `ssh2`).
+            let (last, word) = core.split_last().expect("core is not empty");
+            let versioned_name = last.is_ascii_digit()
+                && word.len() >= 3
+                && (word.iter().all(u8::is_ascii_uppercase)
+                    || word.iter().all(u8::is_ascii_lowercase));
+            return !versioned_name;
+        }
+        if is_calendar_word(core) {
+            return true;
+        }
+        // Quoted strings.
+        if core.len() >= 2
+            && matches!(core[0], b'\'' | b'"' | b'`')
+            && core[core.len() - 1] == core[0]
+        {
+            return true;
+        }
+        // Paths and URLs: "/a/b", "C:\x", "scheme://".
+        (core[0] == b'/' && core.len() > 1 && self.slashes >= 2)
+            || (self.slashes >= 2 && core.windows(3).any(|w| w == b"://"))
+            || (core.len() > 2 && core[1] == b':' && core[2] == b'\\')
+    }
+}
+
+fn trim_wrappers(bytes: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while start < bytes.len() && CLASSES[bytes[start] as usize] & WRAP != 0 {
+        start += 1;
+    }
+    let mut end = bytes.len();
+    while end > start && CLASSES[bytes[end - 1] as usize] & WRAP != 0 {
+        end -= 1;
+    }
+    &bytes[start..end]
 }
 
 /// Whether a token (possibly wrapped in punctuation) is a variable.
 fn is_variable(token: &str) -> bool {
-    let bytes = token.as_bytes();
-    let start = bytes
-        .iter()
-        .position(|b| !is_wrapper(*b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_wrapper(*b))
-        .map_or(start, |e| e + 1);
-    let core = &bytes[start..end];
-    if core.is_empty() {
-        return false;
-    }
-    if core.iter().any(u8::is_ascii_digit) {
-        // A word with a one-digit version suffix names a thing (`SOCKS5`, `HTTP2`).
-        let (last, word) = core.split_last().expect("core is not empty");
-        let versioned_name = last.is_ascii_digit()
-            && word.len() >= 3
-            && (word.iter().all(u8::is_ascii_uppercase) || word.iter().all(u8::is_ascii_lowercase));
-        return !versioned_name;
-    }
-    if is_calendar_word(core) {
-        return true;
-    }
-    // Quoted strings.
-    if core.len() >= 2
-        && matches!(core[0], b'\'' | b'"' | b'`')
-        && core[core.len() - 1] == core[0]
-    {
-        return true;
-    }
-    // Paths and URLs: "/a/b", "C:\x", "scheme://".
-    let slashes = core.iter().filter(|b| **b == b'/').count();
-    if (core[0] == b'/' && core.len() > 1 && slashes >= 2)
-        || core.windows(3).any(|w| w == b"://")
-        || (core.len() > 2 && core[1] == b':' && core[2] == b'\\')
-    {
-        return true;
-    }
-    false
+    Shape::of(token.as_bytes()).is_variable(token.as_bytes())
 }
 
 /// `true`, `false`, `null` and their kin, with trailing punctuation.
@@ -271,6 +398,18 @@ mod tests {
         assert_eq!(tokens, ["a", "b", "c d e"]);
         tokenize("", 3, &mut tokens);
         assert!(tokens.is_empty());
+    }
+
+    #[test]
+    fn one_pass_masking_equals_tokenize_then_mask() {
+        let message = " uid=0 (10.0.0.1:80), ret:false  /a/b SOCKS5 Mon 'q' word\tend ";
+        let mut tokens = Vec::new();
+        tokenize(message, 6, &mut tokens);
+        let two_pass: Vec<Masked<'_>> = tokens.iter().map(|t| mask(t)).collect();
+        let mut one_pass = Vec::new();
+        tokenize_masked(message, 6, &mut one_pass);
+        assert_eq!(one_pass, two_pass);
+        assert_eq!(one_pass.len(), 6);
     }
 
     #[test]

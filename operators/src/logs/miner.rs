@@ -19,16 +19,14 @@
 //! Ties between equally similar templates go to the oldest, so the outcome depends
 //! on the lines alone, not on hash-map order.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::mask::{self, Masked, WILDCARD};
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
 fn fast_map<K, V>() -> FastMap<K, V> {
-    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6361_7261))
+    hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6361_7261))
 }
 
 /// The deepest route through a tree.
@@ -217,10 +215,8 @@ impl Node {
         if key == WILDCARD {
             return self.wildcard_child();
         }
-        if !self.children.contains_key(key) {
-            self.children.insert(key.into(), Node::new());
-        }
-        self.children.get_mut(key).expect("inserted above")
+        // One lookup; the key is only copied on a miss.
+        self.children.entry_ref(key).or_insert_with(Node::new)
     }
 
     /// Drops template indices `keep` rejects and nodes left empty.
@@ -240,7 +236,7 @@ impl Node {
 #[derive(Debug)]
 struct ServiceTree {
     /// Roots by token count.
-    roots: FastMap<u32, Node>,
+    roots: Vec<Node>,
     /// Template slab; `None` marks a free slot.
     templates: Vec<Option<Template>>,
     free: Vec<u32>,
@@ -253,7 +249,7 @@ struct ServiceTree {
 impl ServiceTree {
     fn new() -> Self {
         Self {
-            roots: fast_map(),
+            roots: Vec::new(),
             templates: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -263,8 +259,16 @@ impl ServiceTree {
         }
     }
 
+    fn root(&mut self, len: u32) -> &mut Node {
+        let len = len as usize;
+        if self.roots.len() <= len {
+            self.roots.resize_with(len + 1, Node::new);
+        }
+        &mut self.roots[len]
+    }
+
     fn leaf(&mut self, route: &[Box<str>], len: u32) -> &mut Node {
-        let mut node = self.roots.entry(len).or_insert_with(Node::new);
+        let mut node = self.root(len);
         for key in route {
             node = node.child(key);
         }
@@ -307,16 +311,11 @@ impl ServiceTree {
         }
         let slab = &self.templates;
         let keep = |i: u32| slab[i as usize].is_some();
-        self.roots.retain(|_, root| root.retain(&keep));
+        for root in &mut self.roots {
+            root.retain(&keep);
+        }
         n as u64
     }
-}
-
-/// Scratch space reused across lines (kept empty between calls).
-#[derive(Debug, Default)]
-struct Scratch {
-    tokens: Vec<&'static str>,
-    masked: Vec<Masked<'static>>,
 }
 
 /// Mines templates from the lines of many services.
@@ -325,7 +324,8 @@ pub struct TemplateMiner {
     config: MinerConfig,
     services: FastMap<Box<str>, ServiceTree>,
     counters: MinerCounters,
-    scratch: Scratch,
+    /// Masked tokens of the line being parsed; empty between calls.
+    scratch: Vec<Masked<'static>>,
 }
 
 /// The name of the tree shared by services beyond `max_services`.
@@ -338,7 +338,7 @@ impl TemplateMiner {
             config,
             services: fast_map(),
             counters: MinerCounters::default(),
-            scratch: Scratch::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -383,7 +383,7 @@ impl TemplateMiner {
 
     /// The tree a service's lines go to (its own, or the shared overflow tree).
     fn tree_name<'s>(&mut self, service: &'s str) -> &'s str {
-        if self.services.contains_key(service) || self.services.len() < self.config.max_services
+        if self.services.len() < self.config.max_services || self.services.contains_key(service)
         {
             service
         } else {
@@ -396,39 +396,34 @@ impl TemplateMiner {
     /// line belongs to; [`TemplateMiner::template`] gives its text.
     pub fn parse(&mut self, service: &str, message: &str, ts_ms: i64) -> LineMatch {
         let service = self.tree_name(service);
-        // Reuse the scratch vectors' allocations for this call's borrowed tokens.
-        let mut tokens: Vec<&str> = std::mem::take(&mut self.scratch.tokens)
-            .into_iter()
-            .map(|_| "")
-            .collect();
-        let mut masked: Vec<Masked<'_>> = std::mem::take(&mut self.scratch.masked)
+        // Reuse the scratch vector's allocation for this call's borrowed tokens
+        // (an empty vector converts in place).
+        let mut masked: Vec<Masked<'_>> = std::mem::take(&mut self.scratch)
             .into_iter()
             .map(|_| Masked::Wild)
             .collect();
-        mask::tokenize(message, self.config.max_tokens, &mut tokens);
-        masked.extend(tokens.iter().map(|t| mask::mask(t)));
-
+        mask::tokenize_masked(message, self.config.max_tokens, &mut masked);
         let result = self.parse_masked(service, &masked, ts_ms);
-
-        tokens.clear();
         masked.clear();
-        self.scratch.tokens = tokens.into_iter().map(|_| "").collect();
-        self.scratch.masked = masked.into_iter().map(|_| Masked::Wild).collect();
+        self.scratch = masked.into_iter().map(|_| Masked::Wild).collect();
         result
     }
 
     fn parse_masked(&mut self, service: &str, masked: &[Masked<'_>], ts_ms: i64) -> LineMatch {
         let config = &self.config;
-        if !self.services.contains_key(service) {
-            self.services.insert(service.into(), ServiceTree::new());
-        }
-        let tree = self.services.get_mut(service).expect("inserted above");
+        let tree = self
+            .services
+            .entry_ref(service)
+            .or_insert_with(ServiceTree::new);
         tree.clock += 1;
         let clock = tree.clock;
         let len = masked.len() as u32;
 
         // Route: the first constant tokens, or the wildcard child.
-        let mut node = tree.roots.entry(len).or_insert_with(Node::new);
+        if tree.roots.len() <= len as usize {
+            tree.roots.resize_with(len as usize + 1, Node::new);
+        }
+        let mut node = &mut tree.roots[len as usize];
         let mut route = [WILDCARD; MAX_PREFIX_TOKENS];
         let depth = config
             .prefix_tokens
@@ -437,8 +432,8 @@ impl TemplateMiner {
         for (token, step) in masked.iter().zip(&mut route[..depth]) {
             let key = match token {
                 Masked::Const(text)
-                    if node.children.contains_key(*text)
-                        || node.children.len() < config.max_children =>
+                    if node.children.len() < config.max_children
+                        || node.children.contains_key(*text) =>
                 {
                     text
                 }
@@ -448,50 +443,45 @@ impl TemplateMiner {
             node = node.child(key);
         }
 
-        // The most similar template in the leaf; ties go to the oldest.
-        let mut best: Option<(f64, usize, u64, u32)> = None;
+        // The most similar template in the leaf; ties go to the oldest. Every
+        // template of a leaf has the line's length, so counts compare directly.
+        let needed = needed_matches(config.similarity, masked.len());
+        let mut best: Option<(Similarity, u64, u32)> = None;
         for &index in &node.templates {
             let Some(template) = tree.templates[index as usize].as_ref() else {
                 continue;
             };
-            let (same, params) = similarity(&template.slots, masked);
+            // A settled template's constants are part of its identity.
             let settled = config.settle_after > 0 && template.count >= config.settle_after;
-            if settled && same + params < masked.len() {
-                // A settled template's constants are part of its identity.
+            let Some(sim) = similarity(&template.slots, masked, needed, settled) else {
                 continue;
-            }
-            let score = if masked.is_empty() {
-                1.0
-            } else {
-                same as f64 / masked.len() as f64
             };
-            let better = match best {
+            let better = match &best {
                 None => true,
-                Some((s, p, c, _)) => {
-                    score > s || (score == s && (params > p || (params == p && template.created < c)))
+                Some((b, created, _)) => {
+                    (sim.same, sim.params) > (b.same, b.params)
+                        || ((sim.same, sim.params) == (b.same, b.params) && template.created < *created)
                 }
             };
             if better {
-                best = Some((score, params, template.created, index));
+                best = Some((sim, template.created, index));
             }
         }
 
-        if let Some((score, _, _, index)) = best {
-            if score >= config.similarity {
-                let template = tree.templates[index as usize]
-                    .as_mut()
-                    .expect("leaf holds live templates");
-                let generalised = generalise(&mut template.slots, masked);
-                template.count += 1;
-                template.last_seen_ms = template.last_seen_ms.max(ts_ms);
-                template.first_seen_ms = template.first_seen_ms.min(ts_ms);
-                template.last_used = clock;
-                return LineMatch {
-                    template_id: template.id,
-                    created: false,
-                    generalised,
-                };
-            }
+        if let Some((_, _, index)) = best {
+            let template = tree.templates[index as usize]
+                .as_mut()
+                .expect("leaf holds live templates");
+            let generalised = generalise(&mut template.slots, masked);
+            template.count += 1;
+            template.last_seen_ms = template.last_seen_ms.max(ts_ms);
+            template.first_seen_ms = template.first_seen_ms.min(ts_ms);
+            template.last_used = clock;
+            return LineMatch {
+                template_id: template.id,
+                created: false,
+                generalised,
+            };
         }
 
         if tree.live >= config.max_templates {
@@ -579,27 +569,57 @@ struct ServiceSnapshot {
     templates: Vec<Template>,
 }
 
-/// Tokens equal to the template's constants, and the template's `<*>` slots.
-fn similarity(slots: &[Box<str>], masked: &[Masked<'_>]) -> (usize, usize) {
-    let mut same = 0;
-    let mut params = 0;
+/// How a line agrees with a template of its length.
+#[derive(Debug, Clone, Copy)]
+struct Similarity {
+    /// Positions that agree: equal constants, or a variable in both.
+    same: usize,
+    /// Template variables meeting a constant (`<*>` or `key=<*>` slots).
+    params: usize,
+}
+
+/// The fewest agreeing positions of `len` that reach `threshold`.
+fn needed_matches(threshold: f64, len: usize) -> usize {
+    (0..=len)
+        .find(|same| len == 0 || *same as f64 / len as f64 >= threshold)
+        .unwrap_or(len)
+}
+
+/// How `masked` agrees with `slots`, or `None` as soon as it cannot reach `needed`
+/// agreeing positions (or, for a `settled` template, differs in a constant).
+fn similarity(
+    slots: &[Box<str>],
+    masked: &[Masked<'_>],
+    needed: usize,
+    settled: bool,
+) -> Option<Similarity> {
+    let allowed_misses = slots.len().saturating_sub(needed);
+    let mut sim = Similarity { same: 0, params: 0 };
+    let mut misses = 0;
     for (slot, token) in slots.iter().zip(masked) {
         if &**slot == WILDCARD {
             // A variable meeting a variable is agreement; a constant meeting a
             // variable is only a parameter.
             if token.is_variable() {
-                same += 1;
-            } else {
-                params += 1;
+                sim.same += 1;
+                continue;
             }
+            sim.params += 1;
         } else if token.matches_text(slot) {
-            same += 1;
+            sim.same += 1;
+            continue;
         } else if slot.ends_with(WILDCARD) && token.has_key(&slot[..slot.len() - WILDCARD.len()]) {
             // `user=root` meeting `user=<*>`.
-            params += 1;
+            sim.params += 1;
+        } else if settled {
+            return None;
+        }
+        misses += 1;
+        if misses > allowed_misses {
+            return None;
         }
     }
-    (same, params)
+    Some(sim)
 }
 
 /// Turns the slots that differ from the line into variables; whether any changed.
