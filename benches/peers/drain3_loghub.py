@@ -2,7 +2,8 @@
 
 Reads the file the Rust harness wrote (one `system<TAB>content` line per log line,
 Loghub 2k in file order), mines each system with a fresh drain3 TemplateMiner and
-prints `lines seconds` on stdout. drain3 gets masking for the variable kinds cara
+prints `lines seconds` (the best of three passes, like the Rust side's best of
+twenty) on stdout. drain3 gets masking for the variable kinds cara
 masks (IPs, hex, numbers), as drain3's own examples configure it.
 """
 import sys
@@ -26,21 +27,23 @@ def config():
     return c
 
 
-def main(path):
+def main(path, passes):
     by_system = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             system, _, content = line.rstrip("\n").partition("\t")
             by_system.setdefault(system, []).append(content)
     lines = sum(len(v) for v in by_system.values())
-    started = time.perf_counter()
-    for system, contents in by_system.items():
-        miner = TemplateMiner(config=config())
-        for content in contents:
-            miner.add_log_message(content)
-    elapsed = time.perf_counter() - started
-    print(lines, elapsed)
+    best = float("inf")
+    for _ in range(passes):
+        started = time.perf_counter()
+        for system, contents in by_system.items():
+            miner = TemplateMiner(config=config())
+            for content in contents:
+                miner.add_log_message(content)
+        best = min(best, time.perf_counter() - started)
+    print(lines, best)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 3)

@@ -46,8 +46,16 @@ pub fn grouping<P: Eq + Hash, T: Eq + Hash>(parsed: &[P], truth: &[Option<T>]) -
     let together_both: f64 = joint.values().map(|n| pairs(*n)).sum();
     let together_parsed: f64 = parsed_sizes.values().map(|n| pairs(*n)).sum();
     let together_truth: f64 = truth_sizes.values().map(|n| pairs(*n)).sum();
-    let precision = if together_parsed > 0.0 { together_both / together_parsed } else { 1.0 };
-    let recall = if together_truth > 0.0 { together_both / together_truth } else { 1.0 };
+    let precision = if together_parsed > 0.0 {
+        together_both / together_parsed
+    } else {
+        1.0
+    };
+    let recall = if together_truth > 0.0 {
+        together_both / together_truth
+    } else {
+        1.0
+    };
     let pairwise_f1 = if precision + recall > 0.0 {
         2.0 * precision * recall / (precision + recall)
     } else {
@@ -55,7 +63,11 @@ pub fn grouping<P: Eq + Hash, T: Eq + Hash>(parsed: &[P], truth: &[Option<T>]) -
     };
     ParsingAccuracy {
         lines: lines.len(),
-        grouping: if lines.is_empty() { 0.0 } else { correct as f64 / lines.len() as f64 },
+        grouping: if lines.is_empty() {
+            0.0
+        } else {
+            correct as f64 / lines.len() as f64
+        },
         pairwise_f1,
     }
 }
@@ -107,7 +119,14 @@ mod tests {
     #[test]
     fn grouping_accuracy_counts_lines_of_exactly_matching_groups() {
         // Truth: {0,1,2} event A, {3,4} event B, {5} event C.
-        let truth = [Some("A"), Some("A"), Some("A"), Some("B"), Some("B"), Some("C")];
+        let truth = [
+            Some("A"),
+            Some("A"),
+            Some("A"),
+            Some("B"),
+            Some("B"),
+            Some("C"),
+        ];
         // Parser: A right; B split into two groups; C merged with nothing.
         let parsed = [1, 1, 1, 2, 3, 4];
         let r = grouping(&parsed, &truth);

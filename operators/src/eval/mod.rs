@@ -1,5 +1,5 @@
 //! Scoring detectors against labelled benchmarks (pure computation; readers of the
 //! benchmark files live in the pipeline crate).
 
-pub mod nab;
 pub mod loghub;
+pub mod nab;

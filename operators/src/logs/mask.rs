@@ -39,11 +39,11 @@ impl Masked<'_> {
     /// Whether `template` (a constant slot of a template) is this token's masked text.
     pub fn matches_text(&self, template: &str) -> bool {
         match self {
-            Masked::Const(text) => *text == template,
+            Masked::Const(text) => short_eq(text.as_bytes(), template.as_bytes()),
             Masked::Wild => template == WILDCARD,
             Masked::KeyWild(key) => {
                 template.len() == key.len() + WILDCARD.len()
-                    && template.starts_with(key)
+                    && short_eq(key.as_bytes(), &template.as_bytes()[..key.len()])
                     && template.ends_with(WILDCARD)
             }
         }
@@ -75,6 +75,18 @@ impl Masked<'_> {
             Masked::KeyWild(key) => token.get(key.len()..),
         }
     }
+}
+
+/// Byte equality without a library call for the short strings tokens mostly are.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Splits `message` into at most `max_tokens` tokens on ASCII whitespace; a longer
@@ -115,8 +127,8 @@ pub fn tokenize_masked<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<Ma
         }
         let start = i;
         let mut classes = 0u8;
-        while i < bytes.len() {
-            let class = CLASSES[bytes[i] as usize];
+        for b in &bytes[start..] {
+            let class = CLASSES[*b as usize];
             if class & SPACE != 0 {
                 break;
             }
@@ -135,6 +147,7 @@ pub fn mask(token: &str) -> Masked<'_> {
     mask_shaped(token, &Shape::of(token.as_bytes()))
 }
 
+#[inline(always)]
 fn mask_shaped<'a>(token: &'a str, shape: &Shape) -> Masked<'a> {
     // The value of a pair is a variable, whatever it looks like (`ret:false`,
     // `name=android`); the key stays: `uid=0` -> `uid=<*>`.
@@ -171,7 +184,18 @@ const CLASSES: [u8; 256] = {
         let mut class = 0;
         if matches!(
             c,
-            b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b',' | b';' | b'.' | b':' | b'!'
+            b'(' | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'<'
+                | b'>'
+                | b','
+                | b';'
+                | b'.'
+                | b':'
+                | b'!'
         ) {
             class |= WRAP;
         }
@@ -323,7 +347,7 @@ fn is_calendar_word(core: &[u8]) -> bool {
         b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun", b"Jan", b"Feb", b"Mar", b"Apr",
         b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
     ];
-    core.len() == 3 && WORDS.contains(&core)
+    core.len() == 3 && core[0].is_ascii_uppercase() && WORDS.contains(&core)
 }
 
 #[cfg(test)]

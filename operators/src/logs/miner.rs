@@ -86,9 +86,8 @@ pub enum MinerConfigError {
 impl MinerConfig {
     /// Checks the ranges of every field.
     pub fn validate(&self) -> Result<(), MinerConfigError> {
-        let out = |key, value: String, reason| {
-            Err(MinerConfigError::OutOfRange { key, value, reason })
-        };
+        let out =
+            |key, value: String, reason| Err(MinerConfigError::OutOfRange { key, value, reason });
         if !(self.similarity > 0.0 && self.similarity <= 1.0) {
             return out(
                 "similarity",
@@ -191,11 +190,17 @@ pub struct MinerCounters {
     pub lines_of_overflow_services: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
     children: FastMap<Box<str>, Node>,
     wildcard: Option<Box<Node>>,
     templates: Vec<u32>,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Node {
@@ -216,7 +221,7 @@ impl Node {
             return self.wildcard_child();
         }
         // One lookup; the key is only copied on a miss.
-        self.children.entry_ref(key).or_insert_with(Node::new)
+        self.children.entry_ref(key).or_default()
     }
 
     /// Drops template indices `keep` rejects and nodes left empty.
@@ -383,8 +388,7 @@ impl TemplateMiner {
 
     /// The tree a service's lines go to (its own, or the shared overflow tree).
     fn tree_name<'s>(&mut self, service: &'s str) -> &'s str {
-        if self.services.len() < self.config.max_services || self.services.contains_key(service)
-        {
+        if self.services.len() < self.config.max_services || self.services.contains_key(service) {
             service
         } else {
             self.counters.lines_of_overflow_services += 1;
@@ -460,7 +464,8 @@ impl TemplateMiner {
                 None => true,
                 Some((b, created, _)) => {
                     (sim.same, sim.params) > (b.same, b.params)
-                        || ((sim.same, sim.params) == (b.same, b.params) && template.created < *created)
+                        || ((sim.same, sim.params) == (b.same, b.params)
+                            && template.created < *created)
                 }
             };
             if better {
@@ -468,11 +473,11 @@ impl TemplateMiner {
             }
         }
 
-        if let Some((_, _, index)) = best {
+        if let Some((sim, _, index)) = best {
             let template = tree.templates[index as usize]
                 .as_mut()
                 .expect("leaf holds live templates");
-            let generalised = generalise(&mut template.slots, masked);
+            let generalised = sim.differs > 0 && generalise(&mut template.slots, masked);
             template.count += 1;
             template.last_seen_ms = template.last_seen_ms.max(ts_ms);
             template.first_seen_ms = template.first_seen_ms.min(ts_ms);
@@ -518,7 +523,8 @@ impl TemplateMiner {
             .services
             .iter()
             .map(|(name, tree)| {
-                let mut templates: Vec<Template> = tree.templates.iter().flatten().cloned().collect();
+                let mut templates: Vec<Template> =
+                    tree.templates.iter().flatten().cloned().collect();
                 templates.sort_unstable_by_key(|t| t.created);
                 ServiceSnapshot {
                     service: name.to_string(),
@@ -576,6 +582,8 @@ struct Similarity {
     same: usize,
     /// Template variables meeting a constant (`<*>` or `key=<*>` slots).
     params: usize,
+    /// Constant slots the line differs in (they would become variables).
+    differs: usize,
 }
 
 /// The fewest agreeing positions of `len` that reach `threshold`.
@@ -594,7 +602,11 @@ fn similarity(
     settled: bool,
 ) -> Option<Similarity> {
     let allowed_misses = slots.len().saturating_sub(needed);
-    let mut sim = Similarity { same: 0, params: 0 };
+    let mut sim = Similarity {
+        same: 0,
+        params: 0,
+        differs: 0,
+    };
     let mut misses = 0;
     for (slot, token) in slots.iter().zip(masked) {
         if &**slot == WILDCARD {
@@ -613,6 +625,8 @@ fn similarity(
             sim.params += 1;
         } else if settled {
             return None;
+        } else {
+            sim.differs += 1;
         }
         misses += 1;
         if misses > allowed_misses {
@@ -680,7 +694,10 @@ mod tests {
     }
 
     fn text(miner: &TemplateMiner, service: &str, m: LineMatch) -> String {
-        miner.template(service, m.template_id).map(Template::text).unwrap_or_default()
+        miner
+            .template(service, m.template_id)
+            .map(Template::text)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -720,7 +737,10 @@ mod tests {
         let a = m.parse("s", "session opened by login tty:pts mode:fast", 0);
         let b = m.parse("s", "session opened by login tty:console mode:fast", 0);
         assert_eq!(a.template_id, b.template_id);
-        assert_eq!(text(&m, "s", a), "session opened by login tty:<*> mode:fast");
+        assert_eq!(
+            text(&m, "s", a),
+            "session opened by login tty:<*> mode:fast"
+        );
     }
 
     #[test]
@@ -742,9 +762,15 @@ mod tests {
             "job 3 finished with status ok",
         ];
         let mut first = miner();
-        let ids: Vec<u64> = lines.iter().map(|l| first.parse("s", l, 0).template_id).collect();
+        let ids: Vec<u64> = lines
+            .iter()
+            .map(|l| first.parse("s", l, 0).template_id)
+            .collect();
         let mut second = miner();
-        let again: Vec<u64> = lines.iter().map(|l| second.parse("s", l, 0).template_id).collect();
+        let again: Vec<u64> = lines
+            .iter()
+            .map(|l| second.parse("s", l, 0).template_id)
+            .collect();
         assert_eq!(ids, again);
 
         let snapshot = first.snapshot();
@@ -752,7 +778,11 @@ mod tests {
         let mut restored =
             TemplateMiner::restore(MinerConfig::default(), serde_json::from_str(&json).unwrap());
         assert_eq!(restored.snapshot(), snapshot);
-        let more = ["job 9 started on node z", "disk full on /dev/sdb2", "brand new event here"];
+        let more = [
+            "job 9 started on node z",
+            "disk full on /dev/sdb2",
+            "brand new event here",
+        ];
         for line in more {
             assert_eq!(first.parse("s", line, 5), restored.parse("s", line, 5));
         }
@@ -799,7 +829,11 @@ mod tests {
             similarity: 1.5,
             ..MinerConfig::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().starts_with("similarity = 1.5"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("similarity = 1.5"));
         assert!(MinerConfig::default().validate().is_ok());
     }
 }

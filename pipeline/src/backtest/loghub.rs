@@ -169,7 +169,10 @@ pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
         })
         .collect();
     let events = |truth: &Truth| -> Vec<Option<String>> {
-        truth.iter().map(|t| t.as_ref().map(|(e, _)| e.clone())).collect()
+        truth
+            .iter()
+            .map(|t| t.as_ref().map(|(e, _)| e.clone()))
+            .collect()
     };
     let templates: Vec<Option<String>> = log
         .corrected
@@ -221,7 +224,10 @@ pub fn explain(log: &LabelledLog, config: &MinerConfig) -> Vec<String> {
             let lines: usize = groups.values().sum();
             let mut text = format!("{event} ({lines} lines) truth: {template}\n");
             for (id, n) in groups {
-                let mined = miner.template(&log.system, *id).map(|t| t.text()).unwrap_or_default();
+                let mined = miner
+                    .template(&log.system, *id)
+                    .map(|t| t.text())
+                    .unwrap_or_default();
                 text.push_str(&format!("    {n}/{} -> {mined}\n", parsed_sizes[id]));
             }
             (lines, text)

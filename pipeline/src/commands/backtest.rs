@@ -186,7 +186,10 @@ pub fn loghub(args: LoghubArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let results: Vec<_> = corpus.iter().map(|log| loghub::evaluate(log, &config)).collect();
+    let results: Vec<_> = corpus
+        .iter()
+        .map(|log| loghub::evaluate(log, &config))
+        .collect();
     println!("| system | GA corrected | GA original | Drain GA (published) | pairwise F1 | template accuracy | templates |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &results {

@@ -13,7 +13,9 @@ use anyhow::Context;
 use cara_pipeline::config::Config;
 use rdkafka::config::ClientConfig;
 
-pub(crate) use crate::{BrokerArgs, GenArgs, GenBacktestArgs, LoghubArgs, NabArgs, RunArgs, SqlArgs};
+pub(crate) use crate::{
+    BrokerArgs, GenArgs, GenBacktestArgs, LoghubArgs, NabArgs, RunArgs, SqlArgs,
+};
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init_tracing() {
