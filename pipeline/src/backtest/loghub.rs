@@ -233,6 +233,6 @@ pub fn explain(log: &LabelledLog, config: &MinerConfig) -> Vec<String> {
             (lines, text)
         })
         .collect();
-    wrong.sort_by(|a, b| b.0.cmp(&a.0));
+    wrong.sort_by_key(|w| std::cmp::Reverse(w.0));
     wrong.into_iter().map(|(_, text)| text).collect()
 }
