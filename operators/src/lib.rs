@@ -20,6 +20,7 @@ pub mod anomaly;
 pub mod eval;
 pub mod logs;
 pub mod schema;
+pub mod series;
 pub mod time;
 pub mod watermark;
 pub mod window;

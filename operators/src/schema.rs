@@ -51,17 +51,23 @@ pub enum Table {
     Alerts,
     /// Windowed aggregates of metric series, as the operators saw them.
     MetricWindows,
+    /// Lines per service and log template per window.
+    LogWindows,
+    /// Log templates, one row per new version (created or generalised).
+    LogTemplates,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 8] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
         Table::Dlq,
         Table::Alerts,
         Table::MetricWindows,
+        Table::LogWindows,
+        Table::LogTemplates,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -73,6 +79,8 @@ impl Table {
             Table::Dlq => "dlq",
             Table::Alerts => "alerts",
             Table::MetricWindows => "metric_windows",
+            Table::LogWindows => "log_windows",
+            Table::LogTemplates => "log_templates",
         }
     }
 
@@ -83,7 +91,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 6]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 8]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -92,6 +100,8 @@ impl Table {
                 Arc::new(dlq_schema()),
                 Arc::new(alerts_schema()),
                 Arc::new(metric_windows_schema()),
+                Arc::new(log_windows_schema()),
+                Arc::new(log_templates_schema()),
             ]
         });
         all[self as usize].clone()
@@ -111,7 +121,15 @@ impl Table {
                 "_topic",
                 "_partition",
             ],
-            Table::Logs => &["service", "level", "host", "_topic", "_partition"],
+            Table::Logs => &[
+                "service",
+                "level",
+                "host",
+                "template_id",
+                "template",
+                "_topic",
+                "_partition",
+            ],
             Table::Spans => &["service", "name", "kind", "status", "_topic", "_partition"],
             Table::Dlq => &["topic", "partition", "reason"],
             Table::Alerts => &["rule", "kind", "severity", "status", "_topic", "_partition"],
@@ -123,6 +141,8 @@ impl Table {
                 "_topic",
                 "_partition",
             ],
+            Table::LogWindows => &["service", "_topic", "_partition"],
+            Table::LogTemplates => &["service", "_topic", "_partition"],
         }
     }
 
@@ -133,7 +153,8 @@ impl Table {
             Table::Spans => "start",
             Table::Dlq => "kafka_ts",
             Table::Alerts => "at",
-            Table::MetricWindows => "window_start",
+            Table::MetricWindows | Table::LogWindows => "window_start",
+            Table::LogTemplates => "version_at",
         }
     }
 }
@@ -174,6 +195,45 @@ fn logs_schema() -> Schema {
         Field::new("host", DataType::Utf8, true),
         Field::new("attributes", DataType::Utf8, true),
         Field::new("extra", DataType::Utf8, true),
+        // Filled by the log operator (null when it is off).
+        Field::new("template_id", DataType::Int64, true),
+        Field::new("template", DataType::Utf8, true),
+        Field::new(
+            "params",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ])
+}
+
+/// One row per service and log template per fired tumbling window.
+fn log_windows_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("service", DataType::Utf8, false),
+        Field::new("template_id", DataType::Int64, false),
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+        Field::new("lines", DataType::Int64, false),
+        Field::new("error_lines", DataType::Int64, false),
+        Field::new("first_seen", DataType::Boolean, false),
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
+    ])
+}
+
+/// One row per version of a log template: when a line created it or made one of
+/// its tokens a variable. The latest version of a template is the row with the
+/// largest `version_at` (ties: largest `count`).
+fn log_templates_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("service", DataType::Utf8, false),
+        Field::new("template_id", DataType::Int64, false),
+        Field::new("template", DataType::Utf8, false),
+        Field::new("version_at", timestamp_type(), false),
+        Field::new("first_seen", timestamp_type(), false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
     ])
 }
 

@@ -14,6 +14,9 @@ use cara_operators::alert::{AlertRule, FiringPolicy};
 use cara_operators::anomaly::alerting::WindowSettings;
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
+use cara_operators::logs::miner::MinerConfigError;
+use cara_operators::logs::signals::LogSettings;
+use cara_operators::logs::MinerConfig;
 
 use crate::decode::DecodeLimits;
 
@@ -86,6 +89,73 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Metric anomaly scoring and its alerts.
     pub anomaly: AnomalyConfig,
+    /// Log template mining, windowed log signals and their alerts.
+    pub logs: LogsConfig,
+}
+
+/// Log intelligence: on by default, with one miner configuration for every service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Mine templates (columns `template_id`, `template`, `params` of table `logs`),
+    /// count lines per template in windows (table `log_windows`) and alert.
+    pub enabled: bool,
+    /// Template miner tuning (the defaults were chosen on Loghub 2k; see BENCHMARKS.md).
+    pub miner: MinerConfig,
+    /// Window length of the per-template counts.
+    pub window: HumanDuration,
+    /// How far behind a partition's largest event time its watermark trails.
+    pub out_of_orderness: HumanDuration,
+    /// Windows a template keeps being scored (with zero lines) after its last line.
+    pub active_windows: u32,
+    /// Alert when a template is first seen on an error-level line.
+    pub new_error_templates: bool,
+    /// Score (0–1] at or above which a template burst or error-rate spike is anomalous.
+    pub threshold: f64,
+    /// How long the score must stay anomalous before the alert fires.
+    #[serde(rename = "for")]
+    pub for_duration: HumanDuration,
+    /// Quiet time below the threshold before the alert resolves.
+    pub resolve_after: HumanDuration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        let policy = FiringPolicy::default();
+        LogsConfig {
+            enabled: true,
+            miner: MinerConfig::default(),
+            window: HumanDuration(Duration::from_secs(60)),
+            out_of_orderness: HumanDuration(Duration::from_secs(30)),
+            active_windows: 60,
+            new_error_templates: true,
+            threshold: policy.threshold,
+            for_duration: HumanDuration(Duration::from_millis(policy.for_ms as u64)),
+            resolve_after: HumanDuration(Duration::from_millis(policy.resolve_after_ms as u64)),
+        }
+    }
+}
+
+impl LogsConfig {
+    /// The operator settings, when enabled; scoring shares `[anomaly]`'s tuning.
+    pub fn settings(&self, anomaly: &AnomalyConfig) -> Option<LogSettings> {
+        let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        self.enabled.then(|| LogSettings {
+            miner: self.miner.clone(),
+            window_ms: ms(&self.window),
+            out_of_orderness_ms: ms(&self.out_of_orderness),
+            scorer: anomaly.scorer,
+            limits: anomaly.limits(),
+            policy: FiringPolicy {
+                threshold: self.threshold,
+                for_ms: ms(&self.for_duration),
+                resolve_after_ms: ms(&self.resolve_after),
+                ..FiringPolicy::default()
+            },
+            active_windows: i64::from(self.active_windows),
+            alert_new_error_templates: self.new_error_templates,
+        })
+    }
 }
 
 /// Metric anomaly scoring and alert rules.
@@ -464,6 +534,22 @@ impl Config {
         if self.anomaly.max_series == 0 {
             return Err(invalid("anomaly.max_series", "must be at least 1"));
         }
+        if let Err(MinerConfigError::OutOfRange { key, value, reason }) = self.logs.miner.validate()
+        {
+            return Err(invalid(
+                &format!("logs.miner.{key}"),
+                format!("{value}: {reason}"),
+            ));
+        }
+        if self.logs.window.0 < Duration::from_secs(1) {
+            return Err(invalid("logs.window", "must be at least 1s"));
+        }
+        if !(self.logs.threshold > 0.0 && self.logs.threshold <= 1.0) {
+            return Err(invalid(
+                "logs.threshold",
+                format!("{} is outside (0, 1]", self.logs.threshold),
+            ));
+        }
         if self.runtime.shards > 1024 {
             return Err(invalid(
                 "runtime.shards",
@@ -586,6 +672,17 @@ mod tests {
         let e = err("[[anomaly.rules]]\nname = \"x\"\nseverity = \"urgent\"\n");
         assert!(e.contains("anomaly.rules[0].severity"), "{e}");
         assert!(err("[anomaly.scorer]\nlevel_alpa = 0.1\n").contains("level_alpa"));
+        let e = err("[logs.miner]\nsimilarity = 0\n");
+        assert!(e.contains("logs.miner.similarity"), "{e}");
+        assert!(err("[logs]\nthreshold = 3\n").contains("logs.threshold"));
+        assert!(err("[logs.miner]\nsimilarty = 0.5\n").contains("similarty"));
+        let c =
+            Config::from_toml("[logs]\nwindow = \"5m\"\n[logs.miner]\nsimilarity = 0.7\n").unwrap();
+        let settings = c.logs.settings(&c.anomaly).unwrap();
+        assert_eq!(
+            (settings.window_ms, settings.miner.similarity),
+            (300_000, 0.7)
+        );
     }
 
     #[test]

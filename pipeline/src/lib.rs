@@ -24,6 +24,8 @@ mod flush;
 pub mod gen;
 pub mod http;
 pub mod internal_events;
+pub mod log_tables;
 mod shard;
 pub mod source;
 pub mod telemetry;
+pub mod templates;

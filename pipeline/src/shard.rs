@@ -32,9 +32,12 @@ use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::flush::{FlushSubmitter, PreparedFlush};
 use crate::internal_events::*;
+use crate::log_tables::{log_templates_batch, log_windows_batch, with_template_columns};
 use crate::source::dispatch::MessageChunk;
 use crate::source::SourceError;
 use crate::telemetry::{Telemetry, TopicCounters};
+use crate::templates::TemplateCatalog;
+use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::schema::Table;
 
 /// A source partition: (index into the source's topic list, Kafka partition).
@@ -102,6 +105,10 @@ pub(crate) struct ShardSettings {
     pub telemetry: Arc<Telemetry>,
     /// Anomaly scoring and alerting of metric partitions; `None` when disabled.
     pub alerting: Option<AlertingSettings>,
+    /// The log operator of log partitions; `None` when disabled.
+    pub logs: Option<LogSettings>,
+    /// Where log partitions publish their templates for the HTTP API.
+    pub templates: Arc<TemplateCatalog>,
 }
 
 /// How metric partitions are scored and alerted on.
@@ -132,6 +139,8 @@ struct PartitionBuffer {
     opened_at: Instant,
     /// Operator state of a metrics partition.
     alerting: Option<MetricAlerting>,
+    /// Operator state of a logs partition.
+    log_operator: Option<LogOperator>,
 }
 
 impl PartitionBuffer {
@@ -235,6 +244,15 @@ impl Shard {
                 )),
                 _ => None,
             };
+            let log_operator = match (&self.settings.logs, signal) {
+                (Some(settings), Signal::Logs) => Some(restore_log_operator(
+                    settings,
+                    assigned.operator_state.as_deref(),
+                    topic,
+                    partition,
+                )),
+                _ => None,
+            };
             self.partitions.insert(
                 assigned.key,
                 PartitionBuffer {
@@ -249,6 +267,7 @@ impl Shard {
                     expected_next: assigned.next_offset,
                     opened_at: Instant::now(),
                     alerting,
+                    log_operator,
                 },
             );
         }
@@ -372,13 +391,36 @@ impl Shard {
         };
         let started = Instant::now();
         let last = buffer.last_offset;
-        let rows = buffer.decoder.finish();
+        let mut rows = buffer.decoder.finish();
         let letters = std::mem::take(&mut buffer.dead_letters);
         buffer.dead_letter_bytes = 0;
         let topic = buffer.topic.clone();
         let partition = buffer.partition;
         let stem = input_file_stem(&topic, partition, first, last);
         let writer = &self.settings.writer;
+        // The log operator fills the template columns before the rows are written.
+        let mut log_output = None;
+        let mut operator_state = None;
+        if let Some(operator) = buffer.log_operator.as_mut() {
+            if rows.num_rows() > 0 {
+                let late_before = operator.late_lines();
+                match operator.process(&rows, &topic, partition) {
+                    Ok(out) => {
+                        match with_template_columns(&rows, &out) {
+                            Ok(mined) => rows = mined,
+                            Err(e) => tracing::error!(error = %e, "template columns not attached"),
+                        }
+                        log_output = Some(out);
+                    }
+                    Err(e) => tracing::error!(error = %e, "log batch not mined"),
+                }
+                let telemetry = &self.settings.telemetry;
+                telemetry
+                    .late_log_lines
+                    .inc_by(operator.late_lines().saturating_sub(late_before));
+            }
+            operator_state = snapshot_or_log(operator.snapshot(), &topic, partition);
+        }
         let mut plan = if rows.num_rows() > 0 {
             writer.plan(buffer.signal.table(), &rows, &stem)?
         } else {
@@ -390,7 +432,37 @@ impl Shard {
         // Operators see the rows in offset order; their state after the last row is
         // saved in this flush's checkpoint, so a replay resumes exactly here.
         let mut alerts = Vec::new();
-        let mut operator_state = None;
+        if let Some(out) = log_output {
+            let telemetry = &self.settings.telemetry;
+            let created = out
+                .templates
+                .iter()
+                .filter(|t| t.changed && t.count == 1)
+                .count();
+            telemetry.log_templates_created.inc_by(created as u64);
+            self.settings
+                .templates
+                .update(&topic, partition, &out.templates);
+            // These batches are built from the tables' own schemas; a failure is a
+            // bug, reported and skipped rather than stopping the partition.
+            if !out.windows.is_empty() {
+                match log_windows_batch(&out.windows, &topic, partition) {
+                    Ok(batch) => plan.extend(writer.plan(Table::LogWindows, &batch, &stem)?),
+                    Err(e) => tracing::error!(error = %e, "log_windows rows not built"),
+                }
+            }
+            if out.templates.iter().any(|t| t.changed) {
+                match log_templates_batch(&out.templates, &topic, partition) {
+                    Ok(batch) => plan.extend(writer.plan(Table::LogTemplates, &batch, &stem)?),
+                    Err(e) => tracing::error!(error = %e, "log_templates rows not built"),
+                }
+            }
+            alerts = raise(out.alerts, &rows, &topic, partition);
+            if !alerts.is_empty() {
+                AlertsRaised { alerts: &alerts }.emit(telemetry);
+                plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), &stem)?);
+            }
+        }
         if let Some(alerting) = buffer.alerting.as_mut() {
             let mut records = Vec::new();
             let mut windows = Vec::new();
@@ -467,6 +539,41 @@ fn restore_alerting(
         }),
     };
     restored.with_windows(settings.windows)
+}
+
+/// A logs partition's operator state: restored from its checkpoint, or fresh.
+fn restore_log_operator(
+    settings: &LogSettings,
+    snapshot: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> LogOperator {
+    match snapshot {
+        None => LogOperator::new(settings.clone()),
+        Some(json) => LogOperator::restore(json, settings.clone()).unwrap_or_else(|error| {
+            tracing::warn!(
+                topic,
+                partition,
+                %error,
+                "log operator state in the checkpoint is unreadable; templates start afresh"
+            );
+            LogOperator::new(settings.clone())
+        }),
+    }
+}
+
+/// The snapshot, or `None` (logged) when it could not be serialised: the
+/// checkpoint then restarts the operator rather than storing a broken state.
+fn snapshot_or_log(
+    snapshot: Result<String, serde_json::Error>,
+    topic: &str,
+    partition: i32,
+) -> Option<String> {
+    snapshot
+        .map_err(|error| {
+            tracing::error!(topic, partition, %error, "operator state not serialisable; not checkpointed")
+        })
+        .ok()
 }
 
 /// Attaches the source position of each alert's triggering row.

@@ -76,6 +76,8 @@ pub struct Telemetry {
     pub(crate) archive_rows: Family<TableLabels, Counter>,
     pub(crate) alerts: Family<AlertLabels, Counter>,
     pub(crate) late_points: Counter,
+    pub(crate) late_log_lines: Counter,
+    pub(crate) log_templates_created: Counter,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
     pub(crate) recovered_files: Counter,
@@ -107,6 +109,8 @@ impl Telemetry {
             archive_rows: Family::default(),
             alerts: Family::default(),
             late_points: Counter::default(),
+            late_log_lines: Counter::default(),
+            log_templates_created: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
             recovered_files: Counter::default(),
@@ -170,6 +174,16 @@ impl Telemetry {
             "late_points",
             "Metric points that arrived after their window closed (archived, not aggregated)",
             t.late_points.clone(),
+        );
+        registry.register(
+            "late_log_lines",
+            "Log lines that arrived after their window closed (archived with their template, not counted in log_windows)",
+            t.late_log_lines.clone(),
+        );
+        registry.register(
+            "log_templates_created",
+            "Log templates first seen (per partition's miner)",
+            t.log_templates_created.clone(),
         );
         registry.register(
             "flush_seconds",

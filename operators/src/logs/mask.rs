@@ -436,6 +436,20 @@ mod tests {
         assert_eq!(one_pass.len(), 6);
     }
 
+    proptest::proptest! {
+        /// Any text (any Unicode, any whitespace): the one-pass masking equals
+        /// tokenising then masking, and neither panics.
+        #[test]
+        fn one_pass_masking_matches_on_any_text(text in "\\PC{0,80}", max in 2usize..12) {
+            let mut tokens = Vec::new();
+            tokenize(&text, max, &mut tokens);
+            let two_pass: Vec<Masked<'_>> = tokens.iter().map(|t| mask(t)).collect();
+            let mut one_pass = Vec::new();
+            tokenize_masked(&text, max, &mut one_pass);
+            proptest::prop_assert_eq!(one_pass, two_pass);
+        }
+    }
+
     #[test]
     fn parameters_are_the_variable_parts() {
         assert_eq!(mask("uid=42").parameter("uid=42"), Some("42"));

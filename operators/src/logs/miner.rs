@@ -810,6 +810,47 @@ mod tests {
     }
 
     #[test]
+    fn memory_stays_bounded_under_a_stream_of_random_lines() {
+        // xorshift: random words, random lengths, random first tokens.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut line = || {
+            let words = 1 + next() % 12;
+            (0..words)
+                .map(|_| {
+                    let len = 1 + next() % 8;
+                    (0..len)
+                        .map(|_| char::from(b'a' + (next() % 26) as u8))
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let config = MinerConfig {
+            max_templates: 200,
+            ..MinerConfig::default()
+        };
+        let mut m = TemplateMiner::new(config);
+        let mut sizes = Vec::new();
+        for round in 0..5 {
+            for _ in 0..20_000 {
+                m.parse("s", &line(), round);
+            }
+            assert!(m.template_count() <= 200, "{}", m.template_count());
+            sizes.push(serde_json::to_string(&m.snapshot()).unwrap().len());
+        }
+        // The state after 100k lines is no bigger than after 20k (allowing for the
+        // spread of random line lengths).
+        assert!(sizes[4] < sizes[0] * 3 / 2, "{sizes:?}");
+        assert!(m.counters().templates_evicted > 90_000);
+    }
+
+    #[test]
     fn services_beyond_the_limit_share_the_overflow_tree() {
         let config = MinerConfig {
             max_services: 2,

@@ -2,9 +2,12 @@
 //!
 //! - [`mask`]: tokenising a message and masking its variable tokens;
 //! - [`miner`]: the online, Drain-style template miner with bounded, checkpointable
-//!   state and stable template ids.
+//!   state and stable template ids;
+//! - [`signals`]: the per-partition log operator: template columns, windowed
+//!   counts per template, and `log_pattern` alerts.
 
 pub mod mask;
 pub mod miner;
+pub mod signals;
 
 pub use miner::{LineMatch, MinerConfig, MinerSnapshot, Template, TemplateMiner};

@@ -12,6 +12,7 @@ use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
 use cara_pipeline::source::{AlertingSettings, Source, SourceSettings};
 use cara_pipeline::telemetry::Telemetry;
+use cara_pipeline::templates::TemplateCatalog;
 use cara_pipeline::{archive::layout::ArchiveLayout, http};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -78,12 +79,13 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "HTTP: http://{}/healthz /readyz /metrics",
+        "HTTP: http://{}/healthz /readyz /metrics /api/templates",
         listener.local_addr().unwrap_or(config.http.listen)
     );
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, http::router(telemetry.clone())).with_graceful_shutdown(async {
+    let templates = Arc::new(TemplateCatalog::default());
+    let server = axum::serve(listener, http::router(telemetry.clone(), templates.clone()))
+        .with_graceful_shutdown(async {
             let _ = http_stop_rx.await;
         });
     let http_task = tokio::spawn(async move { server.await });
@@ -104,6 +106,8 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             rules: config.anomaly.rules(),
             windows: config.anomaly.windows.settings(),
         }),
+        logs: config.logs.settings(&config.anomaly),
+        templates: templates.clone(),
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
         roll_interval: config.archive.roll_interval.0,

@@ -116,6 +116,15 @@ impl LogRows {
             Arc::new(self.attributes.finish()),
             Arc::new(self.extra.finish()),
         ];
+        // Template columns: null until the log operator fills them.
+        let rows = columns[0].len();
+        let schema = Table::Logs.schema();
+        for name in ["template_id", "template", "params"] {
+            let field = schema
+                .field_with_name(name)
+                .expect("logs schema has template columns");
+            columns.push(arrow::array::new_null_array(field.data_type(), rows));
+        }
         columns.extend(self.provenance.finish());
         super::batch(Table::Logs, columns)
     }

@@ -67,7 +67,7 @@ pub struct Service {
 pub struct Emitted {
     /// Metric messages (each a JSON array of points), keyed by service.
     pub metrics: Vec<(String, Value, usize)>,
-    /// Log objects, keyed by trace id.
+    /// Log objects, keyed by service.
     pub logs: Vec<(String, Value)>,
     /// Span objects, keyed by trace id.
     pub spans: Vec<(String, Value)>,
@@ -229,8 +229,8 @@ impl World {
                    "name": service.operation, "kind": "server", "start": start_ms, "end": start_ms + elapsed.ceil() as i64,
                    "status": if failed { "error" } else { "ok" }, "attributes": {"host": host}})
         };
-        // Spans and logs are keyed by trace id (as the OpenTelemetry Collector's Kafka
-        // exporter can partition traces), spreading them over every partition.
+        // Spans are keyed by trace id (as the OpenTelemetry Collector's Kafka exporter
+        // can partition traces), spreading them over every partition.
         out.spans.push((trace_id.to_owned(), span));
         let (level, message) = if failed {
             let code = [500, 502, 503, 504][self.rng.random_range(0..4)];
@@ -252,8 +252,10 @@ impl World {
                 ),
             )
         };
+        // Keyed by service: a service's log operator state (its templates) lives in
+        // one partition, like its metric series.
         out.logs.push((
-            trace_id.to_owned(),
+            service.name.clone(),
             json!({"ts": rfc3339(start_ms + elapsed as i64), "service": service.name, "level": level, "message": message,
                    "trace_id": trace_id, "host": host}),
         ));

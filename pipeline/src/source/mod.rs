@@ -35,6 +35,8 @@ use crate::flush::{FlushWorker, InFlight, Sinks};
 pub use crate::shard::AlertingSettings;
 use crate::shard::{self, FatalSlot, ShardSettings};
 use crate::telemetry::Telemetry;
+use crate::templates::TemplateCatalog;
+use cara_operators::logs::signals::LogSettings;
 use context::SourceContext;
 use dispatch::Dispatcher;
 
@@ -81,6 +83,10 @@ pub struct SourceSettings {
     pub alerts_topic: String,
     /// Anomaly scoring and alerting of metric partitions; `None` disables it.
     pub alerting: Option<AlertingSettings>,
+    /// The log operator of log partitions; `None` disables it.
+    pub logs: Option<LogSettings>,
+    /// Where log partitions publish their templates (for `GET /api/templates`).
+    pub templates: Arc<TemplateCatalog>,
     /// Decoding limits.
     pub limits: DecodeLimits,
     /// Flush a partition once this many payload bytes are buffered.
@@ -145,6 +151,8 @@ impl Source {
             writer,
             telemetry: telemetry.clone(),
             alerting: settings.alerting.clone(),
+            logs: settings.logs.clone(),
+            templates: settings.templates.clone(),
         });
         let mut senders = Vec::new();
         let mut shard_threads = Vec::new();
