@@ -672,6 +672,13 @@ mod tests {
         let e = err("[[anomaly.rules]]\nname = \"x\"\nseverity = \"urgent\"\n");
         assert!(e.contains("anomaly.rules[0].severity"), "{e}");
         assert!(err("[anomaly.scorer]\nlevel_alpa = 0.1\n").contains("level_alpa"));
+        // The documented example is valid and documents the defaults.
+        let example = Config::from_toml(include_str!("../../deploy/cara.example.toml")).unwrap();
+        assert_eq!(example.logs.miner, MinerConfig::default());
+        assert_eq!(
+            example.logs.settings(&example.anomaly),
+            Config::default().logs.settings(&Config::default().anomaly)
+        );
         let e = err("[logs.miner]\nsimilarity = 0\n");
         assert!(e.contains("logs.miner.similarity"), "{e}");
         assert!(err("[logs]\nthreshold = 3\n").contains("logs.threshold"));

@@ -146,12 +146,15 @@ pub struct Template {
     last_used: u64,
     /// The tree route to this template's leaf (`<*>` for the wildcard child).
     route: Vec<Box<str>>,
+    /// `slots` joined by spaces, kept current (rebuilt on restore).
+    #[serde(skip)]
+    text: String,
 }
 
 impl Template {
     /// The template as text, variables written `<*>`.
-    pub fn text(&self) -> String {
-        self.slots.join(" ")
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Appends the variable parts of `message` (a line of this template) to `out`.
@@ -288,6 +291,8 @@ impl ServiceTree {
                 (self.templates.len() - 1) as u32
             }
         };
+        let mut template = template;
+        template.text = template.slots.join(" ");
         let len = template.slots.len() as u32;
         let route = template.route.clone();
         self.ids.insert(template.id, index);
@@ -478,6 +483,9 @@ impl TemplateMiner {
                 .as_mut()
                 .expect("leaf holds live templates");
             let generalised = sim.differs > 0 && generalise(&mut template.slots, masked);
+            if generalised {
+                template.text = template.slots.join(" ");
+            }
             template.count += 1;
             template.last_seen_ms = template.last_seen_ms.max(ts_ms);
             template.first_seen_ms = template.first_seen_ms.min(ts_ms);
@@ -509,6 +517,7 @@ impl TemplateMiner {
             created: tree.created,
             last_used: clock,
             route: route[..depth].iter().map(|k| Box::from(*k)).collect(),
+            text: String::new(),
         });
         LineMatch {
             template_id: id,
@@ -696,7 +705,7 @@ mod tests {
     fn text(miner: &TemplateMiner, service: &str, m: LineMatch) -> String {
         miner
             .template(service, m.template_id)
-            .map(Template::text)
+            .map(|t| t.text().to_owned())
             .unwrap_or_default()
     }
 

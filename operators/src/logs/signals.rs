@@ -417,7 +417,7 @@ impl LogOperator {
             .filter_map(|((svc, id), changed)| {
                 let t = self.miner.template(&svc, id as u64)?;
                 Some(TemplateState {
-                    template: t.text(),
+                    template: t.text().to_owned(),
                     count: t.count,
                     first_seen_ms: t.first_seen_ms,
                     last_seen_ms: t.last_seen_ms,
@@ -446,7 +446,7 @@ impl LogOperator {
     fn template_text(&self, service: &str, id: i64) -> String {
         self.miner
             .template(service, id as u64)
-            .map(|t| t.text())
+            .map(|t| t.text().to_owned())
             .unwrap_or_default()
     }
 
@@ -848,6 +848,45 @@ mod tests {
             "{:#?}",
             out.alerts
         );
+    }
+
+    #[test]
+    fn an_error_ratio_spike_pages() {
+        let mut op = LogOperator::new(LogSettings::default());
+        // 90 minutes without an error-level line, then a minute where most lines fail.
+        let mut rows = traffic(90, 0);
+        let minute = T0 + 90 * 60_000;
+        for k in 0..20 {
+            rows.push((
+                minute + k * 1_000,
+                "api",
+                "error",
+                format!("retrying upstream call {k} after timeout"),
+            ));
+        }
+        rows.push((
+            minute + 30_000,
+            "api",
+            "info",
+            "request 1 served in 11 ms".into(),
+        ));
+        rows.push((
+            T0 + 92 * 60_000,
+            "api",
+            "info",
+            "request 0 served in 10 ms".into(),
+        ));
+        let out = op.process(&logs(&rows), "telemetry.logs", 0).unwrap();
+        let pages: Vec<_> = out
+            .alerts
+            .iter()
+            .filter(|a| a.rule == "log_error_rate" && a.status == AlertStatus::Firing)
+            .collect();
+        assert_eq!(pages.len(), 1, "{:#?}", out.alerts);
+        assert_eq!(pages[0].severity, "page");
+        assert_eq!(pages[0].starts_at, minute);
+        assert!(pages[0].value > 0.9);
+        assert!(pages[0].labels.contains(&("service".into(), "api".into())));
     }
 
     #[test]

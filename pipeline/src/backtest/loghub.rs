@@ -164,7 +164,7 @@ pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
         .map(|id| {
             miner
                 .template(&log.system, *id)
-                .map(|t| t.text())
+                .map(|t| t.text().to_owned())
                 .unwrap_or_default()
         })
         .collect();
