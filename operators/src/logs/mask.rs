@@ -49,6 +49,21 @@ impl Masked<'_> {
         }
     }
 
+    /// [`matches_text`](Self::matches_text) on the template slot's bytes.
+    #[inline]
+    pub fn matches_bytes(&self, template: &[u8]) -> bool {
+        const WILD: &[u8] = WILDCARD.as_bytes();
+        match self {
+            Masked::Const(text) => short_eq(text.as_bytes(), template),
+            Masked::Wild => template == WILD,
+            Masked::KeyWild(key) => {
+                template.len() == key.len() + WILD.len()
+                    && short_eq(key.as_bytes(), &template[..key.len()])
+                    && template.ends_with(WILD)
+            }
+        }
+    }
+
     /// Whether this token is `key` followed by a value.
     pub fn has_key(&self, key: &str) -> bool {
         match self {

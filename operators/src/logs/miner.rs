@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mask::{self, Masked, WILDCARD};
+use super::slots::Slots;
 
 type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
@@ -133,7 +134,7 @@ pub struct Template {
     /// Stable id: a hash of the service and the template's first text.
     pub id: u64,
     /// One entry per token: the constant text, `<*>`, or `key=<*>`.
-    pub slots: Vec<Box<str>>,
+    pub slots: Slots,
     /// Lines matched so far (including the first).
     pub count: u64,
     /// Event time of the first line, epoch ms.
@@ -146,15 +147,12 @@ pub struct Template {
     last_used: u64,
     /// The tree route to this template's leaf (`<*>` for the wildcard child).
     route: Vec<Box<str>>,
-    /// `slots` joined by spaces, kept current (rebuilt on restore).
-    #[serde(skip)]
-    text: String,
 }
 
 impl Template {
     /// The template as text, variables written `<*>`.
     pub fn text(&self) -> &str {
-        &self.text
+        self.slots.as_text()
     }
 
     /// Appends the variable parts of `message` (a line of this template) to `out`.
@@ -162,7 +160,7 @@ impl Template {
         let mut tokens = Vec::with_capacity(self.slots.len());
         mask::tokenize(message, max_tokens, &mut tokens);
         for (slot, token) in self.slots.iter().zip(tokens) {
-            if &**slot == WILDCARD {
+            if slot == WILDCARD {
                 out.push(token);
             } else if let Some(key) = slot.strip_suffix(WILDCARD) {
                 if let Some(value) = token.strip_prefix(key) {
@@ -291,8 +289,6 @@ impl ServiceTree {
                 (self.templates.len() - 1) as u32
             }
         };
-        let mut template = template;
-        template.text = template.slots.join(" ");
         let len = template.slots.len() as u32;
         let route = template.route.clone();
         self.ids.insert(template.id, index);
@@ -483,9 +479,6 @@ impl TemplateMiner {
                 .as_mut()
                 .expect("leaf holds live templates");
             let generalised = sim.differs > 0 && generalise(&mut template.slots, masked);
-            if generalised {
-                template.text = template.slots.join(" ");
-            }
             template.count += 1;
             template.last_seen_ms = template.last_seen_ms.max(ts_ms);
             template.first_seen_ms = template.first_seen_ms.min(ts_ms);
@@ -500,7 +493,7 @@ impl TemplateMiner {
         if tree.live >= config.max_templates {
             self.counters.templates_evicted += tree.evict();
         }
-        let slots: Vec<Box<str>> = masked.iter().map(Masked::to_text).collect();
+        let slots = Slots::from_masked(masked);
         let mut id = template_id(service, &slots, 0);
         let mut salt = 0;
         while tree.ids.contains_key(&id) {
@@ -517,7 +510,6 @@ impl TemplateMiner {
             created: tree.created,
             last_used: clock,
             route: route[..depth].iter().map(|k| Box::from(*k)).collect(),
-            text: String::new(),
         });
         LineMatch {
             template_id: id,
@@ -597,15 +589,25 @@ struct Similarity {
 
 /// The fewest agreeing positions of `len` that reach `threshold`.
 fn needed_matches(threshold: f64, len: usize) -> usize {
-    (0..=len)
-        .find(|same| len == 0 || *same as f64 / len as f64 >= threshold)
-        .unwrap_or(len)
+    if len == 0 {
+        return 0;
+    }
+    let reaches = |same: usize| same as f64 / len as f64 >= threshold;
+    // `ceil` can be one off either way in floating point; settle it exactly.
+    let mut same = ((threshold * len as f64).ceil().max(0.0) as usize).min(len);
+    while same > 0 && reaches(same - 1) {
+        same -= 1;
+    }
+    while same < len && !reaches(same) {
+        same += 1;
+    }
+    same
 }
 
 /// How `masked` agrees with `slots`, or `None` as soon as it cannot reach `needed`
 /// agreeing positions (or, for a `settled` template, differs in a constant).
 fn similarity(
-    slots: &[Box<str>],
+    slots: &Slots,
     masked: &[Masked<'_>],
     needed: usize,
     settled: bool,
@@ -617,8 +619,9 @@ fn similarity(
         differs: 0,
     };
     let mut misses = 0;
-    for (slot, token) in slots.iter().zip(masked) {
-        if &**slot == WILDCARD {
+    const WILD: &[u8] = WILDCARD.as_bytes();
+    for (slot, token) in slots.iter_bytes().zip(masked) {
+        if slot == WILD {
             // A variable meeting a variable is agreement; a constant meeting a
             // variable is only a parameter.
             if token.is_variable() {
@@ -626,10 +629,13 @@ fn similarity(
                 continue;
             }
             sim.params += 1;
-        } else if token.matches_text(slot) {
+        } else if token.matches_bytes(slot) {
             sim.same += 1;
             continue;
-        } else if slot.ends_with(WILDCARD) && token.has_key(&slot[..slot.len() - WILDCARD.len()]) {
+        } else if slot.ends_with(WILD)
+            && std::str::from_utf8(&slot[..slot.len() - WILD.len()])
+                .is_ok_and(|key| token.has_key(key))
+        {
             // `user=root` meeting `user=<*>`.
             sim.params += 1;
         } else if settled {
@@ -646,12 +652,14 @@ fn similarity(
 }
 
 /// Turns the slots that differ from the line into variables; whether any changed.
-fn generalise(slots: &mut [Box<str>], masked: &[Masked<'_>]) -> bool {
+fn generalise(slots: &mut Slots, masked: &[Masked<'_>]) -> bool {
     let mut changed = false;
-    for (slot, token) in slots.iter_mut().zip(masked) {
-        if &**slot == WILDCARD || token.matches_text(slot) {
-            continue;
+    let rewritten = slots.rewritten(|i, slot| {
+        let token = masked.get(i)?;
+        if slot == WILDCARD || token.matches_text(slot) {
+            return None;
         }
+        changed = true;
         // Two values of one key keep the key: `tty=a`, `tty=b` -> `tty=<*>`.
         let key = match token {
             Masked::KeyWild(key) => Some(*key),
@@ -661,19 +669,21 @@ fn generalise(slots: &mut [Box<str>], masked: &[Masked<'_>]) -> bool {
                 .filter(|key| key.len() > 1),
             Masked::Wild => None,
         };
-        *slot = match key {
+        Some(match key {
             Some(key) if slot.starts_with(key) && slot.len() > key.len() => {
-                format!("{key}{WILDCARD}").into_boxed_str()
+                format!("{key}{WILDCARD}")
             }
-            _ => WILDCARD.into(),
-        };
-        changed = true;
+            _ => WILDCARD.to_owned(),
+        })
+    });
+    if changed {
+        *slots = rewritten;
     }
     changed
 }
 
 /// FNV-1a of the service, the first template text and a collision salt.
-fn template_id(service: &str, slots: &[Box<str>], salt: u32) -> u64 {
+fn template_id(service: &str, slots: &Slots, salt: u32) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
@@ -685,7 +695,7 @@ fn template_id(service: &str, slots: &[Box<str>], salt: u32) -> u64 {
     };
     feed(service.as_bytes());
     feed(&[0x1f]);
-    for slot in slots {
+    for slot in slots.iter() {
         feed(slot.as_bytes());
         feed(&[0x1e]);
     }
@@ -871,6 +881,18 @@ mod tests {
         m.parse("c", "hello", 0);
         assert_eq!(m.services(), ["<other>", "a", "b"]);
         assert_eq!(m.counters().lines_of_overflow_services, 1);
+    }
+
+    #[test]
+    fn needed_matches_is_the_least_count_reaching_the_threshold() {
+        for len in 0..200usize {
+            for threshold in [0.1, 0.5, 0.7, 0.8, 0.85, 1.0] {
+                let brute = (0..=len)
+                    .find(|s| len == 0 || *s as f64 / len as f64 >= threshold)
+                    .unwrap_or(len);
+                assert_eq!(needed_matches(threshold, len), brute, "{threshold} of {len}");
+            }
+        }
     }
 
     #[test]

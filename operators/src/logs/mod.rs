@@ -4,10 +4,12 @@
 //! - [`miner`]: the online, Drain-style template miner with bounded, checkpointable
 //!   state and stable template ids;
 //! - [`signals`]: the per-partition log operator: template columns, windowed
-//!   counts per template, and `log_pattern` alerts.
+//!   counts per template, and `log_pattern` alerts;
+//! - [`slots`]: a template's tokens stored as one string.
 
 pub mod mask;
 pub mod miner;
 pub mod signals;
+pub mod slots;
 
 pub use miner::{LineMatch, MinerConfig, MinerSnapshot, Template, TemplateMiner};
