@@ -181,6 +181,10 @@ fn templates_windows_alerts_and_ids_across_a_restart() {
         ]
     );
     assert_eq!(http_get(http, "/api/templates?colour=red").0, 400);
+    assert_eq!(
+        metric_sum(http, "cara_log_templates_created_total", ""),
+        expected.len() as f64
+    );
     assert!(run.terminate(Duration::from_secs(30)).success());
 
     // Windows: the watermark trails the last line (minute 19, second 29) by 30 s, so

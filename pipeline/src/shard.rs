@@ -434,11 +434,7 @@ impl Shard {
         let mut alerts = Vec::new();
         if let Some(out) = log_output {
             let telemetry = &self.settings.telemetry;
-            let created = out
-                .templates
-                .iter()
-                .filter(|t| t.changed && t.count == 1)
-                .count();
+            let created = out.templates.iter().filter(|t| t.created).count();
             telemetry.log_templates_created.inc_by(created as u64);
             self.settings
                 .templates

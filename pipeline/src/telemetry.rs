@@ -298,6 +298,20 @@ impl Telemetry {
     pub fn dead_lettered(&self) -> u64 {
         self.dlq_records.get()
     }
+
+    /// Alert transitions raised so far with `status` (`firing` or `resolved`).
+    pub fn alerts_raised(&self, status: &str) -> u64 {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                status: status.into(),
+            })
+            .get()
+    }
+
+    /// Log templates first seen so far.
+    pub fn log_templates_created(&self) -> u64 {
+        self.log_templates_created.get()
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ mod tests {
             first_seen_ms: 10,
             last_seen_ms: last,
             changed: false,
+            created: false,
         }
     }
 

@@ -890,7 +890,11 @@ mod tests {
                 let brute = (0..=len)
                     .find(|s| len == 0 || *s as f64 / len as f64 >= threshold)
                     .unwrap_or(len);
-                assert_eq!(needed_matches(threshold, len), brute, "{threshold} of {len}");
+                assert_eq!(
+                    needed_matches(threshold, len),
+                    brute,
+                    "{threshold} of {len}"
+                );
             }
         }
     }

@@ -151,6 +151,8 @@ pub struct TemplateState {
     pub last_seen_ms: i64,
     /// Created or generalised by this batch (a new version of the template).
     pub changed: bool,
+    /// Created by this batch (first seen in it).
+    pub created: bool,
 }
 
 /// What one batch produced.
@@ -350,7 +352,8 @@ impl LogOperator {
         let mut ids = Int64Builder::with_capacity(rows);
         let mut texts = StringBuilder::with_capacity(rows, rows * 48);
         let mut params = ListBuilder::new(StringBuilder::new());
-        let mut touched: BTreeMap<(String, i64), bool> = BTreeMap::new();
+        // Per touched template: (changed, created) by this batch.
+        let mut touched: BTreeMap<(String, i64), (bool, bool)> = BTreeMap::new();
         let mut alerts = Vec::new();
         let mut values = Vec::new();
         let window = self.settings.window_ms.max(1);
@@ -376,8 +379,9 @@ impl LogOperator {
                 }
             }
             ids.append_value(id);
-            let changed = line.created || line.generalised;
-            *touched.entry((svc.to_owned(), id)).or_default() |= changed;
+            let flags = touched.entry((svc.to_owned(), id)).or_default();
+            flags.0 |= line.created || line.generalised;
+            flags.1 |= line.created;
 
             let error = is_error_level(level.value(row));
             let start = t.div_euclid(window) * window;
@@ -414,7 +418,7 @@ impl LogOperator {
 
         let templates = touched
             .into_iter()
-            .filter_map(|((svc, id), changed)| {
+            .filter_map(|((svc, id), (changed, created))| {
                 let t = self.miner.template(&svc, id as u64)?;
                 Some(TemplateState {
                     template: t.text().to_owned(),
@@ -424,6 +428,7 @@ impl LogOperator {
                     service: svc,
                     template_id: id,
                     changed,
+                    created,
                 })
             })
             .collect();
@@ -730,7 +735,16 @@ mod tests {
         assert_eq!((second.value(0), second.value(1)), ("43", "10.0.0.2"));
         assert_eq!(params.value(2).len(), 0);
         assert_eq!(out.templates.len(), 2);
-        assert!(out.templates.iter().all(|t| t.changed));
+        assert!(out.templates.iter().all(|t| t.changed && t.created));
+        let again = op
+            .process(
+                &logs(&[(T0 + 3, "db", "info", "checkpoint complete".into())]),
+                "telemetry.logs",
+                0,
+            )
+            .unwrap();
+        assert!(!again.templates[0].changed && !again.templates[0].created);
+        assert_eq!(again.templates[0].count, 2);
     }
 
     #[test]

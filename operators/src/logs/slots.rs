@@ -58,7 +58,8 @@ impl Slots {
     }
 
     fn end_slot(&mut self) {
-        self.ends.push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
     }
 
     /// Number of slots.
@@ -131,10 +132,18 @@ mod tests {
 
     #[test]
     fn slots_round_trip_through_text_and_json() {
-        let masked = [Masked::Const("user"), Masked::Wild, Masked::KeyWild("uid="), Masked::Const("")];
+        let masked = [
+            Masked::Const("user"),
+            Masked::Wild,
+            Masked::KeyWild("uid="),
+            Masked::Const(""),
+        ];
         let slots = Slots::from_masked(&masked);
         assert_eq!(slots.len(), 4);
-        assert_eq!(slots.iter().collect::<Vec<_>>(), ["user", "<*>", "uid=<*>", ""]);
+        assert_eq!(
+            slots.iter().collect::<Vec<_>>(),
+            ["user", "<*>", "uid=<*>", ""]
+        );
         assert_eq!(slots.as_text(), "user <*> uid=<*> ");
         let json = serde_json::to_string(&slots).unwrap();
         assert_eq!(json, r#"["user","<*>","uid=<*>",""]"#);

@@ -247,7 +247,7 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
     let k = &config.kafka;
     let (files, bytes) = telemetry.archive_totals();
     format!(
-        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {} | archive {} files, {:.1} MB",
+        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {} | archive {} files, {:.1} MB | log templates {} | alerts fired {} resolved {}",
         telemetry.records_from(&k.metrics_topic),
         telemetry.records_from(&k.logs_topic),
         telemetry.records_from(&k.spans_topic),
@@ -258,6 +258,9 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
         telemetry.archived_rows("dlq"),
         files,
         bytes as f64 / 1e6,
+        telemetry.log_templates_created(),
+        telemetry.alerts_raised("firing"),
+        telemetry.alerts_raised("resolved"),
     )
 }
 
