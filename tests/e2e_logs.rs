@@ -3,8 +3,9 @@
 //! the template columns of table `logs` (grouping, text, parameters), the windowed
 //! counts of table `log_windows` against counts computed here, table
 //! `log_templates`, `GET /api/templates`, the `log_pattern` alert of a new
-//! error-level template (table `alerts` and topic `cara.alerts`), and that template
-//! ids survive a restart (the miner's state rides in the checkpoint).
+//! error-level template (table `alerts` and topic `cara.alerts`), the same grouping
+//! read by DuckDB, and that template ids survive a restart (the miner's state rides
+//! in the checkpoint).
 
 mod common;
 
@@ -147,6 +148,19 @@ fn templates_windows_alerts_and_ids_across_a_restart() {
         ),
         0
     );
+    // DuckDB reads the same grouping, parameters included, from the Parquet files.
+    let duck = python("log_templates_duckdb.py", &[archive.to_str().unwrap()]);
+    let duck: Vec<String> = String::from_utf8_lossy(&duck.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let firsts = ["/orders/0", "u0", "0-0", "5", "eu-west-0"];
+    let want_duck: Vec<String> = expected
+        .iter()
+        .zip(firsts)
+        .map(|(((s, t), n), first)| format!("{s},{t},{n},{first}"))
+        .collect();
+    assert_eq!(duck, want_duck);
     // Parameters are the variable parts, in order.
     let params = sql_rows(
         &archive,
