@@ -2,7 +2,8 @@
 //! librdkafka consumer that merely reads the same topics, in one sitting, plus cara's
 //! peak memory.
 //!
-//! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000).
+//! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000;
+//! `CARA_BENCH_CONFIG`: TOML appended to cara's configuration).
 //! Both readers are timed from their first record to their last, so consumer-group
 //! start-up is excluded from both alike.
 
@@ -159,9 +160,11 @@ fn main() {
     let config = dir.path().join("bench.toml");
     let roll_interval =
         std::env::var("CARA_BENCH_ROLL_INTERVAL").unwrap_or_else(|_| "1s".to_owned());
+    // `CARA_BENCH_CONFIG` appends TOML (e.g. `[logs]\nenabled = false`) to compare.
+    let extra = std::env::var("CARA_BENCH_CONFIG").unwrap_or_default();
     std::fs::write(
         &config,
-        format!("[archive]\nroll_interval = \"{roll_interval}\"\n"),
+        format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n"),
     )
     .expect("config");
     let http = free_port();
@@ -206,6 +209,16 @@ fn main() {
         (Some(f), Some(d)) => d - f,
         _ => durable_time,
     };
+    if std::env::var_os("CARA_BENCH_DUMP_METRICS").is_some() {
+        // Diagnostics: cara's own counters at the end (flush latency, files, alerts).
+        for line in http_get(http, "/metrics").lines().filter(|l| {
+            l.starts_with("cara_flush_seconds")
+                || l.starts_with("cara_archive_files_total")
+                || l.starts_with("cara_alerts_total")
+        }) {
+            println!("{line}");
+        }
+    }
     let peak = peak_rss_kib(cara.id());
     let cara_cpu = cpu_seconds(&cara.id().to_string());
     let broker_cpu_during_cara = cpu_seconds("self") - harness_cpu_before_cara;

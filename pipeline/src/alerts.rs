@@ -270,7 +270,9 @@ impl AlertSink {
     pub fn new(mut config: ClientConfig, topic: &str) -> Result<AlertSink, KafkaError> {
         config
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            // Every send is waited for before the checkpoint: lingering to batch
+            // would only delay the flush.
+            .set("linger.ms", "0");
         let producer = config.create_with_context(DeliveryTracker::new("alerts"))?;
         Ok(AlertSink {
             producer,

@@ -84,7 +84,9 @@ impl DeadLetterSink {
     pub fn new(mut config: ClientConfig, topic: &str) -> Result<DeadLetterSink, KafkaError> {
         config
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            // Every send is waited for before the checkpoint: lingering to batch
+            // would only delay the flush.
+            .set("linger.ms", "0")
             .set(
                 "message.max.bytes",
                 (MAX_TOPIC_PAYLOAD + 64 * 1024).to_string(),

@@ -67,7 +67,7 @@ pub struct Service {
 pub struct Emitted {
     /// Metric messages (each a JSON array of points), keyed by service.
     pub metrics: Vec<(String, Value, usize)>,
-    /// Log objects, keyed by service.
+    /// Log objects, keyed by trace id.
     pub logs: Vec<(String, Value)>,
     /// Span objects, keyed by trace id.
     pub spans: Vec<(String, Value)>,
@@ -252,10 +252,11 @@ impl World {
                 ),
             )
         };
-        // Keyed by service: a service's log operator state (its templates) lives in
-        // one partition, like its metric series.
+        // Keyed by trace id like spans, so logs spread over every partition (the
+        // embedded broker keeps only 5 MiB per partition); each partition's log
+        // operator then mines its share of every service's lines.
         out.logs.push((
-            service.name.clone(),
+            trace_id.to_owned(),
             json!({"ts": rfc3339(start_ms + elapsed as i64), "service": service.name, "level": level, "message": message,
                    "trace_id": trace_id, "host": host}),
         ));
