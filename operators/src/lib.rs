@@ -21,6 +21,7 @@ pub mod eval;
 pub mod logs;
 pub mod schema;
 pub mod series;
+pub mod slo;
 pub mod time;
 pub mod watermark;
 pub mod window;
