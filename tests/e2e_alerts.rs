@@ -3,7 +3,7 @@
 //! `alerts` and topic `cara.alerts` (read back with kcat). A run killed with -9
 //! after some flushes and restarted from its checkpoints (operator state included)
 //! ends with exactly the alerts and windowed aggregates (table `metric_windows`) of an
-//! uninterrupted run: same ids, times and scores.
+//! uninterrupted run: same ids, times and scores, and byte-identical alert messages.
 
 mod common;
 
@@ -128,6 +128,27 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
 
     // The topic carries the alerts of both runs, keyed by id: every transition of
     // the table twice (once per run), plus any the crashed run re-sent on replay.
+    // Determinism: every message of one transition (same id and status), whichever
+    // run sent it and however often, is byte for byte the same record.
+    let messages = kcat_messages(&brokers, "cara.alerts");
+    let mut by_transition: std::collections::BTreeMap<(String, String), Vec<&String>> =
+        Default::default();
+    for (key, value) in &messages {
+        let json: serde_json::Value = serde_json::from_str(value).expect("alert JSON");
+        let status = json["status"].as_str().unwrap_or_default().to_owned();
+        by_transition
+            .entry((key.clone(), status))
+            .or_default()
+            .push(value);
+    }
+    assert!(!by_transition.is_empty());
+    for ((id, status), values) in &by_transition {
+        assert!(values.len() >= 2, "{id} {status}: sent by one run only");
+        assert!(
+            values.iter().all(|v| *v == values[0]),
+            "{id} {status}: the runs sent different bytes: {values:#?}"
+        );
+    }
     let keys = kcat_keys(&brokers, "cara.alerts");
     for row in &expected {
         let id = row.split(',').next().unwrap();

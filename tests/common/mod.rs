@@ -310,6 +310,36 @@ pub fn kcat_produce_keyed(brokers: &str, topic: &str, messages: &[(String, Strin
     assert!(status.success(), "kcat failed");
 }
 
+/// Every message of a topic as (key, value), read with kcat from the beginning to
+/// the end (values must be single-line text, as cara's JSON records are).
+pub fn kcat_messages(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    let out = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            brokers,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%k\t%s\n"])
+        .output()
+        .expect("kcat");
+    assert!(
+        out.status.success(),
+        "kcat -C failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// Every message key of a topic, read with kcat from the beginning to the end.
 pub fn kcat_keys(brokers: &str, topic: &str) -> Vec<String> {
     let out = Command::new("kcat")
