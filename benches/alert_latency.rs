@@ -107,6 +107,9 @@ fn main() {
                 spike_firings += 1;
             } else {
                 noise_firings += 1;
+                if std::env::var_os("CARA_DEBUG_DETECTOR").is_some() {
+                    eprintln!("{:?} {}", alert.evidence.detector, alert.at);
+                }
             }
         }
     }

