@@ -235,6 +235,34 @@ impl AlertEvaluator {
             }
         }
     }
+
+    /// A series fell silent (evicted after its idle limit): its firing alerts resolve
+    /// at `silent.ts_ms`, and its pending ones are dropped, so no alert outlives the
+    /// series it watches.
+    pub fn series_silent(&mut self, silent: &ScoredPoint, out: &mut Vec<AlertRecord>) {
+        let Some(series_states) = self.states.remove(&silent.series) else {
+            return;
+        };
+        for (index, entry) in series_states {
+            let (Some(rule), Some(_)) = (self.rules.get(index), entry.state.firing_since()) else {
+                continue;
+            };
+            let mut resolved = record(
+                rule,
+                silent,
+                AlertStatus::Resolved,
+                entry.window_start,
+                entry.window_start,
+            );
+            resolved.summary = format!("{} went silent; resolved", silent.series);
+            resolved.description = format!(
+                "no point since {} ms; the series was forgotten after its idle limit",
+                silent.value
+            );
+            resolved.value = 0.0;
+            out.push(resolved);
+        }
+    }
 }
 
 fn record(

@@ -203,6 +203,10 @@ impl MetricAlerting {
                 w.add(point);
             }
         }
+        // Series forgotten for silence take their firing alerts with them.
+        for silent in self.anomaly.take_silent() {
+            self.alerts.series_silent(&silent, alerts);
+        }
         if let Some(w) = self.windows.as_mut() {
             w.fire(windows);
         }
@@ -299,6 +303,69 @@ mod tests {
             AnomalyLimits::default(),
             vec![AlertRule::default_anomaly()],
         )
+    }
+
+    #[test]
+    fn a_firing_alert_resolves_when_its_series_falls_silent() {
+        use crate::series::{gauge_batch, DerivedPoint};
+        let limits = AnomalyLimits {
+            idle_ms: 2 * 3_600_000,
+            ..AnomalyLimits::default()
+        };
+        let mut ops = MetricAlerting::new(
+            ScorerConfig::default(),
+            limits,
+            vec![AlertRule::default_anomaly()],
+        );
+        // `api` spikes at minute 1990 and then stops; `db` goes on for 7 more hours.
+        let mut points = Vec::new();
+        for i in 0..2400i64 {
+            for (s, service) in ["api", "db"].iter().enumerate() {
+                if *service == "api" && i > 1995 {
+                    continue;
+                }
+                let spike = if *service == "api" && i >= 1990 {
+                    60.0
+                } else {
+                    0.0
+                };
+                points.push(DerivedPoint {
+                    ts_ms: 1_700_000_000_000 + i * 60_000,
+                    name: "latency_ms".into(),
+                    labels: vec![("service".into(), (*service).into())],
+                    value: 20.0 + noise((i * 2 + s as i64) as u64) + spike,
+                    source_row: i,
+                });
+            }
+        }
+        let mut alerts = Vec::new();
+        ops.process(
+            &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
+            &mut alerts,
+        )
+        .unwrap();
+        let api: Vec<_> = alerts
+            .iter()
+            .filter(|a| a.labels.contains(&("service".into(), "api".into())))
+            .collect();
+        let fired = api
+            .iter()
+            .find(|a| a.status == AlertStatus::Firing)
+            .expect("the spike fires");
+        let resolved = api
+            .iter()
+            .find(|a| a.status == AlertStatus::Resolved && a.id == fired.id)
+            .expect("the silent series' alert resolves");
+        assert!(resolved.summary.contains("went silent"), "{resolved:?}");
+        // Resolved at the first eviction step more than the idle limit after its
+        // last point (minute 1995).
+        let last_ms = 1_700_000_000_000 + 1995 * 60_000;
+        assert!(resolved.at > last_ms + limits.idle_ms, "{resolved:?}");
+        assert!(
+            resolved.at <= last_ms + limits.idle_ms * 5 / 4 + 60_000,
+            "{resolved:?}"
+        );
+        assert_eq!(ops.series(), 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
-use super::{PointScore, ScorerConfig, SeriesScorer};
+use super::{Detector, PointScore, ScorerConfig, SeriesScorer};
 
 /// What can go wrong reading a batch: only a schema that is not the metrics table's.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,10 @@ pub struct AnomalyOperator {
     /// event-time steps, so it does not depend on how rows were batched.
     #[serde(default)]
     next_eviction_ms: i64,
+    /// Series evicted by the last `process`, as points at their eviction time (value:
+    /// the event time of their last point); for the alert rules to resolve.
+    #[serde(skip)]
+    silent: Vec<ScoredPoint>,
 }
 
 fn sorted_by_key<S: serde::Serializer>(
@@ -119,6 +123,7 @@ impl AnomalyOperator {
             series: HashMap::default(),
             counts: AnomalyCounts::default(),
             next_eviction_ms: i64::MIN,
+            silent: Vec::new(),
         }
     }
 
@@ -265,26 +270,59 @@ impl AnomalyOperator {
             value,
             score,
         });
-        self.evict_on_schedule(ts_ms);
+        self.evict_on_schedule(ts_ms, row);
+    }
+
+    /// Takes the series the last calls evicted (see [`ScoredPoint`]: `ts_ms` is the
+    /// eviction time, `value` the time of the series' last point, `row` the row whose
+    /// event time triggered the eviction).
+    pub fn take_silent(&mut self) -> Vec<ScoredPoint> {
+        std::mem::take(&mut self.silent)
     }
 
     /// Every quarter of the idle limit of event time, after the first row past it,
     /// forgets idle series (never the one that just had a point): the schedule
     /// depends on the rows only, not on how they were batched.
-    fn evict_on_schedule(&mut self, ts_ms: i64) {
+    fn evict_on_schedule(&mut self, ts_ms: i64, row: usize) {
         if ts_ms >= self.next_eviction_ms {
             let step = (self.limits.idle_ms / 4).max(1);
-            self.evict_idle(ts_ms);
+            self.evict_idle_at(ts_ms, row);
             self.next_eviction_ms = ts_ms.saturating_add(step);
         }
     }
 
     /// Forgets series idle for longer than the limit as of `watermark_ms`.
     pub fn evict_idle(&mut self, watermark_ms: i64) {
+        self.evict_idle_at(watermark_ms, 0);
+    }
+
+    fn evict_idle_at(&mut self, watermark_ms: i64, row: usize) {
         let idle_ms = self.limits.idle_ms;
         let before = self.series.len();
-        self.series
-            .retain(|_, s| watermark_ms.saturating_sub(s.last_ts) <= idle_ms);
+        let mut evicted = Vec::new();
+        self.series.retain(|_, s| {
+            let keep = watermark_ms.saturating_sub(s.last_ts) <= idle_ms;
+            if !keep {
+                evicted.push(ScoredPoint {
+                    series: s.key.clone(),
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    row,
+                    ts_ms: watermark_ms,
+                    value: s.last_ts as f64,
+                    score: PointScore {
+                        score: 0.0,
+                        baseline: 0.0,
+                        deviation: 0.0,
+                        detector: Detector::Warmup,
+                    },
+                });
+            }
+            keep
+        });
+        // The map's order is the hash's; report in key order (deterministic output).
+        evicted.sort_by(|a, b| a.series.cmp(&b.series));
+        self.silent.extend(evicted);
         self.counts.evicted += (before - self.series.len()) as u64;
     }
 }
