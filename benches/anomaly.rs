@@ -5,15 +5,10 @@
 //! - `operator`: the keyed operator over a metrics batch of 1,000 series (series key
 //!   building, state lookup, counter handling and scoring), as the runtime calls it.
 
-use std::sync::Arc;
-
-use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, MapBuilder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
-};
+use arrow::array::RecordBatch;
 use cara_operators::anomaly::operator::{AnomalyLimits, AnomalyOperator};
 use cara_operators::anomaly::{ScorerConfig, SeriesScorer};
-use cara_operators::schema::Table;
+use cara_operators::series::{gauge_batch, DerivedPoint};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const POINTS: usize = 1_000_000;
@@ -27,50 +22,22 @@ fn value(i: usize) -> f64 {
 }
 
 fn metrics_batch() -> RecordBatch {
-    let schema = Table::Metrics.schema();
-    let mut ts = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut name = StringBuilder::new();
-    let mut val = Float64Builder::new();
-    let mut kind = StringBuilder::new();
-    let mut service = StringBuilder::new();
-    let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-    let mut extra = StringBuilder::new();
-    let mut topic = StringBuilder::new();
-    let mut partition = Int32Builder::new();
-    let mut offset = Int64Builder::new();
-    let mut index = Int32Builder::new();
-    for i in 0..POINTS {
-        let series = i % SERIES;
-        ts.append_value(1_700_000_000_000 + (i / SERIES) as i64 * 10_000);
-        name.append_value("http_request_duration_seconds");
-        val.append_value(value(i));
-        kind.append_value("gauge");
-        service.append_value(format!("svc-{}", series % 50));
-        labels.keys().append_value("service");
-        labels.values().append_value(format!("svc-{}", series % 50));
-        labels.keys().append_value("instance");
-        labels.values().append_value(format!("i-{series}"));
-        labels.append(true).expect("labels");
-        extra.append_null();
-        topic.append_value("telemetry.metrics");
-        partition.append_value(0);
-        offset.append_value(i as i64);
-        index.append_value(0);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(ts.finish()),
-        Arc::new(name.finish()),
-        Arc::new(val.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(service.finish()),
-        Arc::new(labels.finish()),
-        Arc::new(extra.finish()),
-        Arc::new(topic.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(index.finish()),
-    ];
-    RecordBatch::try_new(schema, columns).expect("metrics batch matches the schema")
+    let points: Vec<DerivedPoint> = (0..POINTS)
+        .map(|i| {
+            let series = i % SERIES;
+            DerivedPoint {
+                ts_ms: 1_700_000_000_000 + (i / SERIES) as i64 * 10_000,
+                name: "http_request_duration_seconds".into(),
+                labels: vec![
+                    ("service".into(), format!("svc-{}", series % 50)),
+                    ("instance".into(), format!("i-{series}")),
+                ],
+                value: value(i),
+                source_row: i as i64,
+            }
+        })
+        .collect();
+    gauge_batch(&points, "telemetry.metrics", 0).expect("metrics batch matches the schema")
 }
 
 fn bench(c: &mut Criterion) {
