@@ -23,5 +23,6 @@ pub mod schema;
 pub mod series;
 pub mod slo;
 pub mod time;
+pub mod traces;
 pub mod watermark;
 pub mod window;
