@@ -22,6 +22,8 @@ pub mod logs;
 pub mod schema;
 pub mod series;
 pub mod slo;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 pub mod traces;
 pub mod watermark;

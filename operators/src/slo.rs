@@ -450,16 +450,7 @@ mod tests {
         }
     }
 
-    /// xorshift, seeded.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Events over `minutes`: a few per second with disorder (mostly up to 20 s), and outages
     /// (most events bad) at known stretches.

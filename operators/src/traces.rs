@@ -190,18 +190,7 @@ mod tests {
 
     const T0: i64 = 1_700_000_040_000;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// The exact quantile as hdrhistogram defines it: the value of rank
     /// `max(1, ceil(q * n))` in sorted order.

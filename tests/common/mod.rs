@@ -310,9 +310,9 @@ pub fn kcat_produce_keyed(brokers: &str, topic: &str, messages: &[(String, Strin
     assert!(status.success(), "kcat failed");
 }
 
-/// Every message of a topic as (key, value), read with kcat from the beginning to
-/// the end (values must be single-line text, as cara's JSON records are).
-pub fn kcat_messages(brokers: &str, topic: &str) -> Vec<(String, String)> {
+/// A topic read with kcat from the beginning to the end, each message formatted
+/// with `format` (kcat's `-f`).
+fn kcat_consume(brokers: &str, topic: &str, format: &str) -> String {
     let out = Command::new("kcat")
         .args([
             "-C",
@@ -325,7 +325,7 @@ pub fn kcat_messages(brokers: &str, topic: &str) -> Vec<(String, String)> {
             "-e",
             "-q",
         ])
-        .args(["-f", "%k\t%s\n"])
+        .args(["-f", format])
         .output()
         .expect("kcat");
     assert!(
@@ -333,36 +333,22 @@ pub fn kcat_messages(brokers: &str, topic: &str) -> Vec<(String, String)> {
         "kcat -C failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every message of a topic as (key, value) (values must be single-line text, as
+/// cara's JSON records are).
+pub fn kcat_messages(brokers: &str, topic: &str) -> Vec<(String, String)> {
+    kcat_consume(brokers, topic, "%k\t%s\n")
         .lines()
         .filter_map(|l| l.split_once('\t'))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
-/// Every message key of a topic, read with kcat from the beginning to the end.
+/// Every message key of a topic.
 pub fn kcat_keys(brokers: &str, topic: &str) -> Vec<String> {
-    let out = Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            brokers,
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ])
-        .args(["-f", "%k\\n"])
-        .output()
-        .expect("kcat");
-    assert!(
-        out.status.success(),
-        "kcat -C failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    kcat_consume(brokers, topic, "%k\n")
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)

@@ -226,16 +226,9 @@ impl MetricAlerting {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{
-        ArrayRef, Float64Builder, Int32Builder, Int64Builder, MapBuilder, StringBuilder,
-        TimestampMillisecondBuilder,
-    };
-
     use super::*;
     use crate::alert::AlertStatus;
-    use crate::schema::Table;
+    use crate::series::{gauge_batch, DerivedPoint};
 
     /// Pseudo-random noise in [0, 1) (a multiplicative hash of the index).
     fn noise(i: u64) -> f64 {
@@ -247,54 +240,24 @@ mod tests {
 
     /// Two series, one point each per minute, with a spike in `api` at point 2500.
     fn batch(points: usize) -> RecordBatch {
-        let mut ts = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut name = StringBuilder::new();
-        let mut value = Float64Builder::new();
-        let mut kind = StringBuilder::new();
-        let mut service = StringBuilder::new();
-        let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        let mut extra = StringBuilder::new();
-        let mut topic = StringBuilder::new();
-        let mut partition = Int32Builder::new();
-        let mut offset = Int64Builder::new();
-        let mut index = Int32Builder::new();
+        let mut rows = Vec::with_capacity(points * 2);
         for i in 0..points {
             for (s, svc) in ["api", "db"].iter().enumerate() {
-                let wobble = noise((i * 2 + s) as u64);
                 let spike = if *svc == "api" && (2500..2510).contains(&i) {
                     40.0
                 } else {
                     0.0
                 };
-                ts.append_value(1_700_000_000_000 + i as i64 * 60_000);
-                name.append_value("latency_ms");
-                value.append_value(20.0 + wobble + spike);
-                kind.append_value("gauge");
-                service.append_value(*svc);
-                labels.keys().append_value("service");
-                labels.values().append_value(*svc);
-                labels.append(true).unwrap();
-                extra.append_null();
-                topic.append_value("telemetry.metrics");
-                partition.append_value(0);
-                offset.append_value((i * 2 + s) as i64);
-                index.append_value(0);
+                rows.push(DerivedPoint {
+                    ts_ms: 1_700_000_000_000 + i as i64 * 60_000,
+                    name: "latency_ms".into(),
+                    labels: vec![("service".into(), (*svc).into())],
+                    value: 20.0 + noise((i * 2 + s) as u64) + spike,
+                    source_row: (i * 2 + s) as i64,
+                });
             }
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(ts.finish()),
-            Arc::new(name.finish()),
-            Arc::new(value.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(service.finish()),
-            Arc::new(labels.finish()),
-            Arc::new(extra.finish()),
-            Arc::new(topic.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(index.finish()),
-        ];
-        RecordBatch::try_new(Table::Metrics.schema(), columns).unwrap()
+        gauge_batch(&rows, "telemetry.metrics", 0).unwrap()
     }
 
     fn fresh() -> MetricAlerting {
@@ -307,7 +270,6 @@ mod tests {
 
     #[test]
     fn a_firing_alert_resolves_when_its_series_falls_silent() {
-        use crate::series::{gauge_batch, DerivedPoint};
         let limits = AnomalyLimits {
             idle_ms: 2 * 3_600_000,
             ..AnomalyLimits::default()

@@ -147,16 +147,23 @@ pub struct SystemResult {
     pub mining: Duration,
 }
 
-/// Mines one system's lines with a fresh miner and scores the outcome.
-pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
+/// Mines a system's lines in file order with a fresh miner: the miner and each
+/// line's template id.
+fn mine(log: &LabelledLog, config: &MinerConfig) -> (TemplateMiner, Vec<u64>) {
     let mut miner = TemplateMiner::new(config.clone());
-    let started = Instant::now();
-    let ids: Vec<u64> = log
+    let ids = log
         .lines
         .iter()
         .enumerate()
         .map(|(i, line)| miner.parse(&log.system, line, i as i64).template_id)
         .collect();
+    (miner, ids)
+}
+
+/// Mines one system's lines with a fresh miner and scores the outcome.
+pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
+    let started = Instant::now();
+    let (miner, ids) = mine(log, config);
     let mining = started.elapsed();
     // Template accuracy uses each line's final template, as offline parsers report.
     let texts: Vec<String> = ids
@@ -195,13 +202,7 @@ pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
 /// in total) its lines went to. Largest first.
 pub fn explain(log: &LabelledLog, config: &MinerConfig) -> Vec<String> {
     use std::collections::BTreeMap;
-    let mut miner = TemplateMiner::new(config.clone());
-    let ids: Vec<u64> = log
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| miner.parse(&log.system, line, i as i64).template_id)
-        .collect();
+    let (miner, ids) = mine(log, config);
     let mut by_event: BTreeMap<&str, (&str, BTreeMap<u64, usize>)> = BTreeMap::new();
     let mut parsed_sizes: BTreeMap<u64, usize> = BTreeMap::new();
     for (id, truth) in ids.iter().zip(&log.corrected) {
