@@ -162,14 +162,25 @@ impl MetricAlerting {
         limits: AnomalyLimits,
         rules: Vec<AlertRule>,
     ) -> Result<Self, SnapshotError> {
-        let mut state: MetricAlerting =
+        let state: MetricAlerting =
             serde_json::from_str(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
-        state.anomaly.reconfigure(config, limits);
-        if state.rules != rules {
-            state.alerts = AlertEvaluator::new(rules.clone());
-            state.rules = rules;
+        Ok(state.reconfigured(config, limits, rules))
+    }
+
+    /// Deserialised state with the current configuration applied: the detectors'
+    /// state is kept; if the rules changed, alert states start afresh.
+    pub fn reconfigured(
+        mut self,
+        config: ScorerConfig,
+        limits: AnomalyLimits,
+        rules: Vec<AlertRule>,
+    ) -> Self {
+        self.anomaly.reconfigure(config, limits);
+        if self.rules != rules {
+            self.alerts = AlertEvaluator::new(rules.clone());
+            self.rules = rules;
         }
-        Ok(state)
+        self
     }
 
     /// The state as JSON.

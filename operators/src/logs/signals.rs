@@ -265,7 +265,14 @@ mod keyed_windows {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// [`Snapshot`] as written: the window state borrowed, not copied.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    miner: MinerSnapshot,
+    windows: &'a WindowState,
+}
+
+#[derive(Deserialize)]
 struct Snapshot {
     miner: MinerSnapshot,
     windows: WindowState,
@@ -304,10 +311,10 @@ impl LogOperator {
     /// State continuing from [`snapshot`](Self::snapshot).
     pub fn restore(snapshot: &str, settings: LogSettings) -> Result<Self, serde_json::Error> {
         let Snapshot { miner, mut windows } = serde_json::from_str(snapshot)?;
-        let scoring = serde_json::to_string(&windows.scoring)?;
         windows.scoring =
-            MetricAlerting::restore(&scoring, settings.scorer, settings.limits, settings.rules())
-                .map_err(serde::de::Error::custom)?;
+            windows
+                .scoring
+                .reconfigured(settings.scorer, settings.limits, settings.rules());
         Ok(Self {
             miner: TemplateMiner::restore(settings.miner.clone(), miner),
             state: windows,
@@ -317,9 +324,9 @@ impl LogOperator {
 
     /// The state as JSON.
     pub fn snapshot(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(&Snapshot {
+        serde_json::to_string(&SnapshotRef {
             miner: self.miner.snapshot(),
-            windows: self.state.clone(),
+            windows: &self.state,
         })
     }
 
