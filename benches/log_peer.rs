@@ -104,7 +104,7 @@ fn main() {
         for _ in 0..20 {
             for (_, lines) in &corpus {
                 for line in lines {
-                    cara_operators::logs::mask::tokenize_masked(line, 128, &mut masked);
+                    cara_operators::logs::mask::tokenize_masked(line, 128, &mut masked, None);
                     std::hint::black_box(&masked);
                 }
             }

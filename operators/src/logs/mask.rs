@@ -124,9 +124,18 @@ pub fn tokenize<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<&'a str>)
 }
 
 /// Tokenises `message` like [`tokenize`] and masks each token, in one pass over
-/// its bytes; `out` receives the masked tokens.
-pub fn tokenize_masked<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<Masked<'a>>) {
+/// its bytes; `out` receives the masked tokens and `tokens`, when given, the
+/// tokens themselves.
+pub fn tokenize_masked<'a>(
+    message: &'a str,
+    max_tokens: usize,
+    out: &mut Vec<Masked<'a>>,
+    mut tokens: Option<&mut Vec<&'a str>>,
+) {
     out.clear();
+    if let Some(tokens) = tokens.as_deref_mut() {
+        tokens.clear();
+    }
     let bytes = message.as_bytes();
     let mut i = 0;
     loop {
@@ -137,7 +146,11 @@ pub fn tokenize_masked<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<Ma
             return;
         }
         if out.len() + 1 == max_tokens {
-            out.push(mask(message[i..].trim_ascii_end()));
+            let rest = message[i..].trim_ascii_end();
+            out.push(mask(rest));
+            if let Some(tokens) = tokens {
+                tokens.push(rest);
+            }
             return;
         }
         let start = i;
@@ -153,7 +166,11 @@ pub fn tokenize_masked<'a>(message: &'a str, max_tokens: usize, out: &mut Vec<Ma
         let shape = Shape::with_classes(&bytes[start..i], classes);
         // ASCII whitespace never falls inside a UTF-8 sequence, so these are
         // character boundaries.
-        out.push(mask_shaped(&message[start..i], &shape));
+        let token = &message[start..i];
+        out.push(mask_shaped(token, &shape));
+        if let Some(tokens) = tokens.as_deref_mut() {
+            tokens.push(token);
+        }
     }
 }
 
@@ -445,9 +462,10 @@ mod tests {
         let mut tokens = Vec::new();
         tokenize(message, 6, &mut tokens);
         let two_pass: Vec<Masked<'_>> = tokens.iter().map(|t| mask(t)).collect();
-        let mut one_pass = Vec::new();
-        tokenize_masked(message, 6, &mut one_pass);
+        let (mut one_pass, mut same_tokens) = (Vec::new(), Vec::new());
+        tokenize_masked(message, 6, &mut one_pass, Some(&mut same_tokens));
         assert_eq!(one_pass, two_pass);
+        assert_eq!(same_tokens, tokens);
         assert_eq!(one_pass.len(), 6);
     }
 
@@ -459,9 +477,10 @@ mod tests {
             let mut tokens = Vec::new();
             tokenize(&text, max, &mut tokens);
             let two_pass: Vec<Masked<'_>> = tokens.iter().map(|t| mask(t)).collect();
-            let mut one_pass = Vec::new();
-            tokenize_masked(&text, max, &mut one_pass);
+            let (mut one_pass, mut same_tokens) = (Vec::new(), Vec::new());
+            tokenize_masked(&text, max, &mut one_pass, Some(&mut same_tokens));
             proptest::prop_assert_eq!(one_pass, two_pass);
+            proptest::prop_assert_eq!(same_tokens, tokens);
         }
     }
 

@@ -155,11 +155,9 @@ impl Template {
         self.slots.as_text()
     }
 
-    /// Appends the variable parts of `message` (a line of this template) to `out`.
-    pub fn parameters<'m>(&self, message: &'m str, max_tokens: usize, out: &mut Vec<&'m str>) {
-        let mut tokens = Vec::with_capacity(self.slots.len());
-        mask::tokenize(message, max_tokens, &mut tokens);
-        for (slot, token) in self.slots.iter().zip(tokens) {
+    /// Appends the variable parts of a line of this template, given its tokens.
+    fn parameters<'m>(&self, tokens: &[&'m str], out: &mut Vec<&'m str>) {
+        for (slot, token) in self.slots.iter().zip(tokens.iter().copied()) {
             if slot == WILDCARD {
                 out.push(token);
             } else if let Some(key) = slot.strip_suffix(WILDCARD) {
@@ -332,6 +330,8 @@ pub struct TemplateMiner {
     counters: MinerCounters,
     /// Masked tokens of the line being parsed; empty between calls.
     scratch: Vec<Masked<'static>>,
+    /// The same line's tokens; empty between calls.
+    scratch_tokens: Vec<&'static str>,
 }
 
 /// The name of the tree shared by services beyond `max_services`.
@@ -345,6 +345,7 @@ impl TemplateMiner {
             services: fast_map(),
             counters: MinerCounters::default(),
             scratch: Vec::new(),
+            scratch_tokens: Vec::new(),
         }
     }
 
@@ -380,9 +381,13 @@ impl TemplateMiner {
         list
     }
 
-    /// One template by service and id.
+    /// One template by service and id (a service without a tree of its own has its
+    /// templates in the shared overflow tree).
     pub fn template(&self, service: &str, id: u64) -> Option<&Template> {
-        let tree = self.services.get(service)?;
+        let tree = self
+            .services
+            .get(service)
+            .or_else(|| self.services.get(OVERFLOW_SERVICE))?;
         let index = *tree.ids.get(&id)?;
         tree.templates.get(index as usize)?.as_ref()
     }
@@ -400,17 +405,53 @@ impl TemplateMiner {
     /// Mines one line of `service` at event time `ts_ms`. Returns the template the
     /// line belongs to; [`TemplateMiner::template`] gives its text.
     pub fn parse(&mut self, service: &str, message: &str, ts_ms: i64) -> LineMatch {
+        self.mine(service, message, ts_ms, None)
+    }
+
+    /// Mines one line like [`parse`](Self::parse), appends its parameters (the
+    /// parts its template has as `<*>`) to `params`, and returns its template too.
+    pub fn parse_line<'m>(
+        &mut self,
+        service: &str,
+        message: &'m str,
+        ts_ms: i64,
+        params: &mut Vec<&'m str>,
+    ) -> (LineMatch, Option<&Template>) {
+        let line = self.mine(service, message, ts_ms, Some(params));
+        (line, self.template(service, line.template_id))
+    }
+
+    /// Mines one line; with `params`, appends its parameters.
+    fn mine<'m>(
+        &mut self,
+        service: &str,
+        message: &'m str,
+        ts_ms: i64,
+        params: Option<&mut Vec<&'m str>>,
+    ) -> LineMatch {
         let service = self.tree_name(service);
-        // Reuse the scratch vector's allocation for this call's borrowed tokens
+        // Reuse the scratch vectors' allocations for this call's borrowed tokens
         // (an empty vector converts in place).
         let mut masked: Vec<Masked<'_>> = std::mem::take(&mut self.scratch)
             .into_iter()
             .map(|_| Masked::Wild)
             .collect();
-        mask::tokenize_masked(message, self.config.max_tokens, &mut masked);
+        let mut tokens: Vec<&str> = std::mem::take(&mut self.scratch_tokens)
+            .into_iter()
+            .map(|_| "")
+            .collect();
+        let keep_tokens = params.is_some().then_some(&mut tokens);
+        mask::tokenize_masked(message, self.config.max_tokens, &mut masked, keep_tokens);
         let result = self.parse_masked(service, &masked, ts_ms);
+        if let Some(params) = params {
+            if let Some(template) = self.template(service, result.template_id) {
+                template.parameters(&tokens, params);
+            }
+        }
         masked.clear();
+        tokens.clear();
         self.scratch = masked.into_iter().map(|_| Masked::Wild).collect();
+        self.scratch_tokens = tokens.into_iter().map(|_| "").collect();
         result
     }
 
@@ -765,11 +806,14 @@ mod tests {
     #[test]
     fn parameters_are_extracted_in_order() {
         let mut m = miner();
-        let a = m.parse("s", "sent 42 bytes to 10.1.1.1 uid=7", 0);
-        let t = m.template("s", a.template_id).unwrap();
         let mut params = Vec::new();
-        t.parameters("sent 42 bytes to 10.1.1.1 uid=7", 128, &mut params);
+        m.parse_line("s", "sent 42 bytes to 10.1.1.1 uid=7", 0, &mut params);
         assert_eq!(params, ["42", "10.1.1.1", "7"]);
+        // A key that generalised from constants (`tty:<*>`) yields its value.
+        params.clear();
+        m.parse_line("s", "login on tty:pts from 10.0.0.1", 0, &mut params);
+        m.parse_line("s", "login on tty:console from 10.0.0.2", 0, &mut params);
+        assert_eq!(params, ["10.0.0.1", "console", "10.0.0.2"]);
     }
 
     #[test]
@@ -878,9 +922,18 @@ mod tests {
         let mut m = TemplateMiner::new(config);
         m.parse("a", "hello", 0);
         m.parse("b", "hello", 0);
-        m.parse("c", "hello", 0);
+        let c = m.parse("c", "hello", 0);
         assert_eq!(m.services(), ["<other>", "a", "b"]);
         assert_eq!(m.counters().lines_of_overflow_services, 1);
+        // Its template is found under its own name, with its parameters.
+        assert_eq!(
+            m.template("c", c.template_id).map(Template::text),
+            Some("hello")
+        );
+        let mut params = Vec::new();
+        let (line, template) = m.parse_line("d", "hello 42", 1, &mut params);
+        assert_eq!(template.map(Template::text), Some("hello <*>"));
+        assert_eq!((line.created, params), (true, vec!["42"]));
     }
 
     #[test]

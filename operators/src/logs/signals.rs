@@ -20,7 +20,7 @@
 //! Everything is a function of the rows in order: the same rows give the same ids,
 //! windows and alerts; the state round-trips through [`LogOperator::snapshot`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -199,14 +199,14 @@ pub struct LogOperator {
 struct WindowState {
     /// Open windows by start, then (service, template id).
     #[serde(with = "keyed_windows")]
-    open: BTreeMap<i64, BTreeMap<(String, i64), Counts>>,
+    open: BTreeMap<i64, BTreeMap<(Arc<str>, i64), Counts>>,
     /// Largest event time seen.
     max_ts: Option<i64>,
     /// Lines behind the watermark.
     late_lines: u64,
     /// Last window start with lines, per (service, template id).
     #[serde(with = "keyed")]
-    active: BTreeMap<(String, i64), i64>,
+    active: BTreeMap<(Arc<str>, i64), i64>,
     scoring: MetricAlerting,
     /// Ids of downward anomalies, whose resolution is not reported either.
     suppressed: BTreeSet<String>,
@@ -216,11 +216,14 @@ struct WindowState {
 /// Maps keyed by (service, template id) as lists: JSON keys must be strings.
 mod keyed {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+    type Keyed<V> = BTreeMap<(Arc<str>, i64), V>;
+
     pub fn serialize<V: Serialize, S: Serializer>(
-        map: &BTreeMap<(String, i64), V>,
+        map: &Keyed<V>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(map.iter())
@@ -228,8 +231,8 @@ mod keyed {
 
     pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<BTreeMap<(String, i64), V>, D::Error> {
-        let list: Vec<((String, i64), V)> = Vec::deserialize(deserializer)?;
+    ) -> Result<Keyed<V>, D::Error> {
+        let list: Vec<((Arc<str>, i64), V)> = Vec::deserialize(deserializer)?;
         Ok(list.into_iter().collect())
     }
 }
@@ -237,10 +240,11 @@ mod keyed {
 /// Windows by start, each a map keyed by (service, template id), as lists.
 mod keyed_windows {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    type Windows<V> = BTreeMap<i64, BTreeMap<(String, i64), V>>;
+    type Windows<V> = BTreeMap<i64, BTreeMap<(Arc<str>, i64), V>>;
 
     pub fn serialize<V: Serialize, S: Serializer>(
         windows: &Windows<V>,
@@ -256,7 +260,7 @@ mod keyed_windows {
     pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Windows<V>, D::Error> {
-        type Entries<V> = Vec<((String, i64), V)>;
+        type Entries<V> = Vec<((Arc<str>, i64), V)>;
         let list: Vec<(i64, Entries<V>)> = Vec::deserialize(deserializer)?;
         Ok(list
             .into_iter()
@@ -360,21 +364,22 @@ impl LogOperator {
         let mut texts = StringBuilder::with_capacity(rows, rows * 48);
         let mut params = ListBuilder::new(StringBuilder::new());
         // Per touched template: (changed, created) by this batch.
-        let mut touched: BTreeMap<(String, i64), (bool, bool)> = BTreeMap::new();
+        let mut touched: BTreeMap<(Arc<str>, i64), (bool, bool)> = BTreeMap::new();
         let mut alerts = Vec::new();
         let mut values = Vec::new();
         let window = self.settings.window_ms.max(1);
 
+        // Service names shared by the keys of this batch (one allocation each).
+        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
         for row in 0..rows {
             let (svc, text, t) = (service.value(row), message.value(row), ts.value(row));
-            let line = self.miner.parse(svc, text, t);
+            let name = names.entry(svc).or_insert_with(|| Arc::from(svc)).clone();
+            values.clear();
+            let (line, template) = self.miner.parse_line(svc, text, t, &mut values);
             let id = line.template_id as i64;
-            let template = self.miner.template(svc, line.template_id);
             match template {
                 Some(template) => {
                     texts.append_value(template.text());
-                    values.clear();
-                    template.parameters(text, self.settings.miner.max_tokens, &mut values);
                     for v in &values {
                         params.values().append_value(v);
                     }
@@ -386,7 +391,7 @@ impl LogOperator {
                 }
             }
             ids.append_value(id);
-            let flags = touched.entry((svc.to_owned(), id)).or_default();
+            let flags = touched.entry((name.clone(), id)).or_default();
             flags.0 |= line.created || line.generalised;
             flags.1 |= line.created;
 
@@ -401,7 +406,7 @@ impl LogOperator {
                     .open
                     .entry(start)
                     .or_default()
-                    .entry((svc.to_owned(), id))
+                    .entry((name, id))
                     .or_default();
                 counts.lines += 1;
                 counts.error_lines += u64::from(error);
@@ -432,7 +437,7 @@ impl LogOperator {
                     count: t.count,
                     first_seen_ms: t.first_seen_ms,
                     last_seen_ms: t.last_seen_ms,
-                    service: svc,
+                    service: svc.to_string(),
                     template_id: id,
                     changed,
                     created,
@@ -487,7 +492,7 @@ impl LogOperator {
             for ((svc, id), c) in &counts {
                 self.state.active.insert((svc.clone(), *id), start);
                 closed.push(TemplateWindow {
-                    service: svc.clone(),
+                    service: svc.to_string(),
                     template_id: *id,
                     window_start: start,
                     window_end: end,
@@ -505,7 +510,7 @@ impl LogOperator {
                     ts_ms: start,
                     name: TEMPLATE_LINES.into(),
                     labels: vec![
-                        ("service".into(), svc.clone()),
+                        ("service".into(), svc.to_string()),
                         ("template_id".into(), id.to_string()),
                     ],
                     value: lines as f64,
