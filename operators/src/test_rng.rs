@@ -17,3 +17,13 @@ impl Rng {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// A deterministic value in [0, 1) from an index (a multiplicative hash: cheap,
+/// reproducible, correlated between neighbouring indices, so use [`Rng`] where
+/// independence matters).
+pub(crate) fn hash_unit(i: u64) -> f64 {
+    let x = i
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -241,13 +241,7 @@ mod tests {
     use crate::alert::AlertStatus;
     use crate::series::{gauge_batch, DerivedPoint};
 
-    /// Pseudo-random noise in [0, 1) (a multiplicative hash of the index).
-    fn noise(i: u64) -> f64 {
-        let x = i
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
+    use crate::test_rng::hash_unit as noise;
 
     /// Two series, one point each per minute, with a spike in `api` at point 2500.
     fn batch(points: usize) -> RecordBatch {

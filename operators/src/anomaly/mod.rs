@@ -257,12 +257,9 @@ impl SeriesScorer {
 mod tests {
     use super::*;
 
+    /// A deterministic pseudo-random value in [-1, 1).
     fn noise(i: u64) -> f64 {
-        // A deterministic pseudo-random value in [-1, 1).
-        let x = i
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        crate::test_rng::hash_unit(i) * 2.0 - 1.0
     }
 
     #[test]

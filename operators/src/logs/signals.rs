@@ -721,6 +721,16 @@ mod tests {
         rows
     }
 
+    /// A line at minute 92 whose watermark closes every window before minute 91.
+    fn closing_line() -> (i64, &'static str, &'static str, String) {
+        (
+            T0 + 92 * 60_000,
+            "api",
+            "info",
+            "request 0 served in 10 ms".into(),
+        )
+    }
+
     #[test]
     fn rows_get_template_columns() {
         let mut op = LogOperator::new(LogSettings::default());
@@ -842,12 +852,7 @@ mod tests {
         let mut op = LogOperator::new(LogSettings::default());
         // 90 steady minutes, a burst of 300 retries in minute 90, then a minute to close it.
         let mut rows = traffic(91, 300);
-        rows.push((
-            T0 + 92 * 60_000,
-            "api",
-            "info",
-            "request 0 served in 10 ms".into(),
-        ));
+        rows.push(closing_line());
         let out = op.process(&logs(&rows), "telemetry.logs", 0).unwrap();
         let bursts: Vec<_> = out
             .alerts
@@ -862,12 +867,7 @@ mod tests {
         // The same traffic without the burst raises nothing.
         let mut quiet = LogOperator::new(LogSettings::default());
         let mut rows = traffic(91, 0);
-        rows.push((
-            T0 + 92 * 60_000,
-            "api",
-            "info",
-            "request 0 served in 10 ms".into(),
-        ));
+        rows.push(closing_line());
         let out = quiet.process(&logs(&rows), "telemetry.logs", 0).unwrap();
         assert!(
             out.alerts.iter().all(|a| a.rule != "log_template_burst"),
@@ -896,12 +896,7 @@ mod tests {
             "info",
             "request 1 served in 11 ms".into(),
         ));
-        rows.push((
-            T0 + 92 * 60_000,
-            "api",
-            "info",
-            "request 0 served in 10 ms".into(),
-        ));
+        rows.push(closing_line());
         let out = op.process(&logs(&rows), "telemetry.logs", 0).unwrap();
         let pages: Vec<_> = out
             .alerts
