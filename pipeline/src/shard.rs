@@ -478,7 +478,7 @@ impl Shard {
                 )?);
             }
             alerts = raise(records, &rows, &topic, partition);
-            operator_state = Some(alerting.snapshot());
+            operator_state = snapshot_or_log(alerting.snapshot(), &topic, partition);
             if !alerts.is_empty() {
                 AlertsRaised { alerts: &alerts }.emit(&self.settings.telemetry);
                 plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), &stem)?);

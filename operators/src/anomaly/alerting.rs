@@ -184,10 +184,8 @@ impl MetricAlerting {
     }
 
     /// The state as JSON.
-    pub fn snapshot(&self) -> String {
-        // Every field is plain data (numbers, strings, maps with string keys), which
-        // serde_json always serialises.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn snapshot(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 
     /// Scores a metrics batch in row order and appends the alert transitions.
@@ -373,7 +371,7 @@ mod tests {
         let mut got = Vec::new();
         let cut = 2 * 2450;
         first.process(&all.slice(0, cut), &mut got).unwrap();
-        let snapshot = first.snapshot();
+        let snapshot = first.snapshot().unwrap();
         let mut second = MetricAlerting::restore(
             &snapshot,
             ScorerConfig::default(),
@@ -395,7 +393,7 @@ mod tests {
         // Deterministic snapshots: the same input gives the same bytes.
         let mut again = fresh();
         again.process(&all.slice(0, cut), &mut Vec::new()).unwrap();
-        assert_eq!(again.snapshot(), snapshot);
+        assert_eq!(again.snapshot().unwrap(), snapshot);
     }
 
     #[test]
@@ -406,7 +404,7 @@ mod tests {
         whole.process(&all, &mut expected).unwrap();
         // The same rows in uneven batches, with a snapshot and restore after each.
         let mut got = Vec::new();
-        let mut snapshot = fresh().snapshot();
+        let mut snapshot = fresh().snapshot().unwrap();
         let mut start = 0;
         for size in [1, 777, 2, 1500, 999].iter().cycle() {
             if start >= all.num_rows() {
@@ -421,7 +419,7 @@ mod tests {
             )
             .unwrap();
             ops.process(&all.slice(start, len), &mut got).unwrap();
-            snapshot = ops.snapshot();
+            snapshot = ops.snapshot().unwrap();
             start += len;
         }
         // Rows are batch-relative; everything else must match.
@@ -431,7 +429,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(unrowed(got), unrowed(expected));
-        assert_eq!(snapshot, whole.snapshot());
+        assert_eq!(snapshot, whole.snapshot().unwrap());
     }
 
     #[test]
@@ -468,7 +466,7 @@ mod tests {
         let mut ops = fresh().with_windows(Some(settings));
         for start in (0..all.num_rows()).step_by(1234) {
             let len = 1234.min(all.num_rows() - start);
-            let snapshot = ops.snapshot();
+            let snapshot = ops.snapshot().unwrap();
             ops = MetricAlerting::restore(
                 &snapshot,
                 ScorerConfig::default(),
