@@ -75,7 +75,7 @@ fn main() {
         vec![AlertRule::default_anomaly()],
     )
     .with_windows(Some(WindowSettings {
-        size_ms: 60_000,
+        spec: cara_operators::window::WindowSpec::Tumbling { size_ms: 60_000 },
         out_of_orderness_ms: 30_000,
         allowed_lateness_ms: 0,
     }));

@@ -1,7 +1,7 @@
 //! # cara-operators
 //!
 //! Pure computation for cara: the Arrow schemas of every archived table, event-time
-//! helpers, and (as later capabilities land) windows, keyed state and operators.
+//! helpers, windows, and the operators the runtime drives over them ([`operator`]).
 //!
 //! This crate owns *what records look like and how they are computed on*. It does
 //! not own I/O: it never depends on tokio, rdkafka or the filesystem, so the same
@@ -19,6 +19,7 @@ pub mod alert;
 pub mod anomaly;
 pub mod eval;
 pub mod logs;
+pub mod operator;
 pub mod schema;
 pub mod series;
 pub mod slo;

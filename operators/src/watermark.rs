@@ -3,7 +3,8 @@
 //!
 //! A partition that has received nothing for `idle_timeout_ms` of *processing* time
 //! stops holding the watermark back (the caller passes processing time in, so this
-//! stays pure and testable). The watermark never goes backwards.
+//! stays pure and testable). The watermark never goes backwards. [`combine`] is the
+//! policy itself, shared with the runtime's cross-shard board.
 
 use std::collections::BTreeMap;
 
@@ -80,15 +81,11 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
             c.max_event_ms
                 .saturating_sub(self.policy.out_of_orderness_ms)
         };
-        let active = self
-            .partitions
-            .values()
-            .filter(|c| {
-                now_ms.saturating_sub(c.last_seen_processing_ms) < self.policy.idle_timeout_ms
-            })
-            .map(bound)
-            .min();
-        let candidate = active.or_else(|| self.partitions.values().map(bound).max());
+        let idle_timeout = self.policy.idle_timeout_ms;
+        let candidate = combine(self.partitions.values().map(|c| {
+            let idle = now_ms.saturating_sub(c.last_seen_processing_ms) >= idle_timeout;
+            (Some(bound(c)), idle)
+        }));
         if let Some(candidate) = candidate {
             self.current = self.current.max(candidate);
         }
@@ -101,6 +98,30 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
     }
 }
 
+/// The watermark of a set of partitions given as (watermark, idle): the minimum over
+/// the active ones; when every partition is idle, the largest. An active partition
+/// without a watermark yet holds everything back (`None`), as does an empty set.
+pub fn combine(partitions: impl Iterator<Item = (Option<i64>, bool)>) -> Option<i64> {
+    let mut active_min: Option<i64> = None;
+    let mut any_active = false;
+    let mut all_max: Option<i64> = None;
+    for (watermark, idle) in partitions {
+        if !idle {
+            let w = watermark?;
+            any_active = true;
+            active_min = Some(active_min.map_or(w, |m| m.min(w)));
+        }
+        if let Some(w) = watermark {
+            all_max = Some(all_max.map_or(w, |m| m.max(w)));
+        }
+    }
+    if any_active {
+        active_min
+    } else {
+        all_max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +131,21 @@ mod tests {
             out_of_orderness_ms: 100,
             idle_timeout_ms: 1_000,
         })
+    }
+
+    #[test]
+    fn combining_takes_the_slowest_active_partition_or_else_the_furthest_idle_one() {
+        let active = [(Some(500), false), (Some(300), false), (Some(100), true)];
+        assert_eq!(combine(active.into_iter()), Some(300));
+        let unknown = [(Some(500), false), (None, false)];
+        assert_eq!(
+            combine(unknown.into_iter()),
+            None,
+            "an active unknown holds back"
+        );
+        let all_idle = [(Some(500), true), (Some(900), true), (None, true)];
+        assert_eq!(combine(all_idle.into_iter()), Some(900));
+        assert_eq!(combine(std::iter::empty()), None);
     }
 
     #[test]

@@ -202,63 +202,6 @@ pub fn alert_batch(alerts: &[RaisedAlert]) -> RecordBatch {
         .unwrap_or_else(|e| panic!("alert columns do not match the alerts schema: {e}"))
 }
 
-/// Builds the `metric_windows` table rows of some fired windows of one partition.
-pub fn metric_windows_batch(
-    windows: &[cara_operators::anomaly::alerting::SeriesWindow],
-    topic: &str,
-    partition: i32,
-) -> RecordBatch {
-    let n = windows.len();
-    let mut series = StringBuilder::new();
-    let mut name = StringBuilder::new();
-    let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-    let mut start = TimestampMillisecondBuilder::with_capacity(n);
-    let mut end = TimestampMillisecondBuilder::with_capacity(n);
-    let mut count = Int64Builder::with_capacity(n);
-    let (mut sum, mut min, mut max, mut mean) = (
-        Float64Builder::with_capacity(n),
-        Float64Builder::with_capacity(n),
-        Float64Builder::with_capacity(n),
-        Float64Builder::with_capacity(n),
-    );
-    let mut topics = StringBuilder::new();
-    let mut partitions = Int32Builder::with_capacity(n);
-    for w in windows {
-        series.append_value(&*w.series);
-        name.append_value(&*w.name);
-        for (k, v) in w.labels.iter() {
-            labels.keys().append_value(k);
-            labels.values().append_value(v);
-        }
-        let _ = labels.append(true);
-        start.append_value(w.window.start);
-        end.append_value(w.window.end);
-        count.append_value(w.aggregate.count as i64);
-        sum.append_value(w.aggregate.sum);
-        min.append_value(w.aggregate.min);
-        max.append_value(w.aggregate.max);
-        mean.append_value(w.aggregate.mean());
-        topics.append_value(topic);
-        partitions.append_value(partition);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(series.finish()),
-        Arc::new(name.finish()),
-        Arc::new(labels.finish()),
-        Arc::new(start.finish().with_timezone("UTC")),
-        Arc::new(end.finish().with_timezone("UTC")),
-        Arc::new(count.finish()),
-        Arc::new(sum.finish()),
-        Arc::new(min.finish()),
-        Arc::new(max.finish()),
-        Arc::new(mean.finish()),
-        Arc::new(topics.finish()),
-        Arc::new(partitions.finish()),
-    ];
-    RecordBatch::try_new(Table::MetricWindows.schema(), columns)
-        .unwrap_or_else(|e| panic!("window columns do not match the metric_windows schema: {e}"))
-}
-
 /// Produces alerts to the alerts topic.
 pub struct AlertSink {
     producer: BaseProducer<DeliveryTracker>,

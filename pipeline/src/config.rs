@@ -17,6 +17,7 @@ use cara_operators::anomaly::ScorerConfig;
 use cara_operators::logs::miner::MinerConfigError;
 use cara_operators::logs::signals::LogSettings;
 use cara_operators::logs::MinerConfig;
+use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
 
@@ -177,14 +178,32 @@ pub struct AnomalyConfig {
     pub windows: WindowsConfig,
 }
 
+/// The kinds of event-time window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// Fixed, non-overlapping windows of `size`.
+    Tumbling,
+    /// Windows of `size` starting every `slide`.
+    Sliding,
+    /// Per series, points separated by less than `gap`.
+    Session,
+}
+
 /// Event-time windows of the metric operators.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowsConfig {
     /// Aggregate series in windows at all.
     pub enabled: bool,
-    /// Window length.
+    /// `tumbling`, `sliding` or `session`.
+    pub kind: WindowKind,
+    /// Window length (tumbling and sliding).
     pub size: HumanDuration,
+    /// Distance between the starts of sliding windows.
+    pub slide: HumanDuration,
+    /// Inactivity that closes a session.
+    pub gap: HumanDuration,
     /// How far behind a partition's largest event time its watermark trails.
     pub out_of_orderness: HumanDuration,
     /// How long windows stay open past the watermark; later points are counted as late.
@@ -195,7 +214,10 @@ impl Default for WindowsConfig {
     fn default() -> Self {
         WindowsConfig {
             enabled: true,
+            kind: WindowKind::Tumbling,
             size: HumanDuration(Duration::from_secs(60)),
+            slide: HumanDuration(Duration::from_secs(60)),
+            gap: HumanDuration(Duration::from_secs(300)),
             out_of_orderness: HumanDuration(Duration::from_secs(30)),
             allowed_lateness: HumanDuration(Duration::ZERO),
         }
@@ -206,8 +228,20 @@ impl WindowsConfig {
     /// The operator settings, when enabled.
     pub fn settings(&self) -> Option<WindowSettings> {
         let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        let spec = match self.kind {
+            WindowKind::Tumbling => WindowSpec::Tumbling {
+                size_ms: ms(&self.size),
+            },
+            WindowKind::Sliding => WindowSpec::Sliding {
+                size_ms: ms(&self.size),
+                slide_ms: ms(&self.slide),
+            },
+            WindowKind::Session => WindowSpec::Session {
+                gap_ms: ms(&self.gap),
+            },
+        };
         self.enabled.then(|| WindowSettings {
-            size_ms: ms(&self.size),
+            spec,
             out_of_orderness_ms: ms(&self.out_of_orderness),
             allowed_lateness_ms: ms(&self.allowed_lateness),
         })
@@ -305,13 +339,26 @@ impl AlertRuleConfig {
     }
 }
 
-/// How the work is spread over threads.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How the work is spread over threads, and event time across partitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Shards, each decoding (and later running operators for) its share of the
-    /// source partitions on a thread of its own; 0 means one per core.
+    /// Shards, each decoding and running the operators of its share of the source
+    /// partitions on a thread of its own; 0 means one per core.
     pub shards: usize,
+    /// A partition that receives nothing for this long (processing time) is idle:
+    /// it stops holding its topic's watermark back, and its own operators' watermark
+    /// is raised to the topic's so their open windows close.
+    pub idle_partition_timeout: HumanDuration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shards: 0,
+            idle_partition_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
 }
 
 impl RuntimeConfig {
@@ -528,8 +575,32 @@ impl Config {
                 ));
             }
         }
-        if self.anomaly.windows.enabled && self.anomaly.windows.size.0 < Duration::from_secs(1) {
-            return Err(invalid("anomaly.windows.size", "must be at least 1s"));
+        let windows = &self.anomaly.windows;
+        if windows.enabled {
+            let second = Duration::from_secs(1);
+            match windows.kind {
+                WindowKind::Tumbling | WindowKind::Sliding if windows.size.0 < second => {
+                    return Err(invalid("anomaly.windows.size", "must be at least 1s"));
+                }
+                WindowKind::Sliding
+                    if windows.slide.0 < second || windows.slide.0 > windows.size.0 =>
+                {
+                    return Err(invalid(
+                        "anomaly.windows.slide",
+                        "must be at least 1s and at most anomaly.windows.size",
+                    ));
+                }
+                WindowKind::Session if windows.gap.0 < second => {
+                    return Err(invalid("anomaly.windows.gap", "must be at least 1s"));
+                }
+                _ => {}
+            }
+        }
+        if self.runtime.idle_partition_timeout.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "runtime.idle_partition_timeout",
+                "must be at least 1s (a partition between two polls is not idle)",
+            ));
         }
         if self.anomaly.max_series == 0 {
             return Err(invalid("anomaly.max_series", "must be at least 1"));
@@ -690,6 +761,35 @@ mod tests {
             (settings.window_ms, settings.miner.similarity),
             (300_000, 0.7)
         );
+    }
+
+    #[test]
+    fn window_kinds_parse_and_inconsistent_ones_are_named() {
+        let c = Config::from_toml(
+            "[anomaly.windows]\nkind = \"sliding\"\nsize = \"10m\"\nslide = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.anomaly.windows.settings().map(|w| w.spec),
+            Some(WindowSpec::Sliding {
+                size_ms: 600_000,
+                slide_ms: 60_000
+            })
+        );
+        let c = Config::from_toml("[anomaly.windows]\nkind = \"session\"\ngap = \"2m\"\n").unwrap();
+        assert_eq!(
+            c.anomaly.windows.settings().map(|w| w.spec),
+            Some(WindowSpec::Session { gap_ms: 120_000 })
+        );
+        let e = err("[anomaly.windows]\nkind = \"sliding\"\nsize = \"1m\"\nslide = \"5m\"\n");
+        assert!(
+            e.contains("anomaly.windows.slide") && e.contains("at most"),
+            "{e}"
+        );
+        let e = err("[anomaly.windows]\nkind = \"hopping\"\n");
+        assert!(e.contains("anomaly.windows.kind"), "{e}");
+        let e = err("[runtime]\nidle_partition_timeout = \"10ms\"\n");
+        assert!(e.contains("runtime.idle_partition_timeout"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Typed internal events: each thing that can happen in the pipeline is one struct,
 //! and emitting it both logs (tracing) and counts (Prometheus), so the two never drift.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::telemetry::{
     DecodeErrorLabels, PartitionLabels, TableLabels, Telemetry, TopicCounters, TopicLabels,
@@ -123,6 +123,63 @@ impl InternalEvent for OffsetsSkipped<'_> {
                 partition: self.partition.to_string(),
             })
             .inc_by(lost);
+    }
+}
+
+/// An idle partition's watermark was raised to its topic's.
+pub struct WatermarkRaised<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// The new watermark, ms since the epoch.
+    pub watermark_ms: i64,
+}
+
+impl InternalEvent for WatermarkRaised<'_> {
+    fn emit(self, t: &Telemetry) {
+        debug!(
+            topic = self.topic,
+            partition = self.partition,
+            watermark_ms = self.watermark_ms,
+            "idle partition: watermark raised to the topic's"
+        );
+        t.idle_watermark_raises
+            .get_or_create(&PartitionLabels {
+                topic: self.topic.to_owned(),
+                partition: self.partition.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// An operator refused records at a state limit.
+pub struct StateLimitReached<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Records refused by this flush's batch.
+    pub refused: u64,
+    /// Whether to log it (the first time per partition); always counted.
+    pub first: bool,
+}
+
+impl InternalEvent for StateLimitReached<'_> {
+    fn emit(self, t: &Telemetry) {
+        if self.first {
+            warn!(
+                topic = self.topic,
+                partition = self.partition,
+                refused = self.refused,
+                "series limit reached: points of new series are archived but not scored; raise anomaly.max_series or reduce label cardinality (cara_over_state_limit_total counts them)"
+            );
+        }
+        t.over_state_limit
+            .get_or_create(&TopicLabels {
+                topic: self.topic.to_owned(),
+            })
+            .inc_by(self.refused);
     }
 }
 

@@ -19,26 +19,27 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use cara_operators::alert::AlertRule;
+use cara_operators::alert::{AlertRecord, AlertRule};
 use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
+use cara_operators::logs::signals::{LogOperator, LogSettings};
+use cara_operators::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use cara_operators::schema::Table;
 
-use crate::alerts::{alert_batch, metric_windows_batch, RaisedAlert, SourceRef};
+use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::{Checkpoint, Intent};
-use crate::archive::layout::input_file_stem;
-use crate::archive::writer::ParquetWriter;
+use crate::archive::layout::{idle_file_stem, input_file_stem};
+use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::flush::{FlushSubmitter, PreparedFlush};
 use crate::internal_events::*;
-use crate::log_tables::{log_templates_batch, log_windows_batch, with_template_columns};
 use crate::source::dispatch::MessageChunk;
 use crate::source::SourceError;
 use crate::telemetry::{Telemetry, TopicCounters};
 use crate::templates::TemplateCatalog;
-use cara_operators::logs::signals::{LogOperator, LogSettings};
-use cara_operators::schema::Table;
+use crate::watermarks::{PartitionMark, WatermarkBoard};
 
 /// A source partition: (index into the source's topic list, Kafka partition).
 pub(crate) type PartitionKey = (usize, i32);
@@ -109,6 +110,11 @@ pub(crate) struct ShardSettings {
     pub logs: Option<LogSettings>,
     /// Where log partitions publish their templates for the HTTP API.
     pub templates: Arc<TemplateCatalog>,
+    /// After this long without messages (processing time) a partition is idle: it
+    /// stops holding the topic's watermark back and its own is raised to the topic's.
+    pub idle_timeout: Duration,
+    /// Every partition's watermark and idleness, across shards.
+    pub watermarks: Arc<WatermarkBoard>,
 }
 
 /// How metric partitions are scored and alerted on.
@@ -120,7 +126,7 @@ pub struct AlertingSettings {
     pub limits: AnomalyLimits,
     /// Alert rules.
     pub rules: Vec<AlertRule>,
-    /// Tumbling windows of every scored series (table `metric_windows`).
+    /// Windows over every scored series (table `metric_windows`).
     pub windows: Option<WindowSettings>,
 }
 
@@ -137,10 +143,16 @@ struct PartitionBuffer {
     /// The next offset this process expects; `None` until known.
     expected_next: Option<i64>,
     opened_at: Instant,
-    /// Operator state of a metrics partition.
-    alerting: Option<MetricAlerting>,
-    /// Operator state of a logs partition.
-    log_operator: Option<LogOperator>,
+    /// When the last message arrived (or the partition was assigned).
+    last_message_at: Instant,
+    /// The operator of the partition's signal, if any is enabled.
+    operator: Option<Box<dyn Operator>>,
+    /// Topic and partition as the operator's derived rows name them.
+    context: PartitionContext,
+    /// What this partition reports to the other shards.
+    mark: Arc<PartitionMark>,
+    /// Whether its operator's state limit was reported already.
+    limit_reported: bool,
 }
 
 impl PartitionBuffer {
@@ -209,9 +221,7 @@ impl Shard {
                 }
                 Ok(ShardInput::Assign(list)) => self.assign(list),
                 Ok(ShardInput::Revoke(keys, ack)) => {
-                    for key in keys {
-                        self.partitions.remove(&key);
-                    }
+                    self.revoke(keys);
                     let _ = ack.send(());
                 }
                 Ok(ShardInput::FlushAll(ack)) => {
@@ -225,6 +235,7 @@ impl Shard {
             if Instant::now() >= next_age_check {
                 next_age_check = Instant::now() + AGE_CHECK;
                 self.flush_aged()?;
+                self.advance_idle()?;
             }
         }
     }
@@ -235,24 +246,16 @@ impl Shard {
             let Some((topic, signal)) = self.settings.topics.get(topic_index) else {
                 continue;
             };
-            let alerting = match (&self.settings.alerting, signal) {
-                (Some(settings), Signal::Metrics) => Some(restore_alerting(
-                    settings,
-                    assigned.operator_state.as_deref(),
-                    topic,
-                    partition,
-                )),
-                _ => None,
-            };
-            let log_operator = match (&self.settings.logs, signal) {
-                (Some(settings), Signal::Logs) => Some(restore_log_operator(
-                    settings,
-                    assigned.operator_state.as_deref(),
-                    topic,
-                    partition,
-                )),
-                _ => None,
-            };
+            let operator = restore_operator(
+                &self.settings,
+                *signal,
+                assigned.operator_state.as_deref(),
+                topic,
+                partition,
+            );
+            let watermark = operator.as_ref().and_then(|o| o.watermark());
+            let mark = self.settings.watermarks.register(assigned.key, watermark);
+            let now = Instant::now();
             self.partitions.insert(
                 assigned.key,
                 PartitionBuffer {
@@ -265,17 +268,31 @@ impl Shard {
                     first_offset: None,
                     last_offset: -1,
                     expected_next: assigned.next_offset,
-                    opened_at: Instant::now(),
-                    alerting,
-                    log_operator,
+                    opened_at: now,
+                    last_message_at: now,
+                    operator,
+                    context: PartitionContext {
+                        topic: topic.clone(),
+                        partition,
+                    },
+                    mark,
+                    limit_reported: false,
                 },
             );
+        }
+    }
+
+    fn revoke(&mut self, keys: Vec<PartitionKey>) {
+        for key in keys {
+            self.partitions.remove(&key);
+            self.settings.watermarks.remove(&key);
         }
     }
 
     fn handle_chunk(&mut self, chunk: &MessageChunk) -> Result<(), SourceError> {
         let mut counts = vec![ChunkCounts::default(); self.counters.len()];
         let mut due = Vec::new();
+        let chunk_arrived = Instant::now();
         for message in chunk.messages() {
             // A partition not (or no longer) ours: its owner replays it from the
             // checkpoint, so dropping the message loses nothing.
@@ -299,6 +316,7 @@ impl Shard {
                 }
             }
             buffer.expected_next = Some(offset + 1);
+            buffer.last_message_at = chunk_arrived;
             if buffer.first_offset.is_none() {
                 buffer.first_offset = Some(offset);
                 buffer.opened_at = Instant::now();
@@ -370,6 +388,79 @@ impl Shard {
         self.flush(&due)
     }
 
+    /// Marks partitions idle or active for the other shards, and raises the
+    /// watermark of each idle partition with nothing buffered to the topic's (see
+    /// [`crate::watermarks`]); what that closes is flushed at once.
+    fn advance_idle(&mut self) -> Result<(), SourceError> {
+        let idle_timeout = self.settings.idle_timeout;
+        let mut round = Vec::new();
+        let keys: Vec<PartitionKey> = self.partitions.keys().copied().collect();
+        for key in keys {
+            let Some(buffer) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            let idle = buffer.last_message_at.elapsed() >= idle_timeout;
+            buffer.mark.set_idle(idle);
+            if !idle || buffer.first_offset.is_some() {
+                continue;
+            }
+            let (Some(operator), Some(next_offset)) =
+                (buffer.operator.as_mut(), buffer.expected_next)
+            else {
+                continue;
+            };
+            let Some(target) = self.settings.watermarks.idle_target(&key) else {
+                continue;
+            };
+            if operator.watermark().is_some_and(|w| w >= target) {
+                continue;
+            }
+            let mut emitted = Emitted::default();
+            if let Err(error) = operator.advance_watermark(&buffer.context, target, &mut emitted) {
+                tracing::error!(topic = %buffer.topic, partition = buffer.partition, %error, "watermark not advanced");
+                continue;
+            }
+            buffer.mark.set_watermark(operator.watermark());
+            WatermarkRaised {
+                topic: &buffer.topic,
+                partition: buffer.partition,
+                watermark_ms: target,
+            }
+            .emit(&self.settings.telemetry);
+            if emitted.is_empty() {
+                // Nothing closed; the raise is checkpointed with the next flush.
+                continue;
+            }
+            let operator_state =
+                snapshot_or_log(operator.snapshot(), &buffer.topic, buffer.partition);
+            let topic = buffer.topic.clone();
+            let partition = buffer.partition;
+            let stem = idle_file_stem(&topic, partition, next_offset, target);
+            let mut plan = Vec::new();
+            let alerts = self.plan_emitted(
+                emitted,
+                None,
+                next_offset - 1,
+                &topic,
+                partition,
+                &stem,
+                &mut plan,
+            )?;
+            round.push(prepared(
+                topic,
+                partition,
+                next_offset,
+                next_offset,
+                plan,
+                Vec::new(),
+                alerts,
+                operator_state,
+                Instant::now(),
+            ));
+        }
+        self.flusher.submit(round)
+    }
+
     /// Hands the buffered rows of `keys` to the flush worker as one round.
     fn flush(&mut self, keys: &[PartitionKey]) -> Result<(), SourceError> {
         let mut round = Vec::with_capacity(keys.len());
@@ -397,114 +488,166 @@ impl Shard {
         let topic = buffer.topic.clone();
         let partition = buffer.partition;
         let stem = input_file_stem(&topic, partition, first, last);
-        let writer = &self.settings.writer;
-        // The log operator fills the template columns before the rows are written.
-        let mut log_output = None;
+        // Operators see the rows in offset order; their state after the last row is
+        // saved in this flush's checkpoint, so a replay resumes exactly here.
+        let mut emitted = Emitted::default();
         let mut operator_state = None;
-        if let Some(operator) = buffer.log_operator.as_mut() {
+        if let Some(operator) = buffer.operator.as_mut() {
             if rows.num_rows() > 0 {
-                let late_before = operator.late_lines();
-                match operator.process(&rows, &topic, partition) {
-                    Ok(out) => {
-                        match with_template_columns(&rows, &out) {
-                            Ok(mined) => rows = mined,
-                            Err(e) => tracing::error!(error = %e, "template columns not attached"),
-                        }
-                        log_output = Some(out);
-                    }
-                    Err(e) => tracing::error!(error = %e, "log batch not mined"),
+                if let Err(error) = operator.process(&buffer.context, &rows, &mut emitted) {
+                    tracing::error!(topic = %topic, partition, %error, "operator skipped a batch");
                 }
-                let telemetry = &self.settings.telemetry;
-                telemetry
-                    .late_log_lines
-                    .inc_by(operator.late_lines().saturating_sub(late_before));
             }
             operator_state = snapshot_or_log(operator.snapshot(), &topic, partition);
+            buffer.mark.set_watermark(operator.watermark());
         }
+        if emitted.over_limit > 0 {
+            StateLimitReached {
+                topic: &topic,
+                partition,
+                refused: emitted.over_limit,
+                first: !buffer.limit_reported,
+            }
+            .emit(&self.settings.telemetry);
+            buffer.limit_reported = true;
+        }
+        let signal = buffer.signal;
+        // Operators may fill columns of the input rows (log templates).
+        if let Some(annotated) = emitted.rows.take() {
+            rows = annotated;
+        }
+        let writer = &self.settings.writer;
         let mut plan = if rows.num_rows() > 0 {
-            writer.plan(buffer.signal.table(), &rows, &stem)?
+            writer.plan(signal.table(), &rows, &stem)?
         } else {
             Vec::new()
         };
         if !letters.is_empty() {
             plan.extend(writer.plan(Table::Dlq, &dead_letter_batch(&letters), &stem)?);
         }
-        // Operators see the rows in offset order; their state after the last row is
-        // saved in this flush's checkpoint, so a replay resumes exactly here.
-        let mut alerts = Vec::new();
-        if let Some(out) = log_output {
-            let telemetry = &self.settings.telemetry;
-            let created = out.templates.iter().filter(|t| t.created).count();
+        let late = emitted.late;
+        let telemetry = &self.settings.telemetry;
+        match signal {
+            Signal::Metrics => {
+                telemetry.late_points.inc_by(late);
+            }
+            Signal::Logs => {
+                telemetry.late_log_lines.inc_by(late);
+            }
+            Signal::Spans => {}
+        }
+        let alerts = self.plan_emitted(
+            emitted,
+            Some(&rows),
+            last,
+            &topic,
+            partition,
+            &stem,
+            &mut plan,
+        )?;
+        Ok(Some(prepared(
+            topic,
+            partition,
+            first,
+            last + 1,
+            plan,
+            letters,
+            alerts,
+            operator_state,
+            started,
+        )))
+    }
+
+    /// Plans the derived rows and alerts of `emitted` into `plan` and publishes its
+    /// templates; returns the alerts with their source rows (`rows`, or
+    /// `fallback_offset` for alerts that no row raised).
+    #[allow(clippy::too_many_arguments)]
+    fn plan_emitted(
+        &self,
+        emitted: Emitted,
+        rows: Option<&RecordBatch>,
+        fallback_offset: i64,
+        topic: &Arc<str>,
+        partition: i32,
+        stem: &str,
+        plan: &mut Vec<PlannedFile>,
+    ) -> Result<Vec<RaisedAlert>, SourceError> {
+        let writer = &self.settings.writer;
+        let telemetry = &self.settings.telemetry;
+        if !emitted.templates.is_empty() {
+            let created = emitted.templates.iter().filter(|t| t.created).count();
             telemetry.log_templates_created.inc_by(created as u64);
             self.settings
                 .templates
-                .update(&topic, partition, &out.templates);
-            // These batches are built from the tables' own schemas; a failure is a
-            // bug, reported and skipped rather than stopping the partition.
-            if !out.windows.is_empty() {
-                match log_windows_batch(&out.windows, &topic, partition) {
-                    Ok(batch) => plan.extend(writer.plan(Table::LogWindows, &batch, &stem)?),
-                    Err(e) => tracing::error!(error = %e, "log_windows rows not built"),
-                }
-            }
-            if out.templates.iter().any(|t| t.changed) {
-                match log_templates_batch(&out.templates, &topic, partition) {
-                    Ok(batch) => plan.extend(writer.plan(Table::LogTemplates, &batch, &stem)?),
-                    Err(e) => tracing::error!(error = %e, "log_templates rows not built"),
-                }
-            }
-            alerts = raise(out.alerts, &rows, &topic, partition);
-            if !alerts.is_empty() {
-                AlertsRaised { alerts: &alerts }.emit(telemetry);
-                plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), &stem)?);
-            }
+                .update(topic, partition, &emitted.templates);
         }
-        if let Some(alerting) = buffer.alerting.as_mut() {
-            let mut records = Vec::new();
-            let mut windows = Vec::new();
-            let late_before = alerting.late_points();
-            if let Err(e) = alerting.process_with_windows(&rows, &mut records, &mut windows) {
-                tracing::error!(error = %e, "metrics batch not scored");
-            }
-            self.settings
-                .telemetry
-                .late_points
-                .inc_by(alerting.late_points().saturating_sub(late_before));
-            if !windows.is_empty() {
-                plan.extend(writer.plan(
-                    Table::MetricWindows,
-                    &metric_windows_batch(&windows, &topic, partition),
-                    &stem,
-                )?);
-            }
-            alerts = raise(records, &rows, &topic, partition);
-            operator_state = snapshot_or_log(alerting.snapshot(), &topic, partition);
-            if !alerts.is_empty() {
-                AlertsRaised { alerts: &alerts }.emit(&self.settings.telemetry);
-                plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), &stem)?);
-            }
+        for (table, batch) in &emitted.tables {
+            plan.extend(writer.plan(*table, batch, stem)?);
         }
-        let intent = Intent {
-            first_offset: first,
-            files: plan.iter().map(|f| f.path.clone()).collect(),
-        };
-        let checkpoint = Checkpoint {
-            topic: topic.to_string(),
-            partition,
-            next_offset: last + 1,
-            files: intent.files.clone(),
-            operator_state,
-        };
-        Ok(Some(PreparedFlush {
-            topic,
-            partition,
-            plan,
-            letters,
-            intent,
-            checkpoint,
-            alerts,
-            started,
-        }))
+        let alerts = raise(emitted.alerts, rows, fallback_offset, topic, partition);
+        if !alerts.is_empty() {
+            AlertsRaised { alerts: &alerts }.emit(telemetry);
+            plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), stem)?);
+        }
+        Ok(alerts)
+    }
+}
+
+/// A flush of `plan` that moves the partition's checkpoint to `next_offset`; its
+/// intent names `first_offset`, the first offset whose rows it holds (for a flush
+/// without input rows, `next_offset` itself).
+#[allow(clippy::too_many_arguments)]
+fn prepared(
+    topic: Arc<str>,
+    partition: i32,
+    first_offset: i64,
+    next_offset: i64,
+    plan: Vec<PlannedFile>,
+    letters: Vec<DeadLetter>,
+    alerts: Vec<RaisedAlert>,
+    operator_state: Option<String>,
+    started: Instant,
+) -> PreparedFlush {
+    let intent = Intent {
+        first_offset,
+        files: plan.iter().map(|f| f.path.clone()).collect(),
+    };
+    let checkpoint = Checkpoint {
+        topic: topic.to_string(),
+        partition,
+        next_offset,
+        files: intent.files.clone(),
+        operator_state,
+    };
+    PreparedFlush {
+        topic,
+        partition,
+        plan,
+        letters,
+        intent,
+        checkpoint,
+        alerts,
+        started,
+    }
+}
+
+/// The operator of a partition of `signal`, restored from its checkpoint or fresh;
+/// `None` when that signal has no operator enabled.
+fn restore_operator(
+    settings: &ShardSettings,
+    signal: Signal,
+    snapshot: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> Option<Box<dyn Operator>> {
+    match signal {
+        Signal::Metrics => settings.alerting.as_ref().map(|alerting| {
+            Box::new(restore_alerting(alerting, snapshot, topic, partition)) as Box<dyn Operator>
+        }),
+        Signal::Logs => settings.logs.as_ref().map(|logs| {
+            Box::new(restore_log_operator(logs, snapshot, topic, partition)) as Box<dyn Operator>
+        }),
+        Signal::Spans => None,
     }
 }
 
@@ -561,7 +704,7 @@ fn restore_log_operator(
 /// The snapshot, or `None` (logged) when it could not be serialised: the
 /// checkpoint then restarts the operator rather than storing a broken state.
 fn snapshot_or_log(
-    snapshot: Result<String, serde_json::Error>,
+    snapshot: Result<String, OperatorError>,
     topic: &str,
     partition: i32,
 ) -> Option<String> {
@@ -572,22 +715,24 @@ fn snapshot_or_log(
         .ok()
 }
 
-/// Attaches the source position of each alert's triggering row.
+/// Attaches the source position of each alert's triggering row in `rows`; alerts
+/// without one (a watermark raised on an idle partition) get `fallback_offset`.
 fn raise(
-    records: Vec<cara_operators::alert::AlertRecord>,
-    rows: &RecordBatch,
+    records: Vec<AlertRecord>,
+    rows: Option<&RecordBatch>,
+    fallback_offset: i64,
     topic: &Arc<str>,
     partition: i32,
 ) -> Vec<RaisedAlert> {
     let offsets = rows
-        .column_by_name("_offset")
+        .and_then(|r| r.column_by_name("_offset"))
         .and_then(|c| c.as_primitive_opt::<Int64Type>());
     records
         .into_iter()
         .map(|record| {
             let offset = offsets
                 .filter(|o| record.row < o.len())
-                .map_or(-1, |o| o.value(record.row));
+                .map_or(fallback_offset, |o| o.value(record.row));
             RaisedAlert {
                 record,
                 source: SourceRef {

@@ -77,6 +77,8 @@ pub struct Telemetry {
     pub(crate) alerts: Family<AlertLabels, Counter>,
     pub(crate) late_points: Counter,
     pub(crate) late_log_lines: Counter,
+    pub(crate) idle_watermark_raises: Family<PartitionLabels, Counter>,
+    pub(crate) over_state_limit: Family<TopicLabels, Counter>,
     pub(crate) log_templates_created: Counter,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
@@ -110,6 +112,8 @@ impl Telemetry {
             alerts: Family::default(),
             late_points: Counter::default(),
             late_log_lines: Counter::default(),
+            idle_watermark_raises: Family::default(),
+            over_state_limit: Family::default(),
             log_templates_created: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
@@ -179,6 +183,16 @@ impl Telemetry {
             "late_log_lines",
             "Log lines that arrived after their window closed (archived with their template, not counted in log_windows)",
             t.late_log_lines.clone(),
+        );
+        registry.register(
+            "idle_watermark_raises",
+            "Watermarks of idle partitions raised to their topic's, per partition",
+            t.idle_watermark_raises.clone(),
+        );
+        registry.register(
+            "over_state_limit",
+            "Records archived but not analysed because an operator's state limit (anomaly.max_series) was reached, per topic",
+            t.over_state_limit.clone(),
         );
         registry.register(
             "log_templates_created",

@@ -265,16 +265,32 @@ pub fn python(script: &str, args: &[&str]) -> Output {
 
 /// Produces each line of `lines` as one message with kcat.
 pub fn kcat_produce(brokers: &str, topic: &str, lines: &[String]) {
+    kcat_produce_with(brokers, topic, &[], lines.iter().cloned());
+}
+
+/// Produces each line of `lines` as one message into `partition` with kcat.
+pub fn kcat_produce_to_partition(brokers: &str, topic: &str, partition: i32, lines: &[String]) {
+    let partition = partition.to_string();
+    kcat_produce_with(brokers, topic, &["-p", &partition], lines.iter().cloned());
+}
+
+/// Produces `(key, value)` messages with kcat, so that equal keys share a partition.
+pub fn kcat_produce_keyed(brokers: &str, topic: &str, messages: &[(String, String)]) {
+    let lines = messages.iter().map(|(k, v)| format!("{k}\t{v}"));
+    kcat_produce_with(brokers, topic, &["-K", "\t"], lines);
+}
+
+/// kcat's producer with `args`, one message per line.
+fn kcat_produce_with(
+    brokers: &str,
+    topic: &str,
+    args: &[&str],
+    lines: impl Iterator<Item = String>,
+) {
     let mut child = Command::new("kcat")
-        .args([
-            "-P",
-            "-b",
-            brokers,
-            "-t",
-            topic,
-            "-X",
-            "enable.idempotence=true",
-        ])
+        .args(["-P", "-b", brokers, "-t", topic])
+        .args(args)
+        .args(["-X", "enable.idempotence=true"])
         .stdin(Stdio::piped())
         .spawn()
         .expect(
@@ -284,26 +300,6 @@ pub fn kcat_produce(brokers: &str, topic: &str, lines: &[String]) {
         let stdin = child.stdin.as_mut().unwrap();
         for line in lines {
             writeln!(stdin, "{line}").unwrap();
-        }
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "kcat failed");
-}
-
-/// Produces `(key, value)` messages with kcat, so that equal keys share a partition.
-pub fn kcat_produce_keyed(brokers: &str, topic: &str, messages: &[(String, String)]) {
-    let mut child = Command::new("kcat")
-        .args(["-P", "-b", brokers, "-t", topic, "-K", "\t"])
-        .args(["-X", "enable.idempotence=true"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect(
-            "kcat is required for the end-to-end tests (apt-get install kcat; .ci/run installs it)",
-        );
-    {
-        let stdin = child.stdin.as_mut().unwrap();
-        for (key, value) in messages {
-            writeln!(stdin, "{key}\t{value}").unwrap();
         }
     }
     let status = child.wait().unwrap();

@@ -1,112 +1,19 @@
 //! Metric operators as one unit of state per source partition: the anomaly operator
 //! scoring every series of the partition, the alert rules over its scores, and
-//! tumbling-window aggregates of what it scored. Snapshots are JSON, restored with
-//! the current configuration.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! window aggregates of what it scored ([`super::windows`]). Snapshots are JSON,
+//! restored with the current configuration. This is the [`Operator`] the runtime
+//! runs on every metrics partition.
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::operator::{AnomalyLimits, AnomalyOperator, Labels, SchemaMismatch, ScoredPoint};
+use super::operator::{AnomalyLimits, AnomalyOperator, SchemaMismatch, ScoredPoint};
+use super::windows::{metric_windows_batch, SeriesWindows};
+pub use super::windows::{SeriesWindow, WindowSettings};
 use super::ScorerConfig;
 use crate::alert::{AlertEvaluator, AlertRecord, AlertRule};
-use crate::window::{Aggregate, Window, WindowSpec, WindowedAggregate};
-
-/// Tumbling windows over the scored values of every series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowSettings {
-    /// Window length.
-    pub size_ms: i64,
-    /// The partition's watermark trails its largest event time by this much.
-    pub out_of_orderness_ms: i64,
-    /// Windows stay open this long past the watermark.
-    pub allowed_lateness_ms: i64,
-}
-
-/// One fired window of one series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesWindow {
-    /// Series key.
-    pub series: Arc<str>,
-    /// Metric name.
-    pub name: Arc<str>,
-    /// Labels.
-    pub labels: Labels,
-    /// The window.
-    pub window: Window,
-    /// What it aggregated.
-    pub aggregate: Aggregate,
-}
-
-/// Per-partition windowing state. The watermark moves with every row (largest event
-/// time so far minus the bound), so whether a point is late depends on the rows alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SeriesWindows {
-    settings: WindowSettings,
-    aggregate: WindowedAggregate<Arc<str>>,
-    /// Name and labels of series with open windows.
-    series: BTreeMap<Arc<str>, (Arc<str>, Labels)>,
-    max_event_ms: i64,
-    late: u64,
-}
-
-impl SeriesWindows {
-    fn new(settings: WindowSettings) -> Self {
-        SeriesWindows {
-            settings,
-            aggregate: WindowedAggregate::new(
-                WindowSpec::Tumbling {
-                    size_ms: settings.size_ms,
-                },
-                settings.allowed_lateness_ms,
-            ),
-            series: BTreeMap::new(),
-            max_event_ms: i64::MIN,
-            late: 0,
-        }
-    }
-
-    fn watermark(&self) -> i64 {
-        self.max_event_ms
-            .saturating_sub(self.settings.out_of_orderness_ms)
-    }
-
-    fn add(&mut self, point: &ScoredPoint) {
-        let watermark = self.watermark();
-        if self
-            .aggregate
-            .add(&point.series, point.ts_ms, point.value, watermark)
-        {
-            self.series
-                .entry(point.series.clone())
-                .or_insert_with(|| (point.name.clone(), point.labels.clone()));
-        } else {
-            self.late += 1;
-        }
-        self.max_event_ms = self.max_event_ms.max(point.ts_ms);
-    }
-
-    fn fire(&mut self, out: &mut Vec<SeriesWindow>) {
-        for fired in self.aggregate.fire(self.watermark()) {
-            let (name, labels) = self
-                .series
-                .get(&fired.key)
-                .cloned()
-                .unwrap_or_else(|| (fired.key.clone(), Labels::from(Vec::new())));
-            out.push(SeriesWindow {
-                series: fired.key,
-                name,
-                labels,
-                window: fired.window,
-                aggregate: fired.aggregate,
-            });
-        }
-        let aggregate = &self.aggregate;
-        self.series.retain(|key, _| aggregate.has_open(key));
-    }
-}
+use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::schema::Table;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +29,18 @@ pub struct MetricAlerting {
     rules: Vec<AlertRule>,
     #[serde(default)]
     windows: Option<SeriesWindows>,
+    /// The watermark as raised by the runtime (`i64::MIN` until it is).
+    #[serde(default = "no_watermark")]
+    raised_watermark: i64,
+    /// Largest event time of a scored point.
+    #[serde(default = "no_watermark")]
+    max_event_ms: i64,
     #[serde(skip)]
     scored: Vec<ScoredPoint>,
+}
+
+fn no_watermark() -> i64 {
+    i64::MIN
 }
 
 impl MetricAlerting {
@@ -134,11 +51,13 @@ impl MetricAlerting {
             alerts: AlertEvaluator::new(rules.clone()),
             rules,
             windows: None,
+            raised_watermark: i64::MIN,
+            max_event_ms: i64::MIN,
             scored: Vec::new(),
         }
     }
 
-    /// Also aggregates every series in tumbling windows (kept if already on with
+    /// Also aggregates every series in windows (kept if already on with
     /// the same settings, e.g. after a restore).
     pub fn with_windows(mut self, settings: Option<WindowSettings>) -> Self {
         let keep = matches!((&self.windows, settings), (Some(w), Some(s)) if w.settings == s);
@@ -209,17 +128,51 @@ impl MetricAlerting {
         for point in &self.scored {
             self.alerts.observe(point, alerts);
             if let Some(w) = self.windows.as_mut() {
-                w.add(point);
+                w.add(point, self.raised_watermark);
             }
+            self.max_event_ms = self.max_event_ms.max(point.ts_ms);
         }
-        // Series forgotten for silence take their firing alerts with them.
+        self.close(alerts, windows);
+        Ok(())
+    }
+
+    /// Raises the watermark to `watermark_ms` (never lowers it): idle series are
+    /// forgotten as of then (their firing alerts resolve) and the windows it passes
+    /// fire, as if a row that late had arrived.
+    pub fn advance_watermark(
+        &mut self,
+        watermark_ms: i64,
+        alerts: &mut Vec<AlertRecord>,
+        windows: &mut Vec<SeriesWindow>,
+    ) {
+        if watermark_ms <= self.raised_watermark {
+            return;
+        }
+        self.raised_watermark = watermark_ms;
+        self.anomaly.evict_idle(watermark_ms);
+        self.close(alerts, windows);
+    }
+
+    /// Reports series forgotten for silence (their firing alerts resolve) and fires
+    /// the windows behind the watermark.
+    fn close(&mut self, alerts: &mut Vec<AlertRecord>, windows: &mut Vec<SeriesWindow>) {
         for silent in self.anomaly.take_silent() {
             self.alerts.series_silent(&silent, alerts);
         }
         if let Some(w) = self.windows.as_mut() {
-            w.fire(windows);
+            w.fire(self.raised_watermark, windows);
         }
-        Ok(())
+    }
+
+    /// The watermark: that of the windows (largest event time minus their bound)
+    /// or the one the runtime raised, whichever is higher; `None` before any point.
+    pub fn watermark(&self) -> Option<i64> {
+        let own = match &self.windows {
+            Some(w) => w.watermark(i64::MIN),
+            None => self.max_event_ms,
+        };
+        let watermark = own.max(self.raised_watermark);
+        (watermark != i64::MIN).then_some(watermark)
     }
 
     /// What the anomaly operator counted.
@@ -233,11 +186,64 @@ impl MetricAlerting {
     }
 }
 
+impl Operator for MetricAlerting {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let late_before = self.late_points();
+        let refused_before = self.counts().refused_by_limit;
+        let mut windows = Vec::new();
+        self.process_with_windows(rows, &mut out.alerts, &mut windows)?;
+        out.late += self.late_points().saturating_sub(late_before);
+        out.over_limit += self
+            .counts()
+            .refused_by_limit
+            .saturating_sub(refused_before);
+        push_windows(context, &windows, out)
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let mut windows = Vec::new();
+        MetricAlerting::advance_watermark(self, watermark_ms, &mut out.alerts, &mut windows);
+        push_windows(context, &windows, out)
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        MetricAlerting::watermark(self)
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        Ok(MetricAlerting::snapshot(self)?)
+    }
+}
+
+/// Adds the `metric_windows` rows of `windows`, if any.
+fn push_windows(
+    context: &PartitionContext,
+    windows: &[SeriesWindow],
+    out: &mut Emitted,
+) -> Result<(), OperatorError> {
+    if !windows.is_empty() {
+        let batch = metric_windows_batch(windows, &context.topic, context.partition)?;
+        out.tables.push((Table::MetricWindows, batch));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alert::AlertStatus;
     use crate::series::{gauge_batch, DerivedPoint};
+    use crate::window::WindowSpec;
 
     use crate::test_rng::hash_unit as noise;
 
@@ -435,7 +441,7 @@ mod tests {
     #[test]
     fn windows_fire_the_same_whatever_the_batches_and_count_late_points() {
         let settings = WindowSettings {
-            size_ms: 600_000,
+            spec: WindowSpec::Tumbling { size_ms: 600_000 },
             out_of_orderness_ms: 60_000,
             allowed_lateness_ms: 0,
         };
@@ -480,6 +486,89 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(ops.late_points(), 0);
+    }
+
+    #[test]
+    fn a_raised_watermark_fires_open_windows_resolves_silent_series_and_makes_points_late() {
+        let limits = AnomalyLimits {
+            idle_ms: 3_600_000,
+            ..AnomalyLimits::default()
+        };
+        let settings = WindowSettings {
+            spec: WindowSpec::Tumbling { size_ms: 600_000 },
+            out_of_orderness_ms: 60_000,
+            allowed_lateness_ms: 0,
+        };
+        let mut ops = MetricAlerting::new(
+            ScorerConfig::default(),
+            limits,
+            vec![AlertRule::default_anomaly()],
+        )
+        .with_windows(Some(settings));
+        let context = PartitionContext {
+            topic: "telemetry.metrics".into(),
+            partition: 0,
+        };
+        // 2600 minutes with the `api` spike at 2500..2510: the alert is firing when
+        // the rows stop.
+        let all = batch(2505);
+        let mut out = Emitted::default();
+        Operator::process(&mut ops, &context, &all, &mut out).unwrap();
+        let firing: Vec<_> = out
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .map(|a| a.id.clone())
+            .collect();
+        assert!(!firing.is_empty());
+        let last_ms = 1_700_000_000_000 + 2504 * 60_000;
+        assert_eq!(Operator::watermark(&ops), Some(last_ms - 60_000));
+
+        // Lower or equal watermarks change nothing.
+        let mut nothing = Emitted::default();
+        Operator::advance_watermark(&mut ops, &context, last_ms - 120_000, &mut nothing).unwrap();
+        assert!(nothing.is_empty());
+
+        // The runtime raises it two hours on (the partition went idle).
+        let raised = last_ms + 2 * 3_600_000;
+        let mut after = Emitted::default();
+        Operator::advance_watermark(&mut ops, &context, raised, &mut after).unwrap();
+        assert_eq!(Operator::watermark(&ops), Some(raised));
+        let resolved: Vec<_> = after
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Resolved)
+            .map(|a| a.id.clone())
+            .collect();
+        assert_eq!(
+            resolved, firing,
+            "both series went silent; the firing one resolves"
+        );
+        let [(Table::MetricWindows, windows)] = &after.tables[..] else {
+            panic!("one metric_windows batch expected: {:?}", after.tables);
+        };
+        assert_eq!(windows.num_rows(), 2, "the last open window of each series");
+        assert_eq!(ops.series(), 0);
+
+        // A point behind the raised watermark is scored but late for its window.
+        let mut late = Emitted::default();
+        Operator::process(
+            &mut ops,
+            &context,
+            &all.slice(all.num_rows() - 2, 2),
+            &mut late,
+        )
+        .unwrap();
+        assert_eq!(late.late, 2);
+        // And the raise survives a snapshot.
+        let restored = MetricAlerting::restore(
+            &ops.snapshot().unwrap(),
+            ScorerConfig::default(),
+            limits,
+            vec![AlertRule::default_anomaly()],
+        )
+        .unwrap();
+        assert_eq!(Operator::watermark(&restored), Some(raised));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 pub mod alerting;
 pub mod operator;
 pub mod stats;
+pub mod windows;
 
 use serde::{Deserialize, Serialize};
 use stats::{normal_tail, RobustEwm};

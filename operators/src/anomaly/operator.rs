@@ -18,7 +18,7 @@ use super::{Detector, PointScore, ScorerConfig, SeriesScorer};
 
 /// What can go wrong reading a batch: only a schema that is not the metrics table's.
 #[derive(Debug, thiserror::Error)]
-#[error("not a metrics batch: column `{0}` is missing or has the wrong type")]
+#[error("input column `{0}` is missing or has the wrong type")]
 pub struct SchemaMismatch(pub &'static str);
 
 /// Labels of a series, sorted by key.

@@ -30,10 +30,13 @@ use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
 use super::miner::{MinerConfig, MinerSnapshot, TemplateMiner};
+use super::tables::{log_templates_batch, log_windows_batch, with_template_columns};
 use crate::alert::{alert_id, AlertRecord, AlertRule, AlertStatus, FiringPolicy};
 use crate::anomaly::alerting::MetricAlerting;
 use crate::anomaly::operator::{AnomalyLimits, SchemaMismatch};
 use crate::anomaly::{Detector, PointScore, ScorerConfig};
+use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
 
 /// Metric name of lines per template per window.
@@ -202,6 +205,9 @@ struct WindowState {
     open: BTreeMap<i64, BTreeMap<(Arc<str>, i64), Counts>>,
     /// Largest event time seen.
     max_ts: Option<i64>,
+    /// The watermark as raised by the runtime (an idle partition).
+    #[serde(default)]
+    raised_watermark: Option<i64>,
     /// Lines behind the watermark.
     late_lines: u64,
     /// Last window start with lines, per (service, template id).
@@ -302,6 +308,7 @@ impl LogOperator {
             state: WindowState {
                 open: BTreeMap::new(),
                 max_ts: None,
+                raised_watermark: None,
                 late_lines: 0,
                 active: BTreeMap::new(),
                 scoring,
@@ -454,10 +461,31 @@ impl LogOperator {
         })
     }
 
-    fn watermark(&self) -> Option<i64> {
-        self.state
+    /// The partition's largest event time minus the out-of-orderness bound, or the
+    /// watermark the runtime raised, whichever is higher; `None` before any line.
+    pub fn watermark(&self) -> Option<i64> {
+        let own = self
+            .state
             .max_ts
-            .map(|m| m.saturating_sub(self.settings.out_of_orderness_ms))
+            .map(|m| m.saturating_sub(self.settings.out_of_orderness_ms));
+        own.max(self.state.raised_watermark)
+    }
+
+    /// Raises the watermark to `watermark_ms` (never lowers it) and closes the
+    /// windows it passes, as if a line that late had arrived; alerts refer to row 0.
+    pub fn advance_watermark(
+        &mut self,
+        watermark_ms: i64,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Vec<TemplateWindow>, Vec<AlertRecord>), LogOperatorError> {
+        if self.watermark().is_some_and(|w| w >= watermark_ms) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.state.raised_watermark = Some(watermark_ms);
+        let mut alerts = Vec::new();
+        let windows = self.fire(0, topic, partition, &mut alerts)?;
+        Ok((windows, alerts))
     }
 
     fn template_text(&self, service: &str, id: i64) -> String {
@@ -623,6 +651,78 @@ fn string_column<'a>(
         .ok_or(SchemaMismatch(name))
 }
 
+impl From<LogOperatorError> for OperatorError {
+    fn from(error: LogOperatorError) -> Self {
+        match error {
+            LogOperatorError::Schema(e) => OperatorError::Schema(e),
+            LogOperatorError::Arrow(e) => OperatorError::Arrow(e),
+        }
+    }
+}
+
+impl Operator for LogOperator {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let late_before = self.late_lines();
+        let refused_before = self.state.scoring.counts().refused_by_limit;
+        let mined = LogOperator::process(self, rows, &context.topic, context.partition)?;
+        out.late += self.late_lines().saturating_sub(late_before);
+        out.over_limit += self
+            .state
+            .scoring
+            .counts()
+            .refused_by_limit
+            .saturating_sub(refused_before);
+        out.rows = Some(with_template_columns(rows, &mined)?);
+        push_windows(context, &mined.windows, out)?;
+        if mined.templates.iter().any(|t| t.changed) {
+            let batch = log_templates_batch(&mined.templates, &context.topic, context.partition)?;
+            out.tables.push((Table::LogTemplates, batch));
+        }
+        out.alerts.extend(mined.alerts);
+        out.templates.extend(mined.templates);
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let (windows, alerts) =
+            LogOperator::advance_watermark(self, watermark_ms, &context.topic, context.partition)?;
+        push_windows(context, &windows, out)?;
+        out.alerts.extend(alerts);
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        LogOperator::watermark(self)
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        Ok(LogOperator::snapshot(self)?)
+    }
+}
+
+/// Adds the `log_windows` rows of `windows`, if any.
+fn push_windows(
+    context: &PartitionContext,
+    windows: &[TemplateWindow],
+    out: &mut Emitted,
+) -> Result<(), OperatorError> {
+    if !windows.is_empty() {
+        let batch = log_windows_batch(windows, &context.topic, context.partition)?;
+        out.tables.push((Table::LogWindows, batch));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,6 +829,75 @@ mod tests {
             "info",
             "request 0 served in 10 ms".into(),
         )
+    }
+
+    #[test]
+    fn through_the_operator_interface_an_idle_partition_closes_its_windows_when_raised() {
+        let mut op = LogOperator::new(LogSettings::default());
+        let context = PartitionContext {
+            topic: "telemetry.logs".into(),
+            partition: 2,
+        };
+        let rows = logs(&traffic(3, 0));
+        let mut out = Emitted::default();
+        Operator::process(&mut op, &context, &rows, &mut out).unwrap();
+        // The input rows come back with their template columns filled.
+        let annotated = out.rows.as_ref().expect("annotated rows");
+        assert_eq!(annotated.num_rows(), rows.num_rows());
+        assert_eq!(
+            annotated
+                .column_by_name("template_id")
+                .unwrap()
+                .null_count(),
+            0
+        );
+        assert!(out.tables.iter().any(|(t, _)| *t == Table::LogTemplates));
+        let closed_before: usize = windows_rows(&out);
+        // Minute 2's window is still open: the watermark is 30 s behind its last line.
+        let last_line = T0 + 2 * 60_000 + 45_001;
+        assert_eq!(Operator::watermark(&op), Some(last_line - 30_000));
+
+        let mut raised = Emitted::default();
+        Operator::advance_watermark(&mut op, &context, T0 + 3 * 60_000, &mut raised).unwrap();
+        assert!(raised.rows.is_none());
+        let windows = raised
+            .tables
+            .iter()
+            .find(|(t, _)| *t == Table::LogWindows)
+            .map(|(_, b)| b)
+            .expect("the last window closes");
+        let start = windows
+            .column_by_name("window_start")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert!(start.values().iter().all(|s| *s == T0 + 2 * 60_000));
+        assert_eq!(
+            windows.num_rows(),
+            3,
+            "three templates had lines in minute 2"
+        );
+        assert!(closed_before > 0);
+        // A line for minute 2 is now late, and the raise survives a restore.
+        let mut late = Emitted::default();
+        let line = logs(&[(
+            T0 + 2 * 60_000 + 50_000,
+            "api",
+            "info",
+            "request 1 served in 11 ms".into(),
+        )]);
+        Operator::process(&mut op, &context, &line, &mut late).unwrap();
+        assert_eq!(late.late, 1);
+        let restored =
+            LogOperator::restore(&op.snapshot().unwrap(), LogSettings::default()).unwrap();
+        assert_eq!(Operator::watermark(&restored), Some(T0 + 3 * 60_000));
+    }
+
+    fn windows_rows(out: &Emitted) -> usize {
+        out.tables
+            .iter()
+            .filter(|(t, _)| *t == Table::LogWindows)
+            .map(|(_, b)| b.num_rows())
+            .sum()
     }
 
     #[test]

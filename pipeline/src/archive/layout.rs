@@ -64,6 +64,13 @@ pub fn input_file_stem(topic: &str, partition: i32, first: i64, last: i64) -> St
     format!("{topic}-{partition:04}-{first:020}-{last:020}")
 }
 
+/// The file stem for rows an idle partition's operator emitted when its watermark
+/// was raised to `watermark_ms`, with `next_offset` the partition's next offset. It
+/// sorts after the files of the offsets before and never equals an input stem.
+pub fn idle_file_stem(topic: &str, partition: i32, next_offset: i64, watermark_ms: i64) -> String {
+    format!("{topic}-{partition:04}-{next_offset:020}-watermark-{watermark_ms:020}")
+}
+
 /// Writes a file atomically: `write` fills a temporary sibling, which is fsynced and
 /// renamed over `path`; then the directory is fsynced so the rename is durable.
 pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {

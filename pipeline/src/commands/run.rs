@@ -111,6 +111,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
         roll_interval: config.archive.roll_interval.0,
+        idle_timeout: config.runtime.idle_partition_timeout.0,
         layout: ArchiveLayout::new(&config.archive.dir),
         zstd_level: config.archive.zstd_level,
         shards: config.runtime.shard_count(),

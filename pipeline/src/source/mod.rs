@@ -93,6 +93,9 @@ pub struct SourceSettings {
     pub roll_bytes: u64,
     /// Flush a partition at least this often.
     pub roll_interval: Duration,
+    /// A partition without messages for this long is idle (see
+    /// [`crate::watermarks`]).
+    pub idle_timeout: Duration,
     /// Archive location.
     pub layout: ArchiveLayout,
     /// zstd level of archive files.
@@ -153,6 +156,8 @@ impl Source {
             alerting: settings.alerting.clone(),
             logs: settings.logs.clone(),
             templates: settings.templates.clone(),
+            idle_timeout: settings.idle_timeout,
+            watermarks: Arc::default(),
         });
         let mut senders = Vec::new();
         let mut shard_threads = Vec::new();

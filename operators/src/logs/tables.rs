@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use super::signals::{LogBatchOutput, TemplateState, TemplateWindow};
+use crate::schema::Table;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow::error::ArrowError;
-use cara_operators::logs::signals::{LogBatchOutput, TemplateState, TemplateWindow};
-use cara_operators::schema::Table;
 
 /// `rows` (table `logs`) with the operator's template columns in place of the nulls
 /// the decoder left.

@@ -1,0 +1,119 @@
+//! The operator interface the runtime drives: one instance per source partition,
+//! fed that partition's rows as Arrow batches in offset order, told when the
+//! runtime moves its watermark, and snapshotted into the partition's checkpoint.
+//!
+//! Owns the contract between operators and the runtime: what goes in (a batch of
+//! one input table, a watermark), what comes out ([`Emitted`]: rows of derived
+//! tables, alert transitions, annotated input rows) and how state is saved. An
+//! operator is plain library code: no threads, clocks or I/O, so the same instance
+//! runs live, in a backtest and in a bench.
+//!
+//! Time: an operator derives its partition's watermark from the rows it sees (largest
+//! event time minus its out-of-orderness bound), which makes its output a function of
+//! the rows alone. The runtime may *raise* that watermark with
+//! [`Operator::advance_watermark`] when the partition has gone idle and the rest of
+//! the source has moved on (DESIGN.md, "Time, windows, state"); the raised watermark
+//! is part of the state and never goes back.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::alert::AlertRecord;
+use crate::anomaly::operator::SchemaMismatch;
+use crate::logs::signals::TemplateState;
+use crate::schema::Table;
+
+/// The source partition an operator instance belongs to; derived rows carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionContext {
+    /// Source topic.
+    pub topic: Arc<str>,
+    /// Source partition.
+    pub partition: i32,
+}
+
+/// What one call produced.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    /// The input rows with columns the operator fills (e.g. log templates), to be
+    /// archived in place of the batch it was given; `None` keeps the batch as is.
+    pub rows: Option<RecordBatch>,
+    /// Rows of derived tables, in the order produced.
+    pub tables: Vec<(Table, RecordBatch)>,
+    /// Alert transitions; `row` is the input row that caused each (for a watermark
+    /// advance without rows, 0).
+    pub alerts: Vec<AlertRecord>,
+    /// Records this call found behind the watermark (aggregated nowhere, archived).
+    pub late: u64,
+    /// Records this call could not track because a state limit was reached (e.g.
+    /// points of new series beyond the series limit): archived, not analysed.
+    pub over_limit: u64,
+    /// Log templates the call created or touched, for the template catalogue.
+    pub templates: Vec<TemplateState>,
+}
+
+impl Emitted {
+    /// True when the call produced nothing to archive or publish.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_none() && self.tables.is_empty() && self.alerts.is_empty()
+    }
+}
+
+/// Why an operator could not process a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// A column is missing or has the wrong type.
+    #[error(transparent)]
+    Schema(#[from] SchemaMismatch),
+    /// Building an output batch failed (a bug: outputs follow the tables' schemas).
+    #[error("building output rows: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The state could not be serialised.
+    #[error("serialising operator state: {0}")]
+    Snapshot(#[from] serde_json::Error),
+}
+
+/// An event-time operator over the batches of one source partition.
+pub trait Operator: Send {
+    /// Processes a batch of the partition's input table, rows in offset order.
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError>;
+
+    /// Raises the watermark to `watermark_ms` (a no-op when it is not higher) and
+    /// emits what that closes: windows that end before it, silent series.
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError>;
+
+    /// The current watermark, `None` before the first row.
+    fn watermark(&self) -> Option<i64>;
+
+    /// The state as JSON, restored by the operator's own `restore`.
+    fn snapshot(&self) -> Result<String, OperatorError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_emitted_is_empty_and_late_counts_alone_are_not_output() {
+        let mut out = Emitted::default();
+        assert!(out.is_empty());
+        out.late = 3;
+        assert!(out.is_empty(), "a late count is telemetry, not output");
+        out.tables.push((
+            Table::Alerts,
+            RecordBatch::new_empty(Table::Alerts.schema()),
+        ));
+        assert!(!out.is_empty());
+    }
+}
