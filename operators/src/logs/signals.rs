@@ -38,6 +38,7 @@ use crate::anomaly::{Detector, PointScore, ScorerConfig};
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
+use crate::window::Window;
 
 /// Metric name of lines per template per window.
 pub const TEMPLATE_LINES: &str = "log_template_lines";
@@ -422,8 +423,18 @@ impl LogOperator {
             self.state.max_ts = Some(self.state.max_ts.map_or(t, |m| m.max(t)));
 
             if line.created && error && self.settings.alert_new_error_templates {
-                let record =
-                    new_error_template_alert(svc, id, &self.template_text(svc, id), t, row);
+                let text = self.template_text(svc, id);
+                let record = new_error_template_alert(
+                    svc,
+                    id,
+                    &text,
+                    t,
+                    Window {
+                        start,
+                        end: start + window,
+                    },
+                    row,
+                );
                 self.state.pending.push(PendingResolve {
                     window_start: start,
                     record: record.clone(),
@@ -600,17 +611,23 @@ impl LogOperator {
     }
 }
 
+/// The alert for a template first seen on an error-level line at `ts`, in `window`.
+/// Its id names the window, not the line: a service's logs spread over partitions
+/// (keyed by trace id, say) make each partition's miner see the template first, and
+/// those that see it in the same window raise the same alert id, which alert
+/// routers deduplicate like any re-sent alert.
 fn new_error_template_alert(
     service: &str,
     template_id: i64,
     template: &str,
     ts: i64,
+    window: Window,
     row: usize,
 ) -> AlertRecord {
     let rule = "log_new_error_template";
     let series = format!("{service}/{template_id}");
     AlertRecord {
-        id: alert_id(rule, &series, ts),
+        id: alert_id(rule, &series, window.start),
         rule: rule.into(),
         kind: "log_pattern".into(),
         severity: "ticket".into(),
@@ -628,8 +645,8 @@ fn new_error_template_alert(
         score: 1.0,
         value: 1.0,
         threshold: 0.0,
-        window_start: ts,
-        window_end: ts,
+        window_start: window.start,
+        window_end: window.end,
         evidence: PointScore {
             score: 1.0,
             baseline: 0.0,
@@ -898,6 +915,30 @@ mod tests {
             .filter(|(t, _)| *t == Table::LogWindows)
             .map(|(_, b)| b.num_rows())
             .sum()
+    }
+
+    #[test]
+    fn partitions_seeing_a_new_error_template_in_the_same_window_raise_one_alert_id() {
+        let line = |t: i64, user: u32| {
+            logs(&[(
+                t,
+                "db",
+                "error",
+                format!("deadlock detected for user {user}"),
+            )])
+        };
+        let first_id = |batch: &RecordBatch| {
+            let mut op = LogOperator::new(LogSettings::default());
+            let out = op.process(batch, "telemetry.logs", 0).unwrap();
+            assert_eq!(out.alerts.len(), 1);
+            out.alerts[0].id.clone()
+        };
+        // Seconds apart in the same minute, in two partitions' operators: one id.
+        let a = first_id(&line(T0 + 5_000, 1));
+        let b = first_id(&line(T0 + 41_000, 2));
+        assert_eq!(a, b);
+        // In the next minute, another.
+        assert_ne!(a, first_id(&line(T0 + 65_000, 3)));
     }
 
     #[test]
