@@ -51,12 +51,39 @@ pub struct Emitted {
     pub over_limit: u64,
     /// Log templates the call created or touched, for the template catalogue.
     pub templates: Vec<TemplateState>,
+    /// Records for output or exchange topics, produced (and acknowledged) before the
+    /// partition's checkpoint, like alerts.
+    pub messages: Vec<OutboundMessage>,
+}
+
+/// Which topic an [`OutboundMessage`] goes to (the runtime maps each to a name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outbound {
+    /// Per-minute SLO counts of one source partition, keyed by SLO, on their way
+    /// to the operator that combines every partition's (an exchange topic).
+    SloPartials,
+    /// SLO status records (`cara.slo`).
+    SloStatus,
+}
+
+/// One record for an output or exchange topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Where it goes.
+    pub topic: Outbound,
+    /// Kafka key (records with one key share a partition, in order).
+    pub key: String,
+    /// The record, JSON.
+    pub payload: Vec<u8>,
 }
 
 impl Emitted {
     /// True when the call produced nothing to archive or publish.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_none() && self.tables.is_empty() && self.alerts.is_empty()
+        self.rows.is_none()
+            && self.tables.is_empty()
+            && self.alerts.is_empty()
+            && self.messages.is_empty()
     }
 }
 

@@ -55,11 +55,16 @@ pub enum Table {
     LogWindows,
     /// Log templates, one row per new version (created or generalised).
     LogTemplates,
+    /// Per-minute SLO counts of each source partition, as exchanged between the two
+    /// SLO stages (the input of the combining stage).
+    SloPartials,
+    /// SLO status records, one per SLO per minute, as sent to `cara.slo`.
+    Slo,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -68,6 +73,8 @@ impl Table {
         Table::MetricWindows,
         Table::LogWindows,
         Table::LogTemplates,
+        Table::SloPartials,
+        Table::Slo,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -81,6 +88,8 @@ impl Table {
             Table::MetricWindows => "metric_windows",
             Table::LogWindows => "log_windows",
             Table::LogTemplates => "log_templates",
+            Table::SloPartials => "slo_partials",
+            Table::Slo => "slo",
         }
     }
 
@@ -91,7 +100,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 8]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 10]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -102,6 +111,8 @@ impl Table {
                 Arc::new(metric_windows_schema()),
                 Arc::new(log_windows_schema()),
                 Arc::new(log_templates_schema()),
+                Arc::new(slo_partials_schema()),
+                Arc::new(slo_schema()),
             ]
         });
         all[self as usize].clone()
@@ -143,6 +154,8 @@ impl Table {
             ],
             Table::LogWindows => &["service", "_topic", "_partition"],
             Table::LogTemplates => &["service", "_topic", "_partition"],
+            Table::SloPartials => &["slo", "source_topic", "_topic", "_partition"],
+            Table::Slo => &["slo"],
         }
     }
 
@@ -155,6 +168,8 @@ impl Table {
             Table::Alerts => "at",
             Table::MetricWindows | Table::LogWindows => "window_start",
             Table::LogTemplates => "version_at",
+            Table::SloPartials => "through",
+            Table::Slo => "ts",
         }
     }
 }
@@ -300,6 +315,53 @@ fn metric_windows_schema() -> Schema {
     ])
 }
 
+/// One row per minute of one SLO from one source partition (a record with no
+/// minutes, which only says how far the source has got, is one row with null
+/// `minute`, `good` and `total`). `through`: every minute before it is final for the
+/// source. Provenance: the exchange topic's record (`_index`: the minute's place in it).
+fn slo_partials_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("slo", DataType::Utf8, false),
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("minute", timestamp_type(), true),
+        Field::new("good", DataType::Int64, true),
+        Field::new("total", DataType::Int64, true),
+    ])
+}
+
+/// The good/total/burn-rate struct of one SLO window.
+pub fn slo_window_type() -> DataType {
+    DataType::Struct(Fields::from(vec![
+        Field::new("good", DataType::Int64, false),
+        Field::new("total", DataType::Int64, false),
+        Field::new("burn_rate", DataType::Float64, false),
+    ]))
+}
+
+/// The `windows` column of table `slo`: one [`slo_window_type`] field per burn-rate
+/// window (`5m` … `3d`).
+pub fn slo_windows_type() -> DataType {
+    DataType::Struct(Fields::from(
+        crate::slo::WINDOWS
+            .iter()
+            .map(|(name, _)| Field::new(*name, slo_window_type(), false))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// SLO status records (DESIGN.md: one per SLO per minute): window `w` of the row at
+/// `ts` covers event times in `[ts - w, ts)`; `budget_remaining` covers the period.
+fn slo_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("slo", DataType::Utf8, false),
+        Field::new("ts", timestamp_type(), false),
+        Field::new("windows", slo_windows_type(), false),
+        Field::new("budget_remaining", DataType::Float64, false),
+    ])
+}
+
 fn dlq_schema() -> Schema {
     Schema::new(vec![
         Field::new("kafka_ts", timestamp_type(), false),
@@ -335,7 +397,12 @@ mod tests {
 
     #[test]
     fn input_tables_carry_provenance() {
-        for table in [Table::Metrics, Table::Logs, Table::Spans] {
+        for table in [
+            Table::Metrics,
+            Table::Logs,
+            Table::Spans,
+            Table::SloPartials,
+        ] {
             let schema = table.schema();
             for col in ["_topic", "_partition", "_offset", "_index"] {
                 assert!(

@@ -1,5 +1,4 @@
-//! Service level objectives: error budgets and multi-window, multi-burn-rate alerts
-//! (Google SRE Workbook, "Alerting on SLOs").
+//! One SLO's error budget and burn-rate alerts.
 //!
 //! Owns one SLO's state: good and total events per minute of event time, the status
 //! record of every minute boundary `T` (burn rate over `[T - w, T)` for each window
@@ -24,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::{alert_id, AlertRecord, AlertStatus};
 use crate::anomaly::{Detector, PointScore};
 
-const MINUTE_MS: i64 = 60_000;
+use super::MINUTE_MS;
 
 /// The burn-rate windows every status reports: name and length in minutes.
 pub const WINDOWS: [(&str, i64); 7] = [
@@ -225,6 +224,16 @@ impl SloTracker {
         }
     }
 
+    /// The same state under a changed specification (objective, rules, name); a
+    /// changed period needs other buckets, so the state starts afresh.
+    pub fn respecified(mut self, spec: SloSpec) -> Self {
+        if spec.period_ms != self.spec.period_ms {
+            return SloTracker::new(spec);
+        }
+        self.spec = spec;
+        self
+    }
+
     /// The specification.
     pub fn spec(&self) -> &SloSpec {
         &self.spec
@@ -247,32 +256,55 @@ impl SloTracker {
 
     /// Takes in one event; `false` when it was late (its minute already reported).
     pub fn observe(&mut self, ts_ms: i64, good: bool) -> bool {
-        let minute = ts_ms.div_euclid(MINUTE_MS);
-        // Reporting boundary `next` closed minute `next - 1` and every one before.
-        if self.next.is_some_and(|next| minute < next - 1) {
-            self.late += 1;
+        let counts = Counts {
+            good: u64::from(good),
+            total: 1,
+        };
+        if !self.add_minute(ts_ms.div_euclid(MINUTE_MS), counts) {
             return false;
         }
-        let c = self.open.entry(minute).or_default();
-        c.total += 1;
-        c.good += u64::from(good);
         self.max_event_ms = Some(self.max_event_ms.map_or(ts_ms, |m| m.max(ts_ms)));
         true
     }
 
-    /// Reports every minute boundary the watermark has passed: statuses in time
-    /// order, and burn alert transitions.
+    /// Adds counts already gathered for a minute (minute index: ms / 60,000), as
+    /// partial counts from several source partitions are; `false` (and counted
+    /// late) when that minute was already reported. Does not move the watermark:
+    /// whoever gathers partial counts knows when a minute is complete and says so
+    /// with [`advance_to`](Self::advance_to).
+    pub fn add_minute(&mut self, minute: i64, counts: Counts) -> bool {
+        // Reporting boundary `next` closed minute `next - 1` and every one before.
+        if self.next.is_some_and(|next| minute < next - 1) {
+            self.late += counts.total;
+            return false;
+        }
+        self.open.entry(minute).or_default().add(counts);
+        true
+    }
+
+    /// Reports every minute boundary the watermark (largest event time seen minus
+    /// the out-of-orderness bound) has passed: statuses in time order, and burn
+    /// alert transitions.
     pub fn advance(&mut self, statuses: &mut Vec<SloStatus>, alerts: &mut Vec<AlertRecord>) {
-        let Some(watermark) = self.watermark() else {
-            return;
-        };
-        // Reports start at the end of the earliest minute with an event.
+        if let Some(watermark) = self.watermark() {
+            self.advance_to(watermark, statuses, alerts);
+        }
+    }
+
+    /// Reports every minute boundary at or before `watermark_ms`, starting at the
+    /// end of the earliest minute with events.
+    pub fn advance_to(
+        &mut self,
+        watermark_ms: i64,
+        statuses: &mut Vec<SloStatus>,
+        alerts: &mut Vec<AlertRecord>,
+    ) {
         let Some(mut next) = self.next.or_else(|| self.open.keys().next().map(|m| m + 1)) else {
             return;
         };
         let first = next;
         // Boundary `next` (in minutes) is final once the watermark reaches it.
-        while next * MINUTE_MS <= watermark {
+        while next * MINUTE_MS <= watermark_ms {
             self.close_minute(next - 1);
             let status = self.status(next);
             self.evaluate(&status, alerts);

@@ -1,0 +1,463 @@
+//! SLOs over spans, first stage: on each span partition, good and total spans per
+//! SLO and minute of start time.
+//!
+//! Owns which spans an SLO counts ([`SpanSlo`]: service, optionally operation, and
+//! the SLI that makes a span good) and, per source partition, the counts of minutes
+//! not yet final. The partition's watermark is its largest span start minus the
+//! out-of-orderness bound, advanced per row (or raised by the runtime when the
+//! partition is idle); a span of a minute the watermark has passed is late (counted,
+//! archived, not counted in the SLO). Each time the watermark crosses minute
+//! boundaries, every SLO gets one [`SloPartial`] record with the minutes that became
+//! final, so what is sent depends on the rows alone, not on how they were batched.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+use serde::{Deserialize, Serialize};
+
+use super::partial::{MinuteCounts, SloPartial};
+use super::{Counts, SloSpec, MINUTE_MS};
+use crate::anomaly::operator::SchemaMismatch;
+use crate::operator::{
+    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+};
+
+/// What makes a span good.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "sli", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sli {
+    /// Status `ok`.
+    Availability,
+    /// Duration strictly under the threshold.
+    Latency {
+        /// The threshold, ms.
+        threshold_ms: f64,
+    },
+}
+
+/// An SLO over the spans of a service (and optionally one operation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanSlo {
+    /// Name, objective, period, burn rules.
+    pub spec: SloSpec,
+    /// Spans of this service count.
+    pub service: String,
+    /// Only spans of this operation (span name), when set.
+    pub operation: Option<String>,
+    /// Good spans.
+    pub sli: Sli,
+}
+
+impl SpanSlo {
+    /// Whether a span of `service` named `operation` counts.
+    pub fn matches(&self, service: &str, operation: &str) -> bool {
+        self.service == service && self.operation.as_deref().is_none_or(|o| o == operation)
+    }
+
+    /// Whether a counted span is good.
+    pub fn is_good(&self, status: &str, duration_ms: f64) -> bool {
+        match self.sli {
+            Sli::Availability => status == "ok",
+            Sli::Latency { threshold_ms } => duration_ms < threshold_ms,
+        }
+    }
+}
+
+/// One SLO's counts in one partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PartitionCounts {
+    /// Minutes not sent yet, by minute index.
+    open: BTreeMap<i64, Counts>,
+    /// Minutes before this one were sent; `None` before the first record.
+    sent_through: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct CounterState {
+    /// By SLO name.
+    slos: BTreeMap<String, PartitionCounts>,
+    max_start_ms: Option<i64>,
+    raised_watermark: Option<i64>,
+    late: u64,
+}
+
+/// The first SLO stage for one span partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanSloCounter {
+    slos: Vec<SpanSlo>,
+    out_of_orderness_ms: i64,
+    state: CounterState,
+}
+
+impl SpanSloCounter {
+    /// Fresh state for `slos`.
+    pub fn new(slos: Vec<SpanSlo>, out_of_orderness_ms: i64) -> Self {
+        SpanSloCounter {
+            slos,
+            out_of_orderness_ms,
+            state: CounterState::default(),
+        }
+    }
+
+    /// State continuing from [`Operator::snapshot`], with the current SLOs (counts
+    /// of removed SLOs are dropped; new ones start empty).
+    pub fn restore(
+        snapshot: &str,
+        slos: Vec<SpanSlo>,
+        out_of_orderness_ms: i64,
+    ) -> Result<Self, serde_json::Error> {
+        let mut state: CounterState = serde_json::from_str(snapshot)?;
+        state
+            .slos
+            .retain(|name, _| slos.iter().any(|s| &s.spec.name == name));
+        Ok(SpanSloCounter {
+            slos,
+            out_of_orderness_ms,
+            state,
+        })
+    }
+
+    /// Spans that arrived for a minute already final.
+    pub fn late(&self) -> u64 {
+        self.state.late
+    }
+
+    /// Minutes before this index are final; `None` before any span or raise.
+    fn final_through(&self) -> Option<i64> {
+        let own = self
+            .state
+            .max_start_ms
+            .map(|m| m.saturating_sub(self.out_of_orderness_ms));
+        own.max(self.state.raised_watermark)
+            .map(|w| w.div_euclid(MINUTE_MS))
+    }
+
+    /// Sends, per SLO, the minutes that became final (one record each, even with no
+    /// minutes, so the combining stage learns how far this partition has got).
+    fn send_final(&mut self, context: &PartitionContext, out: &mut Emitted) {
+        let Some(through) = self.final_through() else {
+            return;
+        };
+        for slo in &self.slos {
+            let counts = self.state.slos.entry(slo.spec.name.clone()).or_default();
+            if counts.sent_through.is_some_and(|sent| sent >= through) {
+                continue;
+            }
+            let still_open = counts.open.split_off(&through);
+            let minutes = std::mem::replace(&mut counts.open, still_open)
+                .into_iter()
+                .map(|(minute, c)| MinuteCounts {
+                    minute,
+                    good: c.good,
+                    total: c.total,
+                })
+                .collect();
+            counts.sent_through = Some(through);
+            let record = SloPartial {
+                slo: slo.spec.name.clone(),
+                source_topic: context.topic.to_string(),
+                source_partition: context.partition,
+                through_minute: through,
+                minutes,
+            };
+            out.messages.push(OutboundMessage {
+                topic: Outbound::SloPartials,
+                key: slo.spec.name.clone(),
+                payload: record.to_json(),
+            });
+        }
+    }
+}
+
+impl Operator for SpanSloCounter {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let start = rows
+            .column_by_name("start")
+            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+            .ok_or(SchemaMismatch("start"))?;
+        let duration = rows
+            .column_by_name("duration_ms")
+            .and_then(|c| c.as_primitive_opt::<Float64Type>())
+            .ok_or(SchemaMismatch("duration_ms"))?;
+        let service = string_column(rows, "service")?;
+        let operation = string_column(rows, "name")?;
+        let status = string_column(rows, "status")?;
+        let late_before = self.state.late;
+        for row in 0..rows.num_rows() {
+            let t = start.value(row);
+            let minute = t.div_euclid(MINUTE_MS);
+            let through = self.final_through();
+            let (svc, op) = (service.value(row), operation.value(row));
+            for slo in &self.slos {
+                if !slo.matches(svc, op) {
+                    continue;
+                }
+                if through.is_some_and(|f| minute < f) {
+                    self.state.late += 1;
+                    continue;
+                }
+                let good = slo.is_good(status.value(row), duration.value(row));
+                let counts = self.state.slos.entry(slo.spec.name.clone()).or_default();
+                let c = counts.open.entry(minute).or_default();
+                c.total += 1;
+                c.good += u64::from(good);
+            }
+            self.state.max_start_ms = Some(self.state.max_start_ms.map_or(t, |m| m.max(t)));
+        }
+        out.late += self.state.late - late_before;
+        self.send_final(context, out);
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        if self.watermark().is_some_and(|w| w >= watermark_ms) {
+            return Ok(());
+        }
+        self.state.raised_watermark = Some(watermark_ms);
+        self.send_final(context, out);
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        let own = self
+            .state
+            .max_start_ms
+            .map(|m| m.saturating_sub(self.out_of_orderness_ms));
+        own.max(self.state.raised_watermark)
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        Ok(serde_json::to_string(&self.state)?)
+    }
+}
+
+fn string_column<'a>(
+    batch: &'a RecordBatch,
+    name: &'static str,
+) -> Result<&'a StringArray, SchemaMismatch> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or(SchemaMismatch(name))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::schema::Table;
+    use arrow::array::{
+        ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+        TimestampMillisecondBuilder,
+    };
+    use std::sync::Arc;
+
+    /// A span: (start ms, service, operation, ok, duration ms).
+    pub type TestSpan = (i64, &'static str, &'static str, bool, f64);
+
+    /// A batch of table `spans`.
+    pub fn spans(rows: &[TestSpan]) -> RecordBatch {
+        let schema = Table::Spans.schema();
+        let mut ids = StringBuilder::new();
+        let mut span_ids = StringBuilder::new();
+        let mut parents = StringBuilder::new();
+        let mut service = StringBuilder::new();
+        let mut name = StringBuilder::new();
+        let mut kind = StringBuilder::new();
+        let mut start = TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let mut end = TimestampMillisecondBuilder::new().with_timezone("UTC");
+        let mut duration = Float64Builder::new();
+        let mut status = StringBuilder::new();
+        let mut attributes = StringBuilder::new();
+        let mut extra = StringBuilder::new();
+        let mut topic = StringBuilder::new();
+        let mut partition = Int32Builder::new();
+        let mut offset = Int64Builder::new();
+        let mut index = Int32Builder::new();
+        for (i, (t, svc, op, ok, ms)) in rows.iter().enumerate() {
+            ids.append_value(format!("t{i}"));
+            span_ids.append_value(format!("s{i}"));
+            parents.append_null();
+            service.append_value(svc);
+            name.append_value(op);
+            kind.append_value("server");
+            start.append_value(*t);
+            end.append_value(*t + *ms as i64);
+            duration.append_value(*ms);
+            status.append_value(if *ok { "ok" } else { "error" });
+            attributes.append_null();
+            extra.append_null();
+            topic.append_value("telemetry.spans");
+            partition.append_value(0);
+            offset.append_value(i as i64);
+            index.append_value(0);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(ids.finish()),
+            Arc::new(span_ids.finish()),
+            Arc::new(parents.finish()),
+            Arc::new(service.finish()),
+            Arc::new(name.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            Arc::new(duration.finish()),
+            Arc::new(status.finish()),
+            Arc::new(attributes.finish()),
+            Arc::new(extra.finish()),
+            Arc::new(topic.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(index.finish()),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    pub fn slo(name: &str, service: &str, sli: Sli) -> SpanSlo {
+        SpanSlo {
+            spec: SloSpec {
+                name: name.into(),
+                objective: 0.99,
+                period_ms: 30 * 24 * 60 * MINUTE_MS,
+                out_of_orderness_ms: 30_000,
+                rules: super::super::default_burn_rules(),
+            },
+            service: service.into(),
+            operation: None,
+            sli,
+        }
+    }
+
+    pub fn decode(out: &Emitted) -> Vec<SloPartial> {
+        out.messages
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect()
+    }
+
+    const T0: i64 = 1_700_000_040_000;
+
+    #[test]
+    fn minutes_are_sent_once_final_with_good_and_total_per_sli() {
+        let slos = vec![
+            slo("avail", "checkout", Sli::Availability),
+            slo(
+                "fast",
+                "checkout",
+                Sli::Latency {
+                    threshold_ms: 300.0,
+                },
+            ),
+        ];
+        let mut counter = SpanSloCounter::new(slos, 30_000);
+        let context = PartitionContext {
+            topic: "telemetry.spans".into(),
+            partition: 4,
+        };
+        let rows = spans(&[
+            (T0, "checkout", "POST /pay", true, 100.0),
+            (T0 + 1_000, "checkout", "POST /pay", false, 500.0),
+            (T0 + 2_000, "search", "GET /q", false, 900.0),
+            (T0 + 20_000, "checkout", "GET /cart", true, 300.0),
+            // Watermark T0 + 61 s: minute 0 is final.
+            (T0 + 91_000, "checkout", "GET /cart", true, 10.0),
+        ]);
+        let mut out = Emitted::default();
+        counter.process(&context, &rows, &mut out).unwrap();
+        let sent = decode(&out);
+        assert_eq!(sent.len(), 2);
+        let m0 = T0 / MINUTE_MS;
+        assert_eq!(sent[0].slo, "avail");
+        assert_eq!(sent[0].through_minute, m0 + 1);
+        assert_eq!(sent[0].source_partition, 4);
+        assert_eq!(
+            sent[0].minutes,
+            vec![MinuteCounts {
+                minute: m0,
+                good: 2,
+                total: 3
+            }]
+        );
+        // 300 ms is not strictly under 300 ms.
+        assert_eq!((sent[1].minutes[0].good, sent[1].minutes[0].total), (1, 3));
+        assert_eq!(out.messages[0].key, "avail");
+
+        // A late span for minute 0 is counted late; nothing more is final yet.
+        let mut again = Emitted::default();
+        counter
+            .process(
+                &context,
+                &spans(&[(T0 + 5_000, "checkout", "x", true, 1.0)]),
+                &mut again,
+            )
+            .unwrap();
+        assert_eq!(again.late, 2, "late for both SLOs");
+        assert!(again.messages.is_empty());
+
+        // An idle raise makes minute 1 final: sent with its one span.
+        let mut raised = Emitted::default();
+        counter
+            .advance_watermark(&context, T0 + 3 * MINUTE_MS, &mut raised)
+            .unwrap();
+        let sent = decode(&raised);
+        assert_eq!(sent[0].through_minute, m0 + 3);
+        assert_eq!(
+            sent[0].minutes,
+            vec![MinuteCounts {
+                minute: m0 + 1,
+                good: 1,
+                total: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn what_is_sent_does_not_depend_on_batches_or_restores() {
+        let slos = || vec![slo("avail", "checkout", Sli::Availability)];
+        let context = PartitionContext {
+            topic: "telemetry.spans".into(),
+            partition: 0,
+        };
+        let all: Vec<TestSpan> = (0..600)
+            .map(|i| {
+                (
+                    T0 + i * 1_500 - (i % 7) * 4_000,
+                    "checkout",
+                    "op",
+                    i % 13 != 0,
+                    5.0,
+                )
+            })
+            .collect();
+        let minutes = |parts: Vec<SloPartial>| -> Vec<MinuteCounts> {
+            parts.into_iter().flat_map(|p| p.minutes).collect()
+        };
+        let mut whole = SpanSloCounter::new(slos(), 30_000);
+        let mut out = Emitted::default();
+        whole.process(&context, &spans(&all), &mut out).unwrap();
+        let expected = minutes(decode(&out));
+        assert!(expected.len() > 10);
+
+        let mut got = Vec::new();
+        let mut snapshot = SpanSloCounter::new(slos(), 30_000).snapshot().unwrap();
+        for chunk in all.chunks(37) {
+            let mut c = SpanSloCounter::restore(&snapshot, slos(), 30_000).unwrap();
+            let mut out = Emitted::default();
+            c.process(&context, &spans(chunk), &mut out).unwrap();
+            got.extend(minutes(decode(&out)));
+            snapshot = c.snapshot().unwrap();
+        }
+        assert_eq!(got, expected);
+        assert_eq!(snapshot, whole.snapshot().unwrap());
+    }
+}
