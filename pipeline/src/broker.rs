@@ -28,6 +28,7 @@ pub const OUTPUT_TOPICS: &[&str] = &[
     "cara.approvals",
     "cara.slo",
     "cara.costs",
+    "cara.internal.slo",
 ];
 
 /// Why the embedded broker could not start.

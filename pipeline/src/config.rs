@@ -17,6 +17,8 @@ use cara_operators::anomaly::ScorerConfig;
 use cara_operators::logs::miner::MinerConfigError;
 use cara_operators::logs::signals::LogSettings;
 use cara_operators::logs::MinerConfig;
+use cara_operators::slo::spans::{Sli, SpanSlo};
+use cara_operators::slo::{default_burn_rules, BurnRule, SloSpec, SloSpecError};
 use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
@@ -92,6 +94,122 @@ pub struct Config {
     pub anomaly: AnomalyConfig,
     /// Log template mining, windowed log signals and their alerts.
     pub logs: LogsConfig,
+    /// Service level objectives over spans (`[[slo]]`, one table per SLO).
+    #[serde(rename = "slo")]
+    pub slos: Vec<SloConfig>,
+}
+
+/// What makes a span good for an SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SliKind {
+    /// Status `ok`.
+    Availability,
+    /// Duration strictly under `threshold_ms`.
+    Latency,
+}
+
+/// One SLO (`[[slo]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Name: the key of its records on `cara.slo` and the `slo` label of its alerts.
+    pub name: String,
+    /// Spans of this service count.
+    pub service: String,
+    /// Only spans of this operation (span name), when set.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// `availability` (good = status ok) or `latency` (good = duration under
+    /// `threshold_ms`).
+    pub sli: SliKind,
+    /// Latency threshold, ms (latency SLIs only).
+    #[serde(default)]
+    pub threshold_ms: Option<f64>,
+    /// Target share of good spans, in (0, 1), e.g. 0.999.
+    pub objective: f64,
+    /// Rolling period of the error budget.
+    #[serde(default = "default_slo_period")]
+    pub period: HumanDuration,
+    /// How far behind a partition's latest span start its spans may still arrive.
+    #[serde(default = "default_slo_out_of_orderness")]
+    pub out_of_orderness: HumanDuration,
+    /// Burn-rate alert conditions; none means the SRE Workbook's four (page on
+    /// 1h & 5m > 14.4 or 6h & 30m > 6; ticket on 1d & 2h > 3 or 3d & 6h > 1).
+    #[serde(default)]
+    pub rules: Option<Vec<BurnRule>>,
+}
+
+fn default_slo_period() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 24 * 3600))
+}
+
+fn default_slo_out_of_orderness() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl SloConfig {
+    /// The operators' form of this SLO.
+    pub fn span_slo(&self) -> SpanSlo {
+        let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        SpanSlo {
+            spec: SloSpec {
+                name: self.name.clone(),
+                objective: self.objective,
+                period_ms: ms(&self.period),
+                out_of_orderness_ms: ms(&self.out_of_orderness),
+                rules: self.rules.clone().unwrap_or_else(default_burn_rules),
+            },
+            service: self.service.clone(),
+            operation: self.operation.clone(),
+            sli: match self.sli {
+                SliKind::Availability => Sli::Availability,
+                SliKind::Latency => Sli::Latency {
+                    threshold_ms: self.threshold_ms.unwrap_or(0.0),
+                },
+            },
+        }
+    }
+
+    fn validate(&self, index: usize, seen: &[SloConfig]) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("slo[{index}].{field}");
+        if self.name.is_empty() {
+            return Err(invalid(&key("name"), "must not be empty"));
+        }
+        if seen.iter().any(|s| s.name == self.name) {
+            return Err(invalid(
+                &key("name"),
+                format!("`{}` names two SLOs; names must be unique", self.name),
+            ));
+        }
+        if self.service.is_empty() {
+            return Err(invalid(&key("service"), "must not be empty"));
+        }
+        match (self.sli, self.threshold_ms) {
+            (SliKind::Latency, None) => {
+                return Err(invalid(
+                    &key("threshold_ms"),
+                    "a latency SLI needs threshold_ms (good = duration strictly under it)",
+                ))
+            }
+            (SliKind::Latency, Some(t)) if !(t > 0.0 && t.is_finite()) => {
+                return Err(invalid(
+                    &key("threshold_ms"),
+                    format!("{t} must be positive"),
+                ))
+            }
+            (SliKind::Availability, Some(_)) => {
+                return Err(invalid(
+                    &key("threshold_ms"),
+                    "only for sli = \"latency\" (availability counts status ok)",
+                ))
+            }
+            _ => {}
+        }
+        self.span_slo().spec.validate().map_err(|e| match e {
+            SloSpecError::Invalid { field, reason } => invalid(&key(field), reason),
+        })
+    }
 }
 
 /// Log intelligence: on by default, with one miner configuration for every service.
@@ -390,6 +508,11 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     /// Topic alerts are sent to.
     pub alerts_topic: String,
+    /// Topic SLO status records are sent to.
+    pub slo_topic: String,
+    /// Exchange topic between the two SLO stages (per-minute counts of each span
+    /// partition, keyed by SLO); cara produces and consumes it.
+    pub slo_exchange_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -410,6 +533,8 @@ impl Default for KafkaConfig {
             spans_topic: "telemetry.spans".into(),
             dlq_topic: "cara.dlq".into(),
             alerts_topic: "cara.alerts".into(),
+            slo_topic: "cara.slo".into(),
+            slo_exchange_topic: "cara.internal.slo".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,
@@ -596,6 +721,9 @@ impl Config {
                 _ => {}
             }
         }
+        for (i, slo) in self.slos.iter().enumerate() {
+            slo.validate(i, &self.slos[..i])?;
+        }
         if self.runtime.idle_partition_timeout.0 < Duration::from_secs(1) {
             return Err(invalid(
                 "runtime.idle_partition_timeout",
@@ -636,6 +764,8 @@ impl Config {
             ("kafka.spans_topic", &self.kafka.spans_topic),
             ("kafka.dlq_topic", &self.kafka.dlq_topic),
             ("kafka.alerts_topic", &self.kafka.alerts_topic),
+            ("kafka.slo_topic", &self.kafka.slo_topic),
+            ("kafka.slo_exchange_topic", &self.kafka.slo_exchange_topic),
         ] {
             validate_topic_name(key, topic)?;
         }
@@ -790,6 +920,39 @@ mod tests {
         assert!(e.contains("anomaly.windows.kind"), "{e}");
         let e = err("[runtime]\nidle_partition_timeout = \"10ms\"\n");
         assert!(e.contains("runtime.idle_partition_timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_issues_slo_form_parses_and_bad_slos_are_named() {
+        let c = Config::from_toml(
+            "[[slo]]\nname = \"checkout-availability\"\nservice = \"checkout\"\nsli = \"availability\"\nobjective = 0.999\nperiod = \"30d\"\n\n\
+             [[slo]]\nname = \"checkout-latency\"\nservice = \"checkout\"\nsli = \"latency\"\nthreshold_ms = 300\nobjective = 0.99\nperiod = \"30d\"\n",
+        )
+        .unwrap();
+        let slos: Vec<SpanSlo> = c.slos.iter().map(SloConfig::span_slo).collect();
+        assert_eq!(slos[0].spec.period_ms, 30 * 24 * 3_600_000);
+        assert_eq!(slos[0].spec.rules, default_burn_rules());
+        assert_eq!(
+            slos[1].sli,
+            Sli::Latency {
+                threshold_ms: 300.0
+            }
+        );
+        let e =
+            err("[[slo]]\nname = \"x\"\nservice = \"a\"\nsli = \"latency\"\nobjective = 0.99\n");
+        assert!(e.contains("slo[0].threshold_ms"), "{e}");
+        let e = err(
+            "[[slo]]\nname = \"x\"\nservice = \"a\"\nsli = \"availability\"\nobjective = 1.5\n",
+        );
+        assert!(e.contains("slo[0].objective"), "{e}");
+        let e = err("[[slo]]\nname = \"x\"\nservice = \"a\"\nsli = \"availability\"\nobjective = 0.9\n\
+                     [[slo]]\nname = \"x\"\nservice = \"b\"\nsli = \"availability\"\nobjective = 0.9\n");
+        assert!(e.contains("slo[1].name") && e.contains("unique"), "{e}");
+        let e = err("[[slo]]\nname = \"x\"\nservice = \"a\"\nsli = \"availability\"\nobjective = 0.9\n\
+                     rules = [{ severity = \"page\", long = \"4h\", short = \"5m\", factor = 2.0 }]\n");
+        assert!(e.contains("slo[0].rules") && e.contains("4h"), "{e}");
+        let e = err("[[slo]]\nname = \"x\"\nservice = \"a\"\nsli = \"speed\"\nobjective = 0.9\n");
+        assert!(e.contains("slo") && e.contains("sli"), "{e}");
     }
 
     #[test]

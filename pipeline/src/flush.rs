@@ -1,8 +1,9 @@
 //! The flush worker: makes planned partition flushes durable on a thread of its own,
 //! so the shards keep decoding while Parquet is encoded and fsynced.
 //!
-//! A flush is: intent, files, dead letters and alerts acknowledged by the broker,
-//! checkpoint (with the partition's operator state), intent cleared.
+//! A flush is: intent, files, dead letters, alerts and outbound records (SLO status
+//! and exchange) acknowledged by the broker, checkpoint (with the partition's
+//! operator state), intent cleared.
 //!
 //! Rounds (the partitions of one shard due at one moment) go through a channel of
 //! capacity one, which is the backpressure: a shard blocks only when a round is
@@ -17,12 +18,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cara_operators::operator::OutboundMessage;
+
 use crate::alerts::{AlertSink, RaisedAlert};
 use crate::archive::commit::{self, Checkpoint, Intent};
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
 use crate::internal_events::{FileArchived, FlushFailed, InternalEvent};
+use crate::outbound::OutboundSink;
 use crate::source::SourceError;
 use crate::telemetry::Telemetry;
 
@@ -234,6 +238,7 @@ pub(crate) struct PreparedFlush {
     pub intent: Intent,
     pub checkpoint: Checkpoint,
     pub alerts: Vec<RaisedAlert>,
+    pub messages: Vec<OutboundMessage>,
     pub started: Instant,
 }
 
@@ -242,6 +247,7 @@ pub(crate) struct Sinks {
     pub dlq: DeadLetterSink,
     pub dlq_topic: String,
     pub alerts: AlertSink,
+    pub outbound: OutboundSink,
 }
 
 impl PreparedFlush {
@@ -270,6 +276,10 @@ impl PreparedFlush {
                 .alerts
                 .send_all(&self.alerts, Duration::from_secs(30))
                 .map_err(|e| format!("alerts topic {}: {e}", sinks.alerts.topic()))?;
+            sinks
+                .outbound
+                .send_all(&self.messages, Duration::from_secs(30))
+                .map_err(|e| format!("output records: {e}"))?;
             commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
             commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
             Ok(written)

@@ -24,6 +24,7 @@ mod flush;
 pub mod gen;
 pub mod http;
 pub mod internal_events;
+pub mod outbound;
 mod shard;
 pub mod source;
 pub mod telemetry;

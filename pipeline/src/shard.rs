@@ -24,8 +24,13 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
-use cara_operators::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use cara_operators::operator::{
+    Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
+};
 use cara_operators::schema::Table;
+use cara_operators::slo::combine::SloCombiner;
+use cara_operators::slo::spans::{SpanSlo, SpanSloCounter};
+use cara_operators::slo::SloSpec;
 
 use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::{Checkpoint, Intent};
@@ -110,6 +115,8 @@ pub(crate) struct ShardSettings {
     pub logs: Option<LogSettings>,
     /// Where log partitions publish their templates for the HTTP API.
     pub templates: Arc<TemplateCatalog>,
+    /// The two SLO stages of span and exchange partitions; `None` without SLOs.
+    pub slos: Option<SloSettings>,
     /// After this long without messages (processing time) a partition is idle: it
     /// stops holding the topic's watermark back and its own is raised to the topic's.
     pub idle_timeout: Duration,
@@ -128,6 +135,30 @@ pub struct AlertingSettings {
     pub rules: Vec<AlertRule>,
     /// Windows over every scored series (table `metric_windows`).
     pub windows: Option<WindowSettings>,
+}
+
+/// How SLOs are computed.
+#[derive(Debug, Clone)]
+pub struct SloSettings {
+    /// The SLOs over spans.
+    pub slos: Vec<SpanSlo>,
+    /// Partitions of the spans topic: the combined watermark waits for all of them.
+    pub span_partitions: usize,
+}
+
+impl SloSettings {
+    /// The bound the span stage's watermark trails by: the largest of the SLOs'.
+    fn out_of_orderness_ms(&self) -> i64 {
+        self.slos
+            .iter()
+            .map(|s| s.spec.out_of_orderness_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn specs(&self) -> Vec<SloSpec> {
+        self.slos.iter().map(|s| s.spec.clone()).collect()
+    }
 }
 
 /// Rows of one source partition waiting to be flushed.
@@ -404,11 +435,12 @@ impl Shard {
             if !idle || buffer.first_offset.is_some() {
                 continue;
             }
-            let (Some(operator), Some(next_offset)) =
-                (buffer.operator.as_mut(), buffer.expected_next)
-            else {
+            let Some(operator) = buffer.operator.as_mut() else {
                 continue;
             };
+            // A partition never read from has consumed nothing: its checkpoint may
+            // say so (offset 0; a retention gap is then reported when data comes).
+            let next_offset = buffer.expected_next.unwrap_or(0);
             let Some(target) = self.settings.watermarks.idle_target(&key) else {
                 continue;
             };
@@ -437,7 +469,7 @@ impl Shard {
             let partition = buffer.partition;
             let stem = idle_file_stem(&topic, partition, next_offset, target);
             let mut plan = Vec::new();
-            let alerts = self.plan_emitted(
+            let outputs = self.plan_emitted(
                 emitted,
                 None,
                 next_offset - 1,
@@ -453,7 +485,7 @@ impl Shard {
                 next_offset,
                 plan,
                 Vec::new(),
-                alerts,
+                outputs,
                 operator_state,
                 Instant::now(),
             ));
@@ -534,9 +566,12 @@ impl Shard {
             Signal::Logs => {
                 telemetry.late_log_lines.inc_by(late);
             }
-            Signal::Spans => {}
+            Signal::Spans => {
+                telemetry.late_spans.inc_by(late);
+            }
+            Signal::SloPartials => {}
         }
-        let alerts = self.plan_emitted(
+        let outputs = self.plan_emitted(
             emitted,
             Some(&rows),
             last,
@@ -552,7 +587,7 @@ impl Shard {
             last + 1,
             plan,
             letters,
-            alerts,
+            outputs,
             operator_state,
             started,
         )))
@@ -560,7 +595,7 @@ impl Shard {
 
     /// Plans the derived rows and alerts of `emitted` into `plan` and publishes its
     /// templates; returns the alerts with their source rows (`rows`, or
-    /// `fallback_offset` for alerts that no row raised).
+    /// `fallback_offset` for alerts that no row raised) and the outbound records.
     #[allow(clippy::too_many_arguments)]
     fn plan_emitted(
         &self,
@@ -571,7 +606,7 @@ impl Shard {
         partition: i32,
         stem: &str,
         plan: &mut Vec<PlannedFile>,
-    ) -> Result<Vec<RaisedAlert>, SourceError> {
+    ) -> Result<(Vec<RaisedAlert>, Vec<OutboundMessage>), SourceError> {
         let writer = &self.settings.writer;
         let telemetry = &self.settings.telemetry;
         if !emitted.templates.is_empty() {
@@ -589,7 +624,7 @@ impl Shard {
             AlertsRaised { alerts: &alerts }.emit(telemetry);
             plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), stem)?);
         }
-        Ok(alerts)
+        Ok((alerts, emitted.messages))
     }
 }
 
@@ -604,7 +639,7 @@ fn prepared(
     next_offset: i64,
     plan: Vec<PlannedFile>,
     letters: Vec<DeadLetter>,
-    alerts: Vec<RaisedAlert>,
+    (alerts, messages): (Vec<RaisedAlert>, Vec<OutboundMessage>),
     operator_state: Option<String>,
     started: Instant,
 ) -> PreparedFlush {
@@ -627,6 +662,7 @@ fn prepared(
         intent,
         checkpoint,
         alerts,
+        messages,
         started,
     }
 }
@@ -647,7 +683,30 @@ fn restore_operator(
         Signal::Logs => settings.logs.as_ref().map(|logs| {
             Box::new(restore_log_operator(logs, snapshot, topic, partition)) as Box<dyn Operator>
         }),
-        Signal::Spans => None,
+        Signal::Spans => settings.slos.as_ref().map(|slos| {
+            let ooo = slos.out_of_orderness_ms();
+            let counter = match snapshot.map(|json| SpanSloCounter::restore(json, slos.slos.clone(), ooo)) {
+                None => SpanSloCounter::new(slos.slos.clone(), ooo),
+                Some(Ok(counter)) => counter,
+                Some(Err(error)) => {
+                    tracing::warn!(topic, partition, %error, "SLO counts in the checkpoint are unreadable; counting starts afresh");
+                    SpanSloCounter::new(slos.slos.clone(), ooo)
+                }
+            };
+            Box::new(counter) as Box<dyn Operator>
+        }),
+        Signal::SloPartials => settings.slos.as_ref().map(|slos| {
+            let (specs, sources) = (slos.specs(), slos.span_partitions);
+            let combiner = match snapshot.map(|json| SloCombiner::restore(json, specs.clone(), sources)) {
+                None => SloCombiner::new(specs, sources),
+                Some(Ok(combiner)) => combiner,
+                Some(Err(error)) => {
+                    tracing::error!(topic, partition, %error, "SLO state in the checkpoint is unreadable; budgets start afresh");
+                    SloCombiner::new(specs, sources)
+                }
+            };
+            Box::new(combiner) as Box<dyn Operator>
+        }),
     }
 }
 

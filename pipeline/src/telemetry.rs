@@ -77,6 +77,7 @@ pub struct Telemetry {
     pub(crate) alerts: Family<AlertLabels, Counter>,
     pub(crate) late_points: Counter,
     pub(crate) late_log_lines: Counter,
+    pub(crate) late_spans: Counter,
     pub(crate) idle_watermark_raises: Family<PartitionLabels, Counter>,
     pub(crate) over_state_limit: Family<TopicLabels, Counter>,
     pub(crate) log_templates_created: Counter,
@@ -112,6 +113,7 @@ impl Telemetry {
             alerts: Family::default(),
             late_points: Counter::default(),
             late_log_lines: Counter::default(),
+            late_spans: Counter::default(),
             idle_watermark_raises: Family::default(),
             over_state_limit: Family::default(),
             log_templates_created: Counter::default(),
@@ -183,6 +185,11 @@ impl Telemetry {
             "late_log_lines",
             "Log lines that arrived after their window closed (archived with their template, not counted in log_windows)",
             t.late_log_lines.clone(),
+        );
+        registry.register(
+            "late_spans",
+            "Spans that arrived after their SLO minute was final (archived, not counted in the SLO)",
+            t.late_spans.clone(),
         );
         registry.register(
             "idle_watermark_raises",

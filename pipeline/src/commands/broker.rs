@@ -14,10 +14,12 @@ pub fn topic_plan(config: &Config) -> TopicPlan {
         .map(|t| (t.clone(), b.telemetry_partitions))
         .collect();
     for t in OUTPUT_TOPICS {
-        let name = if *t == "cara.dlq" {
-            k.dlq_topic.clone()
-        } else {
-            (*t).to_owned()
+        let name = match *t {
+            "cara.dlq" => k.dlq_topic.clone(),
+            "cara.alerts" => k.alerts_topic.clone(),
+            "cara.slo" => k.slo_topic.clone(),
+            "cara.internal.slo" => k.slo_exchange_topic.clone(),
+            other => other.to_owned(),
         };
         topics.push((name, b.output_partitions));
     }

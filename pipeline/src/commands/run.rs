@@ -10,6 +10,7 @@ use cara_pipeline::broker::EmbeddedBroker;
 use cara_pipeline::config::Config;
 use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
+use cara_pipeline::outbound::OutboundTopics;
 use cara_pipeline::source::{AlertingSettings, Source, SourceSettings};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
@@ -93,11 +94,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let settings = SourceSettings {
         client: client.clone(),
         group_id: config.kafka.group_id.clone(),
-        topics: vec![
-            (config.kafka.metrics_topic.clone(), Signal::Metrics),
-            (config.kafka.logs_topic.clone(), Signal::Logs),
-            (config.kafka.spans_topic.clone(), Signal::Spans),
-        ],
+        topics: source_topics(&config),
         dlq_topic: config.kafka.dlq_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.clone(),
         alerting: config.anomaly.enabled.then(|| AlertingSettings {
@@ -108,6 +105,11 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         }),
         logs: config.logs.settings(&config.anomaly),
         templates: templates.clone(),
+        slos: (!config.slos.is_empty()).then(|| config.slos.iter().map(|s| s.span_slo()).collect()),
+        outbound: OutboundTopics {
+            slo_status: config.kafka.slo_topic.clone(),
+            slo_partials: config.kafka.slo_exchange_topic.clone(),
+        },
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
         roll_interval: config.archive.roll_interval.0,
@@ -172,6 +174,21 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The topics `cara run` consumes: the three signals, and the SLO exchange topic
+/// when SLOs are configured.
+fn source_topics(config: &Config) -> Vec<(String, Signal)> {
+    let k = &config.kafka;
+    let mut topics = vec![
+        (k.metrics_topic.clone(), Signal::Metrics),
+        (k.logs_topic.clone(), Signal::Logs),
+        (k.spans_topic.clone(), Signal::Spans),
+    ];
+    if !config.slos.is_empty() {
+        topics.push((k.slo_exchange_topic.clone(), Signal::SloPartials));
+    }
+    topics
+}
+
 /// Creates the input and dead-letter topics when missing. Brokers without
 /// CreateTopics (the mock) or without permission only earn a warning.
 async fn ensure_topics(config: &Config) {
@@ -195,6 +212,8 @@ async fn ensure_topics(config: &Config) {
         &k.spans_topic,
         &k.dlq_topic,
         &k.alerts_topic,
+        &k.slo_topic,
+        &k.slo_exchange_topic,
     ]
     .into_iter()
     .filter(|t| !existing.contains(t))

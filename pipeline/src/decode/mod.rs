@@ -2,7 +2,8 @@
 //!
 //! Owns: turning one Kafka message (a JSON object or an array of objects) into rows
 //! of the `metrics`, `logs` or `spans` table, or into a [`DecodeError`] that says why
-//! not. A message is decoded atomically: either every element becomes a row or the
+//! not; and the records cara exchanges between its own stages (SLO partial counts,
+//! one JSON object per message) into rows of their tables. A message is decoded atomically: either every element becomes a row or the
 //! whole message is refused (and the caller dead-letters its original bytes).
 //!
 //! Does not own: Kafka, dead-lettering, or file I/O.
@@ -28,11 +29,14 @@ mod span;
 
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
+use cara_operators::slo::partial::SloPartial;
+use cara_operators::slo::tables::PartialRows;
 use simd_json::BorrowedValue;
 
 pub use error::{DecodeError, FieldProblem};
 
-/// The three input signals and their tables.
+/// What a source topic carries: the three input signals, and the exchange topic
+/// between the two SLO stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
     /// Metric points.
@@ -41,10 +45,12 @@ pub enum Signal {
     Logs,
     /// Spans.
     Spans,
+    /// Per-minute SLO counts of the span partitions (cara's own records).
+    SloPartials,
 }
 
 impl Signal {
-    /// All signals, in a fixed order.
+    /// The input signals users produce, in a fixed order.
     pub const ALL: [Signal; 3] = [Signal::Metrics, Signal::Logs, Signal::Spans];
 
     /// The archive table this signal is written to.
@@ -53,6 +59,7 @@ impl Signal {
             Signal::Metrics => Table::Metrics,
             Signal::Logs => Table::Logs,
             Signal::Spans => Table::Spans,
+            Signal::SloPartials => Table::SloPartials,
         }
     }
 
@@ -110,6 +117,7 @@ enum SignalRows {
     Metrics(metric::MetricRows),
     Logs(log::LogRows),
     Spans(span::SpanRows),
+    SloPartials(PartialRows),
 }
 
 impl Decoder {
@@ -119,6 +127,7 @@ impl Decoder {
             Signal::Metrics => SignalRows::Metrics(metric::MetricRows::default()),
             Signal::Logs => SignalRows::Logs(log::LogRows::default()),
             Signal::Spans => SignalRows::Spans(span::SpanRows::default()),
+            Signal::SloPartials => SignalRows::SloPartials(PartialRows::default()),
         };
         Decoder {
             limits,
@@ -145,6 +154,13 @@ impl Decoder {
                 size: payload.len(),
                 limit: self.limits.max_message_bytes,
             });
+        }
+        if let SignalRows::SloPartials(rows) = &mut self.rows {
+            let record: SloPartial = serde_json::from_slice(payload)
+                .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            rows.append(&record, pos.topic, pos.partition, pos.offset);
+            self.payload_bytes += payload.len();
+            return Ok(record.minutes.len().max(1));
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
@@ -183,6 +199,7 @@ impl Decoder {
             SignalRows::Metrics(r) => r.len(),
             SignalRows::Logs(r) => r.len(),
             SignalRows::Spans(r) => r.len(),
+            SignalRows::SloPartials(r) => r.len(),
         }
     }
 
@@ -203,6 +220,7 @@ impl Decoder {
             SignalRows::Metrics(r) => r.finish(),
             SignalRows::Logs(r) => r.finish(),
             SignalRows::Spans(r) => r.finish(),
+            SignalRows::SloPartials(r) => r.finish(),
         }
     }
 }
@@ -225,6 +243,8 @@ impl SignalRows {
             SignalRows::Spans(rows) => {
                 append_validated(items, ctx, span::parse, |r, i| rows.append(r, ctx, i))
             }
+            // Decoded whole in `decode`, never as flat-JSON elements.
+            SignalRows::SloPartials(_) => Err(DecodeError::NotAnObject("SLO partial record")),
         }
     }
 }

@@ -32,11 +32,13 @@ use crate::archive::ArchiveError;
 use crate::decode::{DecodeLimits, Signal};
 use crate::dlq::DeadLetterSink;
 use crate::flush::{FlushWorker, InFlight, Sinks};
+use crate::outbound::{OutboundSink, OutboundTopics};
 pub use crate::shard::AlertingSettings;
-use crate::shard::{self, FatalSlot, ShardSettings};
+use crate::shard::{self, FatalSlot, ShardSettings, SloSettings};
 use crate::telemetry::Telemetry;
 use crate::templates::TemplateCatalog;
 use cara_operators::logs::signals::LogSettings;
+use cara_operators::slo::spans::SpanSlo;
 use context::SourceContext;
 use dispatch::Dispatcher;
 
@@ -87,6 +89,11 @@ pub struct SourceSettings {
     pub logs: Option<LogSettings>,
     /// Where log partitions publish their templates (for `GET /api/templates`).
     pub templates: Arc<TemplateCatalog>,
+    /// SLOs over spans; `None` without any. The exchange topic must be among
+    /// `topics` (as [`Signal::SloPartials`]) for the second stage to run here.
+    pub slos: Option<Vec<SpanSlo>>,
+    /// Output and exchange topics of the operators.
+    pub outbound: OutboundTopics,
     /// Decoding limits.
     pub limits: DecodeLimits,
     /// Flush a partition once this many payload bytes are buffered.
@@ -102,6 +109,27 @@ pub struct SourceSettings {
     pub zstd_level: i32,
     /// Decoding threads (each owning a share of the partitions).
     pub shards: usize,
+}
+
+/// Partitions of the spans topic (the sources the SLO stage waits for), from the
+/// broker's metadata; 0 (wait for none) when they cannot be read.
+fn span_partitions(settings: &SourceSettings) -> usize {
+    let Some((topic, _)) = settings.topics.iter().find(|(_, s)| *s == Signal::Spans) else {
+        return 0;
+    };
+    let probe: Result<BaseConsumer, _> = settings.client.create();
+    let count = probe.and_then(|c| c.fetch_metadata(Some(topic), Duration::from_secs(10)));
+    match count {
+        Ok(metadata) => metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len()),
+        Err(error) => {
+            tracing::warn!(topic, %error, "cannot read the spans topic's partitions; SLO statuses will not wait for partitions that never reported");
+            0
+        }
+    }
 }
 
 /// The running source.
@@ -137,7 +165,12 @@ impl Source {
             dlq: DeadLetterSink::new(settings.client.clone(), &settings.dlq_topic)?,
             dlq_topic: settings.dlq_topic.clone(),
             alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
+            outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
+        let slos = settings.slos.clone().map(|slos| SloSettings {
+            slos,
+            span_partitions: span_partitions(&settings),
+        });
         let in_flight = Arc::new(InFlight::default());
         let flusher =
             FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
@@ -156,6 +189,7 @@ impl Source {
             alerting: settings.alerting.clone(),
             logs: settings.logs.clone(),
             templates: settings.templates.clone(),
+            slos,
             idle_timeout: settings.idle_timeout,
             watermarks: Arc::default(),
         });

@@ -1,0 +1,66 @@
+//! Records operators send to output and exchange topics (`cara.slo`, the SLO
+//! exchange topic), produced by a flush and acknowledged before its checkpoint, so
+//! a crash can re-send a record but never lose one.
+
+use std::time::Duration;
+
+use cara_operators::operator::{Outbound, OutboundMessage};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord};
+
+use crate::delivery::{send_acknowledged, DeliveryTracker};
+
+/// Topic names of the outbound streams.
+#[derive(Debug, Clone)]
+pub struct OutboundTopics {
+    /// SLO status records.
+    pub slo_status: String,
+    /// The exchange between the SLO stages.
+    pub slo_partials: String,
+}
+
+impl OutboundTopics {
+    /// The topic of `stream`.
+    pub fn name(&self, stream: Outbound) -> &str {
+        match stream {
+            Outbound::SloStatus => &self.slo_status,
+            Outbound::SloPartials => &self.slo_partials,
+        }
+    }
+}
+
+/// One idempotent producer for every outbound stream.
+pub struct OutboundSink {
+    producer: BaseProducer<DeliveryTracker>,
+    topics: OutboundTopics,
+}
+
+impl OutboundSink {
+    /// A sink producing through a client made from `config`.
+    pub fn new(
+        mut config: ClientConfig,
+        topics: OutboundTopics,
+    ) -> Result<OutboundSink, KafkaError> {
+        config
+            .set("enable.idempotence", "true")
+            // Every send is waited for before the checkpoint.
+            .set("linger.ms", "0");
+        let producer = config.create_with_context(DeliveryTracker::new("outbound"))?;
+        Ok(OutboundSink { producer, topics })
+    }
+
+    /// Sends every message and waits until the broker acknowledged all of them.
+    pub fn send_all(
+        &self,
+        messages: &[OutboundMessage],
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        send_acknowledged(&self.producer, messages, timeout, |message| {
+            let record = BaseRecord::to(self.topics.name(message.topic))
+                .key(message.key.as_bytes())
+                .payload(&message.payload);
+            self.producer.send(record).map_err(|(e, _)| e)
+        })
+    }
+}
