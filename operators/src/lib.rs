@@ -19,6 +19,7 @@ pub mod alert;
 pub mod anomaly;
 pub mod eval;
 pub mod logs;
+pub(crate) mod map_as_list;
 pub mod operator;
 pub mod schema;
 pub mod series;

@@ -64,6 +64,9 @@ pub enum Outbound {
     SloPartials,
     /// SLO status records (`cara.slo`).
     SloStatus,
+    /// Per-minute RED and service-graph cells of one source partition, to the one
+    /// partition where every source's cells are merged (an exchange topic).
+    TracePartials,
 }
 
 /// One record for an output or exchange topic.
@@ -125,6 +128,65 @@ pub trait Operator: Send {
 
     /// The state as JSON, restored by the operator's own `restore`.
     fn snapshot(&self) -> Result<String, OperatorError>;
+}
+
+/// Several operators over the same partition, each seeing every batch; their
+/// snapshots are kept side by side under their names.
+pub struct Stacked {
+    parts: Vec<(&'static str, Box<dyn Operator>)>,
+}
+
+impl Stacked {
+    /// The operators, by name.
+    pub fn new(parts: Vec<(&'static str, Box<dyn Operator>)>) -> Self {
+        Stacked { parts }
+    }
+
+    /// The parts' snapshots out of a [`Stacked`] snapshot, by name.
+    pub fn split_snapshot(
+        snapshot: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, serde_json::Error> {
+        serde_json::from_str(snapshot)
+    }
+}
+
+impl Operator for Stacked {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        for (_, part) in &mut self.parts {
+            part.process(context, rows, out)?;
+        }
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        for (_, part) in &mut self.parts {
+            part.advance_watermark(context, watermark_ms, out)?;
+        }
+        Ok(())
+    }
+
+    /// The slowest part's.
+    fn watermark(&self) -> Option<i64> {
+        self.parts.iter().filter_map(|(_, p)| p.watermark()).min()
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        let mut parts = std::collections::BTreeMap::new();
+        for (name, part) in &self.parts {
+            parts.insert(*name, part.snapshot()?);
+        }
+        Ok(serde_json::to_string(&parts)?)
+    }
 }
 
 #[cfg(test)]

@@ -60,11 +60,18 @@ pub enum Table {
     SloPartials,
     /// SLO status records, one per SLO per minute, as sent to `cara.slo`.
     Slo,
+    /// Per-minute trace cells of each source partition, as exchanged between the
+    /// two trace stages.
+    TracePartials,
+    /// RED metrics per service, operation and minute.
+    Red,
+    /// Calls between services per caller, callee and minute.
+    ServiceGraph,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 13] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -75,6 +82,9 @@ impl Table {
         Table::LogTemplates,
         Table::SloPartials,
         Table::Slo,
+        Table::TracePartials,
+        Table::Red,
+        Table::ServiceGraph,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -90,6 +100,9 @@ impl Table {
             Table::LogTemplates => "log_templates",
             Table::SloPartials => "slo_partials",
             Table::Slo => "slo",
+            Table::TracePartials => "trace_partials",
+            Table::Red => "red",
+            Table::ServiceGraph => "service_graph",
         }
     }
 
@@ -100,7 +113,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 10]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 13]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -113,6 +126,9 @@ impl Table {
                 Arc::new(log_templates_schema()),
                 Arc::new(slo_partials_schema()),
                 Arc::new(slo_schema()),
+                Arc::new(trace_partials_schema()),
+                Arc::new(cells_schema("service", "operation")),
+                Arc::new(cells_schema("caller", "callee")),
             ]
         });
         all[self as usize].clone()
@@ -156,6 +172,9 @@ impl Table {
             Table::LogTemplates => &["service", "_topic", "_partition"],
             Table::SloPartials => &["slo", "source_topic", "_topic", "_partition"],
             Table::Slo => &["slo"],
+            Table::TracePartials => &["source_topic", "_topic", "_partition"],
+            Table::Red => &["service", "operation"],
+            Table::ServiceGraph => &["caller", "callee"],
         }
     }
 
@@ -170,6 +189,8 @@ impl Table {
             Table::LogTemplates => "version_at",
             Table::SloPartials => "through",
             Table::Slo => "ts",
+            Table::TracePartials => "through",
+            Table::Red | Table::ServiceGraph => "window_start",
         }
     }
 }
@@ -359,6 +380,42 @@ fn slo_schema() -> Schema {
         Field::new("ts", timestamp_type(), false),
         Field::new("windows", slo_windows_type(), false),
         Field::new("budget_remaining", DataType::Float64, false),
+    ])
+}
+
+/// One row per exchange record of the trace stages (`record`: its JSON, cells
+/// included; `minute` null for a record that only reports progress).
+fn trace_partials_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("minute", timestamp_type(), true),
+        Field::new("red_cells", DataType::Int64, false),
+        Field::new("edge_cells", DataType::Int64, false),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// Tables `red` (`service`, `operation`) and `service_graph` (`caller`, `callee`):
+/// one row per pair and minute of span start; `requests` counts spans (calls: child
+/// spans whose parent is in another service), durations are the child spans', in
+/// ms, percentiles within one part in a thousand.
+fn cells_schema(first: &str, second: &str) -> Schema {
+    Schema::new(vec![
+        Field::new(first, DataType::Utf8, false),
+        Field::new(second, DataType::Utf8, false),
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+        Field::new("requests", DataType::Int64, false),
+        Field::new("errors", DataType::Int64, false),
+        Field::new("rate_per_s", DataType::Float64, false),
+        Field::new("error_ratio", DataType::Float64, false),
+        Field::new("p50_ms", DataType::Float64, false),
+        Field::new("p90_ms", DataType::Float64, false),
+        Field::new("p99_ms", DataType::Float64, false),
+        Field::new("p999_ms", DataType::Float64, false),
+        Field::new("max_ms", DataType::Float64, false),
     ])
 }
 

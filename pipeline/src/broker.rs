@@ -29,6 +29,7 @@ pub const OUTPUT_TOPICS: &[&str] = &[
     "cara.slo",
     "cara.costs",
     "cara.internal.slo",
+    "cara.internal.traces",
 ];
 
 /// Why the embedded broker could not start.

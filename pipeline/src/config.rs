@@ -19,6 +19,7 @@ use cara_operators::logs::signals::LogSettings;
 use cara_operators::logs::MinerConfig;
 use cara_operators::slo::spans::{Sli, SpanSlo};
 use cara_operators::slo::{default_burn_rules, BurnRule, SloSpec, SloSpecError};
+use cara_operators::traces::counter::TraceSettings;
 use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
@@ -97,6 +98,53 @@ pub struct Config {
     /// Service level objectives over spans (`[[slo]]`, one table per SLO).
     #[serde(rename = "slo")]
     pub slos: Vec<SloConfig>,
+    /// RED metrics and the service graph from spans.
+    pub traces: TracesConfig,
+}
+
+/// RED metrics per service and operation, and the service graph, per minute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// Compute tables `red` and `service_graph` and score each service's latency,
+    /// error ratio and rate.
+    pub enabled: bool,
+    /// How far behind a partition's latest span start its spans may still arrive.
+    pub out_of_orderness: HumanDuration,
+    /// How long (event time) a span waits for its parent to find a call.
+    pub edge_ttl: HumanDuration,
+    /// Spans held per partition for that join at most (the rest are not joined,
+    /// and counted).
+    pub max_pending_spans: usize,
+    /// Operations per service and minute at most; more are counted as `<other>`.
+    pub max_operations: usize,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        let d = TraceSettings::default();
+        let duration = |ms: i64| HumanDuration(Duration::from_millis(ms as u64));
+        TracesConfig {
+            enabled: true,
+            out_of_orderness: duration(d.out_of_orderness_ms),
+            edge_ttl: duration(d.edge_ttl_ms),
+            max_pending_spans: d.max_pending_spans,
+            max_operations: d.max_operations,
+        }
+    }
+}
+
+impl TracesConfig {
+    /// The first stage's settings, when enabled.
+    pub fn settings(&self) -> Option<TraceSettings> {
+        let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
+        self.enabled.then(|| TraceSettings {
+            out_of_orderness_ms: ms(&self.out_of_orderness),
+            edge_ttl_ms: ms(&self.edge_ttl),
+            max_pending_spans: self.max_pending_spans,
+            max_operations: self.max_operations,
+        })
+    }
 }
 
 /// What makes a span good for an SLO.
@@ -513,6 +561,9 @@ pub struct KafkaConfig {
     /// Exchange topic between the two SLO stages (per-minute counts of each span
     /// partition, keyed by SLO); cara produces and consumes it.
     pub slo_exchange_topic: String,
+    /// Exchange topic between the two trace stages (per-minute RED and graph cells
+    /// of each span partition); one partition, created so by cara.
+    pub trace_exchange_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -535,6 +586,7 @@ impl Default for KafkaConfig {
             alerts_topic: "cara.alerts".into(),
             slo_topic: "cara.slo".into(),
             slo_exchange_topic: "cara.internal.slo".into(),
+            trace_exchange_topic: "cara.internal.traces".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,
@@ -724,6 +776,14 @@ impl Config {
         for (i, slo) in self.slos.iter().enumerate() {
             slo.validate(i, &self.slos[..i])?;
         }
+        if self.traces.enabled {
+            if self.traces.max_pending_spans == 0 {
+                return Err(invalid("traces.max_pending_spans", "must be at least 1"));
+            }
+            if self.traces.max_operations == 0 {
+                return Err(invalid("traces.max_operations", "must be at least 1"));
+            }
+        }
         if self.runtime.idle_partition_timeout.0 < Duration::from_secs(1) {
             return Err(invalid(
                 "runtime.idle_partition_timeout",
@@ -766,6 +826,10 @@ impl Config {
             ("kafka.alerts_topic", &self.kafka.alerts_topic),
             ("kafka.slo_topic", &self.kafka.slo_topic),
             ("kafka.slo_exchange_topic", &self.kafka.slo_exchange_topic),
+            (
+                "kafka.trace_exchange_topic",
+                &self.kafka.trace_exchange_topic,
+            ),
         ] {
             validate_topic_name(key, topic)?;
         }

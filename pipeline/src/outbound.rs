@@ -18,6 +18,8 @@ pub struct OutboundTopics {
     pub slo_status: String,
     /// The exchange between the SLO stages.
     pub slo_partials: String,
+    /// The exchange between the trace stages.
+    pub trace_partials: String,
 }
 
 impl OutboundTopics {
@@ -26,6 +28,7 @@ impl OutboundTopics {
         match stream {
             Outbound::SloStatus => &self.slo_status,
             Outbound::SloPartials => &self.slo_partials,
+            Outbound::TracePartials => &self.trace_partials,
         }
     }
 }

@@ -25,12 +25,14 @@ use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{
-    Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
+    Emitted, Operator, OperatorError, OutboundMessage, PartitionContext, Stacked,
 };
 use cara_operators::schema::Table;
 use cara_operators::slo::combine::SloCombiner;
 use cara_operators::slo::spans::{SpanSlo, SpanSloCounter};
 use cara_operators::slo::SloSpec;
+use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
+use cara_operators::traces::counter::{TraceCounter, TraceSettings};
 
 use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::{Checkpoint, Intent};
@@ -117,6 +119,10 @@ pub(crate) struct ShardSettings {
     pub templates: Arc<TemplateCatalog>,
     /// The two SLO stages of span and exchange partitions; `None` without SLOs.
     pub slos: Option<SloSettings>,
+    /// The two trace stages; `None` when disabled.
+    pub traces: Option<TraceRuntime>,
+    /// Partitions of the spans topic: the second stages wait for all of them.
+    pub span_partitions: usize,
     /// After this long without messages (processing time) a partition is idle: it
     /// stops holding the topic's watermark back and its own is raised to the topic's.
     pub idle_timeout: Duration,
@@ -142,8 +148,15 @@ pub struct AlertingSettings {
 pub struct SloSettings {
     /// The SLOs over spans.
     pub slos: Vec<SpanSlo>,
-    /// Partitions of the spans topic: the combined watermark waits for all of them.
-    pub span_partitions: usize,
+}
+
+/// How RED metrics and the service graph are computed.
+#[derive(Debug, Clone)]
+pub struct TraceRuntime {
+    /// The first stage.
+    pub settings: TraceSettings,
+    /// Scoring of the derived series in the second.
+    pub scoring: TraceScoring,
 }
 
 impl SloSettings {
@@ -569,7 +582,7 @@ impl Shard {
             Signal::Spans => {
                 telemetry.late_spans.inc_by(late);
             }
-            Signal::SloPartials => {}
+            Signal::SloPartials | Signal::TracePartials => {}
         }
         let outputs = self.plan_emitted(
             emitted,
@@ -677,86 +690,122 @@ fn restore_operator(
     partition: i32,
 ) -> Option<Box<dyn Operator>> {
     match signal {
-        Signal::Metrics => settings.alerting.as_ref().map(|alerting| {
-            Box::new(restore_alerting(alerting, snapshot, topic, partition)) as Box<dyn Operator>
+        Signal::Metrics => settings.alerting.as_ref().map(|a| {
+            let fresh = || MetricAlerting::new(a.scorer, a.limits, a.rules.clone());
+            let alerting = restored(
+                snapshot,
+                |json| MetricAlerting::restore(json, a.scorer, a.limits, a.rules.clone()),
+                fresh,
+                "metric scoring states",
+                topic,
+                partition,
+            );
+            Box::new(alerting.with_windows(a.windows)) as Box<dyn Operator>
         }),
         Signal::Logs => settings.logs.as_ref().map(|logs| {
-            Box::new(restore_log_operator(logs, snapshot, topic, partition)) as Box<dyn Operator>
+            let operator = restored(
+                snapshot,
+                |json| LogOperator::restore(json, logs.clone()),
+                || LogOperator::new(logs.clone()),
+                "log templates and windows",
+                topic,
+                partition,
+            );
+            Box::new(operator) as Box<dyn Operator>
         }),
-        Signal::Spans => settings.slos.as_ref().map(|slos| {
-            let ooo = slos.out_of_orderness_ms();
-            let counter = match snapshot.map(|json| SpanSloCounter::restore(json, slos.slos.clone(), ooo)) {
-                None => SpanSloCounter::new(slos.slos.clone(), ooo),
-                Some(Ok(counter)) => counter,
-                Some(Err(error)) => {
-                    tracing::warn!(topic, partition, %error, "SLO counts in the checkpoint are unreadable; counting starts afresh");
-                    SpanSloCounter::new(slos.slos.clone(), ooo)
-                }
-            };
-            Box::new(counter) as Box<dyn Operator>
-        }),
+        Signal::Spans => restore_span_operators(settings, snapshot, topic, partition),
         Signal::SloPartials => settings.slos.as_ref().map(|slos| {
-            let (specs, sources) = (slos.specs(), slos.span_partitions);
-            let combiner = match snapshot.map(|json| SloCombiner::restore(json, specs.clone(), sources)) {
-                None => SloCombiner::new(specs, sources),
-                Some(Ok(combiner)) => combiner,
-                Some(Err(error)) => {
-                    tracing::error!(topic, partition, %error, "SLO state in the checkpoint is unreadable; budgets start afresh");
-                    SloCombiner::new(specs, sources)
-                }
-            };
+            let (specs, sources) = (slos.specs(), settings.span_partitions);
+            let combiner = restored(
+                snapshot,
+                |json| SloCombiner::restore(json, specs.clone(), sources),
+                || SloCombiner::new(specs.clone(), sources),
+                "SLO budgets",
+                topic,
+                partition,
+            );
+            Box::new(combiner) as Box<dyn Operator>
+        }),
+        Signal::TracePartials => settings.traces.as_ref().map(|traces| {
+            let sources = settings.span_partitions;
+            let combiner = restored(
+                snapshot,
+                |json| TraceCombiner::restore(json, sources, traces.scoring.clone()),
+                || TraceCombiner::new(sources, traces.scoring.clone()),
+                "RED and service-graph minutes",
+                topic,
+                partition,
+            );
             Box::new(combiner) as Box<dyn Operator>
         }),
     }
 }
 
-/// A metrics partition's operator state: restored from its checkpoint, or fresh.
-fn restore_alerting(
-    settings: &AlertingSettings,
+/// The operators of a span partition: the first SLO stage and the first trace
+/// stage, each restored from its part of the checkpointed snapshot.
+fn restore_span_operators(
+    settings: &ShardSettings,
     snapshot: Option<&str>,
     topic: &str,
     partition: i32,
-) -> MetricAlerting {
-    let fresh = || MetricAlerting::new(settings.scorer, settings.limits, settings.rules.clone());
-    let restored = match snapshot {
-        None => fresh(),
-        Some(json) => MetricAlerting::restore(
-            json,
-            settings.scorer,
-            settings.limits,
-            settings.rules.clone(),
-        )
-        .unwrap_or_else(|error| {
-            tracing::warn!(
-                topic,
-                partition,
-                %error,
-                "operator state in the checkpoint is unreadable; scoring starts afresh"
-            );
-            fresh()
-        }),
+) -> Option<Box<dyn Operator>> {
+    let parts_snapshot = snapshot.and_then(|json| match Stacked::split_snapshot(json) {
+        Ok(parts) => Some(parts),
+        Err(error) => {
+            tracing::warn!(topic, partition, %error, "span operator state in the checkpoint is unreadable; it starts afresh");
+            None
+        }
+    });
+    let part = |name: &str| {
+        parts_snapshot
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .map(String::as_str)
     };
-    restored.with_windows(settings.windows)
+    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
+    if let Some(slos) = &settings.slos {
+        let ooo = slos.out_of_orderness_ms();
+        let counter = restored(
+            part("slo"),
+            |json| SpanSloCounter::restore(json, slos.slos.clone(), ooo),
+            || SpanSloCounter::new(slos.slos.clone(), ooo),
+            "SLO counts",
+            topic,
+            partition,
+        );
+        parts.push(("slo", Box::new(counter)));
+    }
+    if let Some(traces) = &settings.traces {
+        let counter = restored(
+            part("traces"),
+            |json| TraceCounter::restore(json, traces.settings),
+            || TraceCounter::new(traces.settings),
+            "trace cells",
+            topic,
+            partition,
+        );
+        parts.push(("traces", Box::new(counter)));
+    }
+    (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
 }
 
-/// A logs partition's operator state: restored from its checkpoint, or fresh.
-fn restore_log_operator(
-    settings: &LogSettings,
+/// State restored from `snapshot`, or fresh when there is none or it is unreadable
+/// (logged, naming `what` was lost).
+fn restored<T, E: std::fmt::Display>(
     snapshot: Option<&str>,
+    restore: impl FnOnce(&str) -> Result<T, E>,
+    fresh: impl FnOnce() -> T,
+    what: &str,
     topic: &str,
     partition: i32,
-) -> LogOperator {
-    match snapshot {
-        None => LogOperator::new(settings.clone()),
-        Some(json) => LogOperator::restore(json, settings.clone()).unwrap_or_else(|error| {
-            tracing::warn!(
-                topic,
-                partition,
-                %error,
-                "log operator state in the checkpoint is unreadable; templates start afresh"
-            );
-            LogOperator::new(settings.clone())
-        }),
+) -> T {
+    match snapshot.map(restore) {
+        None => fresh(),
+        Some(Ok(state)) => state,
+        Some(Err(error)) => {
+            tracing::warn!(topic, partition, %error, "{what} in the checkpoint are unreadable; they start afresh");
+            fresh()
+        }
     }
 }
 

@@ -19,9 +19,16 @@ pub fn topic_plan(config: &Config) -> TopicPlan {
             "cara.alerts" => k.alerts_topic.clone(),
             "cara.slo" => k.slo_topic.clone(),
             "cara.internal.slo" => k.slo_exchange_topic.clone(),
+            "cara.internal.traces" => k.trace_exchange_topic.clone(),
             other => other.to_owned(),
         };
-        topics.push((name, b.output_partitions));
+        // Every span partition's trace cells meet in one combiner.
+        let partitions = if *t == "cara.internal.traces" {
+            1
+        } else {
+            b.output_partitions
+        };
+        topics.push((name, partitions));
     }
     TopicPlan { topics }
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cara_operators::traces::combine::TraceScoring;
 use cara_pipeline::broker::EmbeddedBroker;
 use cara_pipeline::config::Config;
 use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
 use cara_pipeline::outbound::OutboundTopics;
-use cara_pipeline::source::{AlertingSettings, Source, SourceSettings};
+use cara_pipeline::source::{AlertingSettings, Source, SourceSettings, TraceRuntime};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
 use cara_pipeline::{archive::layout::ArchiveLayout, http};
@@ -85,10 +86,17 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     );
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let templates = Arc::new(TemplateCatalog::default());
-    let server = axum::serve(listener, http::router(telemetry.clone(), templates.clone()))
-        .with_graceful_shutdown(async {
-            let _ = http_stop_rx.await;
-        });
+    let server = axum::serve(
+        listener,
+        http::router(
+            telemetry.clone(),
+            templates.clone(),
+            config.archive.dir.clone(),
+        ),
+    )
+    .with_graceful_shutdown(async {
+        let _ = http_stop_rx.await;
+    });
     let http_task = tokio::spawn(async move { server.await });
 
     let settings = SourceSettings {
@@ -106,9 +114,18 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         logs: config.logs.settings(&config.anomaly),
         templates: templates.clone(),
         slos: (!config.slos.is_empty()).then(|| config.slos.iter().map(|s| s.span_slo()).collect()),
+        traces: config.traces.settings().map(|settings| TraceRuntime {
+            settings,
+            scoring: TraceScoring {
+                scorer: config.anomaly.scorer,
+                limits: config.anomaly.limits(),
+                rules: config.anomaly.rules(),
+            },
+        }),
         outbound: OutboundTopics {
             slo_status: config.kafka.slo_topic.clone(),
             slo_partials: config.kafka.slo_exchange_topic.clone(),
+            trace_partials: config.kafka.trace_exchange_topic.clone(),
         },
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
@@ -186,6 +203,9 @@ fn source_topics(config: &Config) -> Vec<(String, Signal)> {
     if !config.slos.is_empty() {
         topics.push((k.slo_exchange_topic.clone(), Signal::SloPartials));
     }
+    if config.traces.enabled {
+        topics.push((k.trace_exchange_topic.clone(), Signal::TracePartials));
+    }
     topics
 }
 
@@ -206,27 +226,30 @@ async fn ensure_topics(config: &Config) {
         .fetch_metadata(None, Duration::from_secs(10))
         .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
         .unwrap_or_default();
-    let names: Vec<&String> = [
-        &k.metrics_topic,
-        &k.logs_topic,
-        &k.spans_topic,
-        &k.dlq_topic,
-        &k.alerts_topic,
-        &k.slo_topic,
-        &k.slo_exchange_topic,
+    // The trace exchange has one partition: every span partition's cells meet in
+    // one combiner.
+    let names: Vec<(&String, i32)> = [
+        (&k.metrics_topic, k.topic_partitions),
+        (&k.logs_topic, k.topic_partitions),
+        (&k.spans_topic, k.topic_partitions),
+        (&k.dlq_topic, k.topic_partitions),
+        (&k.alerts_topic, k.topic_partitions),
+        (&k.slo_topic, k.topic_partitions),
+        (&k.slo_exchange_topic, k.topic_partitions),
+        (&k.trace_exchange_topic, 1),
     ]
     .into_iter()
-    .filter(|t| !existing.contains(t))
+    .filter(|(t, _)| !existing.contains(t))
     .collect();
     if names.is_empty() {
         return;
     }
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|t| {
+        .map(|(t, partitions)| {
             NewTopic::new(
                 t,
-                k.topic_partitions,
+                *partitions,
                 TopicReplication::Fixed(k.replication_factor),
             )
         })
@@ -249,9 +272,7 @@ async fn ensure_topics(config: &Config) {
         Ok(results) => {
             for result in results {
                 match result {
-                    Ok(topic) => {
-                        tracing::info!(%topic, partitions = k.topic_partitions, "created topic")
-                    }
+                    Ok(topic) => tracing::info!(%topic, "created topic"),
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                     Err((topic, code)) => {
                         tracing::warn!(%topic, error = %code, "could not create topic")

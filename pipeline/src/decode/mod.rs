@@ -2,9 +2,10 @@
 //!
 //! Owns: turning one Kafka message (a JSON object or an array of objects) into rows
 //! of the `metrics`, `logs` or `spans` table, or into a [`DecodeError`] that says why
-//! not; and the records cara exchanges between its own stages (SLO partial counts,
-//! one JSON object per message) into rows of their tables. A message is decoded atomically: either every element becomes a row or the
-//! whole message is refused (and the caller dead-letters its original bytes).
+//! not; and the records cara exchanges between its own stages (SLO counts and trace
+//! cells, one JSON object per message) into rows of their tables. A message is
+//! decoded atomically: either every element becomes a row or the whole message is
+//! refused (and the caller dead-letters its original bytes).
 //!
 //! Does not own: Kafka, dead-lettering, or file I/O.
 //!
@@ -31,6 +32,8 @@ use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use cara_operators::slo::partial::SloPartial;
 use cara_operators::slo::tables::PartialRows;
+use cara_operators::traces::combine::TracePartialRows;
+use cara_operators::traces::partial::TracePartial;
 use simd_json::BorrowedValue;
 
 pub use error::{DecodeError, FieldProblem};
@@ -47,6 +50,8 @@ pub enum Signal {
     Spans,
     /// Per-minute SLO counts of the span partitions (cara's own records).
     SloPartials,
+    /// Per-minute RED and service-graph cells of the span partitions (cara's own).
+    TracePartials,
 }
 
 impl Signal {
@@ -60,6 +65,7 @@ impl Signal {
             Signal::Logs => Table::Logs,
             Signal::Spans => Table::Spans,
             Signal::SloPartials => Table::SloPartials,
+            Signal::TracePartials => Table::TracePartials,
         }
     }
 
@@ -118,6 +124,7 @@ enum SignalRows {
     Logs(log::LogRows),
     Spans(span::SpanRows),
     SloPartials(PartialRows),
+    TracePartials(TracePartialRows),
 }
 
 impl Decoder {
@@ -128,6 +135,7 @@ impl Decoder {
             Signal::Logs => SignalRows::Logs(log::LogRows::default()),
             Signal::Spans => SignalRows::Spans(span::SpanRows::default()),
             Signal::SloPartials => SignalRows::SloPartials(PartialRows::default()),
+            Signal::TracePartials => SignalRows::TracePartials(TracePartialRows::default()),
         };
         Decoder {
             limits,
@@ -161,6 +169,15 @@ impl Decoder {
             rows.append(&record, pos.topic, pos.partition, pos.offset);
             self.payload_bytes += payload.len();
             return Ok(record.minutes.len().max(1));
+        }
+        if let SignalRows::TracePartials(rows) = &mut self.rows {
+            let json = std::str::from_utf8(payload)
+                .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            let record: TracePartial =
+                serde_json::from_str(json).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            rows.append(&record, json, pos.topic, pos.partition, pos.offset);
+            self.payload_bytes += payload.len();
+            return Ok(1);
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
@@ -200,6 +217,7 @@ impl Decoder {
             SignalRows::Logs(r) => r.len(),
             SignalRows::Spans(r) => r.len(),
             SignalRows::SloPartials(r) => r.len(),
+            SignalRows::TracePartials(r) => r.len(),
         }
     }
 
@@ -221,6 +239,7 @@ impl Decoder {
             SignalRows::Logs(r) => r.finish(),
             SignalRows::Spans(r) => r.finish(),
             SignalRows::SloPartials(r) => r.finish(),
+            SignalRows::TracePartials(r) => r.finish(),
         }
     }
 }
@@ -245,6 +264,7 @@ impl SignalRows {
             }
             // Decoded whole in `decode`, never as flat-JSON elements.
             SignalRows::SloPartials(_) => Err(DecodeError::NotAnObject("SLO partial record")),
+            SignalRows::TracePartials(_) => Err(DecodeError::NotAnObject("trace partial record")),
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::dlq::DeadLetterSink;
 use crate::flush::{FlushWorker, InFlight, Sinks};
 use crate::outbound::{OutboundSink, OutboundTopics};
 pub use crate::shard::AlertingSettings;
+pub use crate::shard::TraceRuntime;
 use crate::shard::{self, FatalSlot, ShardSettings, SloSettings};
 use crate::telemetry::Telemetry;
 use crate::templates::TemplateCatalog;
@@ -92,6 +93,9 @@ pub struct SourceSettings {
     /// SLOs over spans; `None` without any. The exchange topic must be among
     /// `topics` (as [`Signal::SloPartials`]) for the second stage to run here.
     pub slos: Option<Vec<SpanSlo>>,
+    /// RED metrics and the service graph; `None` when disabled. The trace exchange
+    /// topic must be among `topics` (as [`Signal::TracePartials`]).
+    pub traces: Option<TraceRuntime>,
     /// Output and exchange topics of the operators.
     pub outbound: OutboundTopics,
     /// Decoding limits.
@@ -167,10 +171,13 @@ impl Source {
             alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
             outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
-        let slos = settings.slos.clone().map(|slos| SloSettings {
-            slos,
-            span_partitions: span_partitions(&settings),
-        });
+        let slos = settings.slos.clone().map(|slos| SloSettings { slos });
+        let traces = settings.traces.clone();
+        let span_partitions = if slos.is_some() || traces.is_some() {
+            span_partitions(&settings)
+        } else {
+            0
+        };
         let in_flight = Arc::new(InFlight::default());
         let flusher =
             FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
@@ -190,6 +197,8 @@ impl Source {
             logs: settings.logs.clone(),
             templates: settings.templates.clone(),
             slos,
+            traces,
+            span_partitions,
             idle_timeout: settings.idle_timeout,
             watermarks: Arc::default(),
         });

@@ -1,0 +1,208 @@
+//! One cell of trace statistics: spans (or calls), errors, and an HDR histogram of
+//! durations in microseconds (three significant digits, up to one hour; longer spans
+//! count as one hour). Cells merge exactly (histograms add bucket by bucket), so the
+//! partitions' cells of one minute combine into the cell a single consumer would
+//! have built; percentiles are within the histogram's precision of the exact values
+//! (one part in a thousand), which the tests check against sorted durations.
+//!
+//! A cell serialises its histogram as the list of non-empty buckets
+//! `[[value, count], ...]` (each value the highest equivalent of its bucket), which
+//! restores the same buckets: the form used in checkpoints and exchange records.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest duration a histogram distinguishes, µs (one hour).
+const MAX_DURATION_US: u64 = 3_600_000_000;
+
+/// Spans, errors and durations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Spans (requests, calls).
+    pub requests: u64,
+    /// Of which with status error.
+    pub errors: u64,
+    durations: Histogram<u64>,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell::new()
+    }
+}
+
+fn empty_histogram() -> Histogram<u64> {
+    // Bounds and precision are constants that hdrhistogram accepts.
+    Histogram::new_with_bounds(1, MAX_DURATION_US, 3).expect("valid histogram bounds")
+}
+
+/// Duration in whole microseconds, at least 1 and at most an hour.
+fn duration_us(duration_ms: f64) -> u64 {
+    if duration_ms.is_nan() {
+        return 1;
+    }
+    (duration_ms * 1000.0)
+        .round()
+        .clamp(1.0, MAX_DURATION_US as f64) as u64
+}
+
+impl Cell {
+    /// An empty cell.
+    pub fn new() -> Self {
+        Cell {
+            requests: 0,
+            errors: 0,
+            durations: empty_histogram(),
+        }
+    }
+
+    /// Counts one span.
+    pub fn observe(&mut self, duration_ms: f64, error: bool) {
+        self.requests += 1;
+        self.errors += u64::from(error);
+        self.durations.saturating_record(duration_us(duration_ms));
+    }
+
+    /// Adds another cell's spans.
+    pub fn merge(&mut self, other: &Cell) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for v in other.durations.iter_recorded() {
+            // Both histograms have the same bounds: the value always fits.
+            let _ = self
+                .durations
+                .record_n(v.value_iterated_to(), v.count_at_value());
+        }
+    }
+
+    /// The duration at `quantile`, ms (hdrhistogram's definition: the highest
+    /// value equivalent to the sample of rank `max(1, ceil(q·n))`).
+    pub fn quantile_ms(&self, quantile: f64) -> f64 {
+        self.durations.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// The longest duration, ms.
+    pub fn max_ms(&self) -> f64 {
+        self.durations.max() as f64 / 1000.0
+    }
+
+    /// `errors / requests` (0 without requests).
+    pub fn error_ratio(&self) -> f64 {
+        self.errors as f64 / self.requests.max(1) as f64
+    }
+
+    /// Bytes the histogram occupies in memory (the bulk of a cell).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Cell>() + self.durations.distinct_values() * 8
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CellForm {
+    requests: u64,
+    errors: u64,
+    durations: Vec<(u64, u64)>,
+}
+
+impl Serialize for Cell {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        CellForm {
+            requests: self.requests,
+            errors: self.errors,
+            durations: self
+                .durations
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let form = CellForm::deserialize(deserializer)?;
+        let mut durations = empty_histogram();
+        for (value, count) in form.durations {
+            durations.record_n(value, count).map_err(|e| {
+                serde::de::Error::custom(format!("histogram bucket {value}: {e:?}"))
+            })?;
+        }
+        Ok(Cell {
+            requests: form.requests,
+            errors: form.errors,
+            durations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::test_rng::Rng;
+
+    /// The exact quantile as hdrhistogram defines it: the value of rank
+    /// `max(1, ceil(q * n))` in sorted order.
+    fn exact(sorted: &[u64], q: f64) -> u64 {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+        sorted[rank - 1]
+    }
+
+    #[test]
+    fn merged_cells_give_percentiles_within_the_histograms_precision_of_the_exact_values() {
+        // Four "partitions" of one operation's spans, merged.
+        let mut rng = Rng(42);
+        let mut parts = vec![Cell::new(); 4];
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for i in 0..60_000usize {
+            // Heavy-tailed durations: log-uniform from 0.1 ms to 10 s.
+            let duration_ms = 0.1 * 10f64.powf(5.0 * rng.unit());
+            let error = rng.next().is_multiple_of(50);
+            parts[i % 4].observe(duration_ms, error);
+            all.push(duration_us(duration_ms));
+            errors += u64::from(error);
+        }
+        let mut merged = Cell::new();
+        for p in &parts {
+            merged.merge(p);
+        }
+        all.sort_unstable();
+        assert_eq!((merged.requests, merged.errors), (60_000, errors));
+        let probe = empty_histogram();
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let want = exact(&all, q);
+            let got = (merged.quantile_ms(q) * 1000.0).round() as u64;
+            // hdrhistogram reports the highest value equivalent to the exact one.
+            assert!(
+                got >= want && got <= probe.highest_equivalent(want),
+                "q {q}: {got} µs vs exact {want} µs"
+            );
+            assert!((got - want) as f64 <= want as f64 * 1e-3 + 1.0);
+        }
+    }
+
+    #[test]
+    fn cells_round_trip_through_their_serialised_form_bucket_for_bucket() {
+        let mut rng = Rng(9);
+        let mut cell = Cell::new();
+        for _ in 0..5_000 {
+            cell.observe(rng.unit() * 2_000.0, rng.next().is_multiple_of(9));
+        }
+        // Beyond an hour counts as an hour; NaN as the shortest.
+        cell.observe(1e12, false);
+        cell.observe(f64::NAN, false);
+        let json = serde_json::to_string(&cell).unwrap();
+        let back: Cell = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cell);
+        assert!((back.max_ms() - 3_600_000.0).abs() / 3_600_000.0 < 1e-3);
+        let by_bucket: BTreeMap<u64, u64> = serde_json::from_str::<CellForm>(&json)
+            .unwrap()
+            .durations
+            .into_iter()
+            .collect();
+        assert_eq!(by_bucket.values().sum::<u64>(), 5_002);
+    }
+}

@@ -1,0 +1,501 @@
+//! Traces, second stage: every span partition's cells merged per minute, tables
+//! `red` and `service_graph`, and anomaly scoring of each service's latency, error
+//! ratio and request rate.
+//!
+//! Owns, per source partition, the `through_minute` of the last record applied (a
+//! record's minute is applied only when at or after it, so replays count once), the
+//! merged cells of minutes not yet closed, and the scoring state. A minute closes
+//! when every source partition has passed it (the minimum of their marks, waiting
+//! until as many sources as the span topic has partitions have reported); its rows
+//! are then final. Each closed minute gives, per service, three derived gauges
+//! (`service_latency_p99_ms`, `service_error_ratio`, `service_requests_per_s`) that
+//! the metric anomaly operator scores like any metric series.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::error::ArrowError;
+use serde::{Deserialize, Serialize};
+
+use super::cell::Cell;
+use super::partial::TracePartial;
+use crate::alert::AlertRule;
+use crate::anomaly::alerting::MetricAlerting;
+use crate::anomaly::operator::{AnomalyLimits, SchemaMismatch};
+use crate::anomaly::ScorerConfig;
+use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::schema::Table;
+use crate::series::{gauge_batch, DerivedPoint};
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The merged cells of one minute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Merged {
+    #[serde(with = "crate::map_as_list")]
+    red: BTreeMap<(String, String), Cell>,
+    #[serde(with = "crate::map_as_list")]
+    edges: BTreeMap<(String, String), Cell>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CombinerState {
+    /// `through_minute` of the last record applied, per source.
+    #[serde(with = "crate::map_as_list")]
+    applied: BTreeMap<(String, i32), i64>,
+    #[serde(with = "crate::map_as_list")]
+    open: BTreeMap<i64, Merged>,
+    /// Minutes before this one are closed.
+    closed_through: Option<i64>,
+    /// Records of a minute already closed (a source the watermark did not wait for).
+    late_records: u64,
+    scoring: MetricAlerting,
+}
+
+/// How the derived series are scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceScoring {
+    /// Detector tuning.
+    pub scorer: ScorerConfig,
+    /// Series limits.
+    pub limits: AnomalyLimits,
+    /// Alert rules over the derived series.
+    pub rules: Vec<AlertRule>,
+}
+
+/// The second trace stage (reads the one exchange partition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceCombiner {
+    expected_sources: usize,
+    scoring: TraceScoring,
+    state: CombinerState,
+}
+
+impl TraceCombiner {
+    /// Fresh state, waiting for `expected_sources` span partitions.
+    pub fn new(expected_sources: usize, scoring: TraceScoring) -> Self {
+        let alerting = MetricAlerting::new(scoring.scorer, scoring.limits, scoring.rules.clone());
+        TraceCombiner {
+            expected_sources,
+            scoring,
+            state: CombinerState {
+                applied: BTreeMap::new(),
+                open: BTreeMap::new(),
+                closed_through: None,
+                late_records: 0,
+                scoring: alerting,
+            },
+        }
+    }
+
+    /// State continuing from [`Operator::snapshot`], with the current scoring.
+    pub fn restore(
+        snapshot: &str,
+        expected_sources: usize,
+        scoring: TraceScoring,
+    ) -> Result<Self, serde_json::Error> {
+        let mut state: CombinerState = serde_json::from_str(snapshot)?;
+        state.scoring =
+            state
+                .scoring
+                .reconfigured(scoring.scorer, scoring.limits, scoring.rules.clone());
+        Ok(TraceCombiner {
+            expected_sources,
+            scoring,
+            state,
+        })
+    }
+
+    /// Records that came for a closed minute.
+    pub fn late_records(&self) -> u64 {
+        self.state.late_records
+    }
+
+    fn apply(&mut self, record: TracePartial) {
+        let source = (record.source_topic, record.source_partition);
+        let applied = self.state.applied.get(&source).copied();
+        if let Some(minute) = record.minute {
+            if applied.is_none_or(|a| minute >= a) {
+                if self.state.closed_through.is_some_and(|c| minute < c) {
+                    self.state.late_records += 1;
+                } else {
+                    let merged = self.state.open.entry(minute).or_default();
+                    for r in record.red {
+                        merged
+                            .red
+                            .entry((r.service, r.operation))
+                            .or_default()
+                            .merge(&r.cell);
+                    }
+                    for e in record.edges {
+                        merged
+                            .edges
+                            .entry((e.caller, e.callee))
+                            .or_default()
+                            .merge(&e.cell);
+                    }
+                }
+            }
+        }
+        let mark = self
+            .state
+            .applied
+            .entry(source)
+            .or_insert(record.through_minute);
+        *mark = (*mark).max(record.through_minute);
+    }
+
+    /// Minutes before this one may close.
+    fn closable_through(&self) -> Option<i64> {
+        if self.state.applied.len() < self.expected_sources.max(1) {
+            return None;
+        }
+        self.state.applied.values().min().copied()
+    }
+}
+
+impl Operator for TraceCombiner {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let records = rows
+            .column_by_name("record")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or(SchemaMismatch("record"))?;
+        for row in 0..rows.num_rows() {
+            // The decoder archived only records that parsed; a row that does not
+            // parse any more is skipped rather than stopping the partition.
+            if let Ok(record) = serde_json::from_str::<TracePartial>(records.value(row)) {
+                self.apply(record);
+            }
+        }
+        let Some(through) = self.closable_through() else {
+            return Ok(());
+        };
+        let still_open = self.state.open.split_off(&through);
+        let closed = std::mem::replace(&mut self.state.open, still_open);
+        self.state.closed_through = Some(
+            self.state
+                .closed_through
+                .map_or(through, |c| c.max(through)),
+        );
+        if closed.is_empty() {
+            return Ok(());
+        }
+        out.tables.push((Table::Red, red_batch(&closed)?));
+        if closed.values().any(|m| !m.edges.is_empty()) {
+            out.tables
+                .push((Table::ServiceGraph, graph_batch(&closed)?));
+        }
+        // Per service and minute: the derived series the anomaly operator scores.
+        let last_row = rows.num_rows().saturating_sub(1) as i64;
+        let mut points = Vec::new();
+        for (minute, merged) in &closed {
+            let mut by_service: BTreeMap<&str, Cell> = BTreeMap::new();
+            for ((service, _), cell) in &merged.red {
+                by_service.entry(service).or_default().merge(cell);
+            }
+            for (service, cell) in by_service {
+                let labels = vec![("service".to_owned(), service.to_owned())];
+                for (name, value) in [
+                    ("service_latency_p99_ms", cell.quantile_ms(0.99)),
+                    ("service_error_ratio", cell.error_ratio()),
+                    ("service_requests_per_s", cell.requests as f64 / 60.0),
+                ] {
+                    points.push(DerivedPoint {
+                        ts_ms: minute * MINUTE_MS,
+                        name: name.into(),
+                        labels: labels.clone(),
+                        value,
+                        source_row: last_row,
+                    });
+                }
+            }
+        }
+        let batch = gauge_batch(&points, &context.topic, context.partition)?;
+        let first_alert = out.alerts.len();
+        self.state
+            .scoring
+            .process(&batch, &mut out.alerts)
+            .map_err(OperatorError::Schema)?;
+        for alert in &mut out.alerts[first_alert..] {
+            alert.row = last_row as usize;
+        }
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        _context: &PartitionContext,
+        _watermark_ms: i64,
+        _out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        // The sources' marks are the clock here (idle sources are raised upstream).
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.closable_through().map(|m| m * MINUTE_MS)
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        Ok(serde_json::to_string(&self.state)?)
+    }
+}
+
+/// Table `red`: per service, operation and minute.
+fn red_batch(closed: &BTreeMap<i64, Merged>) -> Result<RecordBatch, ArrowError> {
+    let mut rows = CellRows::default();
+    for (minute, merged) in closed {
+        for ((service, operation), cell) in &merged.red {
+            rows.push(service, operation, *minute, cell);
+        }
+    }
+    rows.finish(Table::Red)
+}
+
+/// Table `service_graph`: per caller, callee and minute.
+fn graph_batch(closed: &BTreeMap<i64, Merged>) -> Result<RecordBatch, ArrowError> {
+    let mut rows = CellRows::default();
+    for (minute, merged) in closed {
+        for ((caller, callee), cell) in &merged.edges {
+            rows.push(caller, callee, *minute, cell);
+        }
+    }
+    rows.finish(Table::ServiceGraph)
+}
+
+/// The columns `red` and `service_graph` share: two names, the window, then the
+/// cell's numbers.
+#[derive(Default)]
+struct CellRows {
+    first: StringBuilder,
+    second: StringBuilder,
+    start: TimestampMillisecondBuilder,
+    end: TimestampMillisecondBuilder,
+    requests: Int64Builder,
+    errors: Int64Builder,
+    rate: Float64Builder,
+    error_ratio: Float64Builder,
+    p50: Float64Builder,
+    p90: Float64Builder,
+    p99: Float64Builder,
+    p999: Float64Builder,
+    max: Float64Builder,
+}
+
+impl CellRows {
+    fn push(&mut self, first: &str, second: &str, minute: i64, cell: &Cell) {
+        self.first.append_value(first);
+        self.second.append_value(second);
+        self.start.append_value(minute * MINUTE_MS);
+        self.end.append_value((minute + 1) * MINUTE_MS);
+        self.requests
+            .append_value(i64::try_from(cell.requests).unwrap_or(i64::MAX));
+        self.errors
+            .append_value(i64::try_from(cell.errors).unwrap_or(i64::MAX));
+        self.rate.append_value(cell.requests as f64 / 60.0);
+        self.error_ratio.append_value(cell.error_ratio());
+        self.p50.append_value(cell.quantile_ms(0.5));
+        self.p90.append_value(cell.quantile_ms(0.9));
+        self.p99.append_value(cell.quantile_ms(0.99));
+        self.p999.append_value(cell.quantile_ms(0.999));
+        self.max.append_value(cell.max_ms());
+    }
+
+    fn finish(mut self, table: Table) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.first.finish()),
+            Arc::new(self.second.finish()),
+            Arc::new(self.start.finish().with_timezone("UTC")),
+            Arc::new(self.end.finish().with_timezone("UTC")),
+            Arc::new(self.requests.finish()),
+            Arc::new(self.errors.finish()),
+            Arc::new(self.rate.finish()),
+            Arc::new(self.error_ratio.finish()),
+            Arc::new(self.p50.finish()),
+            Arc::new(self.p90.finish()),
+            Arc::new(self.p99.finish()),
+            Arc::new(self.p999.finish()),
+            Arc::new(self.max.finish()),
+        ];
+        RecordBatch::try_new(table.schema(), columns)
+    }
+}
+
+/// Rows of table `trace_partials` (the exchange records as the second stage reads
+/// them): source, marks, and the record itself as JSON.
+#[derive(Debug, Default)]
+pub struct TracePartialRows {
+    source_topic: StringBuilder,
+    source_partition: arrow::array::Int32Builder,
+    through: TimestampMillisecondBuilder,
+    minute: TimestampMillisecondBuilder,
+    red_cells: Int64Builder,
+    edge_cells: Int64Builder,
+    record: StringBuilder,
+    topic: StringBuilder,
+    partition: arrow::array::Int32Builder,
+    offset: Int64Builder,
+    index: arrow::array::Int32Builder,
+}
+
+impl TracePartialRows {
+    /// Appends `record` (whose JSON is `json`), read at `topic`/`partition`/`offset`.
+    pub fn append(
+        &mut self,
+        record: &TracePartial,
+        json: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        self.source_topic.append_value(&record.source_topic);
+        self.source_partition.append_value(record.source_partition);
+        self.through
+            .append_value(record.through_minute.saturating_mul(MINUTE_MS));
+        self.minute
+            .append_option(record.minute.map(|m| m.saturating_mul(MINUTE_MS)));
+        self.red_cells.append_value(record.red.len() as i64);
+        self.edge_cells.append_value(record.edges.len() as i64);
+        self.record.append_value(json);
+        self.topic.append_value(topic);
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.index.append_value(0);
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        arrow::array::ArrayBuilder::len(&self.offset)
+    }
+
+    /// True before the first row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch, leaving the builder empty.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.source_topic.finish()),
+            Arc::new(self.source_partition.finish()),
+            Arc::new(self.through.finish().with_timezone("UTC")),
+            Arc::new(self.minute.finish().with_timezone("UTC")),
+            Arc::new(self.red_cells.finish()),
+            Arc::new(self.edge_cells.finish()),
+            Arc::new(self.record.finish()),
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.index.finish()),
+        ];
+        // Every column is built above in the schema's order and types.
+        RecordBatch::try_new(Table::TracePartials.schema(), columns)
+            .unwrap_or_else(|e| panic!("trace_partials columns do not match the schema: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::Outbound;
+    use crate::slo::spans::tests::spans;
+    use crate::traces::counter::{TraceCounter, TraceSettings};
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+
+    const T0: i64 = 1_700_000_040_000;
+
+    fn scoring() -> TraceScoring {
+        TraceScoring {
+            scorer: ScorerConfig::default(),
+            limits: AnomalyLimits::default(),
+            rules: vec![AlertRule::default_anomaly()],
+        }
+    }
+
+    #[test]
+    fn cells_of_every_partition_merge_into_exact_counts_and_close_when_all_have_passed() {
+        let settings = TraceSettings::default();
+        let mut counters = [TraceCounter::new(settings), TraceCounter::new(settings)];
+        let mut records: Vec<String> = Vec::new();
+        let mut all_durations: Vec<f64> = Vec::new();
+        for (p, counter) in counters.iter_mut().enumerate() {
+            let rows: Vec<_> = (0..300)
+                .map(|i| {
+                    let d = 5.0 + ((i * 7 + p * 3) % 100) as f64;
+                    (T0 + i as i64 * 400, "checkout", "POST /pay", i % 10 != 0, d)
+                })
+                .collect();
+            all_durations.extend(rows.iter().filter(|r| r.0 < T0 + 60_000).map(|r| r.4));
+            let context = PartitionContext {
+                topic: "telemetry.spans".into(),
+                partition: p as i32,
+            };
+            let mut out = Emitted::default();
+            counter.process(&context, &spans(&rows), &mut out).unwrap();
+            assert!(out
+                .messages
+                .iter()
+                .all(|m| m.topic == Outbound::TracePartials));
+            records.extend(
+                out.messages
+                    .iter()
+                    .map(|m| String::from_utf8(m.payload.clone()).unwrap()),
+            );
+        }
+        let mut rows = TracePartialRows::default();
+        for (i, json) in records.iter().enumerate() {
+            let record: TracePartial = serde_json::from_str(json).unwrap();
+            rows.append(&record, json, "cara.internal.traces", 0, i as i64);
+        }
+        let batch = rows.finish();
+        let context = PartitionContext {
+            topic: "cara.internal.traces".into(),
+            partition: 0,
+        };
+        // Only one source expected too many: nothing closes.
+        let mut waiting = TraceCombiner::new(3, scoring());
+        let mut out = Emitted::default();
+        waiting.process(&context, &batch, &mut out).unwrap();
+        assert!(out.tables.is_empty());
+
+        let mut combiner = TraceCombiner::new(2, scoring());
+        let mut out = Emitted::default();
+        combiner.process(&context, &batch, &mut out).unwrap();
+        let (_, red) = out.tables.iter().find(|(t, _)| *t == Table::Red).unwrap();
+        // 300 spans over 120 s per partition; watermark 119.6 s - 30 s: minute 0 only.
+        assert_eq!(red.num_rows(), 1);
+        let requests = red
+            .column_by_name("requests")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(requests.value(0), 2 * 150);
+        let errors = red
+            .column_by_name("errors")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(errors.value(0), 2 * 15);
+        all_durations.sort_by(f64::total_cmp);
+        let rank = (0.99 * all_durations.len() as f64).ceil() as usize;
+        let exact_p99 = all_durations[rank - 1];
+        let p99 = red
+            .column_by_name("p99_ms")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert!(
+            (p99.value(0) - exact_p99).abs() <= exact_p99 * 1e-3 + 1e-3,
+            "{} vs {exact_p99}",
+            p99.value(0)
+        );
+        assert_eq!(Operator::watermark(&combiner), Some(T0 + 60_000));
+    }
+}
