@@ -67,7 +67,11 @@ fn an_idle_partition_closes_its_windows_at_the_topics_watermark() {
     );
     let quiet: Vec<String> = (0..=10).map(|m| format!("{m},1")).collect();
     assert_eq!(windows(&archive, "quiet"), quiet);
-    let raises = metric_sum(http, "cara_idle_watermark_raises_total", "partition=\"1\"");
+    let raises = metric_sum(
+        http,
+        "cara_idle_watermark_raises_total",
+        "topic=\"telemetry.metrics\",partition=\"1\"",
+    );
     assert!(raises >= 1.0, "{raises}");
     // `busy` leads the topic: only its own watermark closes its windows, so its last
     // two (minutes 59 and 60) stay open.
@@ -96,7 +100,11 @@ fn an_idle_partition_closes_its_windows_at_the_topics_watermark() {
     );
     assert_eq!(windows(&archive, "busy"), busy);
     assert_eq!(
-        metric_sum(http, "cara_idle_watermark_raises_total", ""),
+        metric_sum(
+            http,
+            "cara_idle_watermark_raises_total",
+            "topic=\"telemetry.metrics\",partition=\"1\"",
+        ),
         0.0,
         "the raise was not checkpointed"
     );

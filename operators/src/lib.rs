@@ -24,6 +24,7 @@ pub mod operator;
 pub mod schema;
 pub mod series;
 pub mod slo;
+pub mod span_rows;
 #[cfg(test)]
 mod test_rng;
 pub mod time;

@@ -255,72 +255,29 @@ fn string_column<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::schema::Table;
-    use arrow::array::{
-        ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-        TimestampMillisecondBuilder,
-    };
-    use std::sync::Arc;
+    use crate::span_rows::{span_batch, SpanRecord};
 
     /// A span: (start ms, service, operation, ok, duration ms).
     pub type TestSpan = (i64, &'static str, &'static str, bool, f64);
 
-    /// A batch of table `spans`.
+    /// A batch of table `spans` (ids by row; no parents).
     pub fn spans(rows: &[TestSpan]) -> RecordBatch {
-        let schema = Table::Spans.schema();
-        let mut ids = StringBuilder::new();
-        let mut span_ids = StringBuilder::new();
-        let mut parents = StringBuilder::new();
-        let mut service = StringBuilder::new();
-        let mut name = StringBuilder::new();
-        let mut kind = StringBuilder::new();
-        let mut start = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut end = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut duration = Float64Builder::new();
-        let mut status = StringBuilder::new();
-        let mut attributes = StringBuilder::new();
-        let mut extra = StringBuilder::new();
-        let mut topic = StringBuilder::new();
-        let mut partition = Int32Builder::new();
-        let mut offset = Int64Builder::new();
-        let mut index = Int32Builder::new();
-        for (i, (t, svc, op, ok, ms)) in rows.iter().enumerate() {
-            ids.append_value(format!("t{i}"));
-            span_ids.append_value(format!("s{i}"));
-            parents.append_null();
-            service.append_value(svc);
-            name.append_value(op);
-            kind.append_value("server");
-            start.append_value(*t);
-            end.append_value(*t + *ms as i64);
-            duration.append_value(*ms);
-            status.append_value(if *ok { "ok" } else { "error" });
-            attributes.append_null();
-            extra.append_null();
-            topic.append_value("telemetry.spans");
-            partition.append_value(0);
-            offset.append_value(i as i64);
-            index.append_value(0);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(ids.finish()),
-            Arc::new(span_ids.finish()),
-            Arc::new(parents.finish()),
-            Arc::new(service.finish()),
-            Arc::new(name.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(start.finish()),
-            Arc::new(end.finish()),
-            Arc::new(duration.finish()),
-            Arc::new(status.finish()),
-            Arc::new(attributes.finish()),
-            Arc::new(extra.finish()),
-            Arc::new(topic.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(index.finish()),
-        ];
-        RecordBatch::try_new(schema, columns).unwrap()
+        let ids: Vec<String> = (0..rows.len()).map(|i| i.to_string()).collect();
+        let records: Vec<SpanRecord<'_>> = rows
+            .iter()
+            .zip(&ids)
+            .map(|((t, svc, op, ok, ms), id)| SpanRecord {
+                trace_id: id,
+                span_id: id,
+                parent_span_id: None,
+                service: svc,
+                name: op,
+                start_ms: *t,
+                duration_ms: *ms,
+                ok: *ok,
+            })
+            .collect();
+        span_batch(&records, "telemetry.spans", 0).unwrap()
     }
 
     pub fn slo(name: &str, service: &str, sli: Sli) -> SpanSlo {

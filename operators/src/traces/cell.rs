@@ -1,13 +1,19 @@
-//! One cell of trace statistics: spans (or calls), errors, and an HDR histogram of
-//! durations in microseconds (three significant digits, up to one hour; longer spans
-//! count as one hour). Cells merge exactly (histograms add bucket by bucket), so the
+//! One cell of trace statistics: spans (or calls), errors, and the durations as
+//! HDR histogram buckets (microseconds, three significant digits, up to one hour;
+//! longer spans count as one hour). Cells merge exactly (bucket by bucket), so the
 //! partitions' cells of one minute combine into the cell a single consumer would
-//! have built; percentiles are within the histogram's precision of the exact values
-//! (one part in a thousand), which the tests check against sorted durations.
+//! have built; percentiles are hdrhistogram's own, within its precision of the exact
+//! values (one part in a thousand), which the tests check against sorted durations.
 //!
-//! A cell serialises its histogram as the list of non-empty buckets
-//! `[[value, count], ...]` (each value the highest equivalent of its bucket), which
-//! restores the same buckets: the form used in checkpoints and exchange records.
+//! Buckets are kept sparse (bucket → count, keyed by the bucket's highest equivalent
+//! value): a dense three-digit histogram over an hour is about 190 KB, and a cell
+//! exists per service, operation, minute and partition; the sparse form costs a few
+//! bytes per distinct bucket. The dense histogram is built only to read percentiles.
+//! The serialised form, `[[value, count], ...]`, restores the same buckets: it is
+//! used in checkpoints and exchange records.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,24 +22,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 const MAX_DURATION_US: u64 = 3_600_000_000;
 
 /// Spans, errors and durations.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cell {
     /// Spans (requests, calls).
     pub requests: u64,
     /// Of which with status error.
     pub errors: u64,
-    durations: Histogram<u64>,
-}
-
-impl Default for Cell {
-    fn default() -> Self {
-        Cell::new()
-    }
+    /// Count per bucket, by the bucket's highest equivalent value (µs).
+    buckets: BTreeMap<u64, u64>,
 }
 
 fn empty_histogram() -> Histogram<u64> {
     // Bounds and precision are constants that hdrhistogram accepts.
     Histogram::new_with_bounds(1, MAX_DURATION_US, 3).expect("valid histogram bounds")
+}
+
+/// The bucket layout every cell shares (only its arithmetic is used).
+fn layout() -> &'static Histogram<u64> {
+    static LAYOUT: OnceLock<Histogram<u64>> = OnceLock::new();
+    LAYOUT.get_or_init(empty_histogram)
 }
 
 /// Duration in whole microseconds, at least 1 and at most an hour.
@@ -49,41 +56,54 @@ fn duration_us(duration_ms: f64) -> u64 {
 impl Cell {
     /// An empty cell.
     pub fn new() -> Self {
-        Cell {
-            requests: 0,
-            errors: 0,
-            durations: empty_histogram(),
-        }
+        Cell::default()
     }
 
     /// Counts one span.
     pub fn observe(&mut self, duration_ms: f64, error: bool) {
         self.requests += 1;
         self.errors += u64::from(error);
-        self.durations.saturating_record(duration_us(duration_ms));
+        let bucket = layout().highest_equivalent(duration_us(duration_ms));
+        *self.buckets.entry(bucket).or_default() += 1;
     }
 
     /// Adds another cell's spans.
     pub fn merge(&mut self, other: &Cell) {
         self.requests += other.requests;
         self.errors += other.errors;
-        for v in other.durations.iter_recorded() {
-            // Both histograms have the same bounds: the value always fits.
-            let _ = self
-                .durations
-                .record_n(v.value_iterated_to(), v.count_at_value());
+        for (bucket, count) in &other.buckets {
+            *self.buckets.entry(*bucket).or_default() += count;
         }
     }
 
-    /// The duration at `quantile`, ms (hdrhistogram's definition: the highest
-    /// value equivalent to the sample of rank `max(1, ceil(q·n))`).
-    pub fn quantile_ms(&self, quantile: f64) -> f64 {
-        self.durations.value_at_quantile(quantile) as f64 / 1000.0
+    /// The durations as a dense histogram (for reading percentiles).
+    fn histogram(&self) -> Histogram<u64> {
+        let mut h = empty_histogram();
+        for (bucket, count) in &self.buckets {
+            // Every bucket value is within the bounds: it came from them.
+            let _ = h.record_n(*bucket, *count);
+        }
+        h
     }
 
-    /// The longest duration, ms.
+    /// The duration at each of `quantiles`, ms (hdrhistogram's definition: the
+    /// highest value equivalent to the sample of rank `max(1, ceil(q·n))`).
+    pub fn quantiles_ms<const N: usize>(&self, quantiles: [f64; N]) -> [f64; N] {
+        let h = self.histogram();
+        quantiles.map(|q| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// The duration at `quantile`, ms.
+    pub fn quantile_ms(&self, quantile: f64) -> f64 {
+        self.quantiles_ms([quantile])[0]
+    }
+
+    /// The longest duration, ms (the highest value of its bucket).
     pub fn max_ms(&self) -> f64 {
-        self.durations.max() as f64 / 1000.0
+        self.buckets
+            .keys()
+            .next_back()
+            .map_or(0.0, |v| *v as f64 / 1000.0)
     }
 
     /// `errors / requests` (0 without requests).
@@ -91,9 +111,9 @@ impl Cell {
         self.errors as f64 / self.requests.max(1) as f64
     }
 
-    /// Bytes the histogram occupies in memory (the bulk of a cell).
-    pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Cell>() + self.durations.distinct_values() * 8
+    /// Distinct buckets held (a cell's memory is about 40 bytes per bucket).
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
     }
 }
 
@@ -109,11 +129,7 @@ impl Serialize for Cell {
         CellForm {
             requests: self.requests,
             errors: self.errors,
-            durations: self
-                .durations
-                .iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
+            durations: self.buckets.iter().map(|(v, c)| (*v, *c)).collect(),
         }
         .serialize(serializer)
     }
@@ -122,16 +138,21 @@ impl Serialize for Cell {
 impl<'de> Deserialize<'de> for Cell {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let form = CellForm::deserialize(deserializer)?;
-        let mut durations = empty_histogram();
+        let mut buckets = BTreeMap::new();
         for (value, count) in form.durations {
-            durations.record_n(value, count).map_err(|e| {
-                serde::de::Error::custom(format!("histogram bucket {value}: {e:?}"))
-            })?;
+            if value == 0 || value > layout().highest_equivalent(MAX_DURATION_US) {
+                return Err(serde::de::Error::custom(format!(
+                    "duration bucket {value} µs is outside 1 µs..1 h"
+                )));
+            }
+            *buckets
+                .entry(layout().highest_equivalent(value))
+                .or_default() += count;
         }
         Ok(Cell {
             requests: form.requests,
             errors: form.errors,
-            durations,
+            buckets,
         })
     }
 }
@@ -171,7 +192,7 @@ mod tests {
         }
         all.sort_unstable();
         assert_eq!((merged.requests, merged.errors), (60_000, errors));
-        let probe = empty_histogram();
+        let probe = layout();
         for q in [0.5, 0.9, 0.99, 0.999] {
             let want = exact(&all, q);
             let got = (merged.quantile_ms(q) * 1000.0).round() as u64;

@@ -303,10 +303,11 @@ impl CellRows {
             .append_value(i64::try_from(cell.errors).unwrap_or(i64::MAX));
         self.rate.append_value(cell.requests as f64 / 60.0);
         self.error_ratio.append_value(cell.error_ratio());
-        self.p50.append_value(cell.quantile_ms(0.5));
-        self.p90.append_value(cell.quantile_ms(0.9));
-        self.p99.append_value(cell.quantile_ms(0.99));
-        self.p999.append_value(cell.quantile_ms(0.999));
+        let [p50, p90, p99, p999] = cell.quantiles_ms([0.5, 0.9, 0.99, 0.999]);
+        self.p50.append_value(p50);
+        self.p90.append_value(p90);
+        self.p99.append_value(p99);
+        self.p999.append_value(p999);
         self.max.append_value(cell.max_ms());
     }
 
@@ -497,5 +498,62 @@ mod tests {
             p99.value(0)
         );
         assert_eq!(Operator::watermark(&combiner), Some(T0 + 60_000));
+    }
+
+    #[test]
+    fn a_latency_spike_in_the_merged_minutes_raises_an_anomaly_alert_on_the_service() {
+        use crate::alert::AlertStatus;
+        use crate::traces::partial::RedCell;
+        // One source; 600 minutes of steady latency for `checkout`, then five slow.
+        let mut rows = TracePartialRows::default();
+        let m0 = T0 / 60_000;
+        for i in 0..610i64 {
+            let slow = i >= 600;
+            let mut cell = Cell::new();
+            for k in 0..50 {
+                let base = 20.0 + (k % 10) as f64 + (i % 3) as f64;
+                cell.observe(if slow { base * 8.0 } else { base }, false);
+            }
+            let record = TracePartial {
+                source_topic: "telemetry.spans".into(),
+                source_partition: 0,
+                through_minute: m0 + i + 1,
+                minute: Some(m0 + i),
+                red: vec![RedCell {
+                    service: "checkout".into(),
+                    operation: "POST /pay".into(),
+                    cell,
+                }],
+                edges: vec![],
+            };
+            let json = String::from_utf8(record.to_json()).unwrap();
+            rows.append(&record, &json, "cara.internal.traces", 0, i);
+        }
+        let mut combiner = TraceCombiner::new(1, scoring());
+        let context = PartitionContext {
+            topic: "cara.internal.traces".into(),
+            partition: 0,
+        };
+        let mut out = Emitted::default();
+        combiner
+            .process(&context, &rows.finish(), &mut out)
+            .unwrap();
+        let fired: Vec<_> = out
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .collect();
+        assert!(!fired.is_empty(), "the slow minutes alert");
+        let spike_ms = (m0 + 600) * 60_000;
+        for a in &fired {
+            assert!(a.labels.contains(&("service".into(), "checkout".into())));
+            assert!(
+                a.starts_at >= spike_ms,
+                "nothing fires before the spike: {a:?}"
+            );
+        }
+        assert!(fired.iter().any(|a| a
+            .labels
+            .contains(&("__name__".into(), "service_latency_p99_ms".into()))));
     }
 }

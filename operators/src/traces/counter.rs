@@ -403,11 +403,7 @@ fn string_column<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Table;
-    use arrow::array::{
-        ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-        TimestampMillisecondBuilder,
-    };
+    use crate::span_rows::{span_batch, SpanRecord};
 
     const T0: i64 = 1_700_000_040_000;
 
@@ -423,60 +419,20 @@ mod tests {
     );
 
     fn linked(rows: &[Linked]) -> RecordBatch {
-        let mut trace = StringBuilder::new();
-        let mut span = StringBuilder::new();
-        let mut parent = StringBuilder::new();
-        let mut service = StringBuilder::new();
-        let mut name = StringBuilder::new();
-        let mut kind = StringBuilder::new();
-        let mut start = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut end = TimestampMillisecondBuilder::new().with_timezone("UTC");
-        let mut duration = Float64Builder::new();
-        let mut status = StringBuilder::new();
-        let mut nulls = (StringBuilder::new(), StringBuilder::new());
-        let (mut topic, mut partition, mut offset, mut index) = (
-            StringBuilder::new(),
-            Int32Builder::new(),
-            Int64Builder::new(),
-            Int32Builder::new(),
-        );
-        for (i, (t, s, p, svc, at, ms, ok)) in rows.iter().enumerate() {
-            trace.append_value(t);
-            span.append_value(s);
-            parent.append_option(*p);
-            service.append_value(svc);
-            name.append_value("op");
-            kind.append_value("server");
-            start.append_value(*at);
-            end.append_value(*at + *ms as i64);
-            duration.append_value(*ms);
-            status.append_value(if *ok { "ok" } else { "error" });
-            nulls.0.append_null();
-            nulls.1.append_null();
-            topic.append_value("telemetry.spans");
-            partition.append_value(0);
-            offset.append_value(i as i64);
-            index.append_value(0);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(trace.finish()),
-            Arc::new(span.finish()),
-            Arc::new(parent.finish()),
-            Arc::new(service.finish()),
-            Arc::new(name.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(start.finish()),
-            Arc::new(end.finish()),
-            Arc::new(duration.finish()),
-            Arc::new(status.finish()),
-            Arc::new(nulls.0.finish()),
-            Arc::new(nulls.1.finish()),
-            Arc::new(topic.finish()),
-            Arc::new(partition.finish()),
-            Arc::new(offset.finish()),
-            Arc::new(index.finish()),
-        ];
-        RecordBatch::try_new(Table::Spans.schema(), columns).unwrap()
+        let records: Vec<SpanRecord<'_>> = rows
+            .iter()
+            .map(|(trace, span, parent, service, start, ms, ok)| SpanRecord {
+                trace_id: trace,
+                span_id: span,
+                parent_span_id: *parent,
+                service,
+                name: "op",
+                start_ms: *start,
+                duration_ms: *ms,
+                ok: *ok,
+            })
+            .collect();
+        span_batch(&records, "telemetry.spans", 0).unwrap()
     }
 
     fn records(out: &Emitted) -> Vec<TracePartial> {
