@@ -12,11 +12,12 @@
 //! The serialised form, `[[value, count], ...]`, restores the same buckets: it is
 //! used in checkpoints and exchange records.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::map_as_list::hashed::FastMap;
 
 /// Longest duration a histogram distinguishes, µs (one hour).
 const MAX_DURATION_US: u64 = 3_600_000_000;
@@ -29,7 +30,7 @@ pub struct Cell {
     /// Of which with status error.
     pub errors: u64,
     /// Count per bucket, by the bucket's highest equivalent value (µs).
-    buckets: BTreeMap<u64, u64>,
+    buckets: FastMap<u64, u64>,
 }
 
 fn empty_histogram() -> Histogram<u64> {
@@ -102,7 +103,7 @@ impl Cell {
     pub fn max_ms(&self) -> f64 {
         self.buckets
             .keys()
-            .next_back()
+            .max()
             .map_or(0.0, |v| *v as f64 / 1000.0)
     }
 
@@ -129,7 +130,12 @@ impl Serialize for Cell {
         CellForm {
             requests: self.requests,
             errors: self.errors,
-            durations: self.buckets.iter().map(|(v, c)| (*v, *c)).collect(),
+            durations: {
+                let mut pairs: Vec<(u64, u64)> =
+                    self.buckets.iter().map(|(v, c)| (*v, *c)).collect();
+                pairs.sort_unstable();
+                pairs
+            },
         }
         .serialize(serializer)
     }
@@ -138,7 +144,7 @@ impl Serialize for Cell {
 impl<'de> Deserialize<'de> for Cell {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let form = CellForm::deserialize(deserializer)?;
-        let mut buckets = BTreeMap::new();
+        let mut buckets = FastMap::default();
         for (value, count) in form.durations {
             if value == 0 || value > layout().highest_equivalent(MAX_DURATION_US) {
                 return Err(serde::de::Error::custom(format!(

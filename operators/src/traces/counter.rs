@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::cell::Cell;
 use super::partial::{EdgeCell, RedCell, TracePartial};
 use crate::anomaly::operator::SchemaMismatch;
+use crate::map_as_list::hashed::FastMap;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
@@ -58,13 +59,13 @@ impl Default for TraceSettings {
 /// The cells of one minute.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct MinuteCells {
-    #[serde(with = "crate::map_as_list")]
-    red: BTreeMap<(Arc<str>, Arc<str>), Cell>,
-    #[serde(with = "crate::map_as_list")]
-    edges: BTreeMap<(Arc<str>, Arc<str>), Cell>,
+    #[serde(with = "crate::map_as_list::hashed")]
+    red: FastMap<NamePair, Cell>,
+    #[serde(with = "crate::map_as_list::hashed")]
+    edges: FastMap<NamePair, Cell>,
     /// Operations per service (for the limit).
-    #[serde(with = "crate::map_as_list")]
-    operations: BTreeMap<Arc<str>, usize>,
+    #[serde(with = "crate::map_as_list::hashed")]
+    operations: FastMap<Arc<str>, usize>,
 }
 
 /// A span waiting for its parent.
@@ -83,10 +84,12 @@ struct CounterState {
     sent_through: Option<i64>,
     max_start_ms: Option<i64>,
     raised_watermark: Option<i64>,
-    /// Possible parents: "trace/span" -> (service, start).
-    spans: BTreeMap<String, (Arc<str>, i64)>,
-    /// Children by the "trace/span" of the parent they wait for.
-    waiting: BTreeMap<String, Vec<Child>>,
+    /// Possible parents: hash of (trace, span) -> (service, start).
+    #[serde(with = "crate::map_as_list::hashed")]
+    spans: FastMap<u64, (Arc<str>, i64)>,
+    /// Children by the hash of the (trace, span) of the parent they wait for.
+    #[serde(with = "crate::map_as_list::hashed")]
+    waiting: FastMap<u64, Vec<Child>>,
     waiting_count: usize,
     next_eviction_ms: i64,
     late_spans: u64,
@@ -215,8 +218,7 @@ impl TraceCounter {
             source_partition: context.partition,
             through_minute,
             minute,
-            red: cells
-                .red
+            red: sorted(cells.red)
                 .into_iter()
                 .map(|((service, operation), cell)| RedCell {
                     service: service.to_string(),
@@ -224,8 +226,7 @@ impl TraceCounter {
                     cell,
                 })
                 .collect(),
-            edges: cells
-                .edges
+            edges: sorted(cells.edges)
                 .into_iter()
                 .map(|((caller, callee), cell)| EdgeCell {
                     caller: caller.to_string(),
@@ -243,6 +244,23 @@ impl TraceCounter {
         }
         self.state.sent_through = Some(through);
     }
+}
+
+/// A pair of names: (service, operation) or (caller, callee).
+type NamePair = (Arc<str>, Arc<str>);
+
+/// The cells in key order (records must not depend on hash order).
+fn sorted(cells: FastMap<NamePair, Cell>) -> Vec<(NamePair, Cell)> {
+    let mut list: Vec<_> = cells.into_iter().collect();
+    list.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    list
+}
+
+/// The join key of a span: a 64-bit hash of its trace and span ids (no allocation
+/// per span; a collision among the spans held is about one in 10¹¹).
+fn span_key(trace: &str, span: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7370_616e).hash_one((trace, span))
 }
 
 fn push(out: &mut Emitted, record: TracePartial) {
@@ -318,7 +336,7 @@ impl Operator for TraceCounter {
             }
 
             // The service graph: join with the parent, either way round.
-            let me = format!("{}/{}", trace.value(row), span.value(row));
+            let me = span_key(trace.value(row), span.value(row));
             let child = Child {
                 service: svc.clone(),
                 start_ms: t,
@@ -327,7 +345,7 @@ impl Operator for TraceCounter {
             };
             let held = self.state.spans.len() + self.state.waiting_count;
             if parent.is_valid(row) {
-                let parent_key = format!("{}/{}", trace.value(row), parent.value(row));
+                let parent_key = span_key(trace.value(row), parent.value(row));
                 match self.state.spans.get(&parent_key) {
                     Some((caller, _)) => {
                         let caller = caller.clone();
