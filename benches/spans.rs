@@ -28,6 +28,10 @@ use cara_operators::traces::partial::TracePartial;
 use cara_operators::{alert::AlertRule, anomaly::operator::AnomalyLimits, anomaly::ScorerConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+// As in the `cara` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TRACES: usize = 20_000;
 const SPANS_PER_TRACE: usize = 10;
 const START_MS: i64 = 1_700_000_040_000;
