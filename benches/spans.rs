@@ -181,12 +181,12 @@ fn bench(c: &mut Criterion) {
         topic: "cara.internal".into(),
         partition: 0,
     };
-    let specs: Vec<SloSpec> = slos().into_iter().map(|s| s.spec).collect();
+    let specs: Vec<(SloSpec, usize)> = slos().into_iter().map(|s| (s.spec, 4)).collect();
     group.bench_function("second_stage", |b| {
         b.iter_batched(
             || {
                 (
-                    SloCombiner::new(specs.clone(), 4),
+                    SloCombiner::new(specs.clone()),
                     TraceCombiner::new(4, scoring()),
                 )
             },

@@ -1,6 +1,8 @@
 //! SLOs end to end: spans of `checkout` with an outage, produced with kcat keyed by
 //! trace id (so every SLO's spans arrive on many partitions of a separate
-//! `cara broker`), go through both SLO stages and the exchange topic. Every status
+//! `cara broker`), go through both SLO stages and the exchange topic; so do log
+//! lines of the same requests (an SLO over log levels) and the `api` service's
+//! request counters (an SLO over two counter metrics). Every status
 //! record (table `slo`, topic `cara.slo`) equals a brute-force computation over the
 //! produced spans (exact counts, burn rates and budget to 1e-9), the outage pages
 //! and resolves, and a run killed with -9 halfway changes nothing.
@@ -56,6 +58,57 @@ fn spans() -> Vec<Span> {
     out
 }
 
+/// Counter samples of `api` every 10 s (good and total requests, failing during
+/// the outage), as messages keyed by service, and the events they show: each
+/// sample after the first counts its increase in its own minute.
+fn counters() -> (Vec<(String, String)>, Vec<Event>) {
+    let (mut good, mut total) = (5_000u64, 5_000u64);
+    let (mut messages, mut events) = (Vec::new(), Vec::new());
+    for i in 0..(MINUTES * 6) {
+        let ts = START_MS + i * 10_000 + 3_000;
+        let minute = i / 6;
+        let n = 20 + (i % 7) as u64;
+        let g = if OUTAGE.contains(&minute) {
+            n * 3 / 10
+        } else {
+            n - u64::from(i % 50 == 0)
+        };
+        if i > 0 {
+            good += g;
+            total += n;
+            events.push((ts, g, n));
+        }
+        for (name, value) in [("requests_ok_total", good), ("requests_total", total)] {
+            messages.push((
+                "api".to_owned(),
+                format!(
+                    r#"{{"ts":{ts},"name":"{name}","type":"counter","value":{value},"labels":{{"service":"api"}}}}"#
+                ),
+            ));
+        }
+    }
+    (messages, events)
+}
+
+/// One log line per span of `checkout`, an error line for a failed one, keyed by
+/// trace id like the spans.
+fn log_lines(spans: &[Span]) -> Vec<(String, String)> {
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let level = if s.ok { "info" } else { "error" };
+            (
+                format!("trace-{i}"),
+                format!(
+                    r#"{{"ts":{},"service":"checkout","level":"{level}","message":"payment {i} handled"}}"#,
+                    s.start
+                ),
+            )
+        })
+        .collect()
+}
+
 fn messages(spans: &[Span], from: usize) -> Vec<(String, String)> {
     spans
         .iter()
@@ -74,9 +127,12 @@ fn messages(spans: &[Span], from: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An SLI event as the reference counts it: (event time, good, total).
+type Event = (i64, u64, u64);
+
 /// One status row: minute boundary (ms), per window (good, total, burn rate), and
 /// the budget remaining.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Status {
     ts: i64,
     windows: Vec<(u64, u64, f64)>,
@@ -96,28 +152,21 @@ fn same(a: &[Status], b: &[Status]) -> bool {
         })
 }
 
-/// The status rows the issue defines, computed from the raw spans: for each minute
-/// boundary T from the end of the first minute with spans up to `last` (inclusive),
-/// per window w: good and total spans with start in [T - w, T), burn rate; budget
-/// over [T - 30 d, T).
-fn brute_force(spans: &[Span], good: impl Fn(&Span) -> bool, last: i64) -> Vec<Status> {
+/// The status rows the issue defines, computed from raw events `(time, good,
+/// total)`: for each minute boundary T from the end of the first minute with events
+/// up to `last` (inclusive), per window w: good and total of the events in
+/// [T - w, T), burn rate; budget over [T - 30 d, T).
+fn brute_force(events: &[Event], last: i64) -> Vec<Status> {
     let windows = [5, 30, 60, 120, 360, 1_440, 4_320];
-    let first = spans
-        .iter()
-        .map(|s| s.start.div_euclid(MINUTE))
-        .min()
-        .unwrap()
-        + 1;
+    let first = events.iter().map(|e| e.0.div_euclid(MINUTE)).min().unwrap() + 1;
     let mut rows = Vec::new();
     for boundary in first..=last {
         let t = boundary * MINUTE;
         let count = |from: i64| {
-            let inside: Vec<&Span> = spans
+            events
                 .iter()
-                .filter(|s| s.start >= from && s.start < t)
-                .collect();
-            let g = inside.iter().filter(|s| good(s)).count() as u64;
-            (g, inside.len() as u64)
+                .filter(|e| e.0 >= from && e.0 < t)
+                .fold((0u64, 0u64), |(g, n), e| (g + e.1, n + e.2))
         };
         let windows = windows
             .iter()
@@ -126,7 +175,7 @@ fn brute_force(spans: &[Span], good: impl Fn(&Span) -> bool, last: i64) -> Vec<S
                 let burn = if n == 0 {
                     0.0
                 } else {
-                    (1.0 - g as f64 / n as f64) / (1.0 - OBJECTIVE)
+                    n.saturating_sub(g) as f64 / n as f64 / (1.0 - OBJECTIVE)
                 };
                 (g, n, burn)
             })
@@ -135,7 +184,7 @@ fn brute_force(spans: &[Span], good: impl Fn(&Span) -> bool, last: i64) -> Vec<S
         let budget = if n == 0 {
             1.0
         } else {
-            1.0 - (n - g) as f64 / ((1.0 - OBJECTIVE) * n as f64)
+            1.0 - n.saturating_sub(g) as f64 / ((1.0 - OBJECTIVE) * n as f64)
         };
         rows.push(Status {
             ts: t,
@@ -196,11 +245,22 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
          [runtime]\nidle_partition_timeout = \"2s\"\n\
          [kafka.client_properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
          [[slo]]\nname = \"checkout-availability\"\nservice = \"checkout\"\nsli = \"availability\"\nobjective = 0.99\nperiod = \"30d\"\n\
-         [[slo]]\nname = \"checkout-latency\"\nservice = \"checkout\"\nsli = \"latency\"\nthreshold_ms = 300\nobjective = 0.99\nperiod = \"30d\"\n",
+         [[slo]]\nname = \"checkout-latency\"\nservice = \"checkout\"\nsli = \"latency\"\nthreshold_ms = 300\nobjective = 0.99\nperiod = \"30d\"\n\
+         [[slo]]\nname = \"api-requests\"\nsource = \"metrics\"\ngood_metric = \"requests_ok_total\"\ntotal_metric = \"requests_total\"\nlabels = { service = \"api\" }\nsli = \"availability\"\nobjective = 0.99\n\
+         [[slo]]\nname = \"checkout-logs\"\nsource = \"logs\"\nservice = \"checkout\"\nsli = \"availability\"\nobjective = 0.99\n",
     );
     let all = spans();
     let half = all.len() / 2;
     kcat_produce_keyed(&brokers, "telemetry.spans", &messages(&all[..half], 0));
+    let (counter_messages, counter_events) = counters();
+    let counter_half = counter_messages.len() / 2;
+    kcat_produce_keyed(
+        &brokers,
+        "telemetry.metrics",
+        &counter_messages[..counter_half],
+    );
+    let lines = log_lines(&all);
+    kcat_produce_keyed(&brokers, "telemetry.logs", &lines[..half]);
 
     // A first run, killed once some statuses are out.
     let (mut run, _http) = start_cara_run(&brokers, &archive, &config, "slo");
@@ -213,13 +273,28 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
     });
     run.kill9();
     kcat_produce_keyed(&brokers, "telemetry.spans", &messages(&all[half..], half));
+    kcat_produce_keyed(
+        &brokers,
+        "telemetry.metrics",
+        &counter_messages[counter_half..],
+    );
+    kcat_produce_keyed(&brokers, "telemetry.logs", &lines[half..]);
 
     // Every partition idles once all is read, and is raised to the furthest
     // watermark (last start − 30 s): statuses up to that minute boundary.
     let last_start = all.iter().map(|s| s.start).max().unwrap();
     let last_boundary = (last_start - 30_000).div_euclid(MINUTE);
-    let availability = brute_force(&all, |s| s.ok, last_boundary);
-    let latency = brute_force(&all, |s| s.duration_ms < 300.0, last_boundary);
+    let events = |good: &dyn Fn(&Span) -> bool| -> Vec<Event> {
+        all.iter()
+            .map(|s| (s.start, u64::from(good(s)), 1))
+            .collect()
+    };
+    let availability = brute_force(&events(&|s| s.ok), last_boundary);
+    let latency = brute_force(&events(&|s| s.duration_ms < 300.0), last_boundary);
+    // Logs carry the spans' times and outcomes.
+    let logs = availability.clone();
+    let last_sample = counter_events.last().unwrap().0;
+    let requests = brute_force(&counter_events, (last_sample - 30_000).div_euclid(MINUTE));
     let (mut run, http) = start_cara_run(&brokers, &archive, &config, "slo");
     wait_until(Duration::from_secs(120), "every SLO status", || {
         sql_count(
@@ -235,6 +310,10 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
     assert!(same(&got, &availability), "{got:#?}\n{availability:#?}");
     let got = archived(&archive, "checkout-latency");
     assert!(same(&got, &latency), "{got:#?}\n{latency:#?}");
+    let got = archived(&archive, "api-requests");
+    assert!(same(&got, &requests), "{got:#?}\n{requests:#?}");
+    let got = archived(&archive, "checkout-logs");
+    assert!(same(&got, &logs), "{got:#?}\n{logs:#?}");
     assert_eq!(metric_sum(http, "cara_late_spans_total", ""), 0.0);
 
     // The outage pages, then resolves, once; the alerts carry the SLO's name.

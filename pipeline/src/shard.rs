@@ -29,6 +29,8 @@ use cara_operators::operator::{
 };
 use cara_operators::schema::Table;
 use cara_operators::slo::combine::SloCombiner;
+use cara_operators::slo::logs::{LogSlo, LogSloCounter};
+use cara_operators::slo::metrics::{MetricSlo, MetricSloCounter};
 use cara_operators::slo::spans::{SpanSlo, SpanSloCounter};
 use cara_operators::slo::SloSpec;
 use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
@@ -121,8 +123,8 @@ pub(crate) struct ShardSettings {
     pub slos: Option<SloSettings>,
     /// The two trace stages; `None` when disabled.
     pub traces: Option<TraceRuntime>,
-    /// Partitions of the spans topic: the second stages wait for all of them.
-    pub span_partitions: usize,
+    /// Partitions of the input topics: the second stages wait for all of them.
+    pub topic_partitions: TopicPartitions,
     /// After this long without messages (processing time) a partition is idle: it
     /// stops holding the topic's watermark back and its own is raised to the topic's.
     pub idle_timeout: Duration,
@@ -143,13 +145,6 @@ pub struct AlertingSettings {
     pub windows: Option<WindowSettings>,
 }
 
-/// How SLOs are computed.
-#[derive(Debug, Clone)]
-pub struct SloSettings {
-    /// The SLOs over spans.
-    pub slos: Vec<SpanSlo>,
-}
-
 /// How RED metrics and the service graph are computed.
 #[derive(Debug, Clone)]
 pub struct TraceRuntime {
@@ -159,18 +154,60 @@ pub struct TraceRuntime {
     pub scoring: TraceScoring,
 }
 
+/// How SLOs are computed, by the source of their events.
+#[derive(Debug, Clone, Default)]
+pub struct SloSettings {
+    /// SLOs over spans.
+    pub spans: Vec<SpanSlo>,
+    /// SLOs over two counter metrics.
+    pub metrics: Vec<MetricSlo>,
+    /// SLOs over log lines.
+    pub logs: Vec<LogSlo>,
+}
+
 impl SloSettings {
-    /// The bound the span stage's watermark trails by: the largest of the SLOs'.
+    /// The bound the first stages' watermarks trail by: the largest of the SLOs'.
     fn out_of_orderness_ms(&self) -> i64 {
-        self.slos
-            .iter()
-            .map(|s| s.spec.out_of_orderness_ms)
+        self.all_specs()
+            .map(|(s, _)| s.out_of_orderness_ms)
             .max()
             .unwrap_or(0)
     }
 
-    fn specs(&self) -> Vec<SloSpec> {
-        self.slos.iter().map(|s| s.spec.clone()).collect()
+    fn all_specs(&self) -> impl Iterator<Item = (&SloSpec, Signal)> {
+        let spans = self.spans.iter().map(|s| (&s.spec, Signal::Spans));
+        let metrics = self.metrics.iter().map(|s| (&s.spec, Signal::Metrics));
+        let logs = self.logs.iter().map(|s| (&s.spec, Signal::Logs));
+        spans.chain(metrics).chain(logs)
+    }
+
+    /// Every SLO with the number of partitions of its source topic.
+    fn specs(&self, partitions: &TopicPartitions) -> Vec<(SloSpec, usize)> {
+        self.all_specs()
+            .map(|(spec, signal)| (spec.clone(), partitions.of(signal)))
+            .collect()
+    }
+}
+
+/// Partitions of each input topic (the sources the second stages wait for).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TopicPartitions {
+    /// `telemetry.metrics`.
+    pub metrics: usize,
+    /// `telemetry.logs`.
+    pub logs: usize,
+    /// `telemetry.spans`.
+    pub spans: usize,
+}
+
+impl TopicPartitions {
+    fn of(&self, signal: Signal) -> usize {
+        match signal {
+            Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
+            Signal::Spans => self.spans,
+            Signal::SloPartials | Signal::TracePartials => 0,
+        }
     }
 }
 
@@ -680,8 +717,13 @@ fn prepared(
     }
 }
 
-/// The operator of a partition of `signal`, restored from its checkpoint or fresh;
-/// `None` when that signal has no operator enabled.
+/// The operators of a partition of `signal`, restored from its checkpoint or
+/// fresh; `None` when that signal has none enabled.
+///
+/// Input partitions run a [`Stacked`] operator: its parts are restored from their
+/// part of the snapshot. A snapshot that is not a stack (written before the
+/// partition had several parts) belongs to the first-named part (`main`), so adding
+/// an SLO does not throw away a partition's anomaly or template state.
 fn restore_operator(
     settings: &ShardSettings,
     signal: Signal,
@@ -689,45 +731,101 @@ fn restore_operator(
     topic: &str,
     partition: i32,
 ) -> Option<Box<dyn Operator>> {
+    let slos = settings.slos.as_ref();
+    let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
+    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
     match signal {
-        Signal::Metrics => settings.alerting.as_ref().map(|a| {
-            let fresh = || MetricAlerting::new(a.scorer, a.limits, a.rules.clone());
-            let alerting = restored(
-                snapshot,
-                |json| MetricAlerting::restore(json, a.scorer, a.limits, a.rules.clone()),
-                fresh,
-                "metric scoring states",
-                topic,
-                partition,
-            );
-            Box::new(alerting.with_windows(a.windows)) as Box<dyn Operator>
-        }),
-        Signal::Logs => settings.logs.as_ref().map(|logs| {
-            let operator = restored(
-                snapshot,
-                |json| LogOperator::restore(json, logs.clone()),
-                || LogOperator::new(logs.clone()),
-                "log templates and windows",
-                topic,
-                partition,
-            );
-            Box::new(operator) as Box<dyn Operator>
-        }),
-        Signal::Spans => restore_span_operators(settings, snapshot, topic, partition),
-        Signal::SloPartials => settings.slos.as_ref().map(|slos| {
-            let (specs, sources) = (slos.specs(), settings.span_partitions);
+        Signal::Metrics => {
+            let part = parts_of(snapshot, "alerting", topic, partition);
+            if let Some(a) = &settings.alerting {
+                let alerting = restored(
+                    part("alerting").as_deref(),
+                    |json| MetricAlerting::restore(json, a.scorer, a.limits, a.rules.clone()),
+                    || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
+                    "metric scoring states",
+                    topic,
+                    partition,
+                );
+                parts.push(("alerting", Box::new(alerting.with_windows(a.windows))));
+            }
+            if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |json| MetricSloCounter::restore(json, slos.metrics.clone(), ooo),
+                    || MetricSloCounter::new(slos.metrics.clone(), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+        }
+        Signal::Logs => {
+            let part = parts_of(snapshot, "logs", topic, partition);
+            if let Some(logs) = &settings.logs {
+                let operator = restored(
+                    part("logs").as_deref(),
+                    |json| LogOperator::restore(json, logs.clone()),
+                    || LogOperator::new(logs.clone()),
+                    "log templates and windows",
+                    topic,
+                    partition,
+                );
+                parts.push(("logs", Box::new(operator)));
+            }
+            if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |json| LogSloCounter::restore(json, slos.logs.clone(), ooo),
+                    || LogSloCounter::new(slos.logs.clone(), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+        }
+        Signal::Spans => {
+            let part = parts_of(snapshot, "slo", topic, partition);
+            if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |json| SpanSloCounter::restore(json, slos.spans.clone(), ooo),
+                    || SpanSloCounter::new(slos.spans.clone(), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+            if let Some(traces) = &settings.traces {
+                let counter = restored(
+                    part("traces").as_deref(),
+                    |json| TraceCounter::restore(json, traces.settings),
+                    || TraceCounter::new(traces.settings),
+                    "trace cells",
+                    topic,
+                    partition,
+                );
+                parts.push(("traces", Box::new(counter)));
+            }
+        }
+        Signal::SloPartials => {
+            let slos = slos?;
+            let specs = slos.specs(&settings.topic_partitions);
             let combiner = restored(
                 snapshot,
-                |json| SloCombiner::restore(json, specs.clone(), sources),
-                || SloCombiner::new(specs.clone(), sources),
+                |json| SloCombiner::restore(json, specs.clone()),
+                || SloCombiner::new(specs.clone()),
                 "SLO budgets",
                 topic,
                 partition,
             );
-            Box::new(combiner) as Box<dyn Operator>
-        }),
-        Signal::TracePartials => settings.traces.as_ref().map(|traces| {
-            let sources = settings.span_partitions;
+            return Some(Box::new(combiner));
+        }
+        Signal::TracePartials => {
+            let traces = settings.traces.as_ref()?;
+            let sources = settings.topic_partitions.spans;
             let combiner = restored(
                 snapshot,
                 |json| TraceCombiner::restore(json, sources, traces.scoring.clone()),
@@ -736,57 +834,33 @@ fn restore_operator(
                 topic,
                 partition,
             );
-            Box::new(combiner) as Box<dyn Operator>
-        }),
-    }
-}
-
-/// The operators of a span partition: the first SLO stage and the first trace
-/// stage, each restored from its part of the checkpointed snapshot.
-fn restore_span_operators(
-    settings: &ShardSettings,
-    snapshot: Option<&str>,
-    topic: &str,
-    partition: i32,
-) -> Option<Box<dyn Operator>> {
-    let parts_snapshot = snapshot.and_then(|json| match Stacked::split_snapshot(json) {
-        Ok(parts) => Some(parts),
-        Err(error) => {
-            tracing::warn!(topic, partition, %error, "span operator state in the checkpoint is unreadable; it starts afresh");
-            None
+            return Some(Box::new(combiner));
         }
-    });
-    let part = |name: &str| {
-        parts_snapshot
-            .as_ref()
-            .and_then(|p| p.get(name))
-            .map(String::as_str)
-    };
-    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
-    if let Some(slos) = &settings.slos {
-        let ooo = slos.out_of_orderness_ms();
-        let counter = restored(
-            part("slo"),
-            |json| SpanSloCounter::restore(json, slos.slos.clone(), ooo),
-            || SpanSloCounter::new(slos.slos.clone(), ooo),
-            "SLO counts",
-            topic,
-            partition,
-        );
-        parts.push(("slo", Box::new(counter)));
-    }
-    if let Some(traces) = &settings.traces {
-        let counter = restored(
-            part("traces"),
-            |json| TraceCounter::restore(json, traces.settings),
-            || TraceCounter::new(traces.settings),
-            "trace cells",
-            topic,
-            partition,
-        );
-        parts.push(("traces", Box::new(counter)));
     }
     (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
+}
+
+/// The parts of a stacked snapshot, by name; a snapshot that is not a stack is
+/// `main`'s.
+fn parts_of<'a>(
+    snapshot: Option<&'a str>,
+    main: &'static str,
+    topic: &str,
+    partition: i32,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    let parts: std::collections::BTreeMap<String, String> = match snapshot {
+        None => Default::default(),
+        Some(json) => Stacked::split_snapshot(json).unwrap_or_else(|_| {
+            tracing::debug!(
+                topic,
+                partition,
+                main,
+                "checkpointed state is one operator's"
+            );
+            [(main.to_owned(), json.to_owned())].into()
+        }),
+    };
+    move |name: &str| parts.get(name).cloned()
 }
 
 /// State restored from `snapshot`, or fresh when there is none or it is unreadable

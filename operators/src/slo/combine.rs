@@ -55,20 +55,19 @@ mod by_source {
 /// The second SLO stage for one exchange partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloCombiner {
-    specs: Vec<SloSpec>,
-    /// Partitions of the source topic; the watermark waits for all of them.
-    expected_sources: usize,
+    /// Each SLO with the number of partitions of its source topic (its watermark
+    /// waits for all of them).
+    specs: Vec<(SloSpec, usize)>,
     slos: BTreeMap<String, CombinedSlo>,
     /// Minutes of SLOs not configured (any more).
     unknown: u64,
 }
 
 impl SloCombiner {
-    /// Fresh state for `specs`, waiting for `expected_sources` source partitions.
-    pub fn new(specs: Vec<SloSpec>, expected_sources: usize) -> Self {
+    /// Fresh state for `specs`, each with its number of source partitions.
+    pub fn new(specs: Vec<(SloSpec, usize)>) -> Self {
         SloCombiner {
             specs,
-            expected_sources,
             slos: BTreeMap::new(),
             unknown: 0,
         }
@@ -78,13 +77,12 @@ impl SloCombiner {
     /// changed keep their counts under the new one, removed ones are dropped.
     pub fn restore(
         snapshot: &str,
-        specs: Vec<SloSpec>,
-        expected_sources: usize,
+        specs: Vec<(SloSpec, usize)>,
     ) -> Result<Self, serde_json::Error> {
         let mut slos: BTreeMap<String, CombinedSlo> = serde_json::from_str(snapshot)?;
-        slos.retain(|name, _| specs.iter().any(|s| &s.name == name));
+        slos.retain(|name, _| specs.iter().any(|(s, _)| &s.name == name));
         for (name, combined) in slos.iter_mut() {
-            if let Some(spec) = specs.iter().find(|s| &s.name == name) {
+            if let Some((spec, _)) = specs.iter().find(|(s, _)| &s.name == name) {
                 if combined.tracker.spec() != spec {
                     combined.tracker = combined.tracker.clone().respecified(spec.clone());
                 }
@@ -92,15 +90,19 @@ impl SloCombiner {
         }
         Ok(SloCombiner {
             specs,
-            expected_sources,
             slos,
             unknown: 0,
         })
     }
 
     /// The combined watermark of one SLO, ms; `None` while sources are missing.
-    fn watermark_of(&self, combined: &CombinedSlo) -> Option<i64> {
-        if combined.sources.len() < self.expected_sources.max(1) {
+    fn watermark_of(&self, name: &str, combined: &CombinedSlo) -> Option<i64> {
+        let expected = self
+            .specs
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map_or(1, |(_, n)| *n);
+        if combined.sources.len() < expected.max(1) {
             return None;
         }
         combined
@@ -111,7 +113,7 @@ impl SloCombiner {
     }
 
     fn apply(&mut self, record: &PendingRecord, minutes: &[(i64, Counts)]) {
-        let Some(spec) = self.specs.iter().find(|s| s.name == record.slo) else {
+        let Some((spec, _)) = self.specs.iter().find(|(s, _)| s.name == record.slo) else {
             self.unknown += minutes.len() as u64;
             return;
         };
@@ -209,7 +211,11 @@ impl Operator for SloCombiner {
         let mut statuses = Vec::new();
         let names: Vec<String> = self.slos.keys().cloned().collect();
         for name in names {
-            let Some(watermark) = self.slos.get(&name).and_then(|c| self.watermark_of(c)) else {
+            let Some(watermark) = self
+                .slos
+                .get(&name)
+                .and_then(|c| self.watermark_of(&name, c))
+            else {
                 continue;
             };
             let mut alerts = Vec::new();
@@ -242,8 +248,8 @@ impl Operator for SloCombiner {
 
     fn watermark(&self) -> Option<i64> {
         self.slos
-            .values()
-            .filter_map(|c| self.watermark_of(c))
+            .iter()
+            .filter_map(|(name, c)| self.watermark_of(name, c))
             .min()
     }
 
@@ -386,7 +392,7 @@ mod tests {
         let slos = vec![slo("avail", "checkout", Sli::Availability)];
         let sources = traffic(120, 4);
         let records = exchange(&sources, &slos, 97);
-        let mut combiner = SloCombiner::new(vec![slos[0].spec.clone()], 4);
+        let mut combiner = SloCombiner::new(vec![(slos[0].spec.clone(), 4)]);
         let out = combine(&mut combiner, &rows_of(&records));
         let got = statuses(&out);
 
@@ -421,7 +427,7 @@ mod tests {
         let slos = vec![slo("avail", "checkout", Sli::Availability)];
         let sources = traffic(90, 3);
         let records = exchange(&sources, &slos, 50);
-        let mut whole = SloCombiner::new(vec![slos[0].spec.clone()], 3);
+        let mut whole = SloCombiner::new(vec![(slos[0].spec.clone(), 3)]);
         let expected = statuses(&combine(&mut whole, &rows_of(&records)));
 
         // Source 1 crashed after its records were sent and replays them, regrouped
@@ -446,10 +452,10 @@ mod tests {
             .map(|(i, (r, _))| (r.clone(), m + i as i64))
             .collect();
 
-        let mut first = SloCombiner::new(vec![slos[0].spec.clone()], 3);
+        let mut first = SloCombiner::new(vec![(slos[0].spec.clone(), 3)]);
         let mut got = statuses(&combine(&mut first, &rows_of(&first_half)));
         let snapshot = first.snapshot().unwrap();
-        let mut second = SloCombiner::restore(&snapshot, vec![slos[0].spec.clone()], 3).unwrap();
+        let mut second = SloCombiner::restore(&snapshot, vec![(slos[0].spec.clone(), 3)]).unwrap();
         got.extend(statuses(&combine(&mut second, &rows_of(&second_half))));
         assert_eq!(got, expected);
         assert_eq!(second.snapshot().unwrap(), whole.snapshot().unwrap());
@@ -465,7 +471,7 @@ mod tests {
             .filter(|(r, _)| r.source_partition == 0)
             .cloned()
             .collect();
-        let mut combiner = SloCombiner::new(vec![slos[0].spec.clone()], 2);
+        let mut combiner = SloCombiner::new(vec![(slos[0].spec.clone(), 2)]);
         assert!(combine(&mut combiner, &rows_of(&only_first))
             .messages
             .is_empty());

@@ -15,6 +15,9 @@
 //! Both stages are ordinary [`crate::operator::Operator`]s with checkpointed state.
 
 pub mod combine;
+pub mod logs;
+pub mod metrics;
+mod minutes;
 pub mod partial;
 pub mod spans;
 pub mod tables;

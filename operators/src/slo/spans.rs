@@ -7,21 +7,17 @@
 //! out-of-orderness bound, advanced per row (or raised by the runtime when the
 //! partition is idle); a span of a minute the watermark has passed is late (counted,
 //! archived, not counted in the SLO). Each time the watermark crosses minute
-//! boundaries, every SLO gets one [`SloPartial`] record with the minutes that became
+//! boundaries, every SLO gets one [`super::partial::SloPartial`] record with the minutes that became
 //! final, so what is sent depends on the rows alone, not on how they were batched.
-
-use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, TimestampMillisecondType};
 use serde::{Deserialize, Serialize};
 
-use super::partial::{MinuteCounts, SloPartial};
-use super::{Counts, SloSpec, MINUTE_MS};
+use super::minutes::MinuteCounter;
+use super::{Counts, SloSpec};
 use crate::anomaly::operator::SchemaMismatch;
-use crate::operator::{
-    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
-};
+use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 
 /// What makes a span good.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -64,30 +60,12 @@ impl SpanSlo {
     }
 }
 
-/// One SLO's counts in one partition.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct PartitionCounts {
-    /// Minutes not sent yet, by minute index.
-    open: BTreeMap<i64, Counts>,
-    /// Minutes before this one were sent; `None` before the first record.
-    sent_through: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct CounterState {
-    /// By SLO name.
-    slos: BTreeMap<String, PartitionCounts>,
-    max_start_ms: Option<i64>,
-    raised_watermark: Option<i64>,
-    late: u64,
-}
-
 /// The first SLO stage for one span partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanSloCounter {
     slos: Vec<SpanSlo>,
     out_of_orderness_ms: i64,
-    state: CounterState,
+    counter: MinuteCounter,
 }
 
 impl SpanSloCounter {
@@ -96,7 +74,7 @@ impl SpanSloCounter {
         SpanSloCounter {
             slos,
             out_of_orderness_ms,
-            state: CounterState::default(),
+            counter: MinuteCounter::default(),
         }
     }
 
@@ -107,66 +85,25 @@ impl SpanSloCounter {
         slos: Vec<SpanSlo>,
         out_of_orderness_ms: i64,
     ) -> Result<Self, serde_json::Error> {
-        let mut state: CounterState = serde_json::from_str(snapshot)?;
-        state
-            .slos
-            .retain(|name, _| slos.iter().any(|s| &s.spec.name == name));
+        let mut counter: MinuteCounter = serde_json::from_str(snapshot)?;
+        let names: Vec<&str> = slos.iter().map(|s| s.spec.name.as_str()).collect();
+        counter.retain(&names);
         Ok(SpanSloCounter {
             slos,
             out_of_orderness_ms,
-            state,
+            counter,
         })
     }
 
     /// Spans that arrived for a minute already final.
     pub fn late(&self) -> u64 {
-        self.state.late
+        self.counter.late()
     }
 
-    /// Minutes before this index are final; `None` before any span or raise.
-    fn final_through(&self) -> Option<i64> {
-        let own = self
-            .state
-            .max_start_ms
-            .map(|m| m.saturating_sub(self.out_of_orderness_ms));
-        own.max(self.state.raised_watermark)
-            .map(|w| w.div_euclid(MINUTE_MS))
-    }
-
-    /// Sends, per SLO, the minutes that became final (one record each, even with no
-    /// minutes, so the combining stage learns how far this partition has got).
     fn send_final(&mut self, context: &PartitionContext, out: &mut Emitted) {
-        let Some(through) = self.final_through() else {
-            return;
-        };
-        for slo in &self.slos {
-            let counts = self.state.slos.entry(slo.spec.name.clone()).or_default();
-            if counts.sent_through.is_some_and(|sent| sent >= through) {
-                continue;
-            }
-            let still_open = counts.open.split_off(&through);
-            let minutes = std::mem::replace(&mut counts.open, still_open)
-                .into_iter()
-                .map(|(minute, c)| MinuteCounts {
-                    minute,
-                    good: c.good,
-                    total: c.total,
-                })
-                .collect();
-            counts.sent_through = Some(through);
-            let record = SloPartial {
-                slo: slo.spec.name.clone(),
-                source_topic: context.topic.to_string(),
-                source_partition: context.partition,
-                through_minute: through,
-                minutes,
-            };
-            out.messages.push(OutboundMessage {
-                topic: Outbound::SloPartials,
-                key: slo.spec.name.clone(),
-                payload: record.to_json(),
-            });
-        }
+        let names = self.slos.iter().map(|s| s.spec.name.as_str());
+        self.counter
+            .send_final(names, self.out_of_orderness_ms, context, out);
     }
 }
 
@@ -188,29 +125,24 @@ impl Operator for SpanSloCounter {
         let service = string_column(rows, "service")?;
         let operation = string_column(rows, "name")?;
         let status = string_column(rows, "status")?;
-        let late_before = self.state.late;
+        let late_before = self.counter.late();
         for row in 0..rows.num_rows() {
             let t = start.value(row);
-            let minute = t.div_euclid(MINUTE_MS);
-            let through = self.final_through();
+            let through = self.counter.final_through(self.out_of_orderness_ms);
             let (svc, op) = (service.value(row), operation.value(row));
             for slo in &self.slos {
-                if !slo.matches(svc, op) {
-                    continue;
+                if slo.matches(svc, op) {
+                    let good = slo.is_good(status.value(row), duration.value(row));
+                    let counts = Counts {
+                        good: u64::from(good),
+                        total: 1,
+                    };
+                    self.counter.add(&slo.spec.name, t, counts, through);
                 }
-                if through.is_some_and(|f| minute < f) {
-                    self.state.late += 1;
-                    continue;
-                }
-                let good = slo.is_good(status.value(row), duration.value(row));
-                let counts = self.state.slos.entry(slo.spec.name.clone()).or_default();
-                let c = counts.open.entry(minute).or_default();
-                c.total += 1;
-                c.good += u64::from(good);
             }
-            self.state.max_start_ms = Some(self.state.max_start_ms.map_or(t, |m| m.max(t)));
+            self.counter.saw(t);
         }
-        out.late += self.state.late - late_before;
+        out.late += self.counter.late() - late_before;
         self.send_final(context, out);
         Ok(())
     }
@@ -221,24 +153,18 @@ impl Operator for SpanSloCounter {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        if self.watermark().is_some_and(|w| w >= watermark_ms) {
-            return Ok(());
+        if self.counter.raise(watermark_ms, self.out_of_orderness_ms) {
+            self.send_final(context, out);
         }
-        self.state.raised_watermark = Some(watermark_ms);
-        self.send_final(context, out);
         Ok(())
     }
 
     fn watermark(&self) -> Option<i64> {
-        let own = self
-            .state
-            .max_start_ms
-            .map(|m| m.saturating_sub(self.out_of_orderness_ms));
-        own.max(self.state.raised_watermark)
+        self.counter.watermark(self.out_of_orderness_ms)
     }
 
     fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.state)?)
+        Ok(serde_json::to_string(&self.counter)?)
     }
 }
 
@@ -255,6 +181,8 @@ fn string_column<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::slo::partial::{MinuteCounts, SloPartial};
+    use crate::slo::MINUTE_MS;
     use crate::span_rows::{span_batch, SpanRecord};
 
     /// A span: (start ms, service, operation, ok, duration ms).

@@ -145,7 +145,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, other: Counts) {
+    pub(crate) fn add(&mut self, other: Counts) {
         self.good += other.good;
         self.total += other.total;
     }
@@ -160,7 +160,8 @@ impl Counts {
         if self.total == 0 {
             return 0.0;
         }
-        let bad = (self.total - self.good) as f64;
+        // Counter-based SLIs can see more good than total in a window (scrape skew).
+        let bad = self.total.saturating_sub(self.good) as f64;
         bad / self.total as f64 / (1.0 - objective)
     }
 }
@@ -354,7 +355,8 @@ impl SloTracker {
         let budget_remaining = if period.total == 0 {
             1.0
         } else {
-            1.0 - (period.total - period.good) as f64 / ((1.0 - objective) * period.total as f64)
+            1.0 - period.total.saturating_sub(period.good) as f64
+                / ((1.0 - objective) * period.total as f64)
         };
         SloStatus {
             slo: self.spec.name.clone(),

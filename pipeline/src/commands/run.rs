@@ -9,10 +9,11 @@ use anyhow::Context;
 use cara_operators::traces::combine::TraceScoring;
 use cara_pipeline::broker::EmbeddedBroker;
 use cara_pipeline::config::Config;
+use cara_pipeline::config::SloDefinition;
 use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
 use cara_pipeline::outbound::OutboundTopics;
-use cara_pipeline::source::{AlertingSettings, Source, SourceSettings, TraceRuntime};
+use cara_pipeline::source::{AlertingSettings, SloSettings, Source, SourceSettings, TraceRuntime};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
 use cara_pipeline::{archive::layout::ArchiveLayout, http};
@@ -113,7 +114,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         }),
         logs: config.logs.settings(&config.anomaly),
         templates: templates.clone(),
-        slos: (!config.slos.is_empty()).then(|| config.slos.iter().map(|s| s.span_slo()).collect()),
+        slos: slo_settings(&config),
         traces: config.traces.settings().map(|settings| TraceRuntime {
             settings,
             scoring: TraceScoring {
@@ -189,6 +190,22 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     outcome?;
     print_totals(&telemetry, &config);
     Ok(())
+}
+
+/// The configured SLOs, by the source of their events; `None` without any.
+fn slo_settings(config: &Config) -> Option<SloSettings> {
+    if config.slos.is_empty() {
+        return None;
+    }
+    let mut settings = SloSettings::default();
+    for slo in &config.slos {
+        match slo.definition() {
+            SloDefinition::Spans(s) => settings.spans.push(s),
+            SloDefinition::Metrics(s) => settings.metrics.push(s),
+            SloDefinition::Logs(s) => settings.logs.push(s),
+        }
+    }
+    Some(settings)
 }
 
 /// The topics `cara run` consumes: the three signals, and the SLO exchange topic

@@ -34,12 +34,11 @@ use crate::dlq::DeadLetterSink;
 use crate::flush::{FlushWorker, InFlight, Sinks};
 use crate::outbound::{OutboundSink, OutboundTopics};
 pub use crate::shard::AlertingSettings;
-pub use crate::shard::TraceRuntime;
-use crate::shard::{self, FatalSlot, ShardSettings, SloSettings};
+use crate::shard::{self, FatalSlot, ShardSettings, TopicPartitions};
+pub use crate::shard::{SloSettings, TraceRuntime};
 use crate::telemetry::Telemetry;
 use crate::templates::TemplateCatalog;
 use cara_operators::logs::signals::LogSettings;
-use cara_operators::slo::spans::SpanSlo;
 use context::SourceContext;
 use dispatch::Dispatcher;
 
@@ -90,9 +89,9 @@ pub struct SourceSettings {
     pub logs: Option<LogSettings>,
     /// Where log partitions publish their templates (for `GET /api/templates`).
     pub templates: Arc<TemplateCatalog>,
-    /// SLOs over spans; `None` without any. The exchange topic must be among
-    /// `topics` (as [`Signal::SloPartials`]) for the second stage to run here.
-    pub slos: Option<Vec<SpanSlo>>,
+    /// SLOs; `None` without any. The exchange topic must be among `topics` (as
+    /// [`Signal::SloPartials`]) for the second stage to run here.
+    pub slos: Option<SloSettings>,
     /// RED metrics and the service graph; `None` when disabled. The trace exchange
     /// topic must be among `topics` (as [`Signal::TracePartials`]).
     pub traces: Option<TraceRuntime>,
@@ -115,24 +114,34 @@ pub struct SourceSettings {
     pub shards: usize,
 }
 
-/// Partitions of the spans topic (the sources the SLO stage waits for), from the
-/// broker's metadata; 0 (wait for none) when they cannot be read.
-fn span_partitions(settings: &SourceSettings) -> usize {
-    let Some((topic, _)) = settings.topics.iter().find(|(_, s)| *s == Signal::Spans) else {
-        return 0;
-    };
+/// Partitions of each input topic (the sources the second stages wait for), from
+/// the broker's metadata; 0 (wait for none) for a topic it cannot tell.
+fn topic_partitions(settings: &SourceSettings) -> TopicPartitions {
     let probe: Result<BaseConsumer, _> = settings.client.create();
-    let count = probe.and_then(|c| c.fetch_metadata(Some(topic), Duration::from_secs(10)));
-    match count {
-        Ok(metadata) => metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len()),
-        Err(error) => {
-            tracing::warn!(topic, %error, "cannot read the spans topic's partitions; SLO statuses will not wait for partitions that never reported");
-            0
+    let count = |signal: Signal| -> usize {
+        let Some((topic, _)) = settings.topics.iter().find(|(_, s)| *s == signal) else {
+            return 0;
+        };
+        let metadata = probe.as_ref().map_err(|e| e.to_string()).and_then(|c| {
+            c.fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| e.to_string())
+        });
+        match metadata {
+            Ok(m) => m
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map_or(0, |t| t.partitions().len()),
+            Err(error) => {
+                tracing::warn!(topic, %error, "cannot read the topic's partitions; SLO and trace minutes will not wait for partitions that never reported");
+                0
+            }
         }
+    };
+    TopicPartitions {
+        metrics: count(Signal::Metrics),
+        logs: count(Signal::Logs),
+        spans: count(Signal::Spans),
     }
 }
 
@@ -171,12 +180,12 @@ impl Source {
             alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
             outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
-        let slos = settings.slos.clone().map(|slos| SloSettings { slos });
+        let slos = settings.slos.clone();
         let traces = settings.traces.clone();
-        let span_partitions = if slos.is_some() || traces.is_some() {
-            span_partitions(&settings)
+        let topic_partitions = if slos.is_some() || traces.is_some() {
+            topic_partitions(&settings)
         } else {
-            0
+            TopicPartitions::default()
         };
         let in_flight = Arc::new(InFlight::default());
         let flusher =
@@ -198,7 +207,7 @@ impl Source {
             templates: settings.templates.clone(),
             slos,
             traces,
-            span_partitions,
+            topic_partitions,
             idle_timeout: settings.idle_timeout,
             watermarks: Arc::default(),
         });

@@ -1,0 +1,134 @@
+//! What every first SLO stage shares, whatever its SLI reads (spans, counter
+//! metrics, log lines): good and total per SLO and minute of event time in one
+//! source partition, the partition's watermark (largest event time minus the
+//! out-of-orderness bound, advanced per row, or raised by the runtime when the
+//! partition is idle), lateness, and sending each SLO's final minutes as
+//! [`SloPartial`] records keyed by SLO name.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::partial::{MinuteCounts, SloPartial};
+use super::{Counts, MINUTE_MS};
+use crate::operator::{Emitted, Outbound, OutboundMessage, PartitionContext};
+
+/// One SLO's counts in one partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PartitionCounts {
+    /// Minutes not sent yet, by minute index.
+    open: BTreeMap<i64, Counts>,
+    /// Minutes before this one were sent; `None` before the first record.
+    sent_through: Option<i64>,
+}
+
+/// Per-minute counts of some SLOs in one partition (serialised as is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MinuteCounter {
+    /// By SLO name.
+    slos: BTreeMap<String, PartitionCounts>,
+    max_ts_ms: Option<i64>,
+    raised_watermark: Option<i64>,
+    late: u64,
+}
+
+impl MinuteCounter {
+    /// Drops the counts of SLOs not in `names` (removed from the configuration).
+    pub fn retain(&mut self, names: &[&str]) {
+        self.slos.retain(|name, _| names.contains(&name.as_str()));
+    }
+
+    /// Events that came for a minute already final.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// The watermark, `None` before any event or raise.
+    pub fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+        let own = self
+            .max_ts_ms
+            .map(|m| m.saturating_sub(out_of_orderness_ms));
+        own.max(self.raised_watermark)
+    }
+
+    /// Minutes before this index are final.
+    pub fn final_through(&self, out_of_orderness_ms: i64) -> Option<i64> {
+        self.watermark(out_of_orderness_ms)
+            .map(|w| w.div_euclid(MINUTE_MS))
+    }
+
+    /// Adds `counts` to `slo`'s minute of `ts_ms`, unless that minute is final as of
+    /// `through` (then it is late: counted, not added).
+    pub fn add(&mut self, slo: &str, ts_ms: i64, counts: Counts, through: Option<i64>) {
+        let minute = ts_ms.div_euclid(MINUTE_MS);
+        if through.is_some_and(|f| minute < f) {
+            self.late += 1;
+            return;
+        }
+        let entry = match self.slos.get_mut(slo) {
+            Some(e) => e,
+            None => self.slos.entry(slo.to_owned()).or_default(),
+        };
+        entry.open.entry(minute).or_default().add(counts);
+    }
+
+    /// Moves the watermark with an event at `ts_ms` (after its row was counted).
+    pub fn saw(&mut self, ts_ms: i64) {
+        self.max_ts_ms = Some(self.max_ts_ms.map_or(ts_ms, |m| m.max(ts_ms)));
+    }
+
+    /// Raises the watermark (never lowers it); `false` when it was not higher.
+    pub fn raise(&mut self, watermark_ms: i64, out_of_orderness_ms: i64) -> bool {
+        if self
+            .watermark(out_of_orderness_ms)
+            .is_some_and(|w| w >= watermark_ms)
+        {
+            return false;
+        }
+        self.raised_watermark = Some(watermark_ms);
+        true
+    }
+
+    /// Sends, per SLO of `names`, the minutes that became final (one record each,
+    /// even with no minutes, so the combining stage learns how far this partition
+    /// has got).
+    pub fn send_final<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a str>,
+        out_of_orderness_ms: i64,
+        context: &PartitionContext,
+        out: &mut Emitted,
+    ) {
+        let Some(through) = self.final_through(out_of_orderness_ms) else {
+            return;
+        };
+        for name in names {
+            let counts = self.slos.entry(name.to_owned()).or_default();
+            if counts.sent_through.is_some_and(|sent| sent >= through) {
+                continue;
+            }
+            let still_open = counts.open.split_off(&through);
+            let minutes = std::mem::replace(&mut counts.open, still_open)
+                .into_iter()
+                .map(|(minute, c)| MinuteCounts {
+                    minute,
+                    good: c.good,
+                    total: c.total,
+                })
+                .collect();
+            counts.sent_through = Some(through);
+            let record = SloPartial {
+                slo: name.to_owned(),
+                source_topic: context.topic.to_string(),
+                source_partition: context.partition,
+                through_minute: through,
+                minutes,
+            };
+            out.messages.push(OutboundMessage {
+                topic: Outbound::SloPartials,
+                key: name.to_owned(),
+                payload: record.to_json(),
+            });
+        }
+    }
+}
