@@ -18,7 +18,7 @@ use arrow::array::RecordBatch;
 use cara_operators::operator::{Emitted, Operator, PartitionContext, Stacked};
 use cara_operators::slo::combine::SloCombiner;
 use cara_operators::slo::partial::SloPartial;
-use cara_operators::slo::spans::{Sli, SpanSlo, SpanSloCounter};
+use cara_operators::slo::spans::{Sli, SpanSlis, SpanSlo, SpanSloCounter};
 use cara_operators::slo::tables::PartialRows;
 use cara_operators::slo::{default_burn_rules, SloSpec, SloTracker};
 use cara_operators::span_rows::{span_batch, SpanRecord};
@@ -107,7 +107,10 @@ fn slos() -> Vec<SpanSlo> {
 
 fn first_stage() -> Stacked {
     Stacked::new(vec![
-        ("slo", Box::new(SpanSloCounter::new(slos(), 30_000))),
+        (
+            "slo",
+            Box::new(SpanSloCounter::new(SpanSlis(slos()), 30_000)),
+        ),
         (
             "traces",
             Box::new(TraceCounter::new(TraceSettings::default())),

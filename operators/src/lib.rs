@@ -17,6 +17,7 @@
 
 pub mod alert;
 pub mod anomaly;
+pub(crate) mod columns;
 pub mod eval;
 pub mod logs;
 pub(crate) mod map_as_list;

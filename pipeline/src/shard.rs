@@ -29,9 +29,9 @@ use cara_operators::operator::{
 };
 use cara_operators::schema::Table;
 use cara_operators::slo::combine::SloCombiner;
-use cara_operators::slo::logs::{LogSlo, LogSloCounter};
-use cara_operators::slo::metrics::{MetricSlo, MetricSloCounter};
-use cara_operators::slo::spans::{SpanSlo, SpanSloCounter};
+use cara_operators::slo::logs::{LogSlis, LogSlo, LogSloCounter};
+use cara_operators::slo::metrics::{MetricSlis, MetricSlo, MetricSloCounter};
+use cara_operators::slo::spans::{SpanSlis, SpanSlo, SpanSloCounter};
 use cara_operators::slo::SloSpec;
 use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
 use cara_operators::traces::counter::{TraceCounter, TraceSettings};
@@ -751,8 +751,8 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| MetricSloCounter::restore(json, slos.metrics.clone(), ooo),
-                    || MetricSloCounter::new(slos.metrics.clone(), ooo),
+                    |json| MetricSloCounter::restore(json, MetricSlis(slos.metrics.clone()), ooo),
+                    || MetricSloCounter::new(MetricSlis(slos.metrics.clone()), ooo),
                     "SLO counts",
                     topic,
                     partition,
@@ -776,8 +776,8 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| LogSloCounter::restore(json, slos.logs.clone(), ooo),
-                    || LogSloCounter::new(slos.logs.clone(), ooo),
+                    |json| LogSloCounter::restore(json, LogSlis(slos.logs.clone()), ooo),
+                    || LogSloCounter::new(LogSlis(slos.logs.clone()), ooo),
                     "SLO counts",
                     topic,
                     partition,
@@ -790,8 +790,8 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| SpanSloCounter::restore(json, slos.spans.clone(), ooo),
-                    || SpanSloCounter::new(slos.spans.clone(), ooo),
+                    |json| SpanSloCounter::restore(json, SpanSlis(slos.spans.clone()), ooo),
+                    || SpanSloCounter::new(SpanSlis(slos.spans.clone()), ooo),
                     "SLO counts",
                     topic,
                     partition,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, MapArray, RecordBatch};
 use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
@@ -153,8 +153,8 @@ impl AnomalyOperator {
             .column_by_name("ts")
             .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
             .ok_or(SchemaMismatch("ts"))?;
-        let name = string_column(batch, "name")?;
-        let kind = string_column(batch, "type")?;
+        let name = crate::columns::strings(batch, "name")?;
+        let kind = crate::columns::strings(batch, "type")?;
         let value = batch
             .column_by_name("value")
             .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Float64Type>())
@@ -334,16 +334,6 @@ struct RowPoint {
     ts_ms: i64,
     raw: f64,
     is_counter: bool,
-}
-
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a StringArray, SchemaMismatch> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or(SchemaMismatch(name))
 }
 
 /// Appends `{k="v",...}` with labels sorted by key, so the same labels in any order

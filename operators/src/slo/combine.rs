@@ -13,13 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
 
 use super::tables::slo_batch;
 use super::{Counts, SloSpec, SloStatus, SloTracker, MINUTE_MS};
 use crate::anomaly::operator::SchemaMismatch;
+use crate::columns;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
@@ -153,24 +154,17 @@ impl Operator for SloCombiner {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let slo = string_column(rows, "slo")?;
-        let source_topic = string_column(rows, "source_topic")?;
+        let slo = columns::strings(rows, "slo")?;
+        let source_topic = columns::strings(rows, "source_topic")?;
         let source_partition = rows
             .column_by_name("source_partition")
             .and_then(|c| c.as_primitive_opt::<Int32Type>())
             .ok_or(SchemaMismatch("source_partition"))?;
-        let timestamp = |name: &'static str| {
-            rows.column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-                .ok_or(SchemaMismatch(name))
-        };
-        let (through, minute) = (timestamp("through")?, timestamp("minute")?);
-        let int = |name: &'static str| {
-            rows.column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or(SchemaMismatch(name))
-        };
-        let (good, total, offset) = (int("good")?, int("total")?, int("_offset")?);
+        let through = columns::timestamps(rows, "through")?;
+        let minute = columns::timestamps(rows, "minute")?;
+        let good = columns::integers(rows, "good")?;
+        let total = columns::integers(rows, "total")?;
+        let offset = columns::integers(rows, "_offset")?;
 
         let mut pending: Option<PendingRecord> = None;
         let mut minutes: Vec<(i64, Counts)> = Vec::new();
@@ -268,22 +262,12 @@ fn status_message(status: &SloStatus) -> OutboundMessage {
     }
 }
 
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a StringArray, SchemaMismatch> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(SchemaMismatch(name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::slo::partial::SloPartial;
     use crate::slo::spans::tests::{decode, slo, spans, TestSpan};
-    use crate::slo::spans::{Sli, SpanSloCounter};
+    use crate::slo::spans::{Sli, SpanSlis, SpanSloCounter};
     use crate::slo::tables::PartialRows;
     use crate::test_rng::Rng;
 
@@ -321,7 +305,7 @@ mod tests {
     ) -> Vec<(SloPartial, i64)> {
         let mut counters: Vec<SpanSloCounter> = sources
             .iter()
-            .map(|_| SpanSloCounter::new(slos.to_vec(), 30_000))
+            .map(|_| SpanSloCounter::new(SpanSlis(slos.to_vec()), 30_000))
             .collect();
         let mut records = Vec::new();
         let longest = sources.iter().map(Vec::len).max().unwrap_or(0);

@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch};
-use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::minutes::MinuteCounter;
+use super::minutes::{MinuteCounter, SliRows, SloStage};
 use super::{Counts, SloSpec};
-use crate::anomaly::operator::SchemaMismatch;
-use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::columns;
+use crate::operator::OperatorError;
 
 /// An availability SLO over two counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,54 +32,15 @@ pub struct MetricSlo {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct MetricSloState {
-    counter: MinuteCounter,
-    /// Last sample per counted series (name and sorted labels).
-    last: BTreeMap<String, f64>,
-}
-
-/// The first SLO stage for one metrics partition.
+/// The SLOs over counter metrics, as the first stage reads them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricSloCounter {
-    slos: Vec<MetricSlo>,
-    out_of_orderness_ms: i64,
-    state: MetricSloState,
-}
+pub struct MetricSlis(pub Vec<MetricSlo>);
 
-impl MetricSloCounter {
-    /// Fresh state for `slos`.
-    pub fn new(slos: Vec<MetricSlo>, out_of_orderness_ms: i64) -> Self {
-        MetricSloCounter {
-            slos,
-            out_of_orderness_ms,
-            state: MetricSloState::default(),
-        }
-    }
+/// The first SLO stage of one metrics partition.
+pub type MetricSloCounter = SloStage<MetricSlis>;
 
-    /// State continuing from [`Operator::snapshot`] with the current SLOs.
-    pub fn restore(
-        snapshot: &str,
-        slos: Vec<MetricSlo>,
-        out_of_orderness_ms: i64,
-    ) -> Result<Self, serde_json::Error> {
-        let mut state: MetricSloState = serde_json::from_str(snapshot)?;
-        let names: Vec<&str> = slos.iter().map(|s| s.spec.name.as_str()).collect();
-        state.counter.retain(&names);
-        Ok(MetricSloCounter {
-            slos,
-            out_of_orderness_ms,
-            state,
-        })
-    }
-
-    fn send_final(&mut self, context: &PartitionContext, out: &mut Emitted) {
-        let names = self.slos.iter().map(|s| s.spec.name.as_str());
-        self.state
-            .counter
-            .send_final(names, self.out_of_orderness_ms, context, out);
-    }
-}
+/// The last sample of each counted series (name and sorted labels).
+pub type LastSamples = BTreeMap<String, f64>;
 
 /// Which of an SLO's counters a series is.
 #[derive(Clone, Copy)]
@@ -89,46 +49,32 @@ enum Role {
     Total,
 }
 
-impl Operator for MetricSloCounter {
-    fn process(
-        &mut self,
-        context: &PartitionContext,
+impl SliRows for MetricSlis {
+    type State = LastSamples;
+
+    fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|s| s.spec.name.as_str()).collect()
+    }
+
+    fn count(
+        &self,
+        last: &mut LastSamples,
         rows: &RecordBatch,
-        out: &mut Emitted,
+        counter: &mut MinuteCounter,
+        out_of_orderness_ms: i64,
     ) -> Result<(), OperatorError> {
-        let ts = rows
-            .column_by_name("ts")
-            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-            .ok_or(SchemaMismatch("ts"))?;
-        let name = rows
-            .column_by_name("name")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or(SchemaMismatch("name"))?;
-        let value = rows
-            .column_by_name("value")
-            .and_then(|c| c.as_primitive_opt::<Float64Type>())
-            .ok_or(SchemaMismatch("value"))?;
-        let labels = rows
-            .column_by_name("labels")
-            .and_then(|c| c.as_any().downcast_ref::<MapArray>())
-            .ok_or(SchemaMismatch("labels"))?;
-        let keys = labels
-            .keys()
-            .as_string_opt::<i32>()
-            .ok_or(SchemaMismatch("labels"))?;
-        let values = labels
-            .values()
-            .as_string_opt::<i32>()
-            .ok_or(SchemaMismatch("labels"))?;
+        let ts = columns::timestamps(rows, "ts")?;
+        let name = columns::strings(rows, "name")?;
+        let value = columns::floats(rows, "value")?;
+        let (labels, keys, values) = columns::string_map(rows, "labels")?;
         let offsets = labels.value_offsets();
-        let late_before = self.state.counter.late();
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
             let metric = name.value(row);
-            let through = self.state.counter.final_through(self.out_of_orderness_ms);
+            let through = counter.final_through(out_of_orderness_ms);
             let mut key: Option<String> = None;
-            for slo in &self.slos {
+            for slo in &self.0 {
                 let role = if metric == slo.good_metric {
                     Role::Good
                 } else if metric == slo.total_metric {
@@ -154,14 +100,12 @@ impl Operator for MetricSloCounter {
                     .labels
                     .iter()
                     .all(|(k, v)| row_labels.iter().any(|(lk, lv)| lk == k && lv == v));
-                if !matches {
+                // The last sample is per series, not per SLO: read it here, move it
+                // after every SLO has counted the row.
+                let previous = key.as_ref().and_then(|series| last.get(series)).copied();
+                let (true, Some(previous)) = (matches, previous) else {
                     continue;
-                }
-                let Some(series) = key.as_ref() else { continue };
-                // The last sample is per series, not per SLO: look it up, do not
-                // move it yet (another SLO may count the same series).
-                let previous = self.state.last.get(series).copied();
-                let Some(previous) = previous else { continue };
+                };
                 let sample = value.value(row);
                 let increase = if sample >= previous {
                     sample - previous
@@ -179,46 +123,21 @@ impl Operator for MetricSloCounter {
                         total: events,
                     },
                 };
-                self.state.counter.add(&slo.spec.name, t, counts, through);
+                counter.add(&slo.spec.name, t, counts, through);
             }
             if let Some(series) = key {
-                self.state.last.insert(series, value.value(row));
+                last.insert(series, value.value(row));
             }
-            self.state.counter.saw(t);
-        }
-        out.late += self.state.counter.late() - late_before;
-        self.send_final(context, out);
-        Ok(())
-    }
-
-    fn advance_watermark(
-        &mut self,
-        context: &PartitionContext,
-        watermark_ms: i64,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        if self
-            .state
-            .counter
-            .raise(watermark_ms, self.out_of_orderness_ms)
-        {
-            self.send_final(context, out);
+            counter.saw(t);
         }
         Ok(())
-    }
-
-    fn watermark(&self) -> Option<i64> {
-        self.state.counter.watermark(self.out_of_orderness_ms)
-    }
-
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.state)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::{Emitted, Operator, PartitionContext};
     use crate::series::{gauge_batch, DerivedPoint};
     use crate::slo::partial::SloPartial;
 
@@ -261,7 +180,7 @@ mod tests {
             points.push(counter("requests_total", "web", t, 5.0 * i as f64));
         }
         let batch = gauge_batch(&points, "telemetry.metrics", 0).unwrap();
-        let mut op = MetricSloCounter::new(vec![slo], 30_000);
+        let mut op = MetricSloCounter::new(MetricSlis(vec![slo]), 30_000);
         let context = PartitionContext {
             topic: "telemetry.metrics".into(),
             partition: 0,

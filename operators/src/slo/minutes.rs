@@ -1,17 +1,141 @@
 //! What every first SLO stage shares, whatever its SLI reads (spans, counter
-//! metrics, log lines): good and total per SLO and minute of event time in one
-//! source partition, the partition's watermark (largest event time minus the
-//! out-of-orderness bound, advanced per row, or raised by the runtime when the
-//! partition is idle), lateness, and sending each SLO's final minutes as
-//! [`SloPartial`] records keyed by SLO name.
+//! metrics, log lines): [`SloStage`] is the operator, [`SliRows`] what differs.
+//!
+//! Owns good and total per SLO and minute of event time in one source partition,
+//! the partition's watermark (largest event time minus the out-of-orderness bound,
+//! advanced per row, or raised by the runtime when the partition is idle),
+//! lateness, and sending each SLO's final minutes as [`SloPartial`] records keyed
+//! by SLO name.
 
 use std::collections::BTreeMap;
 
+use arrow::array::RecordBatch;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::partial::{MinuteCounts, SloPartial};
 use super::{Counts, MINUTE_MS};
-use crate::operator::{Emitted, Outbound, OutboundMessage, PartitionContext};
+use crate::operator::{
+    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+};
+
+/// How one kind of SLI reads its input table.
+pub trait SliRows: Send {
+    /// State the SLI keeps besides the minute counts (e.g. the last value of each
+    /// counter), checkpointed with them.
+    type State: Serialize + DeserializeOwned + Default + Send;
+
+    /// The SLOs it counts, by name.
+    fn names(&self) -> Vec<&str>;
+
+    /// Counts the rows, in order: for each row, [`MinuteCounter::add`] for every
+    /// SLO it counts in, with `counter.final_through(out_of_orderness_ms)` taken
+    /// before the row, then [`MinuteCounter::saw`] with the row's event time.
+    fn count(
+        &self,
+        state: &mut Self::State,
+        rows: &RecordBatch,
+        counter: &mut MinuteCounter,
+        out_of_orderness_ms: i64,
+    ) -> Result<(), OperatorError>;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct StageState<S> {
+    counter: MinuteCounter,
+    sli: S,
+}
+
+/// The first SLO stage of one input partition for the SLIs `R` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloStage<R: SliRows> {
+    sli: R,
+    out_of_orderness_ms: i64,
+    state: StageState<R::State>,
+}
+
+impl<R: SliRows> SloStage<R> {
+    /// Fresh state.
+    pub fn new(sli: R, out_of_orderness_ms: i64) -> Self {
+        SloStage {
+            sli,
+            out_of_orderness_ms,
+            state: StageState::default(),
+        }
+    }
+
+    /// State continuing from [`Operator::snapshot`], with the current SLOs (counts
+    /// of removed SLOs are dropped; new ones start empty).
+    pub fn restore(
+        snapshot: &str,
+        sli: R,
+        out_of_orderness_ms: i64,
+    ) -> Result<Self, serde_json::Error> {
+        let mut state: StageState<R::State> = serde_json::from_str(snapshot)?;
+        state.counter.retain(&sli.names());
+        Ok(SloStage {
+            sli,
+            out_of_orderness_ms,
+            state,
+        })
+    }
+
+    /// Events that came for a minute already final.
+    pub fn late(&self) -> u64 {
+        self.state.counter.late()
+    }
+
+    fn send_final(&mut self, context: &PartitionContext, out: &mut Emitted) {
+        let names = self.sli.names();
+        self.state
+            .counter
+            .send_final(names.into_iter(), self.out_of_orderness_ms, context, out);
+    }
+}
+
+impl<R: SliRows> Operator for SloStage<R> {
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let late_before = self.state.counter.late();
+        self.sli.count(
+            &mut self.state.sli,
+            rows,
+            &mut self.state.counter,
+            self.out_of_orderness_ms,
+        )?;
+        out.late += self.state.counter.late() - late_before;
+        self.send_final(context, out);
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        if self
+            .state
+            .counter
+            .raise(watermark_ms, self.out_of_orderness_ms)
+        {
+            self.send_final(context, out);
+        }
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.state.counter.watermark(self.out_of_orderness_ms)
+    }
+
+    fn snapshot(&self) -> Result<String, OperatorError> {
+        Ok(serde_json::to_string(&self.state)?)
+    }
+}
 
 /// One SLO's counts in one partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,7 +148,7 @@ struct PartitionCounts {
 
 /// Per-minute counts of some SLOs in one partition (serialised as is).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct MinuteCounter {
+pub struct MinuteCounter {
     /// By SLO name.
     slos: BTreeMap<String, PartitionCounts>,
     max_ts_ms: Option<i64>,
@@ -34,7 +158,7 @@ pub(crate) struct MinuteCounter {
 
 impl MinuteCounter {
     /// Drops the counts of SLOs not in `names` (removed from the configuration).
-    pub fn retain(&mut self, names: &[&str]) {
+    fn retain(&mut self, names: &[&str]) {
         self.slos.retain(|name, _| names.contains(&name.as_str()));
     }
 
@@ -44,7 +168,7 @@ impl MinuteCounter {
     }
 
     /// The watermark, `None` before any event or raise.
-    pub fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+    fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
         let own = self
             .max_ts_ms
             .map(|m| m.saturating_sub(out_of_orderness_ms));
@@ -78,7 +202,7 @@ impl MinuteCounter {
     }
 
     /// Raises the watermark (never lowers it); `false` when it was not higher.
-    pub fn raise(&mut self, watermark_ms: i64, out_of_orderness_ms: i64) -> bool {
+    fn raise(&mut self, watermark_ms: i64, out_of_orderness_ms: i64) -> bool {
         if self
             .watermark(out_of_orderness_ms)
             .is_some_and(|w| w >= watermark_ms)
@@ -92,7 +216,7 @@ impl MinuteCounter {
     /// Sends, per SLO of `names`, the minutes that became final (one record each,
     /// even with no minutes, so the combining stage learns how far this partition
     /// has got).
-    pub fn send_final<'a>(
+    fn send_final<'a>(
         &mut self,
         names: impl Iterator<Item = &'a str>,
         out_of_orderness_ms: i64,

@@ -17,7 +17,7 @@
 pub mod combine;
 pub mod logs;
 pub mod metrics;
-mod minutes;
+pub mod minutes;
 pub mod partial;
 pub mod spans;
 pub mod tables;

@@ -10,14 +10,13 @@
 //! boundaries, every SLO gets one [`super::partial::SloPartial`] record with the minutes that became
 //! final, so what is sent depends on the rows alone, not on how they were batched.
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::minutes::MinuteCounter;
+use super::minutes::{MinuteCounter, SliRows, SloStage};
 use super::{Counts, SloSpec};
-use crate::anomaly::operator::SchemaMismatch;
-use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::columns;
+use crate::operator::OperatorError;
 
 /// What makes a span good.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,127 +59,56 @@ impl SpanSlo {
     }
 }
 
-/// The first SLO stage for one span partition.
+/// The SLOs over spans, as the first stage reads them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SpanSloCounter {
-    slos: Vec<SpanSlo>,
-    out_of_orderness_ms: i64,
-    counter: MinuteCounter,
-}
+pub struct SpanSlis(pub Vec<SpanSlo>);
 
-impl SpanSloCounter {
-    /// Fresh state for `slos`.
-    pub fn new(slos: Vec<SpanSlo>, out_of_orderness_ms: i64) -> Self {
-        SpanSloCounter {
-            slos,
-            out_of_orderness_ms,
-            counter: MinuteCounter::default(),
-        }
+/// The first SLO stage of one span partition.
+pub type SpanSloCounter = SloStage<SpanSlis>;
+
+impl SliRows for SpanSlis {
+    type State = ();
+
+    fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|s| s.spec.name.as_str()).collect()
     }
 
-    /// State continuing from [`Operator::snapshot`], with the current SLOs (counts
-    /// of removed SLOs are dropped; new ones start empty).
-    pub fn restore(
-        snapshot: &str,
-        slos: Vec<SpanSlo>,
-        out_of_orderness_ms: i64,
-    ) -> Result<Self, serde_json::Error> {
-        let mut counter: MinuteCounter = serde_json::from_str(snapshot)?;
-        let names: Vec<&str> = slos.iter().map(|s| s.spec.name.as_str()).collect();
-        counter.retain(&names);
-        Ok(SpanSloCounter {
-            slos,
-            out_of_orderness_ms,
-            counter,
-        })
-    }
-
-    /// Spans that arrived for a minute already final.
-    pub fn late(&self) -> u64 {
-        self.counter.late()
-    }
-
-    fn send_final(&mut self, context: &PartitionContext, out: &mut Emitted) {
-        let names = self.slos.iter().map(|s| s.spec.name.as_str());
-        self.counter
-            .send_final(names, self.out_of_orderness_ms, context, out);
-    }
-}
-
-impl Operator for SpanSloCounter {
-    fn process(
-        &mut self,
-        context: &PartitionContext,
+    fn count(
+        &self,
+        _: &mut (),
         rows: &RecordBatch,
-        out: &mut Emitted,
+        counter: &mut MinuteCounter,
+        out_of_orderness_ms: i64,
     ) -> Result<(), OperatorError> {
-        let start = rows
-            .column_by_name("start")
-            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-            .ok_or(SchemaMismatch("start"))?;
-        let duration = rows
-            .column_by_name("duration_ms")
-            .and_then(|c| c.as_primitive_opt::<Float64Type>())
-            .ok_or(SchemaMismatch("duration_ms"))?;
-        let service = string_column(rows, "service")?;
-        let operation = string_column(rows, "name")?;
-        let status = string_column(rows, "status")?;
-        let late_before = self.counter.late();
+        let start = columns::timestamps(rows, "start")?;
+        let duration = columns::floats(rows, "duration_ms")?;
+        let service = columns::strings(rows, "service")?;
+        let operation = columns::strings(rows, "name")?;
+        let status = columns::strings(rows, "status")?;
         for row in 0..rows.num_rows() {
             let t = start.value(row);
-            let through = self.counter.final_through(self.out_of_orderness_ms);
+            let through = counter.final_through(out_of_orderness_ms);
             let (svc, op) = (service.value(row), operation.value(row));
-            for slo in &self.slos {
+            for slo in &self.0 {
                 if slo.matches(svc, op) {
                     let good = slo.is_good(status.value(row), duration.value(row));
                     let counts = Counts {
                         good: u64::from(good),
                         total: 1,
                     };
-                    self.counter.add(&slo.spec.name, t, counts, through);
+                    counter.add(&slo.spec.name, t, counts, through);
                 }
             }
-            self.counter.saw(t);
-        }
-        out.late += self.counter.late() - late_before;
-        self.send_final(context, out);
-        Ok(())
-    }
-
-    fn advance_watermark(
-        &mut self,
-        context: &PartitionContext,
-        watermark_ms: i64,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        if self.counter.raise(watermark_ms, self.out_of_orderness_ms) {
-            self.send_final(context, out);
+            counter.saw(t);
         }
         Ok(())
     }
-
-    fn watermark(&self) -> Option<i64> {
-        self.counter.watermark(self.out_of_orderness_ms)
-    }
-
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.counter)?)
-    }
-}
-
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a StringArray, SchemaMismatch> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or(SchemaMismatch(name))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::operator::{Emitted, Operator, PartitionContext};
     use crate::slo::partial::{MinuteCounts, SloPartial};
     use crate::slo::MINUTE_MS;
     use crate::span_rows::{span_batch, SpanRecord};
@@ -244,7 +172,7 @@ pub(crate) mod tests {
                 },
             ),
         ];
-        let mut counter = SpanSloCounter::new(slos, 30_000);
+        let mut counter = SpanSloCounter::new(SpanSlis(slos), 30_000);
         let context = PartitionContext {
             topic: "telemetry.spans".into(),
             partition: 4,
@@ -327,16 +255,18 @@ pub(crate) mod tests {
         let minutes = |parts: Vec<SloPartial>| -> Vec<MinuteCounts> {
             parts.into_iter().flat_map(|p| p.minutes).collect()
         };
-        let mut whole = SpanSloCounter::new(slos(), 30_000);
+        let mut whole = SpanSloCounter::new(SpanSlis(slos()), 30_000);
         let mut out = Emitted::default();
         whole.process(&context, &spans(&all), &mut out).unwrap();
         let expected = minutes(decode(&out));
         assert!(expected.len() > 10);
 
         let mut got = Vec::new();
-        let mut snapshot = SpanSloCounter::new(slos(), 30_000).snapshot().unwrap();
+        let mut snapshot = SpanSloCounter::new(SpanSlis(slos()), 30_000)
+            .snapshot()
+            .unwrap();
         for chunk in all.chunks(37) {
-            let mut c = SpanSloCounter::restore(&snapshot, slos(), 30_000).unwrap();
+            let mut c = SpanSloCounter::restore(&snapshot, SpanSlis(slos()), 30_000).unwrap();
             let mut out = Emitted::default();
             c.process(&context, &spans(chunk), &mut out).unwrap();
             got.extend(minutes(decode(&out)));

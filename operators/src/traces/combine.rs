@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondBuilder,
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::error::ArrowError;
 use serde::{Deserialize, Serialize};
@@ -25,8 +24,9 @@ use super::cell::Cell;
 use super::partial::TracePartial;
 use crate::alert::AlertRule;
 use crate::anomaly::alerting::MetricAlerting;
-use crate::anomaly::operator::{AnomalyLimits, SchemaMismatch};
+use crate::anomaly::operator::AnomalyLimits;
 use crate::anomaly::ScorerConfig;
+use crate::columns;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
@@ -165,10 +165,7 @@ impl Operator for TraceCombiner {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = rows
-            .column_by_name("record")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or(SchemaMismatch("record"))?;
+        let records = columns::strings(rows, "record")?;
         for row in 0..rows.num_rows() {
             // The decoder archived only records that parsed; a row that does not
             // parse any more is skipped rather than stopping the partition.

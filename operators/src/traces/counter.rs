@@ -15,13 +15,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+use arrow::array::{Array, RecordBatch};
 use serde::{Deserialize, Serialize};
 
 use super::cell::Cell;
 use super::partial::{EdgeCell, RedCell, TracePartial};
-use crate::anomaly::operator::SchemaMismatch;
+use crate::columns;
 use crate::map_as_list::hashed::FastMap;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
@@ -279,20 +278,14 @@ impl Operator for TraceCounter {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let start = rows
-            .column_by_name("start")
-            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-            .ok_or(SchemaMismatch("start"))?;
-        let duration = rows
-            .column_by_name("duration_ms")
-            .and_then(|c| c.as_primitive_opt::<Float64Type>())
-            .ok_or(SchemaMismatch("duration_ms"))?;
-        let trace = string_column(rows, "trace_id")?;
-        let span = string_column(rows, "span_id")?;
-        let parent = string_column(rows, "parent_span_id")?;
-        let service = string_column(rows, "service")?;
-        let operation = string_column(rows, "name")?;
-        let status = string_column(rows, "status")?;
+        let start = columns::timestamps(rows, "start")?;
+        let duration = columns::floats(rows, "duration_ms")?;
+        let trace = columns::strings(rows, "trace_id")?;
+        let span = columns::strings(rows, "span_id")?;
+        let parent = columns::strings(rows, "parent_span_id")?;
+        let service = columns::strings(rows, "service")?;
+        let operation = columns::strings(rows, "name")?;
+        let status = columns::strings(rows, "status")?;
         let late_before = self.state.late_spans;
         // Names shared by the rows of this batch (one allocation each).
         let mut names: std::collections::HashMap<&str, Arc<str>> = std::collections::HashMap::new();
@@ -406,16 +399,6 @@ impl Operator for TraceCounter {
     fn snapshot(&self) -> Result<String, OperatorError> {
         Ok(serde_json::to_string(&self.state)?)
     }
-}
-
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a StringArray, SchemaMismatch> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or(SchemaMismatch(name))
 }
 
 #[cfg(test)]
