@@ -115,13 +115,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let plan = TopicPlan {
-        topics: TOPICS
-            .iter()
-            .map(|t| (t.to_string(), 48))
-            .chain([("cara.dlq".to_string(), 4)])
-            .collect(),
-    };
+    // The topics `cara run` expects, as its embedded broker creates them.
+    let plan = TopicPlan::for_config(&cara_pipeline::config::Config::default());
     let broker = runtime
         .block_on(EmbeddedBroker::start(
             format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -215,6 +210,7 @@ fn main() {
             l.starts_with("cara_flush_seconds")
                 || l.starts_with("cara_archive_files_total")
                 || l.starts_with("cara_alerts_total")
+                || l.starts_with("cara_archive_bytes_total")
         }) {
             println!("{line}");
         }

@@ -55,6 +55,32 @@ pub struct TopicPlan {
     pub topics: Vec<(String, i32)>,
 }
 
+impl TopicPlan {
+    /// The topics `config` names: telemetry with `embedded_broker.telemetry_partitions`,
+    /// outputs and the SLO exchange with `output_partitions`, the trace exchange with
+    /// one (every span partition's cells meet in one combiner).
+    pub fn for_config(config: &crate::config::Config) -> TopicPlan {
+        let k = &config.kafka;
+        let b = &config.embedded_broker;
+        let mut topics: Vec<(String, i32)> = [&k.metrics_topic, &k.logs_topic, &k.spans_topic]
+            .into_iter()
+            .map(|t| (t.clone(), b.telemetry_partitions))
+            .collect();
+        for t in OUTPUT_TOPICS {
+            let (name, partitions) = match *t {
+                "cara.dlq" => (k.dlq_topic.clone(), b.output_partitions),
+                "cara.alerts" => (k.alerts_topic.clone(), b.output_partitions),
+                "cara.slo" => (k.slo_topic.clone(), b.output_partitions),
+                "cara.internal.slo" => (k.slo_exchange_topic.clone(), b.output_partitions),
+                "cara.internal.traces" => (k.trace_exchange_topic.clone(), 1),
+                other => (other.to_owned(), b.output_partitions),
+            };
+            topics.push((name, partitions));
+        }
+        TopicPlan { topics }
+    }
+}
+
 /// A running embedded broker. Dropping it stops the cluster.
 pub struct EmbeddedBroker {
     /// The mock cluster's own bootstrap servers.

@@ -3,9 +3,10 @@
 //!
 //! Owns the cells of minutes not yet final and the join of spans with their parents.
 //! Spans are keyed by trace id, so a span's parent is in the same partition; a span
-//! waits up to `edge_ttl_ms` of event time for a parent not seen yet (and is kept as
-//! a possible parent as long), and at most `max_pending_spans` spans are held, the
-//! rest counted as dropped: memory is bounded whatever the traffic. The watermark is
+//! waits for a parent not seen yet, and is kept as a possible parent, until the
+//! partition's latest span started `edge_ttl_ms` after it, and at most
+//! `max_pending_spans` spans are held, the rest counted as dropped: memory (and the
+//! checkpoint, which holds them) is bounded whatever the traffic. The watermark is
 //! the partition's largest span start minus the out-of-orderness bound, advanced per
 //! row (or raised when the partition is idle); a span (or a call found) for a minute
 //! already final is late: counted, not added. Each final minute is sent as one
@@ -48,7 +49,7 @@ impl Default for TraceSettings {
     fn default() -> Self {
         TraceSettings {
             out_of_orderness_ms: 30_000,
-            edge_ttl_ms: 60_000,
+            edge_ttl_ms: 10_000,
             max_pending_spans: 20_000,
             max_operations: 200,
         }
@@ -173,19 +174,21 @@ impl TraceCounter {
             .observe(child.duration_ms, child.error);
     }
 
-    /// Forgets spans and waiting children older than the TTL behind the watermark,
-    /// on a schedule of event time (every quarter TTL), so the result depends on
-    /// the rows only.
+    /// Forgets spans and waiting children that started more than the TTL before the
+    /// latest span, on a schedule of event time (every quarter TTL), so the result
+    /// depends on the rows only.
     fn evict_on_schedule(&mut self, start_ms: i64) {
         if start_ms < self.state.next_eviction_ms {
             return;
         }
         let step = (self.settings.edge_ttl_ms / 4).max(1);
         self.state.next_eviction_ms = start_ms.saturating_add(step);
-        let Some(watermark) = Operator::watermark(self) else {
+        // Relative to the latest start, not the watermark: a parent and its child
+        // start moments apart, and every span held is checkpointed at each flush.
+        let Some(latest) = self.state.max_start_ms else {
             return;
         };
-        let horizon = watermark.saturating_sub(self.settings.edge_ttl_ms);
+        let horizon = latest.saturating_sub(self.settings.edge_ttl_ms);
         self.state.spans.retain(|_, (_, start)| *start >= horizon);
         let mut orphans = 0;
         let mut count = 0;

@@ -57,7 +57,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
 
     let mut embedded = None;
     let brokers = if config.kafka.brokers.is_empty() {
-        let plan = super::broker::topic_plan(&config);
+        let plan = cara_pipeline::broker::TopicPlan::for_config(&config);
         let broker = EmbeddedBroker::start(config.embedded_broker.listen, plan.clone()).await?;
         println!(
             "embedded Kafka broker: bootstrap {} (mock broker at {})",
