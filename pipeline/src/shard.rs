@@ -926,3 +926,123 @@ fn raise(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cara_operators::alert::AlertRule;
+    use cara_operators::series::{gauge_batch, DerivedPoint};
+
+    fn alerting() -> MetricAlerting {
+        MetricAlerting::new(
+            ScorerConfig::default(),
+            AnomalyLimits::default(),
+            vec![AlertRule::default_anomaly()],
+        )
+    }
+
+    #[test]
+    fn a_stacked_snapshot_splits_by_part_and_a_single_operators_belongs_to_main() {
+        let stacked = Stacked::new(vec![(
+            "alerting",
+            Box::new(alerting()) as Box<dyn Operator>,
+        )]);
+        let snapshot = Operator::snapshot(&stacked).unwrap();
+        let part = parts_of(Some(&snapshot), "alerting", "t", 0);
+        let own = Operator::snapshot(&alerting()).unwrap();
+        assert_eq!(part("alerting").as_deref(), Some(own.as_str()));
+        assert_eq!(part("slo"), None, "a part added later starts fresh");
+
+        // Written before the partition had several parts: all of it is main's.
+        let legacy = parts_of(Some(&own), "alerting", "t", 0);
+        assert_eq!(legacy("alerting").as_deref(), Some(own.as_str()));
+        assert_eq!(legacy("slo"), None);
+        assert_eq!(parts_of(None, "alerting", "t", 0)("alerting"), None);
+    }
+
+    #[test]
+    fn operators_restore_with_the_slo_stage_added_and_keep_the_anomaly_state() {
+        let settings = SloSettings {
+            metrics: vec![MetricSlo {
+                spec: SloSpec {
+                    name: "api".into(),
+                    objective: 0.99,
+                    period_ms: 86_400_000,
+                    out_of_orderness_ms: 30_000,
+                    rules: cara_operators::slo::default_burn_rules(),
+                },
+                good_metric: "ok_total".into(),
+                total_metric: "all_total".into(),
+                labels: Default::default(),
+            }],
+            ..SloSettings::default()
+        };
+        let (parts, restored) = restore_parts_for_test(Some(settings));
+        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting", "slo"]);
+        assert_eq!(
+            parts["alerting"], restored,
+            "the scoring state was restored, not reset"
+        );
+        let (parts, _) = restore_parts_for_test(None);
+        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting"]);
+    }
+
+    /// The parts `restore_operator` builds for a metrics partition whose
+    /// checkpoint an anomaly-only partition wrote, and that checkpoint.
+    fn restore_parts_for_test(
+        slos: Option<SloSettings>,
+    ) -> (std::collections::BTreeMap<String, String>, String) {
+        let (operator, own) = restore_operator_with(slos, Signal::Metrics);
+        let snapshot = operator.expect("an operator").snapshot().unwrap();
+        (Stacked::split_snapshot(&snapshot).unwrap(), own)
+    }
+
+    fn restore_operator_with(
+        slos: Option<SloSettings>,
+        signal: Signal,
+    ) -> (Option<Box<dyn Operator>>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ShardSettings {
+            topics: vec![("telemetry.metrics".into(), Signal::Metrics)],
+            limits: DecodeLimits::default(),
+            roll_bytes: 1 << 20,
+            roll_interval: Duration::from_secs(1),
+            writer: ParquetWriter::new(crate::archive::layout::ArchiveLayout::new(dir.path()), 3)
+                .unwrap(),
+            telemetry: Arc::new(Telemetry::new()),
+            alerting: Some(AlertingSettings {
+                scorer: ScorerConfig::default(),
+                limits: AnomalyLimits::default(),
+                rules: vec![AlertRule::default_anomaly()],
+                windows: None,
+            }),
+            logs: None,
+            templates: Arc::default(),
+            slos,
+            traces: None,
+            topic_partitions: TopicPartitions::default(),
+            idle_timeout: Duration::from_secs(30),
+            watermarks: Arc::default(),
+        };
+        // A checkpoint written by an anomaly-only partition that scored a series.
+        let points: Vec<DerivedPoint> = (0..50)
+            .map(|i| DerivedPoint {
+                ts_ms: 1_700_000_000_000 + i * 10_000,
+                name: "latency_ms".into(),
+                labels: vec![("service".into(), "api".into())],
+                value: 20.0 + (i % 5) as f64,
+                source_row: i,
+            })
+            .collect();
+        let mut scored = alerting();
+        scored
+            .process(
+                &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
+                &mut Vec::new(),
+            )
+            .unwrap();
+        let own = Operator::snapshot(&scored).unwrap();
+        let operator = restore_operator(&settings, signal, Some(&own), "telemetry.metrics", 0);
+        (operator, own)
+    }
+}
