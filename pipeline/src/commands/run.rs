@@ -305,7 +305,7 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
     let k = &config.kafka;
     let (files, bytes) = telemetry.archive_totals();
     format!(
-        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {} | archive {} files, {:.1} MB | log templates {} | alerts fired {} resolved {}",
+        "in: metrics {} logs {} spans {} | dead-lettered {} | archived rows: metrics {} logs {} spans {} dlq {} | archive {} files, {:.1} MB | log templates {} | RED minutes {} graph edges {} SLO statuses {} | alerts fired {} resolved {}",
         telemetry.records_from(&k.metrics_topic),
         telemetry.records_from(&k.logs_topic),
         telemetry.records_from(&k.spans_topic),
@@ -317,6 +317,9 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
         files,
         bytes as f64 / 1e6,
         telemetry.log_templates_created(),
+        telemetry.archived_rows("red"),
+        telemetry.archived_rows("service_graph"),
+        telemetry.archived_rows("slo"),
         telemetry.alerts_raised("firing"),
         telemetry.alerts_raised("resolved"),
     )
