@@ -296,11 +296,21 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
     let last_sample = counter_events.last().unwrap().0;
     let requests = brute_force(&counter_events, (last_sample - 30_000).div_euclid(MINUTE));
     let (mut run, http) = start_cara_run(&brokers, &archive, &config, "slo");
+    // Each SLO's statuses come from the combiner of its own exchange partition:
+    // wait for all of them.
+    let expected = [
+        ("checkout-availability", availability.len()),
+        ("checkout-latency", latency.len()),
+        ("api-requests", requests.len()),
+        ("checkout-logs", logs.len()),
+    ];
     wait_until(Duration::from_secs(120), "every SLO status", || {
-        sql_count(
-            &archive,
-            "SELECT count(*) FROM slo WHERE slo = 'checkout-latency'",
-        ) >= latency.len() as i64
+        expected.iter().all(|(slo, n)| {
+            sql_count(
+                &archive,
+                &format!("SELECT count(*) FROM slo WHERE slo = '{slo}'"),
+            ) >= *n as i64
+        })
     });
     assert_eq!(
         sql_count(&archive, "SELECT count(*) FROM spans"),

@@ -128,6 +128,8 @@ fn red_and_the_service_graph_are_exact_across_partitions() {
     wait_until(Duration::from_secs(120), "every RED minute", || {
         archive.join("red").is_dir()
             && sql_count(&archive, "SELECT count(*) FROM red") >= (3 * minutes) as i64
+            // The graph's file of the last flush lands just after red's.
+            && sql_count(&archive, "SELECT count(*) FROM service_graph") >= (2 * minutes) as i64
     });
 
     // Reference per service and minute.
