@@ -5,7 +5,8 @@
 //! request counters (an SLO over two counter metrics). Every status
 //! record (table `slo`, topic `cara.slo`) equals a brute-force computation over the
 //! produced spans (exact counts, burn rates and budget to 1e-9), the outage pages
-//! and resolves, and a run killed with -9 halfway changes nothing.
+//! and resolves, a run killed with -9 halfway changes nothing, and DuckDB reads the
+//! same statuses from the Parquet files.
 
 mod common;
 
@@ -341,6 +342,25 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
         (outage_start..outage_start + 10 * MINUTE).contains(&fired_at),
         "paged at {fired_at}, the outage started at {outage_start}"
     );
+
+    // DuckDB reads the same statuses, nested windows included.
+    let duck = python(
+        "slo_duckdb.py",
+        &[archive.to_str().unwrap(), "checkout-availability"],
+    );
+    let duck: Vec<Vec<String>> = String::from_utf8_lossy(&duck.stdout)
+        .lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(duck.len(), availability.len());
+    for (row, reference) in duck.iter().zip(&availability) {
+        assert_eq!(row[0].parse::<i64>().unwrap(), reference.ts);
+        assert_eq!(row[1].parse::<u64>().unwrap(), reference.windows[0].0);
+        assert_eq!(row[2].parse::<u64>().unwrap(), reference.windows[0].1);
+        assert!((row[3].parse::<f64>().unwrap() - reference.windows[2].2).abs() < 1e-9);
+        assert_eq!(row[4].parse::<u64>().unwrap(), reference.windows[6].1);
+        assert!((row[5].parse::<f64>().unwrap() - reference.budget).abs() < 1e-9);
+    }
 
     // `cara.slo` carries the records in the shape, keyed by SLO.
     let records = kcat_messages(&brokers, "cara.slo");
