@@ -118,6 +118,10 @@ fn demo_fills_the_archive_on_its_own_and_stops_cleanly() {
     });
     assert!(run.terminate(Duration::from_secs(30)).success());
     assert!(run.output_contains("demo:"), "demo announces itself");
+    assert!(
+        run.output_contains("frontend-availability"),
+        "the demo watches SLOs when none are configured"
+    );
     let archive = dir.path().join("archive");
     let spans = sql_count(&archive, "SELECT count(*) FROM spans");
     assert!(spans > 0);

@@ -47,9 +47,30 @@ fn apply_overrides(mut config: Config, args: &RunArgs) -> anyhow::Result<Config>
 
 /// Runs until SIGTERM/Ctrl-C, then flushes and exits.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
-    let config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
+    let mut config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
+    if args.demo && config.slos.is_empty() {
+        config.slos = Config::from_toml(DEMO_SLOS)?.slos;
+        println!("demo: SLOs frontend-availability (99% ok) and frontend-latency (99% under 250 ms) on table slo and cara.slo");
+    }
     super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
 }
+
+/// SLOs the demo watches when the configuration declares none: the generated
+/// world's entry service, so the first run shows budgets and burn rates too.
+const DEMO_SLOS: &str = r#"
+[[slo]]
+name = "frontend-availability"
+service = "frontend"
+sli = "availability"
+objective = 0.99
+
+[[slo]]
+name = "frontend-latency"
+service = "frontend"
+sli = "latency"
+threshold_ms = 250
+objective = 0.99
+"#;
 
 async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::new());
