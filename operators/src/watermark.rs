@@ -4,7 +4,9 @@
 //! A partition that has received nothing for `idle_timeout_ms` of *processing* time
 //! stops holding the watermark back (the caller passes processing time in, so this
 //! stays pure and testable). The watermark never goes backwards. [`combine`] is the
-//! policy itself, shared with the runtime's cross-shard board.
+//! policy itself, shared with the runtime's cross-shard board. [`EventClock`] is the
+//! one-partition form every operator keeps: its own rows' clock, raisable by the
+//! runtime.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +100,52 @@ impl<P: Ord + Clone> WatermarkTracker<P> {
     }
 }
 
+/// One partition's event-time clock as an operator keeps it: the largest event time
+/// of its rows and the watermark the runtime raised (an idle partition). The
+/// watermark is the larger of (largest event time − bound) and the raised one, and
+/// never goes back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventClock {
+    /// Largest event time seen, ms.
+    #[serde(alias = "max_ts")]
+    max_event_ms: Option<i64>,
+    /// The watermark the runtime raised, ms.
+    raised_watermark: Option<i64>,
+}
+
+impl EventClock {
+    /// Moves the clock with an event at `ts_ms`.
+    pub fn saw(&mut self, ts_ms: i64) {
+        self.max_event_ms = Some(self.max_event_ms.map_or(ts_ms, |m| m.max(ts_ms)));
+    }
+
+    /// The largest event time seen.
+    pub fn latest(&self) -> Option<i64> {
+        self.max_event_ms
+    }
+
+    /// The watermark with `out_of_orderness_ms`; `None` before any event or raise.
+    pub fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+        let own = self
+            .max_event_ms
+            .map(|m| m.saturating_sub(out_of_orderness_ms));
+        own.max(self.raised_watermark)
+    }
+
+    /// Raises the watermark to `watermark_ms`; `false` (and nothing changes) when
+    /// it is not higher than the current one.
+    pub fn raise(&mut self, watermark_ms: i64, out_of_orderness_ms: i64) -> bool {
+        if self
+            .watermark(out_of_orderness_ms)
+            .is_some_and(|w| w >= watermark_ms)
+        {
+            return false;
+        }
+        self.raised_watermark = Some(watermark_ms);
+        true
+    }
+}
+
 /// The watermark of a set of partitions given as (watermark, idle): the minimum over
 /// the active ones; when every partition is idle, the largest. An active partition
 /// without a watermark yet holds everything back (`None`), as does an empty set.
@@ -131,6 +179,24 @@ mod tests {
             out_of_orderness_ms: 100,
             idle_timeout_ms: 1_000,
         })
+    }
+
+    #[test]
+    fn an_event_clock_follows_its_rows_and_a_raise_never_lowers_it() {
+        let mut c = EventClock::default();
+        assert_eq!(c.watermark(100), None);
+        c.saw(5_000);
+        c.saw(4_000);
+        assert_eq!((c.latest(), c.watermark(100)), (Some(5_000), Some(4_900)));
+        assert!(!c.raise(4_900, 100), "not higher");
+        assert!(c.raise(9_000, 100));
+        assert_eq!(c.watermark(100), Some(9_000));
+        c.saw(6_000);
+        assert_eq!(c.watermark(100), Some(9_000));
+        // Snapshots written before the clock was shared named the field `max_ts`.
+        let old: EventClock =
+            serde_json::from_str(r#"{"max_ts":7,"raised_watermark":null}"#).unwrap();
+        assert_eq!(old.latest(), Some(7));
     }
 
     #[test]

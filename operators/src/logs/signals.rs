@@ -38,6 +38,7 @@ use crate::anomaly::{Detector, PointScore, ScorerConfig};
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
+use crate::watermark::EventClock;
 use crate::window::Window;
 
 /// Metric name of lines per template per window.
@@ -204,11 +205,10 @@ struct WindowState {
     /// Open windows by start, then (service, template id).
     #[serde(with = "keyed_windows")]
     open: BTreeMap<i64, BTreeMap<(Arc<str>, i64), Counts>>,
-    /// Largest event time seen.
-    max_ts: Option<i64>,
-    /// The watermark as raised by the runtime (an idle partition).
-    #[serde(default)]
-    raised_watermark: Option<i64>,
+    /// Largest event time seen and the watermark the runtime raised (snapshots
+    /// keep their fields, `max_ts` read as before).
+    #[serde(flatten)]
+    clock: EventClock,
     /// Lines behind the watermark.
     late_lines: u64,
     /// Last window start with lines, per (service, template id).
@@ -308,8 +308,7 @@ impl LogOperator {
             miner: TemplateMiner::new(settings.miner.clone()),
             state: WindowState {
                 open: BTreeMap::new(),
-                max_ts: None,
-                raised_watermark: None,
+                clock: EventClock::default(),
                 late_lines: 0,
                 active: BTreeMap::new(),
                 scoring,
@@ -420,7 +419,7 @@ impl LogOperator {
                 counts.error_lines += u64::from(error);
                 counts.first_seen |= line.created;
             }
-            self.state.max_ts = Some(self.state.max_ts.map_or(t, |m| m.max(t)));
+            self.state.clock.saw(t);
 
             if line.created && error && self.settings.alert_new_error_templates {
                 let text = self.template_text(svc, id);
@@ -475,11 +474,9 @@ impl LogOperator {
     /// The partition's largest event time minus the out-of-orderness bound, or the
     /// watermark the runtime raised, whichever is higher; `None` before any line.
     pub fn watermark(&self) -> Option<i64> {
-        let own = self
-            .state
-            .max_ts
-            .map(|m| m.saturating_sub(self.settings.out_of_orderness_ms));
-        own.max(self.state.raised_watermark)
+        self.state
+            .clock
+            .watermark(self.settings.out_of_orderness_ms)
     }
 
     /// Raises the watermark to `watermark_ms` (never lowers it) and closes the
@@ -490,10 +487,13 @@ impl LogOperator {
         topic: &str,
         partition: i32,
     ) -> Result<(Vec<TemplateWindow>, Vec<AlertRecord>), LogOperatorError> {
-        if self.watermark().is_some_and(|w| w >= watermark_ms) {
+        if !self
+            .state
+            .clock
+            .raise(watermark_ms, self.settings.out_of_orderness_ms)
+        {
             return Ok((Vec::new(), Vec::new()));
         }
-        self.state.raised_watermark = Some(watermark_ms);
         let mut alerts = Vec::new();
         let windows = self.fire(0, topic, partition, &mut alerts)?;
         Ok((windows, alerts))
@@ -907,6 +907,19 @@ mod tests {
         let restored =
             LogOperator::restore(&op.snapshot().unwrap(), LogSettings::default()).unwrap();
         assert_eq!(Operator::watermark(&restored), Some(T0 + 3 * 60_000));
+    }
+
+    #[test]
+    fn snapshots_from_before_the_shared_clock_restore_their_watermark() {
+        let mut op = LogOperator::new(LogSettings::default());
+        op.process(&logs(&traffic(3, 0)), "telemetry.logs", 0)
+            .unwrap();
+        let snapshot = op.snapshot().unwrap();
+        assert!(snapshot.contains("\"max_event_ms\""));
+        let old = snapshot.replace("\"max_event_ms\"", "\"max_ts\"");
+        let restored = LogOperator::restore(&old, LogSettings::default()).unwrap();
+        assert_eq!(restored.watermark(), op.watermark());
+        assert!(restored.watermark().is_some());
     }
 
     fn windows_rows(out: &Emitted) -> usize {

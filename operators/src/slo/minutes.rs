@@ -18,6 +18,7 @@ use super::{Counts, MINUTE_MS};
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
+use crate::watermark::EventClock;
 
 /// How one kind of SLI reads its input table.
 pub trait SliRows: Send {
@@ -118,18 +119,15 @@ impl<R: SliRows> Operator for SloStage<R> {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        if self
-            .state
-            .counter
-            .raise(watermark_ms, self.out_of_orderness_ms)
-        {
+        let ooo = self.out_of_orderness_ms;
+        if self.state.counter.clock.raise(watermark_ms, ooo) {
             self.send_final(context, out);
         }
         Ok(())
     }
 
     fn watermark(&self) -> Option<i64> {
-        self.state.counter.watermark(self.out_of_orderness_ms)
+        self.state.counter.clock.watermark(self.out_of_orderness_ms)
     }
 
     fn snapshot(&self) -> Result<String, OperatorError> {
@@ -151,8 +149,7 @@ struct PartitionCounts {
 pub struct MinuteCounter {
     /// By SLO name.
     slos: BTreeMap<String, PartitionCounts>,
-    max_ts_ms: Option<i64>,
-    raised_watermark: Option<i64>,
+    clock: EventClock,
     late: u64,
 }
 
@@ -167,17 +164,10 @@ impl MinuteCounter {
         self.late
     }
 
-    /// The watermark, `None` before any event or raise.
-    fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
-        let own = self
-            .max_ts_ms
-            .map(|m| m.saturating_sub(out_of_orderness_ms));
-        own.max(self.raised_watermark)
-    }
-
     /// Minutes before this index are final.
     pub fn final_through(&self, out_of_orderness_ms: i64) -> Option<i64> {
-        self.watermark(out_of_orderness_ms)
+        self.clock
+            .watermark(out_of_orderness_ms)
             .map(|w| w.div_euclid(MINUTE_MS))
     }
 
@@ -198,19 +188,7 @@ impl MinuteCounter {
 
     /// Moves the watermark with an event at `ts_ms` (after its row was counted).
     pub fn saw(&mut self, ts_ms: i64) {
-        self.max_ts_ms = Some(self.max_ts_ms.map_or(ts_ms, |m| m.max(ts_ms)));
-    }
-
-    /// Raises the watermark (never lowers it); `false` when it was not higher.
-    fn raise(&mut self, watermark_ms: i64, out_of_orderness_ms: i64) -> bool {
-        if self
-            .watermark(out_of_orderness_ms)
-            .is_some_and(|w| w >= watermark_ms)
-        {
-            return false;
-        }
-        self.raised_watermark = Some(watermark_ms);
-        true
+        self.clock.saw(ts_ms);
     }
 
     /// Sends, per SLO of `names`, the minutes that became final (one record each,

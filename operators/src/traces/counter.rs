@@ -26,6 +26,7 @@ use crate::map_as_list::hashed::FastMap;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
+use crate::watermark::EventClock;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -82,8 +83,8 @@ struct CounterState {
     #[serde(with = "crate::map_as_list")]
     open: BTreeMap<i64, MinuteCells>,
     sent_through: Option<i64>,
-    max_start_ms: Option<i64>,
-    raised_watermark: Option<i64>,
+    /// Span starts.
+    clock: EventClock,
     /// Possible parents: hash of (trace, span) -> (service, start).
     #[serde(with = "crate::map_as_list::hashed")]
     spans: FastMap<u64, (Arc<str>, i64)>,
@@ -185,7 +186,7 @@ impl TraceCounter {
         self.state.next_eviction_ms = start_ms.saturating_add(step);
         // Relative to the latest start, not the watermark: a parent and its child
         // start moments apart, and every span held is checkpointed at each flush.
-        let Some(latest) = self.state.max_start_ms else {
+        let Some(latest) = self.state.clock.latest() else {
             return;
         };
         let horizon = latest.saturating_sub(self.settings.edge_ttl_ms);
@@ -369,7 +370,7 @@ impl Operator for TraceCounter {
             } else {
                 self.state.dropped_spans += 1;
             }
-            self.state.max_start_ms = Some(self.state.max_start_ms.map_or(t, |m| m.max(t)));
+            self.state.clock.saw(t);
             self.evict_on_schedule(t);
         }
         out.late += self.state.late_spans - late_before;
@@ -383,20 +384,17 @@ impl Operator for TraceCounter {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        if Operator::watermark(self).is_some_and(|w| w >= watermark_ms) {
-            return Ok(());
+        let ooo = self.settings.out_of_orderness_ms;
+        if self.state.clock.raise(watermark_ms, ooo) {
+            self.send_final(context, out);
         }
-        self.state.raised_watermark = Some(watermark_ms);
-        self.send_final(context, out);
         Ok(())
     }
 
     fn watermark(&self) -> Option<i64> {
-        let own = self
-            .state
-            .max_start_ms
-            .map(|m| m.saturating_sub(self.settings.out_of_orderness_ms));
-        own.max(self.state.raised_watermark)
+        self.state
+            .clock
+            .watermark(self.settings.out_of_orderness_ms)
     }
 
     fn snapshot(&self) -> Result<String, OperatorError> {
