@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::{sync_dir, write_atomically, ArchiveLayout};
+use super::layout::{sync_dir, temporary_sibling, write_atomically, ArchiveLayout};
 use super::{io_err, ArchiveError, Result};
 
 /// The durable position of one source partition.
@@ -119,8 +119,16 @@ pub struct Recovery {
 }
 
 /// Brings a partition's archive state to its last checkpoint: the files of an
-/// interrupted flush (an intent at or after the checkpoint) are deleted.
+/// interrupted flush (an intent at or after the checkpoint) are deleted, and so are
+/// the temporary files a process killed mid-write left (of those files, of the
+/// intent, of the checkpoint): nothing of an unfinished write stays visible.
 pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Recovery> {
+    for own in [
+        layout.checkpoint_file(topic, partition),
+        layout.intent_file(topic, partition),
+    ] {
+        remove_if_present(&temporary_sibling(&own))?;
+    }
     let checkpoint = read_checkpoint(layout, topic, partition)?;
     let next_offset = checkpoint.as_ref().map(|c| c.next_offset);
     let operator_state = checkpoint.as_ref().and_then(|c| c.operator_state.clone());
@@ -130,6 +138,7 @@ pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Re
         let interrupted = next_offset.is_none_or(|next| intent.first_offset >= next);
         if interrupted {
             for file in &intent.files {
+                remove_if_present(&temporary_sibling(file))?;
                 if committed_files.contains(file) {
                     continue;
                 }
@@ -176,6 +185,33 @@ mod tests {
         let recovered = recover(&layout, "t", 1).unwrap();
         assert_eq!(recovered.next_offset, Some(42));
         assert_eq!(recovered.operator_state, cp.operator_state);
+    }
+
+    #[test]
+    fn recovery_deletes_the_temporary_files_of_writes_killed_midway() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ArchiveLayout::new(dir.path());
+        let written = dir.path().join("m/a.parquet");
+        let half_written = temporary_sibling(&dir.path().join("m/b.parquet"));
+        touch(&written);
+        touch(&half_written);
+        write_intent(
+            &layout,
+            "t",
+            0,
+            &Intent {
+                first_offset: 0,
+                files: vec![written.clone(), dir.path().join("m/b.parquet")],
+            },
+        )
+        .unwrap();
+        // A checkpoint write killed before its rename.
+        let checkpoint_tmp = temporary_sibling(&layout.checkpoint_file("t", 0));
+        touch(&checkpoint_tmp);
+        let recovery = recover(&layout, "t", 0).unwrap();
+        assert_eq!(recovery.removed, vec![written.clone()]);
+        assert!(!written.exists() && !half_written.exists() && !checkpoint_tmp.exists());
+        assert_eq!(recovery.next_offset, None);
     }
 
     #[test]

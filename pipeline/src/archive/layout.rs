@@ -76,11 +76,7 @@ pub fn idle_file_stem(topic: &str, partition: i32, next_offset: i64, watermark_m
 pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp"));
+    let tmp = temporary_sibling(path);
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
     let out = write(&mut file)?;
     file.flush().map_err(io_err(&tmp))?;
@@ -89,6 +85,17 @@ pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<
     fs::rename(&tmp, path).map_err(io_err(path))?;
     sync_dir(dir)?;
     Ok(out)
+}
+
+/// Where [`write_atomically`] writes `path` before renaming it: a hidden sibling that
+/// a process killed mid-write leaves behind (recovery removes it).
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(".{file_name}.tmp"))
 }
 
 /// Fsyncs a directory so that renames and removals in it are durable.
