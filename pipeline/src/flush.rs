@@ -1,18 +1,24 @@
 //! The flush worker: makes planned partition flushes durable on a thread of its own,
-//! so the shards keep decoding while Parquet is encoded and fsynced.
-//!
-//! A flush is: intent, files, dead letters, alerts and outbound records (SLO status
-//! and exchange) acknowledged by the broker, checkpoint (with the partition's
-//! operator state), intent cleared.
+//! so the shards keep decoding while Parquet is encoded and synced.
 //!
 //! Rounds (the partitions of one shard due at one moment) go through a channel of
 //! capacity one, which is the backpressure: a shard blocks only when a round is
 //! queued behind one being written. Rounds run in the order they were submitted, and
-//! a partition belongs to one shard, so its checkpoints advance in order. Within a
-//! round, partitions are written on every core at once.
+//! a partition belongs to one shard, so its checkpoints advance in order.
+//!
+//! A round is committed as a group, so its cost in syncs does not grow with its
+//! partitions (see `archive` for the protocol and its recovery):
+//! 1. every flush encodes its files into its partition's staging directory (on
+//!    every core at once), stages its checkpoint beside the current one, and has
+//!    its dead letters, alerts and outbound records acknowledged by the broker;
+//! 2. one sync makes all of that durable;
+//! 3. the checkpoints are put in force (renames) and a second sync commits them;
+//! 4. the staged files move to their final paths, where readers see them.
+//!
 //! [`InFlight`] lets a rebalance wait until nothing is being written before a
 //! partition changes hands, so a new owner never races an old owner's flush.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -21,8 +27,9 @@ use std::time::{Duration, Instant};
 use cara_operators::operator::OutboundMessage;
 
 use crate::alerts::{AlertSink, RaisedAlert};
-use crate::archive::commit::{self, Checkpoint, Intent};
-use crate::archive::writer::{ParquetWriter, PlannedFile};
+use crate::archive::commit::{self, Checkpoint};
+use crate::archive::layout::{sync_all_written, temporary_sibling};
+use crate::archive::writer::{ParquetWriter, PlannedFile, WrittenFile};
 use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
 use crate::internal_events::{FileArchived, FlushFailed, InternalEvent};
@@ -198,35 +205,136 @@ fn worker_gone() -> SourceError {
     })
 }
 
-/// Writes every flush of a round, spreading partitions over the cores.
+/// Commits a round (see the module docs), retried as a whole with backoff until
+/// durable or the retry budget is spent. Every step can be repeated: staged files
+/// and checkpoints are rewritten, moves skip what already moved, and records sent
+/// again are duplicates that consumers drop by id.
 fn execute_round(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
     sinks: &Sinks,
     telemetry: &Telemetry,
 ) -> Result<(), SourceError> {
+    let layout = writer.layout();
+    let mut backoff = Duration::from_millis(100);
+    let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
+    let written = loop {
+        match commit_round(round, writer, sinks) {
+            Ok(written) => break written,
+            Err(error) => {
+                FlushFailed {
+                    partitions: round.len(),
+                    error: &error,
+                }
+                .emit(telemetry);
+                if Instant::now() >= deadline {
+                    return Err(SourceError::Archive(ArchiveError::Io {
+                        path: layout.root().to_path_buf(),
+                        source: std::io::Error::other(format!(
+                            "flush of {} partitions kept failing: {error}",
+                            round.len()
+                        )),
+                    }));
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    for file in &written {
+        FileArchived {
+            table: file.table.name(),
+            rows: file.rows,
+            bytes: file.bytes,
+        }
+        .emit(telemetry);
+    }
+    for flush in round {
+        telemetry
+            .flush_seconds
+            .observe(flush.started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// One attempt at steps 1–4; the error names the partition or step that failed.
+fn commit_round(
+    round: &[PreparedFlush],
+    writer: &ParquetWriter,
+    sinks: &Sinks,
+) -> Result<Vec<WrittenFile>, String> {
+    let layout = writer.layout();
+    let staged = stage_on_every_core(round, writer, sinks)?;
+    let checkpoints: Vec<PathBuf> = round
+        .iter()
+        .map(|f| layout.checkpoint_file(&f.topic, f.partition))
+        .collect();
+    let staged_checkpoints: Vec<PathBuf> =
+        checkpoints.iter().map(|p| temporary_sibling(p)).collect();
+    sync_all_written(
+        layout.root(),
+        staged
+            .iter()
+            .map(|(path, _)| path.as_path())
+            .chain(staged_checkpoints.iter().map(PathBuf::as_path)),
+    )
+    .map_err(|e| format!("making the staged files durable: {e}"))?;
+    for flush in round {
+        commit::commit_checkpoint(layout, &flush.topic, flush.partition)
+            .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
+    }
+    sync_all_written(layout.root(), checkpoints.iter().map(PathBuf::as_path))
+        .map_err(|e| format!("committing the checkpoints: {e}"))?;
+    for flush in round {
+        commit::publish(
+            layout,
+            &flush.topic,
+            flush.partition,
+            &flush.checkpoint.files,
+        )
+        .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
+    }
+    Ok(staged.into_iter().map(|(_, file)| file).collect())
+}
+
+/// Step 1 for every flush of the round, spreading partitions over the cores;
+/// returns each staged file's path with what was written.
+fn stage_on_every_core(
+    round: &[PreparedFlush],
+    writer: &ParquetWriter,
+    sinks: &Sinks,
+) -> Result<Vec<(PathBuf, WrittenFile)>, String> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(round.len())
         .max(1);
     let chunk = round.len().div_ceil(workers);
-    let outcomes: Vec<Result<(), SourceError>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Result<Vec<_>, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = round
             .chunks(chunk)
             .map(|flushes| {
                 scope.spawn(move || {
-                    flushes
-                        .iter()
-                        .try_for_each(|f| f.execute(writer, sinks, telemetry))
+                    let mut staged = Vec::new();
+                    for flush in flushes {
+                        staged.extend(flush.stage(writer, sinks)?);
+                    }
+                    Ok(staged)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(worker_gone())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a flush thread panicked".to_owned()))
+            })
             .collect()
     });
-    outcomes.into_iter().collect()
+    let mut staged = Vec::new();
+    for outcome in outcomes {
+        staged.extend(outcome?);
+    }
+    Ok(staged)
 }
 
 /// One partition's flush, planned and ready to be made durable.
@@ -235,7 +343,6 @@ pub(crate) struct PreparedFlush {
     pub partition: i32,
     pub plan: Vec<PlannedFile>,
     pub letters: Vec<DeadLetter>,
-    pub intent: Intent,
     pub checkpoint: Checkpoint,
     pub alerts: Vec<RaisedAlert>,
     pub messages: Vec<OutboundMessage>,
@@ -251,76 +358,36 @@ pub(crate) struct Sinks {
 }
 
 impl PreparedFlush {
-    /// Intent, files, dead letters, checkpoint: retried with backoff until durable or
-    /// the retry budget is spent.
-    fn execute(
+    /// Step 1: files into the staging directory, the checkpoint beside the current
+    /// one, dead letters, alerts and outbound records acknowledged.
+    fn stage(
         &self,
         writer: &ParquetWriter,
         sinks: &Sinks,
-        telemetry: &Telemetry,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Vec<(PathBuf, WrittenFile)>, String> {
         let (topic, partition) = (&*self.topic, self.partition);
         let layout = writer.layout();
-        let attempt = || -> Result<Vec<_>, String> {
-            commit::write_intent(layout, topic, partition, &self.intent)
-                .map_err(|e| e.to_string())?;
-            let mut written = Vec::with_capacity(self.plan.len());
-            for planned in &self.plan {
-                written.push(writer.write(planned).map_err(|e| e.to_string())?);
-            }
-            sinks
-                .dlq
-                .send_all(&self.letters, Duration::from_secs(30))
-                .map_err(|e| format!("dead-letter topic {}: {e}", sinks.dlq_topic))?;
-            sinks
-                .alerts
-                .send_all(&self.alerts, Duration::from_secs(30))
-                .map_err(|e| format!("alerts topic {}: {e}", sinks.alerts.topic()))?;
-            sinks
-                .outbound
-                .send_all(&self.messages, Duration::from_secs(30))
-                .map_err(|e| format!("output records: {e}"))?;
-            commit::write_checkpoint(layout, &self.checkpoint).map_err(|e| e.to_string())?;
-            commit::clear_intent(layout, topic, partition).map_err(|e| e.to_string())?;
-            Ok(written)
-        };
-        let mut backoff = Duration::from_millis(100);
-        let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
-        let written = loop {
-            match attempt() {
-                Ok(written) => break written,
-                Err(error) => {
-                    FlushFailed {
-                        topic,
-                        partition,
-                        error: &error,
-                    }
-                    .emit(telemetry);
-                    if Instant::now() >= deadline {
-                        return Err(SourceError::Archive(ArchiveError::Io {
-                            path: layout.root().to_path_buf(),
-                            source: std::io::Error::other(format!(
-                                "flush of {topic}[{partition}] kept failing: {error}"
-                            )),
-                        }));
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        for file in &written {
-            FileArchived {
-                table: file.table.name(),
-                rows: file.rows,
-                bytes: file.bytes,
-            }
-            .emit(telemetry);
+        let failed = |e: &dyn std::fmt::Display| format!("{topic}[{partition}]: {e}");
+        let mut staged = Vec::with_capacity(self.plan.len());
+        for planned in &self.plan {
+            let at = layout.staged_file(topic, partition, &planned.path);
+            let file = writer.write_to(planned, &at).map_err(|e| failed(&e))?;
+            staged.push((at, file));
         }
-        telemetry
-            .flush_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-        Ok(())
+        commit::stage_checkpoint(layout, &self.checkpoint).map_err(|e| failed(&e))?;
+        sinks
+            .dlq
+            .send_all(&self.letters, Duration::from_secs(30))
+            .map_err(|e| failed(&format!("dead-letter topic {}: {e}", sinks.dlq_topic)))?;
+        sinks
+            .alerts
+            .send_all(&self.alerts, Duration::from_secs(30))
+            .map_err(|e| failed(&format!("alerts topic {}: {e}", sinks.alerts.topic())))?;
+        sinks
+            .outbound
+            .send_all(&self.messages, Duration::from_secs(30))
+            .map_err(|e| failed(&format!("output records: {e}")))?;
+        Ok(staged)
     }
 }
 

@@ -206,19 +206,17 @@ impl InternalEvent for FileArchived<'_> {
     }
 }
 
-/// A partition flush failed and will be retried.
+/// A flush round failed and will be retried.
 pub struct FlushFailed<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Partition.
-    pub partition: i32,
+    /// Partitions in the failed round.
+    pub partitions: usize,
     /// The error.
     pub error: &'a dyn std::fmt::Display,
 }
 
 impl InternalEvent for FlushFailed<'_> {
     fn emit(self, t: &Telemetry) {
-        warn!(topic = self.topic, partition = self.partition, error = %self.error, "flush failed; offsets stay uncommitted and the flush is retried");
+        warn!(partitions = self.partitions, error = %self.error, "flush failed; offsets stay uncommitted and the flush is retried");
         t.flush_failures.inc();
         t.set_ready(false, &format!("archive flush failing: {}", self.error));
     }

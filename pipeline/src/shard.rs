@@ -37,7 +37,7 @@ use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
 use cara_operators::traces::counter::{TraceCounter, TraceSettings};
 
 use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
-use crate::archive::commit::{Checkpoint, Intent};
+use crate::archive::commit::Checkpoint;
 use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
@@ -532,7 +532,6 @@ impl Shard {
                 topic,
                 partition,
                 next_offset,
-                next_offset,
                 plan,
                 Vec::new(),
                 outputs,
@@ -633,7 +632,6 @@ impl Shard {
         Ok(Some(prepared(
             topic,
             partition,
-            first,
             last + 1,
             plan,
             letters,
@@ -678,14 +676,11 @@ impl Shard {
     }
 }
 
-/// A flush of `plan` that moves the partition's checkpoint to `next_offset`; its
-/// intent names `first_offset`, the first offset whose rows it holds (for a flush
-/// without input rows, `next_offset` itself).
+/// A flush of `plan` that moves the partition's checkpoint to `next_offset`.
 #[allow(clippy::too_many_arguments)]
 fn prepared(
     topic: Arc<str>,
     partition: i32,
-    first_offset: i64,
     next_offset: i64,
     plan: Vec<PlannedFile>,
     letters: Vec<DeadLetter>,
@@ -693,15 +688,11 @@ fn prepared(
     operator_state: Option<String>,
     started: Instant,
 ) -> PreparedFlush {
-    let intent = Intent {
-        first_offset,
-        files: plan.iter().map(|f| f.path.clone()).collect(),
-    };
     let checkpoint = Checkpoint {
         topic: topic.to_string(),
         partition,
         next_offset,
-        files: intent.files.clone(),
+        files: plan.iter().map(|f| f.path.clone()).collect(),
         operator_state,
     };
     PreparedFlush {
@@ -709,7 +700,6 @@ fn prepared(
         partition,
         plan,
         letters,
-        intent,
         checkpoint,
         alerts,
         messages,

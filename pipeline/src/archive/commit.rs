@@ -1,6 +1,6 @@
-//! Per-partition commit files: the checkpoint (next offset to read) and the intent
-//! (files a flush in progress is writing). See the module docs of `archive` for the
-//! protocol.
+//! Per-partition commit files: the checkpoint (next offset to read, operator state,
+//! the files its flush wrote) and the staging directory a flush writes into before
+//! its checkpoint commits it. See the module docs of `archive` for the protocol.
 
 use std::fs;
 use std::io::Write;
@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::{sync_dir, temporary_sibling, write_atomically, ArchiveLayout};
+use super::layout::{
+    sync_all_written, sync_dir, temporary_sibling, write_atomically, ArchiveLayout,
+};
 use super::{io_err, ArchiveError, Result};
 
 /// The durable position of one source partition.
@@ -21,7 +23,8 @@ pub struct Checkpoint {
     pub partition: i32,
     /// The first offset not yet in the archive.
     pub next_offset: i64,
-    /// Files written by the flush that produced this checkpoint.
+    /// Final paths of the files written by the flush that produced this checkpoint:
+    /// recovery publishes those still staged.
     pub files: Vec<PathBuf>,
     /// The partition's operator state after its last archived record (JSON), saved
     /// in the same atomic write as the offset so the two never disagree.
@@ -29,7 +32,8 @@ pub struct Checkpoint {
     pub operator_state: Option<String>,
 }
 
-/// Files a flush is about to write for offsets starting at `first_offset`.
+/// The intent file of earlier versions of cara: files a flush was about to write in
+/// place. Recovery still deletes those of an interrupted flush.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Intent {
@@ -54,12 +58,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ArchiveError::CorruptCommit {
+fn json_bytes<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ArchiveError::CorruptCommit {
         path: path.to_path_buf(),
         detail: e.to_string(),
-    })?;
-    write_atomically(path, |f| f.write_all(&bytes).map_err(io_err(path)))
+    })
 }
 
 /// Reads the checkpoint of a partition, if it has one.
@@ -71,32 +74,55 @@ pub fn read_checkpoint(
     read_json(&layout.checkpoint_file(topic, partition))
 }
 
-/// Stores a checkpoint atomically.
+/// Stores a checkpoint atomically and durably on its own (outside a flush round).
 pub fn write_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Result<()> {
-    write_json(
-        &layout.checkpoint_file(&checkpoint.topic, checkpoint.partition),
-        checkpoint,
-    )
+    let path = layout.checkpoint_file(&checkpoint.topic, checkpoint.partition);
+    let bytes = json_bytes(&path, checkpoint)?;
+    write_atomically(&path, |f| f.write_all(&bytes).map_err(io_err(&path)))
 }
 
-/// Stores an intent atomically.
-pub fn write_intent(
+/// Writes a checkpoint beside its final name, not yet in force: the round makes it
+/// durable, then [`commit_checkpoint`] puts it in force.
+pub fn stage_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Result<()> {
+    let path = layout.checkpoint_file(&checkpoint.topic, checkpoint.partition);
+    let bytes = json_bytes(&path, checkpoint)?;
+    let staged = temporary_sibling(&path);
+    if let Some(dir) = staged.parent() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    fs::write(&staged, bytes).map_err(io_err(&staged))
+}
+
+/// Puts a staged checkpoint in force (a rename; durable with the round's next sync).
+pub fn commit_checkpoint(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<()> {
+    let path = layout.checkpoint_file(topic, partition);
+    fs::rename(temporary_sibling(&path), &path).map_err(io_err(&path))
+}
+
+/// Moves a committed flush's staged files to their final paths, where readers see
+/// them. Idempotent: a file already moved is skipped. Returns the files moved.
+pub fn publish(
     layout: &ArchiveLayout,
     topic: &str,
     partition: i32,
-    intent: &Intent,
-) -> Result<()> {
-    write_json(&layout.intent_file(topic, partition), intent)
-}
-
-/// Removes the intent once its checkpoint is durable.
-pub fn clear_intent(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<()> {
-    let path = layout.intent_file(topic, partition);
-    remove_if_present(&path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+    files: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let mut moved = Vec::new();
+    for file in files {
+        let staged = layout.staged_file(topic, partition, file);
+        if !staged.exists() {
+            continue;
+        }
+        if let Some(dir) = file.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        fs::rename(&staged, file).map_err(io_err(file))?;
+        // A crash between a rename and its sync can leave both names on the same
+        // file; renaming one hard link over the other does nothing.
+        remove_if_present(&staged)?;
+        moved.push(file.clone());
     }
-    Ok(())
+    Ok(moved)
 }
 
 fn remove_if_present(path: &Path) -> Result<bool> {
@@ -112,51 +138,95 @@ fn remove_if_present(path: &Path) -> Result<bool> {
 pub struct Recovery {
     /// The offset to resume from, when the archive has a checkpoint.
     pub next_offset: Option<i64>,
-    /// Files of an interrupted flush that were deleted.
+    /// Files of the last committed flush that were still staged and are now
+    /// published.
+    pub published: Vec<PathBuf>,
+    /// Files of an interrupted flush (never committed) that were deleted.
     pub removed: Vec<PathBuf>,
     /// Operator state saved with the checkpoint.
     pub operator_state: Option<String>,
 }
 
-/// Brings a partition's archive state to its last checkpoint: the files of an
-/// interrupted flush (an intent at or after the checkpoint) are deleted, and so are
-/// the temporary files a process killed mid-write left (of those files, of the
-/// intent, of the checkpoint): nothing of an unfinished write stays visible.
+/// Brings a partition's archive to its last checkpoint: that checkpoint's files
+/// still staged are published (its commit happened, only the moves were cut short);
+/// everything else staged belongs to a flush that never committed and is deleted,
+/// and so is a checkpoint never put in force. Nothing of an unfinished flush stays.
 pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Recovery> {
-    for own in [
-        layout.checkpoint_file(topic, partition),
-        layout.intent_file(topic, partition),
-    ] {
-        remove_if_present(&temporary_sibling(&own))?;
-    }
+    remove_if_present(&temporary_sibling(
+        &layout.checkpoint_file(topic, partition),
+    ))?;
     let checkpoint = read_checkpoint(layout, topic, partition)?;
     let next_offset = checkpoint.as_ref().map(|c| c.next_offset);
-    let operator_state = checkpoint.as_ref().and_then(|c| c.operator_state.clone());
+    let committed_files: &[PathBuf] = checkpoint.as_ref().map_or(&[], |c| &c.files);
+    let published = publish(layout, topic, partition, committed_files)?;
     let mut removed = Vec::new();
-    if let Some(intent) = read_json::<Intent>(&layout.intent_file(topic, partition))? {
-        let committed_files: &[PathBuf] = checkpoint.as_ref().map_or(&[], |c| &c.files);
-        let interrupted = next_offset.is_none_or(|next| intent.first_offset >= next);
-        if interrupted {
-            for file in &intent.files {
-                remove_if_present(&temporary_sibling(file))?;
-                if committed_files.contains(file) {
-                    continue;
-                }
-                if remove_if_present(file)? {
-                    removed.push(file.clone());
-                    if let Some(dir) = file.parent() {
-                        sync_dir(dir)?;
-                    }
+    let staging = layout.staging_dir(topic, partition);
+    match fs::read_dir(&staging) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry.map_err(io_err(&staging))?.path();
+                if remove_if_present(&path)? {
+                    removed.push(path);
                 }
             }
         }
-        clear_intent(layout, topic, partition)?;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&staging)(e)),
+    }
+    removed.extend(recover_legacy_intent(
+        layout,
+        topic,
+        partition,
+        &checkpoint,
+    )?);
+    if !published.is_empty() || !removed.is_empty() {
+        sync_all_written(
+            layout.root(),
+            published
+                .iter()
+                .map(PathBuf::as_path)
+                .chain([staging.as_path()]),
+        )?;
     }
     Ok(Recovery {
         next_offset,
+        published,
         removed,
-        operator_state,
+        operator_state: checkpoint.and_then(|c| c.operator_state),
     })
+}
+
+/// Deletes the in-place files of an interrupted flush of an earlier cara, whose
+/// intent file named them before writing.
+fn recover_legacy_intent(
+    layout: &ArchiveLayout,
+    topic: &str,
+    partition: i32,
+    checkpoint: &Option<Checkpoint>,
+) -> Result<Vec<PathBuf>> {
+    let intent_path = layout.intent_file(topic, partition);
+    remove_if_present(&temporary_sibling(&intent_path))?;
+    let Some(intent) = read_json::<Intent>(&intent_path)? else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    let committed_files: &[PathBuf] = checkpoint.as_ref().map_or(&[], |c| &c.files);
+    let interrupted = checkpoint
+        .as_ref()
+        .is_none_or(|c| intent.first_offset >= c.next_offset);
+    if interrupted {
+        for file in &intent.files {
+            remove_if_present(&temporary_sibling(file))?;
+            if !committed_files.contains(file) && remove_if_present(file)? {
+                removed.push(file.clone());
+            }
+        }
+    }
+    remove_if_present(&intent_path)?;
+    if let Some(dir) = intent_path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -168,17 +238,34 @@ mod tests {
         fs::write(path, b"x").unwrap();
     }
 
+    fn checkpoint(next_offset: i64, files: Vec<PathBuf>) -> Checkpoint {
+        Checkpoint {
+            topic: "t".into(),
+            partition: 0,
+            next_offset,
+            files,
+            operator_state: Some(r#"{"series":{}}"#.into()),
+        }
+    }
+
+    fn write_legacy_intent(layout: &ArchiveLayout, first_offset: i64, files: Vec<PathBuf>) {
+        let path = layout.intent_file("t", 0);
+        touch(&path);
+        let intent = Intent {
+            first_offset,
+            files,
+        };
+        fs::write(&path, serde_json::to_vec(&intent).unwrap()).unwrap();
+    }
+
     #[test]
     fn checkpoint_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let layout = ArchiveLayout::new(dir.path());
         assert_eq!(read_checkpoint(&layout, "t", 1).unwrap(), None);
         let cp = Checkpoint {
-            topic: "t".into(),
             partition: 1,
-            next_offset: 42,
-            files: vec!["a".into()],
-            operator_state: Some(r#"{"series":{}}"#.into()),
+            ..checkpoint(42, vec!["a".into()])
         };
         write_checkpoint(&layout, &cp).unwrap();
         assert_eq!(read_checkpoint(&layout, "t", 1).unwrap(), Some(cp.clone()));
@@ -188,103 +275,125 @@ mod tests {
     }
 
     #[test]
-    fn recovery_deletes_the_temporary_files_of_writes_killed_midway() {
+    fn a_staged_checkpoint_is_in_force_only_once_committed() {
         let dir = tempfile::tempdir().unwrap();
         let layout = ArchiveLayout::new(dir.path());
-        let written = dir.path().join("m/a.parquet");
-        let half_written = temporary_sibling(&dir.path().join("m/b.parquet"));
-        touch(&written);
-        touch(&half_written);
-        write_intent(
-            &layout,
-            "t",
-            0,
-            &Intent {
-                first_offset: 0,
-                files: vec![written.clone(), dir.path().join("m/b.parquet")],
-            },
-        )
-        .unwrap();
-        // A checkpoint write killed before its rename.
-        let checkpoint_tmp = temporary_sibling(&layout.checkpoint_file("t", 0));
-        touch(&checkpoint_tmp);
-        let recovery = recover(&layout, "t", 0).unwrap();
-        assert_eq!(recovery.removed, vec![written.clone()]);
-        assert!(!written.exists() && !half_written.exists() && !checkpoint_tmp.exists());
-        assert_eq!(recovery.next_offset, None);
+        write_checkpoint(&layout, &checkpoint(10, vec![])).unwrap();
+        stage_checkpoint(&layout, &checkpoint(20, vec![])).unwrap();
+        assert_eq!(
+            read_checkpoint(&layout, "t", 0)
+                .unwrap()
+                .unwrap()
+                .next_offset,
+            10
+        );
+        commit_checkpoint(&layout, "t", 0).unwrap();
+        assert_eq!(
+            read_checkpoint(&layout, "t", 0)
+                .unwrap()
+                .unwrap()
+                .next_offset,
+            20
+        );
+        assert!(!temporary_sibling(&layout.checkpoint_file("t", 0)).exists());
     }
 
     #[test]
-    fn recovery_deletes_files_of_an_interrupted_flush() {
+    fn staged_names_are_distinct_per_table_and_hour() {
+        let layout = ArchiveLayout::new("/a");
+        let logs = PathBuf::from("/a/logs/date=2026-11-26/hour=05/s.parquet");
+        let alerts = PathBuf::from("/a/alerts/date=2026-11-26/hour=05/s.parquet");
+        let staged = layout.staged_file("t", 3, &logs);
+        assert_eq!(
+            staged,
+            PathBuf::from("/a/_cara/staging/t/3/logs~date=2026-11-26~hour=05~s.parquet")
+        );
+        assert_ne!(staged, layout.staged_file("t", 3, &alerts));
+    }
+
+    #[test]
+    fn recovery_publishes_the_staged_files_of_a_committed_flush() {
         let dir = tempfile::tempdir().unwrap();
         let layout = ArchiveLayout::new(dir.path());
-        let done = dir.path().join("m/done.parquet");
-        let orphan = dir.path().join("m/orphan.parquet");
-        touch(&done);
-        touch(&orphan);
+        let moved = dir.path().join("logs/date=2026-11-26/hour=05/a.parquet");
+        let still_staged = dir.path().join("alerts/date=2026-11-26/hour=05/a.parquet");
+        // The checkpoint landed; the crash came after the first of two moves.
+        touch(&moved);
+        touch(&layout.staged_file("t", 0, &still_staged));
         write_checkpoint(
             &layout,
-            &Checkpoint {
-                topic: "t".into(),
-                partition: 0,
-                next_offset: 10,
-                files: vec![done.clone()],
-                operator_state: None,
-            },
+            &checkpoint(10, vec![moved.clone(), still_staged.clone()]),
         )
         .unwrap();
-        write_intent(
-            &layout,
-            "t",
-            0,
-            &Intent {
-                first_offset: 10,
-                files: vec![orphan.clone()],
-            },
-        )
-        .unwrap();
+        let recovery = recover(&layout, "t", 0).unwrap();
+        assert_eq!(recovery.published, vec![still_staged.clone()]);
+        assert!(recovery.removed.is_empty());
+        assert!(moved.exists() && still_staged.exists());
+        assert_eq!(fs::read_dir(layout.staging_dir("t", 0)).unwrap().count(), 0);
+        // Recovering again changes nothing.
+        assert_eq!(
+            recover(&layout, "t", 0).unwrap().published,
+            Vec::<PathBuf>::new()
+        );
+    }
+
+    #[test]
+    fn recovery_deletes_what_an_uncommitted_flush_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ArchiveLayout::new(dir.path());
+        let committed = dir.path().join("spans/date=2026-11-26/hour=05/a.parquet");
+        let uncommitted = dir.path().join("spans/date=2026-11-26/hour=05/b.parquet");
+        touch(&committed);
+        write_checkpoint(&layout, &checkpoint(10, vec![committed.clone()])).unwrap();
+        // The next flush staged its file and its checkpoint, then died before the
+        // checkpoint was put in force.
+        let staged = layout.staged_file("t", 0, &uncommitted);
+        touch(&staged);
+        stage_checkpoint(&layout, &checkpoint(20, vec![uncommitted.clone()])).unwrap();
         let recovery = recover(&layout, "t", 0).unwrap();
         assert_eq!(
             recovery,
             Recovery {
                 next_offset: Some(10),
-                removed: vec![orphan.clone()],
-                operator_state: None,
+                published: vec![],
+                removed: vec![staged.clone()],
+                operator_state: Some(r#"{"series":{}}"#.into()),
             }
         );
-        assert!(done.exists());
-        assert!(!orphan.exists());
+        assert!(committed.exists() && !uncommitted.exists() && !staged.exists());
+        assert!(!temporary_sibling(&layout.checkpoint_file("t", 0)).exists());
+    }
+
+    #[test]
+    fn recovery_honours_an_intent_of_an_earlier_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ArchiveLayout::new(dir.path());
+        let done = dir.path().join("m/done.parquet");
+        let orphan = dir.path().join("m/orphan.parquet");
+        let half_written = temporary_sibling(&dir.path().join("m/half.parquet"));
+        touch(&done);
+        touch(&orphan);
+        touch(&half_written);
+        write_checkpoint(&layout, &checkpoint(10, vec![done.clone()])).unwrap();
+        write_legacy_intent(
+            &layout,
+            10,
+            vec![orphan.clone(), dir.path().join("m/half.parquet")],
+        );
+        let recovery = recover(&layout, "t", 0).unwrap();
+        assert_eq!(recovery.removed, vec![orphan.clone()]);
+        assert!(done.exists() && !orphan.exists() && !half_written.exists());
         assert!(!layout.intent_file("t", 0).exists());
     }
 
     #[test]
-    fn recovery_keeps_files_whose_checkpoint_landed() {
+    fn a_legacy_intent_whose_checkpoint_landed_keeps_its_files() {
         let dir = tempfile::tempdir().unwrap();
         let layout = ArchiveLayout::new(dir.path());
         let file = dir.path().join("m/f.parquet");
         touch(&file);
-        // Crash after the checkpoint but before the intent was cleared.
-        write_intent(
-            &layout,
-            "t",
-            0,
-            &Intent {
-                first_offset: 10,
-                files: vec![file.clone()],
-            },
-        )
-        .unwrap();
-        write_checkpoint(
-            &layout,
-            &Checkpoint {
-                topic: "t".into(),
-                partition: 0,
-                next_offset: 20,
-                files: vec![file.clone()],
-                operator_state: None,
-            },
-        )
-        .unwrap();
+        write_legacy_intent(&layout, 10, vec![file.clone()]);
+        write_checkpoint(&layout, &checkpoint(20, vec![file.clone()])).unwrap();
         let recovery = recover(&layout, "t", 0).unwrap();
         assert_eq!(recovery.next_offset, Some(20));
         assert!(recovery.removed.is_empty());

@@ -50,10 +50,32 @@ impl ArchiveLayout {
             .join(format!("{partition}.checkpoint.json"))
     }
 
-    /// `<root>/_cara/offsets/<topic>/<partition>.intent.json`.
+    /// `<root>/_cara/offsets/<topic>/<partition>.intent.json`: the intent files of
+    /// earlier versions of cara, which recovery still honours.
     pub fn intent_file(&self, topic: &str, partition: i32) -> PathBuf {
         self.commit_dir(topic)
             .join(format!("{partition}.intent.json"))
+    }
+
+    /// `<root>/_cara/staging/<topic>/<partition>`: where a partition's flush writes
+    /// its files before its checkpoint commits them (readers never look there).
+    pub fn staging_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root
+            .join("_cara")
+            .join("staging")
+            .join(topic)
+            .join(partition.to_string())
+    }
+
+    /// Where `final_path` is staged: in the partition's staging directory, named by
+    /// its path under the root with `~` for `/`, so staged names never collide.
+    pub fn staged_file(&self, topic: &str, partition: i32, final_path: &Path) -> PathBuf {
+        let relative = final_path.strip_prefix(&self.root).unwrap_or(final_path);
+        let name: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        self.staging_dir(topic, partition).join(name.join("~"))
     }
 }
 
@@ -96,6 +118,32 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     dir.join(format!(".{file_name}.tmp"))
+}
+
+/// Makes everything written so far on the filesystem holding `root` durable, file
+/// contents and directory entries alike: one `syncfs` on Linux, which costs one
+/// journal commit where an fsync per file costs one each. Elsewhere, `files` and the
+/// directories holding them are fsynced one by one.
+pub fn sync_all_written<'a>(root: &Path, files: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = &files;
+        let handle = File::open(root).map_err(io_err(root))?;
+        rustix::fs::syncfs(&handle).map_err(|e| io_err(root)(e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut dirs = std::collections::BTreeSet::new();
+        for file in files {
+            File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(file))?;
+            if let Some(dir) = file.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        dirs.iter().try_for_each(|dir| sync_dir(dir))
+    }
 }
 
 /// Fsyncs a directory so that renames and removals in it are durable.

@@ -1,17 +1,25 @@
 //! The Parquet archive: where rows become durable.
 //!
 //! Owns the on-disk layout (`<root>/<table>/date=YYYY-MM-DD/hour=HH/<file>.parquet`),
-//! atomic file writes (temporary file, fsync, rename, fsync of the directory), and the
-//! per-partition commit protocol that makes archiving exactly-once:
+//! atomic file writes, and the per-partition commit protocol that makes archiving
+//! exactly-once. A flush of a partition:
 //!
-//! 1. an *intent* listing the files about to be written is stored atomically;
-//! 2. the data files are written atomically;
-//! 3. the partition's *checkpoint* (next offset to read) is stored atomically;
-//! 4. the intent is removed.
+//! 1. writes its files into the partition's staging directory
+//!    (`<root>/_cara/staging/<topic>/<partition>/`, which readers never list) and its
+//!    checkpoint (next offset to read, operator state, the files' final paths)
+//!    beside the current one;
+//! 2. makes both durable;
+//! 3. puts the checkpoint in force with a rename and makes that durable: the
+//!    commit point;
+//! 4. moves the staged files to their final paths.
 //!
-//! On start-up (or when a partition is assigned) [`commit::recover`] deletes the files
-//! of an intent whose checkpoint never landed, so replaying from the checkpoint writes
-//! each record exactly once. Kafka offsets are committed only after step 3.
+//! Flushes are committed a round at a time, so steps 2 and 3 cost one sync each
+//! for the whole round (`syncfs` on Linux) rather than an fsync per file.
+//! On start-up (or when a partition is assigned) [`commit::recover`] rolls the last
+//! committed flush forward (publishes its files still staged) and deletes whatever
+//! else is staged, which belongs to a flush that never committed; replaying from the
+//! checkpoint then writes each record exactly once. Kafka offsets are committed only
+//! after step 4.
 //!
 //! Does not own: decoding, Kafka, or what is in the rows.
 

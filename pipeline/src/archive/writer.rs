@@ -1,7 +1,8 @@
-//! Writes Arrow batches as zstd Parquet files, split by the hour of each row.
+//! Encodes Arrow batches as zstd Parquet files, split by the hour of each row.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -13,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::layout::{write_atomically, ArchiveLayout};
+use super::layout::ArchiveLayout;
 use super::{ArchiveError, Result};
 
 /// A file the writer made durable.
@@ -128,34 +129,32 @@ impl ParquetWriter {
             .collect())
     }
 
-    /// Writes one planned file atomically.
-    pub fn write(&self, planned: &PlannedFile) -> Result<WrittenFile> {
-        let (path, batch) = (planned.path.as_path(), &planned.batch);
-        let bytes = write_atomically(path, |file| {
-            let mut writer =
-                ArrowWriter::try_new(&mut *file, batch.schema(), Some(self.properties.clone()))
-                    .map_err(|source| ArchiveError::Parquet {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
-            writer
-                .write(batch)
-                .map_err(|source| ArchiveError::Parquet {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            writer.close().map_err(|source| ArchiveError::Parquet {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            file.metadata()
-                .map(|m| m.len())
-                .map_err(super::io_err(path))
-        })?;
+    /// Encodes one planned file at `at` (its staging path; the commit protocol
+    /// makes it durable and moves it to `planned.path`). The returned file names
+    /// its final path.
+    pub fn write_to(&self, planned: &PlannedFile, at: &Path) -> Result<WrittenFile> {
+        let parquet_err = |source| ArchiveError::Parquet {
+            path: at.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = at.parent() {
+            std::fs::create_dir_all(dir).map_err(super::io_err(dir))?;
+        }
+        let file = File::create(at).map_err(super::io_err(at))?;
+        // The Parquet writer buffers its output itself.
+        let mut writer =
+            ArrowWriter::try_new(file, planned.batch.schema(), Some(self.properties.clone()))
+                .map_err(parquet_err)?;
+        writer.write(&planned.batch).map_err(parquet_err)?;
+        let file = writer.into_inner().map_err(parquet_err)?;
+        let bytes = file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(super::io_err(at))?;
         Ok(WrittenFile {
             table: planned.table,
-            path: path.to_path_buf(),
-            rows: batch.num_rows(),
+            path: planned.path.clone(),
+            rows: planned.batch.num_rows(),
             bytes,
         })
     }
@@ -194,7 +193,7 @@ mod tests {
         let batch = metrics_batch(500);
         let planned = writer.plan(Table::Metrics, &batch, "stem").unwrap();
         assert_eq!(planned.len(), 1);
-        let written = writer.write(&planned[0]).unwrap();
+        let written = writer.write_to(&planned[0], &planned[0].path).unwrap();
         assert_eq!(written.rows, 500);
         let reader =
             SerializedFileReader::new(std::fs::File::open(&written.path).unwrap()).unwrap();

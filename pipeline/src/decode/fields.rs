@@ -1,10 +1,8 @@
 //! Field extraction shared by the signal decoders: typed getters with precise
 //! errors, timestamp parsing, and the `extra` column for unknown fields.
 
-use std::borrow::Cow;
-
 use simd_json::prelude::*;
-use simd_json::{BorrowedValue, StaticNode};
+use simd_json::{StaticNode, ValueType};
 
 use super::{FieldProblem, SourcePosition};
 
@@ -17,41 +15,55 @@ pub(crate) struct RowContext<'a> {
     pub max_future_skew_ms: i64,
 }
 
-/// The JSON object of one record.
-pub(crate) type Object<'v> = simd_json::value::borrowed::Object<'v>;
+/// A parsed JSON value: a view into the message's tape (`'t`), its strings borrowed
+/// from the message itself (`'v`). Copy, and never allocated per node.
+pub(crate) type Value<'t, 'v> = simd_json::value::tape::Value<'t, 'v>;
 
-/// The JSON type name of a value, for error messages.
-pub(crate) fn type_name(v: &BorrowedValue<'_>) -> &'static str {
-    match v {
-        BorrowedValue::Static(StaticNode::Null) => "null",
-        BorrowedValue::Static(StaticNode::Bool(_)) => "boolean",
-        BorrowedValue::Static(_) => "number",
-        BorrowedValue::String(_) => "string",
-        BorrowedValue::Array(_) => "array",
-        BorrowedValue::Object(_) => "object",
+/// The JSON object of one record.
+pub(crate) type Object<'t, 'v> = simd_json::value::tape::Object<'t, 'v>;
+
+/// The scalar a value holds (null, boolean, number), if it is one.
+fn static_node(v: Value<'_, '_>) -> Option<StaticNode> {
+    match v.value_type() {
+        ValueType::Null => Some(StaticNode::Null),
+        ValueType::Bool => v.as_bool().map(StaticNode::Bool),
+        ValueType::I64 => v.as_i64().map(StaticNode::I64),
+        ValueType::U64 => v.as_u64().map(StaticNode::U64),
+        ValueType::F64 => v.as_f64().map(StaticNode::F64),
+        _ => None,
     }
 }
 
-pub(crate) fn as_object<'v>(v: &'v BorrowedValue<'v>) -> Result<&'v Object<'v>, FieldProblem> {
-    match v {
-        BorrowedValue::Object(o) => Ok(o),
-        other => Err(FieldProblem::NotAnObject(type_name(other))),
+/// The JSON type name of a value, for error messages.
+pub(crate) fn type_name(v: Value<'_, '_>) -> &'static str {
+    match static_node(v) {
+        Some(StaticNode::Null) => "null",
+        Some(StaticNode::Bool(_)) => "boolean",
+        Some(_) => "number",
+        None if v.is_str() => "string",
+        None if v.is_array() => "array",
+        None => "object",
     }
+}
+
+pub(crate) fn as_object<'t, 'v>(v: Value<'t, 'v>) -> Result<Object<'t, 'v>, FieldProblem> {
+    v.as_object()
+        .ok_or_else(|| FieldProblem::NotAnObject(type_name(v)))
 }
 
 /// Present and not null.
-pub(crate) fn present<'v>(obj: &'v Object<'v>, key: &str) -> Option<&'v BorrowedValue<'v>> {
+pub(crate) fn present<'t, 'v>(obj: &Object<'t, 'v>, key: &str) -> Option<Value<'t, 'v>> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
-pub(crate) fn required<'v>(
-    obj: &'v Object<'v>,
+pub(crate) fn required<'t, 'v>(
+    obj: &Object<'t, 'v>,
     key: &'static str,
-) -> Result<&'v BorrowedValue<'v>, FieldProblem> {
+) -> Result<Value<'t, 'v>, FieldProblem> {
     present(obj, key).ok_or(FieldProblem::Missing(key))
 }
 
-fn wrong_type(field: &str, expected: &'static str, got: &BorrowedValue<'_>) -> FieldProblem {
+fn wrong_type(field: &str, expected: &'static str, got: Value<'_, '_>) -> FieldProblem {
     FieldProblem::WrongType {
         field: field.to_owned(),
         expected,
@@ -60,39 +72,34 @@ fn wrong_type(field: &str, expected: &'static str, got: &BorrowedValue<'_>) -> F
 }
 
 pub(crate) fn string_value<'v>(
-    v: &'v BorrowedValue<'v>,
+    v: Value<'_, 'v>,
     field: &'static str,
 ) -> Result<&'v str, FieldProblem> {
-    match v {
-        BorrowedValue::String(s) => Ok(s.as_ref()),
-        other => Err(wrong_type(field, "a string", other)),
-    }
+    v.into_string()
+        .ok_or_else(|| wrong_type(field, "a string", v))
 }
 
 pub(crate) fn required_str<'v>(
-    obj: &'v Object<'v>,
+    obj: &Object<'_, 'v>,
     key: &'static str,
 ) -> Result<&'v str, FieldProblem> {
     string_value(required(obj, key)?, key)
 }
 
 pub(crate) fn optional_str<'v>(
-    obj: &'v Object<'v>,
+    obj: &Object<'_, 'v>,
     key: &'static str,
 ) -> Result<Option<&'v str>, FieldProblem> {
     present(obj, key).map(|v| string_value(v, key)).transpose()
 }
 
 /// A finite number (integers are widened to f64).
-pub(crate) fn finite_number(
-    v: &BorrowedValue<'_>,
-    field: &'static str,
-) -> Result<f64, FieldProblem> {
-    let n = match v {
-        BorrowedValue::Static(StaticNode::F64(f)) => *f,
-        BorrowedValue::Static(StaticNode::I64(i)) => *i as f64,
-        BorrowedValue::Static(StaticNode::U64(u)) => *u as f64,
-        other => return Err(wrong_type(field, "a number", other)),
+pub(crate) fn finite_number(v: Value<'_, '_>, field: &'static str) -> Result<f64, FieldProblem> {
+    let n = match static_node(v) {
+        Some(StaticNode::F64(f)) => f,
+        Some(StaticNode::I64(i)) => i as f64,
+        Some(StaticNode::U64(u)) => u as f64,
+        _ => return Err(wrong_type(field, "a number", v)),
     };
     if n.is_finite() {
         Ok(n)
@@ -103,29 +110,27 @@ pub(crate) fn finite_number(
 
 /// An event time: RFC 3339 string or integer epoch milliseconds, not too far ahead.
 pub(crate) fn timestamp_ms(
-    v: &BorrowedValue<'_>,
+    v: Value<'_, '_>,
     field: &'static str,
     ctx: &RowContext<'_>,
 ) -> Result<i64, FieldProblem> {
-    let ms = match v {
-        BorrowedValue::Static(StaticNode::I64(i)) => *i,
-        BorrowedValue::Static(StaticNode::U64(u)) => {
-            i64::try_from(*u).map_err(|_| FieldProblem::BadTimestamp {
+    let ms = match (static_node(v), v.into_string()) {
+        (Some(StaticNode::I64(i)), _) => i,
+        (Some(StaticNode::U64(u)), _) => {
+            i64::try_from(u).map_err(|_| FieldProblem::BadTimestamp {
                 field,
                 detail: format!("{u} is out of range for epoch milliseconds"),
             })?
         }
-        BorrowedValue::String(s) => {
-            parse_rfc3339_ms(s).ok_or_else(|| FieldProblem::BadTimestamp {
-                field,
-                detail: format!("`{s}` is not an RFC 3339 timestamp such as 2024-05-01T12:00:00Z"),
-            })?
-        }
-        other => {
+        (_, Some(s)) => parse_rfc3339_ms(s).ok_or_else(|| FieldProblem::BadTimestamp {
+            field,
+            detail: format!("`{s}` is not an RFC 3339 timestamp such as 2024-05-01T12:00:00Z"),
+        })?,
+        _ => {
             return Err(wrong_type(
                 field,
                 "an RFC 3339 string or integer epoch milliseconds",
-                other,
+                v,
             ))
         }
     };
@@ -152,14 +157,15 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 }
 
 /// Checks that a label value is a scalar (string, number, boolean or null).
-pub(crate) fn check_scalar(v: &BorrowedValue<'_>, key: &str) -> Result<(), FieldProblem> {
-    match v {
-        BorrowedValue::String(_) | BorrowedValue::Static(_) => Ok(()),
-        other => Err(wrong_type(
+pub(crate) fn check_scalar(v: Value<'_, '_>, key: &str) -> Result<(), FieldProblem> {
+    if v.is_str() || static_node(v).is_some() {
+        Ok(())
+    } else {
+        Err(wrong_type(
             &format!("labels.{key}"),
             "a string, number or boolean",
-            other,
-        )),
+            v,
+        ))
     }
 }
 
@@ -167,14 +173,14 @@ pub(crate) fn check_scalar(v: &BorrowedValue<'_>, key: &str) -> Result<(), Field
 /// and booleans are rendered into `scratch`.
 pub(crate) fn append_scalar_text(
     builder: &mut arrow::array::StringBuilder,
-    v: &BorrowedValue<'_>,
+    v: Value<'_, '_>,
     scratch: &mut String,
 ) {
     use std::fmt::Write;
-    match v {
-        BorrowedValue::String(s) => builder.append_value(s.as_ref()),
-        BorrowedValue::Static(StaticNode::Null) => builder.append_null(),
-        BorrowedValue::Static(s) => {
+    match (v.into_string(), static_node(v)) {
+        (Some(s), _) => builder.append_value(s),
+        (_, Some(StaticNode::Null)) => builder.append_null(),
+        (_, Some(s)) => {
             scratch.clear();
             let _ = write!(scratch, "{s}");
             builder.append_value(scratch.as_str());
@@ -185,38 +191,40 @@ pub(crate) fn append_scalar_text(
 }
 
 /// Unknown fields of a record, serialized as one JSON object; `None` when there are none.
-pub(crate) fn extra_json(obj: &Object<'_>, known: &[&str]) -> Option<String> {
-    let mut out: Option<String> = None;
+pub(crate) fn extra_json(obj: &Object<'_, '_>, known: &[&str]) -> Option<String> {
+    let mut out: Option<Vec<u8>> = None;
     for (key, value) in obj.iter() {
-        if known.contains(&key.as_ref()) {
+        if known.contains(&key) {
             continue;
         }
-        let buf = out.get_or_insert_with(|| String::from("{"));
+        let buf = out.get_or_insert_with(|| vec![b'{']);
         if buf.len() > 1 {
-            buf.push(',');
+            buf.push(b',');
         }
         push_json_string(buf, key);
-        buf.push(':');
-        buf.push_str(&value.encode());
+        buf.push(b':');
+        // Writing into a Vec cannot fail.
+        let _ = value.write(buf);
     }
-    if let Some(buf) = out.as_mut() {
-        buf.push('}');
-    }
-    out
+    let mut buf = out?;
+    buf.push(b'}');
+    // The generator writes valid UTF-8 (strings came from a str, escapes are ASCII).
+    String::from_utf8(buf).ok()
 }
 
 /// A nested JSON value kept verbatim as text (for `attributes`).
 pub(crate) fn json_object_text(
-    v: &BorrowedValue<'_>,
+    v: Value<'_, '_>,
     field: &'static str,
 ) -> Result<String, FieldProblem> {
-    match v {
-        BorrowedValue::Object(_) => Ok(v.encode()),
-        other => Err(wrong_type(field, "an object", other)),
+    if v.is_object() {
+        Ok(v.encode())
+    } else {
+        Err(wrong_type(field, "an object", v))
     }
 }
 
-fn push_json_string(buf: &mut String, s: &str) {
-    let v = BorrowedValue::String(Cow::Borrowed(s));
-    buf.push_str(&v.encode());
+fn push_json_string(buf: &mut Vec<u8>, s: &str) {
+    // serde_json's string escaping is exact JSON; writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, s);
 }

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
+use super::fields::{self, RowContext, Value};
+use super::provenance::ProvenanceColumns;
+use super::FieldProblem;
 use arrow::array::{ArrayBuilder, ArrayRef, StringBuilder, TimestampMillisecondBuilder};
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
-use simd_json::BorrowedValue;
-
-use super::fields::{self, RowContext};
-use super::provenance::ProvenanceColumns;
-use super::FieldProblem;
 
 const KNOWN: &[&str] = &[
     "ts",
@@ -36,23 +34,37 @@ pub(crate) struct LogRow<'v> {
     extra: Option<String>,
 }
 
+/// Spellings of a level beside its canonical name.
+const LEVEL_ALIASES: &[(&str, &str)] = &[
+    ("warning", "warn"),
+    ("err", "error"),
+    ("critical", "fatal"),
+    ("crit", "fatal"),
+    ("panic", "fatal"),
+    ("emerg", "fatal"),
+    ("alert", "fatal"),
+    ("information", "info"),
+    ("notice", "info"),
+];
+
 fn normalise_level(raw: &str) -> Option<&'static str> {
-    let lower = raw.to_ascii_lowercase();
-    let canonical = match lower.as_str() {
-        "warning" => "warn",
-        "err" => "error",
-        "critical" | "crit" | "panic" | "emerg" | "alert" => "fatal",
-        "information" | "notice" => "info",
-        other => other,
-    };
-    LEVELS.iter().copied().find(|l| *l == canonical)
+    LEVELS
+        .iter()
+        .copied()
+        .find(|l| l.eq_ignore_ascii_case(raw))
+        .or_else(|| {
+            LEVEL_ALIASES
+                .iter()
+                .find(|(alias, _)| alias.eq_ignore_ascii_case(raw))
+                .map(|(_, level)| *level)
+        })
 }
 
 pub(crate) fn parse<'v>(
-    v: &'v BorrowedValue<'v>,
+    v: Value<'_, 'v>,
     ctx: &RowContext<'_>,
 ) -> Result<LogRow<'v>, FieldProblem> {
-    let obj = fields::as_object(v)?;
+    let obj = &fields::as_object(v)?;
     let level = match fields::optional_str(obj, "level")? {
         None => "info",
         Some(raw) => normalise_level(raw).ok_or_else(|| FieldProblem::NotAllowed {
@@ -127,5 +139,28 @@ impl LogRows {
         }
         columns.extend(self.provenance.finish());
         super::batch(Table::Logs, columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_level;
+
+    #[test]
+    fn levels_are_recognised_in_any_case_and_spelling() {
+        for (raw, level) in [
+            ("ERROR", Some("error")),
+            ("Warn", Some("warn")),
+            ("WARNING", Some("warn")),
+            ("err", Some("error")),
+            ("Critical", Some("fatal")),
+            ("notice", Some("info")),
+            ("trace", Some("trace")),
+            ("loud", None),
+            ("", None),
+            ("warnings", None),
+        ] {
+            assert_eq!(normalise_level(raw), level, "{raw}");
+        }
     }
 }

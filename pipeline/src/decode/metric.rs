@@ -7,30 +7,30 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
-use simd_json::BorrowedValue;
+use simd_json::prelude::*;
 
-use super::fields::{self, Object, RowContext};
+use super::fields::{self, Object, RowContext, Value};
 use super::provenance::ProvenanceColumns;
 use super::FieldProblem;
 
 const KNOWN: &[&str] = &["ts", "name", "value", "type", "labels"];
 
 /// One validated metric point, borrowing from the parsed message.
-pub(crate) struct MetricRow<'v> {
+pub(crate) struct MetricRow<'t, 'v> {
     ts_ms: i64,
     name: &'v str,
     value: f64,
     kind: &'static str,
     /// The validated `labels` object, appended straight from the parsed message.
-    labels: Option<&'v Object<'v>>,
+    labels: Option<Object<'t, 'v>>,
     extra: Option<String>,
 }
 
-pub(crate) fn parse<'v>(
-    v: &'v BorrowedValue<'v>,
+pub(crate) fn parse<'t, 'v>(
+    v: Value<'t, 'v>,
     ctx: &RowContext<'_>,
-) -> Result<MetricRow<'v>, FieldProblem> {
-    let obj = fields::as_object(v)?;
+) -> Result<MetricRow<'t, 'v>, FieldProblem> {
+    let obj = &fields::as_object(v)?;
     let ts_ms = fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?;
     let name = fields::required_str(obj, "name")?;
     let value = fields::finite_number(fields::required(obj, "value")?, "value")?;
@@ -55,11 +55,11 @@ pub(crate) fn parse<'v>(
     })
 }
 
-fn labels<'v>(obj: &'v Object<'v>) -> Result<Option<&'v Object<'v>>, FieldProblem> {
+fn labels<'t, 'v>(obj: &Object<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
     let Some(v) = fields::present(obj, "labels") else {
         return Ok(None);
     };
-    let BorrowedValue::Object(map) = v else {
+    let Some(map) = v.as_object() else {
         return Err(FieldProblem::WrongType {
             field: "labels".into(),
             expected: "an object of strings",
@@ -102,17 +102,18 @@ impl Default for MetricRows {
 }
 
 impl MetricRows {
-    pub fn append(&mut self, row: MetricRow<'_>, ctx: &RowContext<'_>, index: i32) {
+    pub fn append(&mut self, row: MetricRow<'_, '_>, ctx: &RowContext<'_>, index: i32) {
         self.ts.append_value(row.ts_ms);
         self.name.append_value(row.name);
         self.value.append_value(row.value);
         self.kind.append_value(row.kind);
-        let service = row.labels.and_then(|l| match l.get("service") {
-            Some(BorrowedValue::String(s)) => Some(s.as_ref()),
-            _ => None,
-        });
+        let service = row
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("service"))
+            .and_then(|s| s.into_string());
         self.service.append_option(service);
-        for (key, value) in row.labels.into_iter().flat_map(|l| l.iter()) {
+        for (key, value) in row.labels.iter().flat_map(|l| l.iter()) {
             self.labels.keys().append_value(key);
             fields::append_scalar_text(self.labels.values(), value, &mut self.scratch);
         }

@@ -9,8 +9,9 @@
 //!
 //! Does not own: Kafka, dead-lettering, or file I/O.
 //!
-//! Parsing uses simd-json in place on a reused scratch buffer; rows are appended to
-//! Arrow builders that are finished into one [`RecordBatch`] per flush.
+//! Parsing uses simd-json's tape (no tree of values is built) in place on a reused,
+//! padded scratch buffer; rows are appended to Arrow builders that are finished into
+//! one [`RecordBatch`] per flush.
 //!
 //! ```
 //! use cara_pipeline::decode::{Decoder, DecodeLimits, Signal, SourcePosition};
@@ -34,7 +35,7 @@ use cara_operators::slo::partial::SloPartial;
 use cara_operators::slo::tables::PartialRows;
 use cara_operators::traces::combine::TracePartialRows;
 use cara_operators::traces::partial::TracePartial;
-use simd_json::BorrowedValue;
+use simd_json::Tape;
 
 pub use error::{DecodeError, FieldProblem};
 
@@ -112,6 +113,8 @@ pub struct Decoder {
     limits: DecodeLimits,
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
+    /// The parse tape, kept between messages for its allocation (empty when kept).
+    tape: Option<Tape<'static>>,
     rows: SignalRows,
     payload_bytes: usize,
 }
@@ -141,6 +144,7 @@ impl Decoder {
             limits,
             scratch: Vec::with_capacity(4096),
             buffers: simd_json::Buffers::default(),
+            tape: Some(Tape::null()),
             rows,
             payload_bytes: 0,
         }
@@ -181,8 +185,32 @@ impl Decoder {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
-        let doc = simd_json::to_borrowed_value_with_buffers(&mut self.scratch, &mut self.buffers)
-            .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        self.scratch
+            .resize(payload.len() + simd_json::INPUT_PADDING, b' ');
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let parsed = simd_json::fill_tape_padded(
+            &mut self.scratch,
+            payload.len(),
+            &mut self.buffers,
+            &mut tape,
+        );
+        let added = match parsed {
+            Ok(()) => Self::append_document(&mut self.rows, tape.as_value(), pos, &self.limits),
+            Err(e) => Err(DecodeError::InvalidJson(e.to_string())),
+        };
+        self.tape = Some(tape.reset());
+        let added = added?;
+        self.payload_bytes += payload.len();
+        Ok(added)
+    }
+
+    /// Appends the rows of one parsed message (an object or an array of them).
+    fn append_document(
+        rows: &mut SignalRows,
+        doc: fields::Value<'_, '_>,
+        pos: &SourcePosition<'_>,
+        limits: &DecodeLimits,
+    ) -> Result<usize, DecodeError> {
         let reference_ms = pos
             .kafka_ts_ms
             .filter(|ts| *ts > 0)
@@ -190,24 +218,21 @@ impl Decoder {
         let ctx = fields::RowContext {
             pos,
             reference_ms,
-            max_future_skew_ms: self.limits.max_future_skew_ms,
+            max_future_skew_ms: limits.max_future_skew_ms,
         };
-        let added = match &doc {
-            BorrowedValue::Object(_) => {
-                self.rows.append_all(std::slice::from_ref(&doc), &ctx)?;
-                1
-            }
-            BorrowedValue::Array(items) => {
-                if items.is_empty() {
-                    return Err(DecodeError::Empty);
-                }
-                self.rows.append_all(items, &ctx)?;
-                items.len()
-            }
-            other => return Err(DecodeError::NotAnObject(fields::type_name(other))),
+        if doc.is_object() {
+            rows.append_all(&[doc], &ctx)?;
+            return Ok(1);
+        }
+        let Some(items) = doc.as_array() else {
+            return Err(DecodeError::NotAnObject(fields::type_name(doc)));
         };
-        self.payload_bytes += payload.len();
-        Ok(added)
+        if items.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let items: Vec<fields::Value<'_, '_>> = items.iter().collect();
+        rows.append_all(&items, &ctx)?;
+        Ok(items.len())
     }
 
     /// Rows decoded since the last [`finish`](Self::finish).
@@ -249,7 +274,7 @@ impl SignalRows {
     /// leaves the builders untouched.
     fn append_all(
         &mut self,
-        items: &[BorrowedValue<'_>],
+        items: &[fields::Value<'_, '_>],
         ctx: &fields::RowContext<'_>,
     ) -> Result<(), DecodeError> {
         match self {
@@ -269,21 +294,21 @@ impl SignalRows {
     }
 }
 
-fn append_validated<'v, R>(
-    items: &'v [BorrowedValue<'v>],
+fn append_validated<'t, 'v, R>(
+    items: &[fields::Value<'t, 'v>],
     ctx: &fields::RowContext<'_>,
-    parse: impl Fn(&'v BorrowedValue<'v>, &fields::RowContext<'_>) -> Result<R, FieldProblem>,
+    parse: impl Fn(fields::Value<'t, 'v>, &fields::RowContext<'_>) -> Result<R, FieldProblem>,
     mut append: impl FnMut(R, i32),
 ) -> Result<(), DecodeError> {
     let element_error = |index: usize, problem| DecodeError::Element { index, problem };
     if let [only] = items {
-        let row = parse(only, ctx).map_err(|p| element_error(0, p))?;
+        let row = parse(*only, ctx).map_err(|p| element_error(0, p))?;
         append(row, 0);
         return Ok(());
     }
     let mut parsed = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        parsed.push(parse(item, ctx).map_err(|p| element_error(index, p))?);
+        parsed.push(parse(*item, ctx).map_err(|p| element_error(index, p))?);
     }
     for (index, row) in parsed.into_iter().enumerate() {
         append(row, index as i32);

@@ -4,16 +4,14 @@
 
 use std::sync::Arc;
 
+use super::fields::{self, RowContext, Value};
+use super::provenance::ProvenanceColumns;
+use super::FieldProblem;
 use arrow::array::{
     ArrayBuilder, ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
-use simd_json::BorrowedValue;
-
-use super::fields::{self, RowContext};
-use super::provenance::ProvenanceColumns;
-use super::FieldProblem;
 
 const KNOWN: &[&str] = &[
     "trace_id",
@@ -45,10 +43,10 @@ pub(crate) struct SpanRow<'v> {
 }
 
 pub(crate) fn parse<'v>(
-    v: &'v BorrowedValue<'v>,
+    v: Value<'_, 'v>,
     ctx: &RowContext<'_>,
 ) -> Result<SpanRow<'v>, FieldProblem> {
-    let obj = fields::as_object(v)?;
+    let obj = &fields::as_object(v)?;
     let start_ms = fields::timestamp_ms(fields::required(obj, "start")?, "start", ctx)?;
     let (end_ms, duration_ms) = match (
         fields::present(obj, "end"),

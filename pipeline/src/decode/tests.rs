@@ -187,6 +187,20 @@ fn future_skew_is_measured_from_the_kafka_timestamp() {
 }
 
 #[test]
+fn unknown_fields_keep_their_json_with_escapes_and_nesting() {
+    let b = decode_one(
+        Signal::Spans,
+        r#"{"trace_id":"t","span_id":"s","service":"a","name":"GET /","start":1700000000000,"duration_ms":5,"quo\"te":"a\nb","nested":{"x":[1,2.5,null,true]},"n":-3}"#,
+    )
+    .unwrap();
+    let extra: serde_json::Value = serde_json::from_str(strings(&b, "extra").value(0)).unwrap();
+    assert_eq!(
+        extra,
+        serde_json::json!({"quo\"te": "a\nb", "nested": {"x": [1, 2.5, null, true]}, "n": -3})
+    );
+}
+
+#[test]
 fn logs_normalise_levels_and_keep_attributes() {
     let b = decode_one(
         Signal::Logs,
