@@ -10,7 +10,8 @@ use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use cara_operators::time::{HourPartition, HOUR_MS};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use arrow::datatypes::DataType;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -80,11 +81,43 @@ pub fn split_by_hour(
         .collect()
 }
 
+/// How `table`'s files are encoded. Dictionaries only where values repeat, and
+/// statistics per column chunk (what DataFusion prunes row groups with): both cost
+/// encode time and buy nothing on ids, timestamps and free text. Times, offsets and
+/// counts mostly step by small amounts, so they are delta encoded, which leaves zstd
+/// a byte or two per value instead of eight.
+fn table_properties(table: Table, level: ZstdLevel) -> WriterProperties {
+    let mut properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    let repetitive = table.repetitive_columns();
+    for column in repetitive {
+        let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
+        properties = properties.set_column_dictionary_enabled(path, true);
+    }
+    for field in table.schema().fields() {
+        let integer = matches!(
+            field.data_type(),
+            DataType::Int32 | DataType::Int64 | DataType::Timestamp(_, _)
+        );
+        if integer && !repetitive.contains(&field.name().as_str()) {
+            properties = properties.set_column_encoding(
+                ColumnPath::from(field.name().as_str()),
+                Encoding::DELTA_BINARY_PACKED,
+            );
+        }
+    }
+    properties.build()
+}
+
 /// Encodes batches as Parquet files in the archive.
 #[derive(Debug, Clone)]
 pub struct ParquetWriter {
     layout: ArchiveLayout,
-    properties: WriterProperties,
+    /// Writer settings per table (columns of the same name differ between tables).
+    properties: BTreeMap<Table, WriterProperties>,
 }
 
 impl ParquetWriter {
@@ -94,21 +127,10 @@ impl ParquetWriter {
             path: layout.root().to_path_buf(),
             source,
         })?;
-        // Dictionaries only where values repeat, statistics per column chunk (what
-        // DataFusion prunes row groups with): both cost encode time and buy nothing
-        // on ids, timestamps and free text.
-        let mut properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .set_dictionary_enabled(false)
-            .set_statistics_enabled(EnabledStatistics::Chunk);
-        for table in Table::ALL {
-            for column in table.repetitive_columns() {
-                let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
-                properties = properties.set_column_dictionary_enabled(path, true);
-            }
-        }
-        let properties = properties.build();
+        let properties = Table::ALL
+            .into_iter()
+            .map(|table| (table, table_properties(table, level)))
+            .collect();
         Ok(ParquetWriter { layout, properties })
     }
 
@@ -143,7 +165,7 @@ impl ParquetWriter {
         let file = File::create(at).map_err(super::io_err(at))?;
         // The Parquet writer buffers its output itself.
         let mut writer =
-            ArrowWriter::try_new(file, planned.batch.schema(), Some(self.properties.clone()))
+            ArrowWriter::try_new(file, planned.batch.schema(), self.properties.get(&planned.table).cloned())
                 .map_err(parquet_err)?;
         writer.write(&planned.batch).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
@@ -187,6 +209,36 @@ mod tests {
     }
 
     #[test]
+    fn every_table_gets_encodings_its_column_types_support() {
+        // Settings are per table: a column name can have another type elsewhere, and
+        // the encoder panics on delta encoding of anything but integers.
+        let writer = ParquetWriter::new(ArchiveLayout::new("/unused"), 3).unwrap();
+        let mut delta_columns = 0;
+        for table in Table::ALL {
+            let schema = parquet::arrow::ArrowSchemaConverter::new()
+                .convert(&table.schema())
+                .unwrap();
+            let properties = &writer.properties[&table];
+            for column in schema.columns() {
+                if properties.encoding(column.path()) == Some(Encoding::DELTA_BINARY_PACKED) {
+                    delta_columns += 1;
+                    assert!(
+                        matches!(
+                            column.physical_type(),
+                            parquet::basic::Type::INT32 | parquet::basic::Type::INT64
+                        ),
+                        "{}.{} is {:?}",
+                        table.name(),
+                        column.path(),
+                        column.physical_type()
+                    );
+                }
+            }
+        }
+        assert!(delta_columns > Table::ALL.len(), "{delta_columns}");
+    }
+
+    #[test]
     fn dictionaries_only_on_repetitive_columns() {
         let dir = tempfile::tempdir().unwrap();
         let writer = ParquetWriter::new(ArchiveLayout::new(dir.path()), 3).unwrap();
@@ -218,6 +270,22 @@ mod tests {
                 "{unique} should not be dictionary encoded"
             );
         }
+        let encodings = |path: &str| -> Vec<Encoding> {
+            row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == path)
+                .map(|c| c.encodings().collect())
+                .unwrap_or_default()
+        };
+        for delta in ["ts", "_offset", "_index"] {
+            assert!(
+                encodings(delta).contains(&Encoding::DELTA_BINARY_PACKED),
+                "{delta}: {:?}",
+                encodings(delta)
+            );
+        }
+        assert!(!encodings("value").contains(&Encoding::DELTA_BINARY_PACKED));
         // Chunk statistics remain, so readers can still prune.
         let ts = row_group.column(0).statistics().expect("ts statistics");
         assert!(ts.min_bytes_opt().is_some());
