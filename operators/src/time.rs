@@ -26,7 +26,14 @@ impl HourPartition {
     /// The partition holding event time `ms`, or `None` when `ms` is outside the
     /// range chrono can represent.
     pub fn of_millis(ms: i64) -> Option<HourPartition> {
-        DateTime::<Utc>::from_timestamp_millis(ms)?;
+        // Checked against the bounds, not by building a date: this runs per row.
+        static REPRESENTABLE: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
+            std::sync::LazyLock::new(|| {
+                DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis()
+            });
+        if !REPRESENTABLE.contains(&ms) {
+            return None;
+        }
         Some(HourPartition {
             start_ms: ms.div_euclid(HOUR_MS) * HOUR_MS,
         })
@@ -84,5 +91,17 @@ mod tests {
     #[test]
     fn unrepresentable_times_are_refused() {
         assert!(HourPartition::of_millis(i64::MAX).is_none());
+        assert!(HourPartition::of_millis(i64::MIN).is_none());
+        // Exactly at the bounds chrono can represent, and one past them.
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        );
+        for ms in [min, max] {
+            let p = HourPartition::of_millis(ms).expect("representable");
+            assert!(!p.date_dir().is_empty());
+        }
+        assert!(HourPartition::of_millis(min - 1).is_none());
+        assert!(HourPartition::of_millis(max + 1).is_none());
     }
 }
