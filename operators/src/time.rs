@@ -29,7 +29,8 @@ impl HourPartition {
         // Checked against the bounds, not by building a date: this runs per row.
         static REPRESENTABLE: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
             std::sync::LazyLock::new(|| {
-                DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis()
+                DateTime::<Utc>::MIN_UTC.timestamp_millis()
+                    ..=DateTime::<Utc>::MAX_UTC.timestamp_millis()
             });
         if !REPRESENTABLE.contains(&ms) {
             return None;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use cara_operators::time::{HourPartition, HOUR_MS};
 use parquet::arrow::ArrowWriter;
-use arrow::datatypes::DataType;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -164,9 +164,12 @@ impl ParquetWriter {
         }
         let file = File::create(at).map_err(super::io_err(at))?;
         // The Parquet writer buffers its output itself.
-        let mut writer =
-            ArrowWriter::try_new(file, planned.batch.schema(), self.properties.get(&planned.table).cloned())
-                .map_err(parquet_err)?;
+        let mut writer = ArrowWriter::try_new(
+            file,
+            planned.batch.schema(),
+            self.properties.get(&planned.table).cloned(),
+        )
+        .map_err(parquet_err)?;
         writer.write(&planned.batch).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
         let bytes = file
