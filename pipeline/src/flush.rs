@@ -294,6 +294,17 @@ fn commit_round(
         )
         .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
     }
+    // The moves must be durable before a later checkpoint of these partitions (which
+    // no longer lists these files) is: on Linux the next round's first syncfs sees to
+    // that; where syncs are per file, the moved files' directories are synced now.
+    #[cfg(not(target_os = "linux"))]
+    sync_all_written(
+        layout.root(),
+        round
+            .iter()
+            .flat_map(|f| f.checkpoint.files.iter().map(PathBuf::as_path)),
+    )
+    .map_err(|e| format!("publishing the files: {e}"))?;
     Ok(staged.into_iter().map(|(_, file)| file).collect())
 }
 
