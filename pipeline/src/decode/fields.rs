@@ -51,13 +51,69 @@ pub(crate) fn as_object<'t, 'v>(v: Value<'t, 'v>) -> Result<Object<'t, 'v>, Fiel
         .ok_or_else(|| FieldProblem::NotAnObject(type_name(v)))
 }
 
+/// The most fields a signal knows by name.
+const MAX_KNOWN: usize = 12;
+
+/// One record's fields, read in a single pass over its keys: those the signal knows
+/// by name (`known`, at most [`MAX_KNOWN`]) are kept by position, the others are
+/// rendered as the `extra` JSON object. With a duplicated key the first one counts.
+pub(crate) struct Record<'t, 'v> {
+    known: &'static [&'static str],
+    values: [Option<Value<'t, 'v>>; MAX_KNOWN],
+    /// Unknown fields as one JSON object; `None` when there are none.
+    pub extra: Option<String>,
+}
+
+impl<'t, 'v> Record<'t, 'v> {
+    /// Reads the object `v` (or says what else it is).
+    pub fn read(v: Value<'t, 'v>, known: &'static [&'static str]) -> Result<Self, FieldProblem> {
+        debug_assert!(known.len() <= MAX_KNOWN);
+        let obj = as_object(v)?;
+        let mut values = [None; MAX_KNOWN];
+        let mut extra: Option<Vec<u8>> = None;
+        for (key, value) in obj.iter() {
+            match known.iter().position(|k| *k == key) {
+                Some(slot) if slot < MAX_KNOWN => {
+                    values[slot].get_or_insert(value);
+                }
+                _ => {
+                    let buf = extra.get_or_insert_with(|| vec![b'{']);
+                    if buf.len() > 1 {
+                        buf.push(b',');
+                    }
+                    push_json_string(buf, key);
+                    buf.push(b':');
+                    // Writing into a Vec cannot fail.
+                    let _ = value.write(buf);
+                }
+            }
+        }
+        let extra = extra.and_then(|mut buf| {
+            buf.push(b'}');
+            // The generator writes valid UTF-8 (strings came from a str, escapes are ASCII).
+            String::from_utf8(buf).ok()
+        });
+        Ok(Record {
+            known,
+            values,
+            extra,
+        })
+    }
+
+    /// Field `key` (one of the known names), present and not null.
+    pub fn present(&self, key: &str) -> Option<Value<'t, 'v>> {
+        let slot = self.known.iter().position(|k| *k == key)?;
+        self.values.get(slot).copied().flatten().filter(|v| !v.is_null())
+    }
+}
+
 /// Present and not null.
-pub(crate) fn present<'t, 'v>(obj: &Object<'t, 'v>, key: &str) -> Option<Value<'t, 'v>> {
-    obj.get(key).filter(|v| !v.is_null())
+pub(crate) fn present<'t, 'v>(obj: &Record<'t, 'v>, key: &str) -> Option<Value<'t, 'v>> {
+    obj.present(key)
 }
 
 pub(crate) fn required<'t, 'v>(
-    obj: &Object<'t, 'v>,
+    obj: &Record<'t, 'v>,
     key: &'static str,
 ) -> Result<Value<'t, 'v>, FieldProblem> {
     present(obj, key).ok_or(FieldProblem::Missing(key))
@@ -80,14 +136,14 @@ pub(crate) fn string_value<'v>(
 }
 
 pub(crate) fn required_str<'v>(
-    obj: &Object<'_, 'v>,
+    obj: &Record<'_, 'v>,
     key: &'static str,
 ) -> Result<&'v str, FieldProblem> {
     string_value(required(obj, key)?, key)
 }
 
 pub(crate) fn optional_str<'v>(
-    obj: &Object<'_, 'v>,
+    obj: &Record<'_, 'v>,
     key: &'static str,
 ) -> Result<Option<&'v str>, FieldProblem> {
     present(obj, key).map(|v| string_value(v, key)).transpose()
@@ -188,28 +244,6 @@ pub(crate) fn append_scalar_text(
         // Refused by `check_scalar` before any row is appended.
         _ => builder.append_null(),
     }
-}
-
-/// Unknown fields of a record, serialized as one JSON object; `None` when there are none.
-pub(crate) fn extra_json(obj: &Object<'_, '_>, known: &[&str]) -> Option<String> {
-    let mut out: Option<Vec<u8>> = None;
-    for (key, value) in obj.iter() {
-        if known.contains(&key) {
-            continue;
-        }
-        let buf = out.get_or_insert_with(|| vec![b'{']);
-        if buf.len() > 1 {
-            buf.push(b',');
-        }
-        push_json_string(buf, key);
-        buf.push(b':');
-        // Writing into a Vec cannot fail.
-        let _ = value.write(buf);
-    }
-    let mut buf = out?;
-    buf.push(b'}');
-    // The generator writes valid UTF-8 (strings came from a str, escapes are ASCII).
-    String::from_utf8(buf).ok()
 }
 
 /// A nested JSON value kept verbatim as text (for `attributes`).

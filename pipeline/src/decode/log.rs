@@ -64,7 +64,9 @@ pub(crate) fn parse<'v>(
     v: Value<'_, 'v>,
     ctx: &RowContext<'_>,
 ) -> Result<LogRow<'v>, FieldProblem> {
-    let obj = &fields::as_object(v)?;
+    let mut record = fields::Record::read(v, KNOWN)?;
+    let extra = record.extra.take();
+    let obj = &record;
     let level = match fields::optional_str(obj, "level")? {
         None => "info",
         Some(raw) => normalise_level(raw).ok_or_else(|| FieldProblem::NotAllowed {
@@ -83,7 +85,7 @@ pub(crate) fn parse<'v>(
         attributes: fields::present(obj, "attributes")
             .map(|a| fields::json_object_text(a, "attributes"))
             .transpose()?,
-        extra: fields::extra_json(obj, KNOWN),
+        extra,
     })
 }
 

@@ -30,7 +30,9 @@ pub(crate) fn parse<'t, 'v>(
     v: Value<'t, 'v>,
     ctx: &RowContext<'_>,
 ) -> Result<MetricRow<'t, 'v>, FieldProblem> {
-    let obj = &fields::as_object(v)?;
+    let mut record = fields::Record::read(v, KNOWN)?;
+    let extra = record.extra.take();
+    let obj = &record;
     let ts_ms = fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?;
     let name = fields::required_str(obj, "name")?;
     let value = fields::finite_number(fields::required(obj, "value")?, "value")?;
@@ -51,11 +53,11 @@ pub(crate) fn parse<'t, 'v>(
         value,
         kind,
         labels: labels(obj)?,
-        extra: fields::extra_json(obj, KNOWN),
+        extra,
     })
 }
 
-fn labels<'t, 'v>(obj: &Object<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
+fn labels<'t, 'v>(obj: &fields::Record<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
     let Some(v) = fields::present(obj, "labels") else {
         return Ok(None);
     };

@@ -46,7 +46,9 @@ pub(crate) fn parse<'v>(
     v: Value<'_, 'v>,
     ctx: &RowContext<'_>,
 ) -> Result<SpanRow<'v>, FieldProblem> {
-    let obj = &fields::as_object(v)?;
+    let mut record = fields::Record::read(v, KNOWN)?;
+    let extra = record.extra.take();
+    let obj = &record;
     let start_ms = fields::timestamp_ms(fields::required(obj, "start")?, "start", ctx)?;
     let (end_ms, duration_ms) = match (
         fields::present(obj, "end"),
@@ -93,7 +95,7 @@ pub(crate) fn parse<'v>(
         attributes: fields::present(obj, "attributes")
             .map(|a| fields::json_object_text(a, "attributes"))
             .transpose()?,
-        extra: fields::extra_json(obj, KNOWN),
+        extra,
     })
 }
 

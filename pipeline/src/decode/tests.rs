@@ -201,6 +201,18 @@ fn unknown_fields_keep_their_json_with_escapes_and_nesting() {
 }
 
 #[test]
+fn a_duplicated_key_counts_once_and_the_first_wins() {
+    let b = decode_one(
+        Signal::Logs,
+        r#"{"ts":1700000000000,"service":"first","message":"m","service":"second","x":1,"x":2}"#,
+    )
+    .unwrap();
+    assert_eq!(strings(&b, "service").value(0), "first");
+    // Unknown keys are kept as they came, duplicates included.
+    assert_eq!(strings(&b, "extra").value(0), r#"{"x":1,"x":2}"#);
+}
+
+#[test]
 fn logs_normalise_levels_and_keep_attributes() {
     let b = decode_one(
         Signal::Logs,
