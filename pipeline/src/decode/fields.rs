@@ -1,5 +1,6 @@
-//! Field extraction shared by the signal decoders: typed getters with precise
-//! errors, timestamp parsing, and the `extra` column for unknown fields.
+//! Field extraction shared by the signal decoders: a record's fields read in one pass
+//! ([`Record`]: known names by position, the rest into the `extra` column's JSON),
+//! typed getters with precise errors, and timestamp parsing.
 
 use simd_json::prelude::*;
 use simd_json::{StaticNode, ValueType};
@@ -103,7 +104,11 @@ impl<'t, 'v> Record<'t, 'v> {
     /// Field `key` (one of the known names), present and not null.
     pub fn present(&self, key: &str) -> Option<Value<'t, 'v>> {
         let slot = self.known.iter().position(|k| *k == key)?;
-        self.values.get(slot).copied().flatten().filter(|v| !v.is_null())
+        self.values
+            .get(slot)
+            .copied()
+            .flatten()
+            .filter(|v| !v.is_null())
     }
 }
 
