@@ -49,11 +49,7 @@ impl SliRows for LogSlis {
             let through = counter.final_through(out_of_orderness_ms);
             for slo in &self.0 {
                 if slo.service == service.value(row) {
-                    let good = !is_error_level(level.value(row));
-                    let counts = Counts {
-                        good: u64::from(good),
-                        total: 1,
-                    };
+                    let counts = Counts::event(!is_error_level(level.value(row)));
                     counter.add(&slo.spec.name, t, counts, through);
                 }
             }

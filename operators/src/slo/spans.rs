@@ -91,11 +91,7 @@ impl SliRows for SpanSlis {
             let (svc, op) = (service.value(row), operation.value(row));
             for slo in &self.0 {
                 if slo.matches(svc, op) {
-                    let good = slo.is_good(status.value(row), duration.value(row));
-                    let counts = Counts {
-                        good: u64::from(good),
-                        total: 1,
-                    };
+                    let counts = Counts::event(slo.is_good(status.value(row), duration.value(row)));
                     counter.add(&slo.spec.name, t, counts, through);
                 }
             }

@@ -145,6 +145,14 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// One event, good or not.
+    pub(crate) fn event(good: bool) -> Counts {
+        Counts {
+            good: u64::from(good),
+            total: 1,
+        }
+    }
+
     pub(crate) fn add(&mut self, other: Counts) {
         self.good += other.good;
         self.total += other.total;

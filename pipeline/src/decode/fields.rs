@@ -112,16 +112,11 @@ impl<'t, 'v> Record<'t, 'v> {
     }
 }
 
-/// Present and not null.
-pub(crate) fn present<'t, 'v>(obj: &Record<'t, 'v>, key: &str) -> Option<Value<'t, 'v>> {
-    obj.present(key)
-}
-
 pub(crate) fn required<'t, 'v>(
     obj: &Record<'t, 'v>,
     key: &'static str,
 ) -> Result<Value<'t, 'v>, FieldProblem> {
-    present(obj, key).ok_or(FieldProblem::Missing(key))
+    obj.present(key).ok_or(FieldProblem::Missing(key))
 }
 
 fn wrong_type(field: &str, expected: &'static str, got: Value<'_, '_>) -> FieldProblem {
@@ -151,7 +146,7 @@ pub(crate) fn optional_str<'v>(
     obj: &Record<'_, 'v>,
     key: &'static str,
 ) -> Result<Option<&'v str>, FieldProblem> {
-    present(obj, key).map(|v| string_value(v, key)).transpose()
+    obj.present(key).map(|v| string_value(v, key)).transpose()
 }
 
 /// A finite number (integers are widened to f64).

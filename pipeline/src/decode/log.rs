@@ -82,7 +82,8 @@ pub(crate) fn parse<'v>(
         message: fields::required_str(obj, "message")?,
         trace_id: fields::optional_str(obj, "trace_id")?,
         host: fields::optional_str(obj, "host")?,
-        attributes: fields::present(obj, "attributes")
+        attributes: obj
+            .present("attributes")
             .map(|a| fields::json_object_text(a, "attributes"))
             .transpose()?,
         extra,

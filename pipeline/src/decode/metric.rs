@@ -58,7 +58,7 @@ pub(crate) fn parse<'t, 'v>(
 }
 
 fn labels<'t, 'v>(obj: &fields::Record<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
-    let Some(v) = fields::present(obj, "labels") else {
+    let Some(v) = obj.present("labels") else {
         return Ok(None);
     };
     let Some(map) = v.as_object() else {

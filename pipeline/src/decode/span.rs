@@ -50,10 +50,7 @@ pub(crate) fn parse<'v>(
     let extra = record.extra.take();
     let obj = &record;
     let start_ms = fields::timestamp_ms(fields::required(obj, "start")?, "start", ctx)?;
-    let (end_ms, duration_ms) = match (
-        fields::present(obj, "end"),
-        fields::present(obj, "duration_ms"),
-    ) {
+    let (end_ms, duration_ms) = match (obj.present("end"), obj.present("duration_ms")) {
         (Some(end), _) => {
             let end_ms = fields::timestamp_ms(end, "end", ctx)?;
             (end_ms, (end_ms - start_ms) as f64)
@@ -92,7 +89,8 @@ pub(crate) fn parse<'v>(
         end_ms,
         duration_ms,
         status,
-        attributes: fields::present(obj, "attributes")
+        attributes: obj
+            .present("attributes")
             .map(|a| fields::json_object_text(a, "attributes"))
             .transpose()?,
         extra,
