@@ -397,3 +397,61 @@ fn records_lost_to_broker_retention_are_counted() {
         archived
     );
 }
+
+/// A backlog (records older than the roll interval when read, as after an outage) is
+/// archived as soon as cara has read it, not a roll interval later; fresh records still
+/// wait for the interval, so a steady stream keeps its file sizes.
+#[test]
+fn a_backlog_is_archived_once_read_and_fresh_records_wait_for_the_roll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let (_broker, bootstrap) = start_cara_broker();
+    // Drained backlog waits a quarter of the interval (10 s); anything else all of it.
+    let config = write_config(dir.path(), "[archive]\nroll_interval = \"40s\"\n");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Produced an hour ago by the Kafka timestamps the Python client sets.
+    let backlog = dir.path().join("backlog.jsonl");
+    write_spec(
+        &backlog,
+        (0..3000).map(|i| {
+            format!(
+                "{{\"payload\":{},\"timestamp_ms\":{}}}",
+                serde_like::json_string(&log(i)),
+                now_ms - 3_600_000 + i as i64
+            )
+        }),
+    );
+    python(
+        "produce.py",
+        &[&bootstrap, "telemetry.logs", backlog.to_str().unwrap()],
+    );
+
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "backlog");
+    // Well before the 40 s interval would have flushed it.
+    wait_until(Duration::from_secs(28), "the backlog archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 3000.0
+    });
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 3000);
+
+    // Fresh records (kcat stamps them now) wait for the interval: none archived yet.
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(3000..3010).map(log).collect::<Vec<_>>(),
+    );
+    wait_until(Duration::from_secs(30), "the fresh records read", || {
+        metric_sum(http, "cara_records_in_total", "telemetry.logs") >= 3010.0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\""),
+        3000.0,
+        "fresh records must not be flushed before the roll interval"
+    );
+    // Shutdown flushes them.
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 3010);
+}

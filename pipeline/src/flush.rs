@@ -19,6 +19,7 @@
 //! partition changes hands, so a new owner never races an old owner's flush.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -308,8 +309,10 @@ fn commit_round(
     Ok(staged.into_iter().map(|(_, file)| file).collect())
 }
 
-/// Step 1 for every flush of the round, spreading partitions over the cores;
-/// returns each staged file's path with what was written.
+/// Step 1 for every flush of the round, spreading partitions over the cores: each
+/// thread takes the next unstaged flush, so a core that drew small partitions
+/// (metrics) goes on to help with the large ones (spans) instead of idling; returns
+/// each staged file's path with what was written.
 fn stage_on_every_core(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
@@ -319,14 +322,14 @@ fn stage_on_every_core(
         .map_or(1, |n| n.get())
         .min(round.len())
         .max(1);
-    let chunk = round.len().div_ceil(workers);
+    let next = AtomicUsize::new(0);
     let outcomes: Vec<Result<Vec<_>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = round
-            .chunks(chunk)
-            .map(|flushes| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let next = &next;
                 scope.spawn(move || {
                     let mut staged = Vec::new();
-                    for flush in flushes {
+                    while let Some(flush) = round.get(next.fetch_add(1, Ordering::Relaxed)) {
                         staged.extend(flush.stage(writer, sinks)?);
                     }
                     Ok(staged)

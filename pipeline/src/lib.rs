@@ -25,6 +25,7 @@ pub mod gen;
 pub mod http;
 pub mod internal_events;
 pub mod outbound;
+mod roll;
 mod shard;
 pub mod source;
 pub mod telemetry;

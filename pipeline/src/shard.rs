@@ -2,8 +2,8 @@
 //!
 //! Owns: for each partition of its share, the rows decoded since the last flush (or
 //! the dead letters), the next offset it expects (to skip what the archive already
-//! holds and to notice offsets lost to retention), and when to flush (by size or
-//! age). A shard reads only its own input channel and its own partitions, so the hot
+//! holds and to notice offsets lost to retention), and when to flush (by size, or by
+//! age as [`crate::roll`] says). A shard reads only its own input channel and its own partitions, so the hot
 //! path takes no locks; every core decodes at once while the poll thread only polls.
 //!
 //! Does not own: polling Kafka or committing offsets (see [`crate::source`]), or
@@ -44,6 +44,7 @@ use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::flush::{FlushSubmitter, PreparedFlush};
 use crate::internal_events::*;
+use crate::roll::{wall_clock_ms, BufferAge, RollPolicy};
 use crate::source::dispatch::MessageChunk;
 use crate::source::SourceError;
 use crate::telemetry::{Telemetry, TopicCounters};
@@ -77,6 +78,9 @@ pub(crate) enum ShardInput {
     Revoke(Vec<PartitionKey>, Sender<()>),
     /// Hand every buffered row to the flush worker, then acknowledge (shutdown).
     FlushAll(Sender<()>),
+    /// The consumer has delivered everything it had fetched: backlog buffers need
+    /// not wait a whole roll interval any more (see [`crate::roll`]).
+    Drained,
 }
 
 /// The first error that stopped a shard, for the poll thread to report.
@@ -223,7 +227,8 @@ struct PartitionBuffer {
     last_offset: i64,
     /// The next offset this process expects; `None` until known.
     expected_next: Option<i64>,
-    opened_at: Instant,
+    /// When the buffer opened and whether it holds backlog.
+    age: BufferAge,
     /// When the last message arrived (or the partition was assigned).
     last_message_at: Instant,
     /// The operator of the partition's signal, if any is enabled.
@@ -256,6 +261,11 @@ struct Shard {
     counters: Vec<TopicCounters>,
     partitions: HashMap<PartitionKey, PartitionBuffer>,
     spent: Sender<MessageChunk>,
+    /// When buffers are due by age.
+    roll: RollPolicy,
+    /// Whether the consumer had delivered everything fetched when it last said so,
+    /// with no message since.
+    drained: bool,
 }
 
 /// Starts a shard thread reading `inputs` and returning chunks on `spent`; it stops when the sender side closes or
@@ -276,12 +286,17 @@ pub(crate) fn spawn(
                 .iter()
                 .map(|(t, _)| settings.telemetry.topic_counters(t))
                 .collect();
+            let roll = RollPolicy {
+                roll_interval: settings.roll_interval,
+            };
             let mut shard = Shard {
                 settings,
+                roll,
                 flusher,
                 counters,
                 partitions: HashMap::new(),
                 spent,
+                drained: false,
             };
             if let Err(error) = shard.run(&inputs) {
                 fatal.raise(error);
@@ -292,10 +307,14 @@ pub(crate) fn spawn(
 impl Shard {
     fn run(&mut self, inputs: &Receiver<ShardInput>) -> Result<(), SourceError> {
         let mut next_age_check = Instant::now() + AGE_CHECK;
+        // A drained backlog buffer may fall due before the next periodic check.
+        let mut next_backlog_due: Option<Instant> = None;
         loop {
-            let timeout = next_age_check.saturating_duration_since(Instant::now());
-            match inputs.recv_timeout(timeout) {
+            let wake = next_backlog_due.map_or(next_age_check, |d| d.min(next_age_check));
+            match inputs.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(ShardInput::Messages(chunk)) => {
+                    self.drained = false;
+                    next_backlog_due = None;
                     self.handle_chunk(&chunk)?;
                     // Back to the poll thread for reuse; if it has gone, drop it.
                     let _ = self.spent.send(chunk);
@@ -310,12 +329,20 @@ impl Shard {
                     self.flush(&keys)?;
                     let _ = ack.send(());
                 }
+                Ok(ShardInput::Drained) => {
+                    self.drained = true;
+                    next_backlog_due = self.flush_aged()?;
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-            if Instant::now() >= next_age_check {
-                next_age_check = Instant::now() + AGE_CHECK;
-                self.flush_aged()?;
+            let now = Instant::now();
+            if next_backlog_due.is_some_and(|due| now >= due) {
+                next_backlog_due = self.flush_aged()?;
+            }
+            if now >= next_age_check {
+                next_age_check = now + AGE_CHECK;
+                next_backlog_due = self.flush_aged()?;
                 self.advance_idle()?;
             }
         }
@@ -349,7 +376,10 @@ impl Shard {
                     first_offset: None,
                     last_offset: -1,
                     expected_next: assigned.next_offset,
-                    opened_at: now,
+                    age: BufferAge {
+                        opened_at: now,
+                        backlog: false,
+                    },
                     last_message_at: now,
                     operator,
                     context: PartitionContext {
@@ -374,6 +404,7 @@ impl Shard {
         let mut counts = vec![ChunkCounts::default(); self.counters.len()];
         let mut due = Vec::new();
         let chunk_arrived = Instant::now();
+        let wall_ms = wall_clock_ms();
         for message in chunk.messages() {
             // A partition not (or no longer) ours: its owner replays it from the
             // checkpoint, so dropping the message loses nothing.
@@ -400,7 +431,7 @@ impl Shard {
             buffer.last_message_at = chunk_arrived;
             if buffer.first_offset.is_none() {
                 buffer.first_offset = Some(offset);
-                buffer.opened_at = Instant::now();
+                buffer.age = self.roll.open(chunk_arrived, message.kafka_ts_ms, wall_ms);
             }
             buffer.last_offset = offset;
             let payload = chunk.payload(message);
@@ -457,16 +488,25 @@ impl Shard {
         self.flush(&due)
     }
 
-    fn flush_aged(&mut self) -> Result<(), SourceError> {
-        let due: Vec<_> = self
-            .partitions
-            .iter()
-            .filter(|(_, b)| {
-                b.first_offset.is_some() && b.opened_at.elapsed() >= self.settings.roll_interval
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        self.flush(&due)
+    /// Flushes the buffers due by age (see [`crate::roll`]); returns when the
+    /// earliest backlog buffer left waiting falls due, if the consumer is drained.
+    fn flush_aged(&mut self) -> Result<Option<Instant>, SourceError> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut next_backlog_due: Option<Instant> = None;
+        for (key, buffer) in &self.partitions {
+            if buffer.first_offset.is_none() {
+                continue;
+            }
+            let at = self.roll.due_at(buffer.age, self.drained);
+            if now >= at {
+                due.push(*key);
+            } else if self.drained && buffer.age.backlog {
+                next_backlog_due = Some(next_backlog_due.map_or(at, |n| n.min(at)));
+            }
+        }
+        self.flush(&due)?;
+        Ok(next_backlog_due)
     }
 
     /// Marks partitions idle or active for the other shards, and raises the

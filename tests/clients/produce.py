@@ -1,8 +1,9 @@
 """Produce test messages with the Python confluent-kafka client (not ours).
 
 usage: produce.py BROKERS TOPIC FILE [PARTITION]
-FILE is JSON lines; each line is {"payload": str | null, "b64": str?} where b64 holds
-raw bytes (for binary corpora). Prints the number of acknowledged messages.
+FILE is JSON lines; each line is {"payload": str | null, "b64": str?, "timestamp_ms": int?}
+where b64 holds raw bytes (for binary corpora) and timestamp_ms sets the Kafka message
+timestamp (the producer's clock otherwise). Prints the number of acknowledged messages.
 """
 import base64
 import json
@@ -34,12 +35,14 @@ def main():
                 value = None
             else:
                 value = spec["payload"].encode("utf-8")
+            options = {"value": value, "on_delivery": on_delivery}
+            if partition is not None:
+                options["partition"] = partition
+            if "timestamp_ms" in spec:
+                options["timestamp"] = spec["timestamp_ms"]
             while True:
                 try:
-                    if partition is None:
-                        producer.produce(topic, value=value, on_delivery=on_delivery)
-                    else:
-                        producer.produce(topic, value=value, partition=partition, on_delivery=on_delivery)
+                    producer.produce(topic, **options)
                     break
                 except BufferError:
                     producer.poll(0.1)

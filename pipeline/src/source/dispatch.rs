@@ -1,7 +1,8 @@
 //! Hands polled messages to the shards that own their partitions.
 //!
 //! Owns: the copy of each polled message into a [`MessageChunk`] of its shard, sending
-//! chunks when they are full or when the consumer has nothing more right now, and the
+//! chunks when they are full or when the consumer has nothing more right now (then
+//! followed by a "drained" notice), and the
 //! control messages (assign, revoke, flush everything) that must reach a shard in order
 //! with its data. Every send goes through [`Dispatcher`], whose pending chunks are
 //! always sent before a control message, so a shard sees a partition's records and its
@@ -179,6 +180,16 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Sends every partly filled chunk, then tells every shard that the consumer has
+    /// delivered all it had fetched (so backlog can be flushed; see [`crate::roll`]).
+    pub fn drained(&mut self) -> Result<(), ShardGone> {
+        self.send_pending()?;
+        for shard in 0..self.shards.len() {
+            self.send(shard, ShardInput::Drained)?;
+        }
+        Ok(())
+    }
+
     /// Tells each owning shard of its newly assigned partitions.
     pub fn assign(&mut self, partitions: Vec<AssignedPartition>) -> Result<(), ShardGone> {
         if self.shards.is_empty() {
@@ -321,6 +332,28 @@ mod tests {
                 operator_state: None,
             }])
             .is_ok());
+    }
+
+    #[test]
+    fn drained_follows_the_pending_data_on_every_shard() {
+        let (tx0, rx0) = bounded(4);
+        let (tx1, rx1) = bounded(4);
+        let mut dispatcher = Dispatcher::new(vec![tx0, tx1], crossbeam_channel::never());
+        let key = (0, 0);
+        let owner = dispatcher.shard_of(key);
+        dispatcher.pending[owner].push(key, 7, None, Some(b"x"));
+        dispatcher.drained().unwrap();
+        let (owner_rx, other_rx) = if owner == 0 {
+            (&rx0, &rx1)
+        } else {
+            (&rx1, &rx0)
+        };
+        assert!(
+            matches!(owner_rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages()[0].offset == 7)
+        );
+        assert!(matches!(owner_rx.try_recv(), Ok(ShardInput::Drained)));
+        assert!(matches!(other_rx.try_recv(), Ok(ShardInput::Drained)));
+        assert!(owner_rx.try_recv().is_err() && other_rx.try_recv().is_err());
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Source {
                 }
                 None => {
                     if pending {
-                        context.dispatch(Dispatcher::send_pending)?;
+                        context.dispatch(Dispatcher::drained)?;
                         pending = false;
                     }
                     since_clock_check = u32::MAX;

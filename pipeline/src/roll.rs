@@ -1,0 +1,112 @@
+//! When a partition's buffered rows are due for the archive.
+//!
+//! Owns the roll policy of a shard's partition buffers: a buffer is flushed when it
+//! holds `roll_bytes`, or when it is `roll_interval` old, so a steady stream yields
+//! files of a bounded age and size. One exception keeps a backlog from waiting a
+//! whole interval after it has been read: a buffer whose first record was already
+//! older than `roll_interval` when it was read holds *backlog* (data past its
+//! latency bound before cara saw it: a restart after an outage, a consumer that fell
+//! behind). Once the consumer has delivered everything fetched (it is *drained*),
+//! such a buffer is flushed as soon as it is a quarter of the interval old, instead
+//! of a whole one. The quarter keeps files from shrinking to a fetch's worth when a
+//! lagging consumer drains often; fresh data is never flushed early.
+//!
+//! Does not own: the clock or the buffers (see [`crate::shard`]).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The part of `roll_interval` a drained backlog buffer waits at least.
+const BACKLOG_AGE_DIVISOR: u32 = 4;
+
+/// How old a partition's buffer is and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BufferAge {
+    /// When its first record was read.
+    pub opened_at: Instant,
+    /// Whether that record was older than `roll_interval` when read.
+    pub backlog: bool,
+}
+
+/// The age rule of [`crate::shard`]'s buffers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RollPolicy {
+    pub roll_interval: Duration,
+}
+
+impl RollPolicy {
+    /// The age of a buffer opened at `opened_at` by a record with Kafka timestamp
+    /// `kafka_ts_ms`, read when the wall clock said `now_ms`.
+    pub fn open(&self, opened_at: Instant, kafka_ts_ms: Option<i64>, now_ms: i64) -> BufferAge {
+        let interval_ms = i64::try_from(self.roll_interval.as_millis()).unwrap_or(i64::MAX);
+        let backlog = kafka_ts_ms.is_some_and(|ts| now_ms.saturating_sub(ts) >= interval_ms);
+        BufferAge { opened_at, backlog }
+    }
+
+    /// When a buffer of age `age` is due, given whether the consumer is drained.
+    pub fn due_at(&self, age: BufferAge, drained: bool) -> Instant {
+        let wait = if drained && age.backlog {
+            self.roll_interval / BACKLOG_AGE_DIVISOR
+        } else {
+            self.roll_interval
+        };
+        age.opened_at + wait
+    }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if it is before 1970).
+pub(crate) fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: i64 = 1_764_000_000_000;
+
+    fn policy() -> RollPolicy {
+        RollPolicy {
+            roll_interval: Duration::from_secs(8),
+        }
+    }
+
+    #[test]
+    fn a_buffer_of_records_older_than_the_interval_holds_backlog() {
+        let t = Instant::now();
+        assert!(policy().open(t, Some(NOW_MS - 8_000), NOW_MS).backlog);
+        assert!(policy().open(t, Some(NOW_MS - 600_000), NOW_MS).backlog);
+        assert!(!policy().open(t, Some(NOW_MS - 7_999), NOW_MS).backlog);
+        // Timestamps from the future and records without one are fresh.
+        assert!(!policy().open(t, Some(NOW_MS + 60_000), NOW_MS).backlog);
+        assert!(!policy().open(t, None, NOW_MS).backlog);
+        // Absurd timestamps saturate instead of overflowing.
+        assert!(policy().open(t, Some(i64::MIN), NOW_MS).backlog);
+    }
+
+    #[test]
+    fn fresh_buffers_wait_the_whole_interval_drained_or_not() {
+        let t = Instant::now();
+        let fresh = policy().open(t, Some(NOW_MS), NOW_MS);
+        for drained in [false, true] {
+            assert_eq!(policy().due_at(fresh, drained), t + Duration::from_secs(8));
+        }
+    }
+
+    #[test]
+    fn backlog_waits_a_quarter_of_the_interval_once_drained() {
+        let t = Instant::now();
+        let backlog = policy().open(t, Some(NOW_MS - 60_000), NOW_MS);
+        // Still reading: the ordinary rule, so files stay large while catching up.
+        assert_eq!(policy().due_at(backlog, false), t + Duration::from_secs(8));
+        // Drained: two seconds (a quarter of eight), not eight.
+        assert_eq!(policy().due_at(backlog, true), t + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_wall_clock_is_after_2020() {
+        assert!(wall_clock_ms() > 1_577_836_800_000);
+    }
+}
