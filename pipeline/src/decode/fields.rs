@@ -73,7 +73,7 @@ impl<'t, 'v> Record<'t, 'v> {
         let mut values = [None; MAX_KNOWN];
         let mut extra: Option<Vec<u8>> = None;
         for (key, value) in obj.iter() {
-            match known.iter().position(|k| *k == key) {
+            match known.iter().position(|k| same_name(k, key)) {
                 Some(slot) if slot < MAX_KNOWN => {
                     values[slot].get_or_insert(value);
                 }
@@ -103,13 +103,25 @@ impl<'t, 'v> Record<'t, 'v> {
 
     /// Field `key` (one of the known names), present and not null.
     pub fn present(&self, key: &str) -> Option<Value<'t, 'v>> {
-        let slot = self.known.iter().position(|k| *k == key)?;
+        // Callers pass the very literals `known` holds, so the address usually decides.
+        let slot = self
+            .known
+            .iter()
+            .position(|k| std::ptr::eq(k.as_ptr(), key.as_ptr()) || same_name(k, key))?;
         self.values
             .get(slot)
             .copied()
             .flatten()
             .filter(|v| !v.is_null())
     }
+}
+
+/// Whether two field names are equal. Names of one record mostly differ in length or
+/// first byte, which are checked before the bytes are compared: a library compare per
+/// candidate cost more than the rest of matching keys.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 pub(crate) fn required<'t, 'v>(
@@ -261,4 +273,20 @@ pub(crate) fn json_object_text(
 fn push_json_string(buf: &mut Vec<u8>, s: &str) {
     // serde_json's string escaping is exact JSON; writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *buf, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn names_match_only_when_every_byte_does() {
+        assert!(same_name("service", "service"));
+        assert!(same_name("", ""));
+        assert!(!same_name("service", "services"));
+        assert!(!same_name("trace_id", "xrace_id"));
+        // Same length and first byte: the remaining bytes decide.
+        assert!(!same_name("span_id", "span_ix"));
+        assert!(!same_name("ts", ""));
+    }
 }
