@@ -3,9 +3,13 @@
 //! peak memory.
 //!
 //! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000;
-//! `CARA_BENCH_CONFIG`: TOML appended to cara's configuration).
+//! `CARA_BENCH_ROLL_INTERVAL`, default 1s; `CARA_BENCH_CONFIG`: TOML appended to cara's
+//! configuration; `CARA_BENCH_RUNS`: how many times the pair runs, default 3).
 //! Both readers are timed from their first record to their last, so consumer-group
-//! start-up is excluded from both alike.
+//! start-up is excluded from both alike. The records are produced once; each run
+//! reads them all again, the bare reader and then cara, each in a fresh consumer
+//! group (and cara into a fresh archive), so the machine's drift touches both; the
+//! medians of the runs close the report.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -46,10 +50,10 @@ fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
-fn bare_consumer(bootstrap: &str, messages: u64) -> (Duration, u64) {
+fn bare_consumer(bootstrap: &str, messages: u64, run: usize) -> (Duration, u64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bare-{}", std::process::id()))
+        .set("group.id", format!("bare-{}-{run}", std::process::id()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         // The same fetch tuning cara uses, so both readers fetch alike.
@@ -147,29 +151,90 @@ fn main() {
         produced_at.elapsed()
     );
 
-    let harness_cpu_before_bare = cpu_seconds("self");
-    let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages);
-    let bare_cpu = cpu_seconds("self") - harness_cpu_before_bare;
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("bench.toml");
+    let runs: usize = std::env::var("CARA_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let roll_interval =
         std::env::var("CARA_BENCH_ROLL_INTERVAL").unwrap_or_else(|_| "1s".to_owned());
     // `CARA_BENCH_CONFIG` appends TOML (e.g. `[logs]\nenabled = false`) to compare.
     let extra = std::env::var("CARA_BENCH_CONFIG").unwrap_or_default();
-    std::fs::write(
-        &config,
-        format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n"),
-    )
-    .expect("config");
+    let cara_config = format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n");
+
+    println!(
+        "{} records in {} messages; cara with roll_interval {roll_interval}{}",
+        summary.records(),
+        summary.messages,
+        if extra.is_empty() {
+            ""
+        } else {
+            " and CARA_BENCH_CONFIG"
+        }
+    );
+    println!("| run | bare read (msg/s) | cara, all decoded (msg/s) | cara, all durable (msg/s) | ratio streaming | ratio durable | bare CPU s (with broker) | cara CPU s | broker CPU s during cara | cara peak RSS | archive |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let messages = summary.messages as f64;
+    let (mut streaming_ratios, mut durable_ratios) = (Vec::new(), Vec::new());
+    let mut payload_bytes = None;
+    for run in 1..=runs {
+        let harness_cpu_before_bare = cpu_seconds("self");
+        let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages, run);
+        let bare_cpu = cpu_seconds("self") - harness_cpu_before_bare;
+        let cara = run_cara(&bootstrap, &summary, &cara_config, run);
+        let bare_rate = messages / bare_time.as_secs_f64();
+        let streaming_rate = messages / cara.streaming.as_secs_f64();
+        let durable_rate = messages / cara.durable.as_secs_f64();
+        streaming_ratios.push(streaming_rate / bare_rate);
+        durable_ratios.push(durable_rate / bare_rate);
+        println!(
+            "| {run} | {bare_rate:.0} | {streaming_rate:.0} | {durable_rate:.0} | {:.2} | {:.2} | {bare_cpu:.1} | {:.1} | {:.1} | {:.0} MiB | {:.1} MB |",
+            streaming_rate / bare_rate,
+            durable_rate / bare_rate,
+            cara.cpu,
+            cara.broker_cpu,
+            cara.peak_kib as f64 / 1024.0,
+            cara.archive_bytes as f64 / 1e6,
+        );
+        let first_bytes = *payload_bytes.get_or_insert(bare_bytes);
+        assert_eq!(bare_bytes, first_bytes, "every run reads the same records");
+    }
+    println!(
+        "median of {runs} runs, cara / bare: {:.2} streaming, {:.2} to durable ({:.0} MB of JSON read per run)",
+        median(&mut streaming_ratios),
+        median(&mut durable_ratios),
+        payload_bytes.unwrap_or(0) as f64 / 1e6
+    );
+    drop(broker);
+}
+
+/// What one `cara run` over the produced records measured.
+struct CaraRun {
+    /// First record read to every message decoded (flushes run meanwhile).
+    streaming: Duration,
+    /// First record read to every row durable in Parquet.
+    durable: Duration,
+    cpu: f64,
+    /// The harness (the broker serving cara) meanwhile.
+    broker_cpu: f64,
+    peak_kib: u64,
+    archive_bytes: u64,
+}
+
+/// Runs the release `cara run` in consumer group `bench-cara-<run>` until every
+/// record is archived, polling `/metrics` every 20 ms.
+fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: usize) -> CaraRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bench.toml");
+    std::fs::write(&config, config_text).expect("config");
     let http = free_port();
     let mut cara = Command::new(env!("CARGO_BIN_EXE_cara"))
         .args([
             "run",
             "--brokers",
-            &bootstrap,
+            bootstrap,
             "--group",
-            "bench-cara",
+            &format!("bench-cara-{run}"),
             "--http",
             &format!("127.0.0.1:{http}"),
             "--archive",
@@ -199,10 +264,10 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let durable_time = first.map(|f| f.elapsed()).unwrap_or_default();
-    let streaming_time = match (first, all_decoded) {
+    let durable = first.map(|f| f.elapsed()).unwrap_or_default();
+    let streaming = match (first, all_decoded) {
         (Some(f), Some(d)) => d - f,
-        _ => durable_time,
+        _ => durable,
     };
     if std::env::var_os("CARA_BENCH_DUMP_METRICS").is_some() {
         // Diagnostics: cara's own counters at the end (flush latency, files, alerts).
@@ -215,53 +280,30 @@ fn main() {
             println!("{line}");
         }
     }
-    let peak = peak_rss_kib(cara.id());
-    let cara_cpu = cpu_seconds(&cara.id().to_string());
-    let broker_cpu_during_cara = cpu_seconds("self") - harness_cpu_before_cara;
+    let peak_kib = peak_rss_kib(cara.id());
+    let cpu = cpu_seconds(&cara.id().to_string());
+    let broker_cpu = cpu_seconds("self") - harness_cpu_before_cara;
     let _ = Command::new("kill")
         .args(["-TERM", &cara.id().to_string()])
         .status();
     let _ = cara.wait();
-    let archive_bytes: u64 = walk_bytes(&dir.path().join("archive"));
+    CaraRun {
+        streaming,
+        durable,
+        cpu,
+        broker_cpu,
+        peak_kib,
+        archive_bytes: walk_bytes(&dir.path().join("archive")),
+    }
+}
 
-    println!("| reader | messages | records | seconds | messages/s | records/s |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let row = |label: &str, seconds: f64| {
-        println!(
-            "| {label} | {} | {} | {seconds:.2} | {:.0} | {:.0} |",
-            summary.messages,
-            summary.records(),
-            summary.messages as f64 / seconds,
-            summary.records() as f64 / seconds
-        );
-        summary.messages as f64 / seconds
-    };
-    let bare_rate = row(
-        &format!(
-            "bare librdkafka consumer (read only, {:.0} MB)",
-            bare_bytes as f64 / 1e6
-        ),
-        bare_time.as_secs_f64(),
-    );
-    let streaming_rate = row(
-        "cara run: first record to all decoded (flushing as it goes)",
-        streaming_time.as_secs_f64(),
-    );
-    let durable_rate = row(
-        "cara run: first record to all durable in Parquet",
-        durable_time.as_secs_f64(),
-    );
-    println!(
-        "ratio cara / bare: {:.2} streaming, {:.2} to durable (the latter includes up to one roll_interval, {roll_interval} here); cara peak RSS {:.0} MiB; archive {:.1} MB",
-        streaming_rate / bare_rate,
-        durable_rate / bare_rate,
-        peak as f64 / 1024.0,
-        archive_bytes as f64 / 1e6
-    );
-    println!(
-        "CPU seconds: bare reader + broker {bare_cpu:.1}; cara {cara_cpu:.1} plus broker and harness {broker_cpu_during_cara:.1}"
-    );
-    drop(broker);
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn walk_bytes(dir: &std::path::Path) -> u64 {
