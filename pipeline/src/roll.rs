@@ -6,10 +6,11 @@
 //! whole interval after it has been read: a buffer whose first record was already
 //! older than `roll_interval` when it was read holds *backlog* (data past its
 //! latency bound before cara saw it: a restart after an outage, a consumer that fell
-//! behind). Once the consumer has delivered everything fetched (it is *drained*),
-//! such a buffer is flushed as soon as it is a quarter of the interval old, instead
-//! of a whole one. The quarter keeps files from shrinking to a fetch's worth when a
-//! lagging consumer drains often; fresh data is never flushed early.
+//! behind). Once the consumer has read every partition to its end (it is *drained*,
+//! see [`crate::source`]), such a buffer is flushed as soon as it is a quarter of the
+//! interval old, instead of a whole one. The quarter keeps files from shrinking when
+//! a consumer at the edge of keeping up drains often; fresh data is never flushed
+//! early.
 //!
 //! Does not own: the clock or the buffers (see [`crate::shard`]).
 

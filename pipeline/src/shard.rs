@@ -78,8 +78,8 @@ pub(crate) enum ShardInput {
     Revoke(Vec<PartitionKey>, Sender<()>),
     /// Hand every buffered row to the flush worker, then acknowledge (shutdown).
     FlushAll(Sender<()>),
-    /// The consumer has delivered everything it had fetched: backlog buffers need
-    /// not wait a whole roll interval any more (see [`crate::roll`]).
+    /// The consumer has read every partition to its end: backlog buffers need not
+    /// wait a whole roll interval any more (see [`crate::roll`]).
     Drained,
 }
 

@@ -1,8 +1,8 @@
 //! Hands polled messages to the shards that own their partitions.
 //!
 //! Owns: the copy of each polled message into a [`MessageChunk`] of its shard, sending
-//! chunks when they are full or when the consumer has nothing more right now (then
-//! followed by a "drained" notice), and the
+//! chunks when they are full or when the consumer has nothing more right now, the
+//! "drained" notice once it has read every partition to its end, and the
 //! control messages (assign, revoke, flush everything) that must reach a shard in order
 //! with its data. Every send goes through [`Dispatcher`], whose pending chunks are
 //! always sent before a control message, so a shard sees a partition's records and its
@@ -181,7 +181,8 @@ impl Dispatcher {
     }
 
     /// Sends every partly filled chunk, then tells every shard that the consumer has
-    /// delivered all it had fetched (so backlog can be flushed; see [`crate::roll`]).
+    /// read its partitions to their ends (so backlog can be flushed; see
+    /// [`crate::roll`]).
     pub fn drained(&mut self) -> Result<(), ShardGone> {
         self.send_pending()?;
         for shard in 0..self.shards.len() {

@@ -11,6 +11,7 @@
 //! Rebalances are handled in the consumer's callbacks ([`context`]), which reach the
 //! shards through the same ordered channels as the data.
 
+mod catch_up;
 mod context;
 pub(crate) mod dispatch;
 
@@ -44,6 +45,8 @@ use dispatch::Dispatcher;
 
 /// How often the poll thread commits what became durable.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often, at most, the poll thread asks whether it has caught up.
+const CATCH_UP_CHECK: Duration = Duration::from_millis(5);
 
 /// What can stop the source.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +271,9 @@ impl Source {
         let context = self.consumer.context();
         let mut last_commit = Instant::now();
         let mut pending = false;
+        // Whether messages came since the shards were last told the consumer caught up.
+        let mut unreported_reads = false;
+        let mut last_catch_up_check = Instant::now();
         let mut since_clock_check = 0u32;
         while !shutdown.load(Ordering::Relaxed) {
             // While chunks wait to be sent, only take what is already fetched; once
@@ -282,6 +288,7 @@ impl Source {
                     if let Some(topic) = context.topic_index(message.topic()) {
                         context.dispatch(|d| d.push(topic, &message))?;
                         pending = true;
+                        unreported_reads = true;
                     }
                     since_clock_check += 1;
                 }
@@ -291,8 +298,17 @@ impl Source {
                 }
                 None => {
                     if pending {
-                        context.dispatch(Dispatcher::drained)?;
+                        context.dispatch(Dispatcher::send_pending)?;
                         pending = false;
+                    }
+                    // Nothing fetched is waiting; if that is because every partition
+                    // has been read to its end, backlog need not wait (crate::roll).
+                    if unreported_reads && last_catch_up_check.elapsed() >= CATCH_UP_CHECK {
+                        last_catch_up_check = Instant::now();
+                        if catch_up::caught_up(&self.consumer) {
+                            context.dispatch(Dispatcher::drained)?;
+                            unreported_reads = false;
+                        }
                     }
                     since_clock_check = u32::MAX;
                 }
