@@ -709,6 +709,10 @@ pub struct ArchiveConfig {
     pub roll_bytes: u64,
     /// Roll a partition's file at least this often.
     pub roll_interval: HumanDuration,
+    /// Input bytes buffered at most, over all partitions, before the largest
+    /// buffers are flushed early (catching up with a backlog fills buffers faster
+    /// than `roll_interval` empties them). Shared evenly by the shards.
+    pub max_buffered_bytes: u64,
     /// zstd level (1..=22). 1, the default, measured both faster and smaller than 3
     /// on the benchmark's archive (most columns are delta or dictionary encoded
     /// before zstd sees them).
@@ -721,6 +725,7 @@ impl Default for ArchiveConfig {
             dir: PathBuf::from("cara-archive"),
             roll_bytes: 64 * 1024 * 1024,
             roll_interval: HumanDuration(Duration::from_secs(10)),
+            max_buffered_bytes: 512 * 1024 * 1024,
             zstd_level: 1,
         }
     }
@@ -827,6 +832,12 @@ impl Config {
         }
         if self.archive.roll_bytes < 1024 {
             return Err(invalid("archive.roll_bytes", "must be at least 1024 bytes"));
+        }
+        if self.archive.max_buffered_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "archive.max_buffered_bytes",
+                "must be at least 1 MiB (1048576)",
+            ));
         }
         if self.archive.roll_interval.0 < Duration::from_millis(100) {
             return Err(invalid("archive.roll_interval", "must be at least 100ms"));
@@ -1015,6 +1026,11 @@ mod tests {
     fn wrong_type_is_named() {
         let e = err("[archive]\nroll_bytes = \"big\"\n");
         assert!(e.contains("archive.roll_bytes"), "{e}");
+        let e = err("[archive]\nmax_buffered_bytes = 1000\n");
+        assert!(
+            e.contains("archive.max_buffered_bytes") && e.contains("1 MiB"),
+            "{e}"
+        );
     }
 
     #[test]

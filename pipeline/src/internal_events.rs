@@ -183,6 +183,25 @@ impl InternalEvent for StateLimitReached<'_> {
     }
 }
 
+/// A shard's buffers passed its memory budget; its largest were flushed early.
+pub struct BufferBudgetReached {
+    /// Partitions flushed early.
+    pub partitions: usize,
+    /// The shard's budget in payload bytes.
+    pub budget_bytes: u64,
+}
+
+impl InternalEvent for BufferBudgetReached {
+    fn emit(self, t: &Telemetry) {
+        debug!(
+            partitions = self.partitions,
+            budget_bytes = self.budget_bytes,
+            "buffers over the memory budget: flushing the largest early (archive.max_buffered_bytes)"
+        );
+        t.budget_flushes.inc_by(self.partitions as u64);
+    }
+}
+
 /// A Parquet file became durable.
 pub struct FileArchived<'a> {
     /// Table.

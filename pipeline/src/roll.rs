@@ -12,6 +12,12 @@
 //! a consumer at the edge of keeping up drains often; fresh data is never flushed
 //! early.
 //!
+//! Memory is bounded too: when a shard's buffers together pass its share of
+//! `archive.max_buffered_bytes`, its largest buffers are flushed until half the
+//! share is left ([`over_budget`]), so a backlog read faster than the interval
+//! empties buffers cannot fill the machine, and the flushed files are the largest
+//! ones possible.
+//!
 //! Does not own: the clock or the buffers (see [`crate::shard`]).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,6 +58,28 @@ impl RollPolicy {
         };
         age.opened_at + wait
     }
+}
+
+/// The buffers to flush when `buffered` (each buffer's key and bytes) exceed
+/// `budget` in total: the largest first, until at most half the budget is left.
+/// Empty when within budget.
+pub(crate) fn over_budget<K: Copy>(buffered: &[(K, u64)], budget: u64) -> Vec<K> {
+    let total: u64 = buffered.iter().map(|(_, bytes)| bytes).sum();
+    if total <= budget {
+        return Vec::new();
+    }
+    let mut by_size: Vec<(K, u64)> = buffered.iter().copied().filter(|(_, b)| *b > 0).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut left = total;
+    let mut chosen = Vec::new();
+    for (key, bytes) in by_size {
+        if left <= budget / 2 {
+            break;
+        }
+        left -= bytes;
+        chosen.push(key);
+    }
+    chosen
 }
 
 /// Milliseconds since the Unix epoch by the wall clock (0 if it is before 1970).
@@ -104,6 +132,23 @@ mod tests {
         assert_eq!(policy().due_at(backlog, false), t + Duration::from_secs(8));
         // Drained: two seconds (a quarter of eight), not eight.
         assert_eq!(policy().due_at(backlog, true), t + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn within_budget_nothing_is_flushed() {
+        assert!(over_budget(&[(1, 40), (2, 60)], 100).is_empty());
+        assert!(over_budget::<u8>(&[], 0).is_empty());
+    }
+
+    #[test]
+    fn over_budget_the_largest_go_first_until_half_is_left() {
+        // 150 buffered against 100: flush 70 (80 left), then 50 (30 left ≤ 50).
+        let buffered = [(1, 20), (2, 70), (3, 10), (4, 50)];
+        assert_eq!(over_budget(&buffered, 100), vec![2, 4]);
+        // One huge buffer alone is enough.
+        assert_eq!(over_budget(&[(1, 5), (2, 500), (3, 5)], 100), vec![2]);
+        // Empty buffers are never chosen.
+        assert_eq!(over_budget(&[(1, 0), (2, 101)], 100), vec![2]);
     }
 
     #[test]

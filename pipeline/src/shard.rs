@@ -44,7 +44,7 @@ use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::flush::{FlushSubmitter, PreparedFlush};
 use crate::internal_events::*;
-use crate::roll::{wall_clock_ms, BufferAge, RollPolicy};
+use crate::roll::{over_budget, wall_clock_ms, BufferAge, RollPolicy};
 use crate::source::dispatch::MessageChunk;
 use crate::source::SourceError;
 use crate::telemetry::{Telemetry, TopicCounters};
@@ -115,6 +115,9 @@ pub(crate) struct ShardSettings {
     pub limits: DecodeLimits,
     pub roll_bytes: u64,
     pub roll_interval: Duration,
+    /// Payload bytes this shard buffers at most (its share of
+    /// `archive.max_buffered_bytes`).
+    pub buffer_budget: u64,
     pub writer: ParquetWriter,
     pub telemetry: Arc<Telemetry>,
     /// Anomaly scoring and alerting of metric partitions; `None` when disabled.
@@ -473,6 +476,29 @@ impl Shard {
                 && !due.contains(&message.key)
             {
                 due.push(message.key);
+            }
+        }
+        let total: u64 = self
+            .partitions
+            .values()
+            .map(|b| b.buffered_bytes() as u64)
+            .sum();
+        if total > self.settings.buffer_budget {
+            let buffered: Vec<(PartitionKey, u64)> = self
+                .partitions
+                .iter()
+                .map(|(key, b)| (*key, b.buffered_bytes() as u64))
+                .collect();
+            let forced = over_budget(&buffered, self.settings.buffer_budget);
+            BufferBudgetReached {
+                partitions: forced.len(),
+                budget_bytes: self.settings.buffer_budget,
+            }
+            .emit(&self.settings.telemetry);
+            for key in forced {
+                if !due.contains(&key) {
+                    due.push(key);
+                }
             }
         }
         for (counters, c) in self.counters.iter().zip(&counts) {
@@ -1037,6 +1063,7 @@ mod tests {
             limits: DecodeLimits::default(),
             roll_bytes: 1 << 20,
             roll_interval: Duration::from_secs(1),
+            buffer_budget: 1 << 28,
             writer: ParquetWriter::new(crate::archive::layout::ArchiveLayout::new(dir.path()), 3)
                 .unwrap(),
             telemetry: Arc::new(Telemetry::new()),

@@ -80,6 +80,7 @@ pub struct Telemetry {
     pub(crate) late_spans: Counter,
     pub(crate) idle_watermark_raises: Family<PartitionLabels, Counter>,
     pub(crate) over_state_limit: Family<TopicLabels, Counter>,
+    pub(crate) budget_flushes: Counter,
     pub(crate) log_templates_created: Counter,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
@@ -116,6 +117,7 @@ impl Telemetry {
             late_spans: Counter::default(),
             idle_watermark_raises: Family::default(),
             over_state_limit: Family::default(),
+            budget_flushes: Counter::default(),
             log_templates_created: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
@@ -200,6 +202,11 @@ impl Telemetry {
             "over_state_limit",
             "Records archived but not analysed because an operator's state limit (anomaly.max_series) was reached, per topic",
             t.over_state_limit.clone(),
+        );
+        registry.register(
+            "budget_flushes",
+            "Partition buffers flushed before they were due, because the shard's buffers passed archive.max_buffered_bytes",
+            t.budget_flushes.clone(),
         );
         registry.register(
             "log_templates_created",

@@ -151,6 +151,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         },
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
+        max_buffered_bytes: config.archive.max_buffered_bytes,
         roll_interval: config.archive.roll_interval.0,
         idle_timeout: config.runtime.idle_partition_timeout.0,
         layout: ArchiveLayout::new(&config.archive.dir),

@@ -104,6 +104,8 @@ pub struct SourceSettings {
     pub limits: DecodeLimits,
     /// Flush a partition once this many payload bytes are buffered.
     pub roll_bytes: u64,
+    /// Payload bytes buffered at most over all partitions (shared by the shards).
+    pub max_buffered_bytes: u64,
     /// Flush a partition at least this often.
     pub roll_interval: Duration,
     /// A partition without messages for this long is idle (see
@@ -202,6 +204,7 @@ impl Source {
                 .collect(),
             limits: settings.limits,
             roll_bytes: settings.roll_bytes,
+            buffer_budget: settings.max_buffered_bytes / settings.shards.max(1) as u64,
             roll_interval: settings.roll_interval,
             writer,
             telemetry: telemetry.clone(),
