@@ -69,7 +69,7 @@ pub(crate) fn over_budget<K: Copy>(buffered: &[(K, u64)], budget: u64) -> Vec<K>
         return Vec::new();
     }
     let mut by_size: Vec<(K, u64)> = buffered.iter().copied().filter(|(_, b)| *b > 0).collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    by_size.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
     let mut left = total;
     let mut chosen = Vec::new();
     for (key, bytes) in by_size {
