@@ -19,7 +19,7 @@
 //! partition changes hands, so a new owner never races an old owner's flush.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -208,8 +208,8 @@ fn worker_gone() -> SourceError {
 
 /// Commits a round (see the module docs), retried as a whole with backoff until
 /// durable or the retry budget is spent. Every step can be repeated: staged files
-/// and checkpoints are rewritten, moves skip what already moved, and records sent
-/// again are duplicates that consumers drop by id.
+/// and checkpoints are rewritten, moves skip what already moved, and records the
+/// broker acknowledged in an earlier attempt are not sent again ([`SendProgress`]).
 fn execute_round(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
@@ -361,6 +361,8 @@ pub(crate) struct PreparedFlush {
     pub alerts: Vec<RaisedAlert>,
     pub messages: Vec<OutboundMessage>,
     pub started: Instant,
+    /// What of `letters`, `alerts` and `messages` the broker has acknowledged.
+    pub sent: SendProgress,
 }
 
 /// The topics a flush produces to before its checkpoint.
@@ -389,25 +391,100 @@ impl PreparedFlush {
             staged.push((at, file));
         }
         commit::stage_checkpoint(layout, &self.checkpoint).map_err(|e| failed(&e))?;
-        sinks
-            .dlq
-            .send_all(&self.letters, Duration::from_secs(30))
-            .map_err(|e| failed(&format!("dead-letter topic {}: {e}", sinks.dlq_topic)))?;
-        sinks
-            .alerts
-            .send_all(&self.alerts, Duration::from_secs(30))
-            .map_err(|e| failed(&format!("alerts topic {}: {e}", sinks.alerts.topic())))?;
-        sinks
-            .outbound
-            .send_all(&self.messages, Duration::from_secs(30))
-            .map_err(|e| failed(&format!("output records: {e}")))?;
+        // A retried round does not send again what the broker already acknowledged.
+        self.sent.step(SendStep::DeadLetters, || {
+            sinks
+                .dlq
+                .send_all(&self.letters, Duration::from_secs(30))
+                .map_err(|e| failed(&format!("dead-letter topic {}: {e}", sinks.dlq_topic)))
+        })?;
+        self.sent.step(SendStep::Alerts, || {
+            sinks
+                .alerts
+                .send_all(&self.alerts, Duration::from_secs(30))
+                .map_err(|e| failed(&format!("alerts topic {}: {e}", sinks.alerts.topic())))
+        })?;
+        self.sent.step(SendStep::Outbound, || {
+            sinks
+                .outbound
+                .send_all(&self.messages, Duration::from_secs(30))
+                .map_err(|e| failed(&format!("output records: {e}")))
+        })?;
         Ok(staged)
+    }
+}
+
+/// The records a flush sends before its checkpoint, in the order they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum SendStep {
+    DeadLetters = 1,
+    Alerts = 2,
+    Outbound = 3,
+}
+
+/// How far a flush's sends got across the attempts at its round: each step runs
+/// until it succeeds once, and never again after (the round is retried as a whole,
+/// but a dead letter acknowledged in the first attempt is not produced twice).
+#[derive(Debug, Default)]
+pub(crate) struct SendProgress {
+    done: AtomicU8,
+}
+
+impl SendProgress {
+    /// Runs `send` unless `step` already succeeded; records its success.
+    fn step<E>(&self, step: SendStep, send: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+        if self.done.load(Ordering::Acquire) >= step as u8 {
+            return Ok(());
+        }
+        send()?;
+        self.done.store(step as u8, Ordering::Release);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retried_flush_sends_only_what_was_not_acknowledged() {
+        let progress = SendProgress::default();
+        let mut calls = Vec::new();
+        // First attempt: dead letters go out, alerts fail.
+        let first: Result<(), &str> = progress
+            .step(SendStep::DeadLetters, || {
+                calls.push("dlq");
+                Ok(())
+            })
+            .and_then(|()| {
+                progress.step(SendStep::Alerts, || {
+                    calls.push("alerts");
+                    Err("broker down")
+                })
+            });
+        assert_eq!(first, Err("broker down"));
+        // Second attempt: the dead letters are not sent again; the rest are.
+        for step in [SendStep::DeadLetters, SendStep::Alerts, SendStep::Outbound] {
+            progress
+                .step(step, || {
+                    calls.push(match step {
+                        SendStep::DeadLetters => "dlq",
+                        SendStep::Alerts => "alerts",
+                        SendStep::Outbound => "outbound",
+                    });
+                    Ok::<(), &str>(())
+                })
+                .unwrap();
+        }
+        assert_eq!(calls, ["dlq", "alerts", "alerts", "outbound"]);
+        // A third attempt sends nothing.
+        progress
+            .step(SendStep::Outbound, || -> Result<(), ()> {
+                panic!("sent twice")
+            })
+            .unwrap();
+    }
 
     #[test]
     fn wait_idle_returns_only_when_every_round_finished() {

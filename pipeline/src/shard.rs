@@ -42,7 +42,7 @@ use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
-use crate::flush::{FlushSubmitter, PreparedFlush};
+use crate::flush::{FlushSubmitter, PreparedFlush, SendProgress};
 use crate::internal_events::*;
 use crate::roll::{over_budget, wall_clock_ms, BufferAge, RollPolicy};
 use crate::source::dispatch::MessageChunk;
@@ -770,6 +770,7 @@ fn prepared(
         alerts,
         messages,
         started,
+        sent: SendProgress::default(),
     }
 }
 
