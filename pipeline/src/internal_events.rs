@@ -163,6 +163,8 @@ pub struct StateLimitReached<'a> {
     pub refused: u64,
     /// Whether to log it (the first time per partition); always counted.
     pub first: bool,
+    /// What the limit is and the setting that raises it.
+    pub limit: &'static str,
 }
 
 impl InternalEvent for StateLimitReached<'_> {
@@ -172,7 +174,8 @@ impl InternalEvent for StateLimitReached<'_> {
                 topic = self.topic,
                 partition = self.partition,
                 refused = self.refused,
-                "series limit reached: points of new series are archived but not scored; raise anomaly.max_series or reduce label cardinality (cara_over_state_limit_total counts them)"
+                limit = self.limit,
+                "operator state limit reached: records beyond it are archived but not analysed; raise the limit or reduce cardinality (cara_over_state_limit_total counts them)"
             );
         }
         t.over_state_limit

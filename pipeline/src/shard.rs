@@ -654,6 +654,7 @@ impl Shard {
                 partition,
                 refused: emitted.over_limit,
                 first: !buffer.limit_reported,
+                limit: buffer.signal.state_limit(),
             }
             .emit(&self.settings.telemetry);
             buffer.limit_reported = true;

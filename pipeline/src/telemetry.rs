@@ -200,7 +200,7 @@ impl Telemetry {
         );
         registry.register(
             "over_state_limit",
-            "Records archived but not analysed because an operator's state limit (anomaly.max_series) was reached, per topic",
+            "Records archived but not analysed because an operator's state limit (anomaly.max_series, traces.max_pending_spans) was reached, per topic",
             t.over_state_limit.clone(),
         );
         registry.register(

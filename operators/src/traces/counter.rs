@@ -291,6 +291,7 @@ impl Operator for TraceCounter {
         let operation = columns::strings(rows, "name")?;
         let status = columns::strings(rows, "status")?;
         let late_before = self.state.late_spans;
+        let dropped_before = self.state.dropped_spans;
         // Names shared by the rows of this batch (one allocation each).
         let mut names: std::collections::HashMap<&str, Arc<str>> = std::collections::HashMap::new();
         let max_operations = self.settings.max_operations;
@@ -374,6 +375,7 @@ impl Operator for TraceCounter {
             self.evict_on_schedule(t);
         }
         out.late += self.state.late_spans - late_before;
+        out.over_limit += self.state.dropped_spans - dropped_before;
         self.send_final(context, out);
         Ok(())
     }
@@ -542,5 +544,43 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(snapshot, whole.snapshot().unwrap());
+    }
+
+    #[test]
+    fn spans_beyond_the_join_limit_are_reported_as_over_limit() {
+        let settings = TraceSettings {
+            max_pending_spans: 10,
+            ..TraceSettings::default()
+        };
+        let names: Vec<String> = (0..60).map(|i| format!("s{i}")).collect();
+        let names: &'static [String] = Box::leak(names.into_boxed_slice());
+        // Children of parents that never come: each waits for its parent and is
+        // held itself, until the limit is reached.
+        let orphans: Vec<Linked> = (0..30)
+            .map(|i| {
+                (
+                    "t",
+                    names[i].as_str(),
+                    Some(names[30 + i].as_str()),
+                    "a",
+                    T0 + i as i64,
+                    1.0,
+                    true,
+                )
+            })
+            .collect();
+        let mut counter = TraceCounter::new(settings);
+        let mut out = Emitted::default();
+        counter
+            .process(&context(), &linked(&orphans[..4]), &mut out)
+            .unwrap();
+        assert_eq!(out.over_limit, 0, "eight held spans are within the limit");
+        let mut out = Emitted::default();
+        counter
+            .process(&context(), &linked(&orphans[4..]), &mut out)
+            .unwrap();
+        assert!(out.over_limit > 0);
+        assert_eq!(out.over_limit, counter.counts().dropped_spans);
+        assert!(counter.pending_spans() <= 10);
     }
 }
