@@ -277,6 +277,7 @@ fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: 
                 || l.starts_with("cara_alerts_total")
                 || l.starts_with("cara_archive_bytes_total")
                 || l.starts_with("cara_budget_flushes_total")
+                || l.starts_with("cara_messages_in_total")
         }) {
             println!("{line}");
         }

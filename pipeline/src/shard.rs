@@ -262,7 +262,8 @@ struct Shard {
     settings: Arc<ShardSettings>,
     flusher: FlushSubmitter,
     counters: Vec<TopicCounters>,
-    partitions: HashMap<PartitionKey, PartitionBuffer>,
+    /// Looked up once per message, so with a fast hash rather than SipHash.
+    partitions: HashMap<PartitionKey, PartitionBuffer, foldhash::fast::RandomState>,
     spent: Sender<MessageChunk>,
     /// When buffers are due by age.
     roll: RollPolicy,
@@ -297,7 +298,7 @@ pub(crate) fn spawn(
                 roll,
                 flusher,
                 counters,
-                partitions: HashMap::new(),
+                partitions: HashMap::default(),
                 spent,
                 drained: false,
             };
