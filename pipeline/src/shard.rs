@@ -2,9 +2,10 @@
 //!
 //! Owns: for each partition of its share, the rows decoded since the last flush (or
 //! the dead letters), the next offset it expects (to skip what the archive already
-//! holds and to notice offsets lost to retention), and when to flush (by size, or by
-//! age as [`crate::roll`] says). A shard reads only its own input channel and its own partitions, so the hot
-//! path takes no locks; every core decodes at once while the poll thread only polls.
+//! holds and to notice offsets lost to retention), and when to flush (by size, by
+//! age as [`crate::roll`] says, or to stay within its memory budget). A shard reads
+//! only its own input channel and its own partitions, so the hot path takes no
+//! locks; every core decodes at once while the poll thread only polls.
 //!
 //! Does not own: polling Kafka or committing offsets (see [`crate::source`]), or
 //! making files durable (see [`crate::flush`]).
@@ -267,8 +268,8 @@ struct Shard {
     spent: Sender<MessageChunk>,
     /// When buffers are due by age.
     roll: RollPolicy,
-    /// Whether the consumer had delivered everything fetched when it last said so,
-    /// with no message since.
+    /// Whether the consumer said it had read every partition to its end, with no
+    /// message since.
     drained: bool,
 }
 
