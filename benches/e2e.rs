@@ -3,8 +3,11 @@
 //! peak memory.
 //!
 //! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000;
-//! `CARA_BENCH_ROLL_INTERVAL`, default 1s; `CARA_BENCH_CONFIG`: TOML appended to cara's
-//! configuration; `CARA_BENCH_RUNS`: how many times the pair runs, default 3).
+//! `CARA_BENCH_ROLL_INTERVAL`, default 1s; `CARA_BENCH_RUNS`: how many times, default 3).
+//! Each run reads with a bare consumer, then with cara twice: the data plane alone
+//! (decode, DLQ, exactly-once archive: what issue 2 specifies) and the whole default
+//! pipeline; `CARA_BENCH_CONFIG` replaces the two with one configuration (TOML appended
+//! to cara's).
 //! Both readers are timed from their first record to their last, so consumer-group
 //! start-up is excluded from both alike. The records are produced once; each run
 //! reads them all again, the bare reader and then cara, each in a fresh consumer
@@ -158,53 +161,64 @@ fn main() {
         .max(1);
     let roll_interval =
         std::env::var("CARA_BENCH_ROLL_INTERVAL").unwrap_or_else(|_| "1s".to_owned());
-    // `CARA_BENCH_CONFIG` appends TOML (e.g. `[logs]\nenabled = false`) to compare.
-    let extra = std::env::var("CARA_BENCH_CONFIG").unwrap_or_default();
-    let cara_config = format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n");
-
+    // What cara runs: by default the data plane alone (what issue 2 specifies) and the
+    // whole default pipeline, both beside the same bare run; `CARA_BENCH_CONFIG`
+    // instead appends its TOML (e.g. `[logs]\nenabled = false`) to one configuration.
+    let pipelines: Vec<(&str, String)> = match std::env::var("CARA_BENCH_CONFIG") {
+        Ok(extra) => vec![("CARA_BENCH_CONFIG", extra)],
+        Err(_) => vec![
+            (
+                "data plane",
+                "[anomaly]\nenabled = false\n[logs]\nenabled = false\n[traces]\nenabled = false"
+                    .to_owned(),
+            ),
+            ("full pipeline", String::new()),
+        ],
+    };
     println!(
-        "{} records in {} messages; cara with roll_interval {roll_interval}{}",
+        "{} records in {} messages; cara with roll_interval {roll_interval}; data plane = decode, \
+         DLQ and exactly-once archive only (operators off), full pipeline = cara's defaults",
         summary.records(),
         summary.messages,
-        if extra.is_empty() {
-            ""
-        } else {
-            " and CARA_BENCH_CONFIG"
-        }
     );
-    println!("| run | bare read (msg/s) | cara, all decoded (msg/s) | cara, all durable (msg/s) | ratio streaming | ratio durable | bare CPU s (with broker) | cara CPU s | broker CPU s during cara | cara peak RSS | archive |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| run | cara | bare read (msg/s) | cara, all decoded (msg/s) | cara, all durable (msg/s) | ratio streaming | ratio durable | bare CPU s (with broker) | cara CPU s | broker CPU s during cara | cara peak RSS | archive |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let messages = summary.messages as f64;
-    let (mut streaming_ratios, mut durable_ratios) = (Vec::new(), Vec::new());
+    let mut ratios: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); pipelines.len()];
     let mut payload_bytes = None;
     for run in 1..=runs {
         let harness_cpu_before_bare = cpu_seconds("self");
         let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages, run);
         let bare_cpu = cpu_seconds("self") - harness_cpu_before_bare;
-        let cara = run_cara(&bootstrap, &summary, &cara_config, run);
         let bare_rate = messages / bare_time.as_secs_f64();
-        let streaming_rate = messages / cara.streaming.as_secs_f64();
-        let durable_rate = messages / cara.durable.as_secs_f64();
-        streaming_ratios.push(streaming_rate / bare_rate);
-        durable_ratios.push(durable_rate / bare_rate);
-        println!(
-            "| {run} | {bare_rate:.0} | {streaming_rate:.0} | {durable_rate:.0} | {:.2} | {:.2} | {bare_cpu:.1} | {:.1} | {:.1} | {:.0} MiB | {:.1} MB |",
-            streaming_rate / bare_rate,
-            durable_rate / bare_rate,
-            cara.cpu,
-            cara.broker_cpu,
-            cara.peak_kib as f64 / 1024.0,
-            cara.archive_bytes as f64 / 1e6,
-        );
         let first_bytes = *payload_bytes.get_or_insert(bare_bytes);
         assert_eq!(bare_bytes, first_bytes, "every run reads the same records");
+        for (index, (label, extra)) in pipelines.iter().enumerate() {
+            let config = format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n");
+            let cara = run_cara(&bootstrap, &summary, &config, &format!("{run}-{index}"));
+            let streaming_rate = messages / cara.streaming.as_secs_f64();
+            let durable_rate = messages / cara.durable.as_secs_f64();
+            ratios[index].0.push(streaming_rate / bare_rate);
+            ratios[index].1.push(durable_rate / bare_rate);
+            println!(
+                "| {run} | {label} | {bare_rate:.0} | {streaming_rate:.0} | {durable_rate:.0} | {:.2} | {:.2} | {bare_cpu:.1} | {:.1} | {:.1} | {:.0} MiB | {:.1} MB |",
+                streaming_rate / bare_rate,
+                durable_rate / bare_rate,
+                cara.cpu,
+                cara.broker_cpu,
+                cara.peak_kib as f64 / 1024.0,
+                cara.archive_bytes as f64 / 1e6,
+            );
+        }
     }
-    println!(
-        "median of {runs} runs, cara / bare: {:.2} streaming, {:.2} to durable ({:.0} MB of JSON read per run)",
-        median(&mut streaming_ratios),
-        median(&mut durable_ratios),
-        payload_bytes.unwrap_or(0) as f64 / 1e6
-    );
+    for ((label, _), (streaming, durable)) in pipelines.iter().zip(&mut ratios) {
+        println!(
+            "{label}: median of {runs} runs, cara / bare: {:.2} streaming, {:.2} to durable ({:.0} MB of JSON read per run)",
+            median(streaming),
+            median(durable),
+            payload_bytes.unwrap_or(0) as f64 / 1e6
+        );
+    }
     drop(broker);
 }
 
@@ -223,7 +237,7 @@ struct CaraRun {
 
 /// Runs the release `cara run` in consumer group `bench-cara-<run>` until every
 /// record is archived, polling `/metrics` every 20 ms.
-fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: usize) -> CaraRun {
+fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: &str) -> CaraRun {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, config_text).expect("config");
