@@ -415,7 +415,7 @@ impl PreparedFlush {
 }
 
 /// The records a flush sends before its checkpoint, in the order they are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy)]
 #[repr(u8)]
 pub(crate) enum SendStep {
     DeadLetters = 1,

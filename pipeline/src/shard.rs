@@ -115,7 +115,8 @@ pub(crate) struct ShardSettings {
     pub topics: Vec<(Arc<str>, Signal)>,
     pub limits: DecodeLimits,
     pub roll_bytes: u64,
-    pub roll_interval: Duration,
+    /// When buffers are due by age.
+    pub roll: RollPolicy,
     /// Payload bytes this shard buffers at most (its share of
     /// `archive.max_buffered_bytes`).
     pub buffer_budget: u64,
@@ -266,8 +267,6 @@ struct Shard {
     /// Looked up once per message, so with a fast hash rather than SipHash.
     partitions: HashMap<PartitionKey, PartitionBuffer, foldhash::fast::RandomState>,
     spent: Sender<MessageChunk>,
-    /// When buffers are due by age.
-    roll: RollPolicy,
     /// Whether the consumer said it had read every partition to its end, with no
     /// message since.
     drained: bool,
@@ -291,12 +290,8 @@ pub(crate) fn spawn(
                 .iter()
                 .map(|(t, _)| settings.telemetry.topic_counters(t))
                 .collect();
-            let roll = RollPolicy {
-                roll_interval: settings.roll_interval,
-            };
             let mut shard = Shard {
                 settings,
-                roll,
                 flusher,
                 counters,
                 partitions: HashMap::default(),
@@ -436,7 +431,10 @@ impl Shard {
             buffer.last_message_at = chunk_arrived;
             if buffer.first_offset.is_none() {
                 buffer.first_offset = Some(offset);
-                buffer.age = self.roll.open(chunk_arrived, message.kafka_ts_ms, wall_ms);
+                buffer.age = self
+                    .settings
+                    .roll
+                    .open(chunk_arrived, message.kafka_ts_ms, wall_ms);
             }
             buffer.last_offset = offset;
             let payload = chunk.payload(message);
@@ -526,7 +524,7 @@ impl Shard {
             if buffer.first_offset.is_none() {
                 continue;
             }
-            let at = self.roll.due_at(buffer.age, self.drained);
+            let at = self.settings.roll.due_at(buffer.age, self.drained);
             if now >= at {
                 due.push(*key);
             } else if self.drained && buffer.age.backlog {
@@ -1066,7 +1064,9 @@ mod tests {
             topics: vec![("telemetry.metrics".into(), Signal::Metrics)],
             limits: DecodeLimits::default(),
             roll_bytes: 1 << 20,
-            roll_interval: Duration::from_secs(1),
+            roll: RollPolicy {
+                roll_interval: Duration::from_secs(1),
+            },
             buffer_budget: 1 << 28,
             writer: ParquetWriter::new(crate::archive::layout::ArchiveLayout::new(dir.path()), 3)
                 .unwrap(),

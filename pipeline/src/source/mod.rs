@@ -34,6 +34,7 @@ use crate::decode::{DecodeLimits, Signal};
 use crate::dlq::DeadLetterSink;
 use crate::flush::{FlushWorker, InFlight, Sinks};
 use crate::outbound::{OutboundSink, OutboundTopics};
+use crate::roll::RollPolicy;
 pub use crate::shard::AlertingSettings;
 use crate::shard::{self, FatalSlot, ShardSettings, TopicPartitions};
 pub use crate::shard::{SloSettings, TraceRuntime};
@@ -205,7 +206,9 @@ impl Source {
             limits: settings.limits,
             roll_bytes: settings.roll_bytes,
             buffer_budget: settings.max_buffered_bytes / settings.shards.max(1) as u64,
-            roll_interval: settings.roll_interval,
+            roll: RollPolicy {
+                roll_interval: settings.roll_interval,
+            },
             writer,
             telemetry: telemetry.clone(),
             alerting: settings.alerting.clone(),
