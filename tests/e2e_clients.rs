@@ -13,13 +13,19 @@ use common::*;
 
 const NOW_MS: i64 = 1_764_000_000_000;
 
+/// A metric point; every hundredth repeats its `service` label key (the first wins).
 fn metric(i: usize) -> String {
     format!(
-        r#"{{"ts":{},"name":"cpu_usage","value":{}.5,"type":"gauge","labels":{{"service":"svc{}","host":"h{}"}}}}"#,
+        r#"{{"ts":{},"name":"cpu_usage","value":{}.5,"type":"gauge","labels":{{"service":"svc{}","host":"h{}"{}}}}}"#,
         NOW_MS + i as i64 * 1000,
         i,
         i % 7,
-        i % 3
+        i % 3,
+        if i.is_multiple_of(100) {
+            r#","service":"again""#
+        } else {
+            ""
+        }
     )
 }
 
@@ -88,6 +94,25 @@ fn malformed() -> Vec<(serde_like::Spec, &'static str)> {
         ),
         (Text("[]".into()), "empty message"),
         (Text("\"just a string\"".into()), "expected a JSON object"),
+        // A zeroed clock: 1970 against a message timestamp of today.
+        (
+            Text(r#"{"ts":1000,"name":"cpu","value":1}"#.into()),
+            "decode.max_past_age",
+        ),
+        // 200 records in 200 different hours: 200 files from one message.
+        (
+            Text(format!(
+                "[{}]",
+                (0..200)
+                    .map(|h| format!(
+                        r#"{{"ts":{},"name":"cpu","value":1}}"#,
+                        1_764_000_000_000i64 - h * 3_600_000
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            "decode.max_hours_per_message",
+        ),
     ]
 }
 
@@ -242,6 +267,14 @@ fn third_party_clients_into_cara_broker_are_archived_exactly() {
         (0..3000).filter(|i| i % 7 == 3).count() as i64
     );
     assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM metrics WHERE array_has(map_values(labels), 'again')"
+        ),
+        0,
+        "a repeated label key keeps its first value only"
+    );
+    assert_eq!(
         sql_count(&archive, "SELECT count(*) FROM logs WHERE level = 'warn'"),
         500
     );
@@ -303,6 +336,12 @@ fn third_party_clients_into_cara_broker_are_archived_exactly() {
             "{reader}: {text}"
         );
     }
+    // Every labels map is read whole, those with a repeated key included.
+    assert_eq!(
+        parse_counts(&text, "maps").get("metrics"),
+        Some(&3000),
+        "{text}"
+    );
 
     // The dead-letter topic holds each malformed message with its reason header.
     let dlq = python(
@@ -396,6 +435,158 @@ fn records_lost_to_broker_retention_are_counted() {
         sql_count(&archive, "SELECT count(DISTINCT _offset) FROM logs"),
         archived
     );
+}
+
+/// Records the broker deleted before cara's first fetch of a partition count as lost
+/// too: a partition never archived is expected from offset 0.
+#[test]
+fn records_lost_before_the_first_fetch_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let broker_config = dir.path().join("broker.toml");
+    std::fs::write(
+        &broker_config,
+        "[embedded_broker]\ntelemetry_partitions = 1\n",
+    )
+    .unwrap();
+    let (_broker, bootstrap) = start_cara_broker_with(Some(&broker_config));
+    // 12 MiB before cara ever runs: more than the broker keeps.
+    let backlog: Vec<String> = (0..12_000)
+        .map(|i| {
+            format!(
+                r#"{{"ts":1764000000000,"service":"s","message":"{i:06} {}"}}"#,
+                "z".repeat(1000)
+            )
+        })
+        .collect();
+    kcat_produce(&bootstrap, "telemetry.logs", &backlog);
+    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "first-fetch");
+    wait_until(Duration::from_secs(60), "everything read", || {
+        let skipped = metric_sum(http, "cara_offsets_skipped_total", "telemetry.logs");
+        let archived = metric_sum(http, "cara_archive_rows_total", "table=\"logs\"");
+        skipped > 0.0 && skipped + archived >= 12_000.0
+    });
+    let skipped = metric_sum(http, "cara_offsets_skipped_total", "telemetry.logs") as i64;
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    let archived = sql_count(&archive, "SELECT count(*) FROM logs");
+    assert_eq!(
+        archived + skipped,
+        12_000,
+        "archived {archived} + skipped {skipped}"
+    );
+    assert_eq!(
+        sql_count(&archive, "SELECT min(_offset) FROM logs"),
+        skipped
+    );
+}
+
+/// A broker replaced by an empty one on the same address (or a recreated topic): the
+/// partition's log now ends below its checkpoint. The restarted pipeline says so and
+/// archives the new log as a new epoch; nothing new is taken for already archived,
+/// and nothing old is overwritten.
+#[test]
+fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let broker_config = dir.path().join("broker.toml");
+    std::fs::write(
+        &broker_config,
+        "[embedded_broker]\ntelemetry_partitions = 1\n",
+    )
+    .unwrap();
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
+    let line = |epoch: usize, i: usize| {
+        format!(r#"{{"ts":1764000000000,"service":"s","message":"epoch {epoch} line {i}"}}"#)
+    };
+
+    let mut broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(0..100).map(|i| line(0, i)).collect::<Vec<_>>(),
+    );
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
+    wait_until(Duration::from_secs(60), "100 logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 100.0
+    });
+    assert!(run.terminate(Duration::from_secs(30)).success());
+
+    // The broker is replaced by an empty one; 40 new records land at offsets 0..39.
+    broker.kill9();
+    let _broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(0..40).map(|i| line(1, i)).collect::<Vec<_>>(),
+    );
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
+    wait_until(Duration::from_secs(60), "the 40 new logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 40.0
+    });
+    assert_eq!(
+        metric_sum(http, "cara_partition_log_resets_total", "telemetry.logs"),
+        1.0
+    );
+    let (status, body) = http_get(http, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("notice: telemetry.logs/0") && body.contains("-e0001-"),
+        "{body}"
+    );
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 140);
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE message LIKE 'epoch 1 %'"
+        ),
+        40
+    );
+    let epoch_files = sql_count(
+        &archive,
+        "SELECT count(DISTINCT _offset) FROM logs WHERE message LIKE 'epoch 1 %' AND _offset < 40",
+    );
+    assert_eq!(
+        epoch_files, 40,
+        "the new log's offsets, kept beside the old ones"
+    );
+
+    // A third run resumes the new epoch at its checkpoint: no reset, nothing twice.
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(40..50).map(|i| line(1, i)).collect::<Vec<_>>(),
+    );
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
+    wait_until(Duration::from_secs(60), "10 more logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 10.0
+    });
+    assert_eq!(metric_sum(http, "cara_partition_log_resets_total", ""), 0.0);
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 150);
+    let names: Vec<String> = walk_parquet(&archive.join("logs"));
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("telemetry.logs-0000-e0001-")),
+        "{names:?}"
+    );
+}
+
+/// File names of every Parquet file under `dir`.
+fn walk_parquet(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            names.extend(walk_parquet(&path));
+        } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// A backlog (records older than the roll interval when read, as after an outage) is

@@ -119,7 +119,7 @@ fn demo_fills_the_archive_on_its_own_and_stops_cleanly() {
     assert!(run.terminate(Duration::from_secs(30)).success());
     assert!(run.output_contains("demo:"), "demo announces itself");
     assert!(
-        run.output_contains("frontend-availability"),
+        run.output_contains("checkout-availability"),
         "the demo watches SLOs when none are configured"
     );
     let archive = dir.path().join("archive");
@@ -140,6 +140,159 @@ fn demo_fills_the_archive_on_its_own_and_stops_cleanly() {
         sql_count(&archive, "SELECT count(*) FROM dlq"),
         0,
         "the generator's records are all valid"
+    );
+}
+
+/// Every `cara sql "…"` example of the README, in order.
+fn readme_sql_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(tests_dir().join("../README.md")).unwrap();
+    let mut examples = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("cara sql \"") {
+        rest = &rest[at + "cara sql \"".len()..];
+        let end = rest
+            .find('"')
+            .expect("an example's query ends with a quote");
+        examples.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    examples
+}
+
+/// The row count `cara sql` prints under a table (`N rows`).
+fn printed_rows(table: &str) -> usize {
+    let last = table.lines().last().unwrap_or_default();
+    last.split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count under the table:\n{table}"))
+}
+
+#[test]
+fn readme_sql_examples_return_rows_against_the_demo() {
+    let examples = readme_sql_examples();
+    assert!(
+        examples.len() >= 4,
+        "the README's SQL examples were not found: {examples:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, _, http) = run_embedded(dir.path(), &["--demo"]);
+    let archive = dir.path().join("archive");
+    let sql = |query: &str| {
+        let out = cara()
+            .args(["sql", "--archive"])
+            .arg(&archive)
+            .arg(query)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // SLO statuses come once a minute of event time has closed; the rest sooner.
+    let mut waiting = examples.clone();
+    wait_until(
+        Duration::from_secs(240),
+        "every README example to return rows",
+        || {
+            waiting.retain(|query| printed_rows(&sql(query)) == 0);
+            if !waiting.is_empty() {
+                eprintln!("README examples without rows yet: {waiting:?}");
+            }
+            waiting.is_empty()
+        },
+    );
+    let (status, body) = http_get(http, "/api/templates?service=checkout");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"service\":\"checkout\""), "{body}");
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    // Stdout is a pipe here: the summary is plain text, and it tells the story.
+    let output = run.lines().join("\n");
+    assert!(!output.contains('\x1b'), "no escape codes in a pipe");
+    for heading in ["FIRING ALERTS", "SLOS", "LOG TEMPLATES", "INJECTED FAULTS"] {
+        assert!(
+            output.contains(heading),
+            "summary lacks {heading}:\n{output}"
+        );
+    }
+    assert!(output.contains("checkout-availability"), "{output}");
+    // An empty result still prints its header and says so.
+    let empty = sql("SELECT service, level FROM logs WHERE service = 'no-such-service'");
+    assert!(
+        empty.contains("| service | level |") && empty.ends_with("0 rows\n"),
+        "{empty}"
+    );
+    let tables = sql("SHOW TABLES");
+    assert!(
+        tables.contains("| alerts ") && tables.contains("| slo "),
+        "{tables}"
+    );
+}
+
+#[test]
+fn the_apis_require_the_bearer_token_and_the_probes_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-token-0123456789";
+    let kafka_port = free_port();
+    let http = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[embedded_broker]\nlisten = \"127.0.0.1:{kafka_port}\"\n[http]\ntoken = \"{token}\"\n"
+        ),
+    );
+    let mut cmd = cara();
+    cmd.args(["run", "--http", &format!("127.0.0.1:{http}"), "--archive"])
+        .arg(dir.path().join("archive"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("CARA_HTTP_TOKEN")
+        .env("RUST_LOG", "warn");
+    let mut run = Process::spawn("cara-run", cmd);
+    wait_until(Duration::from_secs(60), "ready", || {
+        http_get(http, "/readyz").0 == 200
+    });
+    assert_eq!(http_get(http, "/healthz").0, 200);
+    assert_eq!(http_get(http, "/metrics").0, 200);
+    for path in ["/api/templates", "/api/graph"] {
+        let (status, body) = http_get(http, path);
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        assert!(body.contains("Bearer"), "{body}");
+        let wrong = http_get_with(
+            http,
+            path,
+            "Authorization: Bearer s3cret-token-0123456780\r\n",
+        );
+        assert_eq!(wrong.0, 401, "{path} with a wrong token");
+        let right = http_get_with(http, path, &format!("Authorization: Bearer {token}\r\n"));
+        assert_eq!(right.0, 200, "{path} with the token: {}", right.1);
+    }
+    assert!(run.terminate(Duration::from_secs(30)).success());
+
+    // Beyond loopback without a token: refused before anything starts.
+    let open = dir.path().join("open.toml");
+    std::fs::write(&open, "[http]\nlisten = \"0.0.0.0:9898\"\n").unwrap();
+    let out = cara()
+        .args(["config", "check"])
+        .arg(&open)
+        .env_remove("CARA_HTTP_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("http.token"), "{err}");
+    let out = cara()
+        .args(["config", "check"])
+        .arg(&open)
+        .env("CARA_HTTP_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -165,6 +318,15 @@ fn config_errors_name_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("favourite_colour"),
+        "{err}"
+    );
+
+    // A dead-letter topic that is also an input would feed dead letters back forever.
+    std::fs::write(&bad, "[kafka]\ndlq_topic = \"telemetry.metrics\"\n").unwrap();
+    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("kafka.dlq_topic") && err.contains("distinct"),
         "{err}"
     );
 
@@ -219,4 +381,14 @@ fn sql_is_read_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"n":0}"#);
+    // An error is said once, not once per level of its chain.
+    let out = cara()
+        .args(["sql", "--archive"])
+        .arg(dir.path().join("archive"))
+        .arg("SELECT no_such_column FROM spans")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("no_such_column").count(), 1, "{err}");
 }

@@ -117,6 +117,13 @@ fn red_and_the_service_graph_are_exact_across_partitions() {
     );
     let spans = traces();
     kcat_produce_keyed(&brokers, "telemetry.spans", &messages(&spans));
+    // A poison pill on the exchange topic (it stopped every start before): it is
+    // dead-lettered like bad input, and the real cells are still counted exactly.
+    kcat_produce(
+        &brokers,
+        "cara.internal.traces",
+        &[r#"{"source_topic":"telemetry.spans","source_partition":0,"through_minute":9223372036854775807,"minute":null,"red":[],"edges":[]}"#.to_owned()],
+    );
     let (mut run, http) = start_cara_run(&brokers, &archive, &config, "traces");
 
     // Every partition ends idle and raised to the furthest watermark (last start −
@@ -213,5 +220,15 @@ fn red_and_the_service_graph_are_exact_across_partitions() {
     // 16 minutes of 50 traces (the latest minute and the 15 before it).
     assert_eq!(recent_calls, 16 * 50, "{body}");
     assert_eq!(http_get(http, "/api/graph?colour=red").0, 400);
+    assert_eq!(http_get(http, "/api/graph?minutes=999999999").0, 400);
     assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(
+        sql_rows(
+            &archive,
+            "SELECT topic, reason FROM dlq WHERE reason LIKE 'invalid exchange record%'"
+        )
+        .len(),
+        1,
+        "the poison pill is dead-lettered with its reason"
+    );
 }

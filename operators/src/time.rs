@@ -16,6 +16,36 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 /// Milliseconds in one hour.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// Milliseconds in one minute.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// The event times a record may carry, both ends included: what the decoders accept
+/// and what records between cara's stages are checked against, so no value from
+/// outside reaches the arithmetic of windows, minutes and hours out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTimeBounds {
+    /// The oldest event time accepted, ms.
+    pub oldest_ms: i64,
+    /// The newest event time accepted, ms.
+    pub newest_ms: i64,
+}
+
+impl EventTimeBounds {
+    /// True when `ms` is within the bounds.
+    pub fn contains(&self, ms: i64) -> bool {
+        (self.oldest_ms..=self.newest_ms).contains(&ms)
+    }
+
+    /// True when minute index `minute` (ms / 60,000) is within the bounds, or is the
+    /// minute just after the newest: a "through" mark says every minute before it is
+    /// final, so it may stand one past the last minute with events.
+    pub fn contains_minute(&self, minute: i64) -> bool {
+        let oldest = self.oldest_ms.div_euclid(MINUTE_MS);
+        let newest = self.newest_ms.div_euclid(MINUTE_MS).saturating_add(1);
+        (oldest..=newest).contains(&minute)
+    }
+}
+
 /// An hour-aligned archive partition, identified by its first millisecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HourPartition {
@@ -71,6 +101,20 @@ impl fmt::Display for HourPartition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_time_bounds_include_both_ends_and_the_minute_after() {
+        let bounds = EventTimeBounds {
+            oldest_ms: 120_000,
+            newest_ms: 300_500,
+        };
+        assert!(bounds.contains(120_000) && bounds.contains(300_500));
+        assert!(!bounds.contains(119_999) && !bounds.contains(300_501));
+        assert!(!bounds.contains_minute(1));
+        assert!(bounds.contains_minute(2) && bounds.contains_minute(5));
+        assert!(bounds.contains_minute(6), "through the newest minute");
+        assert!(!bounds.contains_minute(7) && !bounds.contains_minute(i64::MAX));
+    }
 
     #[test]
     fn partition_floors_to_the_hour() {

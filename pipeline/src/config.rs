@@ -739,6 +739,12 @@ pub struct DecodeConfig {
     pub max_message_bytes: u64,
     /// Event times further than this past the message timestamp go to the dead-letter topic.
     pub max_future_skew: HumanDuration,
+    /// Event times further than this before the message timestamp go to the
+    /// dead-letter topic (a zeroed clock, a unit mistake).
+    pub max_past_age: HumanDuration,
+    /// A message whose records fall in more hours go to the dead-letter topic, and a
+    /// partition's buffer is archived once its rows span more (each hour is a file).
+    pub max_hours_per_message: u64,
 }
 
 impl Default for DecodeConfig {
@@ -747,6 +753,8 @@ impl Default for DecodeConfig {
         DecodeConfig {
             max_message_bytes: limits.max_message_bytes as u64,
             max_future_skew: HumanDuration(Duration::from_millis(limits.max_future_skew_ms as u64)),
+            max_past_age: HumanDuration(Duration::from_millis(limits.max_past_age_ms as u64)),
+            max_hours_per_message: limits.max_hours_per_message,
         }
     }
 }
@@ -757,6 +765,8 @@ impl DecodeConfig {
         DecodeLimits {
             max_message_bytes: self.max_message_bytes as usize,
             max_future_skew_ms: self.max_future_skew.0.as_millis().min(i64::MAX as u128) as i64,
+            max_past_age_ms: self.max_past_age.0.as_millis().min(i64::MAX as u128) as i64,
+            max_hours_per_message: self.max_hours_per_message,
         }
     }
 }
@@ -765,14 +775,54 @@ impl DecodeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address for `/healthz`, `/readyz` and `/metrics`.
+    /// Address for `/healthz`, `/readyz`, `/metrics` (always open) and the `/api/`
+    /// endpoints.
     pub listen: SocketAddr,
+    /// Bearer token the `/api/` endpoints require (`Authorization: Bearer TOKEN`);
+    /// the environment variable `CARA_HTTP_TOKEN` takes precedence. Without one,
+    /// cara listens on loopback addresses only.
+    pub token: String,
 }
+
+/// The environment variable that holds the HTTP token.
+pub const HTTP_TOKEN_ENV: &str = "CARA_HTTP_TOKEN";
+
+/// The shortest token accepted: a guessable token is no protection.
+const MIN_TOKEN_CHARS: usize = 16;
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9898)),
+            token: String::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The token in force: `CARA_HTTP_TOKEN` when set and not empty, else `http.token`,
+    /// else none.
+    pub fn effective_token(&self) -> Option<String> {
+        std::env::var(HTTP_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| Some(self.token.clone()).filter(|t| !t.is_empty()))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.effective_token() {
+            Some(token) if token.chars().count() < MIN_TOKEN_CHARS => Err(invalid(
+                "http.token",
+                format!("must be at least {MIN_TOKEN_CHARS} characters (or set {HTTP_TOKEN_ENV})"),
+            )),
+            None if !self.listen.ip().is_loopback() => Err(invalid(
+                "http.listen",
+                format!(
+                    "{} is reachable beyond this machine; set http.token (or {HTTP_TOKEN_ENV}) so the APIs require a bearer token, or listen on 127.0.0.1",
+                    self.listen
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -935,6 +985,13 @@ impl Config {
         if self.decode.max_message_bytes == 0 {
             return Err(invalid("decode.max_message_bytes", "must be positive"));
         }
+        if self.decode.max_hours_per_message == 0 {
+            return Err(invalid(
+                "decode.max_hours_per_message",
+                "must be at least 1",
+            ));
+        }
+        let mut topics: Vec<(&str, &String)> = Vec::new();
         for (key, topic) in [
             ("kafka.metrics_topic", &self.kafka.metrics_topic),
             ("kafka.logs_topic", &self.kafka.logs_topic),
@@ -949,23 +1006,50 @@ impl Config {
             ),
         ] {
             validate_topic_name(key, topic)?;
+            // One topic in two roles loops (dead letters read back as input) or mixes
+            // records of different shapes.
+            if let Some((other, _)) = topics.iter().find(|(_, t)| *t == topic) {
+                return Err(invalid(
+                    key,
+                    format!("`{topic}` is also {other}; every input, output, dead-letter and exchange topic must be distinct"),
+                ));
+            }
+            topics.push((key, topic));
         }
+        self.http.validate()?;
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
-        if self.kafka.topic_partitions < 1 {
-            return Err(invalid("kafka.topic_partitions", "must be at least 1"));
+        if !(1..=MAX_PARTITIONS).contains(&self.kafka.topic_partitions) {
+            return Err(invalid(
+                "kafka.topic_partitions",
+                format!(
+                    "{} is outside 1..={MAX_PARTITIONS}",
+                    self.kafka.topic_partitions
+                ),
+            ));
         }
         if self.kafka.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
-        if self.embedded_broker.telemetry_partitions < 1
-            || self.embedded_broker.output_partitions < 1
-        {
-            return Err(invalid(
-                "embedded_broker",
-                "partition counts must be at least 1",
-            ));
+        for (key, partitions) in [
+            (
+                "embedded_broker.telemetry_partitions",
+                self.embedded_broker.telemetry_partitions,
+            ),
+            (
+                "embedded_broker.output_partitions",
+                self.embedded_broker.output_partitions,
+            ),
+        ] {
+            // The in-memory broker keeps 5 MiB per partition and starts every one up
+            // front; past a thousand, start-up takes minutes.
+            if !(1..=MAX_EMBEDDED_PARTITIONS).contains(&partitions) {
+                return Err(invalid(
+                    key,
+                    format!("{partitions} is outside 1..={MAX_EMBEDDED_PARTITIONS}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -975,6 +1059,13 @@ impl Config {
         toml::to_string_pretty(&Config::default()).unwrap_or_default()
     }
 }
+
+/// The most partitions cara creates a topic with (Kafka's own practical limit per
+/// topic is of this order; more is a typo).
+const MAX_PARTITIONS: i32 = 10_000;
+
+/// The most partitions per topic of the embedded broker.
+const MAX_EMBEDDED_PARTITIONS: i32 = 1_024;
 
 fn validate_topic_name(key: &str, topic: &str) -> Result<(), ConfigError> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
@@ -1031,6 +1122,54 @@ mod tests {
             e.contains("archive.max_buffered_bytes") && e.contains("1 MiB"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_topic_in_two_roles_is_refused_with_both_keys() {
+        let e = err("[kafka]\ndlq_topic = \"telemetry.metrics\"\n");
+        assert!(
+            e.contains("kafka.dlq_topic") && e.contains("kafka.metrics_topic"),
+            "{e}"
+        );
+        let e = err("[kafka]\nslo_exchange_topic = \"x\"\ntrace_exchange_topic = \"x\"\n");
+        assert!(
+            e.contains("kafka.trace_exchange_topic") && e.contains("kafka.slo_exchange_topic"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_a_token_of_some_length() {
+        // Runs only where the variable is unset, as in CI; it would take precedence.
+        if std::env::var(HTTP_TOKEN_ENV).is_ok() {
+            return;
+        }
+        let e = err("[http]\nlisten = \"0.0.0.0:9898\"\n");
+        assert!(e.contains("http.listen") && e.contains("http.token"), "{e}");
+        let e = err("[http]\nlisten = \"0.0.0.0:9898\"\ntoken = \"short\"\n");
+        assert!(e.contains("http.token") && e.contains("16"), "{e}");
+        let c =
+            Config::from_toml("[http]\nlisten = \"0.0.0.0:9898\"\ntoken = \"0123456789abcdef\"\n")
+                .unwrap();
+        assert_eq!(
+            c.http.effective_token().as_deref(),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(Config::default().http.effective_token(), None);
+    }
+
+    #[test]
+    fn partition_counts_are_bounded() {
+        let e = err("[embedded_broker]\ntelemetry_partitions = 1000000\n");
+        assert!(
+            e.contains("embedded_broker.telemetry_partitions") && e.contains("1000000"),
+            "{e}"
+        );
+        let e = err("[embedded_broker]\noutput_partitions = 0\n");
+        assert!(e.contains("embedded_broker.output_partitions"), "{e}");
+        let e = err("[kafka]\ntopic_partitions = 2000000000\n");
+        assert!(e.contains("kafka.topic_partitions"), "{e}");
+        assert!(Config::from_toml("[embedded_broker]\ntelemetry_partitions = 1024\n").is_ok());
     }
 
     #[test]

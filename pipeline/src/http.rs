@@ -28,24 +28,74 @@ struct AppState {
     archive: Arc<PathBuf>,
 }
 
-/// The router serving cara's endpoints over the archive at `archive`.
+/// The router serving cara's endpoints over the archive at `archive`. With a
+/// `token`, every `/api/` endpoint requires `Authorization: Bearer <token>`;
+/// `/healthz`, `/readyz` and `/metrics` stay open for probes and scrapers.
 pub fn router(
     telemetry: Arc<Telemetry>,
     templates: Arc<TemplateCatalog>,
     archive: PathBuf,
+    token: Option<String>,
 ) -> Router {
+    let mut api = Router::new()
+        .route("/api/templates", get(list_templates))
+        .route("/api/graph", get(service_graph));
+    if let Some(token) = token {
+        let token: Arc<str> = token.into();
+        api = api.layer(axum::middleware::from_fn(move |request, next| {
+            require_token(token.clone(), request, next)
+        }));
+    }
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/templates", get(list_templates))
-        .route("/api/graph", get(service_graph))
+        .merge(api)
         .with_state(AppState {
             telemetry,
             templates,
             archive: Arc::new(archive),
         })
 }
+
+/// Lets a request through only with `Authorization: Bearer <token>`.
+async fn require_token(
+    token: Arc<str>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({
+            "error": "missing or wrong bearer token; send `Authorization: Bearer <http.token>` (the token of the config's http.token or CARA_HTTP_TOKEN)"
+        })),
+    )
+        .into_response()
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a query behind an API may use: it runs inside the pipeline's process.
+const API_QUERY_LIMITS: cara_sql::QueryLimits = cara_sql::QueryLimits {
+    memory_bytes: 256 << 20,
+    timeout: std::time::Duration::from_secs(30),
+    max_result_bytes: 64 << 20,
+};
+
+/// The longest look-back `/api/graph` takes: a year of minutes.
+const MAX_GRAPH_MINUTES: u32 = 366 * 24 * 60;
 
 /// Query of `GET /api/graph`.
 #[derive(Debug, Deserialize)]
@@ -62,6 +112,14 @@ async fn service_graph(
     query: Result<Query<GraphQuery>, QueryRejection>,
 ) -> impl IntoResponse {
     let minutes = match query {
+        Ok(Query(q)) if q.minutes.is_some_and(|m| m > MAX_GRAPH_MINUTES) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    serde_json::json!({ "error": format!("minutes must be at most {MAX_GRAPH_MINUTES} (a year)") }),
+                ),
+            )
+        }
         Ok(Query(q)) => q.minutes.unwrap_or(15).max(1),
         Err(rejection) => {
             return (
@@ -79,9 +137,10 @@ async fn service_graph(
          GROUP BY caller, callee ORDER BY caller, callee"
     );
     let result = async {
-        let archive = cara_sql::ArchiveQuery::open(state.archive.as_path()).await?;
-        let batches = archive.query(&sql).await?;
-        cara_sql::format(&batches, cara_sql::OutputFormat::Json)
+        let archive =
+            cara_sql::ArchiveQuery::open_with(state.archive.as_path(), API_QUERY_LIMITS).await?;
+        let rows = archive.query(&sql).await?;
+        cara_sql::format(&rows, cara_sql::OutputFormat::Json)
     }
     .await;
     match result {
@@ -144,8 +203,13 @@ async fn list_templates(
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let t = &state.telemetry;
+    let notices: String = t
+        .notices()
+        .iter()
+        .map(|n| format!("notice: {n}\n"))
+        .collect();
     match t.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => (StatusCode::OK, format!("ready\n{notices}")),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
@@ -167,4 +231,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// Binds `addr`; the caller serves the returned listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcdeg"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcde"));
+        assert!(!same_secret(b"", b"x"));
+    }
 }

@@ -97,6 +97,64 @@ impl InternalEvent for MessageDeadLettered<'_> {
     }
 }
 
+/// One partition whose log ends below its archive checkpoint.
+#[derive(Debug, Clone)]
+pub struct LogReset {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The checkpoint's next offset.
+    pub checkpoint: i64,
+    /// The log's end offset now.
+    pub log_end: i64,
+    /// The archive epoch it starts.
+    pub epoch: u32,
+}
+
+/// Partitions of one assignment whose logs end below their archive checkpoints: the
+/// broker was reset or replaced, or the topics recreated. Their records are read from
+/// the log's start into a new archive epoch; the old epoch's files stay as they are.
+/// Each partition is logged and counted; one notice sums them up for `/readyz`.
+pub struct PartitionLogsReset<'a> {
+    /// The partitions.
+    pub resets: &'a [LogReset],
+}
+
+impl InternalEvent for PartitionLogsReset<'_> {
+    fn emit(self, t: &Telemetry) {
+        for r in self.resets {
+            warn!(
+                topic = %r.topic,
+                partition = r.partition,
+                checkpoint = r.checkpoint,
+                log_end = r.log_end,
+                epoch = r.epoch,
+                "partition log ends below its checkpoint: reading it from its start as a new archive epoch"
+            );
+            t.partition_log_resets
+                .get_or_create(&PartitionLabels {
+                    topic: r.topic.clone(),
+                    partition: r.partition.to_string(),
+                })
+                .inc();
+        }
+        let Some(first) = self.resets.first() else {
+            return;
+        };
+        let others = match self.resets.len() {
+            1 => String::new(),
+            n => format!(" and {} more partitions", n - 1),
+        };
+        let notice = format!(
+            "{}/{}{others}: the broker's log ends below what the archive holds (offset {} < {}): the broker was reset or replaced, or the topic recreated. Their new records are archived as a new epoch (files named -e{:04}-...); earlier files are kept",
+            first.topic, first.partition, first.log_end, first.checkpoint, first.epoch
+        );
+        tracing::error!("{notice}");
+        t.add_notice(notice);
+    }
+}
+
 /// Offsets were never read: the broker no longer had them.
 pub struct OffsetsSkipped<'a> {
     /// Topic.

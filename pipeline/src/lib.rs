@@ -28,6 +28,7 @@ pub mod outbound;
 mod roll;
 mod shard;
 pub mod source;
+pub mod summary;
 pub mod telemetry;
 pub mod templates;
 mod watermarks;

@@ -11,9 +11,14 @@ mod commands;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// cara: a stream processor for operations intelligence.
+/// cara reads metrics, logs and spans from Kafka, archives every record to Parquet
+/// exactly once, scores anomalies, SLO burn rates and log patterns as it goes, and
+/// writes alerts to Kafka. Query the archive with `cara sql`.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    after_help = "Start here:\n  cara run --demo                 embedded broker, pipeline and a generator with injected faults\n  cara sql \"SELECT * FROM alerts\"   query the archive it wrote (./cara-archive)\n  cara config defaults            every setting with its default"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +55,9 @@ enum BacktestCommand {
 
 #[derive(clap::Args, Debug)]
 struct LoghubArgs {
-    /// Loghub 2k directory (one folder per system).
+    /// Loghub 2k directory: one folder per system with `X_2k.log`,
+    /// `X_2k.log_structured_corrected.csv` and `formats.json` (the 2k samples of the
+    /// logpai/loghub repository, corrected ground truth from logpai/logparser).
     #[arg(long, default_value = "../shared/datasets/loghub2k")]
     data: PathBuf,
     /// Miner tuning as TOML, overriding defaults (`similarity = 0.6`).
@@ -82,7 +89,8 @@ struct GenBacktestArgs {
 
 #[derive(clap::Args, Debug)]
 struct NabArgs {
-    /// NAB directory (with data/ and labels/).
+    /// NAB directory with `data/` and `labels/` (a checkout of the numenta/NAB
+    /// repository has both).
     #[arg(long, default_value = "../shared/datasets/nab")]
     data: PathBuf,
     /// Detector tuning as TOML, overriding defaults (`level_alpha = 0.01`).
@@ -101,10 +109,11 @@ struct RunArgs {
     /// Kafka bootstrap servers; empty starts the embedded broker.
     #[arg(long)]
     brokers: Option<String>,
-    /// Archive directory.
+    /// Archive directory [default: archive.dir of --config, else ./cara-archive].
     #[arg(long)]
     archive: Option<PathBuf>,
-    /// HTTP listen address for /healthz, /readyz and /metrics.
+    /// HTTP listen address for /healthz, /readyz, /metrics, /api/templates and
+    /// /api/graph [default: http.listen of --config, else 127.0.0.1:9898].
     #[arg(long)]
     http: Option<SocketAddr>,
     /// TOML configuration file.
@@ -173,6 +182,15 @@ struct SqlArgs {
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: cara_sql::OutputFormat,
+    /// Stop the query after this long (e.g. 30s, 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Memory the query's sorts, aggregations and joins may use, MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mib: usize,
+    /// Largest result held and printed, MiB.
+    #[arg(long, default_value_t = 256)]
+    max_result_mib: usize,
     /// The query.
     query: String,
 }
@@ -201,7 +219,9 @@ fn disable_transparent_huge_pages() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    commands::init_tracing();
+    // The demo draws its own summary; only warnings interrupt it.
+    let demo = matches!(&cli.command, Command::Run(args) if args.demo);
+    commands::init_tracing(if demo { "warn" } else { "info" });
     disable_transparent_huge_pages();
     let result = match cli.command {
         Command::Run(args) => commands::run::main(args),

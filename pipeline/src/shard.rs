@@ -66,6 +66,8 @@ pub(crate) struct AssignedPartition {
     pub next_offset: Option<i64>,
     /// Operator state saved with that checkpoint.
     pub operator_state: Option<String>,
+    /// The partition's archive epoch (see [`crate::archive::commit::Checkpoint`]).
+    pub epoch: u32,
 }
 
 /// What the poll thread sends a shard, in order.
@@ -230,8 +232,11 @@ struct PartitionBuffer {
     dead_letter_bytes: usize,
     first_offset: Option<i64>,
     last_offset: i64,
-    /// The next offset this process expects; `None` until known.
-    expected_next: Option<i64>,
+    /// The next offset this process expects: the checkpoint's, 0 for a partition
+    /// never archived, then one past the last message read.
+    expected_next: i64,
+    /// The partition's archive epoch, named in its files and checkpoints.
+    epoch: u32,
     /// When the buffer opened and whether it holds backlog.
     age: BufferAge,
     /// When the last message arrived (or the partition was assigned).
@@ -375,7 +380,10 @@ impl Shard {
                     dead_letter_bytes: 0,
                     first_offset: None,
                     last_offset: -1,
-                    expected_next: assigned.next_offset,
+                    // Never archived: the log is expected from its start, so records
+                    // deleted before the first fetch count as lost too.
+                    expected_next: assigned.next_offset.unwrap_or(0),
+                    epoch: assigned.epoch,
                     age: BufferAge {
                         opened_at: now,
                         backlog: false,
@@ -412,22 +420,21 @@ impl Shard {
                 continue;
             };
             let offset = message.offset;
-            if let Some(expected) = buffer.expected_next {
-                if offset < expected {
-                    // Already archived (below the checkpoint): never write it twice.
-                    continue;
-                }
-                if offset > expected {
-                    OffsetsSkipped {
-                        topic: &buffer.topic,
-                        partition: buffer.partition,
-                        expected,
-                        received: offset,
-                    }
-                    .emit(&self.settings.telemetry);
-                }
+            let expected = buffer.expected_next;
+            if offset < expected {
+                // Already archived (below the checkpoint): never write it twice.
+                continue;
             }
-            buffer.expected_next = Some(offset + 1);
+            if offset > expected {
+                OffsetsSkipped {
+                    topic: &buffer.topic,
+                    partition: buffer.partition,
+                    expected,
+                    received: offset,
+                }
+                .emit(&self.settings.telemetry);
+            }
+            buffer.expected_next = offset + 1;
             buffer.last_message_at = chunk_arrived;
             if buffer.first_offset.is_none() {
                 buffer.first_offset = Some(offset);
@@ -472,9 +479,10 @@ impl Shard {
                     });
                 }
             }
-            if buffer.buffered_bytes() as u64 >= self.settings.roll_bytes
-                && !due.contains(&message.key)
-            {
+            // Bytes, or hours: each hour of event time is a file per table.
+            let full = buffer.buffered_bytes() as u64 >= self.settings.roll_bytes
+                || buffer.decoder.hours_spanned() > self.settings.limits.max_hours_per_message;
+            if full && !due.contains(&message.key) {
                 due.push(message.key);
             }
         }
@@ -556,7 +564,7 @@ impl Shard {
             };
             // A partition never read from has consumed nothing: its checkpoint may
             // say so (offset 0; a retention gap is then reported when data comes).
-            let next_offset = buffer.expected_next.unwrap_or(0);
+            let next_offset = buffer.expected_next;
             let Some(target) = self.settings.watermarks.idle_target(&key) else {
                 continue;
             };
@@ -583,7 +591,8 @@ impl Shard {
                 snapshot_or_log(operator.snapshot(), &buffer.topic, buffer.partition);
             let topic = buffer.topic.clone();
             let partition = buffer.partition;
-            let stem = idle_file_stem(&topic, partition, next_offset, target);
+            let epoch = buffer.epoch;
+            let stem = idle_file_stem(&topic, partition, epoch, next_offset, target);
             let mut plan = Vec::new();
             let outputs = self.plan_emitted(
                 emitted,
@@ -597,6 +606,7 @@ impl Shard {
             round.push(prepared(
                 topic,
                 partition,
+                epoch,
                 next_offset,
                 plan,
                 Vec::new(),
@@ -634,7 +644,8 @@ impl Shard {
         buffer.dead_letter_bytes = 0;
         let topic = buffer.topic.clone();
         let partition = buffer.partition;
-        let stem = input_file_stem(&topic, partition, first, last);
+        let epoch = buffer.epoch;
+        let stem = input_file_stem(&topic, partition, epoch, first, last);
         // Operators see the rows in offset order; their state after the last row is
         // saved in this flush's checkpoint, so a replay resumes exactly here.
         let mut emitted = Emitted::default();
@@ -699,6 +710,7 @@ impl Shard {
         Ok(Some(prepared(
             topic,
             partition,
+            epoch,
             last + 1,
             plan,
             letters,
@@ -748,6 +760,7 @@ impl Shard {
 fn prepared(
     topic: Arc<str>,
     partition: i32,
+    epoch: u32,
     next_offset: i64,
     plan: Vec<PlannedFile>,
     letters: Vec<DeadLetter>,
@@ -761,6 +774,7 @@ fn prepared(
         next_offset,
         files: plan.iter().map(|f| f.path.clone()).collect(),
         operator_state,
+        epoch,
     };
     PreparedFlush {
         topic,

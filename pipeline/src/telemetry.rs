@@ -70,6 +70,7 @@ pub struct Telemetry {
     pub(crate) decode_errors: Family<DecodeErrorLabels, Counter>,
     pub(crate) dlq_records: Counter,
     pub(crate) offsets_skipped: Family<PartitionLabels, Counter>,
+    pub(crate) partition_log_resets: Family<PartitionLabels, Counter>,
     pub(crate) consumer_lag: Family<PartitionLabels, Gauge>,
     pub(crate) archive_files: Family<TableLabels, Counter>,
     pub(crate) archive_bytes: Family<TableLabels, Counter>,
@@ -89,6 +90,8 @@ pub struct Telemetry {
     ready: AtomicBool,
     last_broker_error_ms: AtomicI64,
     not_ready_reason: Mutex<String>,
+    /// Things an operator must know although cara handled them (shown by `/readyz`).
+    notices: Mutex<Vec<String>>,
 }
 
 impl Default for Telemetry {
@@ -107,6 +110,7 @@ impl Telemetry {
             decode_errors: Family::default(),
             dlq_records: Counter::default(),
             offsets_skipped: Family::default(),
+            partition_log_resets: Family::default(),
             consumer_lag: Family::default(),
             archive_files: Family::default(),
             archive_bytes: Family::default(),
@@ -126,6 +130,7 @@ impl Telemetry {
             ready: AtomicBool::new(false),
             last_broker_error_ms: AtomicI64::new(0),
             not_ready_reason: Mutex::new("starting".into()),
+            notices: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -152,6 +157,11 @@ impl Telemetry {
             "offsets_skipped",
             "Offsets never read (lost to broker retention, or transaction markers)",
             t.offsets_skipped.clone(),
+        );
+        registry.register(
+            "partition_log_resets",
+            "Partitions whose log ended below their checkpoint (a reset broker, a recreated topic): each started a new archive epoch",
+            t.partition_log_resets.clone(),
         );
         registry.register(
             "consumer_lag",
@@ -270,6 +280,21 @@ impl Telemetry {
         if let Ok(mut r) = self.not_ready_reason.lock() {
             *r = format!("broker error: {reason}");
         }
+    }
+
+    /// Keeps a notice for `/readyz` (the latest 20).
+    pub(crate) fn add_notice(&self, notice: String) {
+        if let Ok(mut notices) = self.notices.lock() {
+            if notices.len() == 20 {
+                notices.remove(0);
+            }
+            notices.push(notice);
+        }
+    }
+
+    /// What cara handled but an operator must know, oldest first.
+    pub fn notices(&self) -> Vec<String> {
+        self.notices.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     /// Ready when consuming and the broker has not failed in the last 10 seconds;

@@ -54,6 +54,18 @@ impl TemplateCatalog {
         }
     }
 
+    /// How many distinct templates each service has (a template mined by several
+    /// partitions counts once).
+    pub fn per_service(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        if let Ok(entries) = self.entries.read() {
+            for (service, _) in entries.keys() {
+                *counts.entry(service.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// Templates of `service` (all services when `None`), most frequent first.
     pub fn list(&self, service: Option<&str>, limit: usize) -> Vec<TemplateView> {
         let Ok(entries) = self.entries.read() else {
@@ -122,5 +134,10 @@ mod tests {
         assert_eq!(db[0].count, 9);
         assert!(catalog.list(Some("none"), 10).is_empty());
         assert_eq!(catalog.list(None, 1).len(), 1);
+        assert_eq!(
+            catalog.per_service(),
+            BTreeMap::from([("api".to_owned(), 1), ("db".to_owned(), 1)]),
+            "a template two partitions mined counts once"
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! ```no_run
 //! # async fn demo() -> cara_sql::Result<()> {
 //! let archive = cara_sql::ArchiveQuery::open("cara-archive").await?;
-//! let batches = archive.query("SELECT count(*) FROM metrics WHERE date = '2026-11-25'").await?;
-//! print!("{}", cara_sql::format(&batches, cara_sql::OutputFormat::Table)?);
+//! let result = archive.query("SELECT count(*) FROM metrics WHERE date = '2026-11-25'").await?;
+//! print!("{}", cara_sql::format(&result, cara_sql::OutputFormat::Table)?);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -20,7 +20,7 @@ mod format;
 mod registry;
 
 pub use format::{format, OutputFormat};
-pub use registry::ArchiveQuery;
+pub use registry::{ArchiveQuery, QueryLimits, QueryResult};
 
 /// What can go wrong running SQL over the archive.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +28,55 @@ pub enum SqlError {
     /// The statement would change something; the archive is read-only.
     #[error("refused: {0}. `cara sql` is read-only; only queries (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) run over the archive")]
     ReadOnly(String),
-    /// Planning or execution failed.
+    /// The query went past one of its [`QueryLimits`].
     #[error("{0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    Limit(String),
+    /// Planning or execution failed. The message already holds DataFusion's whole
+    /// chain of causes, so the error exposes no source of its own: printing the chain
+    /// would repeat it.
+    #[error("{0}")]
+    DataFusion(datafusion::error::DataFusionError),
     /// Formatting the result failed.
     #[error("formatting the result: {0}")]
-    Format(#[from] datafusion::arrow::error::ArrowError),
+    Format(datafusion::arrow::error::ArrowError),
+}
+
+impl From<datafusion::error::DataFusionError> for SqlError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        SqlError::DataFusion(e)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        SqlError::Format(e)
+    }
 }
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, SqlError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cara sql` prints an error with its chain of sources (`{:#}`); a DataFusion
+    /// error must appear once in it, not once per level.
+    #[tokio::test]
+    async fn an_error_says_its_message_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        let error = archive
+            .query("SELECT no_such_column FROM metrics")
+            .await
+            .unwrap_err();
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        assert_eq!(chain.matches("no_such_column").count(), 1, "{chain}");
+    }
+}

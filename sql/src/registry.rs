@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cara_operators::schema::Table;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -12,22 +12,76 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use futures::StreamExt;
+use std::time::Duration;
 
 use crate::{Result, SqlError};
+
+/// What a query returned: its columns (known even when no row came back) and its rows.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// The result's columns.
+    pub schema: SchemaRef,
+    /// Its rows, in batches.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    /// Rows over all batches.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What one query may use. A query past any of them fails with a clear error;
+/// nothing it started keeps running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Memory of the operators that buffer (sorts, aggregations, joins).
+    pub memory_bytes: usize,
+    /// Wall time, planning and execution together.
+    pub timeout: Duration,
+    /// The size of the result held in memory.
+    pub max_result_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            memory_bytes: 1 << 30,
+            timeout: Duration::from_secs(300),
+            max_result_bytes: 256 << 20,
+        }
+    }
+}
 
 /// A read-only SQL session over one archive directory.
 pub struct ArchiveQuery {
     ctx: SessionContext,
     root: PathBuf,
+    limits: QueryLimits,
 }
 
 impl ArchiveQuery {
     /// Registers every table found under `root`; tables with no files yet are
     /// registered empty, so queries over them return no rows instead of failing.
     pub async fn open(root: impl AsRef<Path>) -> Result<ArchiveQuery> {
+        Self::open_with(root, QueryLimits::default()).await
+    }
+
+    /// [`open`](Self::open) with other limits.
+    pub async fn open_with(root: impl AsRef<Path>, limits: QueryLimits) -> Result<ArchiveQuery> {
         let root = root.as_ref().to_path_buf();
-        let ctx = SessionContext::new();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()?;
+        // information_schema backs SHOW TABLES and SHOW COLUMNS.
+        let ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_information_schema(true),
+            runtime,
+        );
         for table in Table::ALL {
             let dir = root.join(table.name());
             if has_parquet(&dir) {
@@ -54,7 +108,7 @@ impl ArchiveQuery {
                 ctx.register_table(table.name(), Arc::new(empty))?;
             }
         }
-        Ok(ArchiveQuery { ctx, root })
+        Ok(ArchiveQuery { ctx, root, limits })
     }
 
     /// The archive root.
@@ -63,7 +117,17 @@ impl ArchiveQuery {
     }
 
     /// Runs one read-only statement and collects its result.
-    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        let limits = self.limits;
+        tokio::time::timeout(limits.timeout, self.run(sql))
+            .await
+            .map_err(|_| SqlError::Limit(format!(
+                "the query ran longer than {:?}; narrow it (filters on date and hour prune whole directories) or raise the timeout",
+                limits.timeout
+            )))?
+    }
+
+    async fn run(&self, sql: &str) -> Result<QueryResult> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -73,7 +137,31 @@ impl ArchiveQuery {
             .sql_with_options(sql, options)
             .await
             .map_err(refusal)?;
-        Ok(frame.collect().await?)
+        let schema = frame.schema().inner().clone();
+        let mut stream = frame.execute_stream().await.map_err(exhausted)?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(exhausted)?;
+            bytes += batch.get_array_memory_size();
+            if bytes > self.limits.max_result_bytes {
+                return Err(SqlError::Limit(format!(
+                    "the result exceeds {} MiB; add a LIMIT, aggregate, or select fewer columns",
+                    self.limits.max_result_bytes >> 20
+                )));
+            }
+            batches.push(batch);
+        }
+        Ok(QueryResult { schema, batches })
+    }
+}
+
+/// Turns DataFusion's memory refusal into [`SqlError::Limit`] with advice.
+fn exhausted(e: DataFusionError) -> SqlError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(detail) => SqlError::Limit(format!(
+            "the query needs more memory than its limit ({detail}); filter on date and hour, aggregate less, or raise the memory limit"
+        )),
+        _ => SqlError::DataFusion(e),
     }
 }
 
@@ -159,8 +247,8 @@ mod tests {
         writer.close().unwrap();
     }
 
-    fn count(batches: &[RecordBatch]) -> i64 {
-        let column = batches[0]
+    fn count(result: &QueryResult) -> i64 {
+        let column = result.batches[0]
             .column(0)
             .as_any()
             .downcast_ref::<Int64Array>()
@@ -204,7 +292,7 @@ mod tests {
             .query("EXPLAIN SELECT reason FROM dlq WHERE date = '2026-01-02' AND hour = '07'")
             .await
             .unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)
             .unwrap()
             .to_string();
         assert!(text.contains("f-07.parquet"), "{text}");
@@ -229,5 +317,83 @@ mod tests {
                 other => panic!("{sql}: expected a read-only refusal, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn show_tables_lists_the_archive_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        write_dlq(dir.path(), "2026-01-01", "00", 1);
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        let result = archive.query("SHOW TABLES").await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&result.batches)
+            .unwrap()
+            .to_string();
+        for table in Table::ALL {
+            assert!(
+                text.contains(&format!("| {} ", table.name())),
+                "{} missing: {text}",
+                table.name()
+            );
+        }
+        let columns = archive.query("SHOW COLUMNS FROM dlq").await.unwrap();
+        assert!(columns.row_count() >= Table::Dlq.schema().fields().len());
+    }
+
+    #[tokio::test]
+    async fn an_empty_result_keeps_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveQuery::open(dir.path()).await.unwrap();
+        let result = archive
+            .query("SELECT reason, \"offset\" FROM dlq WHERE \"offset\" > 5")
+            .await
+            .unwrap();
+        assert_eq!(result.row_count(), 0);
+        let names: Vec<&str> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["reason", "offset"]);
+    }
+
+    #[tokio::test]
+    async fn runaway_queries_stop_at_their_limits_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = QueryLimits {
+            memory_bytes: 16 << 20,
+            timeout: Duration::from_secs(2),
+            max_result_bytes: 4 << 20,
+        };
+        let archive = ArchiveQuery::open_with(dir.path(), limits).await.unwrap();
+        let started = std::time::Instant::now();
+        let slow = archive
+            .query("SELECT count(*) FROM generate_series(1, 100000000000)")
+            .await;
+        assert!(
+            matches!(&slow, Err(SqlError::Limit(m)) if m.contains("longer than")),
+            "{slow:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let big = archive
+            .query("SELECT value FROM generate_series(1, 10000000)")
+            .await;
+        assert!(
+            matches!(&big, Err(SqlError::Limit(m)) if m.contains("result exceeds 4 MiB")),
+            "{big:?}"
+        );
+        let hungry = archive
+            .query("SELECT count(*) FROM generate_series(1, 3000000) a JOIN generate_series(1, 3000000) b ON a.value = b.value")
+            .await;
+        assert!(
+            matches!(&hungry, Err(SqlError::Limit(m)) if m.contains("more memory")),
+            "{hungry:?}"
+        );
+        // Within the limits, the same session still answers.
+        let fine = archive
+            .query("SELECT count(*) FROM generate_series(1, 1000)")
+            .await
+            .unwrap();
+        assert_eq!(count(&fine), 1000);
     }
 }

@@ -132,8 +132,13 @@ pub fn start_cara_broker() -> (Process, String) {
 
 /// `cara broker` with a config file (for its `[embedded_broker]` section).
 pub fn start_cara_broker_with(config: Option<&Path>) -> (Process, String) {
-    let port = free_port();
-    let bootstrap = format!("127.0.0.1:{port}");
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let broker = start_cara_broker_at(&bootstrap, config);
+    (broker, bootstrap)
+}
+
+/// `cara broker` listening on `bootstrap` (to replace a broker on the same address).
+pub fn start_cara_broker_at(bootstrap: &str, config: Option<&Path>) -> Process {
     let mut cmd = cara();
     cmd.args(["broker", "--listen", &bootstrap]);
     if let Some(config) = config {
@@ -143,7 +148,7 @@ pub fn start_cara_broker_with(config: Option<&Path>) -> (Process, String) {
     wait_until(Duration::from_secs(30), "cara broker to start", || {
         broker.output_contains("Kafka bootstrap")
     });
-    (broker, bootstrap)
+    broker
 }
 
 /// Writes a config file for a test run.
@@ -180,11 +185,21 @@ pub fn start_cara_run(brokers: &str, archive: &Path, config: &Path, group: &str)
 
 /// A bare HTTP/1.0 GET: (status, body). Status 0 when nothing answers.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_with(port, path, "")
+}
+
+/// A bare HTTP/1.0 GET with extra header lines (each ending in `\r\n`).
+pub fn http_get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+    if write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
+    )
+    .is_err()
+    {
         return (0, String::new());
     }
     let mut response = String::new();

@@ -112,6 +112,27 @@ impl Cell {
         self.errors as f64 / self.requests.max(1) as f64
     }
 
+    /// Checks a cell that came from outside: errors at most requests, and the
+    /// duration buckets summing to the requests, which are at most `max_requests`.
+    pub fn validate(&self, max_requests: u64) -> Result<(), String> {
+        let counted = self
+            .buckets
+            .values()
+            .try_fold(0u64, |sum, count| sum.checked_add(*count));
+        if self.requests > max_requests
+            || self.errors > self.requests
+            || counted != Some(self.requests)
+        {
+            return Err(format!(
+                "a cell of {} requests, {} errors and {} durations (errors at most requests, one duration per request, at most {max_requests})",
+                self.requests,
+                self.errors,
+                counted.map_or_else(|| "overflowing".to_owned(), |c| c.to_string())
+            ));
+        }
+        Ok(())
+    }
+
     /// Distinct buckets held (a cell's memory is about 40 bytes per bucket).
     pub fn buckets(&self) -> usize {
         self.buckets.len()

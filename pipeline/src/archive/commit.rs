@@ -30,6 +30,15 @@ pub struct Checkpoint {
     /// in the same atomic write as the offset so the two never disagree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_state: Option<String>,
+    /// The partition's archive epoch: raised when the broker's log of the partition
+    /// was found to end below the checkpoint (a reset or replaced broker, a recreated
+    /// topic), so the new log's offsets name other files than the old one's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+}
+
+fn is_zero(epoch: &u32) -> bool {
+    *epoch == 0
 }
 
 /// The intent file of earlier versions of cara: files a flush was about to write in
@@ -145,6 +154,8 @@ pub struct Recovery {
     pub removed: Vec<PathBuf>,
     /// Operator state saved with the checkpoint.
     pub operator_state: Option<String>,
+    /// The archive epoch of the checkpoint (0 without one).
+    pub epoch: u32,
 }
 
 /// Brings a partition's archive to its last checkpoint: that checkpoint's files
@@ -192,6 +203,7 @@ pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Re
         next_offset,
         published,
         removed,
+        epoch: checkpoint.as_ref().map_or(0, |c| c.epoch),
         operator_state: checkpoint.and_then(|c| c.operator_state),
     })
 }
@@ -245,6 +257,7 @@ mod tests {
             next_offset,
             files,
             operator_state: Some(r#"{"series":{}}"#.into()),
+            epoch: 0,
         }
     }
 
@@ -272,6 +285,15 @@ mod tests {
         let recovered = recover(&layout, "t", 1).unwrap();
         assert_eq!(recovered.next_offset, Some(42));
         assert_eq!(recovered.operator_state, cp.operator_state);
+        assert_eq!(recovered.epoch, 0);
+        // A later epoch is kept; epoch 0 is not written, so older checkpoints read.
+        let later = Checkpoint {
+            epoch: 2,
+            ..cp.clone()
+        };
+        write_checkpoint(&layout, &later).unwrap();
+        assert_eq!(recover(&layout, "t", 1).unwrap().epoch, 2);
+        assert!(!serde_json::to_string(&cp).unwrap().contains("epoch"));
     }
 
     #[test]
@@ -358,6 +380,7 @@ mod tests {
                 published: vec![],
                 removed: vec![staged.clone()],
                 operator_state: Some(r#"{"series":{}}"#.into()),
+                epoch: 0,
             }
         );
         assert!(committed.exists() && !uncommitted.exists() && !staged.exists());

@@ -79,18 +79,40 @@ impl ArchiveLayout {
     }
 }
 
-/// The file stem for rows of `topic`/`partition` covering offsets `first..=last`.
+/// The file stem for rows of `topic`/`partition` covering offsets `first..=last` of
+/// archive epoch `epoch`.
 ///
-/// Offsets are zero-padded so names sort in offset order.
-pub fn input_file_stem(topic: &str, partition: i32, first: i64, last: i64) -> String {
-    format!("{topic}-{partition:04}-{first:020}-{last:020}")
+/// Offsets are zero-padded so names sort in offset order. Epoch 0 (a partition
+/// whose log never went back) adds nothing; a later epoch is named after the
+/// partition (`-e0001`), so a new log's offsets never name an old log's file.
+pub fn input_file_stem(topic: &str, partition: i32, epoch: u32, first: i64, last: i64) -> String {
+    format!(
+        "{}-{first:020}-{last:020}",
+        partition_prefix(topic, partition, epoch)
+    )
+}
+
+fn partition_prefix(topic: &str, partition: i32, epoch: u32) -> String {
+    match epoch {
+        0 => format!("{topic}-{partition:04}"),
+        e => format!("{topic}-{partition:04}-e{e:04}"),
+    }
 }
 
 /// The file stem for rows an idle partition's operator emitted when its watermark
 /// was raised to `watermark_ms`, with `next_offset` the partition's next offset. It
 /// sorts after the files of the offsets before and never equals an input stem.
-pub fn idle_file_stem(topic: &str, partition: i32, next_offset: i64, watermark_ms: i64) -> String {
-    format!("{topic}-{partition:04}-{next_offset:020}-watermark-{watermark_ms:020}")
+pub fn idle_file_stem(
+    topic: &str,
+    partition: i32,
+    epoch: u32,
+    next_offset: i64,
+    watermark_ms: i64,
+) -> String {
+    format!(
+        "{}-{next_offset:020}-watermark-{watermark_ms:020}",
+        partition_prefix(topic, partition, epoch)
+    )
 }
 
 /// Writes a file atomically: `write` fills a temporary sibling, which is fsynced and
@@ -161,10 +183,19 @@ mod tests {
     fn data_files_follow_the_hive_layout() {
         let layout = ArchiveLayout::new("/a");
         let hour = HourPartition::of_millis(1_700_000_000_000).unwrap();
-        let stem = input_file_stem("telemetry.metrics", 3, 10, 99);
+        let stem = input_file_stem("telemetry.metrics", 3, 0, 10, 99);
         assert_eq!(
             layout.data_file(Table::Metrics, hour, &stem),
             PathBuf::from("/a/metrics/date=2023-11-14/hour=22/telemetry.metrics-0003-00000000000000000010-00000000000000000099.parquet")
+        );
+        // A later epoch of the partition: the same offsets, another file.
+        assert_eq!(
+            input_file_stem("telemetry.metrics", 3, 1, 10, 99),
+            "telemetry.metrics-0003-e0001-00000000000000000010-00000000000000000099"
+        );
+        assert_eq!(
+            idle_file_stem("t", 3, 2, 10, 60_000),
+            "t-0003-e0002-00000000000000000010-watermark-00000000000000060000"
         );
     }
 

@@ -17,10 +17,10 @@ pub(crate) use crate::{
     BrokerArgs, GenArgs, GenBacktestArgs, LoghubArgs, NabArgs, RunArgs, SqlArgs,
 };
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info`.
-pub fn init_tracing() {
+/// Logs to stderr at `default_level`; `RUST_LOG` overrides it.
+pub fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,8 +1,9 @@
 //! `cara run`: the pipeline (and, without --brokers, the embedded broker), the HTTP
 //! endpoints, and with --demo the generator, summarised on the terminal.
 
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +15,8 @@ use cara_pipeline::decode::Signal;
 use cara_pipeline::gen::{self, GenOptions};
 use cara_pipeline::outbound::OutboundTopics;
 use cara_pipeline::source::{AlertingSettings, SloSettings, Source, SourceSettings, TraceRuntime};
+use cara_pipeline::summary::subscription::{self, BoardTopics};
+use cara_pipeline::summary::{Board, Frame, Style};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
 use cara_pipeline::{archive::layout::ArchiveLayout, http};
@@ -50,26 +53,28 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     let mut config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
     if args.demo && config.slos.is_empty() {
         config.slos = Config::from_toml(DEMO_SLOS)?.slos;
-        println!("demo: SLOs frontend-availability (99% ok) and frontend-latency (99% under 250 ms) on table slo and cara.slo");
+        println!("demo: SLOs checkout-availability (99.9% ok) and checkout-latency (99% under 300 ms) on table slo and cara.slo");
     }
     super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
 }
 
-/// SLOs the demo watches when the configuration declares none: the generated
-/// world's entry service, so the first run shows budgets and burn rates too.
+/// SLOs the demo watches when the configuration declares none (the README's
+/// example), so the first run shows budgets and burn rates too.
 const DEMO_SLOS: &str = r#"
 [[slo]]
-name = "frontend-availability"
-service = "frontend"
+name = "checkout-availability"
+service = "checkout"
 sli = "availability"
-objective = 0.99
+objective = 0.999
+period = "30d"
 
 [[slo]]
-name = "frontend-latency"
-service = "frontend"
+name = "checkout-latency"
+service = "checkout"
 sli = "latency"
-threshold_ms = 250
+threshold_ms = 300
 objective = 0.99
+period = "30d"
 "#;
 
 async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
@@ -103,8 +108,13 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "HTTP: http://{}/healthz /readyz /metrics /api/templates",
-        listener.local_addr().unwrap_or(config.http.listen)
+        "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph{}",
+        listener.local_addr().unwrap_or(config.http.listen),
+        if config.http.effective_token().is_some() {
+            " (/api/ needs the bearer token)"
+        } else {
+            ""
+        }
     );
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let templates = Arc::new(TemplateCatalog::default());
@@ -114,6 +124,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             telemetry.clone(),
             templates.clone(),
             config.archive.dir.clone(),
+            config.http.effective_token(),
         ),
     )
     .with_graceful_shutdown(async {
@@ -158,11 +169,19 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         zstd_level: config.archive.zstd_level,
         shards: config.runtime.shard_count(),
     };
+    // There from the start, so `cara sql` answers (with no rows) before the first flush.
+    std::fs::create_dir_all(&config.archive.dir).with_context(|| {
+        format!(
+            "creating the archive directory {}; pass --archive with a writable directory",
+            config.archive.dir.display()
+        )
+    })?;
     println!("archive: {}", config.archive.dir.display());
     let source = Source::new(settings, telemetry.clone())?;
     let source_shutdown = shutdown.clone();
     let mut source_task = tokio::task::spawn_blocking(move || source.run(&source_shutdown));
 
+    let mut faults = Vec::new();
     let demo_task = demo.then(|| {
         let options = GenOptions {
             rate: demo_rate,
@@ -180,12 +199,30 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             .map(|t| t.clone()),
             progress: false,
         };
+        faults = gen::planned_incidents(&options, &gen::world(&options));
         println!("demo: generating {demo_rate} records/s for 8 services with injected incidents");
         let stop = shutdown.clone();
         let client = client.clone();
         tokio::task::spawn_blocking(move || gen::run(&options, client, &stop))
     });
-    let summary_task = tokio::spawn(summarise(telemetry.clone(), config.clone()));
+    let board = demo
+        .then(|| -> anyhow::Result<_> {
+            let board = Arc::new(Mutex::new(Board::default()));
+            let topics = BoardTopics {
+                alerts: config.kafka.alerts_topic.clone(),
+                slo: config.kafka.slo_topic.clone(),
+            };
+            let thread = subscription::spawn(&client, topics, board.clone(), shutdown.clone())
+                .context("subscribing the demo summary to the alert and SLO topics")?;
+            Ok((board, thread))
+        })
+        .transpose()?;
+    let summary_task = tokio::spawn(summarise(
+        telemetry.clone(),
+        config.clone(),
+        templates.clone(),
+        board.as_ref().map(|(board, _)| (board.clone(), faults)),
+    ));
 
     let outcome = tokio::select! {
         _ = super::termination() => {
@@ -199,6 +236,9 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         }
     };
     summary_task.abort();
+    if let Some((_, thread)) = board {
+        let _ = thread.join();
+    }
     if let Some(task) = demo_task {
         match task.await {
             Ok(Ok(summary)) => println!("demo generator produced {} records", summary.records()),
@@ -210,7 +250,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let _ = http_task.await;
     drop(embedded);
     outcome?;
-    print_totals(&telemetry, &config);
+    println!("{}", totals(&telemetry, &config, &templates));
     Ok(())
 }
 
@@ -323,7 +363,7 @@ async fn ensure_topics(config: &Config) {
     }
 }
 
-fn totals(telemetry: &Telemetry, config: &Config) -> String {
+fn totals(telemetry: &Telemetry, config: &Config, templates: &TemplateCatalog) -> String {
     let k = &config.kafka;
     let (files, bytes) = telemetry.archive_totals();
     format!(
@@ -338,7 +378,7 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
         telemetry.archived_rows("dlq"),
         files,
         bytes as f64 / 1e6,
-        telemetry.log_templates_created(),
+        templates.per_service().values().sum::<usize>(),
         telemetry.archived_rows("red"),
         telemetry.archived_rows("service_graph"),
         telemetry.archived_rows("slo"),
@@ -347,23 +387,59 @@ fn totals(telemetry: &Telemetry, config: &Config) -> String {
     )
 }
 
-fn print_totals(telemetry: &Telemetry, config: &Config) {
-    println!("{}", totals(telemetry, config));
-}
-
-async fn summarise(telemetry: Arc<Telemetry>, config: Config) {
+/// Every 5 s: with the demo's board, the on-call summary (redrawn in place on a
+/// terminal, appended as plain text otherwise); without it, one line of totals.
+async fn summarise(
+    telemetry: Arc<Telemetry>,
+    config: Config,
+    templates: Arc<TemplateCatalog>,
+    board: Option<(Arc<Mutex<Board>>, Vec<gen::incidents::Incident>)>,
+) {
+    let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.tick().await;
     loop {
         tick.tick().await;
-        let ready = match telemetry.readiness() {
-            Ok(()) => "ready".to_owned(),
-            Err(reason) => format!("not ready ({reason})"),
+        let now = chrono::Utc::now();
+        let Some((board, faults)) = &board else {
+            let ready = match telemetry.readiness() {
+                Ok(()) => "ready".to_owned(),
+                Err(reason) => format!("not ready ({reason})"),
+            };
+            println!(
+                "[{}] {ready} | {}",
+                now.format("%H:%M:%S"),
+                totals(&telemetry, &config, &templates)
+            );
+            continue;
         };
-        println!(
-            "[{}] {ready} | {}",
-            chrono::Utc::now().format("%H:%M:%S"),
-            totals(&telemetry, &config)
-        );
+        let k = &config.kafka;
+        let frame = Frame {
+            now_ms: now.timestamp_millis(),
+            not_ready: telemetry.readiness().err(),
+            records_in: [&k.metrics_topic, &k.logs_topic, &k.spans_topic]
+                .map(|topic| telemetry.records_from(topic)),
+            dead_lettered: telemetry.dead_lettered(),
+            archive: telemetry.archive_totals(),
+            templates: templates.per_service(),
+            faults: faults.clone(),
+            notices: telemetry.notices(),
+        };
+        let style = if terminal {
+            Style::Terminal
+        } else {
+            Style::Plain
+        };
+        let Ok(text) = board.lock().map(|board| board.render(&frame, style)) else {
+            return;
+        };
+        let mut stdout = std::io::stdout().lock();
+        if terminal {
+            // Home and clear, then the frame: the summary stays in place.
+            let _ = write!(stdout, "\x1b[H\x1b[2J{text}");
+        } else {
+            let _ = writeln!(stdout, "{text}");
+        }
+        let _ = stdout.flush();
     }
 }

@@ -1,7 +1,7 @@
 //! `cara sql`: one read-only query over the archive, printed in the chosen format.
 
 use anyhow::Context;
-use cara_sql::ArchiveQuery;
+use cara_sql::{ArchiveQuery, QueryLimits};
 
 use super::SqlArgs;
 
@@ -15,11 +15,16 @@ pub fn main(args: SqlArgs) -> anyhow::Result<()> {
     }
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let archive = ArchiveQuery::open(&args.archive)
+        let limits = QueryLimits {
+            memory_bytes: args.memory_mib.saturating_mul(1 << 20),
+            timeout: args.timeout,
+            max_result_bytes: args.max_result_mib.saturating_mul(1 << 20),
+        };
+        let archive = ArchiveQuery::open_with(&args.archive, limits)
             .await
             .with_context(|| format!("opening archive {}", args.archive.display()))?;
-        let batches = archive.query(&args.query).await?;
-        print!("{}", cara_sql::format(&batches, args.format)?);
+        let result = archive.query(&args.query).await?;
+        print!("{}", cara_sql::format(&result, args.format)?);
         Ok(())
     })
 }

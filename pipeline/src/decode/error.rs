@@ -23,6 +23,19 @@ pub enum DecodeError {
     /// Valid JSON, but a scalar at the top level.
     #[error("expected a JSON object or an array of objects, got {0}")]
     NotAnObject(&'static str),
+    /// A record of an exchange topic (between cara's own stages) that parses but
+    /// cannot be true: out-of-range minutes, counts that do not add up.
+    #[error("invalid exchange record: {0}")]
+    InvalidExchangeRecord(String),
+    /// The message's records fall in more hours than `decode.max_hours_per_message`:
+    /// each hour is a file of its own.
+    #[error("the message's records span {hours} hours (decode.max_hours_per_message = {limit}); send records of fewer hours per message")]
+    TooManyHours {
+        /// Hours from its first record's to its last's.
+        hours: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// One element of the message is not a valid record.
     #[error("element {index}: {problem}")]
     Element {
@@ -41,6 +54,8 @@ impl DecodeError {
             DecodeError::Oversize { .. } => "oversize",
             DecodeError::InvalidJson(_) => "invalid_json",
             DecodeError::NotAnObject(_) => "not_an_object",
+            DecodeError::InvalidExchangeRecord(_) => "invalid_exchange_record",
+            DecodeError::TooManyHours { .. } => "too_many_hours",
             DecodeError::Element { problem, .. } => problem.kind(),
         }
     }
@@ -96,6 +111,16 @@ pub enum FieldProblem {
         /// The allowed values.
         allowed: &'static str,
     },
+    /// An event time too far behind the message's Kafka timestamp.
+    #[error("field `{field}`: event time {ts_ms} ms is more than {age_ms} ms before the message timestamp (decode.max_past_age)")]
+    FarPast {
+        /// Field name.
+        field: &'static str,
+        /// The event time.
+        ts_ms: i64,
+        /// The configured age.
+        age_ms: i64,
+    },
     /// A span whose end precedes its start, or with a negative duration.
     #[error("span ends before it starts")]
     EndBeforeStart,
@@ -110,6 +135,7 @@ impl FieldProblem {
             FieldProblem::WrongType { .. } => "wrong_type",
             FieldProblem::BadTimestamp { .. } => "bad_timestamp",
             FieldProblem::FarFuture { .. } => "far_future",
+            FieldProblem::FarPast { .. } => "far_past",
             FieldProblem::NotFinite(_) => "not_finite",
             FieldProblem::NotAllowed { .. } => "not_allowed",
             FieldProblem::EndBeforeStart => "end_before_start",

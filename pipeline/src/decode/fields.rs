@@ -14,6 +14,40 @@ pub(crate) struct RowContext<'a> {
     pub reference_ms: i64,
     /// How far past `reference_ms` an event time may be.
     pub max_future_skew_ms: i64,
+    /// How far before `reference_ms` an event time may be.
+    pub max_past_age_ms: i64,
+    /// How many hours the message's rows may fall in.
+    pub max_hours: u64,
+    /// The first and last hour (ms / 3,600,000) the message's rows fall in so far.
+    pub hours: std::cell::Cell<Option<(i64, i64)>>,
+}
+
+impl RowContext<'_> {
+    /// Notes the time that places a row in the archive (its hour partition).
+    fn note_partition_time(&self, ms: i64) {
+        let hour = ms.div_euclid(cara_operators::time::HOUR_MS);
+        let span = match self.hours.get() {
+            Some((first, last)) => (first.min(hour), last.max(hour)),
+            None => (hour, hour),
+        };
+        self.hours.set(Some(span));
+    }
+}
+
+/// Hours from the first to the last of `span`, both included (0 for none).
+pub(crate) fn hours_in(span: Option<(i64, i64)>) -> u64 {
+    span.map_or(0, |(first, last)| last.abs_diff(first).saturating_add(1))
+}
+
+/// An event time that places its row in the archive (`ts`, a span's `start`).
+pub(crate) fn partition_time_ms(
+    v: Value<'_, '_>,
+    field: &'static str,
+    ctx: &RowContext<'_>,
+) -> Result<i64, FieldProblem> {
+    let ms = timestamp_ms(v, field, ctx)?;
+    ctx.note_partition_time(ms);
+    Ok(ms)
 }
 
 /// A parsed JSON value: a view into the message's tape (`'t`), its strings borrowed
@@ -202,10 +236,27 @@ pub(crate) fn timestamp_ms(
             ))
         }
     };
+    check_event_time(ms, field, ctx)
+}
+
+/// Checks an event time, read or derived (a span's end from its duration): in the
+/// range of epoch milliseconds the archive can partition, and not too far ahead.
+pub(crate) fn check_event_time(
+    ms: i64,
+    field: &'static str,
+    ctx: &RowContext<'_>,
+) -> Result<i64, FieldProblem> {
     if cara_operators::time::HourPartition::of_millis(ms).is_none() {
         return Err(FieldProblem::BadTimestamp {
             field,
             detail: format!("{ms} is out of range for epoch milliseconds"),
+        });
+    }
+    if ms < ctx.reference_ms.saturating_sub(ctx.max_past_age_ms) {
+        return Err(FieldProblem::FarPast {
+            field,
+            ts_ms: ms,
+            age_ms: ctx.max_past_age_ms,
         });
     }
     if ms > ctx.reference_ms.saturating_add(ctx.max_future_skew_ms) {

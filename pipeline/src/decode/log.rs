@@ -76,7 +76,7 @@ pub(crate) fn parse<'v>(
         })?,
     };
     Ok(LogRow {
-        ts_ms: fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?,
+        ts_ms: fields::partition_time_ms(fields::required(obj, "ts")?, "ts", ctx)?,
         service: fields::required_str(obj, "service")?,
         level,
         message: fields::required_str(obj, "message")?,

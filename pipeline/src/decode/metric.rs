@@ -23,6 +23,9 @@ pub(crate) struct MetricRow<'t, 'v> {
     kind: &'static str,
     /// The validated `labels` object, appended straight from the parsed message.
     labels: Option<Object<'t, 'v>>,
+    /// False when a label key repeats: then only its first occurrence is kept, as
+    /// for top-level fields (a map with a repeated key breaks readers such as DuckDB).
+    unique_labels: bool,
     extra: Option<String>,
 }
 
@@ -33,7 +36,7 @@ pub(crate) fn parse<'t, 'v>(
     let mut record = fields::Record::read(v, KNOWN)?;
     let extra = record.extra.take();
     let obj = &record;
-    let ts_ms = fields::timestamp_ms(fields::required(obj, "ts")?, "ts", ctx)?;
+    let ts_ms = fields::partition_time_ms(fields::required(obj, "ts")?, "ts", ctx)?;
     let name = fields::required_str(obj, "name")?;
     let value = fields::finite_number(fields::required(obj, "value")?, "value")?;
     let kind = match fields::optional_str(obj, "type")? {
@@ -47,19 +50,24 @@ pub(crate) fn parse<'t, 'v>(
             })
         }
     };
+    let (labels, unique_labels) = labels(obj)?;
     Ok(MetricRow {
         ts_ms,
         name,
         value,
         kind,
-        labels: labels(obj)?,
+        labels,
+        unique_labels,
         extra,
     })
 }
 
-fn labels<'t, 'v>(obj: &fields::Record<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
+/// The `labels` object, checked to hold scalars only, and whether its keys are unique.
+fn labels<'t, 'v>(
+    obj: &fields::Record<'t, 'v>,
+) -> Result<(Option<Object<'t, 'v>>, bool), FieldProblem> {
     let Some(v) = obj.present("labels") else {
-        return Ok(None);
+        return Ok((None, true));
     };
     let Some(map) = v.as_object() else {
         return Err(FieldProblem::WrongType {
@@ -68,10 +76,18 @@ fn labels<'t, 'v>(obj: &fields::Record<'t, 'v>) -> Result<Option<Object<'t, 'v>>
             got: fields::type_name(v),
         });
     };
-    for (key, value) in map.iter() {
+    let mut unique = true;
+    for (i, (key, value)) in map.iter().enumerate() {
         fields::check_scalar(value, key)?;
+        // Label sets are small: comparing with the keys before is cheaper than hashing.
+        unique = unique && !map.iter().take(i).any(|(earlier, _)| earlier == key);
     }
-    Ok(Some(map))
+    Ok((Some(map), unique))
+}
+
+/// The first value of `key` in a label object.
+fn first_label<'t, 'v>(labels: &Object<'t, 'v>, key: &str) -> Option<Value<'t, 'v>> {
+    labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 /// Arrow builders for table `metrics`.
@@ -112,10 +128,20 @@ impl MetricRows {
         let service = row
             .labels
             .as_ref()
-            .and_then(|l| l.get("service"))
+            .and_then(|l| first_label(l, "service"))
             .and_then(|s| s.into_string());
         self.service.append_option(service);
-        for (key, value) in row.labels.iter().flat_map(|l| l.iter()) {
+        for (i, (key, value)) in row.labels.iter().flat_map(|l| l.iter()).enumerate() {
+            let repeated = !row.unique_labels
+                && row
+                    .labels
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .take(i)
+                    .any(|(earlier, _)| earlier == key);
+            if repeated {
+                continue;
+            }
             self.labels.keys().append_value(key);
             fields::append_scalar_text(self.labels.values(), value, &mut self.scratch);
         }

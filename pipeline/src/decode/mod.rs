@@ -33,6 +33,7 @@ use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use cara_operators::slo::partial::SloPartial;
 use cara_operators::slo::tables::PartialRows;
+use cara_operators::time::EventTimeBounds;
 use cara_operators::traces::combine::TracePartialRows;
 use cara_operators::traces::partial::TracePartial;
 use simd_json::Tape;
@@ -107,6 +108,41 @@ pub struct DecodeLimits {
     /// Event times more than this many milliseconds after the Kafka message timestamp
     /// (or after the wall clock when the message has none) are refused.
     pub max_future_skew_ms: i64,
+    /// Event times more than this many milliseconds before it are refused.
+    pub max_past_age_ms: i64,
+    /// A message whose records fall in more hours than this is refused; a partition's
+    /// buffer is flushed once its rows span more. Each hour is a file per table, so
+    /// this bounds the files one flush writes.
+    pub max_hours_per_message: u64,
+}
+
+impl DecodeLimits {
+    /// The event times a message with timestamp `reference_ms` may carry.
+    pub fn bounds(&self, reference_ms: i64) -> EventTimeBounds {
+        EventTimeBounds {
+            oldest_ms: reference_ms
+                .saturating_sub(self.max_past_age_ms)
+                .max(*REPRESENTABLE_MS.start()),
+            newest_ms: reference_ms
+                .saturating_add(self.max_future_skew_ms)
+                .min(*REPRESENTABLE_MS.end()),
+        }
+    }
+}
+
+/// The event times the archive can partition (chrono's range of dates).
+static REPRESENTABLE_MS: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
+    std::sync::LazyLock::new(|| {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis()
+            ..=chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis()
+    });
+
+/// What event times of a message are measured against: its Kafka timestamp, or the
+/// wall clock when it has none.
+fn reference_ms(pos: &SourcePosition<'_>) -> i64 {
+    pos.kafka_ts_ms
+        .filter(|ts| *ts > 0)
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
 }
 
 impl Default for DecodeLimits {
@@ -114,6 +150,11 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_message_bytes: 1024 * 1024,
             max_future_skew_ms: 3_600_000,
+            // Twenty years of 365.25 days: old data replayed with fresh Kafka
+            // timestamps (a benchmark, a migration) still decodes; 1970 from a zeroed
+            // clock does not.
+            max_past_age_ms: 20 * 31_557_600_000,
+            max_hours_per_message: 168,
         }
     }
 }
@@ -127,6 +168,8 @@ pub struct Decoder {
     tape: Option<Tape<'static>>,
     rows: SignalRows,
     payload_bytes: usize,
+    /// The first and last hour of the buffered rows.
+    hours: Option<(i64, i64)>,
 }
 
 /// The builders of one signal; one decoder lives per partition, so the size
@@ -157,6 +200,7 @@ impl Decoder {
             tape: Some(Tape::null()),
             rows,
             payload_bytes: 0,
+            hours: None,
         }
     }
 
@@ -180,6 +224,9 @@ impl Decoder {
         if let SignalRows::SloPartials(rows) = &mut self.rows {
             let record: SloPartial = serde_json::from_slice(payload)
                 .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            record
+                .validate(&self.limits.bounds(reference_ms(pos)))
+                .map_err(DecodeError::InvalidExchangeRecord)?;
             rows.append(&record, pos.topic, pos.partition, pos.offset);
             self.payload_bytes += payload.len();
             return Ok(record.minutes.len().max(1));
@@ -189,6 +236,9 @@ impl Decoder {
                 .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
             let record: TracePartial =
                 serde_json::from_str(json).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            record
+                .validate(&self.limits.bounds(reference_ms(pos)))
+                .map_err(DecodeError::InvalidExchangeRecord)?;
             rows.append(&record, json, pos.topic, pos.partition, pos.offset);
             self.payload_bytes += payload.len();
             return Ok(1);
@@ -209,30 +259,37 @@ impl Decoder {
             Err(e) => Err(DecodeError::InvalidJson(e.to_string())),
         };
         self.tape = Some(tape.reset());
-        let added = added?;
+        let (added, hours) = added?;
         self.payload_bytes += payload.len();
+        if let Some((first, last)) = hours {
+            self.hours = Some(match self.hours {
+                Some((f, l)) => (f.min(first), l.max(last)),
+                None => (first, last),
+            });
+        }
         Ok(added)
     }
 
-    /// Appends the rows of one parsed message (an object or an array of them).
+    /// Appends the rows of one parsed message (an object or an array of them);
+    /// returns how many, and the first and last hour they fall in.
     fn append_document(
         rows: &mut SignalRows,
         doc: fields::Value<'_, '_>,
         pos: &SourcePosition<'_>,
         limits: &DecodeLimits,
-    ) -> Result<usize, DecodeError> {
-        let reference_ms = pos
-            .kafka_ts_ms
-            .filter(|ts| *ts > 0)
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    ) -> Result<(usize, Option<(i64, i64)>), DecodeError> {
+        let reference_ms = reference_ms(pos);
         let ctx = fields::RowContext {
             pos,
             reference_ms,
             max_future_skew_ms: limits.max_future_skew_ms,
+            max_past_age_ms: limits.max_past_age_ms,
+            max_hours: limits.max_hours_per_message,
+            hours: std::cell::Cell::new(None),
         };
         if doc.is_object() {
             rows.append_all(&[doc], &ctx)?;
-            return Ok(1);
+            return Ok((1, ctx.hours.get()));
         }
         let Some(items) = doc.as_array() else {
             return Err(DecodeError::NotAnObject(fields::type_name(doc)));
@@ -242,7 +299,13 @@ impl Decoder {
         }
         let items: Vec<fields::Value<'_, '_>> = items.iter().collect();
         rows.append_all(&items, &ctx)?;
-        Ok(items.len())
+        Ok((items.len(), ctx.hours.get()))
+    }
+
+    /// Hours from the first to the last that the buffered rows fall in (0 without
+    /// rows): the files, per table, their flush will write.
+    pub fn hours_spanned(&self) -> u64 {
+        fields::hours_in(self.hours)
     }
 
     /// Rows decoded since the last [`finish`](Self::finish).
@@ -269,6 +332,7 @@ impl Decoder {
     /// Finishes the buffered rows into a batch and starts afresh.
     pub fn finish(&mut self) -> RecordBatch {
         self.payload_bytes = 0;
+        self.hours = None;
         match &mut self.rows {
             SignalRows::Metrics(r) => r.finish(),
             SignalRows::Logs(r) => r.finish(),
@@ -319,6 +383,13 @@ fn append_validated<'t, 'v, R>(
     let mut parsed = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         parsed.push(parse(*item, ctx).map_err(|p| element_error(index, p))?);
+    }
+    let hours = fields::hours_in(ctx.hours.get());
+    if hours > ctx.max_hours {
+        return Err(DecodeError::TooManyHours {
+            hours,
+            limit: ctx.max_hours,
+        });
     }
     for (index, row) in parsed.into_iter().enumerate() {
         append(row, index as i32);

@@ -49,7 +49,7 @@ pub(crate) fn parse<'v>(
     let mut record = fields::Record::read(v, KNOWN)?;
     let extra = record.extra.take();
     let obj = &record;
-    let start_ms = fields::timestamp_ms(fields::required(obj, "start")?, "start", ctx)?;
+    let start_ms = fields::partition_time_ms(fields::required(obj, "start")?, "start", ctx)?;
     let (end_ms, duration_ms) = match (obj.present("end"), obj.present("duration_ms")) {
         (Some(end), _) => {
             let end_ms = fields::timestamp_ms(end, "end", ctx)?;
@@ -60,7 +60,9 @@ pub(crate) fn parse<'v>(
             if d < 0.0 {
                 return Err(FieldProblem::EndBeforeStart);
             }
-            (start_ms.saturating_add(d.ceil() as i64), d)
+            // The derived end obeys the same range and skew as a given one.
+            let end_ms = start_ms.saturating_add(d.ceil() as i64);
+            (fields::check_event_time(end_ms, "duration_ms", ctx)?, d)
         }
         (None, None) => return Err(FieldProblem::Missing("end")),
     };

@@ -16,8 +16,18 @@ fn pos(offset: i64) -> SourcePosition<'static> {
     }
 }
 
+/// The default limits, without the bound on old event times: the tests write small
+/// epoch values (1970) for brevity. [`old_event_times_are_refused_by_default`]
+/// checks the bound itself.
+fn limits() -> DecodeLimits {
+    DecodeLimits {
+        max_past_age_ms: i64::MAX,
+        ..DecodeLimits::default()
+    }
+}
+
 fn decode_one(signal: Signal, json: &str) -> Result<RecordBatch, DecodeError> {
-    let mut d = Decoder::new(signal, DecodeLimits::default());
+    let mut d = Decoder::new(signal, limits());
     d.decode(Some(json.as_bytes()), &pos(0))?;
     Ok(d.finish())
 }
@@ -80,7 +90,7 @@ fn metric_fields_land_in_their_columns() {
 
 #[test]
 fn arrays_give_one_row_per_element_with_their_index() {
-    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let mut d = Decoder::new(Signal::Metrics, limits());
     let msg =
         format!(r#"[{{"ts":{NOW},"name":"a","value":1}},{{"ts":{NOW},"name":"b","value":2.5}}]"#);
     assert_eq!(d.decode(Some(msg.as_bytes()), &pos(9)).unwrap(), 2);
@@ -94,7 +104,7 @@ fn arrays_give_one_row_per_element_with_their_index() {
 
 #[test]
 fn one_bad_element_refuses_the_whole_message_and_appends_nothing() {
-    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let mut d = Decoder::new(Signal::Metrics, limits());
     let msg =
         format!(r#"[{{"ts":{NOW},"name":"a","value":1}},{{"ts":{NOW},"name":"b","value":"x"}}]"#);
     let err = d.decode(Some(msg.as_bytes()), &pos(1)).unwrap_err();
@@ -139,7 +149,7 @@ fn malformed_messages_get_precise_reasons() {
         (br#"{"ts":1,"name":7,"value":1}"#, "wrong_type"),
     ];
     for (input, kind) in cases {
-        let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+        let mut d = Decoder::new(Signal::Metrics, limits());
         let err = d.decode(Some(input), &pos(0)).unwrap_err();
         // simd-json may read an overflowing number as infinity instead of failing.
         let kind_ok =
@@ -152,7 +162,7 @@ fn malformed_messages_get_precise_reasons() {
         );
         assert_eq!(d.len(), 0);
     }
-    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let mut d = Decoder::new(Signal::Metrics, limits());
     assert_eq!(d.decode(None, &pos(0)).unwrap_err(), DecodeError::Empty);
 }
 
@@ -160,7 +170,7 @@ fn malformed_messages_get_precise_reasons() {
 fn oversize_messages_are_refused_before_parsing() {
     let limits = DecodeLimits {
         max_message_bytes: 64,
-        ..DecodeLimits::default()
+        ..limits()
     };
     let mut d = Decoder::new(Signal::Logs, limits);
     let big = format!(
@@ -176,7 +186,7 @@ fn oversize_messages_are_refused_before_parsing() {
 
 #[test]
 fn future_skew_is_measured_from_the_kafka_timestamp() {
-    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    let mut d = Decoder::new(Signal::Metrics, limits());
     let ok = format!(r#"{{"ts":{},"name":"a","value":1}}"#, NOW + 3_599_000);
     let late = format!(r#"{{"ts":{},"name":"a","value":1}}"#, NOW + 3_601_000);
     assert!(d.decode(Some(ok.as_bytes()), &pos(0)).is_ok());
@@ -210,6 +220,43 @@ fn a_duplicated_key_counts_once_and_the_first_wins() {
     assert_eq!(strings(&b, "service").value(0), "first");
     // Unknown keys are kept as they came, duplicates included.
     assert_eq!(strings(&b, "extra").value(0), r#"{"x":1,"x":2}"#);
+}
+
+/// The label pairs of row `row`, in order.
+fn label_pairs(batch: &RecordBatch, row: usize) -> Vec<(String, String)> {
+    let labels = column::<MapArray>(batch, "labels").value(row);
+    let text = |i: usize| {
+        labels
+            .column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let (keys, values) = (text(0), text(1));
+    (0..keys.len())
+        .map(|i| (keys.value(i).to_owned(), values.value(i).to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_repeated_label_key_keeps_its_first_value_only() {
+    let b = decode_one(
+        Signal::Metrics,
+        r#"[{"ts":1700000000000,"name":"up","value":1,"labels":{"service":"a","host":"h","service":"b","host":"i"}},
+            {"ts":1700000000000,"name":"up","value":1,"labels":{"service":"c","team":"t"}}]"#,
+    )
+    .unwrap();
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(
+        label_pairs(&b, 0),
+        [pair("service", "a"), pair("host", "h")]
+    );
+    assert_eq!(strings(&b, "service").value(0), "a");
+    assert_eq!(
+        label_pairs(&b, 1),
+        [pair("service", "c"), pair("team", "t")]
+    );
 }
 
 #[test]
@@ -256,6 +303,16 @@ fn spans_derive_end_or_duration() {
     .unwrap();
     assert_eq!(column::<Float64Array>(&b, "duration_ms").value(0), 500.0);
     assert_eq!(strings(&b, "status").value(0), "ok");
+    // A derived end is checked like a given one: in range, not far in the future.
+    for (duration, kind) in [("1e300", "bad_timestamp"), ("7200000", "far_future")] {
+        let huge = decode_one(
+            Signal::Spans,
+            &format!(
+                r#"{{"trace_id":"t","span_id":"s","service":"a","name":"n","start":{NOW},"duration_ms":{duration}}}"#
+            ),
+        );
+        assert_eq!(huge.unwrap_err().kind(), kind, "duration_ms {duration}");
+    }
     let backwards = decode_one(
         Signal::Spans,
         r#"{"trace_id":"t","span_id":"s","service":"a","name":"n","start":10,"end":5}"#,
@@ -277,7 +334,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         for signal in Signal::ALL {
-            let mut d = Decoder::new(signal, DecodeLimits::default());
+            let mut d = Decoder::new(signal, limits());
             match d.decode(Some(&bytes), &pos(0)) {
                 Ok(n) => prop_assert_eq!(d.len(), n),
                 Err(_) => prop_assert_eq!(d.len(), 0),
@@ -294,4 +351,78 @@ proptest! {
         prop_assert_eq!(column::<TimestampMillisecondArray>(&b, "ts").value(0), ts);
         prop_assert_eq!(strings(&b, "name").value(0), name.as_str());
     }
+}
+
+#[test]
+fn exchange_records_out_of_range_are_dead_lettered_not_trusted() {
+    let minute = NOW / 60_000;
+    let trace = |through: i64| {
+        format!(
+            r#"{{"source_topic":"telemetry.spans","source_partition":1,"through_minute":{through},"minute":null,"red":[],"edges":[]}}"#
+        )
+    };
+    let slo = |through: i64, total: u64| {
+        format!(
+            r#"{{"slo":"s","source_topic":"telemetry.spans","source_partition":1,"through_minute":{through},
+                "minutes":[{{"minute":{},"good":1,"total":{total}}}]}}"#,
+            through - 1
+        )
+    };
+    assert!(decode_one(Signal::TracePartials, &trace(minute)).is_ok());
+    assert!(decode_one(Signal::SloPartials, &slo(minute, 3)).is_ok());
+    for (signal, json) in [
+        // The poison pill that stopped `cara run` at every restart.
+        (Signal::TracePartials, trace(i64::MAX)),
+        (Signal::TracePartials, trace(minute + 24 * 60)),
+        (Signal::SloPartials, slo(i64::MAX, 3)),
+        (Signal::SloPartials, slo(minute, 0)),
+    ] {
+        let error = decode_one(signal, &json).unwrap_err();
+        assert_eq!(error.kind(), "invalid_exchange_record", "{json}: {error}");
+    }
+}
+
+#[test]
+fn old_event_times_are_refused_by_default() {
+    let mut d = Decoder::new(Signal::Metrics, DecodeLimits::default());
+    // 1970 (a zeroed clock) against a 2023 message timestamp.
+    let error = d
+        .decode(Some(br#"{"ts":1000,"name":"up","value":1}"#), &pos(0))
+        .unwrap_err();
+    assert_eq!(error.kind(), "far_past", "{error}");
+    assert!(error.to_string().contains("decode.max_past_age"), "{error}");
+    // Ten years back still decodes (benchmarks replayed with fresh timestamps).
+    let ten_years = NOW - 10 * 365 * 86_400_000;
+    assert!(d
+        .decode(
+            Some(format!(r#"{{"ts":{ten_years},"name":"up","value":1}}"#).as_bytes()),
+            &pos(1)
+        )
+        .is_ok());
+}
+
+#[test]
+fn a_message_over_too_many_hours_is_refused_and_a_buffer_says_how_many_it_spans() {
+    let hour = 3_600_000;
+    let points = |hours: i64| {
+        let items: Vec<String> = (0..hours)
+            .map(|h| format!(r#"{{"ts":{},"name":"up","value":1}}"#, NOW - h * hour))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let mut d = Decoder::new(Signal::Metrics, limits());
+    let error = d.decode(Some(points(169).as_bytes()), &pos(0)).unwrap_err();
+    assert_eq!(error.kind(), "too_many_hours", "{error}");
+    assert!(error.to_string().contains("169 hours"), "{error}");
+    assert_eq!((d.len(), d.hours_spanned()), (0, 0), "nothing appended");
+    d.decode(Some(points(168).as_bytes()), &pos(1)).unwrap();
+    assert_eq!(d.hours_spanned(), 168);
+    d.decode(
+        Some(format!(r#"{{"ts":{},"name":"up","value":1}}"#, NOW + hour).as_bytes()),
+        &pos(2),
+    )
+    .unwrap();
+    assert_eq!(d.hours_spanned(), 169, "the buffer spans both messages");
+    d.finish();
+    assert_eq!(d.hours_spanned(), 0);
 }

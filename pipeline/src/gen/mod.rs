@@ -109,23 +109,8 @@ pub fn run(
 ) -> Result<GenSummary, GenError> {
     let producer: ThreadedProducer<DeliveryTracker> =
         producer_config(client).create_with_context(DeliveryTracker::new("generator"))?;
-    let nominal_rate = if options.rate == 0 {
-        10_000.0
-    } else {
-        options.rate as f64
-    };
-    let mut world = World::new(
-        options.services,
-        options.seed,
-        options.start_ms,
-        nominal_rate,
-    );
-    let expected_span_ms = match (options.count, options.duration) {
-        (Some(count), _) => (count as f64 / nominal_rate * 1000.0) as i64,
-        (None, Some(d)) => d.as_millis() as i64,
-        (None, None) => 3_600_000,
-    };
-    let plan = plan_incidents(&world, options.seed, options.start_ms, expected_span_ms);
+    let mut world = world(options);
+    let plan = planned_incidents(options, &world);
 
     let bar = progress_bar(options);
     let started = Instant::now();
@@ -180,6 +165,36 @@ pub fn run(
         })?;
     }
     Ok(summary)
+}
+
+/// The incidents a run with `options` injects into `world` (built from the same
+/// options): over its count or duration of event time, or an hour when it has neither.
+pub fn planned_incidents(options: &GenOptions, world: &World) -> Vec<Incident> {
+    let expected_span_ms = match (options.count, options.duration) {
+        (Some(count), _) => (count as f64 / nominal_rate(options) * 1000.0) as i64,
+        (None, Some(d)) => d.as_millis() as i64,
+        (None, None) => 3_600_000,
+    };
+    plan_incidents(world, options.seed, options.start_ms, expected_span_ms)
+}
+
+/// The records per second event time advances by (`rate`, or 10,000 when unpaced).
+pub fn nominal_rate(options: &GenOptions) -> f64 {
+    if options.rate == 0 {
+        10_000.0
+    } else {
+        options.rate as f64
+    }
+}
+
+/// The world a run with `options` simulates.
+pub fn world(options: &GenOptions) -> World {
+    World::new(
+        options.services,
+        options.seed,
+        options.start_ms,
+        nominal_rate(options),
+    )
 }
 
 /// The incidents a generator run with `seed` injects over `span_ms` from `start_ms`

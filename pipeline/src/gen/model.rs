@@ -124,6 +124,8 @@ impl World {
                 }
             })
             .collect::<Vec<_>>();
+        let mut services = services;
+        connect(&mut services, &mut rng);
         let spans_per_trace = expected_trace_size(&services) as f64;
         let metric_points_per_sec = 5.0 * services.len() as f64;
         let trace_records_per_sec =
@@ -315,6 +317,24 @@ impl World {
     }
 }
 
+/// Gives every service but the first a caller: a service nobody calls would serve
+/// no traffic, and a system of eight services would show four. The added caller is
+/// an earlier service, so the graph stays acyclic with service 0 its only root.
+fn connect(services: &mut [Service], rng: &mut ChaCha8Rng) {
+    for callee in 1..services.len() {
+        if services[..callee]
+            .iter()
+            .any(|s| s.callees.contains(&callee))
+        {
+            continue;
+        }
+        let caller = rng.random_range(0..callee);
+        let callees = &mut services[caller].callees;
+        callees.push(callee);
+        callees.sort_unstable();
+    }
+}
+
 fn expected_trace_size(services: &[Service]) -> usize {
     fn size(services: &[Service], i: usize, depth: usize) -> usize {
         1 + if depth < 6 {
@@ -382,6 +402,17 @@ mod tests {
         let mut w = World::new(8, 1, 0, 1000.0);
         for (i, s) in w.services.iter().enumerate() {
             assert!(s.callees.iter().all(|c| *c > i));
+        }
+        // Every service but the root has a caller, for any seed and size.
+        for (n, seed) in [(8, 42), (8, 7), (16, 3), (40, 9)] {
+            let w = World::new(n, seed, 0, 1000.0);
+            for callee in 1..n {
+                assert!(
+                    w.services.iter().any(|s| s.callees.contains(&callee)),
+                    "{n} services, seed {seed}: {} has no caller",
+                    w.services[callee].name
+                );
+            }
         }
         let out = w.step(&[]);
         let ids: Vec<&str> = out

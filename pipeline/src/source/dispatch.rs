@@ -331,6 +331,7 @@ mod tests {
                 key: (0, 1),
                 next_offset: None,
                 operator_state: None,
+                epoch: 0,
             }])
             .is_ok());
     }
@@ -367,6 +368,7 @@ mod tests {
                 key: (0, 1),
                 next_offset: Some(4),
                 operator_state: None,
+                epoch: 0,
             }])
             .unwrap();
         assert!(matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages().len() == 1));
