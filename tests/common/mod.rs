@@ -140,7 +140,7 @@ pub fn start_cara_broker_with(config: Option<&Path>) -> (Process, String) {
 /// `cara broker` listening on `bootstrap` (to replace a broker on the same address).
 pub fn start_cara_broker_at(bootstrap: &str, config: Option<&Path>) -> Process {
     let mut cmd = cara();
-    cmd.args(["broker", "--listen", &bootstrap]);
+    cmd.args(["broker", "--listen", bootstrap]);
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }

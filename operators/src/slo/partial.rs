@@ -144,7 +144,8 @@ mod tests {
             ],
         };
         assert_eq!(good.validate(&bounds), Ok(()));
-        let broken: [(&str, fn(&mut SloPartial)); 7] = [
+        type Breakage = (&'static str, fn(&mut SloPartial));
+        let broken: [Breakage; 7] = [
             ("through far ahead", |p| p.through_minute = i64::MAX),
             ("through before 1970", |p| p.through_minute = -5),
             ("a minute at through", |p| p.minutes[1].minute = 28_333_334),

@@ -138,7 +138,8 @@ mod tests {
             .replace("28333334", "9223372036854775807");
         let poison: TracePartial = serde_json::from_str(&json).unwrap();
         assert!(poison.validate(&bounds).is_err());
-        let broken: [(&str, fn(&mut TracePartial)); 5] = [
+        type Breakage = (&'static str, fn(&mut TracePartial));
+        let broken: [Breakage; 5] = [
             ("minute at through", |p| p.minute = Some(p.through_minute)),
             ("minute before 1970", |p| p.minute = Some(-3)),
             ("cells without a minute", |p| p.minute = None),

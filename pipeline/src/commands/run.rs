@@ -53,26 +53,29 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     let mut config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
     if args.demo && config.slos.is_empty() {
         config.slos = Config::from_toml(DEMO_SLOS)?.slos;
-        println!("demo: SLOs checkout-availability (99.9% ok) and checkout-latency (99% under 300 ms) on table slo and cara.slo");
+        println!("demo: SLOs checkout-availability (97% ok) and checkout-latency (99% under 500 ms) on table slo and cara.slo");
     }
     super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
 }
 
 /// SLOs the demo watches when the configuration declares none (the README's
-/// example), so the first run shows budgets and burn rates too.
+/// example), so the first run shows budgets and burn rates too. The simulated
+/// checkout fails about 1.6% of its requests (its own errors and its callees') and
+/// its p99 is about 350 ms, so it is held to 97% and to 99% under 500 ms: the budgets
+/// burn when a fault is injected, not always.
 const DEMO_SLOS: &str = r#"
 [[slo]]
 name = "checkout-availability"
 service = "checkout"
 sli = "availability"
-objective = 0.999
+objective = 0.97
 period = "30d"
 
 [[slo]]
 name = "checkout-latency"
 service = "checkout"
 sli = "latency"
-threshold_ms = 300
+threshold_ms = 500
 objective = 0.99
 period = "30d"
 "#;
@@ -188,7 +191,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             count: None,
             duration: None,
             services: 8,
-            seed: 42,
+            seed: gen::DEMO_SEED,
             labels: Some(config.archive.dir.join("_cara").join("demo-labels.jsonl")),
             start_ms: chrono::Utc::now().timestamp_millis(),
             topics: [

@@ -24,6 +24,10 @@ use crate::delivery::DeliveryTracker;
 use incidents::Incident;
 use model::World;
 
+/// The seed `cara run --demo` generates with: one whose eight services all serve
+/// traffic (a random call graph can leave a service without callers).
+pub const DEMO_SEED: u64 = 4;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenOptions {

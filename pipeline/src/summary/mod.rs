@@ -82,8 +82,8 @@ pub struct Board {
     firing: BTreeMap<String, FiringAlert>,
     /// The latest status of each SLO.
     slos: BTreeMap<String, SloStatus>,
-    /// The earliest start of any alert per subject (service or SLO), firing or not.
-    first_alert: BTreeMap<String, i64>,
+    /// The starts of every alert per subject (service or SLO), with its rule.
+    alert_starts: BTreeMap<String, BTreeSet<(i64, String)>>,
     /// Ids of the alerts seen firing and seen resolved (the topic may repeat one).
     fired: BTreeSet<String>,
     resolved: BTreeSet<String>,
@@ -144,10 +144,10 @@ impl Board {
             return Ok(());
         }
         self.fired.insert(message.id.clone());
-        self.first_alert
+        self.alert_starts
             .entry(subject.clone())
-            .and_modify(|t| *t = (*t).min(starts_at_ms))
-            .or_insert(starts_at_ms);
+            .or_default()
+            .insert((starts_at_ms, message.rule.clone()));
         self.firing.insert(
             message.id,
             FiringAlert {
@@ -251,7 +251,7 @@ impl Board {
         }
         let _ = writeln!(
             out,
-            "  {:<8} {:<28} {:<22} {:>5}  {:<8}  SUMMARY",
+            "  {:<8} {:<24} {:<22} {:>5}  {:<8}  SUMMARY",
             "SEVERITY", "RULE", "SERVICE / SLO", "COUNT", "SINCE"
         );
         for ((_, rule, subject), (count, alert)) in groups.iter().take(ALERT_ROWS) {
@@ -263,11 +263,11 @@ impl Board {
             };
             let _ = writeln!(
                 out,
-                "  {severity} {:<28} {:<22} {count:>5}  {}  {}",
-                truncate(rule, 28),
+                "  {severity} {:<24} {:<22} {count:>5}  {}  {}",
+                truncate(rule, 24),
                 truncate(subject, 22),
                 clock(alert.starts_at_ms),
-                truncate(&alert.summary, 60)
+                truncate(&alert.summary, 44)
             );
         }
         if groups.len() > ALERT_ROWS {
@@ -318,16 +318,21 @@ impl Board {
         let mut shown = 0;
         for fault in frame.faults.iter().filter(|f| f.start_ms <= now) {
             let when = if fault.covers(now) { "now " } else { "past" };
-            let caught = match self.first_alert.get(&fault.service) {
-                Some(&at) if at >= fault.start_ms => {
-                    format!(
-                        "cara alerted at {} ({} s in)",
-                        clock(at),
-                        (at - fault.start_ms) / 1000
-                    )
-                }
-                Some(_) => "service was already alerting before it began".to_owned(),
-                None => "not alerted on yet".to_owned(),
+            // The first alert on the service that started while the fault lasted.
+            let first = self.alert_starts.get(&fault.service).and_then(|starts| {
+                starts
+                    .range((fault.start_ms, String::new())..)
+                    .next()
+                    .filter(|(at, _)| *at < fault.end_ms)
+            });
+            let caught = match first {
+                Some((at, rule)) => format!(
+                    "{rule} alert at {} ({} s in)",
+                    clock(*at),
+                    (at - fault.start_ms) / 1000
+                ),
+                None if fault.covers(now) => "no alert on it yet".to_owned(),
+                None => "missed: no alert on it while it lasted".to_owned(),
             };
             let _ = writeln!(
                 out,
@@ -527,7 +532,7 @@ mod tests {
         );
         assert!(row.contains("10:02:00"), "{row}");
         assert!(
-            row.trim_end().split_whitespace().nth(4) == Some("-"),
+            row.split_whitespace().nth(4) == Some("-"),
             "no 6h window: {row}"
         );
     }
@@ -545,6 +550,17 @@ mod tests {
                 "2025-12-01T10:01:30.000Z",
             ))
             .unwrap();
+        // An alert on the service before the fault does not count for it.
+        board
+            .apply_alert(&alert(
+                "w",
+                "log_new_error_template",
+                "ticket",
+                "firing",
+                "payments",
+                "2025-12-01T10:00:30.000Z",
+            ))
+            .unwrap();
         let fault = |id: &str, service: &str, start: i64, end: i64| Incident {
             id: id.into(),
             kind: IncidentKind::ErrorBurst,
@@ -557,13 +573,18 @@ mod tests {
             faults: vec![
                 fault("inc-1", "payments", T0 + 60_000, T0 + 180_000),
                 fault("inc-2", "cart", T0 + 600_000, T0 + 700_000),
+                fault("inc-0", "auth", T0 - 60_000, T0 + 10_000),
             ],
             ..Frame::default()
         };
         let text = board.render(&frame, Style::Plain);
-        assert!(text.contains("now   inc-1 ErrorBurst on payments 10:01:00–10:03:00: cara alerted at 10:01:30 (30 s in)"), "{text}");
+        assert!(text.contains("now   inc-1 ErrorBurst on payments 10:01:00–10:03:00: error_ratio alert at 10:01:30 (30 s in)"), "{text}");
         assert!(
             text.contains("next  inc-2 ErrorBurst on cart at 10:10:00 (in 480 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("past  inc-0 ErrorBurst on auth 09:59:00–10:00:10: missed"),
             "{text}"
         );
     }
