@@ -97,61 +97,40 @@ impl InternalEvent for MessageDeadLettered<'_> {
     }
 }
 
-/// One partition whose log ends below its archive checkpoint.
-#[derive(Debug, Clone)]
-pub struct LogReset {
+/// A partition resumed at its archive checkpoint, but the broker delivered an earlier
+/// offset first: its log no longer reaches the checkpoint (the broker was reset or
+/// replaced, the topic recreated), and librdkafka fell back to the log's start. The
+/// new log is archived as a new epoch of the partition; the old epoch's files stay.
+pub struct PartitionLogReset<'a> {
     /// Topic.
-    pub topic: String,
+    pub topic: &'a str,
     /// Partition.
     pub partition: i32,
     /// The checkpoint's next offset.
     pub checkpoint: i64,
-    /// The log's end offset now.
-    pub log_end: i64,
+    /// The offset the broker delivered first.
+    pub delivered: i64,
     /// The archive epoch it starts.
     pub epoch: u32,
 }
 
-/// Partitions of one assignment whose logs end below their archive checkpoints: the
-/// broker was reset or replaced, or the topics recreated. Their records are read from
-/// the log's start into a new archive epoch; the old epoch's files stay as they are.
-/// Each partition is logged and counted; one notice sums them up for `/readyz`.
-pub struct PartitionLogsReset<'a> {
-    /// The partitions.
-    pub resets: &'a [LogReset],
-}
-
-impl InternalEvent for PartitionLogsReset<'_> {
+impl InternalEvent for PartitionLogReset<'_> {
     fn emit(self, t: &Telemetry) {
-        for r in self.resets {
-            warn!(
-                topic = %r.topic,
-                partition = r.partition,
-                checkpoint = r.checkpoint,
-                log_end = r.log_end,
-                epoch = r.epoch,
-                "partition log ends below its checkpoint: reading it from its start as a new archive epoch"
-            );
-            t.partition_log_resets
-                .get_or_create(&PartitionLabels {
-                    topic: r.topic.clone(),
-                    partition: r.partition.to_string(),
-                })
-                .inc();
-        }
-        let Some(first) = self.resets.first() else {
-            return;
-        };
-        let others = match self.resets.len() {
-            1 => String::new(),
-            n => format!(" and {} more partitions", n - 1),
-        };
-        let notice = format!(
-            "{}/{}{others}: the broker's log ends below what the archive holds (offset {} < {}): the broker was reset or replaced, or the topic recreated. Their new records are archived as a new epoch (files named -e{:04}-...); earlier files are kept",
-            first.topic, first.partition, first.log_end, first.checkpoint, first.epoch
+        warn!(
+            topic = self.topic,
+            partition = self.partition,
+            checkpoint = self.checkpoint,
+            delivered = self.delivered,
+            epoch = self.epoch,
+            "the partition's log no longer reaches its checkpoint (broker reset or replaced, topic recreated): archiving the new log as a new epoch"
         );
-        tracing::error!("{notice}");
-        t.add_notice(notice);
+        t.partition_log_resets
+            .get_or_create(&PartitionLabels {
+                topic: self.topic.to_owned(),
+                partition: self.partition.to_string(),
+            })
+            .inc();
+        t.note_log_reset(format!("{}/{}", self.topic, self.partition), self.epoch);
     }
 }
 

@@ -237,6 +237,9 @@ struct PartitionBuffer {
     expected_next: i64,
     /// The partition's archive epoch, named in its files and checkpoints.
     epoch: u32,
+    /// Resumed at a checkpoint and no message read since: an earlier offset now means
+    /// the log went back (see [`Shard::handle_chunk`]).
+    resuming: bool,
     /// When the buffer opened and whether it holds backlog.
     age: BufferAge,
     /// When the last message arrived (or the partition was assigned).
@@ -384,6 +387,7 @@ impl Shard {
                     // deleted before the first fetch count as lost too.
                     expected_next: assigned.next_offset.unwrap_or(0),
                     epoch: assigned.epoch,
+                    resuming: assigned.next_offset.is_some(),
                     age: BufferAge {
                         opened_at: now,
                         backlog: false,
@@ -420,7 +424,23 @@ impl Shard {
                 continue;
             };
             let offset = message.offset;
-            let expected = buffer.expected_next;
+            let mut expected = buffer.expected_next;
+            if offset < expected && buffer.resuming {
+                // The consumer was placed at the checkpoint; an earlier offset means
+                // the broker no longer had it and librdkafka fell back to the log's
+                // start: a new log, not records already archived.
+                buffer.epoch += 1;
+                PartitionLogReset {
+                    topic: &buffer.topic,
+                    partition: buffer.partition,
+                    checkpoint: expected,
+                    delivered: offset,
+                    epoch: buffer.epoch,
+                }
+                .emit(&self.settings.telemetry);
+                expected = 0;
+            }
+            buffer.resuming = false;
             if offset < expected {
                 // Already archived (below the checkpoint): never write it twice.
                 continue;

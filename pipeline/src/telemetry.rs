@@ -90,8 +90,9 @@ pub struct Telemetry {
     ready: AtomicBool,
     last_broker_error_ms: AtomicI64,
     not_ready_reason: Mutex<String>,
-    /// Things an operator must know although cara handled them (shown by `/readyz`).
-    notices: Mutex<Vec<String>>,
+    /// Partitions whose log went back below their checkpoint, with the epoch they
+    /// started (shown by `/readyz`).
+    log_resets: Mutex<Vec<(String, u32)>>,
 }
 
 impl Default for Telemetry {
@@ -130,7 +131,7 @@ impl Telemetry {
             ready: AtomicBool::new(false),
             last_broker_error_ms: AtomicI64::new(0),
             not_ready_reason: Mutex::new("starting".into()),
-            notices: Mutex::new(Vec::new()),
+            log_resets: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -282,19 +283,28 @@ impl Telemetry {
         }
     }
 
-    /// Keeps a notice for `/readyz` (the latest 20).
-    pub(crate) fn add_notice(&self, notice: String) {
-        if let Ok(mut notices) = self.notices.lock() {
-            if notices.len() == 20 {
-                notices.remove(0);
-            }
-            notices.push(notice);
+    /// Notes a partition (`topic/partition`) that started archive epoch `epoch`.
+    pub(crate) fn note_log_reset(&self, partition: String, epoch: u32) {
+        if let Ok(mut resets) = self.log_resets.lock() {
+            resets.push((partition, epoch));
         }
     }
 
-    /// What cara handled but an operator must know, oldest first.
+    /// What cara handled but an operator must know: one line per kind of thing.
     pub fn notices(&self) -> Vec<String> {
-        self.notices.lock().map(|n| n.clone()).unwrap_or_default()
+        let Ok(resets) = self.log_resets.lock() else {
+            return Vec::new();
+        };
+        let Some((first, epoch)) = resets.first() else {
+            return Vec::new();
+        };
+        let others = match resets.len() {
+            1 => String::new(),
+            n => format!(" and {} more partitions", n - 1),
+        };
+        vec![format!(
+            "{first}{others}: the broker's log no longer reaches what the archive holds (broker reset or replaced, topic recreated); their new records are archived as a new epoch (files named -e{epoch:04}-...), earlier files are kept"
+        )]
     }
 
     /// Ready when consuming and the broker has not failed in the last 10 seconds;

@@ -111,12 +111,10 @@ impl SourceContext {
     }
 
     /// Resumes each assigned partition at its archive checkpoint and hands it to its
-    /// shard. A partition whose log now ends below its checkpoint (a reset or replaced
-    /// broker, a recreated topic) starts a new archive epoch from the log's start:
-    /// skipping to the checkpoint would take every new record for one already archived.
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+    /// shard (which notices a log that no longer reaches the checkpoint, see
+    /// [`crate::shard`]).
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
         let mut assigned = Vec::new();
-        let mut resets = Vec::new();
         for (topic, partition) in partitions_of(tpl) {
             let Some(index) = self.topic_index(&topic) else {
                 continue;
@@ -131,38 +129,18 @@ impl SourceContext {
                         }
                         .emit(&self.telemetry);
                     }
-                    let mut next_offset = recovery.next_offset;
-                    let mut epoch = recovery.epoch;
-                    if let Some(next) = next_offset {
-                        if let Some(log_end) = log_end_below(consumer, &topic, partition, next) {
-                            resets.push(LogReset {
-                                topic: topic.clone(),
-                                partition,
-                                checkpoint: next,
-                                log_end,
-                                epoch: epoch + 1,
-                            });
-                            next_offset = None;
-                            epoch += 1;
-                        }
-                    }
-                    // Without a checkpoint the group's committed offset (or the
-                    // reset policy) decides, except for a new epoch: its log is new.
-                    let position = match next_offset {
-                        Some(next) => Some(Offset::Offset(next)),
-                        None if epoch > recovery.epoch => Some(Offset::Beginning),
-                        None => None,
-                    };
-                    if let Some(position) = position {
-                        if let Err(e) = tpl.set_partition_offset(&topic, partition, position) {
+                    if let Some(next) = recovery.next_offset {
+                        if let Err(e) =
+                            tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                        {
                             self.fatal.raise(SourceError::Kafka(e));
                         }
                     }
                     assigned.push(AssignedPartition {
                         key: (index, partition),
-                        next_offset,
+                        next_offset: recovery.next_offset,
                         operator_state: recovery.operator_state,
-                        epoch,
+                        epoch: recovery.epoch,
                     });
                 }
                 Err(source) => self.fatal.raise(SourceError::Recovery {
@@ -172,7 +150,6 @@ impl SourceContext {
                 }),
             }
         }
-        PartitionLogsReset { resets: &resets }.emit(&self.telemetry);
         tracing::info!(partitions = assigned.len(), "partitions assigned");
         let keys: Vec<_> = assigned.iter().map(|a| a.key).collect();
         if let Err(e) = self.dispatch(|d| d.assign(assigned)) {
@@ -198,26 +175,6 @@ impl SourceContext {
         });
     }
 }
-
-/// The partition's log end offset when it is below `checkpoint`; `None` when it is
-/// not, or when the broker does not say (then the checkpoint is trusted, as before).
-fn log_end_below<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-    checkpoint: i64,
-) -> Option<i64> {
-    match consumer.fetch_watermarks(topic, partition, LOG_END_TIMEOUT) {
-        Ok((_, high)) => (high < checkpoint).then_some(high),
-        Err(error) => {
-            tracing::warn!(topic, partition, %error, "cannot read the partition's log end to check it against its checkpoint; resuming at the checkpoint");
-            None
-        }
-    }
-}
-
-/// How long an assignment waits for a partition's log end.
-const LOG_END_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
@@ -257,7 +214,7 @@ impl ConsumerContext for SourceContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.on_assign(consumer, tpl);
+                self.on_assign(tpl);
                 if let Err(e) = consumer.assign(tpl) {
                     self.fatal.raise(SourceError::Kafka(e));
                 }
