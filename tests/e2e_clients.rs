@@ -372,6 +372,22 @@ fn parse_counts(json: &str, reader: &str) -> BTreeMap<String, i64> {
         .unwrap_or_default()
 }
 
+/// A `cara broker` config with one partition per telemetry topic, so offsets are
+/// the order records were produced in.
+fn one_partition_broker_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("broker.toml");
+    std::fs::write(&path, "[embedded_broker]\ntelemetry_partitions = 1\n").unwrap();
+    path
+}
+
+/// Log line `i`, padded with `fill` to about a kilobyte.
+fn padded_log(i: usize, fill: char) -> String {
+    format!(
+        r#"{{"ts":1764000000000,"service":"s","message":"{i:06} {}"}}"#,
+        fill.to_string().repeat(1000)
+    )
+}
+
 /// The mock broker keeps only 5 MiB per partition. Records it deleted before cara read
 /// them are counted as skipped offsets, and everything it still had is archived:
 /// archived + skipped = produced.
@@ -379,20 +395,10 @@ fn parse_counts(json: &str, reader: &str) -> BTreeMap<String, i64> {
 fn records_lost_to_broker_retention_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    let broker_config = dir.path().join("broker.toml");
-    std::fs::write(
-        &broker_config,
-        "[embedded_broker]\ntelemetry_partitions = 1\n",
-    )
-    .unwrap();
+    let broker_config = one_partition_broker_config(dir.path());
     let (_broker, bootstrap) = start_cara_broker_with(Some(&broker_config));
     let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
-    let line = |i: usize| {
-        format!(
-            r#"{{"ts":1764000000000,"service":"s","message":"{i:06} {}"}}"#,
-            "y".repeat(1000)
-        )
-    };
+    let line = |i: usize| padded_log(i, 'y');
 
     // A first run reads and checkpoints 10 records, then stops.
     let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "retention");
@@ -443,22 +449,10 @@ fn records_lost_to_broker_retention_are_counted() {
 fn records_lost_before_the_first_fetch_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    let broker_config = dir.path().join("broker.toml");
-    std::fs::write(
-        &broker_config,
-        "[embedded_broker]\ntelemetry_partitions = 1\n",
-    )
-    .unwrap();
+    let broker_config = one_partition_broker_config(dir.path());
     let (_broker, bootstrap) = start_cara_broker_with(Some(&broker_config));
     // 12 MiB before cara ever runs: more than the broker keeps.
-    let backlog: Vec<String> = (0..12_000)
-        .map(|i| {
-            format!(
-                r#"{{"ts":1764000000000,"service":"s","message":"{i:06} {}"}}"#,
-                "z".repeat(1000)
-            )
-        })
-        .collect();
+    let backlog: Vec<String> = (0..12_000).map(|i| padded_log(i, 'z')).collect();
     kcat_produce(&bootstrap, "telemetry.logs", &backlog);
     let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
     let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "first-fetch");
@@ -489,12 +483,7 @@ fn records_lost_before_the_first_fetch_are_counted() {
 fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    let broker_config = dir.path().join("broker.toml");
-    std::fs::write(
-        &broker_config,
-        "[embedded_broker]\ntelemetry_partitions = 1\n",
-    )
-    .unwrap();
+    let broker_config = one_partition_broker_config(dir.path());
     let bootstrap = format!("127.0.0.1:{}", free_port());
     let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
     let line = |epoch: usize, i: usize| {
