@@ -422,6 +422,26 @@ mod tests {
     }
 
     #[test]
+    fn partition_log_resets_make_one_notice() {
+        let t = Telemetry::new();
+        assert!(t.notices().is_empty());
+        t.note_log_reset("telemetry.logs/1".into(), 1);
+        assert!(
+            t.notices()[0].starts_with("telemetry.logs/1: "),
+            "{:?}",
+            t.notices()
+        );
+        t.note_log_reset("telemetry.spans/7".into(), 1);
+        let notices = t.notices();
+        assert_eq!(notices.len(), 1);
+        assert!(
+            notices[0].starts_with("telemetry.logs/1 and 1 more partitions: ")
+                && notices[0].contains("-e0001-"),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
     fn readiness_needs_ready_and_no_recent_broker_error() {
         let t = Telemetry::new();
         assert!(t.readiness().is_err());
