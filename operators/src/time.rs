@@ -16,6 +16,12 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 /// Milliseconds in one hour.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// The event times the archive can partition: chrono's range of dates, in ms.
+pub static REPRESENTABLE_MS: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
+    std::sync::LazyLock::new(|| {
+        DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis()
+    });
+
 /// Milliseconds in one minute.
 pub const MINUTE_MS: i64 = 60_000;
 
@@ -57,12 +63,7 @@ impl HourPartition {
     /// range chrono can represent.
     pub fn of_millis(ms: i64) -> Option<HourPartition> {
         // Checked against the bounds, not by building a date: this runs per row.
-        static REPRESENTABLE: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
-            std::sync::LazyLock::new(|| {
-                DateTime::<Utc>::MIN_UTC.timestamp_millis()
-                    ..=DateTime::<Utc>::MAX_UTC.timestamp_millis()
-            });
-        if !REPRESENTABLE.contains(&ms) {
+        if !REPRESENTABLE_MS.contains(&ms) {
             return None;
         }
         Some(HourPartition {

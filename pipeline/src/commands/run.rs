@@ -103,6 +103,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         config.kafka.brokers.clone()
     };
     let client = super::client_config(&brokers, &config);
+    let token = config.http.effective_token();
 
     let listener = http::bind(config.http.listen).await.with_context(|| {
         format!(
@@ -113,7 +114,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     println!(
         "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph{}",
         listener.local_addr().unwrap_or(config.http.listen),
-        if config.http.effective_token().is_some() {
+        if token.is_some() {
             " (/api/ needs the bearer token)"
         } else {
             ""
@@ -127,7 +128,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             telemetry.clone(),
             templates.clone(),
             config.archive.dir.clone(),
-            config.http.effective_token(),
+            token,
         ),
     )
     .with_graceful_shutdown(async {

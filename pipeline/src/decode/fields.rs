@@ -26,11 +26,15 @@ impl RowContext<'_> {
     /// Notes the time that places a row in the archive (its hour partition).
     fn note_partition_time(&self, ms: i64) {
         let hour = ms.div_euclid(cara_operators::time::HOUR_MS);
-        let span = match self.hours.get() {
-            Some((first, last)) => (first.min(hour), last.max(hour)),
-            None => (hour, hour),
-        };
-        self.hours.set(Some(span));
+        self.hours.set(Some(widen(self.hours.get(), (hour, hour))));
+    }
+}
+
+/// The first and last hour of `span` and `more` together.
+pub(crate) fn widen(span: Option<(i64, i64)>, more: (i64, i64)) -> (i64, i64) {
+    match span {
+        Some((first, last)) => (first.min(more.0), last.max(more.1)),
+        None => more,
     }
 }
 

@@ -23,9 +23,6 @@ pub(crate) struct MetricRow<'t, 'v> {
     kind: &'static str,
     /// The validated `labels` object, appended straight from the parsed message.
     labels: Option<Object<'t, 'v>>,
-    /// False when a label key repeats: then only its first occurrence is kept, as
-    /// for top-level fields (a map with a repeated key breaks readers such as DuckDB).
-    unique_labels: bool,
     extra: Option<String>,
 }
 
@@ -50,24 +47,20 @@ pub(crate) fn parse<'t, 'v>(
             })
         }
     };
-    let (labels, unique_labels) = labels(obj)?;
     Ok(MetricRow {
         ts_ms,
         name,
         value,
         kind,
-        labels,
-        unique_labels,
+        labels: labels(obj)?,
         extra,
     })
 }
 
-/// The `labels` object, checked to hold scalars only, and whether its keys are unique.
-fn labels<'t, 'v>(
-    obj: &fields::Record<'t, 'v>,
-) -> Result<(Option<Object<'t, 'v>>, bool), FieldProblem> {
+/// The `labels` object, checked to hold scalars only.
+fn labels<'t, 'v>(obj: &fields::Record<'t, 'v>) -> Result<Option<Object<'t, 'v>>, FieldProblem> {
     let Some(v) = obj.present("labels") else {
-        return Ok((None, true));
+        return Ok(None);
     };
     let Some(map) = v.as_object() else {
         return Err(FieldProblem::WrongType {
@@ -76,13 +69,10 @@ fn labels<'t, 'v>(
             got: fields::type_name(v),
         });
     };
-    let mut unique = true;
-    for (i, (key, value)) in map.iter().enumerate() {
+    for (key, value) in map.iter() {
         fields::check_scalar(value, key)?;
-        // Label sets are small: comparing with the keys before is cheaper than hashing.
-        unique = unique && !map.iter().take(i).any(|(earlier, _)| earlier == key);
     }
-    Ok((Some(map), unique))
+    Ok(Some(map))
 }
 
 /// The first value of `key` in a label object.
@@ -132,14 +122,11 @@ impl MetricRows {
             .and_then(|s| s.into_string());
         self.service.append_option(service);
         for (i, (key, value)) in row.labels.iter().flat_map(|l| l.iter()).enumerate() {
-            let repeated = !row.unique_labels
-                && row
-                    .labels
-                    .iter()
-                    .flat_map(|l| l.iter())
-                    .take(i)
-                    .any(|(earlier, _)| earlier == key);
-            if repeated {
+            // A repeated key keeps its first value, as top-level fields do (a map with
+            // a repeated key breaks readers such as DuckDB). Label sets are small:
+            // comparing with the keys before is cheaper than hashing them.
+            let labels = row.labels.iter().flat_map(|l| l.iter());
+            if labels.take(i).any(|(earlier, _)| earlier == key) {
                 continue;
             }
             self.labels.keys().append_value(key);

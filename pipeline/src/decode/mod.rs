@@ -33,7 +33,7 @@ use arrow::record_batch::RecordBatch;
 use cara_operators::schema::Table;
 use cara_operators::slo::partial::SloPartial;
 use cara_operators::slo::tables::PartialRows;
-use cara_operators::time::EventTimeBounds;
+use cara_operators::time::{EventTimeBounds, REPRESENTABLE_MS};
 use cara_operators::traces::combine::TracePartialRows;
 use cara_operators::traces::partial::TracePartial;
 use simd_json::Tape;
@@ -129,13 +129,6 @@ impl DecodeLimits {
         }
     }
 }
-
-/// The event times the archive can partition (chrono's range of dates).
-static REPRESENTABLE_MS: std::sync::LazyLock<std::ops::RangeInclusive<i64>> =
-    std::sync::LazyLock::new(|| {
-        chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis()
-            ..=chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis()
-    });
 
 /// What event times of a message are measured against: its Kafka timestamp, or the
 /// wall clock when it has none.
@@ -261,11 +254,8 @@ impl Decoder {
         self.tape = Some(tape.reset());
         let (added, hours) = added?;
         self.payload_bytes += payload.len();
-        if let Some((first, last)) = hours {
-            self.hours = Some(match self.hours {
-                Some((f, l)) => (f.min(first), l.max(last)),
-                None => (first, last),
-            });
+        if let Some(span) = hours {
+            self.hours = Some(fields::widen(self.hours, span));
         }
         Ok(added)
     }
