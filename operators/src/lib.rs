@@ -25,6 +25,7 @@ pub mod operator;
 pub mod schema;
 pub mod series;
 pub mod slo;
+pub mod snapshot;
 pub mod span_rows;
 #[cfg(test)]
 mod test_rng;

@@ -15,6 +15,7 @@
 //! the source has moved on (DESIGN.md, "Time, windows, state"); the raised watermark
 //! is part of the state and never goes back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -23,6 +24,7 @@ use crate::alert::AlertRecord;
 use crate::anomaly::operator::SchemaMismatch;
 use crate::logs::signals::TemplateState;
 use crate::schema::Table;
+use crate::snapshot::SnapshotError;
 
 /// The source partition an operator instance belongs to; derived rows carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,9 +101,9 @@ pub enum OperatorError {
     /// Building an output batch failed (a bug: outputs follow the tables' schemas).
     #[error("building output rows: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    /// The state could not be serialised.
-    #[error("serialising operator state: {0}")]
-    Snapshot(#[from] serde_json::Error),
+    /// The state could not be encoded.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// An event-time operator over the batches of one source partition.
@@ -126,8 +128,9 @@ pub trait Operator: Send {
     /// The current watermark, `None` before the first row.
     fn watermark(&self) -> Option<i64>;
 
-    /// The state as JSON, restored by the operator's own `restore`.
-    fn snapshot(&self) -> Result<String, OperatorError>;
+    /// The state, encoded with [`crate::snapshot`] and restored by the operator's
+    /// own `restore`.
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError>;
 }
 
 /// Several operators over the same partition, each seeing every batch; their
@@ -142,11 +145,18 @@ impl Stacked {
         Stacked { parts }
     }
 
-    /// The parts' snapshots out of a [`Stacked`] snapshot, by name.
-    pub fn split_snapshot(
-        snapshot: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, serde_json::Error> {
-        serde_json::from_str(snapshot)
+    /// The parts' snapshots out of a [`Stacked`] snapshot, by name. A stack of an
+    /// earlier cara (JSON whose parts are JSON strings) reads too.
+    pub fn split_snapshot(snapshot: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {
+        if !snapshot.starts_with(crate::snapshot::MAGIC) {
+            let parts: BTreeMap<String, String> = crate::snapshot::decode(snapshot)?;
+            return Ok(parts
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect());
+        }
+        let parts: BTreeMap<String, serde_bytes::ByteBuf> = crate::snapshot::decode(snapshot)?;
+        Ok(parts.into_iter().map(|(k, v)| (k, v.into_vec())).collect())
     }
 }
 
@@ -180,12 +190,12 @@ impl Operator for Stacked {
         self.parts.iter().filter_map(|(_, p)| p.watermark()).min()
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        let mut parts = std::collections::BTreeMap::new();
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        let mut parts = BTreeMap::new();
         for (name, part) in &self.parts {
-            parts.insert(*name, part.snapshot()?);
+            parts.insert(*name, serde_bytes::ByteBuf::from(part.snapshot()?));
         }
-        Ok(serde_json::to_string(&parts)?)
+        Ok(crate::snapshot::encode(&parts)?)
     }
 }
 
@@ -204,5 +214,32 @@ mod tests {
             RecordBatch::new_empty(Table::Alerts.schema()),
         ));
         assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn a_stack_splits_into_its_parts_snapshots_in_both_formats() {
+        use crate::anomaly::alerting::MetricAlerting;
+        use crate::anomaly::operator::AnomalyLimits;
+        use crate::anomaly::ScorerConfig;
+        let part =
+            || MetricAlerting::new(ScorerConfig::default(), AnomalyLimits::default(), vec![]);
+        let stack = Stacked::new(vec![("alerting", Box::new(part()) as Box<dyn Operator>)]);
+        let own = Operator::snapshot(&part()).unwrap();
+        let parts = Stacked::split_snapshot(&Operator::snapshot(&stack).unwrap()).unwrap();
+        assert_eq!(parts, BTreeMap::from([("alerting".to_owned(), own)]));
+        // A stack of an earlier cara: JSON whose parts are JSON strings.
+        let json = serde_json::to_string(&part()).unwrap();
+        let legacy = serde_json::to_vec(&BTreeMap::from([("alerting", json.clone())])).unwrap();
+        let parts = Stacked::split_snapshot(&legacy).unwrap();
+        assert_eq!(parts["alerting"], json.into_bytes());
+        assert!(MetricAlerting::restore(
+            &parts["alerting"],
+            ScorerConfig::default(),
+            AnomalyLimits::default(),
+            vec![]
+        )
+        .is_ok());
+        // One operator's snapshot is not a stack.
+        assert!(Stacked::split_snapshot(&Operator::snapshot(&part()).unwrap()).is_err());
     }
 }

@@ -9,11 +9,13 @@
 //! A round is committed as a group, so its cost in syncs does not grow with its
 //! partitions (see `archive` for the protocol and its recovery):
 //! 1. every flush encodes its files into its partition's staging directory (on
-//!    every core at once), stages its checkpoint beside the current one, and has
-//!    its dead letters, alerts and outbound records acknowledged by the broker;
+//!    every core at once), writes its operator state file if the state moved,
+//!    stages its checkpoint beside the current one, and has its dead letters,
+//!    alerts and outbound records acknowledged by the broker;
 //! 2. one sync makes all of that durable;
 //! 3. the checkpoints are put in force (renames) and a second sync commits them;
-//! 4. the staged files move to their final paths, where readers see them.
+//! 4. the staged files move to their final paths, where readers see them, and the
+//!    state files the new checkpoints replaced are deleted.
 //!
 //! [`InFlight`] lets a rebalance wait until nothing is being written before a
 //! partition changes hands, so a new owner never races an old owner's flush.
@@ -30,10 +32,11 @@ use cara_operators::operator::OutboundMessage;
 use crate::alerts::{AlertSink, RaisedAlert};
 use crate::archive::commit::{self, Checkpoint};
 use crate::archive::layout::{sync_all_written, temporary_sibling};
+use crate::archive::state;
 use crate::archive::writer::{ParquetWriter, PlannedFile, WrittenFile};
 use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
-use crate::internal_events::{FileArchived, FlushFailed, InternalEvent};
+use crate::internal_events::{FileArchived, FlushFailed, InternalEvent, OperatorStateSaved};
 use crate::outbound::OutboundSink;
 use crate::source::SourceError;
 use crate::telemetry::Telemetry;
@@ -242,7 +245,14 @@ fn execute_round(
             }
         }
     };
-    for file in &written {
+    for &(state_bytes, file_bytes) in &written.states {
+        OperatorStateSaved {
+            state_bytes,
+            file_bytes,
+        }
+        .emit(telemetry);
+    }
+    for file in &written.files {
         FileArchived {
             table: file.table.name(),
             rows: file.rows,
@@ -258,12 +268,34 @@ fn execute_round(
     Ok(())
 }
 
+/// What a round wrote: its data files, and (encoded, compressed) sizes of its state
+/// files.
+#[derive(Default)]
+struct Written {
+    files: Vec<WrittenFile>,
+    states: Vec<(u64, u64)>,
+}
+
+/// What step 1 wrote for a flush: staged data files and the state file.
+#[derive(Default)]
+struct Staged {
+    files: Vec<(PathBuf, WrittenFile)>,
+    states: Vec<(PathBuf, u64, u64)>,
+}
+
+impl Staged {
+    fn extend(&mut self, other: Staged) {
+        self.files.extend(other.files);
+        self.states.extend(other.states);
+    }
+}
+
 /// One attempt at steps 1–4; the error names the partition or step that failed.
 fn commit_round(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
     sinks: &Sinks,
-) -> Result<Vec<WrittenFile>, String> {
+) -> Result<Written, String> {
     let layout = writer.layout();
     let staged = stage_on_every_core(round, writer, sinks)?;
     let checkpoints: Vec<PathBuf> = round
@@ -275,8 +307,10 @@ fn commit_round(
     sync_all_written(
         layout.root(),
         staged
+            .files
             .iter()
             .map(|(path, _)| path.as_path())
+            .chain(staged.states.iter().map(|(path, _, _)| path.as_path()))
             .chain(staged_checkpoints.iter().map(PathBuf::as_path)),
     )
     .map_err(|e| format!("making the staged files durable: {e}"))?;
@@ -294,6 +328,14 @@ fn commit_round(
             &flush.checkpoint.files,
         )
         .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
+        if let Some(replaced) = &flush.replaced_state {
+            state::remove_state(
+                &layout
+                    .state_dir(&flush.topic, flush.partition)
+                    .join(replaced),
+            )
+            .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
+        }
     }
     // The moves must be durable before a later checkpoint of these partitions (which
     // no longer lists these files) is: on Linux the next round's first syncfs sees to
@@ -306,29 +348,32 @@ fn commit_round(
             .flat_map(|f| f.checkpoint.files.iter().map(PathBuf::as_path)),
     )
     .map_err(|e| format!("publishing the files: {e}"))?;
-    Ok(staged.into_iter().map(|(_, file)| file).collect())
+    Ok(Written {
+        files: staged.files.into_iter().map(|(_, file)| file).collect(),
+        states: staged.states.into_iter().map(|(_, s, f)| (s, f)).collect(),
+    })
 }
 
 /// Step 1 for every flush of the round, spreading partitions over the cores: each
 /// thread takes the next unstaged flush, so a core that drew small partitions
 /// (metrics) goes on to help with the large ones (spans) instead of idling; returns
-/// each staged file's path with what was written.
+/// what was written where.
 fn stage_on_every_core(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
     sinks: &Sinks,
-) -> Result<Vec<(PathBuf, WrittenFile)>, String> {
+) -> Result<Staged, String> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(round.len())
         .max(1);
     let next = AtomicUsize::new(0);
-    let outcomes: Vec<Result<Vec<_>, String>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Result<Staged, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 let next = &next;
                 scope.spawn(move || {
-                    let mut staged = Vec::new();
+                    let mut staged = Staged::default();
                     while let Some(flush) = round.get(next.fetch_add(1, Ordering::Relaxed)) {
                         staged.extend(flush.stage(writer, sinks)?);
                     }
@@ -344,7 +389,7 @@ fn stage_on_every_core(
             })
             .collect()
     });
-    let mut staged = Vec::new();
+    let mut staged = Staged::default();
     for outcome in outcomes {
         staged.extend(outcome?);
     }
@@ -358,6 +403,11 @@ pub(crate) struct PreparedFlush {
     pub plan: Vec<PlannedFile>,
     pub letters: Vec<DeadLetter>,
     pub checkpoint: Checkpoint,
+    /// Encoded operator state for the state file `checkpoint` names, when it moved
+    /// since the last flush (`None`: the checkpoint names the earlier file).
+    pub state: Option<Vec<u8>>,
+    /// The state file this flush's checkpoint replaces (deleted once committed).
+    pub replaced_state: Option<String>,
     pub alerts: Vec<RaisedAlert>,
     pub messages: Vec<OutboundMessage>,
     pub started: Instant,
@@ -374,21 +424,24 @@ pub(crate) struct Sinks {
 }
 
 impl PreparedFlush {
-    /// Step 1: files into the staging directory, the checkpoint beside the current
-    /// one, dead letters, alerts and outbound records acknowledged.
-    fn stage(
-        &self,
-        writer: &ParquetWriter,
-        sinks: &Sinks,
-    ) -> Result<Vec<(PathBuf, WrittenFile)>, String> {
+    /// Step 1: files into the staging directory, the state file, the checkpoint
+    /// beside the current one, dead letters, alerts and outbound records
+    /// acknowledged.
+    fn stage(&self, writer: &ParquetWriter, sinks: &Sinks) -> Result<Staged, String> {
         let (topic, partition) = (&*self.topic, self.partition);
         let layout = writer.layout();
         let failed = |e: &dyn std::fmt::Display| format!("{topic}[{partition}]: {e}");
-        let mut staged = Vec::with_capacity(self.plan.len());
+        let mut staged = Staged::default();
         for planned in &self.plan {
             let at = layout.staged_file(topic, partition, &planned.path);
             let file = writer.write_to(planned, &at).map_err(|e| failed(&e))?;
-            staged.push((at, file));
+            staged.files.push((at, file));
+        }
+        if let (Some(bytes), Some(file)) = (&self.state, &self.checkpoint.state) {
+            let (path, file_bytes) =
+                state::write_state(layout, topic, partition, &file.name, bytes)
+                    .map_err(|e| failed(&e))?;
+            staged.states.push((path, file.bytes, file_bytes));
         }
         commit::stage_checkpoint(layout, &self.checkpoint).map_err(|e| failed(&e))?;
         // A retried round does not send again what the broker already acknowledged.

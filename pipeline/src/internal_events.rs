@@ -265,6 +265,22 @@ impl InternalEvent for FileArchived<'_> {
     }
 }
 
+/// A flush saved its partition's operator state to a new state file.
+pub struct OperatorStateSaved {
+    /// Encoded state.
+    pub state_bytes: u64,
+    /// The file, compressed.
+    pub file_bytes: u64,
+}
+
+impl InternalEvent for OperatorStateSaved {
+    fn emit(self, t: &Telemetry) {
+        t.state_files.inc();
+        t.state_bytes.inc_by(self.state_bytes);
+        t.state_file_bytes.inc_by(self.file_bytes);
+    }
+}
+
 /// A flush round failed and will be retried.
 pub struct FlushFailed<'a> {
     /// Partitions in the failed round.

@@ -40,6 +40,7 @@ use cara_operators::traces::counter::{TraceCounter, TraceSettings};
 use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::Checkpoint;
 use crate::archive::layout::{idle_file_stem, input_file_stem};
+use crate::archive::state::StateFile;
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
@@ -64,8 +65,10 @@ pub(crate) struct AssignedPartition {
     pub key: PartitionKey,
     /// The first offset not yet archived; `None` for a partition never archived.
     pub next_offset: Option<i64>,
-    /// Operator state saved with that checkpoint.
-    pub operator_state: Option<String>,
+    /// Operator state saved with that checkpoint (snapshot bytes).
+    pub operator_state: Option<Vec<u8>>,
+    /// The state file it was read from.
+    pub state_file: Option<StateFile>,
     /// The partition's archive epoch (see [`crate::archive::commit::Checkpoint`]).
     pub epoch: u32,
 }
@@ -252,12 +255,53 @@ struct PartitionBuffer {
     mark: Arc<PartitionMark>,
     /// Whether its operator's state limit was reported already.
     limit_reported: bool,
+    /// The state file the partition's last checkpoint names.
+    state_file: Option<StateFile>,
+    /// Whether the operator's state moved since that file was written.
+    state_moved: bool,
 }
 
 impl PartitionBuffer {
     fn buffered_bytes(&self) -> usize {
         self.decoder.payload_bytes() + self.dead_letter_bytes
     }
+
+    /// What the flush with file stem `stem` saves of the operator's state: a new
+    /// state file when the state moved since the last one, else the last one again.
+    fn save_state(&mut self, stem: &str) -> StateUpdate {
+        let Some(operator) = self.operator.as_ref() else {
+            return StateUpdate::default();
+        };
+        if !self.state_moved && self.state_file.is_some() {
+            return StateUpdate {
+                file: self.state_file.clone(),
+                ..StateUpdate::default()
+            };
+        }
+        self.state_moved = false;
+        let bytes = snapshot_or_log(operator.snapshot(), &self.topic, self.partition);
+        let file = bytes.as_ref().map(|b| StateFile::for_flush(stem, b.len()));
+        let replaced = std::mem::replace(&mut self.state_file, file.clone())
+            .map(|f| f.name)
+            .filter(|name| file.as_ref().is_none_or(|f| &f.name != name));
+        StateUpdate {
+            file,
+            bytes,
+            replaced,
+        }
+    }
+}
+
+/// What a flush saves of its partition's operator state.
+#[derive(Default)]
+struct StateUpdate {
+    /// The state file its checkpoint names (`None`: no operator, or its state
+    /// could not be encoded and it restarts afresh).
+    file: Option<StateFile>,
+    /// The encoded state to write to that file, when it moved.
+    bytes: Option<Vec<u8>>,
+    /// The state file the checkpoint replaces.
+    replaced: Option<String>,
 }
 
 /// Per-topic counts gathered over a chunk and added to the shared counters once.
@@ -400,6 +444,10 @@ impl Shard {
                     },
                     mark,
                     limit_reported: false,
+                    // Restoring may have changed the state (a new configuration, an
+                    // unreadable part started afresh): the first flush saves it.
+                    state_moved: true,
+                    state_file: assigned.state_file,
                 },
             );
         }
@@ -603,16 +651,16 @@ impl Shard {
                 watermark_ms: target,
             }
             .emit(&self.settings.telemetry);
+            buffer.state_moved = true;
             if emitted.is_empty() {
                 // Nothing closed; the raise is checkpointed with the next flush.
                 continue;
             }
-            let operator_state =
-                snapshot_or_log(operator.snapshot(), &buffer.topic, buffer.partition);
             let topic = buffer.topic.clone();
             let partition = buffer.partition;
             let epoch = buffer.epoch;
             let stem = idle_file_stem(&topic, partition, epoch, next_offset, target);
+            let state = buffer.save_state(&stem);
             let mut plan = Vec::new();
             let outputs = self.plan_emitted(
                 emitted,
@@ -631,7 +679,7 @@ impl Shard {
                 plan,
                 Vec::new(),
                 outputs,
-                operator_state,
+                state,
                 Instant::now(),
             ));
         }
@@ -669,16 +717,16 @@ impl Shard {
         // Operators see the rows in offset order; their state after the last row is
         // saved in this flush's checkpoint, so a replay resumes exactly here.
         let mut emitted = Emitted::default();
-        let mut operator_state = None;
         if let Some(operator) = buffer.operator.as_mut() {
             if rows.num_rows() > 0 {
+                buffer.state_moved = true;
                 if let Err(error) = operator.process(&buffer.context, &rows, &mut emitted) {
                     tracing::error!(topic = %topic, partition, %error, "operator skipped a batch");
                 }
             }
-            operator_state = snapshot_or_log(operator.snapshot(), &topic, partition);
             buffer.mark.set_watermark(operator.watermark());
         }
+        let state = buffer.save_state(&stem);
         if emitted.over_limit > 0 {
             StateLimitReached {
                 topic: &topic,
@@ -735,7 +783,7 @@ impl Shard {
             plan,
             letters,
             outputs,
-            operator_state,
+            state,
             started,
         )))
     }
@@ -785,7 +833,7 @@ fn prepared(
     plan: Vec<PlannedFile>,
     letters: Vec<DeadLetter>,
     (alerts, messages): (Vec<RaisedAlert>, Vec<OutboundMessage>),
-    operator_state: Option<String>,
+    state: StateUpdate,
     started: Instant,
 ) -> PreparedFlush {
     let checkpoint = Checkpoint {
@@ -793,7 +841,8 @@ fn prepared(
         partition,
         next_offset,
         files: plan.iter().map(|f| f.path.clone()).collect(),
-        operator_state,
+        operator_state: None,
+        state: state.file,
         epoch,
     };
     PreparedFlush {
@@ -802,6 +851,8 @@ fn prepared(
         plan,
         letters,
         checkpoint,
+        state: state.bytes,
+        replaced_state: state.replaced,
         alerts,
         messages,
         started,
@@ -819,7 +870,7 @@ fn prepared(
 fn restore_operator(
     settings: &ShardSettings,
     signal: Signal,
-    snapshot: Option<&str>,
+    snapshot: Option<&[u8]>,
     topic: &str,
     partition: i32,
 ) -> Option<Box<dyn Operator>> {
@@ -832,7 +883,7 @@ fn restore_operator(
             if let Some(a) = &settings.alerting {
                 let alerting = restored(
                     part("alerting").as_deref(),
-                    |json| MetricAlerting::restore(json, a.scorer, a.limits, a.rules.clone()),
+                    |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
                     || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
                     "metric scoring states",
                     topic,
@@ -843,7 +894,7 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| MetricSloCounter::restore(json, MetricSlis(slos.metrics.clone()), ooo),
+                    |bytes| MetricSloCounter::restore(bytes, MetricSlis(slos.metrics.clone()), ooo),
                     || MetricSloCounter::new(MetricSlis(slos.metrics.clone()), ooo),
                     "SLO counts",
                     topic,
@@ -857,7 +908,7 @@ fn restore_operator(
             if let Some(logs) = &settings.logs {
                 let operator = restored(
                     part("logs").as_deref(),
-                    |json| LogOperator::restore(json, logs.clone()),
+                    |bytes| LogOperator::restore(bytes, logs.clone()),
                     || LogOperator::new(logs.clone()),
                     "log templates and windows",
                     topic,
@@ -868,7 +919,7 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| LogSloCounter::restore(json, LogSlis(slos.logs.clone()), ooo),
+                    |bytes| LogSloCounter::restore(bytes, LogSlis(slos.logs.clone()), ooo),
                     || LogSloCounter::new(LogSlis(slos.logs.clone()), ooo),
                     "SLO counts",
                     topic,
@@ -882,7 +933,7 @@ fn restore_operator(
             if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
                 let counter = restored(
                     part("slo").as_deref(),
-                    |json| SpanSloCounter::restore(json, SpanSlis(slos.spans.clone()), ooo),
+                    |bytes| SpanSloCounter::restore(bytes, SpanSlis(slos.spans.clone()), ooo),
                     || SpanSloCounter::new(SpanSlis(slos.spans.clone()), ooo),
                     "SLO counts",
                     topic,
@@ -893,7 +944,7 @@ fn restore_operator(
             if let Some(traces) = &settings.traces {
                 let counter = restored(
                     part("traces").as_deref(),
-                    |json| TraceCounter::restore(json, traces.settings),
+                    |bytes| TraceCounter::restore(bytes, traces.settings),
                     || TraceCounter::new(traces.settings),
                     "trace cells",
                     topic,
@@ -907,7 +958,7 @@ fn restore_operator(
             let specs = slos.specs(&settings.topic_partitions);
             let combiner = restored(
                 snapshot,
-                |json| SloCombiner::restore(json, specs.clone()),
+                |bytes| SloCombiner::restore(bytes, specs.clone()),
                 || SloCombiner::new(specs.clone()),
                 "SLO budgets",
                 topic,
@@ -920,7 +971,7 @@ fn restore_operator(
             let sources = settings.topic_partitions.spans;
             let combiner = restored(
                 snapshot,
-                |json| TraceCombiner::restore(json, sources, traces.scoring.clone()),
+                |bytes| TraceCombiner::restore(bytes, sources, traces.scoring.clone()),
                 || TraceCombiner::new(sources, traces.scoring.clone()),
                 "RED and service-graph minutes",
                 topic,
@@ -935,21 +986,21 @@ fn restore_operator(
 /// The parts of a stacked snapshot, by name; a snapshot that is not a stack is
 /// `main`'s.
 fn parts_of<'a>(
-    snapshot: Option<&'a str>,
+    snapshot: Option<&'a [u8]>,
     main: &'static str,
     topic: &str,
     partition: i32,
-) -> impl Fn(&str) -> Option<String> + 'a {
-    let parts: std::collections::BTreeMap<String, String> = match snapshot {
+) -> impl Fn(&str) -> Option<Vec<u8>> + 'a {
+    let parts: std::collections::BTreeMap<String, Vec<u8>> = match snapshot {
         None => Default::default(),
-        Some(json) => Stacked::split_snapshot(json).unwrap_or_else(|_| {
+        Some(bytes) => Stacked::split_snapshot(bytes).unwrap_or_else(|_| {
             tracing::debug!(
                 topic,
                 partition,
                 main,
                 "checkpointed state is one operator's"
             );
-            [(main.to_owned(), json.to_owned())].into()
+            [(main.to_owned(), bytes.to_owned())].into()
         }),
     };
     move |name: &str| parts.get(name).cloned()
@@ -958,8 +1009,8 @@ fn parts_of<'a>(
 /// State restored from `snapshot`, or fresh when there is none or it is unreadable
 /// (logged, naming `what` was lost).
 fn restored<T, E: std::fmt::Display>(
-    snapshot: Option<&str>,
-    restore: impl FnOnce(&str) -> Result<T, E>,
+    snapshot: Option<&[u8]>,
+    restore: impl FnOnce(&[u8]) -> Result<T, E>,
     fresh: impl FnOnce() -> T,
     what: &str,
     topic: &str,
@@ -978,10 +1029,10 @@ fn restored<T, E: std::fmt::Display>(
 /// The snapshot, or `None` (logged) when it could not be serialised: the
 /// checkpoint then restarts the operator rather than storing a broken state.
 fn snapshot_or_log(
-    snapshot: Result<String, OperatorError>,
+    snapshot: Result<Vec<u8>, OperatorError>,
     topic: &str,
     partition: i32,
-) -> Option<String> {
+) -> Option<Vec<u8>> {
     snapshot
         .map_err(|error| {
             tracing::error!(topic, partition, %error, "operator state not serialisable; not checkpointed")
@@ -1042,12 +1093,12 @@ mod tests {
         let snapshot = Operator::snapshot(&stacked).unwrap();
         let part = parts_of(Some(&snapshot), "alerting", "t", 0);
         let own = Operator::snapshot(&alerting()).unwrap();
-        assert_eq!(part("alerting").as_deref(), Some(own.as_str()));
+        assert_eq!(part("alerting").as_deref(), Some(own.as_slice()));
         assert_eq!(part("slo"), None, "a part added later starts fresh");
 
         // Written before the partition had several parts: all of it is main's.
         let legacy = parts_of(Some(&own), "alerting", "t", 0);
-        assert_eq!(legacy("alerting").as_deref(), Some(own.as_str()));
+        assert_eq!(legacy("alerting").as_deref(), Some(own.as_slice()));
         assert_eq!(legacy("slo"), None);
         assert_eq!(parts_of(None, "alerting", "t", 0)("alerting"), None);
     }
@@ -1083,7 +1134,7 @@ mod tests {
     /// checkpoint an anomaly-only partition wrote, and that checkpoint.
     fn restore_parts_for_test(
         slos: Option<SloSettings>,
-    ) -> (std::collections::BTreeMap<String, String>, String) {
+    ) -> (std::collections::BTreeMap<String, Vec<u8>>, Vec<u8>) {
         let (operator, own) = restore_operator_with(slos, Signal::Metrics);
         let snapshot = operator.expect("an operator").snapshot().unwrap();
         (Stacked::split_snapshot(&snapshot).unwrap(), own)
@@ -1092,7 +1143,7 @@ mod tests {
     fn restore_operator_with(
         slos: Option<SloSettings>,
         signal: Signal,
-    ) -> (Option<Box<dyn Operator>>, String) {
+    ) -> (Option<Box<dyn Operator>>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let settings = ShardSettings {
             topics: vec![("telemetry.metrics".into(), Signal::Metrics)],

@@ -85,6 +85,9 @@ pub struct Telemetry {
     pub(crate) log_templates_created: Counter,
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
+    pub(crate) state_files: Counter,
+    pub(crate) state_file_bytes: Counter,
+    pub(crate) state_bytes: Counter,
     pub(crate) recovered_files: Counter,
     pub(crate) assigned_partitions: Gauge,
     ready: AtomicBool,
@@ -126,6 +129,9 @@ impl Telemetry {
             log_templates_created: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
+            state_files: Counter::default(),
+            state_file_bytes: Counter::default(),
+            state_bytes: Counter::default(),
             recovered_files: Counter::default(),
             assigned_partitions: Gauge::default(),
             ready: AtomicBool::new(false),
@@ -233,6 +239,21 @@ impl Telemetry {
             "flush_failures",
             "Failed flush attempts (retried)",
             t.flush_failures.clone(),
+        );
+        registry.register(
+            "operator_state_files",
+            "Operator state files written by flushes (one per flush whose state moved)",
+            t.state_files.clone(),
+        );
+        registry.register(
+            "operator_state_file_bytes",
+            "Bytes of operator state files written (compressed)",
+            t.state_file_bytes.clone(),
+        );
+        registry.register(
+            "operator_state_bytes",
+            "Bytes of operator state saved, before compression",
+            t.state_bytes.clone(),
         );
         registry.register(
             "recovered_files",

@@ -366,28 +366,35 @@ pub fn kcat_keys(brokers: &str, topic: &str) -> Vec<String> {
         .collect()
 }
 
-/// The operator state saved in each `telemetry.metrics` partition's checkpoint, by
-/// checkpoint file name.
-pub fn operator_states(archive: &Path) -> Vec<(String, String)> {
-    let dir = archive.join("_cara/offsets/telemetry.metrics");
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with(".checkpoint.json")
-        })
-        .map(|e| {
-            let json: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-            let state = json["operator_state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            (e.file_name().to_string_lossy().into_owned(), state)
-        })
-        .collect();
-    out.sort();
+/// The operator state each metrics partition's checkpoint restores from (read from
+/// the state file it names), by partition; asserts that the checkpoint's file is the
+/// partition's only state file (replaced ones are cleaned up).
+pub fn operator_states(archive: &Path) -> Vec<(i32, Vec<u8>)> {
+    use cara_pipeline::archive::{commit, layout::ArchiveLayout, state};
+    let layout = ArchiveLayout::new(archive);
+    let topic = "telemetry.metrics";
+    let mut out = Vec::new();
+    for partition in 0..64 {
+        let Some(checkpoint) = commit::read_checkpoint(&layout, topic, partition).unwrap() else {
+            continue;
+        };
+        let Some(file) = checkpoint.state else {
+            out.push((partition, Vec::new()));
+            continue;
+        };
+        let kept: Vec<String> = std::fs::read_dir(layout.state_dir(topic, partition))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![file.name.clone()],
+            "state files of partition {partition}"
+        );
+        out.push((
+            partition,
+            state::read_state(&layout, topic, partition, &file).unwrap(),
+        ));
+    }
     out
 }

@@ -14,11 +14,7 @@ use super::ScorerConfig;
 use crate::alert::{AlertEvaluator, AlertRecord, AlertRule};
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
-
-/// Why a snapshot could not be restored.
-#[derive(Debug, thiserror::Error)]
-#[error("operator snapshot: {0}")]
-pub struct SnapshotError(String);
+use crate::snapshot::{self, SnapshotError};
 
 /// Scoring and alerting of one partition's metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,13 +72,12 @@ impl MetricAlerting {
     /// if the rules changed since, alert states start afresh (a firing alert of a
     /// removed or edited rule is not resolved).
     pub fn restore(
-        snapshot: &str,
+        snapshot: &[u8],
         config: ScorerConfig,
         limits: AnomalyLimits,
         rules: Vec<AlertRule>,
     ) -> Result<Self, SnapshotError> {
-        let state: MetricAlerting =
-            serde_json::from_str(snapshot).map_err(|e| SnapshotError(e.to_string()))?;
+        let state: MetricAlerting = snapshot::decode(snapshot)?;
         Ok(state.reconfigured(config, limits, rules))
     }
 
@@ -102,9 +97,9 @@ impl MetricAlerting {
         self
     }
 
-    /// The state as JSON.
-    pub fn snapshot(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+    /// The state, encoded (see [`crate::snapshot`]).
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(self)
     }
 
     /// Scores a metrics batch in row order and appends the alert transitions.
@@ -220,7 +215,7 @@ impl Operator for MetricAlerting {
         MetricAlerting::watermark(self)
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
         Ok(MetricAlerting::snapshot(self)?)
     }
 }
@@ -573,12 +568,20 @@ mod tests {
 
     #[test]
     fn a_corrupt_snapshot_is_an_error_not_a_panic() {
-        let r = MetricAlerting::restore(
-            "{not json",
-            ScorerConfig::default(),
-            AnomalyLimits::default(),
-            vec![],
-        );
-        assert!(r.is_err());
+        let fresh = MetricAlerting::new(ScorerConfig::default(), AnomalyLimits::default(), vec![]);
+        let encoded = fresh.snapshot().unwrap();
+        for corrupt in [
+            &b"{not json"[..],
+            &encoded[..encoded.len() / 2],
+            b"CAS\x01\xc1",
+        ] {
+            let r = MetricAlerting::restore(
+                corrupt,
+                ScorerConfig::default(),
+                AnomalyLimits::default(),
+                vec![],
+            );
+            assert!(r.is_err(), "{corrupt:?}");
+        }
     }
 }

@@ -38,6 +38,7 @@ use crate::anomaly::{Detector, PointScore, ScorerConfig};
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
+use crate::snapshot::{self, SnapshotError};
 use crate::watermark::EventClock;
 use crate::window::Window;
 
@@ -320,8 +321,8 @@ impl LogOperator {
     }
 
     /// State continuing from [`snapshot`](Self::snapshot).
-    pub fn restore(snapshot: &str, settings: LogSettings) -> Result<Self, serde_json::Error> {
-        let Snapshot { miner, mut windows } = serde_json::from_str(snapshot)?;
+    pub fn restore(snapshot: &[u8], settings: LogSettings) -> Result<Self, SnapshotError> {
+        let Snapshot { miner, mut windows } = snapshot::decode(snapshot)?;
         windows.scoring =
             windows
                 .scoring
@@ -333,9 +334,9 @@ impl LogOperator {
         })
     }
 
-    /// The state as JSON.
-    pub fn snapshot(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(&SnapshotRef {
+    /// The state, encoded (see [`crate::snapshot`]).
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(&SnapshotRef {
             miner: self.miner.snapshot(),
             windows: &self.state,
         })
@@ -722,7 +723,7 @@ impl Operator for LogOperator {
         LogOperator::watermark(self)
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
         Ok(LogOperator::snapshot(self)?)
     }
 }
@@ -914,10 +915,15 @@ mod tests {
         let mut op = LogOperator::new(LogSettings::default());
         op.process(&logs(&traffic(3, 0)), "telemetry.logs", 0)
             .unwrap();
-        let snapshot = op.snapshot().unwrap();
+        // Snapshots of that time were JSON.
+        let snapshot = serde_json::to_string(&SnapshotRef {
+            miner: op.miner.snapshot(),
+            windows: &op.state,
+        })
+        .unwrap();
         assert!(snapshot.contains("\"max_event_ms\""));
         let old = snapshot.replace("\"max_event_ms\"", "\"max_ts\"");
-        let restored = LogOperator::restore(&old, LogSettings::default()).unwrap();
+        let restored = LogOperator::restore(old.as_bytes(), LogSettings::default()).unwrap();
         assert_eq!(restored.watermark(), op.watermark());
         assert!(restored.watermark().is_some());
     }

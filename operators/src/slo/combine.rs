@@ -25,6 +25,7 @@ use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
 use crate::schema::Table;
+use crate::snapshot::{self, SnapshotError};
 
 /// One SLO's combined state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,11 +77,8 @@ impl SloCombiner {
 
     /// State continuing from [`Operator::snapshot`]; SLOs whose specification
     /// changed keep their counts under the new one, removed ones are dropped.
-    pub fn restore(
-        snapshot: &str,
-        specs: Vec<(SloSpec, usize)>,
-    ) -> Result<Self, serde_json::Error> {
-        let mut slos: BTreeMap<String, CombinedSlo> = serde_json::from_str(snapshot)?;
+    pub fn restore(snapshot: &[u8], specs: Vec<(SloSpec, usize)>) -> Result<Self, SnapshotError> {
+        let mut slos: BTreeMap<String, CombinedSlo> = snapshot::decode(snapshot)?;
         slos.retain(|name, _| specs.iter().any(|(s, _)| &s.name == name));
         for (name, combined) in slos.iter_mut() {
             if let Some((spec, _)) = specs.iter().find(|(s, _)| &s.name == name) {
@@ -247,8 +245,8 @@ impl Operator for SloCombiner {
             .min()
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.slos)?)
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.slos)?)
     }
 }
 

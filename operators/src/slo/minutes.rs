@@ -18,6 +18,7 @@ use super::{Counts, MINUTE_MS};
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
+use crate::snapshot::{self, SnapshotError};
 use crate::watermark::EventClock;
 
 /// How one kind of SLI reads its input table.
@@ -68,11 +69,11 @@ impl<R: SliRows> SloStage<R> {
     /// State continuing from [`Operator::snapshot`], with the current SLOs (counts
     /// of removed SLOs are dropped; new ones start empty).
     pub fn restore(
-        snapshot: &str,
+        snapshot: &[u8],
         sli: R,
         out_of_orderness_ms: i64,
-    ) -> Result<Self, serde_json::Error> {
-        let mut state: StageState<R::State> = serde_json::from_str(snapshot)?;
+    ) -> Result<Self, SnapshotError> {
+        let mut state: StageState<R::State> = snapshot::decode(snapshot)?;
         state.counter.retain(&sli.names());
         Ok(SloStage {
             sli,
@@ -130,8 +131,8 @@ impl<R: SliRows> Operator for SloStage<R> {
         self.state.counter.clock.watermark(self.out_of_orderness_ms)
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.state)?)
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.state)?)
     }
 }
 

@@ -30,6 +30,7 @@ use crate::columns;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
+use crate::snapshot::{self, SnapshotError};
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -94,11 +95,11 @@ impl TraceCombiner {
 
     /// State continuing from [`Operator::snapshot`], with the current scoring.
     pub fn restore(
-        snapshot: &str,
+        snapshot: &[u8],
         expected_sources: usize,
         scoring: TraceScoring,
-    ) -> Result<Self, serde_json::Error> {
-        let mut state: CombinerState = serde_json::from_str(snapshot)?;
+    ) -> Result<Self, SnapshotError> {
+        let mut state: CombinerState = snapshot::decode(snapshot)?;
         state.scoring =
             state
                 .scoring
@@ -242,8 +243,8 @@ impl Operator for TraceCombiner {
         self.closable_through().map(|m| m * MINUTE_MS)
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.state)?)
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.state)?)
     }
 }
 

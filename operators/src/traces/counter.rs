@@ -26,6 +26,7 @@ use crate::map_as_list::hashed::FastMap;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
+use crate::snapshot::{self, SnapshotError};
 use crate::watermark::EventClock;
 
 const MINUTE_MS: i64 = 60_000;
@@ -129,10 +130,10 @@ impl TraceCounter {
     }
 
     /// State continuing from [`Operator::snapshot`].
-    pub fn restore(snapshot: &str, settings: TraceSettings) -> Result<Self, serde_json::Error> {
+    pub fn restore(snapshot: &[u8], settings: TraceSettings) -> Result<Self, SnapshotError> {
         Ok(TraceCounter {
             settings,
-            state: serde_json::from_str(snapshot)?,
+            state: snapshot::decode(snapshot)?,
         })
     }
 
@@ -399,8 +400,8 @@ impl Operator for TraceCounter {
             .watermark(self.settings.out_of_orderness_ms)
     }
 
-    fn snapshot(&self) -> Result<String, OperatorError> {
-        Ok(serde_json::to_string(&self.state)?)
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.state)?)
     }
 }
 

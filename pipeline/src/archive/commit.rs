@@ -1,5 +1,5 @@
-//! Per-partition commit files: the checkpoint (next offset to read, operator state,
-//! the files its flush wrote) and the staging directory a flush writes into before
+//! Per-partition commit files: the checkpoint (next offset to read, the state file
+//! holding the operator state, the files its flush wrote) and the staging directory a flush writes into before
 //! its checkpoint commits it. See the module docs of `archive` for the protocol.
 
 use std::fs;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::{
     sync_all_written, sync_dir, temporary_sibling, write_atomically, ArchiveLayout,
 };
+use super::state::{self, StateFile};
 use super::{io_err, ArchiveError, Result};
 
 /// The durable position of one source partition.
@@ -26,10 +27,14 @@ pub struct Checkpoint {
     /// Final paths of the files written by the flush that produced this checkpoint:
     /// recovery publishes those still staged.
     pub files: Vec<PathBuf>,
-    /// The partition's operator state after its last archived record (JSON), saved
-    /// in the same atomic write as the offset so the two never disagree.
+    /// The operator state of earlier versions of cara, saved inside the checkpoint
+    /// (JSON); read, never written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_state: Option<String>,
+    /// The file holding the partition's operator state after its last archived
+    /// record; in force with this checkpoint, so offset and state never disagree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateFile>,
     /// The partition's archive epoch: raised when the broker's log of the partition
     /// was found to end below the checkpoint (a reset or replaced broker, a recreated
     /// topic), so the new log's offsets name other files than the old one's.
@@ -152,8 +157,10 @@ pub struct Recovery {
     pub published: Vec<PathBuf>,
     /// Files of an interrupted flush (never committed) that were deleted.
     pub removed: Vec<PathBuf>,
-    /// Operator state saved with the checkpoint.
-    pub operator_state: Option<String>,
+    /// Operator state saved with the checkpoint (snapshot bytes).
+    pub operator_state: Option<Vec<u8>>,
+    /// The state file it was read from.
+    pub state_file: Option<StateFile>,
     /// The archive epoch of the checkpoint (0 without one).
     pub epoch: u32,
 }
@@ -199,12 +206,35 @@ pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Re
                 .chain([staging.as_path()]),
         )?;
     }
+    // State files other than the checkpoint's are of flushes that never committed,
+    // or were replaced by a commit whose clean-up a crash cut short.
+    let state_file = checkpoint.as_ref().and_then(|c| c.state.clone());
+    state::remove_other_states(
+        layout,
+        topic,
+        partition,
+        state_file.as_ref().map(|f| f.name.as_str()),
+    )?;
+    let operator_state = match (&state_file, checkpoint.as_ref()) {
+        // Derived state that cannot be read is rebuilt from the data to come; the
+        // archived records and the offset are intact, so the partition goes on.
+        (Some(file), _) => match state::read_state(layout, topic, partition, file) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::error!(topic, partition, %error, "operator state starts afresh");
+                None
+            }
+        },
+        (None, Some(c)) => c.operator_state.clone().map(String::into_bytes),
+        (None, None) => None,
+    };
     Ok(Recovery {
         next_offset,
         published,
         removed,
         epoch: checkpoint.as_ref().map_or(0, |c| c.epoch),
-        operator_state: checkpoint.and_then(|c| c.operator_state),
+        operator_state,
+        state_file,
     })
 }
 
@@ -257,6 +287,7 @@ mod tests {
             next_offset,
             files,
             operator_state: Some(r#"{"series":{}}"#.into()),
+            state: None,
             epoch: 0,
         }
     }
@@ -284,7 +315,10 @@ mod tests {
         assert_eq!(read_checkpoint(&layout, "t", 1).unwrap(), Some(cp.clone()));
         let recovered = recover(&layout, "t", 1).unwrap();
         assert_eq!(recovered.next_offset, Some(42));
-        assert_eq!(recovered.operator_state, cp.operator_state);
+        assert_eq!(
+            recovered.operator_state,
+            cp.operator_state.clone().map(String::into_bytes)
+        );
         assert_eq!(recovered.epoch, 0);
         // A later epoch is kept; epoch 0 is not written, so older checkpoints read.
         let later = Checkpoint {
@@ -294,6 +328,44 @@ mod tests {
         write_checkpoint(&layout, &later).unwrap();
         assert_eq!(recover(&layout, "t", 1).unwrap().epoch, 2);
         assert!(!serde_json::to_string(&cp).unwrap().contains("epoch"));
+    }
+
+    #[test]
+    fn recovery_reads_the_checkpoints_state_file_and_deletes_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ArchiveLayout::new(dir.path());
+        state::write_state(&layout, "t", 0, "old", b"before").unwrap();
+        state::write_state(&layout, "t", 0, "current", b"after").unwrap();
+        let current = StateFile {
+            name: "current".into(),
+            bytes: 5,
+        };
+        // A flush that staged its state and died before its checkpoint committed.
+        state::write_state(&layout, "t", 0, "uncommitted", b"never").unwrap();
+        write_checkpoint(
+            &layout,
+            &Checkpoint {
+                operator_state: None,
+                state: Some(current.clone()),
+                ..checkpoint(10, vec![])
+            },
+        )
+        .unwrap();
+        let recovery = recover(&layout, "t", 0).unwrap();
+        assert_eq!(recovery.operator_state.as_deref(), Some(&b"after"[..]));
+        assert_eq!(recovery.state_file, Some(current));
+        let left: Vec<_> = fs::read_dir(layout.state_dir("t", 0))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, vec!["current"]);
+        // A state file that went missing costs the state, not the partition.
+        fs::remove_file(layout.state_dir("t", 0).join("current")).unwrap();
+        let recovery = recover(&layout, "t", 0).unwrap();
+        assert_eq!(
+            (recovery.next_offset, recovery.operator_state),
+            (Some(10), None)
+        );
     }
 
     #[test]
@@ -379,7 +451,8 @@ mod tests {
                 next_offset: Some(10),
                 published: vec![],
                 removed: vec![staged.clone()],
-                operator_state: Some(r#"{"series":{}}"#.into()),
+                operator_state: Some(br#"{"series":{}}"#.to_vec()),
+                state_file: None,
                 epoch: 0,
             }
         );

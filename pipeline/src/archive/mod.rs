@@ -6,8 +6,9 @@
 //!
 //! 1. writes its files into the partition's staging directory
 //!    (`<root>/_cara/staging/<topic>/<partition>/`, which readers never list) and its
-//!    checkpoint (next offset to read, operator state, the files' final paths)
-//!    beside the current one;
+//!    checkpoint (next offset to read, the files' final paths, the state file it
+//!    restores from) beside the current one, and the partition's operator state to
+//!    a new state file when it moved (see [`state`]);
 //! 2. makes both durable;
 //! 3. puts the checkpoint in force with a rename and makes that durable: the
 //!    commit point;
@@ -25,6 +26,7 @@
 
 pub mod commit;
 pub mod layout;
+pub mod state;
 pub mod writer;
 
 use std::io;

@@ -140,6 +140,7 @@ impl SourceContext {
                         key: (index, partition),
                         next_offset: recovery.next_offset,
                         operator_state: recovery.operator_state,
+                        state_file: recovery.state_file,
                         epoch: recovery.epoch,
                     });
                 }

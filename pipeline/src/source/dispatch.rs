@@ -331,6 +331,7 @@ mod tests {
                 key: (0, 1),
                 next_offset: None,
                 operator_state: None,
+                state_file: None,
                 epoch: 0,
             }])
             .is_ok());
@@ -368,6 +369,7 @@ mod tests {
                 key: (0, 1),
                 next_offset: Some(4),
                 operator_state: None,
+                state_file: None,
                 epoch: 0,
             }])
             .unwrap();
