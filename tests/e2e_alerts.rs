@@ -202,3 +202,53 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
         "operator state differs after a crash"
     );
 }
+
+/// Many series over every partition against a small `runtime.max_state_bytes`: the
+/// process scores only the series its one budget covers, counts the points it
+/// refused, reports what it holds, and archives every point all the same.
+#[test]
+fn one_state_budget_bounds_every_partition_and_counts_what_it_refuses() {
+    const SERIES: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = start_cara_broker();
+    let points: Vec<(String, String)> = (0..SERIES)
+        .map(|i| {
+            (
+                format!("host-{i}"),
+                format!(
+                    r#"{{"ts":{START_MS},"name":"cpu_usage","type":"gauge","value":{},"labels":{{"host":"host-{i}"}}}}"#,
+                    noise(i as u64)
+                ),
+            )
+        })
+        .collect();
+    kcat_produce_keyed(&brokers, "telemetry.metrics", &points);
+    let budget: f64 = 1024.0 * 1024.0;
+    let config = write_config(
+        dir.path(),
+        "[runtime]\nmax_state_bytes = 1048576\n[archive]\nroll_interval = \"1s\"\n",
+    );
+    let archive = dir.path().join("archive");
+    let (mut run, http) = start_cara_run(&brokers, &archive, &config, "budget");
+    wait_until(Duration::from_secs(60), "every point archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"metrics\"") >= SERIES as f64
+    });
+    let used = metric_sum(http, "cara_operator_state_used_bytes", "");
+    let refused = metric_sum(http, "cara_over_state_budget_total", "");
+    assert_eq!(
+        metric_sum(http, "cara_operator_state_budget_bytes", ""),
+        budget
+    );
+    // Held: as many series as the budget covers, never more than it.
+    assert!(used <= budget && used > budget * 0.9, "{used} bytes held");
+    // About a kilobyte a series: most of the 5,000 were refused, each counted once.
+    assert!(
+        (3_000.0..4_500.0).contains(&refused),
+        "{refused} points refused"
+    );
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(
+        sql_count(&archive, "SELECT count(*) FROM metrics"),
+        SERIES as i64
+    );
+}

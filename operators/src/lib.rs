@@ -17,6 +17,7 @@
 
 pub mod alert;
 pub mod anomaly;
+pub mod budget;
 pub(crate) mod columns;
 pub mod eval;
 pub mod logs;

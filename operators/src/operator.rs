@@ -51,6 +51,9 @@ pub struct Emitted {
     /// Records this call could not track because a state limit was reached (e.g.
     /// points of new series beyond the series limit): archived, not analysed.
     pub over_limit: u64,
+    /// Records of new keys this call refused because the process's state budget was
+    /// spent (see [`crate::budget`]): archived, not analysed.
+    pub over_budget: u64,
     /// Log templates the call created or touched, for the template catalogue.
     pub templates: Vec<TemplateState>,
     /// Records for output or exchange topics, produced (and acknowledged) before the

@@ -620,6 +620,10 @@ pub struct RuntimeConfig {
     /// it stops holding its topic's watermark back, and its own operators' watermark
     /// is raised to the topic's so their open windows close.
     pub idle_partition_timeout: HumanDuration,
+    /// Bytes of keyed operator state (scored series) all partitions of this process
+    /// hold at most, estimated; points of new series beyond it are archived, not
+    /// scored, and counted (`cara_over_state_budget_total`).
+    pub max_state_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -627,6 +631,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             shards: 0,
             idle_partition_timeout: HumanDuration(Duration::from_secs(30)),
+            max_state_bytes: 1 << 30,
         }
     }
 }
@@ -957,6 +962,12 @@ impl Config {
                 "must be at least 1s (a partition between two polls is not idle)",
             ));
         }
+        if self.runtime.max_state_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "runtime.max_state_bytes",
+                "must be at least 1 MiB (1048576)",
+            ));
+        }
         if self.anomaly.max_series == 0 {
             return Err(invalid("anomaly.max_series", "must be at least 1"));
         }
@@ -1117,6 +1128,11 @@ mod tests {
     fn wrong_type_is_named() {
         let e = err("[archive]\nroll_bytes = \"big\"\n");
         assert!(e.contains("archive.roll_bytes"), "{e}");
+        let e = err("[runtime]\nmax_state_bytes = 1000\n");
+        assert!(
+            e.contains("runtime.max_state_bytes") && e.contains("1 MiB"),
+            "{e}"
+        );
         let e = err("[archive]\nmax_buffered_bytes = 1000\n");
         assert!(
             e.contains("archive.max_buffered_bytes") && e.contains("1 MiB"),

@@ -223,6 +223,39 @@ impl InternalEvent for StateLimitReached<'_> {
     }
 }
 
+/// The process's operator-state budget refused new keys of a partition.
+pub struct StateBudgetReached<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Records refused by this flush's batch.
+    pub refused: u64,
+    /// Whether to log it (the first time in the process); always counted.
+    pub first: bool,
+    /// The budget.
+    pub budget_bytes: u64,
+}
+
+impl InternalEvent for StateBudgetReached<'_> {
+    fn emit(self, t: &Telemetry) {
+        if self.first {
+            warn!(
+                topic = self.topic,
+                partition = self.partition,
+                refused = self.refused,
+                budget_bytes = self.budget_bytes,
+                "operator state budget spent: records of new series are archived but not analysed; raise runtime.max_state_bytes or reduce cardinality (cara_over_state_budget_total counts them)"
+            );
+        }
+        t.over_state_budget
+            .get_or_create(&TopicLabels {
+                topic: self.topic.to_owned(),
+            })
+            .inc_by(self.refused);
+    }
+}
+
 /// A shard's buffers passed its memory budget; its largest were flushed early.
 pub struct BufferBudgetReached {
     /// Partitions flushed early.

@@ -24,6 +24,7 @@ use cara_operators::alert::{AlertRecord, AlertRule};
 use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
+use cara_operators::budget::StateBudget;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{
     Emitted, Operator, OperatorError, OutboundMessage, PartitionContext, Stacked,
@@ -125,6 +126,11 @@ pub(crate) struct ShardSettings {
     /// Payload bytes this shard buffers at most (its share of
     /// `archive.max_buffered_bytes`).
     pub buffer_budget: u64,
+    /// Keyed operator state every partition of the process shares
+    /// (`runtime.max_state_bytes`).
+    pub state_budget: Arc<StateBudget>,
+    /// Whether the budget refusing keys was logged (once per process).
+    pub state_budget_reported: AtomicBool,
     pub writer: ParquetWriter,
     pub telemetry: Arc<Telemetry>,
     /// Anomaly scoring and alerting of metric partitions; `None` when disabled.
@@ -738,6 +744,23 @@ impl Shard {
             .emit(&self.settings.telemetry);
             buffer.limit_reported = true;
         }
+        if emitted.over_budget > 0 {
+            StateBudgetReached {
+                topic: &topic,
+                partition,
+                refused: emitted.over_budget,
+                first: !self
+                    .settings
+                    .state_budget_reported
+                    .swap(true, Ordering::Relaxed),
+                budget_bytes: self.settings.state_budget.limit(),
+            }
+            .emit(&self.settings.telemetry);
+        }
+        self.settings
+            .telemetry
+            .state_budget_used
+            .set(i64::try_from(self.settings.state_budget.used()).unwrap_or(i64::MAX));
         let signal = buffer.signal;
         // Operators may fill columns of the input rows (log templates).
         if let Some(annotated) = emitted.rows.take() {
@@ -889,6 +912,8 @@ fn restore_operator(
                     topic,
                     partition,
                 );
+                let mut alerting = alerting;
+                alerting.share_budget(settings.state_budget.clone());
                 parts.push(("alerting", Box::new(alerting.with_windows(a.windows))));
             }
             if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
@@ -1153,6 +1178,8 @@ mod tests {
                 roll_interval: Duration::from_secs(1),
             },
             buffer_budget: 1 << 28,
+            state_budget: StateBudget::unlimited(),
+            state_budget_reported: AtomicBool::new(false),
             writer: ParquetWriter::new(crate::archive::layout::ArchiveLayout::new(dir.path()), 3)
                 .unwrap(),
             telemetry: Arc::new(Telemetry::new()),

@@ -86,6 +86,9 @@ pub struct Telemetry {
     pub(crate) flush_seconds: Histogram,
     pub(crate) flush_failures: Counter,
     pub(crate) state_files: Counter,
+    pub(crate) state_budget_bytes: Gauge,
+    pub(crate) state_budget_used: Gauge,
+    pub(crate) over_state_budget: Family<TopicLabels, Counter>,
     pub(crate) state_file_bytes: Counter,
     pub(crate) state_bytes: Counter,
     pub(crate) recovered_files: Counter,
@@ -130,6 +133,9 @@ impl Telemetry {
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             flush_failures: Counter::default(),
             state_files: Counter::default(),
+            state_budget_bytes: Gauge::default(),
+            state_budget_used: Gauge::default(),
+            over_state_budget: Family::default(),
             state_file_bytes: Counter::default(),
             state_bytes: Counter::default(),
             recovered_files: Counter::default(),
@@ -239,6 +245,21 @@ impl Telemetry {
             "flush_failures",
             "Failed flush attempts (retried)",
             t.flush_failures.clone(),
+        );
+        registry.register(
+            "operator_state_budget_bytes",
+            "Bytes of keyed operator state the process may hold (runtime.max_state_bytes)",
+            t.state_budget_bytes.clone(),
+        );
+        registry.register(
+            "operator_state_used_bytes",
+            "Bytes of keyed operator state held now, estimated",
+            t.state_budget_used.clone(),
+        );
+        registry.register(
+            "over_state_budget",
+            "Records of new keys not analysed because the state budget was spent, per topic",
+            t.over_state_budget.clone(),
         );
         registry.register(
             "operator_state_files",

@@ -81,6 +81,12 @@ impl MetricAlerting {
         Ok(state.reconfigured(config, limits, rules))
     }
 
+    /// Accounts the scored series in the process's state budget (see
+    /// [`crate::budget`]).
+    pub fn share_budget(&mut self, budget: std::sync::Arc<crate::budget::StateBudget>) {
+        self.anomaly.share_budget(budget);
+    }
+
     /// Deserialised state with the current configuration applied: the detectors'
     /// state is kept; if the rules changed, alert states start afresh.
     pub fn reconfigured(
@@ -189,14 +195,17 @@ impl Operator for MetricAlerting {
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
         let late_before = self.late_points();
-        let refused_before = self.counts().refused_by_limit;
+        let before = self.counts();
         let mut windows = Vec::new();
         self.process_with_windows(rows, &mut out.alerts, &mut windows)?;
         out.late += self.late_points().saturating_sub(late_before);
-        out.over_limit += self
-            .counts()
+        let after = self.counts();
+        out.over_limit += after
             .refused_by_limit
-            .saturating_sub(refused_before);
+            .saturating_sub(before.refused_by_limit);
+        out.over_budget += after
+            .refused_by_budget
+            .saturating_sub(before.refused_by_budget);
         push_windows(context, &windows, out)
     }
 

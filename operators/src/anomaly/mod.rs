@@ -165,9 +165,10 @@ impl Default for SeriesScorer {
 }
 
 impl SeriesScorer {
-    /// Bytes this scorer holds on the heap (its seasonal buckets).
+    /// Bytes this scorer holds on the heap (its seasonal buckets; by their number,
+    /// so equal state counts equal bytes however it was built).
     pub fn heap_bytes(&self) -> usize {
-        self.daily.capacity() * std::mem::size_of::<RobustEwm>()
+        self.daily.len() * std::mem::size_of::<RobustEwm>()
     }
 
     /// Scores the point `(ts_ms, value)` and then learns from it. Points must come in

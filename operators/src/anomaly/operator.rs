@@ -15,6 +15,7 @@ use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
 use super::{Detector, PointScore, ScorerConfig, SeriesScorer};
+use crate::budget::{BudgetShare, StateBudget};
 
 /// What can go wrong reading a batch: only a schema that is not the metrics table's.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,24 @@ struct SeriesState {
     last_counter: Option<f64>,
 }
 
+impl SeriesState {
+    /// What the series costs in memory, estimated: its struct and hash-map slot, its
+    /// key, name and labels, its seasonal buckets, and an allowance for its open
+    /// windows and the allocator's rounding.
+    fn estimated_bytes(&self) -> u64 {
+        const FIXED: usize = std::mem::size_of::<SeriesState>()
+            + std::mem::size_of::<Arc<str>>()
+            + 2 * 16 // two Arc headers
+            + 256; // open windows, allocator rounding
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
+            .sum();
+        (FIXED + self.key.len() + self.name.len() + labels + self.scorer.heap_bytes()) as u64
+    }
+}
+
 /// Counts the operator reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnomalyCounts {
@@ -84,6 +103,9 @@ pub struct AnomalyCounts {
     pub out_of_order: u64,
     /// Series forgotten after being idle.
     pub evicted: u64,
+    /// Points of new series refused because the process's state budget was spent.
+    #[serde(default)]
+    pub refused_by_budget: u64,
 }
 
 /// The keyed anomaly operator.
@@ -104,6 +126,9 @@ pub struct AnomalyOperator {
     /// the event time of their last point); for the alert rules to resolve.
     #[serde(skip)]
     silent: Vec<ScoredPoint>,
+    /// The series' estimated bytes, held in the process's state budget.
+    #[serde(skip)]
+    budget: BudgetShare,
 }
 
 fn sorted_by_key<S: serde::Serializer>(
@@ -124,7 +149,17 @@ impl AnomalyOperator {
             counts: AnomalyCounts::default(),
             next_eviction_ms: i64::MIN,
             silent: Vec::new(),
+            budget: BudgetShare::default(),
         }
+    }
+
+    /// Accounts the series in `budget` (shared by every partition of the process):
+    /// those held now are taken whatever the budget says, new ones only while it
+    /// has room.
+    pub fn share_budget(&mut self, budget: Arc<StateBudget>) {
+        let mut share = BudgetShare::new(budget);
+        share.take(self.series.values().map(SeriesState::estimated_bytes).sum());
+        self.budget = share;
     }
 
     /// Applies a new tuning and limits to restored state.
@@ -222,17 +257,19 @@ impl AnomalyOperator {
             }
             let key: Arc<str> = Arc::from(key);
             let (name, labels) = labels_of();
-            self.series.insert(
-                key.clone(),
-                SeriesState {
-                    key,
-                    name,
-                    labels,
-                    scorer: SeriesScorer::default(),
-                    last_ts: i64::MIN,
-                    last_counter: None,
-                },
-            );
+            let state = SeriesState {
+                key,
+                name,
+                labels,
+                scorer: SeriesScorer::default(),
+                last_ts: i64::MIN,
+                last_counter: None,
+            };
+            if !self.budget.try_take(state.estimated_bytes()) {
+                self.counts.refused_by_budget += 1;
+                return;
+            }
+            self.series.insert(state.key.clone(), state);
         }
         let Some(state) = self.series.get_mut(key) else {
             return;
@@ -300,9 +337,11 @@ impl AnomalyOperator {
         let idle_ms = self.limits.idle_ms;
         let before = self.series.len();
         let mut evicted = Vec::new();
+        let budget = &mut self.budget;
         self.series.retain(|_, s| {
             let keep = watermark_ms.saturating_sub(s.last_ts) <= idle_ms;
             if !keep {
+                budget.give_back(s.estimated_bytes());
                 evicted.push(ScoredPoint {
                     series: s.key.clone(),
                     name: s.name.clone(),
@@ -360,6 +399,7 @@ fn series_key<'a>(key: &mut String, labels: impl Iterator<Item = (&'a str, &'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::StateBudget;
 
     fn observe(
         op: &mut AnomalyOperator,
@@ -452,5 +492,54 @@ mod tests {
         assert_eq!(op.counts().evicted, 1);
         observe(&mut op, "b", 800, 1.0, false, &mut out);
         assert_eq!(op.counts().out_of_order, 1);
+    }
+
+    #[test]
+    fn one_budget_bounds_the_series_of_every_partition_and_eviction_frees_it() {
+        let limits = AnomalyLimits {
+            max_series: 1_000,
+            idle_ms: 1000,
+        };
+        let mut probe = AnomalyOperator::new(ScorerConfig::default(), limits);
+        observe(&mut probe, "a", 5, 1.0, false, &mut Vec::new());
+        let per_series = probe.budget.held();
+        assert!(per_series > 500, "{per_series} bytes per series");
+        // Room for three series over two partitions.
+        let budget = StateBudget::new(3 * per_series + per_series / 2);
+        let (mut p0, mut p1) = (
+            AnomalyOperator::new(ScorerConfig::default(), limits),
+            AnomalyOperator::new(ScorerConfig::default(), limits),
+        );
+        p0.share_budget(budget.clone());
+        p1.share_budget(budget.clone());
+        let mut out = Vec::new();
+        for s in ["a", "b"] {
+            observe(&mut p0, s, 5, 1.0, false, &mut out);
+        }
+        for s in ["c", "d", "c"] {
+            observe(&mut p1, s, 5, 1.0, false, &mut out);
+        }
+        assert_eq!((p0.series_count(), p1.series_count()), (2, 1));
+        assert_eq!(p1.counts().refused_by_budget, 1, "d refused");
+        assert_eq!(p1.counts().refused_by_limit, 0);
+        assert_eq!(budget.used(), 3 * per_series);
+        // Partition 0 forgets its idle series: partition 1 may now take d.
+        p0.evict_idle(2000);
+        assert_eq!(budget.used(), per_series);
+        out.clear();
+        observe(&mut p1, "d", 2001, 1.0, false, &mut out);
+        assert_eq!(out.len(), 1, "d scored");
+        // (c, idle too, was forgotten by the same call.)
+        assert_eq!(p1.series_count(), 1);
+        assert_eq!(budget.used(), per_series);
+        // A restored operator takes what it holds; dropping it gives it back.
+        let restored: AnomalyOperator =
+            serde_json::from_str(&serde_json::to_string(&p1).unwrap()).unwrap();
+        let mut restored = restored;
+        restored.share_budget(budget.clone());
+        assert_eq!(budget.used(), 2 * per_series);
+        drop(restored);
+        drop(p1);
+        assert_eq!(budget.used(), 0);
     }
 }

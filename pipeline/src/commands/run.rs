@@ -167,6 +167,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         limits: config.decode.limits(),
         roll_bytes: config.archive.roll_bytes,
         max_buffered_bytes: config.archive.max_buffered_bytes,
+        max_state_bytes: config.runtime.max_state_bytes,
         roll_interval: config.archive.roll_interval.0,
         idle_timeout: config.runtime.idle_partition_timeout.0,
         layout: ArchiveLayout::new(&config.archive.dir),
@@ -439,7 +440,18 @@ async fn summarise(
         };
         let mut stdout = std::io::stdout().lock();
         if terminal {
-            // Home and clear, then the frame: the summary stays in place.
+            // Lines cut at the terminal's width (a wrapped table is unreadable), then
+            // home and clear and the frame: the summary stays in place.
+            let (_, columns) = console::Term::stdout().size();
+            let text: String = text
+                .lines()
+                .map(|line| {
+                    format!(
+                        "{}\n",
+                        console::truncate_str(line, usize::from(columns), "…")
+                    )
+                })
+                .collect();
             let _ = write!(stdout, "\x1b[H\x1b[2J{text}");
         } else {
             let _ = writeln!(stdout, "{text}");

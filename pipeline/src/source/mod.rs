@@ -26,6 +26,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use cara_operators::budget::StateBudget;
+
 use crate::alerts::AlertSink;
 use crate::archive::layout::ArchiveLayout;
 use crate::archive::writer::ParquetWriter;
@@ -107,6 +109,8 @@ pub struct SourceSettings {
     pub roll_bytes: u64,
     /// Payload bytes buffered at most over all partitions (shared by the shards).
     pub max_buffered_bytes: u64,
+    /// Bytes of keyed operator state (estimated) held at most over all partitions.
+    pub max_state_bytes: u64,
     /// Flush a partition at least this often.
     pub roll_interval: Duration,
     /// A partition without messages for this long is idle (see
@@ -197,6 +201,10 @@ impl Source {
         let flusher =
             FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
         let fatal = Arc::new(FatalSlot::default());
+        let state_budget = StateBudget::new(settings.max_state_bytes);
+        telemetry
+            .state_budget_bytes
+            .set(i64::try_from(settings.max_state_bytes).unwrap_or(i64::MAX));
         let shard_settings = Arc::new(ShardSettings {
             topics: settings
                 .topics
@@ -206,6 +214,8 @@ impl Source {
             limits: settings.limits,
             roll_bytes: settings.roll_bytes,
             buffer_budget: settings.max_buffered_bytes / settings.shards.max(1) as u64,
+            state_budget,
+            state_budget_reported: AtomicBool::new(false),
             roll: RollPolicy {
                 roll_interval: settings.roll_interval,
             },
