@@ -24,6 +24,7 @@
 
 mod error;
 mod fields;
+pub mod fuzzing;
 mod log;
 mod metric;
 mod provenance;

@@ -1,0 +1,8 @@
+//! Fuzz target `metrics`: see `cara_pipeline::decode::fuzzing` for what it checks.
+
+fn main() {
+    let check = cara_pipeline::decode::fuzzing::target("metrics");
+    afl::fuzz!(|data: &[u8]| {
+        check(data);
+    });
+}

@@ -1,0 +1,84 @@
+//! What the fuzz targets (`fuzz/`) check of one input, and the corpus replay test
+//! runs on every kept input: decoding any bytes as any signal's message returns rows
+//! or an error and never panics; a refused message appends nothing; the rows a
+//! message adds split into archive hours without error (the step that a poison pill
+//! once broke). Loading any text as a configuration returns a config or an error
+//! naming a key.
+
+use std::path::Path;
+
+use crate::archive::layout::ArchiveLayout;
+use crate::archive::writer::ParquetWriter;
+use crate::config::Config;
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+
+/// The Kafka timestamp fuzzed messages carry (event times are checked against it).
+const KAFKA_TS_MS: i64 = 1_800_000_000_000;
+
+/// Decodes `data` as one message of `signal` and checks what the pipeline relies on;
+/// returns the rows decoded (0 when the message was refused).
+pub fn decode_one(signal: Signal, data: &[u8]) -> usize {
+    let mut decoder = Decoder::new(signal, DecodeLimits::default());
+    let position = SourcePosition {
+        topic: "fuzz",
+        partition: 0,
+        offset: 0,
+        kafka_ts_ms: Some(KAFKA_TS_MS),
+    };
+    match decoder.decode(Some(data), &position) {
+        Ok(rows) => assert_eq!(decoder.len(), rows, "rows counted as appended"),
+        Err(error) => {
+            assert!(decoder.is_empty(), "a refused message appended rows");
+            assert!(!error.to_string().is_empty());
+        }
+    }
+    let batch = decoder.finish();
+    let writer = ParquetWriter::new(ArchiveLayout::new(Path::new("/fuzz")), 1)
+        .expect("zstd level 1 is valid");
+    let planned = writer
+        .plan(signal.table(), &batch, "fuzz")
+        .expect("decoded rows split into archive hours");
+    let rows: usize = planned.iter().map(|p| p.batch.num_rows()).sum();
+    assert_eq!(rows, batch.num_rows(), "every row in one hour's file");
+    rows
+}
+
+/// Loads `data` as a configuration file; returns 1 when it is a valid one.
+pub fn config_one(data: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return 0;
+    };
+    match Config::from_toml(text) {
+        Ok(_) => 1,
+        Err(error) => {
+            assert!(!error.to_string().is_empty());
+            0
+        }
+    }
+}
+
+/// What a target runs on one input; returns the rows or configs it accepted.
+pub type Check = fn(&[u8]) -> usize;
+
+/// The fuzz targets: a name (`fuzz/corpus/<name>/`, `fuzz/src/bin/<name>.rs`) and
+/// what it runs on one input (the rows or configs it accepted).
+pub const TARGETS: [(&str, Check); 6] = [
+    ("metrics", |d| decode_one(Signal::Metrics, d)),
+    ("logs", |d| decode_one(Signal::Logs, d)),
+    ("spans", |d| decode_one(Signal::Spans, d)),
+    ("slo_partials", |d| decode_one(Signal::SloPartials, d)),
+    ("trace_partials", |d| decode_one(Signal::TracePartials, d)),
+    ("config", config_one),
+];
+
+/// The check of the target named `name`.
+///
+/// # Panics
+/// When no target has that name (a fuzz binary out of step with [`TARGETS`]).
+pub fn target(name: &str) -> Check {
+    TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, check)| *check)
+        .unwrap_or_else(|| panic!("no fuzz target named {name}"))
+}
