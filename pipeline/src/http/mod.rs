@@ -28,6 +28,8 @@ use crate::templates::TemplateCatalog;
 struct AppState {
     telemetry: Arc<Telemetry>,
     templates: Arc<TemplateCatalog>,
+    /// Read by the SQL-backed APIs (feature `sql`).
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))]
     archive: Arc<PathBuf>,
 }
 
