@@ -106,7 +106,8 @@ fn run_cara(bootstrap: &str, points: u64, config_text: &str, group: &str) -> Mea
         .spawn()
         .expect("cara binary");
     let deadline = Instant::now() + Duration::from_secs(3600);
-    while metric(http, "cara_archive_rows_total") < points as f64 && Instant::now() < deadline {
+    let archived = || metric(http, "cara_archive_rows_total{table=\"metrics\"}");
+    while archived() < points as f64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     let measured = Measured {
