@@ -14,7 +14,7 @@
 //! group (and cara into a fresh archive), so the machine's drift touches both; the
 //! medians of the runs close the report.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 mod harness;
-use harness::{cpu_seconds, free_port, http_get, metric, peak_rss_kib, walk_bytes};
+use harness::{cpu_seconds, free_port, http_get, metric, peak_rss_kib, spawn_cara_run, walk_bytes};
 
 const TOPICS: [&str; 3] = ["telemetry.metrics", "telemetry.logs", "telemetry.spans"];
 
@@ -187,25 +187,12 @@ fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, config_text).expect("config");
-    let http = free_port();
-    let mut cara = Command::new(env!("CARGO_BIN_EXE_cara"))
-        .args([
-            "run",
-            "--brokers",
-            bootstrap,
-            "--group",
-            &format!("bench-cara-{run}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--archive",
-        ])
-        .arg(dir.path().join("archive"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cara binary");
+    let (mut cara, http) = spawn_cara_run(
+        bootstrap,
+        &format!("bench-cara-{run}"),
+        &dir.path().join("archive"),
+        &config,
+    );
     let harness_cpu_before_cara = cpu_seconds("self");
     let mut first = None;
     let mut all_decoded = None;

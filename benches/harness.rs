@@ -4,6 +4,27 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Starts the release `cara run` against `bootstrap` in consumer group `group`, its
+/// archive at `archive`, its configuration `config`, logging warnings only; returns
+/// the process and its HTTP port.
+pub fn spawn_cara_run(bootstrap: &str, group: &str, archive: &Path, config: &Path) -> (Child, u16) {
+    let http = free_port();
+    let cara = Command::new(env!("CARGO_BIN_EXE_cara"))
+        .args(["run", "--brokers", bootstrap, "--group", group, "--http"])
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--archive")
+        .arg(archive)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cara binary");
+    (cara, http)
+}
 
 /// A free local TCP port.
 pub fn free_port() -> u16 {

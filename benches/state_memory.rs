@@ -13,7 +13,7 @@
 //! (64 GiB: state bounded only by `anomaly.max_series` per partition, as before the
 //! budget existed). Each run ends when every point is archived.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cara_pipeline::broker::{EmbeddedBroker, TopicPlan};
@@ -21,7 +21,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 mod harness;
-use harness::{free_port, metric, peak_rss_kib, walk_bytes};
+use harness::{free_port, metric, peak_rss_kib, spawn_cara_run, walk_bytes};
 
 const START_MS: i64 = 1_764_000_000_000;
 const PER_MESSAGE: usize = 100;
@@ -92,19 +92,8 @@ fn run_cara(bootstrap: &str, points: u64, config_text: &str, group: &str) -> Mea
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, config_text).expect("config");
-    let http = free_port();
     let started = Instant::now();
-    let mut cara = Command::new(env!("CARGO_BIN_EXE_cara"))
-        .args(["run", "--brokers", bootstrap, "--group", group, "--http"])
-        .arg(format!("127.0.0.1:{http}"))
-        .arg("--archive")
-        .arg(dir.path().join("archive"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cara binary");
+    let (mut cara, http) = spawn_cara_run(bootstrap, group, &dir.path().join("archive"), &config);
     let deadline = Instant::now() + Duration::from_secs(3600);
     let archived = || metric(http, "cara_archive_rows_total{table=\"metrics\"}");
     while archived() < points as f64 && Instant::now() < deadline {

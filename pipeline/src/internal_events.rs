@@ -190,6 +190,14 @@ impl InternalEvent for WatermarkRaised<'_> {
     }
 }
 
+/// Which state limit refused records.
+pub enum StateLimit {
+    /// A partition's own limit: what it is and the setting that raises it.
+    Partition(&'static str),
+    /// The process's budget for all partitions (`runtime.max_state_bytes`), in bytes.
+    Process(u64),
+}
+
 /// An operator refused records at a state limit.
 pub struct StateLimitReached<'a> {
     /// Topic.
@@ -198,57 +206,32 @@ pub struct StateLimitReached<'a> {
     pub partition: i32,
     /// Records refused by this flush's batch.
     pub refused: u64,
-    /// Whether to log it (the first time per partition); always counted.
+    /// Whether to log it (the first time per partition for a partition's limit, per
+    /// process for the process's); always counted.
     pub first: bool,
-    /// What the limit is and the setting that raises it.
-    pub limit: &'static str,
+    /// The limit.
+    pub limit: StateLimit,
 }
 
 impl InternalEvent for StateLimitReached<'_> {
     fn emit(self, t: &Telemetry) {
+        let (counter, limit) = match self.limit {
+            StateLimit::Partition(limit) => (&t.over_state_limit, limit.to_owned()),
+            StateLimit::Process(bytes) => (
+                &t.over_state_budget,
+                format!("runtime.max_state_bytes ({bytes} bytes for all partitions)"),
+            ),
+        };
         if self.first {
             warn!(
                 topic = self.topic,
                 partition = self.partition,
                 refused = self.refused,
-                limit = self.limit,
-                "operator state limit reached: records beyond it are archived but not analysed; raise the limit or reduce cardinality (cara_over_state_limit_total counts them)"
+                %limit,
+                "operator state limit reached: records of new keys are archived but not analysed; raise the limit or reduce cardinality (cara_over_state_limit_total and cara_over_state_budget_total count them)"
             );
         }
-        t.over_state_limit
-            .get_or_create(&TopicLabels {
-                topic: self.topic.to_owned(),
-            })
-            .inc_by(self.refused);
-    }
-}
-
-/// The process's operator-state budget refused new keys of a partition.
-pub struct StateBudgetReached<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Partition.
-    pub partition: i32,
-    /// Records refused by this flush's batch.
-    pub refused: u64,
-    /// Whether to log it (the first time in the process); always counted.
-    pub first: bool,
-    /// The budget.
-    pub budget_bytes: u64,
-}
-
-impl InternalEvent for StateBudgetReached<'_> {
-    fn emit(self, t: &Telemetry) {
-        if self.first {
-            warn!(
-                topic = self.topic,
-                partition = self.partition,
-                refused = self.refused,
-                budget_bytes = self.budget_bytes,
-                "operator state budget spent: records of new series are archived but not analysed; raise runtime.max_state_bytes or reduce cardinality (cara_over_state_budget_total counts them)"
-            );
-        }
-        t.over_state_budget
+        counter
             .get_or_create(&TopicLabels {
                 topic: self.topic.to_owned(),
             })

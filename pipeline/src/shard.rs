@@ -739,13 +739,13 @@ impl Shard {
                 partition,
                 refused: emitted.over_limit,
                 first: !buffer.limit_reported,
-                limit: buffer.signal.state_limit(),
+                limit: StateLimit::Partition(buffer.signal.state_limit()),
             }
             .emit(&self.settings.telemetry);
             buffer.limit_reported = true;
         }
         if emitted.over_budget > 0 {
-            StateBudgetReached {
+            StateLimitReached {
                 topic: &topic,
                 partition,
                 refused: emitted.over_budget,
@@ -753,7 +753,7 @@ impl Shard {
                     .settings
                     .state_budget_reported
                     .swap(true, Ordering::Relaxed),
-                budget_bytes: self.settings.state_budget.limit(),
+                limit: StateLimit::Process(self.settings.state_budget.limit()),
             }
             .emit(&self.settings.telemetry);
         }
