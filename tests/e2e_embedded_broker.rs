@@ -391,4 +391,17 @@ fn sql_is_read_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(err.matches("no_such_column").count(), 1, "{err}");
+    // A gigabyte string is refused before it is made (it once took 6.9 GB).
+    let out = cara()
+        .args(["sql", "--archive"])
+        .arg(dir.path().join("archive"))
+        .arg("SELECT length(repeat('x', 1000000000))")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("repeat() would make") && err.contains("64 MiB"),
+        "{err}"
+    );
 }

@@ -16,9 +16,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bounded;
 mod format;
 mod registry;
 
+pub use bounded::MAX_GENERATED_BYTES;
 pub use format::{format, OutputFormat};
 pub use registry::{ArchiveQuery, QueryLimits, QueryResult};
 

@@ -82,6 +82,7 @@ impl ArchiveQuery {
             SessionConfig::new().with_information_schema(true),
             runtime,
         );
+        crate::bounded::register(&ctx)?;
         for table in Table::ALL {
             let dir = root.join(table.name());
             if has_parquet(&dir) {
