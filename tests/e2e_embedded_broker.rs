@@ -348,7 +348,19 @@ fn config_errors_name_the_key() {
 #[test]
 fn sql_is_read_only() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("archive")).unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    // `cara sql [extra flags] --archive <archive> <statement>`.
+    let cara_sql = |extra: &[&str], statement: &str| {
+        cara()
+            .arg("sql")
+            .args(extra)
+            .arg("--archive")
+            .arg(&archive)
+            .arg(statement)
+            .output()
+            .unwrap()
+    };
     for statement in [
         "DROP TABLE metrics",
         "CREATE TABLE x AS SELECT 1",
@@ -357,24 +369,14 @@ fn sql_is_read_only() {
         "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
         "SET datafusion.execution.batch_size = 1",
     ] {
-        let out = cara()
-            .args(["sql", "--archive"])
-            .arg(dir.path().join("archive"))
-            .arg(statement)
-            .output()
-            .unwrap();
+        let out = cara_sql(&[], statement);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{statement} must be refused");
         assert!(err.contains("read-only"), "{statement}: {err}");
     }
     assert!(!std::path::Path::new("/tmp/cara-should-not-exist.csv").exists());
     // Queries over empty tables answer with zero rows, not an error.
-    let out = cara()
-        .args(["sql", "--format", "json", "--archive"])
-        .arg(dir.path().join("archive"))
-        .arg("SELECT count(*) AS n FROM spans")
-        .output()
-        .unwrap();
+    let out = cara_sql(&["--format", "json"], "SELECT count(*) AS n FROM spans");
     assert!(
         out.status.success(),
         "{}",
@@ -382,22 +384,12 @@ fn sql_is_read_only() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"n":0}"#);
     // An error is said once, not once per level of its chain.
-    let out = cara()
-        .args(["sql", "--archive"])
-        .arg(dir.path().join("archive"))
-        .arg("SELECT no_such_column FROM spans")
-        .output()
-        .unwrap();
+    let out = cara_sql(&[], "SELECT no_such_column FROM spans");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(err.matches("no_such_column").count(), 1, "{err}");
     // A gigabyte string is refused before it is made (it once took 6.9 GB).
-    let out = cara()
-        .args(["sql", "--archive"])
-        .arg(dir.path().join("archive"))
-        .arg("SELECT length(repeat('x', 1000000000))")
-        .output()
-        .unwrap();
+    let out = cara_sql(&[], "SELECT length(repeat('x', 1000000000))");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
