@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use cara_pipeline::broker::{EmbeddedBroker, TopicPlan};
+use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use cara_pipeline::gen::{self, GenOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -74,6 +74,7 @@ fn main() {
         .block_on(EmbeddedBroker::start(
             format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             plan,
+            Advertised::MockPort,
         ))
         .expect("broker");
     let bootstrap = broker.direct_bootstrap.clone();

@@ -16,7 +16,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cara_pipeline::broker::{EmbeddedBroker, TopicPlan};
+use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -133,6 +133,7 @@ fn main() {
                 .parse()
                 .expect("an address"),
             plan,
+            Advertised::MockPort,
         ))
         .expect("broker");
     let bootstrap = broker.direct_bootstrap.clone();

@@ -564,6 +564,65 @@ fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
     );
 }
 
+/// The broker replaced under a running pipeline: `cara broker` advertises its fixed
+/// address, as a real Kafka keeps its advertised listener, so the running consumer
+/// reaches the new broker, rejoins its group and archives the new log as a new epoch
+/// without a restart, reporting the reset.
+#[test]
+fn a_running_pipeline_follows_a_replaced_broker_into_a_new_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let broker_config = one_partition_broker_config(dir.path());
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
+    let line = |epoch: usize, i: usize| {
+        format!(r#"{{"ts":1764000000000,"service":"s","message":"epoch {epoch} line {i}"}}"#)
+    };
+
+    let mut broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(0..100).map(|i| line(0, i)).collect::<Vec<_>>(),
+    );
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "replaced");
+    wait_until(Duration::from_secs(60), "100 logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 100.0
+    });
+
+    broker.kill9();
+    let _broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
+    kcat_produce(
+        &bootstrap,
+        "telemetry.logs",
+        &(0..40).map(|i| line(1, i)).collect::<Vec<_>>(),
+    );
+    // Well within the group's session timeout (45 s): the reset is taken from the
+    // data, not from a rebalance.
+    wait_until(Duration::from_secs(30), "the 40 new logs archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 140.0
+    });
+    // Ready again once no broker error is recent, with the reset as a notice.
+    wait_until(Duration::from_secs(60), "ready again", || {
+        http_get(http, "/readyz").0 == 200
+    });
+    let (_, body) = http_get(http, "/readyz");
+    assert!(body.contains("notice: telemetry.logs/0"), "{body}");
+    assert_eq!(
+        metric_sum(http, "cara_partition_log_resets_total", "telemetry.logs"),
+        1.0
+    );
+    assert!(run.terminate(Duration::from_secs(30)).success());
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 140);
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM logs WHERE message LIKE 'epoch 1 %'"
+        ),
+        40
+    );
+}
+
 /// File names of every Parquet file under `dir`.
 fn walk_parquet(dir: &Path) -> Vec<String> {
     let mut names = Vec::new();

@@ -2,8 +2,16 @@
 //! fixed bootstrap address.
 //!
 //! The mock cluster listens on an ephemeral port of its own; a small TCP relay on
-//! the configured address (127.0.0.1:9092 by default) forwards bootstrap
-//! connections to it. Clients then follow the metadata to the mock broker itself.
+//! the configured address (127.0.0.1:9092 by default) forwards connections to it.
+//! What the broker advertises in its metadata is a choice ([`Advertised`]): inside
+//! `cara run` clients follow it to the mock broker's own port and skip the relay;
+//! `cara broker`, a process that can be restarted under running clients, advertises
+//! the fixed address, as a real Kafka keeps its advertised listener, so that its
+//! clients reach the new broker (and its empty logs) instead of an old port.
+//!
+//! Owns: the crate's second `unsafe` call (the first is in `source::catch_up`), to
+//! the librdkafka function that sets a mock broker's advertised address, which
+//! rust-rdkafka does not wrap.
 //!
 //! Limits (hard-coded in librdkafka): each partition keeps at most 5 MiB of message
 //! sets and silently drops older data; nothing is persisted; CreateTopics is not
@@ -13,7 +21,11 @@
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use rdkafka::mocking::MockCluster;
+use std::ffi::CString;
+
+use rdkafka::bindings;
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::ClientConfig;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The mock cluster keeps at most this many bytes per partition.
@@ -81,6 +93,17 @@ impl TopicPlan {
     }
 }
 
+/// Which address the broker puts in its metadata, where clients go after bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advertised {
+    /// The mock broker's own ephemeral port: no relay hop (clients in this process).
+    MockPort,
+    /// The fixed bootstrap address (127.0.0.1 when it is unspecified, as 0.0.0.0):
+    /// every connection goes through the relay, and a broker restarted on the same
+    /// address is the same broker to its clients.
+    Listen,
+}
+
 /// A running embedded broker. Dropping it stops the cluster.
 pub struct EmbeddedBroker {
     /// The mock cluster's own bootstrap servers.
@@ -101,7 +124,11 @@ impl Drop for EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts the mock cluster (on a thread that owns it), creates the topics and
     /// starts the relay on `listen`. Must be called inside a tokio runtime.
-    pub async fn start(listen: SocketAddr, plan: TopicPlan) -> Result<EmbeddedBroker, BrokerError> {
+    pub async fn start(
+        listen: SocketAddr,
+        plan: TopicPlan,
+        advertised: Advertised,
+    ) -> Result<EmbeddedBroker, BrokerError> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| BrokerError::Bind {
@@ -109,28 +136,51 @@ impl EmbeddedBroker {
                 source,
             })?;
         let listen = listener.local_addr().unwrap_or(listen);
+        let advertise = match advertised {
+            Advertised::MockPort => None,
+            Advertised::Listen if listen.ip().is_unspecified() => {
+                Some(SocketAddr::from(([127, 0, 0, 1], listen.port())))
+            }
+            Advertised::Listen => Some(listen),
+        };
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
-                let cluster = match MockCluster::new(1) {
-                    Ok(c) => c,
+                // The cluster lives as long as the client that made it.
+                let owner = match ClientConfig::new()
+                    .set("test.mock.num.brokers", "1")
+                    .create::<BaseProducer>()
+                {
+                    Ok(owner) => owner,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
                         return;
                     }
                 };
+                let Some(cluster) = owner.client().mock_cluster() else {
+                    let _ = ready_tx.send(Err("librdkafka made no mock cluster".into()));
+                    return;
+                };
+                let bootstrap = cluster.bootstrap_servers();
+                if let Some(address) = advertise {
+                    if let Err(e) = advertise_address(&owner, address) {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
                 for (topic, partitions) in &plan.topics {
                     if let Err(e) = cluster.create_topic(topic, *partitions, 1) {
                         let _ = ready_tx.send(Err(format!("creating topic {topic}: {e}")));
                         return;
                     }
                 }
-                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                let _ = ready_tx.send(Ok(bootstrap));
                 // Keep the cluster alive until told to stop (or the owner is gone).
                 let _ = stop_rx.recv();
                 drop(cluster);
+                drop(owner);
             })
             .map_err(|e| BrokerError::Mock(e.to_string()))?;
         let direct_bootstrap = tokio::task::spawn_blocking(move || ready_rx.recv())
@@ -161,6 +211,29 @@ impl EmbeddedBroker {
             partitions as u64 * MOCK_PARTITION_BYTES / (1024 * 1024)
         )
     }
+}
+
+/// Makes the mock cluster's broker (id 1, the only one) advertise `address`; its
+/// socket stays where it is, and the relay forwards to it.
+fn advertise_address(owner: &BaseProducer, address: SocketAddr) -> Result<(), String> {
+    let host = CString::new(address.ip().to_string()).map_err(|e| e.to_string())?;
+    // SAFETY: `owner` is a live client handle for the duration of both calls, and the
+    // mock cluster it returns lives as long as `owner`; it is checked for null before
+    // use. `host` is NUL-terminated and outlives the call, which copies it into the
+    // broker's own buffer under the cluster's lock and keeps no pointer.
+    unsafe {
+        let cluster = bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+        if cluster.is_null() {
+            return Err("the client has no mock cluster".into());
+        }
+        bindings::rd_kafka_mock_broker_set_host_port(
+            cluster,
+            1,
+            host.as_ptr(),
+            i32::from(address.port()),
+        );
+    }
+    Ok(())
 }
 
 async fn relay(listener: TcpListener, target: String) {

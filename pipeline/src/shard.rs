@@ -246,9 +246,6 @@ struct PartitionBuffer {
     expected_next: i64,
     /// The partition's archive epoch, named in its files and checkpoints.
     epoch: u32,
-    /// Resumed at a checkpoint and no message read since: an earlier offset now means
-    /// the log went back (see [`Shard::handle_chunk`]).
-    resuming: bool,
     /// When the buffer opened and whether it holds backlog.
     age: BufferAge,
     /// When the last message arrived (or the partition was assigned).
@@ -437,7 +434,6 @@ impl Shard {
                     // deleted before the first fetch count as lost too.
                     expected_next: assigned.next_offset.unwrap_or(0),
                     epoch: assigned.epoch,
-                    resuming: assigned.next_offset.is_some(),
                     age: BufferAge {
                         opened_at: now,
                         backlog: false,
@@ -474,31 +470,17 @@ impl Shard {
         for message in chunk.messages() {
             // A partition not (or no longer) ours: its owner replays it from the
             // checkpoint, so dropping the message loses nothing.
-            let Some(buffer) = self.partitions.get_mut(&message.key) else {
+            let Some(expected) = self.partitions.get(&message.key).map(|b| b.expected_next) else {
                 continue;
             };
             let offset = message.offset;
-            let mut expected = buffer.expected_next;
-            if offset < expected && buffer.resuming {
-                // The consumer was placed at the checkpoint; an earlier offset means
-                // the broker no longer had it and librdkafka fell back to the log's
-                // start: a new log, not records already archived.
-                buffer.epoch += 1;
-                PartitionLogReset {
-                    topic: &buffer.topic,
-                    partition: buffer.partition,
-                    checkpoint: expected,
-                    delivered: offset,
-                    epoch: buffer.epoch,
-                }
-                .emit(&self.settings.telemetry);
-                expected = 0;
-            }
-            buffer.resuming = false;
             if offset < expected {
-                // Already archived (below the checkpoint): never write it twice.
-                continue;
+                self.start_new_epoch(message.key, offset)?;
             }
+            let Some(buffer) = self.partitions.get_mut(&message.key) else {
+                continue;
+            };
+            let expected = buffer.expected_next;
             if offset > expected {
                 OffsetsSkipped {
                     topic: &buffer.topic,
@@ -594,6 +576,32 @@ impl Shard {
             }
         }
         self.flush(&due)
+    }
+
+    /// The partition's log went back: within one assignment librdkafka delivers a
+    /// partition's offsets in order, from the checkpoint on, so an earlier one means
+    /// the broker no longer has what was read (a reset or replaced broker, a
+    /// recreated topic) and librdkafka fell back to the log's start. The new log is
+    /// archived as a new epoch, never taken for records already archived; what the
+    /// buffer holds of the old log is flushed first, under the old epoch. Detected at
+    /// the first such message, whether the partition was just resumed or has been
+    /// read for days.
+    fn start_new_epoch(&mut self, key: PartitionKey, delivered: i64) -> Result<(), SourceError> {
+        self.flush(&[key])?;
+        let Some(buffer) = self.partitions.get_mut(&key) else {
+            return Ok(());
+        };
+        buffer.epoch += 1;
+        PartitionLogReset {
+            topic: &buffer.topic,
+            partition: buffer.partition,
+            checkpoint: buffer.expected_next,
+            delivered,
+            epoch: buffer.epoch,
+        }
+        .emit(&self.settings.telemetry);
+        buffer.expected_next = 0;
+        Ok(())
     }
 
     /// Flushes the buffers due by age (see [`crate::roll`]); returns when the

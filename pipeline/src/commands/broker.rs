@@ -1,6 +1,6 @@
 //! `cara broker`: only the embedded Kafka-protocol broker, until SIGTERM.
 
-use cara_pipeline::broker::{EmbeddedBroker, TopicPlan};
+use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 
 use super::BrokerArgs;
 
@@ -10,7 +10,7 @@ pub fn main(args: BrokerArgs) -> anyhow::Result<()> {
     let listen = args.listen.unwrap_or(config.embedded_broker.listen);
     let plan = TopicPlan::for_config(&config);
     super::runtime()?.block_on(async {
-        let broker = EmbeddedBroker::start(listen, plan.clone()).await?;
+        let broker = EmbeddedBroker::start(listen, plan.clone(), Advertised::Listen).await?;
         println!(
             "cara broker: Kafka bootstrap {} (mock broker at {})",
             broker.listen, broker.direct_bootstrap

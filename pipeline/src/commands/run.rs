@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cara_operators::traces::combine::TraceScoring;
-use cara_pipeline::broker::EmbeddedBroker;
+use cara_pipeline::broker::{Advertised, EmbeddedBroker};
 use cara_pipeline::config::Config;
 use cara_pipeline::config::SloDefinition;
 use cara_pipeline::decode::Signal;
@@ -87,7 +87,12 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let mut embedded = None;
     let brokers = if config.kafka.brokers.is_empty() {
         let plan = cara_pipeline::broker::TopicPlan::for_config(&config);
-        let broker = EmbeddedBroker::start(config.embedded_broker.listen, plan.clone()).await?;
+        let broker = EmbeddedBroker::start(
+            config.embedded_broker.listen,
+            plan.clone(),
+            Advertised::MockPort,
+        )
+        .await?;
         println!(
             "embedded Kafka broker: bootstrap {} (mock broker at {})",
             broker.listen, broker.direct_bootstrap

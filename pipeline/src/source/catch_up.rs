@@ -9,8 +9,8 @@
 //! A partition read from nowhere yet (no position) does not hold it back: its first
 //! fetch has not answered, or it had nothing to read.
 //!
-//! Owns: the one `unsafe` call of the crate, to a librdkafka function rust-rdkafka
-//! does not wrap.
+//! Owns: one of the crate's two `unsafe` calls (the other is in `broker`), to a
+//! librdkafka function rust-rdkafka does not wrap.
 
 use std::ffi::CString;
 
