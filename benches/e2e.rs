@@ -19,6 +19,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
+use cara_pipeline::config::Config;
+use cara_pipeline::dataflow::Dataflow;
 use cara_pipeline::gen::{self, GenOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,7 +71,8 @@ fn main() {
         .unwrap_or(1_000_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // The topics `cara run` expects, as its embedded broker creates them.
-    let plan = TopicPlan::for_config(&cara_pipeline::config::Config::default());
+    let dataflow = Dataflow::declare(&Config::default()).expect("the default dataflow");
+    let plan = TopicPlan::of(&dataflow.topics);
     let broker = runtime
         .block_on(EmbeddedBroker::start(
             format!("127.0.0.1:{}", free_port()).parse().unwrap(),

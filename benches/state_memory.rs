@@ -17,6 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
+use cara_pipeline::config::Config;
+use cara_pipeline::dataflow::Dataflow;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
@@ -126,7 +128,8 @@ fn main() {
     let series = env_number("CARA_BENCH_SERIES", 1_000_000);
     let points_per_series = env_number("CARA_BENCH_POINTS", 1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let plan = TopicPlan::for_config(&cara_pipeline::config::Config::default());
+    let dataflow = Dataflow::declare(&Config::default()).expect("the default dataflow");
+    let plan = TopicPlan::of(&dataflow.topics);
     let broker = runtime
         .block_on(EmbeddedBroker::start(
             format!("127.0.0.1:{}", free_port())

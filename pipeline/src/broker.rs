@@ -28,21 +28,10 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::ClientConfig;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::dataflow::{TopicRole, Topics};
+
 /// The mock cluster keeps at most this many bytes per partition.
 pub const MOCK_PARTITION_BYTES: u64 = 5 * 1024 * 1024;
-
-/// Output topics created alongside the telemetry topics.
-pub const OUTPUT_TOPICS: &[&str] = &[
-    "cara.dlq",
-    "cara.alerts",
-    "cara.incidents",
-    "cara.decisions",
-    "cara.approvals",
-    "cara.slo",
-    "cara.costs",
-    "cara.internal.slo",
-    "cara.internal.traces",
-];
 
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,31 +54,25 @@ pub enum BrokerError {
 pub struct TopicPlan {
     /// (topic, partitions).
     pub topics: Vec<(String, i32)>,
+    /// Partitions over all input topics (what the backlog notice counts).
+    pub input_partitions: i32,
 }
 
 impl TopicPlan {
-    /// The topics `config` names: telemetry with `embedded_broker.telemetry_partitions`,
-    /// outputs and the SLO exchange with `output_partitions`, the trace exchange with
-    /// one (every span partition's cells meet in one combiner).
-    pub fn for_config(config: &crate::config::Config) -> TopicPlan {
-        let k = &config.kafka;
-        let b = &config.embedded_broker;
-        let mut topics: Vec<(String, i32)> = [&k.metrics_topic, &k.logs_topic, &k.spans_topic]
-            .into_iter()
-            .map(|t| (t.clone(), b.telemetry_partitions))
-            .collect();
-        for t in OUTPUT_TOPICS {
-            let (name, partitions) = match *t {
-                "cara.dlq" => (k.dlq_topic.clone(), b.output_partitions),
-                "cara.alerts" => (k.alerts_topic.clone(), b.output_partitions),
-                "cara.slo" => (k.slo_topic.clone(), b.output_partitions),
-                "cara.internal.slo" => (k.slo_exchange_topic.clone(), b.output_partitions),
-                "cara.internal.traces" => (k.trace_exchange_topic.clone(), 1),
-                other => (other.to_owned(), b.output_partitions),
-            };
-            topics.push((name, partitions));
+    /// Every topic the dataflow declares (see [`crate::dataflow::topics`]).
+    pub fn of(topics: &Topics) -> TopicPlan {
+        let plan = topics.embedded_plan();
+        let input_partitions = topics
+            .all()
+            .iter()
+            .zip(&plan)
+            .filter(|(t, _)| matches!(t.role, TopicRole::Input(_)))
+            .map(|(_, (_, partitions))| *partitions)
+            .sum();
+        TopicPlan {
+            topics: plan,
+            input_partitions,
         }
-        TopicPlan { topics }
     }
 }
 
@@ -199,12 +182,7 @@ impl EmbeddedBroker {
 
     /// The limits a user must know about, as printed at start-up.
     pub fn limits_notice(plan: &TopicPlan) -> String {
-        let partitions: i32 = plan
-            .topics
-            .iter()
-            .filter(|(t, _)| t.starts_with("telemetry."))
-            .map(|(_, p)| *p)
-            .sum();
+        let partitions = plan.input_partitions;
         format!(
             "embedded broker limits: librdkafka's mock cluster keeps at most 5 MiB per partition in memory and silently drops older data \
              ({partitions} telemetry partitions, about {} MiB of backlog); nothing survives a broker restart. Use --brokers with a real Kafka for production.",

@@ -1002,31 +1002,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let mut topics: Vec<(&str, &String)> = Vec::new();
-        for (key, topic) in [
-            ("kafka.metrics_topic", &self.kafka.metrics_topic),
-            ("kafka.logs_topic", &self.kafka.logs_topic),
-            ("kafka.spans_topic", &self.kafka.spans_topic),
-            ("kafka.dlq_topic", &self.kafka.dlq_topic),
-            ("kafka.alerts_topic", &self.kafka.alerts_topic),
-            ("kafka.slo_topic", &self.kafka.slo_topic),
-            ("kafka.slo_exchange_topic", &self.kafka.slo_exchange_topic),
-            (
-                "kafka.trace_exchange_topic",
-                &self.kafka.trace_exchange_topic,
-            ),
-        ] {
-            validate_topic_name(key, topic)?;
-            // One topic in two roles loops (dead letters read back as input) or mixes
-            // records of different shapes.
-            if let Some((other, _)) = topics.iter().find(|(_, t)| *t == topic) {
-                return Err(invalid(
-                    key,
-                    format!("`{topic}` is also {other}; every input, output, dead-letter and exchange topic must be distinct"),
-                ));
-            }
-            topics.push((key, topic));
-        }
+        // Topic names and roles are checked where they are declared, with the
+        // dataflow (`crate::dataflow::topics`).
         self.http.validate()?;
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
@@ -1078,17 +1055,6 @@ const MAX_PARTITIONS: i32 = 10_000;
 /// The most partitions per topic of the embedded broker.
 const MAX_EMBEDDED_PARTITIONS: i32 = 1_024;
 
-fn validate_topic_name(key: &str, topic: &str) -> Result<(), ConfigError> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
-        return Err(invalid(
-            key,
-            format!("`{topic}` is not a legal Kafka topic name (1-249 of [a-zA-Z0-9._-])"),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1136,20 +1102,6 @@ mod tests {
         let e = err("[archive]\nmax_buffered_bytes = 1000\n");
         assert!(
             e.contains("archive.max_buffered_bytes") && e.contains("1 MiB"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_topic_in_two_roles_is_refused_with_both_keys() {
-        let e = err("[kafka]\ndlq_topic = \"telemetry.metrics\"\n");
-        assert!(
-            e.contains("kafka.dlq_topic") && e.contains("kafka.metrics_topic"),
-            "{e}"
-        );
-        let e = err("[kafka]\nslo_exchange_topic = \"x\"\ntrace_exchange_topic = \"x\"\n");
-        assert!(
-            e.contains("kafka.trace_exchange_topic") && e.contains("kafka.slo_exchange_topic"),
             "{e}"
         );
     }
@@ -1326,7 +1278,6 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         assert!(err("[archive]\nzstd_level = 40\n").contains("archive.zstd_level"));
-        assert!(err("[kafka]\ndlq_topic = \"bad topic\"\n").contains("kafka.dlq_topic"));
         assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
     }
 }

@@ -17,6 +17,7 @@ pub mod archive;
 pub mod backtest;
 pub mod broker;
 pub mod config;
+pub mod dataflow;
 pub mod decode;
 pub mod delivery;
 pub mod dlq;

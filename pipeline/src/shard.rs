@@ -20,29 +20,18 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use cara_operators::alert::{AlertRecord, AlertRule};
-use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
-use cara_operators::anomaly::operator::AnomalyLimits;
-use cara_operators::anomaly::ScorerConfig;
-use cara_operators::budget::StateBudget;
-use cara_operators::logs::signals::{LogOperator, LogSettings};
+use cara_operators::alert::AlertRecord;
 use cara_operators::operator::{
-    Emitted, Operator, OperatorError, OutboundMessage, PartitionContext, Stacked,
+    Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
 };
 use cara_operators::schema::Table;
-use cara_operators::slo::combine::SloCombiner;
-use cara_operators::slo::logs::{LogSlis, LogSlo, LogSloCounter};
-use cara_operators::slo::metrics::{MetricSlis, MetricSlo, MetricSloCounter};
-use cara_operators::slo::spans::{SpanSlis, SpanSlo, SpanSloCounter};
-use cara_operators::slo::SloSpec;
-use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
-use cara_operators::traces::counter::{TraceCounter, TraceSettings};
 
 use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
 use crate::archive::commit::Checkpoint;
 use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::state::StateFile;
 use crate::archive::writer::{ParquetWriter, PlannedFile};
+use crate::dataflow::{Stages, Wiring};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::flush::{FlushSubmitter, PreparedFlush, SendProgress};
@@ -126,109 +115,22 @@ pub(crate) struct ShardSettings {
     /// Payload bytes this shard buffers at most (its share of
     /// `archive.max_buffered_bytes`).
     pub buffer_budget: u64,
-    /// Keyed operator state every partition of the process shares
+    /// The operator stacks of every signal (see [`crate::dataflow`]).
+    pub stages: Stages,
+    /// What building them needs: input partitions and the process's state budget
     /// (`runtime.max_state_bytes`).
-    pub state_budget: Arc<StateBudget>,
+    pub wiring: Wiring,
     /// Whether the budget refusing keys was logged (once per process).
     pub state_budget_reported: AtomicBool,
     pub writer: ParquetWriter,
     pub telemetry: Arc<Telemetry>,
-    /// Anomaly scoring and alerting of metric partitions; `None` when disabled.
-    pub alerting: Option<AlertingSettings>,
-    /// The log operator of log partitions; `None` when disabled.
-    pub logs: Option<LogSettings>,
     /// Where log partitions publish their templates for the HTTP API.
     pub templates: Arc<TemplateCatalog>,
-    /// The two SLO stages of span and exchange partitions; `None` without SLOs.
-    pub slos: Option<SloSettings>,
-    /// The two trace stages; `None` when disabled.
-    pub traces: Option<TraceRuntime>,
-    /// Partitions of the input topics: the second stages wait for all of them.
-    pub topic_partitions: TopicPartitions,
     /// After this long without messages (processing time) a partition is idle: it
     /// stops holding the topic's watermark back and its own is raised to the topic's.
     pub idle_timeout: Duration,
     /// Every partition's watermark and idleness, across shards.
     pub watermarks: Arc<WatermarkBoard>,
-}
-
-/// How metric partitions are scored and alerted on.
-#[derive(Debug, Clone)]
-pub struct AlertingSettings {
-    /// Detector tuning.
-    pub scorer: ScorerConfig,
-    /// State limits per partition.
-    pub limits: AnomalyLimits,
-    /// Alert rules.
-    pub rules: Vec<AlertRule>,
-    /// Windows over every scored series (table `metric_windows`).
-    pub windows: Option<WindowSettings>,
-}
-
-/// How RED metrics and the service graph are computed.
-#[derive(Debug, Clone)]
-pub struct TraceRuntime {
-    /// The first stage.
-    pub settings: TraceSettings,
-    /// Scoring of the derived series in the second.
-    pub scoring: TraceScoring,
-}
-
-/// How SLOs are computed, by the source of their events.
-#[derive(Debug, Clone, Default)]
-pub struct SloSettings {
-    /// SLOs over spans.
-    pub spans: Vec<SpanSlo>,
-    /// SLOs over two counter metrics.
-    pub metrics: Vec<MetricSlo>,
-    /// SLOs over log lines.
-    pub logs: Vec<LogSlo>,
-}
-
-impl SloSettings {
-    /// The bound the first stages' watermarks trail by: the largest of the SLOs'.
-    fn out_of_orderness_ms(&self) -> i64 {
-        self.all_specs()
-            .map(|(s, _)| s.out_of_orderness_ms)
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn all_specs(&self) -> impl Iterator<Item = (&SloSpec, Signal)> {
-        let spans = self.spans.iter().map(|s| (&s.spec, Signal::Spans));
-        let metrics = self.metrics.iter().map(|s| (&s.spec, Signal::Metrics));
-        let logs = self.logs.iter().map(|s| (&s.spec, Signal::Logs));
-        spans.chain(metrics).chain(logs)
-    }
-
-    /// Every SLO with the number of partitions of its source topic.
-    fn specs(&self, partitions: &TopicPartitions) -> Vec<(SloSpec, usize)> {
-        self.all_specs()
-            .map(|(spec, signal)| (spec.clone(), partitions.of(signal)))
-            .collect()
-    }
-}
-
-/// Partitions of each input topic (the sources the second stages wait for).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TopicPartitions {
-    /// `telemetry.metrics`.
-    pub metrics: usize,
-    /// `telemetry.logs`.
-    pub logs: usize,
-    /// `telemetry.spans`.
-    pub spans: usize,
-}
-
-impl TopicPartitions {
-    fn of(&self, signal: Signal) -> usize {
-        match signal {
-            Signal::Metrics => self.metrics,
-            Signal::Logs => self.logs,
-            Signal::Spans => self.spans,
-            Signal::SloPartials | Signal::TracePartials => 0,
-        }
-    }
 }
 
 /// Rows of one source partition waiting to be flushed.
@@ -409,8 +311,8 @@ impl Shard {
             let Some((topic, signal)) = self.settings.topics.get(topic_index) else {
                 continue;
             };
-            let operator = restore_operator(
-                &self.settings,
+            let operator = self.settings.stages.operator(
+                &self.settings.wiring,
                 *signal,
                 assigned.operator_state.as_deref(),
                 topic,
@@ -761,14 +663,14 @@ impl Shard {
                     .settings
                     .state_budget_reported
                     .swap(true, Ordering::Relaxed),
-                limit: StateLimit::Process(self.settings.state_budget.limit()),
+                limit: StateLimit::Process(self.settings.wiring.state_budget.limit()),
             }
             .emit(&self.settings.telemetry);
         }
         self.settings
             .telemetry
             .state_budget_used
-            .set(i64::try_from(self.settings.state_budget.used()).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.settings.wiring.state_budget.used()).unwrap_or(i64::MAX));
         let signal = buffer.signal;
         // Operators may fill columns of the input rows (log templates).
         if let Some(annotated) = emitted.rows.take() {
@@ -891,174 +793,6 @@ fn prepared(
     }
 }
 
-/// The operators of a partition of `signal`, restored from its checkpoint or
-/// fresh; `None` when that signal has none enabled.
-///
-/// Input partitions run a [`Stacked`] operator: its parts are restored from their
-/// part of the snapshot. A snapshot that is not a stack (written before the
-/// partition had several parts) belongs to the first-named part (`main`), so adding
-/// an SLO does not throw away a partition's anomaly or template state.
-fn restore_operator(
-    settings: &ShardSettings,
-    signal: Signal,
-    snapshot: Option<&[u8]>,
-    topic: &str,
-    partition: i32,
-) -> Option<Box<dyn Operator>> {
-    let slos = settings.slos.as_ref();
-    let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
-    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
-    match signal {
-        Signal::Metrics => {
-            let part = parts_of(snapshot, "alerting", topic, partition);
-            if let Some(a) = &settings.alerting {
-                let alerting = restored(
-                    part("alerting").as_deref(),
-                    |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
-                    || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
-                    "metric scoring states",
-                    topic,
-                    partition,
-                );
-                let mut alerting = alerting;
-                alerting.share_budget(settings.state_budget.clone());
-                parts.push(("alerting", Box::new(alerting.with_windows(a.windows))));
-            }
-            if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| MetricSloCounter::restore(bytes, MetricSlis(slos.metrics.clone()), ooo),
-                    || MetricSloCounter::new(MetricSlis(slos.metrics.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(("slo", Box::new(counter)));
-            }
-        }
-        Signal::Logs => {
-            let part = parts_of(snapshot, "logs", topic, partition);
-            if let Some(logs) = &settings.logs {
-                let operator = restored(
-                    part("logs").as_deref(),
-                    |bytes| LogOperator::restore(bytes, logs.clone()),
-                    || LogOperator::new(logs.clone()),
-                    "log templates and windows",
-                    topic,
-                    partition,
-                );
-                parts.push(("logs", Box::new(operator)));
-            }
-            if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| LogSloCounter::restore(bytes, LogSlis(slos.logs.clone()), ooo),
-                    || LogSloCounter::new(LogSlis(slos.logs.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(("slo", Box::new(counter)));
-            }
-        }
-        Signal::Spans => {
-            let part = parts_of(snapshot, "slo", topic, partition);
-            if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| SpanSloCounter::restore(bytes, SpanSlis(slos.spans.clone()), ooo),
-                    || SpanSloCounter::new(SpanSlis(slos.spans.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(("slo", Box::new(counter)));
-            }
-            if let Some(traces) = &settings.traces {
-                let counter = restored(
-                    part("traces").as_deref(),
-                    |bytes| TraceCounter::restore(bytes, traces.settings),
-                    || TraceCounter::new(traces.settings),
-                    "trace cells",
-                    topic,
-                    partition,
-                );
-                parts.push(("traces", Box::new(counter)));
-            }
-        }
-        Signal::SloPartials => {
-            let slos = slos?;
-            let specs = slos.specs(&settings.topic_partitions);
-            let combiner = restored(
-                snapshot,
-                |bytes| SloCombiner::restore(bytes, specs.clone()),
-                || SloCombiner::new(specs.clone()),
-                "SLO budgets",
-                topic,
-                partition,
-            );
-            return Some(Box::new(combiner));
-        }
-        Signal::TracePartials => {
-            let traces = settings.traces.as_ref()?;
-            let sources = settings.topic_partitions.spans;
-            let combiner = restored(
-                snapshot,
-                |bytes| TraceCombiner::restore(bytes, sources, traces.scoring.clone()),
-                || TraceCombiner::new(sources, traces.scoring.clone()),
-                "RED and service-graph minutes",
-                topic,
-                partition,
-            );
-            return Some(Box::new(combiner));
-        }
-    }
-    (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
-}
-
-/// The parts of a stacked snapshot, by name; a snapshot that is not a stack is
-/// `main`'s.
-fn parts_of<'a>(
-    snapshot: Option<&'a [u8]>,
-    main: &'static str,
-    topic: &str,
-    partition: i32,
-) -> impl Fn(&str) -> Option<Vec<u8>> + 'a {
-    let parts: std::collections::BTreeMap<String, Vec<u8>> = match snapshot {
-        None => Default::default(),
-        Some(bytes) => Stacked::split_snapshot(bytes).unwrap_or_else(|_| {
-            tracing::debug!(
-                topic,
-                partition,
-                main,
-                "checkpointed state is one operator's"
-            );
-            [(main.to_owned(), bytes.to_owned())].into()
-        }),
-    };
-    move |name: &str| parts.get(name).cloned()
-}
-
-/// State restored from `snapshot`, or fresh when there is none or it is unreadable
-/// (logged, naming `what` was lost).
-fn restored<T, E: std::fmt::Display>(
-    snapshot: Option<&[u8]>,
-    restore: impl FnOnce(&[u8]) -> Result<T, E>,
-    fresh: impl FnOnce() -> T,
-    what: &str,
-    topic: &str,
-    partition: i32,
-) -> T {
-    match snapshot.map(restore) {
-        None => fresh(),
-        Some(Ok(state)) => state,
-        Some(Err(error)) => {
-            tracing::warn!(topic, partition, %error, "{what} in the checkpoint are unreadable; they start afresh");
-            fresh()
-        }
-    }
-}
-
 /// The snapshot, or `None` (logged) when it could not be serialised: the
 /// checkpoint then restarts the operator rather than storing a broken state.
 fn snapshot_or_log(
@@ -1101,129 +835,4 @@ fn raise(
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cara_operators::alert::AlertRule;
-    use cara_operators::series::{gauge_batch, DerivedPoint};
-
-    fn alerting() -> MetricAlerting {
-        MetricAlerting::new(
-            ScorerConfig::default(),
-            AnomalyLimits::default(),
-            vec![AlertRule::default_anomaly()],
-        )
-    }
-
-    #[test]
-    fn a_stacked_snapshot_splits_by_part_and_a_single_operators_belongs_to_main() {
-        let stacked = Stacked::new(vec![(
-            "alerting",
-            Box::new(alerting()) as Box<dyn Operator>,
-        )]);
-        let snapshot = Operator::snapshot(&stacked).unwrap();
-        let part = parts_of(Some(&snapshot), "alerting", "t", 0);
-        let own = Operator::snapshot(&alerting()).unwrap();
-        assert_eq!(part("alerting").as_deref(), Some(own.as_slice()));
-        assert_eq!(part("slo"), None, "a part added later starts fresh");
-
-        // Written before the partition had several parts: all of it is main's.
-        let legacy = parts_of(Some(&own), "alerting", "t", 0);
-        assert_eq!(legacy("alerting").as_deref(), Some(own.as_slice()));
-        assert_eq!(legacy("slo"), None);
-        assert_eq!(parts_of(None, "alerting", "t", 0)("alerting"), None);
-    }
-
-    #[test]
-    fn operators_restore_with_the_slo_stage_added_and_keep_the_anomaly_state() {
-        let settings = SloSettings {
-            metrics: vec![MetricSlo {
-                spec: SloSpec {
-                    name: "api".into(),
-                    objective: 0.99,
-                    period_ms: 86_400_000,
-                    out_of_orderness_ms: 30_000,
-                    rules: cara_operators::slo::default_burn_rules(),
-                },
-                good_metric: "ok_total".into(),
-                total_metric: "all_total".into(),
-                labels: Default::default(),
-            }],
-            ..SloSettings::default()
-        };
-        let (parts, restored) = restore_parts_for_test(Some(settings));
-        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting", "slo"]);
-        assert_eq!(
-            parts["alerting"], restored,
-            "the scoring state was restored, not reset"
-        );
-        let (parts, _) = restore_parts_for_test(None);
-        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting"]);
-    }
-
-    /// The parts `restore_operator` builds for a metrics partition whose
-    /// checkpoint an anomaly-only partition wrote, and that checkpoint.
-    fn restore_parts_for_test(
-        slos: Option<SloSettings>,
-    ) -> (std::collections::BTreeMap<String, Vec<u8>>, Vec<u8>) {
-        let (operator, own) = restore_operator_with(slos, Signal::Metrics);
-        let snapshot = operator.expect("an operator").snapshot().unwrap();
-        (Stacked::split_snapshot(&snapshot).unwrap(), own)
-    }
-
-    fn restore_operator_with(
-        slos: Option<SloSettings>,
-        signal: Signal,
-    ) -> (Option<Box<dyn Operator>>, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = ShardSettings {
-            topics: vec![("telemetry.metrics".into(), Signal::Metrics)],
-            limits: DecodeLimits::default(),
-            roll_bytes: 1 << 20,
-            roll: RollPolicy {
-                roll_interval: Duration::from_secs(1),
-            },
-            buffer_budget: 1 << 28,
-            state_budget: StateBudget::unlimited(),
-            state_budget_reported: AtomicBool::new(false),
-            writer: ParquetWriter::new(crate::archive::layout::ArchiveLayout::new(dir.path()), 3)
-                .unwrap(),
-            telemetry: Arc::new(Telemetry::new()),
-            alerting: Some(AlertingSettings {
-                scorer: ScorerConfig::default(),
-                limits: AnomalyLimits::default(),
-                rules: vec![AlertRule::default_anomaly()],
-                windows: None,
-            }),
-            logs: None,
-            templates: Arc::default(),
-            slos,
-            traces: None,
-            topic_partitions: TopicPartitions::default(),
-            idle_timeout: Duration::from_secs(30),
-            watermarks: Arc::default(),
-        };
-        // A checkpoint written by an anomaly-only partition that scored a series.
-        let points: Vec<DerivedPoint> = (0..50)
-            .map(|i| DerivedPoint {
-                ts_ms: 1_700_000_000_000 + i * 10_000,
-                name: "latency_ms".into(),
-                labels: vec![("service".into(), "api".into())],
-                value: 20.0 + (i % 5) as f64,
-                source_row: i,
-            })
-            .collect();
-        let mut scored = alerting();
-        scored
-            .process(
-                &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
-                &mut Vec::new(),
-            )
-            .unwrap();
-        let own = Operator::snapshot(&scored).unwrap();
-        let operator = restore_operator(&settings, signal, Some(&own), "telemetry.metrics", 0);
-        (operator, own)
-    }
 }

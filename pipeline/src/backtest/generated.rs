@@ -2,8 +2,9 @@
 //!
 //! The generator's world (`crate::gen`) is stepped for a span of event time; its metric
 //! messages go, per service (as they would per Kafka partition, being keyed by service),
-//! through the live [`Decoder`] and [`MetricAlerting`] in batches of `batch_seconds`,
-//! as the shards do at each flush. A firing alert matches an incident when it names
+//! through the live [`Decoder`] and the dataflow's metrics stack (built by
+//! [`Stages::operator`], as the shards build it) in batches of `batch_seconds`, as the
+//! shards do at each flush. A firing alert matches an incident when it names
 //! the incident's service and starts between the incident's start and `grace_ms` after
 //! its end. Reported: precision (matching alerts / all alerts), recall (incidents with
 //! a matching alert / incidents) and mean time to detect (first matching alert start −
@@ -11,11 +12,12 @@
 
 use std::collections::BTreeMap;
 
-use cara_operators::alert::{AlertRecord, AlertRule, AlertStatus};
-use cara_operators::anomaly::alerting::MetricAlerting;
-use cara_operators::anomaly::operator::AnomalyLimits;
-use cara_operators::anomaly::ScorerConfig;
+use cara_operators::alert::{AlertRecord, AlertStatus};
+use cara_operators::budget::StateBudget;
+use cara_operators::operator::{Emitted, Operator, PartitionContext};
 
+use crate::dataflow::stages::TopicPartitions;
+use crate::dataflow::{Stages, Wiring};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::gen::incidents::{Incident, IncidentKind};
 use crate::gen::model::World;
@@ -116,16 +118,23 @@ impl GeneratedReport {
     }
 }
 
-/// Simulates, scores and matches.
-pub fn evaluate(
-    run: &GeneratedRun,
-    scorer: ScorerConfig,
-    rules: Vec<AlertRule>,
-) -> GeneratedReport {
+/// One simulated metrics partition: its decoder and its operator stack.
+struct SimulatedPartition {
+    decoder: Decoder,
+    operator: Option<Box<dyn Operator>>,
+    context: PartitionContext,
+}
+
+/// Simulates, scores with the metric partitions' stages, and matches.
+pub fn evaluate(run: &GeneratedRun, stages: &Stages) -> GeneratedReport {
+    let wiring = Wiring {
+        topic_partitions: TopicPartitions::default(),
+        state_budget: StateBudget::unlimited(),
+    };
     let start_ms = 1_764_000_000_000;
     let mut world = World::new(run.services, run.seed, start_ms, run.records_per_sec);
     let plan = plan_incidents(&world, run.seed, start_ms, run.span_ms);
-    let mut partitions: BTreeMap<String, (Decoder, MetricAlerting, i64)> = BTreeMap::new();
+    let mut partitions: BTreeMap<String, SimulatedPartition> = BTreeMap::new();
     let mut alerts = Vec::new();
     let mut points = 0u64;
     let mut offset = 0i64;
@@ -133,13 +142,23 @@ pub fn evaluate(
     while world.now_ms() < start_ms + run.span_ms {
         let step = world.step(&plan);
         for (service, message, _) in step.metrics {
-            let (decoder, _, _) = partitions.entry(service).or_insert_with(|| {
-                (
-                    Decoder::new(Signal::Metrics, DecodeLimits::default()),
-                    MetricAlerting::new(scorer, AnomalyLimits::default(), rules.clone()),
-                    0,
-                )
-            });
+            let next = partitions.len() as i32;
+            let partition = partitions
+                .entry(service)
+                .or_insert_with(|| SimulatedPartition {
+                    decoder: Decoder::new(Signal::Metrics, DecodeLimits::default()),
+                    operator: stages.operator(
+                        &wiring,
+                        Signal::Metrics,
+                        None,
+                        "telemetry.metrics",
+                        next,
+                    ),
+                    context: PartitionContext {
+                        topic: "telemetry.metrics".into(),
+                        partition: next,
+                    },
+                });
             let payload = message.to_string();
             let pos = SourcePosition {
                 topic: "telemetry.metrics",
@@ -148,7 +167,7 @@ pub fn evaluate(
                 kafka_ts_ms: None,
             };
             offset += 1;
-            match decoder.decode(Some(payload.as_bytes()), &pos) {
+            match partition.decoder.decode(Some(payload.as_bytes()), &pos) {
                 Ok(n) => points += n as u64,
                 Err(e) => tracing::warn!(error = %e, "generated metric not decoded"),
             }
@@ -197,17 +216,19 @@ pub fn evaluate(
     }
 }
 
-fn flush(
-    partitions: &mut BTreeMap<String, (Decoder, MetricAlerting, i64)>,
-    alerts: &mut Vec<AlertRecord>,
-) {
-    for (decoder, ops, _) in partitions.values_mut() {
-        if decoder.is_empty() {
+fn flush(partitions: &mut BTreeMap<String, SimulatedPartition>, alerts: &mut Vec<AlertRecord>) {
+    for partition in partitions.values_mut() {
+        if partition.decoder.is_empty() {
             continue;
         }
-        let batch = decoder.finish();
-        if let Err(e) = ops.process(&batch, alerts) {
-            tracing::warn!(error = %e, "generated batch not scored");
+        let batch = partition.decoder.finish();
+        let Some(operator) = partition.operator.as_mut() else {
+            continue;
+        };
+        let mut emitted = Emitted::default();
+        match operator.process(&partition.context, &batch, &mut emitted) {
+            Ok(()) => alerts.append(&mut emitted.alerts),
+            Err(e) => tracing::warn!(error = %e, "generated batch not scored"),
         }
     }
 }
@@ -222,11 +243,8 @@ mod tests {
             span_ms: 2 * 3_600_000,
             ..GeneratedRun::default()
         };
-        let report = evaluate(
-            &run,
-            ScorerConfig::default(),
-            vec![AlertRule::default_anomaly()],
-        );
+        let config = crate::config::Config::default();
+        let report = evaluate(&run, &Stages::from_config(&config));
         // 5 series per service per second of event time.
         let expected_points = 5 * 8 * 7200;
         assert!(

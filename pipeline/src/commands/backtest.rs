@@ -4,6 +4,7 @@ use anyhow::Context;
 use cara_operators::alert::FiringPolicy;
 use cara_operators::anomaly::ScorerConfig;
 use cara_pipeline::backtest::nab;
+use cara_pipeline::dataflow::Dataflow;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
@@ -112,7 +113,8 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
         ..GeneratedRun::default()
     };
     let started = std::time::Instant::now();
-    let report = generated::evaluate(&run, config.anomaly.scorer, config.anomaly.rules());
+    let dataflow = Dataflow::declare(&config)?;
+    let report = generated::evaluate(&run, &dataflow.stages);
     println!(
         "generated: {} services, {:.1} h of event time, seed {}: {} metric points scored in {:.1?}",
         run.services,

@@ -1,6 +1,7 @@
 //! `cara broker`: only the embedded Kafka-protocol broker, until SIGTERM.
 
 use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
+use cara_pipeline::dataflow::Dataflow;
 
 use super::BrokerArgs;
 
@@ -8,7 +9,7 @@ use super::BrokerArgs;
 pub fn main(args: BrokerArgs) -> anyhow::Result<()> {
     let config = super::load_config(args.config.as_deref())?;
     let listen = args.listen.unwrap_or(config.embedded_broker.listen);
-    let plan = TopicPlan::for_config(&config);
+    let plan = TopicPlan::of(&Dataflow::declare(&config)?.topics);
     super::runtime()?.block_on(async {
         let broker = EmbeddedBroker::start(listen, plan.clone(), Advertised::Listen).await?;
         println!(

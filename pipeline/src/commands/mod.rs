@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use cara_pipeline::config::Config;
+use cara_pipeline::dataflow::Dataflow;
 use rdkafka::config::ClientConfig;
 
 pub(crate) use crate::{
@@ -30,10 +31,14 @@ pub fn init_tracing(default_level: &str) {
 
 /// Loads the config file, or the defaults when there is none.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    match path {
-        Some(path) => Config::load(path).with_context(|| format!("in {}", path.display())),
-        None => Ok(Config::default()),
-    }
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let config = Config::load(path).with_context(|| format!("in {}", path.display()))?;
+    // Every command refuses a config whose dataflow cannot be declared (a topic in
+    // two roles), not only the ones that build it.
+    Dataflow::declare(&config).with_context(|| format!("in {}", path.display()))?;
+    Ok(config)
 }
 
 /// librdkafka properties for `brokers` plus the user's overrides.

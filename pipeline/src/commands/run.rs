@@ -7,14 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use cara_operators::traces::combine::TraceScoring;
-use cara_pipeline::broker::{Advertised, EmbeddedBroker};
+use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use cara_pipeline::config::Config;
-use cara_pipeline::config::SloDefinition;
-use cara_pipeline::decode::Signal;
+use cara_pipeline::dataflow::{Dataflow, Topics};
 use cara_pipeline::gen::{self, GenOptions};
 use cara_pipeline::outbound::OutboundTopics;
-use cara_pipeline::source::{AlertingSettings, SloSettings, Source, SourceSettings, TraceRuntime};
+use cara_pipeline::source::{Source, SourceSettings};
 use cara_pipeline::summary::subscription::{self, BoardTopics};
 use cara_pipeline::summary::{Board, Frame, Style};
 use cara_pipeline::telemetry::Telemetry;
@@ -81,12 +79,13 @@ period = "30d"
 "#;
 
 async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
+    let dataflow = Dataflow::declare(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let shutdown = Arc::new(AtomicBool::new(false));
 
     let mut embedded = None;
     let brokers = if config.kafka.brokers.is_empty() {
-        let plan = cara_pipeline::broker::TopicPlan::for_config(&config);
+        let plan = TopicPlan::of(&dataflow.topics);
         let broker = EmbeddedBroker::start(
             config.embedded_broker.listen,
             plan.clone(),
@@ -103,7 +102,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         direct
     } else {
         if config.kafka.create_topics {
-            ensure_topics(&config).await;
+            ensure_topics(&config, &dataflow.topics).await;
         }
         config.kafka.brokers.clone()
     };
@@ -144,26 +143,11 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let settings = SourceSettings {
         client: client.clone(),
         group_id: config.kafka.group_id.clone(),
-        topics: source_topics(&config),
+        topics: dataflow.consumed(),
         dlq_topic: config.kafka.dlq_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.clone(),
-        alerting: config.anomaly.enabled.then(|| AlertingSettings {
-            scorer: config.anomaly.scorer,
-            limits: config.anomaly.limits(),
-            rules: config.anomaly.rules(),
-            windows: config.anomaly.windows.settings(),
-        }),
-        logs: config.logs.settings(&config.anomaly),
+        stages: dataflow.stages.clone(),
         templates: templates.clone(),
-        slos: slo_settings(&config),
-        traces: config.traces.settings().map(|settings| TraceRuntime {
-            settings,
-            scoring: TraceScoring {
-                scorer: config.anomaly.scorer,
-                limits: config.anomaly.limits(),
-                rules: config.anomaly.rules(),
-            },
-        }),
         outbound: OutboundTopics {
             slo_status: config.kafka.slo_topic.clone(),
             slo_partials: config.kafka.slo_exchange_topic.clone(),
@@ -264,43 +248,9 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configured SLOs, by the source of their events; `None` without any.
-fn slo_settings(config: &Config) -> Option<SloSettings> {
-    if config.slos.is_empty() {
-        return None;
-    }
-    let mut settings = SloSettings::default();
-    for slo in &config.slos {
-        match slo.definition() {
-            SloDefinition::Spans(s) => settings.spans.push(s),
-            SloDefinition::Metrics(s) => settings.metrics.push(s),
-            SloDefinition::Logs(s) => settings.logs.push(s),
-        }
-    }
-    Some(settings)
-}
-
-/// The topics `cara run` consumes: the three signals, and the SLO exchange topic
-/// when SLOs are configured.
-fn source_topics(config: &Config) -> Vec<(String, Signal)> {
-    let k = &config.kafka;
-    let mut topics = vec![
-        (k.metrics_topic.clone(), Signal::Metrics),
-        (k.logs_topic.clone(), Signal::Logs),
-        (k.spans_topic.clone(), Signal::Spans),
-    ];
-    if !config.slos.is_empty() {
-        topics.push((k.slo_exchange_topic.clone(), Signal::SloPartials));
-    }
-    if config.traces.enabled {
-        topics.push((k.trace_exchange_topic.clone(), Signal::TracePartials));
-    }
-    topics
-}
-
-/// Creates the input and dead-letter topics when missing. Brokers without
-/// CreateTopics (the mock) or without permission only earn a warning.
-async fn ensure_topics(config: &Config) {
+/// Creates the dataflow's topics when missing. Brokers without CreateTopics (the
+/// mock) or without permission only earn a warning.
+async fn ensure_topics(config: &Config, declared: &Topics) {
     let client = super::client_config(&config.kafka.brokers, config);
     let admin: AdminClient<DefaultClientContext> = match client.create() {
         Ok(a) => a,
@@ -315,21 +265,11 @@ async fn ensure_topics(config: &Config) {
         .fetch_metadata(None, Duration::from_secs(10))
         .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
         .unwrap_or_default();
-    // The trace exchange has one partition: every span partition's cells meet in
-    // one combiner.
-    let names: Vec<(&String, i32)> = [
-        (&k.metrics_topic, k.topic_partitions),
-        (&k.logs_topic, k.topic_partitions),
-        (&k.spans_topic, k.topic_partitions),
-        (&k.dlq_topic, k.topic_partitions),
-        (&k.alerts_topic, k.topic_partitions),
-        (&k.slo_topic, k.topic_partitions),
-        (&k.slo_exchange_topic, k.topic_partitions),
-        (&k.trace_exchange_topic, 1),
-    ]
-    .into_iter()
-    .filter(|(t, _)| !existing.contains(t))
-    .collect();
+    let names: Vec<(String, i32)> = declared
+        .to_create()
+        .into_iter()
+        .filter(|(t, _)| !existing.contains(t))
+        .collect();
     if names.is_empty() {
         return;
     }

@@ -32,17 +32,16 @@ use crate::alerts::AlertSink;
 use crate::archive::layout::ArchiveLayout;
 use crate::archive::writer::ParquetWriter;
 use crate::archive::ArchiveError;
+use crate::dataflow::stages::TopicPartitions;
+use crate::dataflow::{Stages, Wiring};
 use crate::decode::{DecodeLimits, Signal};
 use crate::dlq::DeadLetterSink;
 use crate::flush::{FlushWorker, InFlight, Sinks};
 use crate::outbound::{OutboundSink, OutboundTopics};
 use crate::roll::RollPolicy;
-pub use crate::shard::AlertingSettings;
-use crate::shard::{self, FatalSlot, ShardSettings, TopicPartitions};
-pub use crate::shard::{SloSettings, TraceRuntime};
+use crate::shard::{self, FatalSlot, ShardSettings};
 use crate::telemetry::Telemetry;
 use crate::templates::TemplateCatalog;
-use cara_operators::logs::signals::LogSettings;
 use context::SourceContext;
 use dispatch::Dispatcher;
 
@@ -89,18 +88,11 @@ pub struct SourceSettings {
     pub dlq_topic: String,
     /// Alerts topic.
     pub alerts_topic: String,
-    /// Anomaly scoring and alerting of metric partitions; `None` disables it.
-    pub alerting: Option<AlertingSettings>,
-    /// The log operator of log partitions; `None` disables it.
-    pub logs: Option<LogSettings>,
+    /// The operator stacks of every signal (see [`crate::dataflow`]). A second
+    /// stage runs here when its exchange topic is among `topics`.
+    pub stages: Stages,
     /// Where log partitions publish their templates (for `GET /api/templates`).
     pub templates: Arc<TemplateCatalog>,
-    /// SLOs; `None` without any. The exchange topic must be among `topics` (as
-    /// [`Signal::SloPartials`]) for the second stage to run here.
-    pub slos: Option<SloSettings>,
-    /// RED metrics and the service graph; `None` when disabled. The trace exchange
-    /// topic must be among `topics` (as [`Signal::TracePartials`]).
-    pub traces: Option<TraceRuntime>,
     /// Output and exchange topics of the operators.
     pub outbound: OutboundTopics,
     /// Decoding limits.
@@ -190,9 +182,8 @@ impl Source {
             alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
             outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
-        let slos = settings.slos.clone();
-        let traces = settings.traces.clone();
-        let topic_partitions = if slos.is_some() || traces.is_some() {
+        let stages = settings.stages.clone();
+        let topic_partitions = if stages.slos.is_some() || stages.traces.is_some() {
             topic_partitions(&settings)
         } else {
             TopicPartitions::default()
@@ -214,19 +205,18 @@ impl Source {
             limits: settings.limits,
             roll_bytes: settings.roll_bytes,
             buffer_budget: settings.max_buffered_bytes / settings.shards.max(1) as u64,
-            state_budget,
+            stages,
+            wiring: Wiring {
+                topic_partitions,
+                state_budget,
+            },
             state_budget_reported: AtomicBool::new(false),
             roll: RollPolicy {
                 roll_interval: settings.roll_interval,
             },
             writer,
             telemetry: telemetry.clone(),
-            alerting: settings.alerting.clone(),
-            logs: settings.logs.clone(),
             templates: settings.templates.clone(),
-            slos,
-            traces,
-            topic_partitions,
             idle_timeout: settings.idle_timeout,
             watermarks: Arc::default(),
         });

@@ -1,0 +1,89 @@
+//! The declared dataflow: every stage cara runs, the topics between them, and how
+//! each is built from the config and restored from a snapshot. The single source of
+//! truth for topics, partition plans and operator stacks: `cara run`, `cara broker`,
+//! `cara config check`, the backtests and the benches all take them from here.
+//!
+//! ```text
+//!  telemetry.metrics ─► decode ─► [alerting | slo]  ─┬─► cara.alerts, tables
+//!  telemetry.logs    ─► decode ─► [logs | slo]      ─┤   (metric_windows, log_*)
+//!  telemetry.spans   ─► decode ─► [slo | traces]    ─┤
+//!          (per input partition, in a shard)         ├─► cara.internal.slo ─► SloCombiner ─► cara.slo, slo
+//!                                                    └─► cara.internal.traces ─► TraceCombiner ─► red, graph, alerts
+//!  undecodable input ─► cara.dlq, dlq
+//! ```
+//!
+//! [`topics`] declares the topics and their roles; [`stages`] the operator stacks.
+//! The drivers (the Kafka runtime in [`crate::source`], the backtests) decide where
+//! records come from and where outputs go, never which operators run.
+
+pub mod stages;
+pub mod topics;
+
+use crate::config::{Config, ConfigError};
+use crate::decode::Signal;
+
+pub use stages::{Stages, Wiring};
+pub use topics::{DeclaredTopic, TopicRole, Topics};
+
+/// The dataflow a config declares.
+#[derive(Debug, Clone)]
+pub struct Dataflow {
+    /// Every topic, with its role.
+    pub topics: Topics,
+    /// Every stage's settings.
+    pub stages: Stages,
+}
+
+impl Dataflow {
+    /// The dataflow of `config`; refuses topics that are illegal or play two roles,
+    /// naming the config key.
+    pub fn declare(config: &Config) -> Result<Dataflow, ConfigError> {
+        Ok(Dataflow {
+            topics: Topics::declare(config)?,
+            stages: Stages::from_config(config),
+        })
+    }
+
+    /// The topics `cara run` consumes, with their signal: the inputs, and the
+    /// exchange topic of each second stage that runs.
+    pub fn consumed(&self) -> Vec<(String, Signal)> {
+        self.topics
+            .all()
+            .iter()
+            .filter_map(|t| match t.role {
+                TopicRole::Input(signal) => Some((t.name.clone(), signal)),
+                TopicRole::Exchange(signal) if self.stages.consumes(signal) => {
+                    Some((t.name.clone(), signal))
+                }
+                TopicRole::Exchange(_) | TopicRole::Output | TopicRole::Reserved => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumed(toml: &str) -> Vec<(String, Signal)> {
+        let config = Config::from_toml(toml).unwrap();
+        Dataflow::declare(&config).unwrap().consumed()
+    }
+
+    #[test]
+    fn second_stages_consume_their_exchange_only_when_they_run() {
+        let inputs = vec![
+            ("telemetry.metrics".to_owned(), Signal::Metrics),
+            ("telemetry.logs".to_owned(), Signal::Logs),
+            ("telemetry.spans".to_owned(), Signal::Spans),
+        ];
+        let mut with_traces = inputs.clone();
+        with_traces.push(("cara.internal.traces".to_owned(), Signal::TracePartials));
+        assert_eq!(consumed(""), with_traces, "traces are on by default");
+        assert_eq!(consumed("[traces]\nenabled = false\n"), inputs);
+        let slo = "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n[traces]\nenabled = false\n";
+        let mut with_slo = inputs;
+        with_slo.push(("cara.internal.slo".to_owned(), Signal::SloPartials));
+        assert_eq!(consumed(slo), with_slo);
+    }
+}

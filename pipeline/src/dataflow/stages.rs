@@ -1,0 +1,480 @@
+//! The operator stacks of the dataflow: which operators run on a partition of each
+//! signal, built from the config and restored from a checkpoint's snapshot.
+//!
+//! | signal | stacked parts, in order | second stage (exchange topic) |
+//! |---|---|---|
+//! | metrics | `alerting` (anomaly scoring, windows, alert rules), `slo` (metric SLIs) | |
+//! | logs | `logs` (templates, log signals), `slo` (log SLIs) | |
+//! | spans | `slo` (span SLIs), `traces` (RED and graph cells) | |
+//! | SLO partials | | `SloCombiner`: budgets and burn rates |
+//! | trace partials | | `TraceCombiner`: RED minutes, graph edges, their scores |
+//!
+//! A part is present when the config enables it; a partition with no part runs no
+//! operator. Owns: [`Stages`] (the config of every stage) and the one function that
+//! turns it into a partition's operator, used by the live runtime and the backtests
+//! alike.
+
+use std::sync::Arc;
+
+use cara_operators::alert::AlertRule;
+use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
+use cara_operators::anomaly::operator::AnomalyLimits;
+use cara_operators::anomaly::ScorerConfig;
+use cara_operators::budget::StateBudget;
+use cara_operators::logs::signals::{LogOperator, LogSettings};
+use cara_operators::operator::{Operator, Stacked};
+use cara_operators::slo::combine::SloCombiner;
+use cara_operators::slo::logs::{LogSlis, LogSlo, LogSloCounter};
+use cara_operators::slo::metrics::{MetricSlis, MetricSlo, MetricSloCounter};
+use cara_operators::slo::spans::{SpanSlis, SpanSlo, SpanSloCounter};
+use cara_operators::slo::SloSpec;
+use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
+use cara_operators::traces::counter::{TraceCounter, TraceSettings};
+
+use crate::config::{Config, SloDefinition};
+use crate::decode::Signal;
+
+/// The configuration of every stage; a stage is `None` when disabled.
+#[derive(Debug, Clone, Default)]
+pub struct Stages {
+    /// Anomaly scoring and alerting of metric partitions.
+    pub alerting: Option<AlertingSettings>,
+    /// The log operator of log partitions.
+    pub logs: Option<LogSettings>,
+    /// The SLO stages of every input and the SLO exchange.
+    pub slos: Option<SloSettings>,
+    /// The two trace stages.
+    pub traces: Option<TraceRuntime>,
+}
+
+impl Stages {
+    /// The stages `config` enables.
+    pub fn from_config(config: &Config) -> Stages {
+        Stages {
+            alerting: config.anomaly.enabled.then(|| AlertingSettings {
+                scorer: config.anomaly.scorer,
+                limits: config.anomaly.limits(),
+                rules: config.anomaly.rules(),
+                windows: config.anomaly.windows.settings(),
+            }),
+            logs: config.logs.settings(&config.anomaly),
+            slos: slo_settings(config),
+            traces: config.traces.settings().map(|settings| TraceRuntime {
+                settings,
+                scoring: TraceScoring {
+                    scorer: config.anomaly.scorer,
+                    limits: config.anomaly.limits(),
+                    rules: config.anomaly.rules(),
+                },
+            }),
+        }
+    }
+
+    /// Whether a second stage runs, so its exchange topic is consumed.
+    pub fn consumes(&self, exchange: Signal) -> bool {
+        match exchange {
+            Signal::SloPartials => self.slos.is_some(),
+            Signal::TracePartials => self.traces.is_some(),
+            Signal::Metrics | Signal::Logs | Signal::Spans => true,
+        }
+    }
+
+    /// The operator of a partition of `signal` (see [`restore_operator`]).
+    pub fn operator(
+        &self,
+        wiring: &Wiring,
+        signal: Signal,
+        snapshot: Option<&[u8]>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Box<dyn Operator>> {
+        restore_operator(self, wiring, signal, snapshot, topic, partition)
+    }
+}
+
+/// What building a partition's operator needs besides [`Stages`]: the partitions
+/// of each input topic (a second stage waits for all of them) and the process's
+/// operator-state budget that the anomaly stage draws on.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Partitions of each input topic.
+    pub topic_partitions: TopicPartitions,
+    /// The process-wide budget of keyed operator state.
+    pub state_budget: Arc<StateBudget>,
+}
+
+/// The configured SLOs, by the source of their events; `None` without any.
+fn slo_settings(config: &Config) -> Option<SloSettings> {
+    if config.slos.is_empty() {
+        return None;
+    }
+    let mut settings = SloSettings::default();
+    for slo in &config.slos {
+        match slo.definition() {
+            SloDefinition::Spans(s) => settings.spans.push(s),
+            SloDefinition::Metrics(s) => settings.metrics.push(s),
+            SloDefinition::Logs(s) => settings.logs.push(s),
+        }
+    }
+    Some(settings)
+}
+
+/// How metric partitions are scored and alerted on.
+#[derive(Debug, Clone)]
+pub struct AlertingSettings {
+    /// Detector tuning.
+    pub scorer: ScorerConfig,
+    /// State limits per partition.
+    pub limits: AnomalyLimits,
+    /// Alert rules.
+    pub rules: Vec<AlertRule>,
+    /// Windows over every scored series (table `metric_windows`).
+    pub windows: Option<WindowSettings>,
+}
+
+/// How RED metrics and the service graph are computed.
+#[derive(Debug, Clone)]
+pub struct TraceRuntime {
+    /// The first stage.
+    pub settings: TraceSettings,
+    /// Scoring of the derived series in the second.
+    pub scoring: TraceScoring,
+}
+
+/// How SLOs are computed, by the source of their events.
+#[derive(Debug, Clone, Default)]
+pub struct SloSettings {
+    /// SLOs over spans.
+    pub spans: Vec<SpanSlo>,
+    /// SLOs over two counter metrics.
+    pub metrics: Vec<MetricSlo>,
+    /// SLOs over log lines.
+    pub logs: Vec<LogSlo>,
+}
+
+impl SloSettings {
+    /// The bound the first stages' watermarks trail by: the largest of the SLOs'.
+    fn out_of_orderness_ms(&self) -> i64 {
+        self.all_specs()
+            .map(|(s, _)| s.out_of_orderness_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn all_specs(&self) -> impl Iterator<Item = (&SloSpec, Signal)> {
+        let spans = self.spans.iter().map(|s| (&s.spec, Signal::Spans));
+        let metrics = self.metrics.iter().map(|s| (&s.spec, Signal::Metrics));
+        let logs = self.logs.iter().map(|s| (&s.spec, Signal::Logs));
+        spans.chain(metrics).chain(logs)
+    }
+
+    /// Every SLO with the number of partitions of its source topic.
+    fn specs(&self, partitions: &TopicPartitions) -> Vec<(SloSpec, usize)> {
+        self.all_specs()
+            .map(|(spec, signal)| (spec.clone(), partitions.of(signal)))
+            .collect()
+    }
+}
+
+/// Partitions of each input topic (the sources the second stages wait for).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TopicPartitions {
+    /// `telemetry.metrics`.
+    pub metrics: usize,
+    /// `telemetry.logs`.
+    pub logs: usize,
+    /// `telemetry.spans`.
+    pub spans: usize,
+}
+
+impl TopicPartitions {
+    /// Partitions of `signal`'s input topic; 0 for the exchange topics.
+    pub fn of(&self, signal: Signal) -> usize {
+        match signal {
+            Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
+            Signal::Spans => self.spans,
+            Signal::SloPartials | Signal::TracePartials => 0,
+        }
+    }
+}
+
+/// The operators of a partition of `signal`, restored from its checkpoint or
+/// fresh; `None` when that signal has none enabled.
+///
+/// Input partitions run a [`Stacked`] operator: its parts are restored from their
+/// part of the snapshot. A snapshot that is not a stack (written before the
+/// partition had several parts) belongs to the first-named part (`main`), so adding
+/// an SLO does not throw away a partition's anomaly or template state.
+fn restore_operator(
+    stages: &Stages,
+    wiring: &Wiring,
+    signal: Signal,
+    snapshot: Option<&[u8]>,
+    topic: &str,
+    partition: i32,
+) -> Option<Box<dyn Operator>> {
+    let slos = stages.slos.as_ref();
+    let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
+    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
+    match signal {
+        Signal::Metrics => {
+            let part = parts_of(snapshot, "alerting", topic, partition);
+            if let Some(a) = &stages.alerting {
+                let alerting = restored(
+                    part("alerting").as_deref(),
+                    |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
+                    || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
+                    "metric scoring states",
+                    topic,
+                    partition,
+                );
+                let mut alerting = alerting;
+                alerting.share_budget(wiring.state_budget.clone());
+                parts.push(("alerting", Box::new(alerting.with_windows(a.windows))));
+            }
+            if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |bytes| MetricSloCounter::restore(bytes, MetricSlis(slos.metrics.clone()), ooo),
+                    || MetricSloCounter::new(MetricSlis(slos.metrics.clone()), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+        }
+        Signal::Logs => {
+            let part = parts_of(snapshot, "logs", topic, partition);
+            if let Some(logs) = &stages.logs {
+                let operator = restored(
+                    part("logs").as_deref(),
+                    |bytes| LogOperator::restore(bytes, logs.clone()),
+                    || LogOperator::new(logs.clone()),
+                    "log templates and windows",
+                    topic,
+                    partition,
+                );
+                parts.push(("logs", Box::new(operator)));
+            }
+            if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |bytes| LogSloCounter::restore(bytes, LogSlis(slos.logs.clone()), ooo),
+                    || LogSloCounter::new(LogSlis(slos.logs.clone()), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+        }
+        Signal::Spans => {
+            let part = parts_of(snapshot, "slo", topic, partition);
+            if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
+                let counter = restored(
+                    part("slo").as_deref(),
+                    |bytes| SpanSloCounter::restore(bytes, SpanSlis(slos.spans.clone()), ooo),
+                    || SpanSloCounter::new(SpanSlis(slos.spans.clone()), ooo),
+                    "SLO counts",
+                    topic,
+                    partition,
+                );
+                parts.push(("slo", Box::new(counter)));
+            }
+            if let Some(traces) = &stages.traces {
+                let counter = restored(
+                    part("traces").as_deref(),
+                    |bytes| TraceCounter::restore(bytes, traces.settings),
+                    || TraceCounter::new(traces.settings),
+                    "trace cells",
+                    topic,
+                    partition,
+                );
+                parts.push(("traces", Box::new(counter)));
+            }
+        }
+        Signal::SloPartials => {
+            let slos = slos?;
+            let specs = slos.specs(&wiring.topic_partitions);
+            let combiner = restored(
+                snapshot,
+                |bytes| SloCombiner::restore(bytes, specs.clone()),
+                || SloCombiner::new(specs.clone()),
+                "SLO budgets",
+                topic,
+                partition,
+            );
+            return Some(Box::new(combiner));
+        }
+        Signal::TracePartials => {
+            let traces = stages.traces.as_ref()?;
+            let sources = wiring.topic_partitions.spans;
+            let combiner = restored(
+                snapshot,
+                |bytes| TraceCombiner::restore(bytes, sources, traces.scoring.clone()),
+                || TraceCombiner::new(sources, traces.scoring.clone()),
+                "RED and service-graph minutes",
+                topic,
+                partition,
+            );
+            return Some(Box::new(combiner));
+        }
+    }
+    (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
+}
+
+/// The parts of a stacked snapshot, by name; a snapshot that is not a stack is
+/// `main`'s.
+fn parts_of<'a>(
+    snapshot: Option<&'a [u8]>,
+    main: &'static str,
+    topic: &str,
+    partition: i32,
+) -> impl Fn(&str) -> Option<Vec<u8>> + 'a {
+    let parts: std::collections::BTreeMap<String, Vec<u8>> = match snapshot {
+        None => Default::default(),
+        Some(bytes) => Stacked::split_snapshot(bytes).unwrap_or_else(|_| {
+            tracing::debug!(
+                topic,
+                partition,
+                main,
+                "checkpointed state is one operator's"
+            );
+            [(main.to_owned(), bytes.to_owned())].into()
+        }),
+    };
+    move |name: &str| parts.get(name).cloned()
+}
+
+/// State restored from `snapshot`, or fresh when there is none or it is unreadable
+/// (logged, naming `what` was lost).
+fn restored<T, E: std::fmt::Display>(
+    snapshot: Option<&[u8]>,
+    restore: impl FnOnce(&[u8]) -> Result<T, E>,
+    fresh: impl FnOnce() -> T,
+    what: &str,
+    topic: &str,
+    partition: i32,
+) -> T {
+    match snapshot.map(restore) {
+        None => fresh(),
+        Some(Ok(state)) => state,
+        Some(Err(error)) => {
+            tracing::warn!(topic, partition, %error, "{what} in the checkpoint are unreadable; they start afresh");
+            fresh()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cara_operators::series::{gauge_batch, DerivedPoint};
+
+    fn alerting() -> MetricAlerting {
+        MetricAlerting::new(
+            ScorerConfig::default(),
+            AnomalyLimits::default(),
+            vec![AlertRule::default_anomaly()],
+        )
+    }
+
+    #[test]
+    fn a_stacked_snapshot_splits_by_part_and_a_single_operators_belongs_to_main() {
+        let stacked = Stacked::new(vec![(
+            "alerting",
+            Box::new(alerting()) as Box<dyn Operator>,
+        )]);
+        let snapshot = Operator::snapshot(&stacked).unwrap();
+        let part = parts_of(Some(&snapshot), "alerting", "t", 0);
+        let own = Operator::snapshot(&alerting()).unwrap();
+        assert_eq!(part("alerting").as_deref(), Some(own.as_slice()));
+        assert_eq!(part("slo"), None, "a part added later starts fresh");
+
+        // Written before the partition had several parts: all of it is main's.
+        let legacy = parts_of(Some(&own), "alerting", "t", 0);
+        assert_eq!(legacy("alerting").as_deref(), Some(own.as_slice()));
+        assert_eq!(legacy("slo"), None);
+        assert_eq!(parts_of(None, "alerting", "t", 0)("alerting"), None);
+    }
+
+    #[test]
+    fn operators_restore_with_the_slo_stage_added_and_keep_the_anomaly_state() {
+        let settings = SloSettings {
+            metrics: vec![MetricSlo {
+                spec: SloSpec {
+                    name: "api".into(),
+                    objective: 0.99,
+                    period_ms: 86_400_000,
+                    out_of_orderness_ms: 30_000,
+                    rules: cara_operators::slo::default_burn_rules(),
+                },
+                good_metric: "ok_total".into(),
+                total_metric: "all_total".into(),
+                labels: Default::default(),
+            }],
+            ..SloSettings::default()
+        };
+        let (parts, restored) = restore_parts_for_test(Some(settings));
+        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting", "slo"]);
+        assert_eq!(
+            parts["alerting"], restored,
+            "the scoring state was restored, not reset"
+        );
+        let (parts, _) = restore_parts_for_test(None);
+        assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting"]);
+    }
+
+    /// The parts `restore_operator` builds for a metrics partition whose
+    /// checkpoint an anomaly-only partition wrote, and that checkpoint.
+    fn restore_parts_for_test(
+        slos: Option<SloSettings>,
+    ) -> (std::collections::BTreeMap<String, Vec<u8>>, Vec<u8>) {
+        let (operator, own) = restore_operator_with(slos, Signal::Metrics);
+        let snapshot = operator.expect("an operator").snapshot().unwrap();
+        (Stacked::split_snapshot(&snapshot).unwrap(), own)
+    }
+
+    fn restore_operator_with(
+        slos: Option<SloSettings>,
+        signal: Signal,
+    ) -> (Option<Box<dyn Operator>>, Vec<u8>) {
+        let stages = Stages {
+            alerting: Some(AlertingSettings {
+                scorer: ScorerConfig::default(),
+                limits: AnomalyLimits::default(),
+                rules: vec![AlertRule::default_anomaly()],
+                windows: None,
+            }),
+            logs: None,
+            slos,
+            traces: None,
+        };
+        let wiring = Wiring {
+            topic_partitions: TopicPartitions::default(),
+            state_budget: StateBudget::unlimited(),
+        };
+        // A checkpoint written by an anomaly-only partition that scored a series.
+        let points: Vec<DerivedPoint> = (0..50)
+            .map(|i| DerivedPoint {
+                ts_ms: 1_700_000_000_000 + i * 10_000,
+                name: "latency_ms".into(),
+                labels: vec![("service".into(), "api".into())],
+                value: 20.0 + (i % 5) as f64,
+                source_row: i,
+            })
+            .collect();
+        let mut scored = alerting();
+        scored
+            .process(
+                &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
+                &mut Vec::new(),
+            )
+            .unwrap();
+        let own = Operator::snapshot(&scored).unwrap();
+        let operator = stages.operator(&wiring, signal, Some(&own), "telemetry.metrics", 0);
+        (operator, own)
+    }
+}
