@@ -1,7 +1,7 @@
-//! Fuzz target `config`: see `cara_pipeline::decode::fuzzing` for what it checks.
+//! Fuzz target `config`: see `cara_pipeline::fuzzing` for what it checks.
 
 fn main() {
-    let check = cara_pipeline::decode::fuzzing::target("config");
+    let check = cara_pipeline::fuzzing::target("config");
     afl::fuzz!(|data: &[u8]| {
         check(data);
     });

@@ -1,7 +1,7 @@
-//! Fuzz target `metrics`: see `cara_pipeline::decode::fuzzing` for what it checks.
+//! Fuzz target `metrics`: see `cara_pipeline::fuzzing` for what it checks.
 
 fn main() {
-    let check = cara_pipeline::decode::fuzzing::target("metrics");
+    let check = cara_pipeline::fuzzing::target("metrics");
     afl::fuzz!(|data: &[u8]| {
         check(data);
     });

@@ -1,7 +1,7 @@
-//! Fuzz target `spans`: see `cara_pipeline::decode::fuzzing` for what it checks.
+//! Fuzz target `spans`: see `cara_pipeline::fuzzing` for what it checks.
 
 fn main() {
-    let check = cara_pipeline::decode::fuzzing::target("spans");
+    let check = cara_pipeline::fuzzing::target("spans");
     afl::fuzz!(|data: &[u8]| {
         check(data);
     });

@@ -1,7 +1,7 @@
-//! Fuzz target `trace_partials`: see `cara_pipeline::decode::fuzzing` for what it checks.
+//! Fuzz target `trace_partials`: see `cara_pipeline::fuzzing` for what it checks.
 
 fn main() {
-    let check = cara_pipeline::decode::fuzzing::target("trace_partials");
+    let check = cara_pipeline::fuzzing::target("trace_partials");
     afl::fuzz!(|data: &[u8]| {
         check(data);
     });

@@ -11,13 +11,14 @@ use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use cara_pipeline::config::Config;
 use cara_pipeline::dataflow::{Dataflow, Topics};
 use cara_pipeline::gen::{self, GenOptions};
+use cara_pipeline::http;
 use cara_pipeline::outbound::OutboundTopics;
+use cara_pipeline::runtime::RuntimeSettings;
 use cara_pipeline::source::{Source, SourceSettings};
 use cara_pipeline::summary::subscription::{self, BoardTopics};
 use cara_pipeline::summary::{Board, Frame, Style};
 use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
-use cara_pipeline::{archive::layout::ArchiveLayout, http};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
@@ -143,25 +144,14 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let settings = SourceSettings {
         client: client.clone(),
         group_id: config.kafka.group_id.clone(),
-        topics: dataflow.consumed(),
         dlq_topic: config.kafka.dlq_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.clone(),
-        stages: dataflow.stages.clone(),
-        templates: templates.clone(),
         outbound: OutboundTopics {
             slo_status: config.kafka.slo_topic.clone(),
             slo_partials: config.kafka.slo_exchange_topic.clone(),
             trace_partials: config.kafka.trace_exchange_topic.clone(),
         },
-        limits: config.decode.limits(),
-        roll_bytes: config.archive.roll_bytes,
-        max_buffered_bytes: config.archive.max_buffered_bytes,
-        max_state_bytes: config.runtime.max_state_bytes,
-        roll_interval: config.archive.roll_interval.0,
-        idle_timeout: config.runtime.idle_partition_timeout.0,
-        layout: ArchiveLayout::new(&config.archive.dir),
-        zstd_level: config.archive.zstd_level,
-        shards: config.runtime.shard_count(),
+        runtime: RuntimeSettings::new(&config, &dataflow, templates.clone()),
     };
     // There from the start, so `cara sql` answers (with no rows) before the first flush.
     std::fs::create_dir_all(&config.archive.dir).with_context(|| {

@@ -24,7 +24,6 @@
 
 mod error;
 mod fields;
-pub mod fuzzing;
 mod log;
 mod metric;
 mod provenance;

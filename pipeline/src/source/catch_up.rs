@@ -1,5 +1,5 @@
 //! Whether the consumer has read everything its partitions hold: the moment a
-//! backlog may be flushed without waiting (see [`crate::roll`]).
+//! backlog may be flushed without waiting (see [`crate::runtime::roll`]).
 //!
 //! An empty local queue alone does not say so: while catching up, the consumer can
 //! outpace the fetcher for a moment, and flushing then would cut the backlog into

@@ -18,12 +18,12 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::dispatch::{Dispatcher, ShardGone};
-use super::SourceError;
 use crate::archive::commit;
 use crate::archive::layout::ArchiveLayout;
-use crate::flush::InFlight;
 use crate::internal_events::*;
-use crate::shard::{AssignedPartition, FatalSlot, PartitionKey};
+use crate::runtime::flush::InFlight;
+use crate::runtime::input::{AssignedPartition, PartitionKey};
+use crate::runtime::{FatalSlot, RuntimeError};
 use crate::telemetry::Telemetry;
 
 /// State the consumer's callbacks and the poll loop share. Everything here is touched
@@ -68,14 +68,14 @@ impl SourceContext {
     pub fn dispatch(
         &self,
         f: impl FnOnce(&mut Dispatcher) -> Result<(), ShardGone>,
-    ) -> Result<(), SourceError> {
+    ) -> Result<(), RuntimeError> {
         let outcome = match self.dispatcher.lock() {
             Ok(mut d) => f(&mut d),
             Err(_) => Err(ShardGone),
         };
         outcome.map_err(|ShardGone| {
             self.fatal()
-                .unwrap_or_else(|| SourceError::Shard("a shard thread stopped".into()))
+                .unwrap_or_else(|| RuntimeError::Shard("a shard thread stopped".into()))
         })
     }
 
@@ -87,7 +87,7 @@ impl SourceContext {
     }
 
     /// The first fatal error of a callback or shard, if any.
-    pub fn fatal(&self) -> Option<SourceError> {
+    pub fn fatal(&self) -> Option<RuntimeError> {
         self.fatal.take()
     }
 
@@ -112,7 +112,7 @@ impl SourceContext {
 
     /// Resumes each assigned partition at its archive checkpoint and hands it to its
     /// shard (which notices a log that no longer reaches the checkpoint, see
-    /// [`crate::shard`]).
+    /// [`crate::runtime::shard`]).
     fn on_assign(&self, tpl: &mut TopicPartitionList) {
         let mut assigned = Vec::new();
         for (topic, partition) in partitions_of(tpl) {
@@ -133,7 +133,7 @@ impl SourceContext {
                         if let Err(e) =
                             tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
                         {
-                            self.fatal.raise(SourceError::Kafka(e));
+                            self.fatal.raise(RuntimeError::Kafka(e));
                         }
                     }
                     assigned.push(AssignedPartition {
@@ -144,7 +144,7 @@ impl SourceContext {
                         epoch: recovery.epoch,
                     });
                 }
-                Err(source) => self.fatal.raise(SourceError::Recovery {
+                Err(source) => self.fatal.raise(RuntimeError::Recovery {
                     topic,
                     partition,
                     source,
@@ -217,7 +217,7 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.on_assign(tpl);
                 if let Err(e) = consumer.assign(tpl) {
-                    self.fatal.raise(SourceError::Kafka(e));
+                    self.fatal.raise(RuntimeError::Kafka(e));
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {

@@ -8,86 +8,13 @@
 //! always sent before a control message, so a shard sees a partition's records and its
 //! assignment changes in the order the poll thread saw them.
 //!
-//! Does not own: decoding or flushing (see [`crate::shard`]).
+//! Does not own: decoding or flushing (see [`crate::runtime`]).
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::shard::{AssignedPartition, PartitionKey, ShardInput};
-
-/// A chunk is sent once it holds this many messages…
-const CHUNK_MESSAGES: usize = 2048;
-/// …or this many payload bytes.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// One polled message, its payload stored in its chunk's byte arena.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RawMessage {
-    pub key: PartitionKey,
-    pub offset: i64,
-    pub kafka_ts_ms: Option<i64>,
-    /// `(start, len)` in the chunk's bytes; `None` for a message without payload.
-    payload: Option<(u32, u32)>,
-}
-
-/// Messages for one shard, copied out of librdkafka's buffers so they can cross
-/// threads; one allocation per chunk rather than per message.
-#[derive(Debug, Default)]
-pub(crate) struct MessageChunk {
-    bytes: Vec<u8>,
-    messages: Vec<RawMessage>,
-}
-
-impl MessageChunk {
-    /// Appends a message.
-    pub fn push(
-        &mut self,
-        key: PartitionKey,
-        offset: i64,
-        kafka_ts_ms: Option<i64>,
-        payload: Option<&[u8]>,
-    ) {
-        let payload = payload.and_then(|p| {
-            let start = u32::try_from(self.bytes.len()).ok()?;
-            let len = u32::try_from(p.len()).ok()?;
-            self.bytes.extend_from_slice(p);
-            Some((start, len))
-        });
-        self.messages.push(RawMessage {
-            key,
-            offset,
-            kafka_ts_ms,
-            payload,
-        });
-    }
-
-    /// The messages, in poll order.
-    pub fn messages(&self) -> &[RawMessage] {
-        &self.messages
-    }
-
-    /// The payload of `message`, which must come from this chunk.
-    pub fn payload(&self, message: &RawMessage) -> Option<&[u8]> {
-        message
-            .payload
-            .and_then(|(start, len)| self.bytes.get(start as usize..(start + len) as usize))
-    }
-
-    /// Empties the chunk, keeping its allocations for reuse.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.messages.clear();
-    }
-
-    fn is_full(&self) -> bool {
-        self.messages.len() >= CHUNK_MESSAGES || self.bytes.len() >= CHUNK_BYTES
-    }
-
-    fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-}
+use crate::runtime::input::{AssignedPartition, MessageChunk, PartitionKey, ShardInput};
 
 /// A shard stopped (it failed; the failure is in the source's fatal slot).
 #[derive(Debug)]
@@ -182,7 +109,7 @@ impl Dispatcher {
 
     /// Sends every partly filled chunk, then tells every shard that the consumer has
     /// read its partitions to their ends (so backlog can be flushed; see
-    /// [`crate::roll`]).
+    /// [`crate::runtime::roll`]).
     pub fn drained(&mut self) -> Result<(), ShardGone> {
         self.send_pending()?;
         for shard in 0..self.shards.len() {
@@ -261,37 +188,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_keeps_payloads_apart_and_in_order() {
-        let mut chunk = MessageChunk::default();
-        chunk.push((0, 3), 10, Some(5), Some(b"first"));
-        chunk.push((1, 3), 11, None, None);
-        chunk.push((0, 3), 12, None, Some(b""));
-        chunk.push((2, 0), 13, None, Some(b"third"));
-        let payloads: Vec<_> = chunk
-            .messages()
-            .iter()
-            .map(|m| (m.key, m.offset, chunk.payload(m)))
-            .collect();
-        assert_eq!(
-            payloads,
-            vec![
-                ((0, 3), 10, Some(&b"first"[..])),
-                ((1, 3), 11, None),
-                ((0, 3), 12, Some(&b""[..])),
-                ((2, 0), 13, Some(&b"third"[..])),
-            ]
-        );
-        assert_eq!(chunk.messages()[0].kafka_ts_ms, Some(5));
-    }
-
-    #[test]
     fn spent_chunks_come_back_empty_with_their_capacity() {
         let (tx, rx) = bounded(4);
         let (spent_tx, spent_rx) = crossbeam_channel::unbounded();
         let mut dispatcher = Dispatcher::new(vec![tx], spent_rx);
         let mut used = MessageChunk::default();
         used.push((0, 0), 1, None, Some(&[7u8; 4096]));
-        let capacity = used.bytes.capacity();
+        let (_, capacity) = used.byte_len_and_capacity();
         spent_tx.send(used).unwrap();
         dispatcher.pending[0].push((0, 0), 2, None, Some(b"y"));
         dispatcher.send_pending().unwrap();
@@ -299,8 +202,8 @@ mod tests {
             matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages()[0].offset == 2)
         );
         let reused = &dispatcher.pending[0];
-        assert!(reused.is_empty() && reused.bytes.is_empty());
-        assert_eq!(reused.bytes.capacity(), capacity);
+        assert!(reused.is_empty());
+        assert_eq!(reused.byte_len_and_capacity(), (0, capacity));
     }
 
     #[test]

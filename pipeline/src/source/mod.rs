@@ -1,8 +1,9 @@
-//! The Kafka source: consumes the telemetry topics in a consumer group on one poll
-//! thread, which only polls: each message is copied into a chunk for the shard that
-//! owns its partition ([`dispatch`]); the shards ([`crate::shard`]) decode, buffer
-//! and hand due partitions to the flush worker ([`crate::flush`]); the poll thread
-//! commits offsets only after the worker reports the rows durable.
+//! The Kafka source, the live driver of the [`crate::runtime`]: consumes the
+//! dataflow's topics in a consumer group on one poll thread, which only polls: each
+//! message is copied into a chunk for the shard that owns its partition
+//! ([`dispatch`]); the runtime's shards decode, buffer and hand due partitions to its
+//! flush worker; the poll thread commits offsets only after the runtime reports the
+//! rows durable.
 //!
 //! Exactly-once: each partition resumes from the archive's checkpoint (see
 //! [`crate::archive`]); records below it are never archived again, files of an
@@ -17,31 +18,21 @@ pub(crate) mod dispatch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use cara_operators::budget::StateBudget;
-
 use crate::alerts::AlertSink;
-use crate::archive::layout::ArchiveLayout;
-use crate::archive::writer::ParquetWriter;
-use crate::archive::ArchiveError;
 use crate::dataflow::stages::TopicPartitions;
-use crate::dataflow::{Stages, Wiring};
-use crate::decode::{DecodeLimits, Signal};
+use crate::decode::Signal;
 use crate::dlq::DeadLetterSink;
-use crate::flush::{FlushWorker, InFlight, Sinks};
 use crate::outbound::{OutboundSink, OutboundTopics};
-use crate::roll::RollPolicy;
-use crate::shard::{self, FatalSlot, ShardSettings};
+use crate::runtime::flush::Sinks;
+use crate::runtime::{Runtime, RuntimeError, RuntimeSettings};
 use crate::telemetry::Telemetry;
-use crate::templates::TemplateCatalog;
 use context::SourceContext;
 use dispatch::Dispatcher;
 
@@ -49,30 +40,6 @@ use dispatch::Dispatcher;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// How often, at most, the poll thread asks whether it has caught up.
 const CATCH_UP_CHECK: Duration = Duration::from_millis(5);
-
-/// What can stop the source.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// The Kafka client could not be created or failed fatally.
-    #[error("Kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    /// The archive failed in a way retrying did not fix.
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
-    /// A shard thread could not be started, or stopped without saying why.
-    #[error("shard threads: {0}")]
-    Shard(String),
-    /// A partition was assigned whose archive state could not be recovered.
-    #[error("recovering {topic}[{partition}] from the archive: {source}")]
-    Recovery {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// Why.
-        source: ArchiveError,
-    },
-}
 
 /// Everything the source needs to run.
 #[derive(Debug, Clone)]
@@ -82,38 +49,14 @@ pub struct SourceSettings {
     pub client: ClientConfig,
     /// Consumer group id.
     pub group_id: String,
-    /// Topic name of each signal.
-    pub topics: Vec<(String, Signal)>,
     /// Dead-letter topic.
     pub dlq_topic: String,
     /// Alerts topic.
     pub alerts_topic: String,
-    /// The operator stacks of every signal (see [`crate::dataflow`]). A second
-    /// stage runs here when its exchange topic is among `topics`.
-    pub stages: Stages,
-    /// Where log partitions publish their templates (for `GET /api/templates`).
-    pub templates: Arc<TemplateCatalog>,
     /// Output and exchange topics of the operators.
     pub outbound: OutboundTopics,
-    /// Decoding limits.
-    pub limits: DecodeLimits,
-    /// Flush a partition once this many payload bytes are buffered.
-    pub roll_bytes: u64,
-    /// Payload bytes buffered at most over all partitions (shared by the shards).
-    pub max_buffered_bytes: u64,
-    /// Bytes of keyed operator state (estimated) held at most over all partitions.
-    pub max_state_bytes: u64,
-    /// Flush a partition at least this often.
-    pub roll_interval: Duration,
-    /// A partition without messages for this long is idle (see
-    /// [`crate::watermarks`]).
-    pub idle_timeout: Duration,
-    /// Archive location.
-    pub layout: ArchiveLayout,
-    /// zstd level of archive files.
-    pub zstd_level: i32,
-    /// Decoding threads (each owning a share of the partitions).
-    pub shards: usize,
+    /// The runtime it drives; its topics are the ones consumed.
+    pub runtime: RuntimeSettings,
 }
 
 /// Partitions of each input topic (the sources the second stages wait for), from
@@ -121,7 +64,7 @@ pub struct SourceSettings {
 fn topic_partitions(settings: &SourceSettings) -> TopicPartitions {
     let probe: Result<BaseConsumer, _> = settings.client.create();
     let count = |signal: Signal| -> usize {
-        let Some((topic, _)) = settings.topics.iter().find(|(_, s)| *s == signal) else {
+        let Some((topic, _)) = settings.runtime.topics.iter().find(|(_, s)| *s == signal) else {
             return 0;
         };
         let metadata = probe.as_ref().map_err(|e| e.to_string()).and_then(|c| {
@@ -150,16 +93,17 @@ fn topic_partitions(settings: &SourceSettings) -> TopicPartitions {
 /// The running source.
 pub struct Source {
     consumer: BaseConsumer<SourceContext>,
-    flusher: FlushWorker,
-    shard_threads: Vec<JoinHandle<()>>,
+    runtime: Runtime,
     telemetry: Arc<Telemetry>,
 }
 
 impl Source {
     /// Connects to Kafka, starts the shards and subscribes; nothing is read until
     /// [`run`](Self::run).
-    pub fn new(settings: SourceSettings, telemetry: Arc<Telemetry>) -> Result<Source, SourceError> {
-        let writer = ParquetWriter::new(settings.layout.clone(), settings.zstd_level)?;
+    pub fn new(
+        settings: SourceSettings,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Source, RuntimeError> {
         let mut consumer_config = settings.client.clone();
         consumer_config
             .set("group.id", &settings.group_id)
@@ -182,98 +126,56 @@ impl Source {
             alerts: AlertSink::new(settings.client.clone(), &settings.alerts_topic)?,
             outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
-        let stages = settings.stages.clone();
+        let stages = &settings.runtime.stages;
         let topic_partitions = if stages.slos.is_some() || stages.traces.is_some() {
             topic_partitions(&settings)
         } else {
             TopicPartitions::default()
         };
-        let in_flight = Arc::new(InFlight::default());
-        let flusher =
-            FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
-        let fatal = Arc::new(FatalSlot::default());
-        let state_budget = StateBudget::new(settings.max_state_bytes);
-        telemetry
-            .state_budget_bytes
-            .set(i64::try_from(settings.max_state_bytes).unwrap_or(i64::MAX));
-        let shard_settings = Arc::new(ShardSettings {
-            topics: settings
-                .topics
-                .iter()
-                .map(|(t, s)| (Arc::from(t.as_str()), *s))
-                .collect(),
-            limits: settings.limits,
-            roll_bytes: settings.roll_bytes,
-            buffer_budget: settings.max_buffered_bytes / settings.shards.max(1) as u64,
-            stages,
-            wiring: Wiring {
-                topic_partitions,
-                state_budget,
-            },
-            state_budget_reported: AtomicBool::new(false),
-            roll: RollPolicy {
-                roll_interval: settings.roll_interval,
-            },
-            writer,
-            telemetry: telemetry.clone(),
-            templates: settings.templates.clone(),
-            idle_timeout: settings.idle_timeout,
-            watermarks: Arc::default(),
-        });
-        let mut senders = Vec::new();
-        let mut shard_threads = Vec::new();
-        let (spent_tx, spent_rx) = crossbeam_channel::unbounded();
-        for index in 0..settings.shards.max(1) {
-            // A few chunks of backlog per shard: enough to ride out a flush hand-off,
-            // small enough that a slow shard slows the poll thread (backpressure).
-            let (tx, rx) = crossbeam_channel::bounded(8);
-            let submitter = flusher
-                .submitter()
-                .ok_or_else(|| SourceError::Shard("the flush worker is not running".into()))?;
-            let thread = shard::spawn(
-                index,
-                shard_settings.clone(),
-                submitter,
-                rx,
-                spent_tx.clone(),
-                fatal.clone(),
-            )
-            .map_err(|e| SourceError::Shard(e.to_string()))?;
-            senders.push(tx);
-            shard_threads.push(thread);
-        }
-        let context = SourceContext::new(
-            settings.layout.clone(),
-            settings.topics.iter().map(|(t, _)| t.clone()).collect(),
-            in_flight,
+        let topics: Vec<String> = settings
+            .runtime
+            .topics
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut runtime = Runtime::start(
+            settings.runtime.clone(),
+            topic_partitions,
+            sinks,
             telemetry.clone(),
-            Mutex::new(Dispatcher::new(senders, spent_rx)),
-            fatal,
+        )?;
+        let inputs = runtime
+            .take_inputs()
+            .ok_or_else(|| RuntimeError::Shard("the shards have no inputs".into()))?;
+        let context = SourceContext::new(
+            settings.runtime.layout.clone(),
+            topics.clone(),
+            runtime.in_flight(),
+            telemetry.clone(),
+            Mutex::new(Dispatcher::new(inputs.senders, inputs.spent)),
+            runtime.fatal_slot(),
         );
         let consumer: BaseConsumer<SourceContext> = consumer_config.create_with_context(context)?;
-        let topics: Vec<&str> = settings.topics.iter().map(|(t, _)| t.as_str()).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         telemetry.set_ready(false, "waiting for a partition assignment");
         Ok(Source {
             consumer,
-            flusher,
-            shard_threads,
+            runtime,
             telemetry,
         })
     }
 
     /// Consumes until `shutdown` is set, then flushes everything and commits.
-    pub fn run(mut self, shutdown: &AtomicBool) -> Result<(), SourceError> {
+    pub fn run(mut self, shutdown: &AtomicBool) -> Result<(), RuntimeError> {
         let outcome = self.consume(shutdown);
         // Shards stop once their inputs close; the flush worker after them.
         self.consumer.context().close_dispatcher();
-        for thread in self.shard_threads.drain(..) {
-            let _ = thread.join();
-        }
+        self.runtime.join_shards();
         outcome
     }
 
-    fn consume(&mut self, shutdown: &AtomicBool) -> Result<(), SourceError> {
+    fn consume(&mut self, shutdown: &AtomicBool) -> Result<(), RuntimeError> {
         let context = self.consumer.context();
         let mut last_commit = Instant::now();
         let mut pending = false;
@@ -340,8 +242,8 @@ impl Source {
 
     /// Commits the offsets of partitions the worker made durable; with `wait`, first
     /// waits for every submitted round.
-    fn commit_durable(&self, mode: CommitMode, wait: bool) -> Result<(), SourceError> {
-        let durable = self.flusher.completed(wait)?;
+    fn commit_durable(&self, mode: CommitMode, wait: bool) -> Result<(), RuntimeError> {
+        let durable = self.runtime.completed(wait)?;
         if durable.is_empty() {
             return Ok(());
         }

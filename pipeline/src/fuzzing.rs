@@ -2,8 +2,8 @@
 //! runs on every kept input: decoding any bytes as any signal's message returns rows
 //! or an error and never panics; a refused message appends nothing; the rows a
 //! message adds split into archive hours without error (the step that a poison pill
-//! once broke). Loading any text as a configuration returns a config or an error
-//! naming a key.
+//! once broke). Loading any text as a configuration (and declaring its dataflow)
+//! returns a config or an error naming a key.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use crate::archive::layout::ArchiveLayout;
 use crate::archive::writer::ParquetWriter;
 use crate::config::Config;
+use crate::dataflow::Dataflow;
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 
 /// The Kafka timestamp fuzzed messages carry (event times are checked against it).
@@ -53,7 +54,8 @@ pub fn config_one(data: &[u8]) -> usize {
     let Ok(text) = std::str::from_utf8(data) else {
         return 0;
     };
-    match Config::from_toml(text) {
+    let declared = Config::from_toml(text).and_then(|config| Dataflow::declare(&config));
+    match declared {
         Ok(_) => 1,
         Err(error) => {
             assert!(!error.to_string().is_empty());
@@ -86,4 +88,34 @@ pub fn target(name: &str) -> Check {
         .find(|(n, _)| *n == name)
         .map(|(_, check)| *check)
         .unwrap_or_else(|| panic!("no fuzz target named {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every input kept in `fuzz/corpus/` runs through its target's checks: the seeds
+    /// (valid messages and configs the fuzzer starts from) are accepted, and every other
+    /// kept input (a crash the fuzzer found, since fixed) no longer fails a check.
+    #[test]
+    fn every_kept_fuzz_input_passes_its_targets_checks() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let mut seeds = 0;
+        for (name, check) in TARGETS {
+            let dir = corpus.join(name);
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let accepted = check(&data);
+                let file = path.file_name().unwrap().to_string_lossy();
+                if file.starts_with("seed-") {
+                    assert!(accepted > 0, "{}: a seed must be accepted", path.display());
+                    seeds += 1;
+                }
+            }
+        }
+        assert!(seeds >= 6 * 2, "{seeds} seeds");
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use cara_operators::watermark::combine;
 
-use crate::shard::PartitionKey;
+use super::input::PartitionKey;
 
 /// `i64::MIN` stands for "no watermark yet".
 const NONE: i64 = i64::MIN;

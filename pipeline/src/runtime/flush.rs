@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use cara_operators::operator::OutboundMessage;
 
+use super::error::RuntimeError;
 use crate::alerts::{AlertSink, RaisedAlert};
 use crate::archive::commit::{self, Checkpoint};
 use crate::archive::layout::{sync_all_written, temporary_sibling};
@@ -38,7 +39,6 @@ use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
 use crate::internal_events::{FileArchived, FlushFailed, InternalEvent, OperatorStateSaved};
 use crate::outbound::OutboundSink;
-use crate::source::SourceError;
 use crate::telemetry::Telemetry;
 
 /// How long a failing flush is retried before the source gives up (and exits
@@ -101,7 +101,7 @@ pub(crate) struct FlushSubmitter {
 
 impl FlushSubmitter {
     /// Hands a round over; blocks while another round is already queued.
-    pub fn submit(&self, round: Vec<PreparedFlush>) -> Result<(), SourceError> {
+    pub fn submit(&self, round: Vec<PreparedFlush>) -> Result<(), RuntimeError> {
         if round.is_empty() {
             return Ok(());
         }
@@ -117,7 +117,7 @@ impl FlushSubmitter {
 /// The poll thread's handle on the flush worker.
 pub(crate) struct FlushWorker {
     rounds: Option<SyncSender<Vec<PreparedFlush>>>,
-    done: Receiver<Result<Vec<Durable>, SourceError>>,
+    done: Receiver<Result<Vec<Durable>, RuntimeError>>,
     in_flight: Arc<InFlight>,
     thread: Option<JoinHandle<()>>,
 }
@@ -171,7 +171,7 @@ impl FlushWorker {
 
     /// Partitions made durable since the last call; `wait` blocks until every
     /// submitted round has finished.
-    pub fn completed(&self, wait: bool) -> Result<Vec<Durable>, SourceError> {
+    pub fn completed(&self, wait: bool) -> Result<Vec<Durable>, RuntimeError> {
         let mut durable = Vec::new();
         loop {
             let next = if wait && self.in_flight.pending() > 0 {
@@ -202,8 +202,8 @@ impl Drop for FlushWorker {
     }
 }
 
-fn worker_gone() -> SourceError {
-    SourceError::Archive(ArchiveError::Io {
+fn worker_gone() -> RuntimeError {
+    RuntimeError::Archive(ArchiveError::Io {
         path: std::path::PathBuf::from("<flush worker>"),
         source: std::io::Error::other("the flush worker stopped"),
     })
@@ -218,7 +218,7 @@ fn execute_round(
     writer: &ParquetWriter,
     sinks: &Sinks,
     telemetry: &Telemetry,
-) -> Result<(), SourceError> {
+) -> Result<(), RuntimeError> {
     let layout = writer.layout();
     let mut backoff = Duration::from_millis(100);
     let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
@@ -232,7 +232,7 @@ fn execute_round(
                 }
                 .emit(telemetry);
                 if Instant::now() >= deadline {
-                    return Err(SourceError::Archive(ArchiveError::Io {
+                    return Err(RuntimeError::Archive(ArchiveError::Io {
                         path: layout.root().to_path_buf(),
                         source: std::io::Error::other(format!(
                             "flush of {} partitions kept failing: {error}",

@@ -18,7 +18,7 @@
 //! empties buffers cannot fill the machine, and the flushed files are the largest
 //! ones possible.
 //!
-//! Does not own: the clock or the buffers (see [`crate::shard`]).
+//! Does not own: the clock or the buffers (see [`crate::runtime::shard`]).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,7 +34,7 @@ pub(crate) struct BufferAge {
     pub backlog: bool,
 }
 
-/// The age rule of [`crate::shard`]'s buffers.
+/// The age rule of [`crate::runtime::shard`]'s buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RollPolicy {
     pub roll_interval: Duration,

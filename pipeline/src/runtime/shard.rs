@@ -3,16 +3,16 @@
 //! Owns: for each partition of its share, the rows decoded since the last flush (or
 //! the dead letters), the next offset it expects (to skip what the archive already
 //! holds and to notice offsets lost to retention), and when to flush (by size, by
-//! age as [`crate::roll`] says, or to stay within its memory budget). A shard reads
+//! age as [`crate::runtime::roll`] says, or to stay within its memory budget). A shard reads
 //! only its own input channel and its own partitions, so the hot path takes no
 //! locks; every core decodes at once while the poll thread only polls.
 //!
 //! Does not own: polling Kafka or committing offsets (see [`crate::source`]), or
-//! making files durable (see [`crate::flush`]).
+//! making files durable (see [`crate::runtime::flush`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,75 +34,18 @@ use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::dataflow::{Stages, Wiring};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::dlq::{dead_letter_batch, DeadLetter};
-use crate::flush::{FlushSubmitter, PreparedFlush, SendProgress};
 use crate::internal_events::*;
-use crate::roll::{over_budget, wall_clock_ms, BufferAge, RollPolicy};
-use crate::source::dispatch::MessageChunk;
-use crate::source::SourceError;
 use crate::telemetry::{Telemetry, TopicCounters};
 use crate::templates::TemplateCatalog;
-use crate::watermarks::{PartitionMark, WatermarkBoard};
 
-/// A source partition: (index into the source's topic list, Kafka partition).
-pub(crate) type PartitionKey = (usize, i32);
+use super::error::{FatalSlot, RuntimeError};
+use super::flush::{FlushSubmitter, PreparedFlush, SendProgress};
+use super::input::{AssignedPartition, MessageChunk, PartitionKey, ShardInput};
+use super::roll::{over_budget, wall_clock_ms, BufferAge, RollPolicy};
+use super::watermarks::{PartitionMark, WatermarkBoard};
 
 /// How often a shard looks for partitions due by age.
 const AGE_CHECK: Duration = Duration::from_millis(200);
-
-/// A partition given to a shard, with where its archive says to resume.
-#[derive(Debug, Clone)]
-pub(crate) struct AssignedPartition {
-    pub key: PartitionKey,
-    /// The first offset not yet archived; `None` for a partition never archived.
-    pub next_offset: Option<i64>,
-    /// Operator state saved with that checkpoint (snapshot bytes).
-    pub operator_state: Option<Vec<u8>>,
-    /// The state file it was read from.
-    pub state_file: Option<StateFile>,
-    /// The partition's archive epoch (see [`crate::archive::commit::Checkpoint`]).
-    pub epoch: u32,
-}
-
-/// What the poll thread sends a shard, in order.
-pub(crate) enum ShardInput {
-    /// Polled messages of the shard's partitions.
-    Messages(MessageChunk),
-    /// Partitions now owned.
-    Assign(Vec<AssignedPartition>),
-    /// Partitions no longer owned: drop their unflushed rows (the next owner replays
-    /// them from the checkpoint), then acknowledge.
-    Revoke(Vec<PartitionKey>, Sender<()>),
-    /// Hand every buffered row to the flush worker, then acknowledge (shutdown).
-    FlushAll(Sender<()>),
-    /// The consumer has read every partition to its end: backlog buffers need not
-    /// wait a whole roll interval any more (see [`crate::roll`]).
-    Drained,
-}
-
-/// The first error that stopped a shard, for the poll thread to report.
-#[derive(Default)]
-pub(crate) struct FatalSlot {
-    raised: AtomicBool,
-    error: Mutex<Option<SourceError>>,
-}
-
-impl FatalSlot {
-    /// Records `error` unless an earlier one is already there.
-    pub fn raise(&self, error: SourceError) {
-        if let Ok(mut e) = self.error.lock() {
-            e.get_or_insert(error);
-        }
-        self.raised.store(true, Ordering::Release);
-    }
-
-    /// Takes the recorded error, if any; cheap when there is none.
-    pub fn take(&self) -> Option<SourceError> {
-        if !self.raised.load(Ordering::Acquire) {
-            return None;
-        }
-        self.error.lock().ok().and_then(|mut e| e.take())
-    }
-}
 
 /// What every shard shares, read-only.
 pub(crate) struct ShardSettings {
@@ -262,7 +205,7 @@ pub(crate) fn spawn(
 }
 
 impl Shard {
-    fn run(&mut self, inputs: &Receiver<ShardInput>) -> Result<(), SourceError> {
+    fn run(&mut self, inputs: &Receiver<ShardInput>) -> Result<(), RuntimeError> {
         let mut next_age_check = Instant::now() + AGE_CHECK;
         // A drained backlog buffer may fall due before the next periodic check.
         let mut next_backlog_due: Option<Instant> = None;
@@ -364,7 +307,7 @@ impl Shard {
         }
     }
 
-    fn handle_chunk(&mut self, chunk: &MessageChunk) -> Result<(), SourceError> {
+    fn handle_chunk(&mut self, chunk: &MessageChunk) -> Result<(), RuntimeError> {
         let mut counts = vec![ChunkCounts::default(); self.counters.len()];
         let mut due = Vec::new();
         let chunk_arrived = Instant::now();
@@ -488,7 +431,7 @@ impl Shard {
     /// buffer holds of the old log is flushed first, under the old epoch. Detected at
     /// the first such message, whether the partition was just resumed or has been
     /// read for days.
-    fn start_new_epoch(&mut self, key: PartitionKey, delivered: i64) -> Result<(), SourceError> {
+    fn start_new_epoch(&mut self, key: PartitionKey, delivered: i64) -> Result<(), RuntimeError> {
         self.flush(&[key])?;
         let Some(buffer) = self.partitions.get_mut(&key) else {
             return Ok(());
@@ -506,9 +449,9 @@ impl Shard {
         Ok(())
     }
 
-    /// Flushes the buffers due by age (see [`crate::roll`]); returns when the
+    /// Flushes the buffers due by age (see [`crate::runtime::roll`]); returns when the
     /// earliest backlog buffer left waiting falls due, if the consumer is drained.
-    fn flush_aged(&mut self) -> Result<Option<Instant>, SourceError> {
+    fn flush_aged(&mut self) -> Result<Option<Instant>, RuntimeError> {
         let now = Instant::now();
         let mut due = Vec::new();
         let mut next_backlog_due: Option<Instant> = None;
@@ -529,8 +472,8 @@ impl Shard {
 
     /// Marks partitions idle or active for the other shards, and raises the
     /// watermark of each idle partition with nothing buffered to the topic's (see
-    /// [`crate::watermarks`]); what that closes is flushed at once.
-    fn advance_idle(&mut self) -> Result<(), SourceError> {
+    /// [`crate::runtime::watermarks`]); what that closes is flushed at once.
+    fn advance_idle(&mut self) -> Result<(), RuntimeError> {
         let idle_timeout = self.settings.idle_timeout;
         let mut round = Vec::new();
         let keys: Vec<PartitionKey> = self.partitions.keys().copied().collect();
@@ -603,7 +546,7 @@ impl Shard {
     }
 
     /// Hands the buffered rows of `keys` to the flush worker as one round.
-    fn flush(&mut self, keys: &[PartitionKey]) -> Result<(), SourceError> {
+    fn flush(&mut self, keys: &[PartitionKey]) -> Result<(), RuntimeError> {
         let mut round = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(flush) = self.prepare(*key)? {
@@ -614,7 +557,7 @@ impl Shard {
     }
 
     /// Takes a partition's buffered rows and plans their files and commit records.
-    fn prepare(&mut self, key: PartitionKey) -> Result<Option<PreparedFlush>, SourceError> {
+    fn prepare(&mut self, key: PartitionKey) -> Result<Option<PreparedFlush>, RuntimeError> {
         let Some(buffer) = self.partitions.get_mut(&key) else {
             return Ok(None);
         };
@@ -734,7 +677,7 @@ impl Shard {
         partition: i32,
         stem: &str,
         plan: &mut Vec<PlannedFile>,
-    ) -> Result<(Vec<RaisedAlert>, Vec<OutboundMessage>), SourceError> {
+    ) -> Result<(Vec<RaisedAlert>, Vec<OutboundMessage>), RuntimeError> {
         let writer = &self.settings.writer;
         let telemetry = &self.settings.telemetry;
         if !emitted.templates.is_empty() {
