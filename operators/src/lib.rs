@@ -20,6 +20,7 @@ pub mod anomaly;
 pub mod budget;
 pub(crate) mod columns;
 pub mod eval;
+pub mod exchange;
 pub mod logs;
 pub(crate) mod map_as_list;
 pub mod operator;

@@ -1,13 +1,12 @@
 //! SLOs, second stage: on each partition of the exchange topic, the partial counts
 //! of every source partition combined into one tracker per SLO.
 //!
-//! Owns, per SLO, the [`SloTracker`] and, per source partition, the `through_minute`
-//! of the last record applied. A minute of a record is applied only when it is at
-//! or after that mark, so every minute of every source counts once even when a
-//! source replays records after a crash. The SLO's watermark is the minimum over its
-//! source partitions of `through_minute` (DESIGN.md: the minimum over partitions;
-//! idle sources keep reporting because the runtime raises their watermarks), and
-//! while fewer sources than the source topic has partitions have reported, it waits.
+//! Owns, per SLO, the [`SloTracker`] and the marks of its source partitions; which
+//! minutes are applied and when the SLO's watermark moves is the exchange rule of
+//! [`crate::exchange`] (every minute of every source counts once, even when a source
+//! replays records after a crash; the watermark is the lowest mark, once every
+//! partition of the source topic has reported; idle sources keep reporting because
+//! the runtime raises their watermarks).
 //! Each minute boundary the watermark passes gives one status record (table `slo`,
 //! topic `cara.slo`) and the burn alerts it implies.
 
@@ -21,6 +20,7 @@ use super::tables::slo_batch;
 use super::{Counts, SloSpec, SloStatus, SloTracker, MINUTE_MS};
 use crate::anomaly::operator::SchemaMismatch;
 use crate::columns;
+use crate::exchange::SourceMarks;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
@@ -31,27 +31,8 @@ use crate::snapshot::{self, SnapshotError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CombinedSlo {
     tracker: SloTracker,
-    /// `through_minute` of the last record applied, per (source topic, partition).
-    #[serde(with = "by_source")]
-    sources: BTreeMap<(String, i32), i64>,
-}
-
-/// Maps keyed by source as lists: JSON keys must be strings.
-mod by_source {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    type BySource = BTreeMap<(String, i32), i64>;
-
-    pub fn serialize<S: Serializer>(map: &BySource, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BySource, D::Error> {
-        let list: Vec<((String, i32), i64)> = Vec::deserialize(deserializer)?;
-        Ok(list.into_iter().collect())
-    }
+    /// Which minutes of which source partition are applied (see [`crate::exchange`]).
+    sources: SourceMarks,
 }
 
 /// The second SLO stage for one exchange partition.
@@ -101,13 +82,9 @@ impl SloCombiner {
             .iter()
             .find(|(s, _)| s.name == name)
             .map_or(1, |(_, n)| *n);
-        if combined.sources.len() < expected.max(1) {
-            return None;
-        }
         combined
             .sources
-            .values()
-            .min()
+            .low_mark(expected)
             .map(|m| m.saturating_mul(MINUTE_MS))
     }
 
@@ -121,19 +98,16 @@ impl SloCombiner {
             .entry(record.slo.clone())
             .or_insert_with(|| CombinedSlo {
                 tracker: SloTracker::new(spec.clone()),
-                sources: BTreeMap::new(),
+                sources: SourceMarks::default(),
             });
-        let applied = combined.sources.get(&record.source).copied();
         for (minute, counts) in minutes {
-            if applied.is_none_or(|a| *minute >= a) {
+            if combined.sources.admits(&record.source, *minute) {
                 combined.tracker.add_minute(*minute, *counts);
             }
         }
-        let mark = combined
+        combined
             .sources
-            .entry(record.source.clone())
-            .or_insert(record.through);
-        *mark = (*mark).max(record.through);
+            .advance(record.source.clone(), record.through);
     }
 }
 

@@ -2,12 +2,10 @@
 //! `red` and `service_graph`, and anomaly scoring of each service's latency, error
 //! ratio and request rate.
 //!
-//! Owns, per source partition, the `through_minute` of the last record applied (a
-//! record's minute is applied only when at or after it, so replays count once), the
-//! merged cells of minutes not yet closed, and the scoring state. A minute closes
-//! when every source partition has passed it (the minimum of their marks, waiting
-//! until as many sources as the span topic has partitions have reported); its rows
-//! are then final. Each closed minute gives, per service, three derived gauges
+//! Owns the marks of the span partitions (which minutes are applied and which may
+//! close follow the exchange rule of [`crate::exchange`]: replays count once, a
+//! minute closes when every span partition has passed it), the merged cells of
+//! minutes not yet closed, and the scoring state. A closed minute's rows are final. Each closed minute gives, per service, three derived gauges
 //! (`service_latency_p99_ms`, `service_error_ratio`, `service_requests_per_s`) that
 //! the metric anomaly operator scores like any metric series.
 
@@ -27,6 +25,7 @@ use crate::anomaly::alerting::MetricAlerting;
 use crate::anomaly::operator::AnomalyLimits;
 use crate::anomaly::ScorerConfig;
 use crate::columns;
+use crate::exchange::SourceMarks;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
@@ -45,9 +44,8 @@ struct Merged {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CombinerState {
-    /// `through_minute` of the last record applied, per source.
-    #[serde(with = "crate::map_as_list")]
-    applied: BTreeMap<(String, i32), i64>,
+    /// Which minutes of which span partition are applied (see [`crate::exchange`]).
+    applied: SourceMarks,
     #[serde(with = "crate::map_as_list")]
     open: BTreeMap<i64, Merged>,
     /// Minutes before this one are closed.
@@ -84,7 +82,7 @@ impl TraceCombiner {
             expected_sources,
             scoring,
             state: CombinerState {
-                applied: BTreeMap::new(),
+                applied: SourceMarks::default(),
                 open: BTreeMap::new(),
                 closed_through: None,
                 late_records: 0,
@@ -118,9 +116,8 @@ impl TraceCombiner {
 
     fn apply(&mut self, record: TracePartial) {
         let source = (record.source_topic, record.source_partition);
-        let applied = self.state.applied.get(&source).copied();
         if let Some(minute) = record.minute {
-            if applied.is_none_or(|a| minute >= a) {
+            if self.state.applied.admits(&source, minute) {
                 if self.state.closed_through.is_some_and(|c| minute < c) {
                     self.state.late_records += 1;
                 } else {
@@ -142,20 +139,12 @@ impl TraceCombiner {
                 }
             }
         }
-        let mark = self
-            .state
-            .applied
-            .entry(source)
-            .or_insert(record.through_minute);
-        *mark = (*mark).max(record.through_minute);
+        self.state.applied.advance(source, record.through_minute);
     }
 
     /// Minutes before this one may close.
     fn closable_through(&self) -> Option<i64> {
-        if self.state.applied.len() < self.expected_sources.max(1) {
-            return None;
-        }
-        self.state.applied.values().min().copied()
+        self.state.applied.low_mark(self.expected_sources)
     }
 }
 
