@@ -325,7 +325,10 @@ fn slo_statuses_equal_brute_force_across_a_crash() {
     assert!(same(&got, &requests), "{got:#?}\n{requests:#?}");
     let got = archived(&archive, "checkout-logs");
     assert!(same(&got, &logs), "{got:#?}\n{logs:#?}");
-    assert_eq!(metric_sum(http, "cara_late_spans_total", ""), 0.0);
+    assert_eq!(
+        metric_sum(http, "cara_late_records_total", "topic=\"telemetry.spans\""),
+        0.0
+    );
 
     // The outage pages, then resolves, once; the alerts carry the SLO's name.
     let burns = sql_rows(

@@ -35,6 +35,24 @@ pub struct PartitionContext {
     pub partition: i32,
 }
 
+/// What one operator found late or could not track (see [`Emitted`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PartCounts {
+    /// Records behind the operator's watermark.
+    pub late: u64,
+    /// Records refused by the operator's own state limit.
+    pub over_limit: u64,
+    /// Records refused by the process's state budget.
+    pub over_budget: u64,
+}
+
+impl PartCounts {
+    /// Whether nothing was counted.
+    pub fn is_zero(&self) -> bool {
+        *self == PartCounts::default()
+    }
+}
+
 /// What one call produced.
 #[derive(Debug, Default)]
 pub struct Emitted {
@@ -54,6 +72,11 @@ pub struct Emitted {
     /// Records of new keys this call refused because the process's state budget was
     /// spent (see [`crate::budget`]): archived, not analysed.
     pub over_budget: u64,
+    /// The same three counts per part of a [`Stacked`] operator, which moves them
+    /// here from the fields above: each part has its own watermark and limits, so a
+    /// record may be late for one part and not another, and is counted once for
+    /// each part it was late for (never twice in one sum).
+    pub by_part: Vec<(&'static str, PartCounts)>,
     /// Log templates the call created or touched, for the template catalogue.
     pub templates: Vec<TemplateState>,
     /// Records for output or exchange topics, produced (and acknowledged) before the
@@ -92,6 +115,43 @@ impl Emitted {
             && self.tables.is_empty()
             && self.alerts.is_empty()
             && self.messages.is_empty()
+    }
+
+    /// What was counted, per part: [`Emitted::by_part`] for a stack, else the
+    /// single operator's counts under `name`; parts that counted nothing left out.
+    pub fn counts_by_part(&self, name: &'static str) -> Vec<(&'static str, PartCounts)> {
+        let single = PartCounts {
+            late: self.late,
+            over_limit: self.over_limit,
+            over_budget: self.over_budget,
+        };
+        let mut parts = self.by_part.clone();
+        if !single.is_zero() {
+            parts.push((name, single));
+        }
+        parts.retain(|(_, counts)| !counts.is_zero());
+        parts
+    }
+
+    /// Takes the three counts, leaving zeros.
+    fn take_counts(&mut self) -> PartCounts {
+        PartCounts {
+            late: std::mem::take(&mut self.late),
+            over_limit: std::mem::take(&mut self.over_limit),
+            over_budget: std::mem::take(&mut self.over_budget),
+        }
+    }
+
+    /// Adds `counts` to part `name`'s.
+    fn add_part_counts(&mut self, name: &'static str, counts: PartCounts) {
+        match self.by_part.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => {
+                sum.late += counts.late;
+                sum.over_limit += counts.over_limit;
+                sum.over_budget += counts.over_budget;
+            }
+            None => self.by_part.push((name, counts)),
+        }
     }
 }
 
@@ -163,6 +223,31 @@ impl Stacked {
     }
 }
 
+impl Stacked {
+    /// Runs `step` on every part in order, moving what each counted into
+    /// [`Emitted::by_part`] under its name.
+    fn each_part(
+        &mut self,
+        out: &mut Emitted,
+        mut step: impl FnMut(&mut dyn Operator, &mut Emitted) -> Result<(), OperatorError>,
+    ) -> Result<(), OperatorError> {
+        let outer = out.take_counts();
+        let mut outcome = Ok(());
+        for (name, part) in &mut self.parts {
+            outcome = step(part.as_mut(), out);
+            let counts = out.take_counts();
+            out.add_part_counts(name, counts);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        out.late = outer.late;
+        out.over_limit = outer.over_limit;
+        out.over_budget = outer.over_budget;
+        outcome
+    }
+}
+
 impl Operator for Stacked {
     fn process(
         &mut self,
@@ -170,10 +255,7 @@ impl Operator for Stacked {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        for (_, part) in &mut self.parts {
-            part.process(context, rows, out)?;
-        }
-        Ok(())
+        self.each_part(out, |part, out| part.process(context, rows, out))
     }
 
     fn advance_watermark(
@@ -182,10 +264,9 @@ impl Operator for Stacked {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        for (_, part) in &mut self.parts {
-            part.advance_watermark(context, watermark_ms, out)?;
-        }
-        Ok(())
+        self.each_part(out, |part, out| {
+            part.advance_watermark(context, watermark_ms, out)
+        })
     }
 
     /// The slowest part's.
@@ -217,6 +298,51 @@ mod tests {
             RecordBatch::new_empty(Table::Alerts.schema()),
         ));
         assert!(!out.is_empty());
+    }
+
+    /// A span late for both span stages was counted twice in one sum; now each
+    /// part counts it once under its own name.
+    #[test]
+    fn a_record_late_for_two_parts_is_counted_once_per_part() {
+        use crate::slo::spans::tests::{slo, spans};
+        use crate::slo::spans::{Sli, SpanSlis, SpanSloCounter};
+        use crate::traces::counter::{TraceCounter, TraceSettings};
+        let mut stack = Stacked::new(vec![
+            (
+                "slo",
+                Box::new(SpanSloCounter::new(
+                    SpanSlis(vec![slo("avail", "checkout", Sli::Availability)]),
+                    30_000,
+                )) as Box<dyn Operator>,
+            ),
+            (
+                "traces",
+                Box::new(TraceCounter::new(TraceSettings::default())),
+            ),
+        ]);
+        let context = PartitionContext {
+            topic: "telemetry.spans".into(),
+            partition: 0,
+        };
+        let t0 = 1_700_000_040_000;
+        let on_time: Vec<_> = (0..10)
+            .map(|i| (t0 + i * 30_000, "checkout", "pay", true, 12.0))
+            .collect();
+        let mut out = Emitted::default();
+        stack.process(&context, &spans(&on_time), &mut out).unwrap();
+        assert_eq!(out.counts_by_part("main"), vec![], "nothing late yet");
+        let mut out = Emitted::default();
+        let late = [(t0, "checkout", "pay", false, 12.0)];
+        stack.process(&context, &spans(&late), &mut out).unwrap();
+        let one_late = PartCounts {
+            late: 1,
+            ..PartCounts::default()
+        };
+        assert_eq!(
+            out.counts_by_part("main"),
+            vec![("slo", one_late), ("traces", one_late)]
+        );
+        assert_eq!(out.late, 0, "no sum over the parts");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use tracing::{debug, info, warn};
 
 use crate::telemetry::{
-    DecodeErrorLabels, PartitionLabels, TableLabels, Telemetry, TopicCounters, TopicLabels,
+    DecodeErrorLabels, PartitionLabels, StageLabels, TableLabels, Telemetry, TopicCounters,
+    TopicLabels,
 };
 
 /// Something worth logging and counting.
@@ -196,6 +197,33 @@ pub enum StateLimit {
     Partition(&'static str),
     /// The process's budget for all partitions (`runtime.max_state_bytes`), in bytes.
     Process(u64),
+}
+
+/// A stage found records behind its watermark (archived, not aggregated by it).
+pub struct LateRecords<'a> {
+    /// Topic the stage reads.
+    pub topic: &'a str,
+    /// The stage.
+    pub stage: &'a str,
+    /// How many.
+    pub records: u64,
+}
+
+impl InternalEvent for LateRecords<'_> {
+    fn emit(self, t: &Telemetry) {
+        debug!(
+            topic = self.topic,
+            stage = self.stage,
+            records = self.records,
+            "records behind the stage's watermark: archived, not aggregated"
+        );
+        t.late_records
+            .get_or_create(&StageLabels {
+                topic: self.topic.to_owned(),
+                stage: self.stage.to_owned(),
+            })
+            .inc_by(self.records);
+    }
 }
 
 /// An operator refused records at a state limit.

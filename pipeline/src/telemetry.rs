@@ -21,6 +21,15 @@ pub struct TopicLabels {
     pub topic: String,
 }
 
+/// Labels naming a stage of the dataflow on a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// Kafka topic the stage reads.
+    pub topic: String,
+    /// The stage (`alerting`, `slo`, `logs`, `traces`, ...).
+    pub stage: String,
+}
+
 /// Labels naming a topic partition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -76,9 +85,7 @@ pub struct Telemetry {
     pub(crate) archive_bytes: Family<TableLabels, Counter>,
     pub(crate) archive_rows: Family<TableLabels, Counter>,
     pub(crate) alerts: Family<AlertLabels, Counter>,
-    pub(crate) late_points: Counter,
-    pub(crate) late_log_lines: Counter,
-    pub(crate) late_spans: Counter,
+    pub(crate) late_records: Family<StageLabels, Counter>,
     pub(crate) idle_watermark_raises: Family<PartitionLabels, Counter>,
     pub(crate) over_state_limit: Family<TopicLabels, Counter>,
     pub(crate) budget_flushes: Counter,
@@ -123,9 +130,7 @@ impl Telemetry {
             archive_bytes: Family::default(),
             archive_rows: Family::default(),
             alerts: Family::default(),
-            late_points: Counter::default(),
-            late_log_lines: Counter::default(),
-            late_spans: Counter::default(),
+            late_records: Family::default(),
             idle_watermark_raises: Family::default(),
             over_state_limit: Family::default(),
             budget_flushes: Counter::default(),
@@ -202,19 +207,9 @@ impl Telemetry {
             t.alerts.clone(),
         );
         registry.register(
-            "late_points",
-            "Metric points that arrived after their window closed (archived, not aggregated)",
-            t.late_points.clone(),
-        );
-        registry.register(
-            "late_log_lines",
-            "Log lines that arrived after their window closed (archived with their template, not counted in log_windows)",
-            t.late_log_lines.clone(),
-        );
-        registry.register(
-            "late_spans",
-            "Spans that arrived after their SLO minute was final (archived, not counted in the SLO)",
-            t.late_spans.clone(),
+            "late_records",
+            "Records a stage found behind its watermark: archived, not aggregated by that stage (metric windows, log windows, SLO minutes, trace minutes); a record late for two stages counts once for each, per topic and stage",
+            t.late_records.clone(),
         );
         registry.register(
             "idle_watermark_raises",

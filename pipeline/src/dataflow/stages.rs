@@ -70,6 +70,30 @@ impl Stages {
         }
     }
 
+    /// The name a signal's operator counts under when it is not a stack (the
+    /// second stages); a stack's parts count under their own names.
+    pub fn single_stage_name(signal: Signal) -> &'static str {
+        match signal {
+            Signal::Metrics => "alerting",
+            Signal::Logs => "logs",
+            Signal::Spans => "slo",
+            Signal::SloPartials => "slo_combiner",
+            Signal::TracePartials => "trace_combiner",
+        }
+    }
+
+    /// What limits a stage's keyed state per partition, and the setting that
+    /// raises it (for the warning when records are refused).
+    pub fn state_limit(stage: &str) -> &'static str {
+        match stage {
+            "alerting" => "anomaly.max_series (series scored per partition)",
+            "logs" => "anomaly.max_series (log series scored per partition)",
+            "traces" => "traces.max_pending_spans (spans held for the parent-child join)",
+            "trace_combiner" => "anomaly.max_series (service series scored)",
+            _ => "the stage's state limit",
+        }
+    }
+
     /// Whether a second stage runs, so its exchange topic is consumed.
     pub fn consumes(&self, exchange: Signal) -> bool {
         match exchange {

@@ -71,16 +71,6 @@ impl Signal {
         }
     }
 
-    /// The state limit whose records an operator of this signal counts as over
-    /// limit, and the setting that raises it (for the warning).
-    pub fn state_limit(self) -> &'static str {
-        match self {
-            Signal::Metrics | Signal::Logs => "anomaly.max_series (series scored per partition)",
-            Signal::Spans => "traces.max_pending_spans (spans held for the parent-child join)",
-            Signal::SloPartials | Signal::TracePartials => "the operator's state limit",
-        }
-    }
-
     /// Short name (`metrics`, `logs`, `spans`).
     pub fn name(self) -> &'static str {
         self.table().name()

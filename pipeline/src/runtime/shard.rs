@@ -586,29 +586,39 @@ impl Shard {
             buffer.mark.set_watermark(operator.watermark());
         }
         let state = buffer.save_state(&stem);
-        if emitted.over_limit > 0 {
-            StateLimitReached {
-                topic: &topic,
-                partition,
-                refused: emitted.over_limit,
-                first: !buffer.limit_reported,
-                limit: StateLimit::Partition(buffer.signal.state_limit()),
+        for (stage, counts) in emitted.counts_by_part(Stages::single_stage_name(buffer.signal)) {
+            if counts.late > 0 {
+                LateRecords {
+                    topic: &topic,
+                    stage,
+                    records: counts.late,
+                }
+                .emit(&self.settings.telemetry);
             }
-            .emit(&self.settings.telemetry);
-            buffer.limit_reported = true;
-        }
-        if emitted.over_budget > 0 {
-            StateLimitReached {
-                topic: &topic,
-                partition,
-                refused: emitted.over_budget,
-                first: !self
-                    .settings
-                    .state_budget_reported
-                    .swap(true, Ordering::Relaxed),
-                limit: StateLimit::Process(self.settings.wiring.state_budget.limit()),
+            if counts.over_limit > 0 {
+                StateLimitReached {
+                    topic: &topic,
+                    partition,
+                    refused: counts.over_limit,
+                    first: !buffer.limit_reported,
+                    limit: StateLimit::Partition(Stages::state_limit(stage)),
+                }
+                .emit(&self.settings.telemetry);
+                buffer.limit_reported = true;
             }
-            .emit(&self.settings.telemetry);
+            if counts.over_budget > 0 {
+                StateLimitReached {
+                    topic: &topic,
+                    partition,
+                    refused: counts.over_budget,
+                    first: !self
+                        .settings
+                        .state_budget_reported
+                        .swap(true, Ordering::Relaxed),
+                    limit: StateLimit::Process(self.settings.wiring.state_budget.limit()),
+                }
+                .emit(&self.settings.telemetry);
+            }
         }
         self.settings
             .telemetry
@@ -627,20 +637,6 @@ impl Shard {
         };
         if !letters.is_empty() {
             plan.extend(writer.plan(Table::Dlq, &dead_letter_batch(&letters), &stem)?);
-        }
-        let late = emitted.late;
-        let telemetry = &self.settings.telemetry;
-        match signal {
-            Signal::Metrics => {
-                telemetry.late_points.inc_by(late);
-            }
-            Signal::Logs => {
-                telemetry.late_log_lines.inc_by(late);
-            }
-            Signal::Spans => {
-                telemetry.late_spans.inc_by(late);
-            }
-            Signal::SloPartials | Signal::TracePartials => {}
         }
         let outputs = self.plan_emitted(
             emitted,
