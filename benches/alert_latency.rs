@@ -90,7 +90,7 @@ fn main() {
         windows.clear();
         let t = Instant::now();
         operator
-            .process_with_windows(batch, &mut alerts, &mut windows)
+            .score_with_windows(batch, &mut alerts, &mut windows)
             .expect("metrics batch");
         let micros = t.elapsed().as_micros() as u64;
         every.record(micros).expect("in range");

@@ -80,7 +80,7 @@ fn fed(series: usize) -> MetricAlerting {
                 .collect();
             let batch = gauge_batch(&points, TOPIC, 0).expect("the metrics schema");
             operator
-                .process(&batch, &mut Vec::new())
+                .score(&batch, &mut Vec::new())
                 .expect("the metrics schema");
         }
     }
@@ -226,10 +226,7 @@ fn main() {
     for series in counts {
         let operator = fed(series);
         assert_eq!(operator.series(), series);
-        let stack = Stacked::new(vec![(
-            "alerting",
-            Box::new(operator.clone()) as Box<dyn Operator>,
-        )]);
+        let stack = Stacked::new(vec![Box::new(operator.clone())]);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let layout = ArchiveLayout::new(dir.path());
         let rows = [

@@ -107,14 +107,8 @@ fn slos() -> Vec<SpanSlo> {
 
 fn first_stage() -> Stacked {
     Stacked::new(vec![
-        (
-            "slo",
-            Box::new(SpanSloCounter::new(SpanSlis(slos()), 30_000)),
-        ),
-        (
-            "traces",
-            Box::new(TraceCounter::new(TraceSettings::default())),
-        ),
+        Box::new(SpanSloCounter::new(SpanSlis(slos()), 30_000)),
+        Box::new(TraceCounter::new(TraceSettings::default())),
     ])
 }
 

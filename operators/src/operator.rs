@@ -171,6 +171,15 @@ pub enum OperatorError {
 
 /// An event-time operator over the batches of one source partition.
 pub trait Operator: Send {
+    /// The stage's name: a part's key in a stack's snapshot and the `stage` label
+    /// of its counts (`alerting`, `logs`, `slo`, `traces`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The derived tables it may write (alerts included when it raises any).
+    fn tables(&self) -> Vec<Table> {
+        Vec::new()
+    }
+
     /// Processes a batch of the partition's input table, rows in offset order.
     fn process(
         &mut self,
@@ -180,13 +189,17 @@ pub trait Operator: Send {
     ) -> Result<(), OperatorError>;
 
     /// Raises the watermark to `watermark_ms` (a no-op when it is not higher) and
-    /// emits what that closes: windows that end before it, silent series.
+    /// emits what that closes: windows that end before it, silent series. The
+    /// default does nothing: an operator whose clock is its sources' marks (the
+    /// second stages) is not moved by the runtime.
     fn advance_watermark(
         &mut self,
-        context: &PartitionContext,
-        watermark_ms: i64,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError>;
+        _context: &PartitionContext,
+        _watermark_ms: i64,
+        _out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
 
     /// The current watermark, `None` before the first row.
     fn watermark(&self) -> Option<i64>;
@@ -203,9 +216,16 @@ pub struct Stacked {
 }
 
 impl Stacked {
-    /// The operators, by name.
-    pub fn new(parts: Vec<(&'static str, Box<dyn Operator>)>) -> Self {
-        Stacked { parts }
+    /// The operators, in order, each under its [`Operator::name`].
+    pub fn new(parts: Vec<Box<dyn Operator>>) -> Self {
+        Stacked {
+            parts: parts.into_iter().map(|p| (p.name(), p)).collect(),
+        }
+    }
+
+    /// The parts' names, in order.
+    pub fn part_names(&self) -> Vec<&'static str> {
+        self.parts.iter().map(|(name, _)| *name).collect()
     }
 
     /// The parts' snapshots out of a [`Stacked`] snapshot, by name. A stack of an
@@ -249,6 +269,23 @@ impl Stacked {
 }
 
 impl Operator for Stacked {
+    /// Its parts count under their own names (see [`Emitted::by_part`]).
+    fn name(&self) -> &'static str {
+        "stack"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        let mut tables: Vec<Table> = Vec::new();
+        for (_, part) in &self.parts {
+            for table in part.tables() {
+                if !tables.contains(&table) {
+                    tables.push(table);
+                }
+            }
+        }
+        tables
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,
@@ -308,17 +345,11 @@ mod tests {
         use crate::slo::spans::{Sli, SpanSlis, SpanSloCounter};
         use crate::traces::counter::{TraceCounter, TraceSettings};
         let mut stack = Stacked::new(vec![
-            (
-                "slo",
-                Box::new(SpanSloCounter::new(
-                    SpanSlis(vec![slo("avail", "checkout", Sli::Availability)]),
-                    30_000,
-                )) as Box<dyn Operator>,
-            ),
-            (
-                "traces",
-                Box::new(TraceCounter::new(TraceSettings::default())),
-            ),
+            Box::new(SpanSloCounter::new(
+                SpanSlis(vec![slo("avail", "checkout", Sli::Availability)]),
+                30_000,
+            )),
+            Box::new(TraceCounter::new(TraceSettings::default())),
         ]);
         let context = PartitionContext {
             topic: "telemetry.spans".into(),
@@ -352,7 +383,7 @@ mod tests {
         use crate::anomaly::ScorerConfig;
         let part =
             || MetricAlerting::new(ScorerConfig::default(), AnomalyLimits::default(), vec![]);
-        let stack = Stacked::new(vec![("alerting", Box::new(part()) as Box<dyn Operator>)]);
+        let stack = Stacked::new(vec![Box::new(part())]);
         let own = Operator::snapshot(&part()).unwrap();
         let parts = Stacked::split_snapshot(&Operator::snapshot(&stack).unwrap()).unwrap();
         assert_eq!(parts, BTreeMap::from([("alerting".to_owned(), own)]));

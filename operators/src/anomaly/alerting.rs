@@ -103,22 +103,17 @@ impl MetricAlerting {
         self
     }
 
-    /// The state, encoded (see [`crate::snapshot`]).
-    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        snapshot::encode(self)
-    }
-
     /// Scores a metrics batch in row order and appends the alert transitions.
-    pub fn process(
+    pub fn score(
         &mut self,
         batch: &RecordBatch,
         alerts: &mut Vec<AlertRecord>,
     ) -> Result<(), SchemaMismatch> {
-        self.process_with_windows(batch, alerts, &mut Vec::new())
+        self.score_with_windows(batch, alerts, &mut Vec::new())
     }
 
-    /// Like [`process`](Self::process), also appending the windows the batch closed.
-    pub fn process_with_windows(
+    /// Like [`score`](Self::score), also appending the windows the batch closed.
+    pub fn score_with_windows(
         &mut self,
         batch: &RecordBatch,
         alerts: &mut Vec<AlertRecord>,
@@ -140,7 +135,7 @@ impl MetricAlerting {
     /// Raises the watermark to `watermark_ms` (never lowers it): idle series are
     /// forgotten as of then (their firing alerts resolve) and the windows it passes
     /// fire, as if a row that late had arrived.
-    pub fn advance_watermark(
+    pub fn raise_watermark(
         &mut self,
         watermark_ms: i64,
         alerts: &mut Vec<AlertRecord>,
@@ -165,17 +160,6 @@ impl MetricAlerting {
         }
     }
 
-    /// The watermark: that of the windows (largest event time minus their bound)
-    /// or the one the runtime raised, whichever is higher; `None` before any point.
-    pub fn watermark(&self) -> Option<i64> {
-        let own = match &self.windows {
-            Some(w) => w.watermark(i64::MIN),
-            None => self.max_event_ms,
-        };
-        let watermark = own.max(self.raised_watermark);
-        (watermark != i64::MIN).then_some(watermark)
-    }
-
     /// What the anomaly operator counted.
     pub fn counts(&self) -> super::operator::AnomalyCounts {
         self.anomaly.counts()
@@ -188,6 +172,14 @@ impl MetricAlerting {
 }
 
 impl Operator for MetricAlerting {
+    fn name(&self) -> &'static str {
+        "alerting"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::Alerts, Table::MetricWindows]
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,
@@ -197,7 +189,7 @@ impl Operator for MetricAlerting {
         let late_before = self.late_points();
         let before = self.counts();
         let mut windows = Vec::new();
-        self.process_with_windows(rows, &mut out.alerts, &mut windows)?;
+        self.score_with_windows(rows, &mut out.alerts, &mut windows)?;
         out.late += self.late_points().saturating_sub(late_before);
         let after = self.counts();
         out.over_limit += after
@@ -216,16 +208,23 @@ impl Operator for MetricAlerting {
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
         let mut windows = Vec::new();
-        MetricAlerting::advance_watermark(self, watermark_ms, &mut out.alerts, &mut windows);
+        self.raise_watermark(watermark_ms, &mut out.alerts, &mut windows);
         push_windows(context, &windows, out)
     }
 
+    /// The watermark: that of the windows (largest event time minus their bound)
+    /// or the one the runtime raised, whichever is higher; `None` before any point.
     fn watermark(&self) -> Option<i64> {
-        MetricAlerting::watermark(self)
+        let own = match &self.windows {
+            Some(w) => w.watermark(i64::MIN),
+            None => self.max_event_ms,
+        };
+        let watermark = own.max(self.raised_watermark);
+        (watermark != i64::MIN).then_some(watermark)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
-        Ok(MetricAlerting::snapshot(self)?)
+        Ok(snapshot::encode(self)?)
     }
 }
 
@@ -314,7 +313,7 @@ mod tests {
             }
         }
         let mut alerts = Vec::new();
-        ops.process(
+        ops.score(
             &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
             &mut alerts,
         )
@@ -347,7 +346,7 @@ mod tests {
     fn a_spike_fires_then_resolves_for_its_series_only() {
         let mut ops = fresh();
         let mut alerts = Vec::new();
-        ops.process(&batch(3000), &mut alerts).unwrap();
+        ops.score(&batch(3000), &mut alerts).unwrap();
         let api: Vec<_> = alerts
             .iter()
             .filter(|a| a.labels.contains(&("service".into(), "api".into())))
@@ -375,12 +374,12 @@ mod tests {
         let all = batch(3000);
         let mut uninterrupted = fresh();
         let mut expected = Vec::new();
-        uninterrupted.process(&all, &mut expected).unwrap();
+        uninterrupted.score(&all, &mut expected).unwrap();
 
         let mut first = fresh();
         let mut got = Vec::new();
         let cut = 2 * 2450;
-        first.process(&all.slice(0, cut), &mut got).unwrap();
+        first.score(&all.slice(0, cut), &mut got).unwrap();
         let snapshot = first.snapshot().unwrap();
         let mut second = MetricAlerting::restore(
             &snapshot,
@@ -390,7 +389,7 @@ mod tests {
         )
         .unwrap();
         second
-            .process(&all.slice(cut, all.num_rows() - cut), &mut got)
+            .score(&all.slice(cut, all.num_rows() - cut), &mut got)
             .unwrap();
         let key = |a: &AlertRecord| (a.id.clone(), a.status, a.at, a.score.to_bits());
         assert_eq!(
@@ -402,7 +401,7 @@ mod tests {
         // float_roundtrip; without it this test fails in the last bits of a score).
         // Deterministic snapshots: the same input gives the same bytes.
         let mut again = fresh();
-        again.process(&all.slice(0, cut), &mut Vec::new()).unwrap();
+        again.score(&all.slice(0, cut), &mut Vec::new()).unwrap();
         assert_eq!(again.snapshot().unwrap(), snapshot);
     }
 
@@ -411,7 +410,7 @@ mod tests {
         let all = batch(3000);
         let mut whole = fresh();
         let mut expected = Vec::new();
-        whole.process(&all, &mut expected).unwrap();
+        whole.score(&all, &mut expected).unwrap();
         // The same rows in uneven batches, with a snapshot and restore after each.
         let mut got = Vec::new();
         let mut snapshot = fresh().snapshot().unwrap();
@@ -428,7 +427,7 @@ mod tests {
                 vec![AlertRule::default_anomaly()],
             )
             .unwrap();
-            ops.process(&all.slice(start, len), &mut got).unwrap();
+            ops.score(&all.slice(start, len), &mut got).unwrap();
             snapshot = ops.snapshot().unwrap();
             start += len;
         }
@@ -453,7 +452,7 @@ mod tests {
         let mut whole = fresh().with_windows(Some(settings));
         let mut expected = Vec::new();
         whole
-            .process_with_windows(&all, &mut Vec::new(), &mut expected)
+            .score_with_windows(&all, &mut Vec::new(), &mut expected)
             .unwrap();
         // 2 series × 3000 one-minute points in epoch-aligned 10-minute windows (the
         // start is 3 min 20 s into one, so 301 per series); the last window of each
@@ -485,7 +484,7 @@ mod tests {
             )
             .unwrap()
             .with_windows(Some(settings));
-            ops.process_with_windows(&all.slice(start, len), &mut Vec::new(), &mut got)
+            ops.score_with_windows(&all.slice(start, len), &mut Vec::new(), &mut got)
                 .unwrap();
         }
         assert_eq!(got, expected);

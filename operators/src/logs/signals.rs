@@ -334,14 +334,6 @@ impl LogOperator {
         })
     }
 
-    /// The state, encoded (see [`crate::snapshot`]).
-    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        snapshot::encode(&SnapshotRef {
-            miner: self.miner.snapshot(),
-            windows: &self.state,
-        })
-    }
-
     /// The miner (for the template catalogue).
     pub fn miner(&self) -> &TemplateMiner {
         &self.miner
@@ -352,8 +344,8 @@ impl LogOperator {
         self.state.late_lines
     }
 
-    /// Processes a batch of table `logs` in row order.
-    pub fn process(
+    /// Mines a batch of table `logs` in row order: templates, windows and alerts.
+    pub fn mine(
         &mut self,
         batch: &RecordBatch,
         topic: &str,
@@ -472,17 +464,9 @@ impl LogOperator {
         })
     }
 
-    /// The partition's largest event time minus the out-of-orderness bound, or the
-    /// watermark the runtime raised, whichever is higher; `None` before any line.
-    pub fn watermark(&self) -> Option<i64> {
-        self.state
-            .clock
-            .watermark(self.settings.out_of_orderness_ms)
-    }
-
     /// Raises the watermark to `watermark_ms` (never lowers it) and closes the
     /// windows it passes, as if a line that late had arrived; alerts refer to row 0.
-    pub fn advance_watermark(
+    pub fn raise_watermark(
         &mut self,
         watermark_ms: i64,
         topic: &str,
@@ -592,7 +576,7 @@ impl LogOperator {
         if !points.is_empty() {
             let batch = gauge_batch(&points, topic, partition)?;
             let mut scored = Vec::new();
-            self.state.scoring.process(&batch, &mut scored)?;
+            self.state.scoring.score(&batch, &mut scored)?;
             for mut record in scored {
                 let upward = record.value > record.evidence.baseline;
                 match record.status {
@@ -679,6 +663,14 @@ impl From<LogOperatorError> for OperatorError {
 }
 
 impl Operator for LogOperator {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::Alerts, Table::LogTemplates, Table::LogWindows]
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,
@@ -687,7 +679,7 @@ impl Operator for LogOperator {
     ) -> Result<(), OperatorError> {
         let late_before = self.late_lines();
         let refused_before = self.state.scoring.counts().refused_by_limit;
-        let mined = LogOperator::process(self, rows, &context.topic, context.partition)?;
+        let mined = self.mine(rows, &context.topic, context.partition)?;
         out.late += self.late_lines().saturating_sub(late_before);
         out.over_limit += self
             .state
@@ -713,18 +705,26 @@ impl Operator for LogOperator {
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
         let (windows, alerts) =
-            LogOperator::advance_watermark(self, watermark_ms, &context.topic, context.partition)?;
+            self.raise_watermark(watermark_ms, &context.topic, context.partition)?;
         push_windows(context, &windows, out)?;
         out.alerts.extend(alerts);
         Ok(())
     }
 
+    /// The partition's largest event time minus the out-of-orderness bound, or the
+    /// watermark the runtime raised, whichever is higher; `None` before any line.
     fn watermark(&self) -> Option<i64> {
-        LogOperator::watermark(self)
+        self.state
+            .clock
+            .watermark(self.settings.out_of_orderness_ms)
     }
 
+    /// The state, encoded (see [`crate::snapshot`]).
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
-        Ok(LogOperator::snapshot(self)?)
+        Ok(snapshot::encode(&SnapshotRef {
+            miner: self.miner.snapshot(),
+            windows: &self.state,
+        })?)
     }
 }
 
@@ -913,8 +913,7 @@ mod tests {
     #[test]
     fn snapshots_from_before_the_shared_clock_restore_their_watermark() {
         let mut op = LogOperator::new(LogSettings::default());
-        op.process(&logs(&traffic(3, 0)), "telemetry.logs", 0)
-            .unwrap();
+        op.mine(&logs(&traffic(3, 0)), "telemetry.logs", 0).unwrap();
         // Snapshots of that time were JSON.
         let snapshot = serde_json::to_string(&SnapshotRef {
             miner: op.miner.snapshot(),
@@ -948,7 +947,7 @@ mod tests {
         };
         let first_id = |batch: &RecordBatch| {
             let mut op = LogOperator::new(LogSettings::default());
-            let out = op.process(batch, "telemetry.logs", 0).unwrap();
+            let out = op.mine(batch, "telemetry.logs", 0).unwrap();
             assert_eq!(out.alerts.len(), 1);
             out.alerts[0].id.clone()
         };
@@ -973,7 +972,7 @@ mod tests {
             ),
             (T0 + 2, "db", "info", "checkpoint complete".into()),
         ]);
-        let out = op.process(&batch, "telemetry.logs", 0).unwrap();
+        let out = op.mine(&batch, "telemetry.logs", 0).unwrap();
         let ids = out.template_id.as_primitive::<Int64Type>();
         assert_eq!(ids.value(0), ids.value(1));
         assert_ne!(ids.value(0), ids.value(2));
@@ -988,7 +987,7 @@ mod tests {
         assert_eq!(out.templates.len(), 2);
         assert!(out.templates.iter().all(|t| t.changed && t.created));
         let again = op
-            .process(
+            .mine(
                 &logs(&[(T0 + 3, "db", "info", "checkpoint complete".into())]),
                 "telemetry.logs",
                 0,
@@ -1005,7 +1004,7 @@ mod tests {
         // Minute 0: 3 lines (1 error); then a line at 1:40 closes minute 0
         // (watermark 1:10 >= 1:00); then a late line for minute 0.
         let out = op
-            .process(
+            .mine(
                 &logs(&[
                     line(T0, "info"),
                     line(T0 + 10_000, "error"),
@@ -1031,7 +1030,7 @@ mod tests {
     fn a_new_error_template_alerts_and_resolves_with_its_window() {
         let mut op = LogOperator::new(LogSettings::default());
         let out = op
-            .process(
+            .mine(
                 &logs(&[
                     (T0, "api", "error", "payment provider returned 502".into()),
                     (
@@ -1060,7 +1059,7 @@ mod tests {
         assert_eq!(fired[0].kind, "log_pattern");
         assert_eq!(fired[0].at, T0);
         let out = op
-            .process(
+            .mine(
                 &logs(&[(T0 + 200_000, "api", "info", "all good".into())]),
                 "telemetry.logs",
                 0,
@@ -1082,7 +1081,7 @@ mod tests {
         // 90 steady minutes, a burst of 300 retries in minute 90, then a minute to close it.
         let mut rows = traffic(91, 300);
         rows.push(closing_line());
-        let out = op.process(&logs(&rows), "telemetry.logs", 0).unwrap();
+        let out = op.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
         let bursts: Vec<_> = out
             .alerts
             .iter()
@@ -1097,7 +1096,7 @@ mod tests {
         let mut quiet = LogOperator::new(LogSettings::default());
         let mut rows = traffic(91, 0);
         rows.push(closing_line());
-        let out = quiet.process(&logs(&rows), "telemetry.logs", 0).unwrap();
+        let out = quiet.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
         assert!(
             out.alerts.iter().all(|a| a.rule != "log_template_burst"),
             "{:#?}",
@@ -1126,7 +1125,7 @@ mod tests {
             "request 1 served in 11 ms".into(),
         ));
         rows.push(closing_line());
-        let out = op.process(&logs(&rows), "telemetry.logs", 0).unwrap();
+        let out = op.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
         let pages: Vec<_> = out
             .alerts
             .iter()
@@ -1144,14 +1143,12 @@ mod tests {
         let rows = traffic(60, 200);
         let (first, second) = rows.split_at(rows.len() / 2);
         let mut whole = LogOperator::new(LogSettings::default());
-        whole.process(&logs(first), "telemetry.logs", 0).unwrap();
+        whole.mine(&logs(first), "telemetry.logs", 0).unwrap();
         let snapshot = whole.snapshot().unwrap();
         let mut restored = LogOperator::restore(&snapshot, LogSettings::default()).unwrap();
         assert_eq!(restored.snapshot().unwrap(), snapshot);
-        let a = whole.process(&logs(second), "telemetry.logs", 0).unwrap();
-        let b = restored
-            .process(&logs(second), "telemetry.logs", 0)
-            .unwrap();
+        let a = whole.mine(&logs(second), "telemetry.logs", 0).unwrap();
+        let b = restored.mine(&logs(second), "telemetry.logs", 0).unwrap();
         assert_eq!(a.template_id.to_data(), b.template_id.to_data());
         assert_eq!(a.template.to_data(), b.template.to_data());
         assert_eq!(a.windows, b.windows);

@@ -120,6 +120,14 @@ struct PendingRecord {
 }
 
 impl Operator for SloCombiner {
+    fn name(&self) -> &'static str {
+        "slo_combiner"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::Slo, Table::Alerts]
+    }
+
     fn process(
         &mut self,
         _context: &PartitionContext,
@@ -199,16 +207,6 @@ impl Operator for SloCombiner {
             out.tables.push((Table::Slo, slo_batch(&statuses)?));
             out.messages.extend(statuses.iter().map(status_message));
         }
-        Ok(())
-    }
-
-    fn advance_watermark(
-        &mut self,
-        _context: &PartitionContext,
-        _watermark_ms: i64,
-        _out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        // The watermark is the sources' (they are raised when idle), not time's.
         Ok(())
     }
 

@@ -96,6 +96,10 @@ impl<R: SliRows> SloStage<R> {
 }
 
 impl<R: SliRows> Operator for SloStage<R> {
+    fn name(&self) -> &'static str {
+        "slo"
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,

@@ -149,6 +149,14 @@ impl TraceCombiner {
 }
 
 impl Operator for TraceCombiner {
+    fn name(&self) -> &'static str {
+        "trace_combiner"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::Red, Table::ServiceGraph, Table::Alerts]
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,
@@ -210,21 +218,11 @@ impl Operator for TraceCombiner {
         let first_alert = out.alerts.len();
         self.state
             .scoring
-            .process(&batch, &mut out.alerts)
+            .score(&batch, &mut out.alerts)
             .map_err(OperatorError::Schema)?;
         for alert in &mut out.alerts[first_alert..] {
             alert.row = last_row as usize;
         }
-        Ok(())
-    }
-
-    fn advance_watermark(
-        &mut self,
-        _context: &PartitionContext,
-        _watermark_ms: i64,
-        _out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        // The sources' marks are the clock here (idle sources are raised upstream).
         Ok(())
     }
 

@@ -277,6 +277,10 @@ fn push(out: &mut Emitted, record: TracePartial) {
 }
 
 impl Operator for TraceCounter {
+    fn name(&self) -> &'static str {
+        "traces"
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,

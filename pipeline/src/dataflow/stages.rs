@@ -70,18 +70,6 @@ impl Stages {
         }
     }
 
-    /// The name a signal's operator counts under when it is not a stack (the
-    /// second stages); a stack's parts count under their own names.
-    pub fn single_stage_name(signal: Signal) -> &'static str {
-        match signal {
-            Signal::Metrics => "alerting",
-            Signal::Logs => "logs",
-            Signal::Spans => "slo",
-            Signal::SloPartials => "slo_combiner",
-            Signal::TracePartials => "trace_combiner",
-        }
-    }
-
     /// What limits a stage's keyed state per partition, and the setting that
     /// raises it (for the warning when records are refused).
     pub fn state_limit(stage: &str) -> &'static str {
@@ -240,7 +228,7 @@ fn restore_operator(
 ) -> Option<Box<dyn Operator>> {
     let slos = stages.slos.as_ref();
     let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
-    let mut parts: Vec<(&'static str, Box<dyn Operator>)> = Vec::new();
+    let mut parts: Vec<Box<dyn Operator>> = Vec::new();
     match signal {
         Signal::Metrics => {
             let part = parts_of(snapshot, "alerting", topic, partition);
@@ -255,7 +243,7 @@ fn restore_operator(
                 );
                 let mut alerting = alerting;
                 alerting.share_budget(wiring.state_budget.clone());
-                parts.push(("alerting", Box::new(alerting.with_windows(a.windows))));
+                parts.push(Box::new(alerting.with_windows(a.windows)));
             }
             if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
                 let counter = restored(
@@ -266,7 +254,7 @@ fn restore_operator(
                     topic,
                     partition,
                 );
-                parts.push(("slo", Box::new(counter)));
+                parts.push(Box::new(counter));
             }
         }
         Signal::Logs => {
@@ -280,7 +268,7 @@ fn restore_operator(
                     topic,
                     partition,
                 );
-                parts.push(("logs", Box::new(operator)));
+                parts.push(Box::new(operator));
             }
             if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
                 let counter = restored(
@@ -291,7 +279,7 @@ fn restore_operator(
                     topic,
                     partition,
                 );
-                parts.push(("slo", Box::new(counter)));
+                parts.push(Box::new(counter));
             }
         }
         Signal::Spans => {
@@ -305,7 +293,7 @@ fn restore_operator(
                     topic,
                     partition,
                 );
-                parts.push(("slo", Box::new(counter)));
+                parts.push(Box::new(counter));
             }
             if let Some(traces) = &stages.traces {
                 let counter = restored(
@@ -316,7 +304,7 @@ fn restore_operator(
                     topic,
                     partition,
                 );
-                parts.push(("traces", Box::new(counter)));
+                parts.push(Box::new(counter));
             }
         }
         Signal::SloPartials => {
@@ -405,12 +393,67 @@ mod tests {
         )
     }
 
+    /// The declared dataflow as a table: with every stage enabled, the parts each
+    /// signal's partitions run and the tables they may write.
+    #[test]
+    fn every_stage_enabled_gives_these_parts_and_tables() {
+        let config = Config::from_toml(
+            "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n\
+             [[slo]]\nname = \"m\"\nsource = \"metrics\"\ngood_metric = \"ok_total\"\ntotal_metric = \"all_total\"\nsli = \"availability\"\nobjective = 0.99\n\
+             [[slo]]\nname = \"l\"\nsource = \"logs\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n",
+        )
+        .unwrap();
+        let stages = Stages::from_config(&config);
+        let wiring = Wiring {
+            topic_partitions: TopicPartitions::default(),
+            state_budget: StateBudget::unlimited(),
+        };
+        let describe = |signal: Signal| {
+            let operator = stages.operator(&wiring, signal, None, "t", 0).unwrap();
+            let parts: Vec<String> = if operator.name() == "stack" {
+                let snapshot = operator.snapshot().unwrap();
+                Stacked::split_snapshot(&snapshot)
+                    .unwrap()
+                    .into_keys()
+                    .collect()
+            } else {
+                vec![operator.name().to_owned()]
+            };
+            (parts, operator.tables())
+        };
+        use cara_operators::schema::Table::*;
+        let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            describe(Signal::Metrics),
+            (strings(&["alerting", "slo"]), vec![Alerts, MetricWindows])
+        );
+        assert_eq!(
+            describe(Signal::Logs),
+            (
+                strings(&["logs", "slo"]),
+                vec![Alerts, LogTemplates, LogWindows]
+            )
+        );
+        assert_eq!(
+            describe(Signal::Spans),
+            (strings(&["slo", "traces"]), vec![])
+        );
+        assert_eq!(
+            describe(Signal::SloPartials),
+            (strings(&["slo_combiner"]), vec![Slo, Alerts])
+        );
+        assert_eq!(
+            describe(Signal::TracePartials),
+            (
+                strings(&["trace_combiner"]),
+                vec![Red, ServiceGraph, Alerts]
+            )
+        );
+    }
+
     #[test]
     fn a_stacked_snapshot_splits_by_part_and_a_single_operators_belongs_to_main() {
-        let stacked = Stacked::new(vec![(
-            "alerting",
-            Box::new(alerting()) as Box<dyn Operator>,
-        )]);
+        let stacked = Stacked::new(vec![Box::new(alerting())]);
         let snapshot = Operator::snapshot(&stacked).unwrap();
         let part = parts_of(Some(&snapshot), "alerting", "t", 0);
         let own = Operator::snapshot(&alerting()).unwrap();
@@ -492,7 +535,7 @@ mod tests {
             .collect();
         let mut scored = alerting();
         scored
-            .process(
+            .score(
                 &gauge_batch(&points, "telemetry.metrics", 0).unwrap(),
                 &mut Vec::new(),
             )

@@ -586,7 +586,8 @@ impl Shard {
             buffer.mark.set_watermark(operator.watermark());
         }
         let state = buffer.save_state(&stem);
-        for (stage, counts) in emitted.counts_by_part(Stages::single_stage_name(buffer.signal)) {
+        let operator_name = buffer.operator.as_ref().map_or("", |o| o.name());
+        for (stage, counts) in emitted.counts_by_part(operator_name) {
             if counts.late > 0 {
                 LateRecords {
                     topic: &topic,
