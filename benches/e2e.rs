@@ -84,6 +84,7 @@ fn main() {
 
     let options = GenOptions {
         rate: 0,
+        event_rate: None,
         count: Some(records),
         duration: None,
         services: 8,

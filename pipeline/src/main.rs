@@ -51,6 +51,24 @@ enum BacktestCommand {
     Gen(GenBacktestArgs),
     /// Score the log template miner on Loghub 2k (grouping accuracy per system).
     Loghub(LoghubArgs),
+    /// Replay an archive through the dataflow (the same operators as `cara run`,
+    /// built from --config) into a new archive, for comparing with the live outputs.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// The archive to replay (written by `cara run`).
+    #[arg(long, default_value = "cara-archive")]
+    archive: PathBuf,
+    /// Where the replay's archive goes: a new or empty directory. Query it with
+    /// `cara sql --archive OUT`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Config whose dataflow to replay: a changed one shows what it would have done
+    /// [default: the live run's, recorded in ARCHIVE/_cara/config.toml].
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,6 +166,11 @@ struct GenArgs {
     /// Records per second (0: as fast as possible).
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Records per second of event time, when it is not --rate: with --rate 0,
+    /// hours of telemetry at a realistic density produced in minutes (a backfill
+    /// to backtest over) [default: --rate, or 10000 when --rate is 0].
+    #[arg(long)]
+    event_rate: Option<u64>,
     /// Stop after this many records.
     #[arg(long, conflicts_with = "duration")]
     count: Option<u64>,
@@ -231,6 +254,7 @@ fn main() -> ExitCode {
         Command::Backtest(BacktestCommand::Nab(args)) => commands::backtest::nab(args),
         Command::Backtest(BacktestCommand::Gen(args)) => commands::backtest::generated(args),
         Command::Backtest(BacktestCommand::Loghub(args)) => commands::backtest::loghub(args),
+        Command::Backtest(BacktestCommand::Replay(args)) => commands::backtest::replay(args),
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

@@ -44,6 +44,12 @@ impl ArchiveLayout {
         self.root.join("_cara").join("offsets").join(topic)
     }
 
+    /// The config the last `cara run` on this archive ran with (what a replay
+    /// uses by default), its HTTP token left out.
+    pub fn run_config_file(&self) -> PathBuf {
+        self.root.join("_cara").join("config.toml")
+    }
+
     /// `<root>/_cara/offsets/<topic>/<partition>.checkpoint.json`.
     pub fn checkpoint_file(&self, topic: &str, partition: i32) -> PathBuf {
         self.commit_dir(topic)

@@ -4,3 +4,4 @@
 pub mod generated;
 pub mod loghub;
 pub mod nab;
+pub mod replay;

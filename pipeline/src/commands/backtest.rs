@@ -10,7 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
 use cara_pipeline::gen::incidents::IncidentKind;
 
-use super::{GenBacktestArgs, LoghubArgs, NabArgs};
+use cara_pipeline::archive::layout::ArchiveLayout;
+use cara_pipeline::backtest::replay;
+
+use super::{GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs};
 
 /// Scores every NAB file and prints the three profiles beside the scoreboard.
 pub fn nab(args: NabArgs) -> anyhow::Result<()> {
@@ -221,6 +224,66 @@ pub fn loghub(args: LoghubArgs) -> anyhow::Result<()> {
     println!(
         "{lines} lines mined in {mining:.2?} ({:.0} lines/s on one core, including first-sight allocation)",
         lines as f64 / mining.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Replays an archive through the config's dataflow into a new archive.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    // By default, the config the live run recorded beside its archive.
+    let recorded = ArchiveLayout::new(&args.archive).run_config_file();
+    let config_file = args
+        .config
+        .clone()
+        .or_else(|| recorded.is_file().then_some(recorded));
+    let config = super::load_config(config_file.as_deref())?;
+    match &config_file {
+        Some(file) => println!("config: {}", file.display()),
+        None => println!("config: the defaults (no --config, and the archive records none)"),
+    }
+    let dataflow = Dataflow::declare(&config)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} flushes, {msg} [{elapsed_precise}, ETA {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let summary = replay::replay(
+        &args.archive,
+        &args.out,
+        &dataflow,
+        config.archive.zstd_level,
+        |at| {
+            bar.set_length(at.total as u64);
+            bar.set_position(at.done as u64);
+            let rate = at.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let time = at
+                .event_time_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            bar.set_message(format!("{:.0} records/s, event time {time}", rate));
+        },
+    )
+    .with_context(|| format!("replaying {}", args.archive.display()))?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    println!(
+        "replayed {} records of {} partitions ({} flushes) in {:.1?} ({:.0} records/s): {} alert transitions, {} files in {}",
+        summary.records,
+        summary.partitions,
+        summary.flushes,
+        elapsed,
+        summary.records as f64 / elapsed.as_secs_f64().max(1e-9),
+        summary.alerts,
+        summary.files,
+        args.out.display()
+    );
+    println!(
+        "compare with the live run: cara sql --archive {} \"SELECT rule, count(*) FROM alerts GROUP BY rule\" (and the same on {})",
+        args.out.display(),
+        args.archive.display()
     );
     Ok(())
 }

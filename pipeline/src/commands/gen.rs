@@ -33,6 +33,7 @@ pub fn main(args: GenArgs) -> anyhow::Result<()> {
     }
     let options = GenOptions {
         rate: args.rate,
+        event_rate: args.event_rate.filter(|r| *r > 0),
         count: args.count,
         duration: args.duration,
         services: args.services,

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use cara_pipeline::archive::layout::{write_atomically, ArchiveLayout};
+use cara_pipeline::archive::ArchiveError;
 use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use cara_pipeline::config::Config;
 use cara_pipeline::dataflow::{Dataflow, Topics};
@@ -161,6 +163,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!("archive: {}", config.archive.dir.display());
+    record_config(&config)?;
     let source = Source::new(settings, telemetry.clone())?;
     let source_shutdown = shutdown.clone();
     let mut source_task = tokio::task::spawn_blocking(move || source.run(&source_shutdown));
@@ -169,6 +172,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     let demo_task = demo.then(|| {
         let options = GenOptions {
             rate: demo_rate,
+            event_rate: None,
             count: None,
             duration: None,
             services: 8,
@@ -393,4 +397,23 @@ async fn summarise(
         }
         let _ = stdout.flush();
     }
+}
+
+/// Keeps the config this run uses beside the archive (`_cara/config.toml`), so that
+/// `cara backtest replay` replays the archive through the same dataflow by default.
+/// The HTTP token is left out.
+fn record_config(config: &Config) -> anyhow::Result<()> {
+    let path = ArchiveLayout::new(&config.archive.dir).run_config_file();
+    let mut kept = config.clone();
+    kept.http.token = String::new();
+    let text = toml::to_string_pretty(&kept).context("writing the config as TOML")?;
+    write_atomically(&path, |file| {
+        file.write_all(text.as_bytes())
+            .map_err(|source| ArchiveError::Io {
+                path: path.clone(),
+                source,
+            })
+    })
+    .with_context(|| format!("recording the config in {}", path.display()))?;
+    Ok(())
 }

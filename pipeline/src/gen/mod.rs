@@ -33,6 +33,8 @@ pub const DEMO_SEED: u64 = 4;
 pub struct GenOptions {
     /// Records per second (0: as fast as possible).
     pub rate: u64,
+    /// Records per second of event time, when not `rate` (see [`nominal_rate`]).
+    pub event_rate: Option<u64>,
     /// Stop after this many records.
     pub count: Option<u64>,
     /// Stop after this much wall time.
@@ -182,12 +184,13 @@ pub fn planned_incidents(options: &GenOptions, world: &World) -> Vec<Incident> {
     plan_incidents(world, options.seed, options.start_ms, expected_span_ms)
 }
 
-/// The records per second event time advances by (`rate`, or 10,000 when unpaced).
+/// The records per second event time advances by: `event_rate`, else `rate`, or
+/// 10,000 when unpaced.
 pub fn nominal_rate(options: &GenOptions) -> f64 {
-    if options.rate == 0 {
-        10_000.0
-    } else {
-        options.rate as f64
+    match (options.event_rate, options.rate) {
+        (Some(event_rate), _) => event_rate as f64,
+        (None, 0) => 10_000.0,
+        (None, rate) => rate as f64,
     }
 }
 

@@ -20,6 +20,7 @@
 mod error;
 pub(crate) mod flush;
 pub(crate) mod input;
+pub(crate) mod outputs;
 pub(crate) mod roll;
 pub(crate) mod shard;
 pub(crate) mod watermarks;

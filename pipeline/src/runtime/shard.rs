@@ -18,15 +18,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
-use cara_operators::alert::AlertRecord;
+use arrow::array::RecordBatch;
 use cara_operators::operator::{
     Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
 };
 use cara_operators::schema::Table;
 
-use crate::alerts::{alert_batch, RaisedAlert, SourceRef};
+use crate::alerts::RaisedAlert;
 use crate::archive::commit::Checkpoint;
 use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::state::StateFile;
@@ -41,6 +39,7 @@ use crate::templates::TemplateCatalog;
 use super::error::{FatalSlot, RuntimeError};
 use super::flush::{FlushSubmitter, PreparedFlush, SendProgress};
 use super::input::{AssignedPartition, MessageChunk, PartitionKey, ShardInput};
+use super::outputs::{plan_outputs, OutputPlace};
 use super::roll::{over_budget, wall_clock_ms, BufferAge, RollPolicy};
 use super::watermarks::{PartitionMark, WatermarkBoard};
 
@@ -684,13 +683,16 @@ impl Shard {
                 .templates
                 .update(topic, partition, &emitted.templates);
         }
-        for (table, batch) in &emitted.tables {
-            plan.extend(writer.plan(*table, batch, stem)?);
-        }
-        let alerts = raise(emitted.alerts, rows, fallback_offset, topic, partition);
+        let at = OutputPlace {
+            topic,
+            partition,
+            stem,
+            rows,
+            fallback_offset,
+        };
+        let alerts = plan_outputs(writer, &emitted.tables, emitted.alerts, &at, plan)?;
         if !alerts.is_empty() {
             AlertsRaised { alerts: &alerts }.emit(telemetry);
-            plan.extend(writer.plan(Table::Alerts, &alert_batch(&alerts), stem)?);
         }
         Ok((alerts, emitted.messages))
     }
@@ -745,34 +747,4 @@ fn snapshot_or_log(
             tracing::error!(topic, partition, %error, "operator state not serialisable; not checkpointed")
         })
         .ok()
-}
-
-/// Attaches the source position of each alert's triggering row in `rows`; alerts
-/// without one (a watermark raised on an idle partition) get `fallback_offset`.
-fn raise(
-    records: Vec<AlertRecord>,
-    rows: Option<&RecordBatch>,
-    fallback_offset: i64,
-    topic: &Arc<str>,
-    partition: i32,
-) -> Vec<RaisedAlert> {
-    let offsets = rows
-        .and_then(|r| r.column_by_name("_offset"))
-        .and_then(|c| c.as_primitive_opt::<Int64Type>());
-    records
-        .into_iter()
-        .map(|record| {
-            let offset = offsets
-                .filter(|o| record.row < o.len())
-                .map_or(fallback_offset, |o| o.value(record.row));
-            RaisedAlert {
-                record,
-                source: SourceRef {
-                    topic: topic.clone(),
-                    partition,
-                    offset,
-                },
-            }
-        })
-        .collect()
 }

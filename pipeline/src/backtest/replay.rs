@@ -1,0 +1,380 @@
+//! `cara backtest replay`: the archive's records driven through the same dataflow
+//! as the live run, at full speed, its outputs written to an archive of their own.
+//!
+//! The archive keeps every consumed record with its provenance (`_topic`,
+//! `_partition`, `_offset`), and each flush's files share a stem naming the
+//! partition, its epoch and the flush's first and last offsets. The replay reads,
+//! for every topic the dataflow consumes and every partition, the flushes in offset
+//! order, rebuilds each flush's batch (its files of every hour, rows by offset), and
+//! hands it to the partition's operator built by [`Stages::operator`], exactly as a
+//! shard does at that flush. Second stages replay the exchange records the live
+//! combiners read (archived like any input). What the operators emit is planned by
+//! the runtime's own [`plan_outputs`] under the same stems, so with the live run's
+//! config the replay's `alerts`, `metric_windows`, `log_windows`, `log_templates`,
+//! `slo`, `red` and `service_graph` files equal the live ones, row for row.
+//!
+//! Not replayed (yet): the watermark raises the runtime gives idle partitions (they
+//! depend on processing time and are not recorded as records), and a changed config's
+//! new exchange records (the second stages read the archived ones).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::{Int32Type, Int64Type};
+use cara_operators::budget::StateBudget;
+use cara_operators::operator::{Emitted, PartitionContext};
+use cara_operators::schema::Table;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::archive::layout::{input_file_stem, ArchiveLayout};
+use crate::archive::writer::ParquetWriter;
+use crate::archive::ArchiveError;
+use crate::dataflow::stages::TopicPartitions;
+use crate::dataflow::{Dataflow, Wiring};
+use crate::decode::Signal;
+use crate::runtime::outputs::{plan_outputs, OutputPlace};
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The output archive could not be written.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// A file of the input archive could not be read.
+    #[error("reading {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The output directory is the input archive, or already holds an archive.
+    #[error("--out {0} must be a new or empty directory other than the archive")]
+    OutNotEmpty(PathBuf),
+}
+
+/// One flush of one partition as the archive holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FlushKey {
+    partition: i32,
+    epoch: u32,
+    first: i64,
+    last: i64,
+}
+
+/// What the replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Partitions replayed, over every topic.
+    pub partitions: usize,
+    /// Flushes replayed.
+    pub flushes: usize,
+    /// Records given to the operators.
+    pub records: u64,
+    /// Alert transitions raised.
+    pub alerts: u64,
+    /// Files written to the output archive.
+    pub files: usize,
+}
+
+/// How far a replay has got, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayProgress {
+    /// Flushes replayed so far, of `total`.
+    pub done: usize,
+    /// Flushes to replay.
+    pub total: usize,
+    /// Records so far.
+    pub records: u64,
+    /// The event time of the latest record replayed, ms.
+    pub event_time_ms: Option<i64>,
+}
+
+/// Replays `archive` through `dataflow` into the archive at `out`.
+pub fn replay(
+    archive: &Path,
+    out: &Path,
+    dataflow: &Dataflow,
+    zstd_level: i32,
+    mut progress: impl FnMut(&ReplayProgress),
+) -> Result<ReplaySummary, ReplayError> {
+    if out == archive || out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(ReplayError::OutNotEmpty(out.to_path_buf()));
+    }
+    let input = ArchiveLayout::new(archive);
+    let writer = ParquetWriter::new(ArchiveLayout::new(out), zstd_level)?;
+    let consumed = dataflow.consumed();
+    let mut plans = Vec::new();
+    for (topic, signal) in &consumed {
+        let flushes = list_flushes(&input.table_dir(signal.table()), topic)?;
+        plans.push((topic.clone(), *signal, flushes));
+    }
+    let wiring = Wiring {
+        topic_partitions: exchange_sources(&input, &consumed)?,
+        state_budget: StateBudget::unlimited(),
+    };
+    let total = plans.iter().map(|(_, _, f)| f.len()).sum();
+    let mut summary = ReplaySummary::default();
+    let mut at = ReplayProgress {
+        done: 0,
+        total,
+        records: 0,
+        event_time_ms: None,
+    };
+    for (topic, signal, flushes) in plans {
+        let topic: Arc<str> = Arc::from(topic.as_str());
+        let partitions: BTreeSet<i32> = flushes.keys().map(|k| k.partition).collect();
+        summary.partitions += partitions.len();
+        for partition in partitions {
+            let Some(mut operator) = dataflow
+                .stages
+                .operator(&wiring, signal, None, &topic, partition)
+            else {
+                continue;
+            };
+            let context = PartitionContext {
+                topic: topic.clone(),
+                partition,
+            };
+            for (key, files) in flushes.range(partition_range(partition)) {
+                let rows = read_flush(files, signal.table())?;
+                let mut emitted = Emitted::default();
+                if rows.num_rows() > 0 {
+                    if let Err(error) = operator.process(&context, &rows, &mut emitted) {
+                        tracing::error!(%topic, partition, %error, "operator skipped a batch");
+                    }
+                }
+                let stem = input_file_stem(&topic, partition, key.epoch, key.first, key.last);
+                let place = OutputPlace {
+                    topic: &topic,
+                    partition,
+                    stem: &stem,
+                    rows: Some(&rows),
+                    fallback_offset: key.last,
+                };
+                let mut plan = Vec::new();
+                let alerts =
+                    plan_outputs(&writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
+                for file in &plan {
+                    writer.write_to(file, &file.path)?;
+                }
+                summary.files += plan.len();
+                summary.alerts += alerts.len() as u64;
+                summary.flushes += 1;
+                summary.records += rows.num_rows() as u64;
+                at.done += 1;
+                at.records = summary.records;
+                at.event_time_ms = latest_time(&rows, signal.table()).or(at.event_time_ms);
+                progress(&at);
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The flushes of `topic` among the files under `table_dir` (`date=…/hour=…/<stem>.parquet`),
+/// each with its files (one per hour it covered). Files of watermark raises and of
+/// other topics are left out.
+fn list_flushes(
+    table_dir: &Path,
+    topic: &str,
+) -> Result<BTreeMap<FlushKey, Vec<PathBuf>>, ReplayError> {
+    let mut flushes: BTreeMap<FlushKey, Vec<PathBuf>> = BTreeMap::new();
+    let mut dirs = vec![table_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue; // no such table yet: nothing archived
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".parquet"))
+            else {
+                continue;
+            };
+            if let Some(key) = parse_stem(stem, topic) {
+                flushes.entry(key).or_default().push(path);
+            }
+        }
+    }
+    for files in flushes.values_mut() {
+        files.sort();
+    }
+    Ok(flushes)
+}
+
+/// The flush a file stem names, if it is an input flush of `topic`:
+/// `<topic>-<pppp>[-eNNNN]-<first:020>-<last:020>` (see
+/// [`crate::archive::layout::input_file_stem`]).
+fn parse_stem(stem: &str, topic: &str) -> Option<FlushKey> {
+    let rest = stem.strip_prefix(topic)?.strip_prefix('-')?;
+    let mut parts: Vec<&str> = rest.split('-').collect();
+    let last = parts.pop()?;
+    let first = parts.pop()?;
+    if last.len() != 20 || first.len() != 20 {
+        return None;
+    }
+    let (partition, epoch) = match parts.as_slice() {
+        [p] => (*p, 0),
+        [p, e] => (*p, e.strip_prefix('e')?.parse().ok()?),
+        _ => return None,
+    };
+    Some(FlushKey {
+        partition: partition.parse().ok()?,
+        epoch,
+        first: first.parse().ok()?,
+        last: last.parse().ok()?,
+    })
+}
+
+/// The keys of one partition's flushes.
+fn partition_range(partition: i32) -> std::ops::RangeInclusive<FlushKey> {
+    FlushKey {
+        partition,
+        epoch: 0,
+        first: i64::MIN,
+        last: i64::MIN,
+    }..=FlushKey {
+        partition,
+        epoch: u32::MAX,
+        first: i64::MAX,
+        last: i64::MAX,
+    }
+}
+
+/// A flush's rows: its files' rows in offset order, with the table's columns.
+fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayError> {
+    let schema = table.schema();
+    let mut batches = Vec::new();
+    for path in files {
+        let read_err = |reason: String| ReplayError::Read {
+            path: path.clone(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| read_err(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_err(e.to_string()))?;
+            // Same columns as the live batch (the file's schema may carry metadata).
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| read_err(e.to_string()))?;
+            batches.push(batch);
+        }
+    }
+    let all = concat_batches(&schema, &batches).map_err(|e| ReplayError::Read {
+        path: files.first().cloned().unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
+    let Some(offsets) = all.column_by_name("_offset") else {
+        return Ok(all);
+    };
+    let order = sort_to_indices(offsets, None, None).and_then(|i| take_record_batch(&all, &i));
+    order.map_err(|e| ReplayError::Read {
+        path: files.first().cloned().unwrap_or_default(),
+        reason: e.to_string(),
+    })
+}
+
+/// Partitions of each input topic as the second stages counted them live: the
+/// distinct source partitions of the archived exchange records (every source
+/// partition reports, idle ones through their raised watermarks).
+fn exchange_sources(
+    input: &ArchiveLayout,
+    consumed: &[(String, Signal)],
+) -> Result<TopicPartitions, ReplayError> {
+    let mut sources: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for (topic, signal) in consumed {
+        if !matches!(signal, Signal::SloPartials | Signal::TracePartials) {
+            continue;
+        }
+        for files in list_flushes(&input.table_dir(signal.table()), topic)?.values() {
+            let rows = read_flush(files, signal.table())?;
+            let (Some(topics), Some(partitions)) = (
+                rows.column_by_name("source_topic")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+                rows.column_by_name("source_partition")
+                    .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+            ) else {
+                continue;
+            };
+            for row in 0..rows.num_rows() {
+                sources
+                    .entry(topics.value(row).to_owned())
+                    .or_default()
+                    .insert(partitions.value(row));
+            }
+        }
+    }
+    let count = |signal: Signal| {
+        consumed
+            .iter()
+            .find(|(_, s)| *s == signal)
+            .and_then(|(topic, _)| sources.get(topic))
+            .map_or(0, BTreeSet::len)
+    };
+    Ok(TopicPartitions {
+        metrics: count(Signal::Metrics),
+        logs: count(Signal::Logs),
+        spans: count(Signal::Spans),
+    })
+}
+
+/// The latest value of the table's time column, ms.
+fn latest_time(rows: &RecordBatch, table: Table) -> Option<i64> {
+    let column = rows.column_by_name(table.time_column())?;
+    let times = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64).ok()?;
+    let times = times.as_primitive_opt::<Int64Type>()?;
+    (0..times.len())
+        .filter(|i| times.is_valid(*i))
+        .map(|i| times.value(i))
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stems read like a table: input flushes of the topic, with or without an
+    /// epoch; watermark raises, other topics and malformed names are not flushes.
+    #[test]
+    fn stems_name_the_flushes_of_their_topic() {
+        let stem = |p, e, f, l| input_file_stem("telemetry.metrics", p, e, f, l);
+        let key = |partition, epoch, first, last| FlushKey {
+            partition,
+            epoch,
+            first,
+            last,
+        };
+        let cases = [
+            (stem(3, 0, 0, 99), Some(key(3, 0, 0, 99))),
+            (stem(12, 2, 100, 140), Some(key(12, 2, 100, 140))),
+            (
+                crate::archive::layout::idle_file_stem(
+                    "telemetry.metrics",
+                    3,
+                    0,
+                    100,
+                    1_764_000_000_000,
+                ),
+                None,
+            ),
+            (input_file_stem("telemetry.metrics-2", 1, 0, 0, 9), None),
+            ("telemetry.metrics-0001-12-34".to_owned(), None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(parse_stem(&name, "telemetry.metrics"), expected, "{name}");
+        }
+    }
+}
