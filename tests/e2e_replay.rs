@@ -38,9 +38,10 @@ fn compare(live: &Path, replay: &Path) -> Vec<(String, [i64; 4])> {
         .collect()
 }
 
+/// `cara backtest replay --compare`: its standard output.
 fn replay(archive: &Path, out: &Path, config: Option<&Path>) -> String {
     let mut cmd = cara();
-    cmd.args(["backtest", "replay", "--archive"])
+    cmd.args(["backtest", "replay", "--compare", "--archive"])
         .arg(archive)
         .arg("--out")
         .arg(out);
@@ -114,6 +115,7 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     let same = dir.path().join("same");
     let stdout = replay(&archive, &same, None);
     assert!(stdout.contains("_cara/config.toml"), "{stdout}");
+    assert!(stdout.contains("no difference"), "{stdout}");
     let compared = compare(&archive, &same);
     eprintln!("live against replay: {compared:?}");
     assert_eq!(compared.len(), OUTPUTS.len(), "{compared:?}");
@@ -148,7 +150,24 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     )
     .unwrap();
     let lowered = dir.path().join("lower");
-    replay(&archive, &lowered, Some(&lower));
+    let stdout = replay(&archive, &lowered, Some(&lower));
+    // The diff, per rule and service: the anomaly rule gained transitions.
+    let added: u64 = stdout
+        .lines()
+        .filter(|l| l.starts_with("| metric_anomaly |"))
+        .map(|l| l.split('|').nth(3).unwrap().trim().parse::<u64>().unwrap())
+        .sum();
+    assert!(added > 0, "{stdout}");
+    let written =
+        std::fs::read_to_string(lowered.join("_cara").join("compare").join("alerts.csv")).unwrap();
+    assert_eq!(
+        written
+            .lines()
+            .filter(|l| l.starts_with("added,metric_anomaly,"))
+            .count() as u64,
+        added,
+        "{written}"
+    );
     let firing = |archive: &Path| {
         sql_count(
             archive,

@@ -69,6 +69,11 @@ struct ReplayArgs {
     /// [default: the live run's, recorded in ARCHIVE/_cara/config.toml].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// After the replay, print the alerts added, removed and changed against this
+    /// archive, per rule and service, and write each to OUT/_cara/compare/alerts.csv
+    /// [default when given without a value: ARCHIVE].
+    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    compare: Option<Option<PathBuf>>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,6 +1,7 @@
 //! Backtests: replaying recorded data through the same decoders and operators as the
 //! live path, and scoring the outcome against labels.
 
+pub mod compare;
 pub mod generated;
 pub mod loghub;
 pub mod nab;

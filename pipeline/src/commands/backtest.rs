@@ -11,7 +11,7 @@ use cara_pipeline::backtest::generated::{self, GeneratedRun};
 use cara_pipeline::gen::incidents::IncidentKind;
 
 use cara_pipeline::archive::layout::ArchiveLayout;
-use cara_pipeline::backtest::replay;
+use cara_pipeline::backtest::{compare, replay};
 
 use super::{GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs};
 
@@ -280,10 +280,44 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         summary.files,
         args.out.display()
     );
+    let Some(against) = args.compare else {
+        println!(
+            "compare with the live run: add --compare, or query both with cara sql --archive {} (and --archive {})",
+            args.out.display(),
+            args.archive.display()
+        );
+        return Ok(());
+    };
+    let against = against.unwrap_or(args.archive);
+    let diff = compare::compare_alerts(&against, &args.out)
+        .with_context(|| format!("comparing the alerts with {}", against.display()))?;
+    let written = ArchiveLayout::new(&args.out)
+        .root()
+        .join("_cara")
+        .join("compare")
+        .join("alerts.csv");
+    if let Some(dir) = written.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&written, diff.to_csv())
+        .with_context(|| format!("writing {}", written.display()))?;
     println!(
-        "compare with the live run: cara sql --archive {} \"SELECT rule, count(*) FROM alerts GROUP BY rule\" (and the same on {})",
-        args.out.display(),
-        args.archive.display()
+        "alerts against {}: {}",
+        against.display(),
+        if diff.is_empty() {
+            "no difference"
+        } else {
+            "differences below"
+        }
     );
+    println!("| rule | service | added | removed | changed | same |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for ((rule, service), c) in &diff.by_rule {
+        println!(
+            "| {rule} | {service} | {} | {} | {} | {} |",
+            c.added, c.removed, c.changed, c.same
+        );
+    }
+    println!("each transition: {}", written.display());
     Ok(())
 }
