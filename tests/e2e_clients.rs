@@ -475,42 +475,76 @@ fn records_lost_before_the_first_fetch_are_counted() {
     );
 }
 
+/// A one-partition `cara broker` at a fixed address that a test can replace with an
+/// empty one, and a pipeline config that flushes every 500 ms.
+struct BrokerReset {
+    _dir: tempfile::TempDir,
+    archive: std::path::PathBuf,
+    broker_config: std::path::PathBuf,
+    bootstrap: String,
+    config: std::path::PathBuf,
+}
+
+impl BrokerReset {
+    fn new() -> BrokerReset {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        let broker_config = one_partition_broker_config(dir.path());
+        let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
+        BrokerReset {
+            archive,
+            broker_config,
+            bootstrap: format!("127.0.0.1:{}", free_port()),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// A new, empty `cara broker` on the fixed address.
+    fn broker(&self) -> Process {
+        start_cara_broker_at(&self.bootstrap, Some(&self.broker_config))
+    }
+
+    /// Log lines `lines` of `epoch` into the logs topic.
+    fn produce(&self, epoch: usize, lines: std::ops::Range<usize>) {
+        let lines: Vec<String> = lines
+            .map(|i| {
+                format!(
+                    r#"{{"ts":1764000000000,"service":"s","message":"epoch {epoch} line {i}"}}"#
+                )
+            })
+            .collect();
+        kcat_produce(&self.bootstrap, "telemetry.logs", &lines);
+    }
+
+    /// `cara run` in `group`, once it has archived the first epoch's 100 lines.
+    fn run_after_first_epoch(&self, group: &str) -> (Process, u16) {
+        let (run, http) = start_cara_run(&self.bootstrap, &self.archive, &self.config, group);
+        wait_until(Duration::from_secs(60), "100 logs archived", || {
+            metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 100.0
+        });
+        (run, http)
+    }
+}
+
 /// A broker replaced by an empty one on the same address (or a recreated topic): the
 /// partition's log now ends below its checkpoint. The restarted pipeline says so and
 /// archives the new log as a new epoch; nothing new is taken for already archived,
 /// and nothing old is overwritten.
 #[test]
 fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("archive");
-    let broker_config = one_partition_broker_config(dir.path());
-    let bootstrap = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
-    let line = |epoch: usize, i: usize| {
-        format!(r#"{{"ts":1764000000000,"service":"s","message":"epoch {epoch} line {i}"}}"#)
-    };
-
-    let mut broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
-    kcat_produce(
-        &bootstrap,
-        "telemetry.logs",
-        &(0..100).map(|i| line(0, i)).collect::<Vec<_>>(),
-    );
-    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
-    wait_until(Duration::from_secs(60), "100 logs archived", || {
-        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 100.0
-    });
+    let reset = BrokerReset::new();
+    let (archive, bootstrap, config) = (&reset.archive, &reset.bootstrap, &reset.config);
+    let mut broker = reset.broker();
+    reset.produce(0, 0..100);
+    let (mut run, _) = reset.run_after_first_epoch("reset");
     assert!(run.terminate(Duration::from_secs(30)).success());
 
     // The broker is replaced by an empty one; 40 new records land at offsets 0..39.
     broker.kill9();
-    let _broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
-    kcat_produce(
-        &bootstrap,
-        "telemetry.logs",
-        &(0..40).map(|i| line(1, i)).collect::<Vec<_>>(),
-    );
-    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
+    let _broker = reset.broker();
+    reset.produce(1, 0..40);
+    let (mut run, http) = start_cara_run(bootstrap, archive, config, "reset");
     wait_until(Duration::from_secs(60), "the 40 new logs archived", || {
         metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 40.0
     });
@@ -525,16 +559,16 @@ fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
         "{body}"
     );
     assert!(run.terminate(Duration::from_secs(30)).success());
-    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 140);
+    assert_eq!(sql_count(archive, "SELECT count(*) FROM logs"), 140);
     assert_eq!(
         sql_count(
-            &archive,
+            archive,
             "SELECT count(*) FROM logs WHERE message LIKE 'epoch 1 %'"
         ),
         40
     );
     let epoch_files = sql_count(
-        &archive,
+        archive,
         "SELECT count(DISTINCT _offset) FROM logs WHERE message LIKE 'epoch 1 %' AND _offset < 40",
     );
     assert_eq!(
@@ -543,18 +577,14 @@ fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
     );
 
     // A third run resumes the new epoch at its checkpoint: no reset, nothing twice.
-    kcat_produce(
-        &bootstrap,
-        "telemetry.logs",
-        &(40..50).map(|i| line(1, i)).collect::<Vec<_>>(),
-    );
-    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "reset");
+    reset.produce(1, 40..50);
+    let (mut run, http) = start_cara_run(bootstrap, archive, config, "reset");
     wait_until(Duration::from_secs(60), "10 more logs archived", || {
         metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 10.0
     });
     assert_eq!(metric_sum(http, "cara_partition_log_resets_total", ""), 0.0);
     assert!(run.terminate(Duration::from_secs(30)).success());
-    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 150);
+    assert_eq!(sql_count(archive, "SELECT count(*) FROM logs"), 150);
     let names: Vec<String> = walk_parquet(&archive.join("logs"));
     assert!(
         names
@@ -570,33 +600,14 @@ fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
 /// without a restart, reporting the reset.
 #[test]
 fn a_running_pipeline_follows_a_replaced_broker_into_a_new_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("archive");
-    let broker_config = one_partition_broker_config(dir.path());
-    let bootstrap = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), "[archive]\nroll_interval = \"500ms\"\n");
-    let line = |epoch: usize, i: usize| {
-        format!(r#"{{"ts":1764000000000,"service":"s","message":"epoch {epoch} line {i}"}}"#)
-    };
-
-    let mut broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
-    kcat_produce(
-        &bootstrap,
-        "telemetry.logs",
-        &(0..100).map(|i| line(0, i)).collect::<Vec<_>>(),
-    );
-    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "replaced");
-    wait_until(Duration::from_secs(60), "100 logs archived", || {
-        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 100.0
-    });
+    let reset = BrokerReset::new();
+    let mut broker = reset.broker();
+    reset.produce(0, 0..100);
+    let (mut run, http) = reset.run_after_first_epoch("replaced");
 
     broker.kill9();
-    let _broker = start_cara_broker_at(&bootstrap, Some(&broker_config));
-    kcat_produce(
-        &bootstrap,
-        "telemetry.logs",
-        &(0..40).map(|i| line(1, i)).collect::<Vec<_>>(),
-    );
+    let _broker = reset.broker();
+    reset.produce(1, 0..40);
     // Well within the group's session timeout (45 s): the reset is taken from the
     // data, not from a rebalance.
     wait_until(Duration::from_secs(30), "the 40 new logs archived", || {
@@ -613,10 +624,10 @@ fn a_running_pipeline_follows_a_replaced_broker_into_a_new_epoch() {
         1.0
     );
     assert!(run.terminate(Duration::from_secs(30)).success());
-    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 140);
+    assert_eq!(sql_count(&reset.archive, "SELECT count(*) FROM logs"), 140);
     assert_eq!(
         sql_count(
-            &archive,
+            &reset.archive,
             "SELECT count(*) FROM logs WHERE message LIKE 'epoch 1 %'"
         ),
         40

@@ -24,9 +24,10 @@ use cara_operators::budget::StateBudget;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{Operator, Stacked};
 use cara_operators::slo::combine::SloCombiner;
-use cara_operators::slo::logs::{LogSlis, LogSlo, LogSloCounter};
-use cara_operators::slo::metrics::{MetricSlis, MetricSlo, MetricSloCounter};
-use cara_operators::slo::spans::{SpanSlis, SpanSlo, SpanSloCounter};
+use cara_operators::slo::logs::{LogSlis, LogSlo};
+use cara_operators::slo::metrics::{MetricSlis, MetricSlo};
+use cara_operators::slo::minutes::{SliRows, SloStage};
+use cara_operators::slo::spans::{SpanSlis, SpanSlo};
 use cara_operators::slo::SloSpec;
 use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
 use cara_operators::traces::counter::{TraceCounter, TraceSettings};
@@ -246,15 +247,8 @@ fn restore_operator(
                 parts.push(Box::new(alerting.with_windows(a.windows)));
             }
             if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| MetricSloCounter::restore(bytes, MetricSlis(slos.metrics.clone()), ooo),
-                    || MetricSloCounter::new(MetricSlis(slos.metrics.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(Box::new(counter));
+                let sli = MetricSlis(slos.metrics.clone());
+                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
             }
         }
         Signal::Logs => {
@@ -271,29 +265,15 @@ fn restore_operator(
                 parts.push(Box::new(operator));
             }
             if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| LogSloCounter::restore(bytes, LogSlis(slos.logs.clone()), ooo),
-                    || LogSloCounter::new(LogSlis(slos.logs.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(Box::new(counter));
+                let sli = LogSlis(slos.logs.clone());
+                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
             }
         }
         Signal::Spans => {
             let part = parts_of(snapshot, "slo", topic, partition);
             if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
-                let counter = restored(
-                    part("slo").as_deref(),
-                    |bytes| SpanSloCounter::restore(bytes, SpanSlis(slos.spans.clone()), ooo),
-                    || SpanSloCounter::new(SpanSlis(slos.spans.clone()), ooo),
-                    "SLO counts",
-                    topic,
-                    partition,
-                );
-                parts.push(Box::new(counter));
+                let sli = SpanSlis(slos.spans.clone());
+                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
             }
             if let Some(traces) = &stages.traces {
                 let counter = restored(
@@ -335,6 +315,25 @@ fn restore_operator(
         }
     }
     (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
+}
+
+/// The SLO part of an input partition's stack (one kind per signal's SLIs),
+/// restored from its part of the snapshot or fresh.
+fn slo_part<R: SliRows + Clone + 'static>(
+    snapshot: Option<Vec<u8>>,
+    sli: R,
+    out_of_orderness_ms: i64,
+    topic: &str,
+    partition: i32,
+) -> Box<dyn Operator> {
+    Box::new(restored(
+        snapshot.as_deref(),
+        |bytes| SloStage::restore(bytes, sli.clone(), out_of_orderness_ms),
+        || SloStage::new(sli.clone(), out_of_orderness_ms),
+        "SLO counts",
+        topic,
+        partition,
+    ))
 }
 
 /// The parts of a stacked snapshot, by name; a snapshot that is not a stack is
