@@ -6,10 +6,11 @@
 //! partition, its epoch and the flush's first and last offsets. The replay reads,
 //! for every topic the dataflow consumes and every partition, the flushes in offset
 //! order, rebuilds each flush's batch (its files of every hour, rows by offset), and
-//! hands it to the partition's operator built by [`Stages::operator`], exactly as a
-//! shard does at that flush. Second stages replay the exchange records the live
+//! hands it to the partition's operator built by [`crate::dataflow::Stages::operator`], exactly as a
+//! shard does at that flush. Partitions are independent: a worker per core takes the
+//! next one, and memory holds one flush and one operator state per worker. Second stages replay the exchange records the live
 //! combiners read (archived like any input). What the operators emit is planned by
-//! the runtime's own [`plan_outputs`] under the same stems, so with the live run's
+//! the runtime's own `runtime::outputs::plan_outputs` under the same stems, so with the live run's
 //! config the replay's `alerts`, `metric_windows`, `log_windows`, `log_templates`,
 //! `slo`, `red` and `service_graph` files equal the live ones, row for row.
 //!
@@ -118,62 +119,146 @@ pub fn replay(
         state_budget: StateBudget::unlimited(),
     };
     let total = plans.iter().map(|(_, _, f)| f.len()).sum();
-    let mut summary = ReplaySummary::default();
+    // Partitions are independent (each has its own operator and output stems): one
+    // queue of them, taken by a worker per core; the caller's thread reports.
+    let mut queue = Vec::new();
+    for (topic, signal, flushes) in &plans {
+        let topic: Arc<str> = Arc::from(topic.as_str());
+        let partitions: BTreeSet<i32> = flushes.keys().map(|k| k.partition).collect();
+        for partition in partitions {
+            queue.push(PartitionJob {
+                topic: topic.clone(),
+                signal: *signal,
+                partition,
+                flushes: flushes.range(partition_range(partition)).collect(),
+            });
+        }
+    }
+    let mut summary = ReplaySummary {
+        partitions: queue.len(),
+        ..ReplaySummary::default()
+    };
+    let queue = std::sync::Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<FlushDone, ReplayError>>();
     let mut at = ReplayProgress {
         done: 0,
         total,
         records: 0,
         event_time_ms: None,
     };
-    for (topic, signal, flushes) in plans {
-        let topic: Arc<str> = Arc::from(topic.as_str());
-        let partitions: BTreeSet<i32> = flushes.keys().map(|k| k.partition).collect();
-        summary.partitions += partitions.len();
-        for partition in partitions {
-            let Some(mut operator) = dataflow
-                .stages
-                .operator(&wiring, signal, None, &topic, partition)
-            else {
-                continue;
-            };
-            let context = PartitionContext {
-                topic: topic.clone(),
-                partition,
-            };
-            for (key, files) in flushes.range(partition_range(partition)) {
-                let rows = read_flush(files, signal.table())?;
-                let mut emitted = Emitted::default();
-                if rows.num_rows() > 0 {
-                    if let Err(error) = operator.process(&context, &rows, &mut emitted) {
-                        tracing::error!(%topic, partition, %error, "operator skipped a batch");
+    let mut failure = None;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let (queue, writer, wiring) = (&queue, &writer, &wiring);
+            scope.spawn(move || loop {
+                let job = match queue.lock() {
+                    Ok(mut q) => q.pop(),
+                    Err(_) => None,
+                };
+                let Some(job) = job else { break };
+                if let Err(error) = replay_partition(&job, dataflow, wiring, writer, &done_tx) {
+                    let _ = done_tx.send(Err(error));
+                    // Stop the others: the queue is drained.
+                    if let Ok(mut q) = queue.lock() {
+                        q.clear();
                     }
                 }
-                let stem = input_file_stem(&topic, partition, key.epoch, key.first, key.last);
-                let place = OutputPlace {
-                    topic: &topic,
-                    partition,
-                    stem: &stem,
-                    rows: Some(&rows),
-                    fallback_offset: key.last,
-                };
-                let mut plan = Vec::new();
-                let alerts =
-                    plan_outputs(&writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
-                for file in &plan {
-                    writer.write_to(file, &file.path)?;
+            });
+        }
+        drop(done_tx);
+        for done in done_rx {
+            match done {
+                Ok(flush) => {
+                    summary.files += flush.files;
+                    summary.alerts += flush.alerts;
+                    summary.flushes += 1;
+                    summary.records += flush.records;
+                    at.done += 1;
+                    at.records = summary.records;
+                    at.event_time_ms = flush.event_time_ms.max(at.event_time_ms);
+                    progress(&at);
                 }
-                summary.files += plan.len();
-                summary.alerts += alerts.len() as u64;
-                summary.flushes += 1;
-                summary.records += rows.num_rows() as u64;
-                at.done += 1;
-                at.records = summary.records;
-                at.event_time_ms = latest_time(&rows, signal.table()).or(at.event_time_ms);
-                progress(&at);
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
             }
         }
+    });
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(summary),
     }
-    Ok(summary)
+}
+
+/// One partition to replay: its flushes in order.
+struct PartitionJob<'a> {
+    topic: Arc<str>,
+    signal: Signal,
+    partition: i32,
+    flushes: Vec<(&'a FlushKey, &'a Vec<PathBuf>)>,
+}
+
+/// What one replayed flush produced.
+struct FlushDone {
+    records: u64,
+    alerts: u64,
+    files: usize,
+    event_time_ms: Option<i64>,
+}
+
+/// Replays one partition's flushes through a fresh operator, reporting each flush.
+fn replay_partition(
+    job: &PartitionJob<'_>,
+    dataflow: &Dataflow,
+    wiring: &Wiring,
+    writer: &ParquetWriter,
+    done: &std::sync::mpsc::Sender<Result<FlushDone, ReplayError>>,
+) -> Result<(), ReplayError> {
+    let (topic, partition, table) = (&job.topic, job.partition, job.signal.table());
+    let Some(mut operator) = dataflow
+        .stages
+        .operator(wiring, job.signal, None, topic, partition)
+    else {
+        return Ok(());
+    };
+    let context = PartitionContext {
+        topic: topic.clone(),
+        partition,
+    };
+    for (key, files) in &job.flushes {
+        let rows = read_flush(files, table)?;
+        let mut emitted = Emitted::default();
+        if rows.num_rows() > 0 {
+            if let Err(error) = operator.process(&context, &rows, &mut emitted) {
+                tracing::error!(%topic, partition, %error, "operator skipped a batch");
+            }
+        }
+        let stem = input_file_stem(topic, partition, key.epoch, key.first, key.last);
+        let place = OutputPlace {
+            topic,
+            partition,
+            stem: &stem,
+            rows: Some(&rows),
+            fallback_offset: key.last,
+        };
+        let mut plan = Vec::new();
+        let alerts = plan_outputs(writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
+        for file in &plan {
+            writer.write_to(file, &file.path)?;
+        }
+        let flush = FlushDone {
+            records: rows.num_rows() as u64,
+            alerts: alerts.len() as u64,
+            files: plan.len(),
+            event_time_ms: latest_time(&rows, table),
+        };
+        if done.send(Ok(flush)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The flushes of `topic` among the files under `table_dir` (`date=…/hour=…/<stem>.parquet`),

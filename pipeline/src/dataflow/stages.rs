@@ -92,7 +92,7 @@ impl Stages {
         }
     }
 
-    /// The operator of a partition of `signal` (see [`restore_operator`]).
+    /// The operator of a partition of `signal` (fresh, or restored from `snapshot`).
     pub fn operator(
         &self,
         wiring: &Wiring,

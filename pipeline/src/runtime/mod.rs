@@ -1,6 +1,6 @@
 //! The runtime that executes the dataflow's per-partition stages: the shards, the
 //! flush worker, the roll policy and the cross-shard watermarks, started together by
-//! one [`Runtime::start`].
+//! one `Runtime::start`.
 //!
 //! ```text
 //!  driver (source/: consumer, dispatch, rebalance)
@@ -14,8 +14,8 @@
 //! ```
 //!
 //! The runtime never imports the driver: a driver gets the shards' input channels
-//! ([`ShardInputs`]) once, feeds them, reads [`Runtime::completed`], and reports the
-//! first fatal error from the shared [`FatalSlot`].
+//! (`ShardInputs`) once, feeds them, reads `Runtime::completed`, and reports the
+//! first fatal error from the shared `FatalSlot`.
 
 mod error;
 pub(crate) mod flush;
@@ -69,7 +69,7 @@ pub struct RuntimeSettings {
     pub max_state_bytes: u64,
     /// Flush a partition at least this often.
     pub roll_interval: Duration,
-    /// A partition without messages for this long is idle (see [`watermarks`]).
+    /// A partition without messages for this long is idle (see `runtime::watermarks`).
     pub idle_timeout: Duration,
     /// Archive location.
     pub layout: ArchiveLayout,

@@ -1,7 +1,7 @@
 //! The Kafka source, the live driver of the [`crate::runtime`]: consumes the
 //! dataflow's topics in a consumer group on one poll thread, which only polls: each
 //! message is copied into a chunk for the shard that owns its partition
-//! ([`dispatch`]); the runtime's shards decode, buffer and hand due partitions to its
+//! (`dispatch`); the runtime's shards decode, buffer and hand due partitions to its
 //! flush worker; the poll thread commits offsets only after the runtime reports the
 //! rows durable.
 //!
@@ -9,7 +9,7 @@
 //! [`crate::archive`]); records below it are never archived again, files of an
 //! interrupted flush are removed before the partition is read, and a partition
 //! revoked in a rebalance drops its unflushed buffer so the next owner replays it.
-//! Rebalances are handled in the consumer's callbacks ([`context`]), which reach the
+//! Rebalances are handled in the consumer's callbacks (`context`), which reach the
 //! shards through the same ordered channels as the data.
 
 mod catch_up;
