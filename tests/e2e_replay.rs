@@ -109,7 +109,23 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     wait_until(Duration::from_secs(120), "every record archived", || {
         archived_input_rows(http) as i64 >= produced
     });
+    // And the second stages have closed minutes from the exchange topics.
+    wait_until(
+        Duration::from_secs(60),
+        "SLO statuses and RED minutes",
+        || {
+            metric_sum(http, "cara_archive_rows_total", "table=\"slo\"") > 0.0
+                && metric_sum(http, "cara_archive_rows_total", "table=\"red\"") > 0.0
+        },
+    );
     assert!(run.terminate(Duration::from_secs(30)).success());
+
+    // What the second stages waited for, recorded for the replay to wait alike.
+    let counted: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(archive.join("_cara").join("topic_partitions.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counted["spans"], 2, "{counted}");
 
     // The live config, as the run recorded it beside the archive.
     let same = dir.path().join("same");
@@ -127,13 +143,7 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         );
     }
     let rows = |table: &str| compared.iter().find(|(t, _)| t == table).unwrap().1[0];
-    for table in [
-        "alerts",
-        "metric_windows",
-        "log_windows",
-        "log_templates",
-        "red",
-    ] {
+    for table in OUTPUTS {
         assert!(rows(table) > 0, "{table} is empty: {compared:?}");
     }
 

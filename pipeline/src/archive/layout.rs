@@ -50,6 +50,12 @@ impl ArchiveLayout {
         self.root.join("_cara").join("config.toml")
     }
 
+    /// The partitions of each input topic the last `cara run` on this archive
+    /// counted (its second stages wait for all of them; a replay waits alike).
+    pub fn topic_partitions_file(&self) -> PathBuf {
+        self.root.join("_cara").join("topic_partitions.json")
+    }
+
     /// `<root>/_cara/offsets/<topic>/<partition>.checkpoint.json`.
     pub fn checkpoint_file(&self, topic: &str, partition: i32) -> PathBuf {
         self.commit_dir(topic)

@@ -114,8 +114,17 @@ pub fn replay(
         let flushes = list_flushes(&input.table_dir(signal.table()), topic)?;
         plans.push((topic.clone(), *signal, flushes));
     }
+    // As many source partitions as the live run counted; for an archive of an older
+    // cara, as many as sent exchange records.
+    let recorded = std::fs::read(input.topic_partitions_file())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<TopicPartitions>(&bytes).ok());
+    let topic_partitions = match recorded {
+        Some(counted) => counted,
+        None => exchange_sources(&input, &consumed)?,
+    };
     let wiring = Wiring {
-        topic_partitions: exchange_sources(&input, &consumed)?,
+        topic_partitions,
         state_budget: StateBudget::unlimited(),
     };
     let total = plans.iter().map(|(_, _, f)| f.len()).sum();
@@ -372,9 +381,10 @@ fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayErro
     })
 }
 
-/// Partitions of each input topic as the second stages counted them live: the
+/// Partitions of each input topic, for an archive that does not record them: the
 /// distinct source partitions of the archived exchange records (every source
-/// partition reports, idle ones through their raised watermarks).
+/// partition reports in the end, idle ones through their raised watermarks; a run
+/// stopped before all had reported counts fewer).
 fn exchange_sources(
     input: &ArchiveLayout,
     consumed: &[(String, Signal)],

@@ -190,7 +190,8 @@ impl SloSettings {
 }
 
 /// Partitions of each input topic (the sources the second stages wait for).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TopicPartitions {
     /// `telemetry.metrics`.
     pub metrics: usize,
