@@ -71,6 +71,111 @@ impl Stages {
         }
     }
 
+    /// The operators of a partition of `signal`, restored from its checkpoint or
+    /// fresh; `None` when that signal has none enabled.
+    ///
+    /// Input partitions run a [`Stacked`] operator: its parts are restored from their
+    /// part of the snapshot. A snapshot that is not a stack (written before the
+    /// partition had several parts) belongs to the first-named part (`main`), so adding
+    /// an SLO does not throw away a partition's anomaly or template state.
+    pub fn operator(
+        &self,
+        wiring: &Wiring,
+        signal: Signal,
+        snapshot: Option<&[u8]>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Box<dyn Operator>> {
+        let slos = self.slos.as_ref();
+        let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
+        let mut parts: Vec<Box<dyn Operator>> = Vec::new();
+        match signal {
+            Signal::Metrics => {
+                let part = parts_of(snapshot, "alerting", topic, partition);
+                if let Some(a) = &self.alerting {
+                    let alerting = restored(
+                        part("alerting").as_deref(),
+                        |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
+                        || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
+                        "metric scoring states",
+                        topic,
+                        partition,
+                    );
+                    let mut alerting = alerting;
+                    alerting.share_budget(wiring.state_budget.clone());
+                    parts.push(Box::new(alerting.with_windows(a.windows)));
+                }
+                if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
+                    let sli = MetricSlis(slos.metrics.clone());
+                    parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
+                }
+            }
+            Signal::Logs => {
+                let part = parts_of(snapshot, "logs", topic, partition);
+                if let Some(logs) = &self.logs {
+                    let operator = restored(
+                        part("logs").as_deref(),
+                        |bytes| LogOperator::restore(bytes, logs.clone()),
+                        || LogOperator::new(logs.clone()),
+                        "log templates and windows",
+                        topic,
+                        partition,
+                    );
+                    parts.push(Box::new(operator));
+                }
+                if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
+                    let sli = LogSlis(slos.logs.clone());
+                    parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
+                }
+            }
+            Signal::Spans => {
+                let part = parts_of(snapshot, "slo", topic, partition);
+                if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
+                    let sli = SpanSlis(slos.spans.clone());
+                    parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
+                }
+                if let Some(traces) = &self.traces {
+                    let counter = restored(
+                        part("traces").as_deref(),
+                        |bytes| TraceCounter::restore(bytes, traces.settings),
+                        || TraceCounter::new(traces.settings),
+                        "trace cells",
+                        topic,
+                        partition,
+                    );
+                    parts.push(Box::new(counter));
+                }
+            }
+            Signal::SloPartials => {
+                let slos = slos?;
+                let specs = slos.specs(&wiring.topic_partitions);
+                let combiner = restored(
+                    snapshot,
+                    |bytes| SloCombiner::restore(bytes, specs.clone()),
+                    || SloCombiner::new(specs.clone()),
+                    "SLO budgets",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(combiner));
+            }
+            Signal::TracePartials => {
+                let traces = self.traces.as_ref()?;
+                let sources = wiring.topic_partitions.spans;
+                let combiner = restored(
+                    snapshot,
+                    |bytes| TraceCombiner::restore(bytes, sources, traces.scoring.clone()),
+                    || TraceCombiner::new(sources, traces.scoring.clone()),
+                    "RED and service-graph minutes",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(combiner));
+            }
+        }
+        (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
+    }
+
     /// What limits a stage's keyed state per partition, and the setting that
     /// raises it (for the warning when records are refused).
     pub fn state_limit(stage: &str) -> &'static str {
@@ -90,18 +195,6 @@ impl Stages {
             Signal::TracePartials => self.traces.is_some(),
             Signal::Metrics | Signal::Logs | Signal::Spans => true,
         }
-    }
-
-    /// The operator of a partition of `signal` (fresh, or restored from `snapshot`).
-    pub fn operator(
-        &self,
-        wiring: &Wiring,
-        signal: Signal,
-        snapshot: Option<&[u8]>,
-        topic: &str,
-        partition: i32,
-    ) -> Option<Box<dyn Operator>> {
-        restore_operator(self, wiring, signal, snapshot, topic, partition)
     }
 }
 
@@ -211,111 +304,6 @@ impl TopicPartitions {
             Signal::SloPartials | Signal::TracePartials => 0,
         }
     }
-}
-
-/// The operators of a partition of `signal`, restored from its checkpoint or
-/// fresh; `None` when that signal has none enabled.
-///
-/// Input partitions run a [`Stacked`] operator: its parts are restored from their
-/// part of the snapshot. A snapshot that is not a stack (written before the
-/// partition had several parts) belongs to the first-named part (`main`), so adding
-/// an SLO does not throw away a partition's anomaly or template state.
-fn restore_operator(
-    stages: &Stages,
-    wiring: &Wiring,
-    signal: Signal,
-    snapshot: Option<&[u8]>,
-    topic: &str,
-    partition: i32,
-) -> Option<Box<dyn Operator>> {
-    let slos = stages.slos.as_ref();
-    let ooo = slos.map_or(0, SloSettings::out_of_orderness_ms);
-    let mut parts: Vec<Box<dyn Operator>> = Vec::new();
-    match signal {
-        Signal::Metrics => {
-            let part = parts_of(snapshot, "alerting", topic, partition);
-            if let Some(a) = &stages.alerting {
-                let alerting = restored(
-                    part("alerting").as_deref(),
-                    |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
-                    || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
-                    "metric scoring states",
-                    topic,
-                    partition,
-                );
-                let mut alerting = alerting;
-                alerting.share_budget(wiring.state_budget.clone());
-                parts.push(Box::new(alerting.with_windows(a.windows)));
-            }
-            if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
-                let sli = MetricSlis(slos.metrics.clone());
-                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
-            }
-        }
-        Signal::Logs => {
-            let part = parts_of(snapshot, "logs", topic, partition);
-            if let Some(logs) = &stages.logs {
-                let operator = restored(
-                    part("logs").as_deref(),
-                    |bytes| LogOperator::restore(bytes, logs.clone()),
-                    || LogOperator::new(logs.clone()),
-                    "log templates and windows",
-                    topic,
-                    partition,
-                );
-                parts.push(Box::new(operator));
-            }
-            if let Some(slos) = slos.filter(|s| !s.logs.is_empty()) {
-                let sli = LogSlis(slos.logs.clone());
-                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
-            }
-        }
-        Signal::Spans => {
-            let part = parts_of(snapshot, "slo", topic, partition);
-            if let Some(slos) = slos.filter(|s| !s.spans.is_empty()) {
-                let sli = SpanSlis(slos.spans.clone());
-                parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
-            }
-            if let Some(traces) = &stages.traces {
-                let counter = restored(
-                    part("traces").as_deref(),
-                    |bytes| TraceCounter::restore(bytes, traces.settings),
-                    || TraceCounter::new(traces.settings),
-                    "trace cells",
-                    topic,
-                    partition,
-                );
-                parts.push(Box::new(counter));
-            }
-        }
-        Signal::SloPartials => {
-            let slos = slos?;
-            let specs = slos.specs(&wiring.topic_partitions);
-            let combiner = restored(
-                snapshot,
-                |bytes| SloCombiner::restore(bytes, specs.clone()),
-                || SloCombiner::new(specs.clone()),
-                "SLO budgets",
-                topic,
-                partition,
-            );
-            return Some(Box::new(combiner));
-        }
-        Signal::TracePartials => {
-            let traces = stages.traces.as_ref()?;
-            let sources = wiring.topic_partitions.spans;
-            let combiner = restored(
-                snapshot,
-                |bytes| TraceCombiner::restore(bytes, sources, traces.scoring.clone()),
-                || TraceCombiner::new(sources, traces.scoring.clone()),
-                "RED and service-graph minutes",
-                topic,
-                partition,
-            );
-            return Some(Box::new(combiner));
-        }
-    }
-    (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
 }
 
 /// The SLO part of an input partition's stack (one kind per signal's SLIs),
@@ -494,7 +482,7 @@ mod tests {
         assert_eq!(parts.keys().collect::<Vec<_>>(), vec!["alerting"]);
     }
 
-    /// The parts `restore_operator` builds for a metrics partition whose
+    /// The parts `Stages::operator` builds for a metrics partition whose
     /// checkpoint an anomaly-only partition wrote, and that checkpoint.
     fn restore_parts_for_test(
         slos: Option<SloSettings>,
