@@ -147,6 +147,34 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         assert!(rows(table) > 0, "{table} is empty: {compared:?}");
     }
 
+    // A time range: only the records from the third minute of event time on.
+    let replayed = |args: &[&str], out: &str| -> i64 {
+        let output = cara()
+            .args(["backtest", "replay", "--archive"])
+            .arg(&archive)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}");
+        let words: Vec<&str> = stdout.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "replayed").unwrap();
+        words[at + 1].parse().unwrap()
+    };
+    let archived: i64 = ["metrics", "logs", "spans", "slo_partials", "trace_partials"]
+        .iter()
+        .map(|t| sql_count(&archive, &format!("SELECT count(*) FROM {t}")))
+        .sum();
+    assert_eq!(replayed(&[], "all"), archived);
+    let from_third_minute = replayed(&["--from", "2026-01-01T00:03:00Z"], "later");
+    assert!(
+        from_third_minute > 0 && from_third_minute < archived,
+        "{from_third_minute} of {archived}"
+    );
+    assert_eq!(replayed(&["--to", "2026-01-01T00:00:00Z"], "none"), 0);
+
     // A lower anomaly threshold, replayed: more alerts than live, none lost.
     let recorded = std::fs::read_to_string(archive.join("_cara").join("config.toml")).unwrap();
     assert!(recorded.contains("rules = []"), "{recorded}");

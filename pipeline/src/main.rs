@@ -69,6 +69,13 @@ struct ReplayArgs {
     /// [default: the live run's, recorded in ARCHIVE/_cara/config.toml].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Replay only records at or after this event time (RFC 3339); the operators
+    /// start afresh at the first one.
+    #[arg(long)]
+    from: Option<String>,
+    /// Replay only records before this event time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
     /// After the replay, print the alerts added, removed and changed against this
     /// archive, per rule and service, and write each to OUT/_cara/compare/alerts.csv
     /// [default when given without a value: ARCHIVE].

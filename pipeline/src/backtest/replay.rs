@@ -95,11 +95,53 @@ pub struct ReplayProgress {
     pub event_time_ms: Option<i64>,
 }
 
-/// Replays `archive` through `dataflow` into the archive at `out`.
+/// The event times a replay keeps: `[from_ms, to_ms)`, either end open.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EventRange {
+    /// The first event time kept, ms.
+    pub from_ms: Option<i64>,
+    /// The first event time no longer kept, ms.
+    pub to_ms: Option<i64>,
+}
+
+impl EventRange {
+    /// Whether either end is set.
+    fn is_set(&self) -> bool {
+        self.from_ms.is_some() || self.to_ms.is_some()
+    }
+
+    /// The rows of `rows` whose event time (the table's time column) is in range.
+    fn keep(&self, rows: RecordBatch, table: Table) -> Result<RecordBatch, String> {
+        if !self.is_set() {
+            return Ok(rows);
+        }
+        let column = rows
+            .column_by_name(table.time_column())
+            .ok_or_else(|| format!("no time column {}", table.time_column()))?;
+        let times = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)
+            .map_err(|e| e.to_string())?;
+        let times = times
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("the time column is not a timestamp")?;
+        let mask: arrow::array::BooleanArray = times
+            .iter()
+            .map(|t| {
+                Some(t.is_some_and(|t| {
+                    self.from_ms.is_none_or(|from| t >= from) && self.to_ms.is_none_or(|to| t < to)
+                }))
+            })
+            .collect();
+        arrow::compute::filter_record_batch(&rows, &mask).map_err(|e| e.to_string())
+    }
+}
+
+/// Replays `archive` through `dataflow` into the archive at `out`, keeping the
+/// records of `range` (the operators start afresh at its first record).
 pub fn replay(
     archive: &Path,
     out: &Path,
     dataflow: &Dataflow,
+    range: EventRange,
     zstd_level: i32,
     mut progress: impl FnMut(&ReplayProgress),
 ) -> Result<ReplaySummary, ReplayError> {
@@ -167,7 +209,9 @@ pub fn replay(
                     Err(_) => None,
                 };
                 let Some(job) = job else { break };
-                if let Err(error) = replay_partition(&job, dataflow, wiring, writer, &done_tx) {
+                if let Err(error) =
+                    replay_partition(&job, dataflow, wiring, range, writer, &done_tx)
+                {
                     let _ = done_tx.send(Err(error));
                     // Stop the others: the queue is drained.
                     if let Ok(mut q) = queue.lock() {
@@ -222,6 +266,7 @@ fn replay_partition(
     job: &PartitionJob<'_>,
     dataflow: &Dataflow,
     wiring: &Wiring,
+    range: EventRange,
     writer: &ParquetWriter,
     done: &std::sync::mpsc::Sender<Result<FlushDone, ReplayError>>,
 ) -> Result<(), ReplayError> {
@@ -237,7 +282,24 @@ fn replay_partition(
         partition,
     };
     for (key, files) in &job.flushes {
-        let rows = read_flush(files, table)?;
+        let rows = range
+            .keep(read_flush(files, table)?, table)
+            .map_err(|reason| ReplayError::Read {
+                path: files.first().cloned().unwrap_or_default(),
+                reason,
+            })?;
+        if range.is_set() && rows.num_rows() == 0 {
+            let skipped = FlushDone {
+                records: 0,
+                alerts: 0,
+                files: 0,
+                event_time_ms: None,
+            };
+            if done.send(Ok(skipped)).is_err() {
+                break;
+            }
+            continue;
+        }
         let mut emitted = Emitted::default();
         if rows.num_rows() > 0 {
             if let Err(error) = operator.process(&context, &rows, &mut emitted) {

@@ -249,10 +249,27 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
+    let time = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<i64>> {
+        value
+            .as_deref()
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.timestamp_millis())
+                    .with_context(|| {
+                        format!("{flag} `{v}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
+                    })
+            })
+            .transpose()
+    };
+    let range = replay::EventRange {
+        from_ms: time("--from", &args.from)?,
+        to_ms: time("--to", &args.to)?,
+    };
     let summary = replay::replay(
         &args.archive,
         &args.out,
         &dataflow,
+        range,
         config.archive.zstd_level,
         |at| {
             bar.set_length(at.total as u64);
