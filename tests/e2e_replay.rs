@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,17 +39,16 @@ fn compare(live: &Path, replay: &Path) -> Vec<(String, [i64; 4])> {
         .collect()
 }
 
-/// `cara backtest replay --compare`: its standard output.
-fn replay(archive: &Path, out: &Path, config: Option<&Path>) -> String {
-    let mut cmd = cara();
-    cmd.args(["backtest", "replay", "--compare", "--archive"])
+/// `cara backtest replay` of `archive` into `out` with `args`: its standard output.
+fn replay(archive: &Path, out: &Path, args: &[&OsStr]) -> String {
+    let output = cara()
+        .args(["backtest", "replay", "--archive"])
         .arg(archive)
         .arg("--out")
-        .arg(out);
-    if let Some(config) = config {
-        cmd.arg("--config").arg(config);
-    }
-    let output = cmd.output().unwrap();
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -129,7 +129,7 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
 
     // The live config, as the run recorded it beside the archive.
     let same = dir.path().join("same");
-    let stdout = replay(&archive, &same, None);
+    let stdout = replay(&archive, &same, &["--compare".as_ref()]);
     assert!(stdout.contains("_cara/config.toml"), "{stdout}");
     assert!(stdout.contains("no difference"), "{stdout}");
     let compared = compare(&archive, &same);
@@ -149,16 +149,8 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
 
     // A time range: only the records from the third minute of event time on.
     let replayed = |args: &[&str], out: &str| -> i64 {
-        let output = cara()
-            .args(["backtest", "replay", "--archive"])
-            .arg(&archive)
-            .arg("--out")
-            .arg(dir.path().join(out))
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "{stdout}");
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let stdout = replay(&archive, &dir.path().join(out), &args);
         let words: Vec<&str> = stdout.split_whitespace().collect();
         let at = words.iter().position(|w| *w == "replayed").unwrap();
         words[at + 1].parse().unwrap()
@@ -188,7 +180,11 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     )
     .unwrap();
     let lowered = dir.path().join("lower");
-    let stdout = replay(&archive, &lowered, Some(&lower));
+    let stdout = replay(
+        &archive,
+        &lowered,
+        &["--compare".as_ref(), "--config".as_ref(), lower.as_os_str()],
+    );
     // The diff, per rule and service: the anomaly rule gained transitions.
     let added: u64 = stdout
         .lines()

@@ -9,15 +9,13 @@
 //! counts twice.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::util::display::array_value_to_string;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::replay::ReplayError;
+use super::replay::{parquet_files, read_parquet, ReplayError};
 
 /// What identifies an alert transition across archives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,17 +171,11 @@ pub fn compare_alerts(before: &Path, after: &Path) -> Result<AlertDiff, ReplayEr
 fn read_alerts(archive: &Path) -> Result<BTreeMap<AlertKey, Vec<(String, String)>>, ReplayError> {
     let mut alerts: BTreeMap<AlertKey, Vec<(String, String)>> = BTreeMap::new();
     for path in parquet_files(&archive.join("alerts")) {
-        let read_err = |reason: String| ReplayError::Read {
-            path: path.clone(),
-            reason,
-        };
-        let file = File::open(&path).map_err(|e| read_err(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| read_err(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| read_err(e.to_string()))?;
-            add_rows(&batch, &mut alerts).map_err(read_err)?;
+        for batch in read_parquet(&path)? {
+            add_rows(&batch, &mut alerts).map_err(|reason| ReplayError::Read {
+                path: path.clone(),
+                reason,
+            })?;
         }
     }
     Ok(alerts)
@@ -243,24 +235,6 @@ fn add_rows(
             .push((id.value(row).to_owned(), content));
     }
     Ok(())
-}
-
-/// Every Parquet file under `dir`, in path order.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ pub fn replay(
     let consumed = dataflow.consumed();
     let mut plans = Vec::new();
     for (topic, signal) in &consumed {
-        let flushes = list_flushes(&input.table_dir(signal.table()), topic)?;
+        let flushes = list_flushes(&input.table_dir(signal.table()), topic);
         plans.push((topic.clone(), *signal, flushes));
     }
     // As many source partitions as the live run counted; for an archive of an older
@@ -192,12 +192,7 @@ pub fn replay(
     let queue = std::sync::Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<FlushDone, ReplayError>>();
-    let mut at = ReplayProgress {
-        done: 0,
-        total,
-        records: 0,
-        event_time_ms: None,
-    };
+    let mut event_time_ms = None;
     let mut failure = None;
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -228,10 +223,13 @@ pub fn replay(
                     summary.alerts += flush.alerts;
                     summary.flushes += 1;
                     summary.records += flush.records;
-                    at.done += 1;
-                    at.records = summary.records;
-                    at.event_time_ms = flush.event_time_ms.max(at.event_time_ms);
-                    progress(&at);
+                    event_time_ms = flush.event_time_ms.max(event_time_ms);
+                    progress(&ReplayProgress {
+                        done: summary.flushes,
+                        total,
+                        records: summary.records,
+                        event_time_ms,
+                    });
                 }
                 Err(error) => {
                     failure.get_or_insert(error);
@@ -335,38 +333,22 @@ fn replay_partition(
 /// The flushes of `topic` among the files under `table_dir` (`date=…/hour=…/<stem>.parquet`),
 /// each with its files (one per hour it covered). Files of watermark raises and of
 /// other topics are left out.
-fn list_flushes(
-    table_dir: &Path,
-    topic: &str,
-) -> Result<BTreeMap<FlushKey, Vec<PathBuf>>, ReplayError> {
+fn list_flushes(table_dir: &Path, topic: &str) -> BTreeMap<FlushKey, Vec<PathBuf>> {
     let mut flushes: BTreeMap<FlushKey, Vec<PathBuf>> = BTreeMap::new();
-    let mut dirs = vec![table_dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue; // no such table yet: nothing archived
+    // In path order, so each flush's files are in hour order.
+    for path in parquet_files(table_dir) {
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let Some(stem) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".parquet"))
-            else {
-                continue;
-            };
-            if let Some(key) = parse_stem(stem, topic) {
-                flushes.entry(key).or_default().push(path);
-            }
+        if let Some(key) = parse_stem(stem, topic) {
+            flushes.entry(key).or_default().push(path);
         }
     }
-    for files in flushes.values_mut() {
-        files.sort();
-    }
-    Ok(flushes)
+    flushes
 }
 
 /// The flush a file stem names, if it is an input flush of `topic`:
@@ -413,19 +395,15 @@ fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayErro
     let schema = table.schema();
     let mut batches = Vec::new();
     for path in files {
-        let read_err = |reason: String| ReplayError::Read {
-            path: path.clone(),
-            reason,
-        };
-        let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| read_err(e.to_string()))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| read_err(e.to_string()))?;
+        for batch in read_parquet(path)? {
             // Same columns as the live batch (the file's schema may carry metadata).
-            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(|e| read_err(e.to_string()))?;
+            let batch =
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
+                    ReplayError::Read {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
             batches.push(batch);
         }
     }
@@ -443,6 +421,39 @@ fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayErro
     })
 }
 
+/// Every Parquet file under `dir` (none when it does not exist), in path order.
+pub(crate) fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The batches of one Parquet file.
+pub(crate) fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, ReplayError> {
+    let read_err = |reason: String| ReplayError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| read_err(e.to_string()))?;
+    reader
+        .map(|batch| batch.map_err(|e| read_err(e.to_string())))
+        .collect()
+}
+
 /// Partitions of each input topic, for an archive that does not record them: the
 /// distinct source partitions of the archived exchange records (every source
 /// partition reports in the end, idle ones through their raised watermarks; a run
@@ -456,7 +467,7 @@ fn exchange_sources(
         if !matches!(signal, Signal::SloPartials | Signal::TracePartials) {
             continue;
         }
-        for files in list_flushes(&input.table_dir(signal.table()), topic)?.values() {
+        for files in list_flushes(&input.table_dir(signal.table()), topic).values() {
             let rows = read_flush(files, signal.table())?;
             let (Some(topics), Some(partitions)) = (
                 rows.column_by_name("source_topic")

@@ -249,16 +249,10 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let time = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<i64>> {
+    let time = |flag: &str, value: &Option<String>| {
         value
             .as_deref()
-            .map(|v| {
-                chrono::DateTime::parse_from_rfc3339(v)
-                    .map(|t| t.timestamp_millis())
-                    .with_context(|| {
-                        format!("{flag} `{v}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
-                    })
-            })
+            .map(|v| super::event_time_ms(flag, v))
             .transpose()
     };
     let range = replay::EventRange {

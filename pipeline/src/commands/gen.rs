@@ -12,11 +12,7 @@ use super::GenArgs;
 /// Parses `--start` (RFC 3339) or takes now.
 pub fn start_ms(start: Option<&str>) -> anyhow::Result<i64> {
     match start {
-        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.timestamp_millis())
-            .with_context(|| {
-                format!("--start `{s}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
-            }),
+        Some(s) => super::event_time_ms("--start", s),
         None => Ok(chrono::Utc::now().timestamp_millis()),
     }
 }

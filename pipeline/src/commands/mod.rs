@@ -41,6 +41,16 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// An event time given on the command line as RFC 3339, in ms; the error names
+/// `flag`.
+pub fn event_time_ms(flag: &str, value: &str) -> anyhow::Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| {
+            format!("{flag} `{value}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
+        })
+}
+
 /// librdkafka properties for `brokers` plus the user's overrides.
 pub fn client_config(brokers: &str, config: &Config) -> ClientConfig {
     let mut client = ClientConfig::new();
