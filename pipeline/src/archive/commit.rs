@@ -3,13 +3,12 @@
 //! its checkpoint commits it. See the module docs of `archive` for the protocol.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::layout::{
-    sync_all_written, sync_dir, temporary_sibling, write_atomically, ArchiveLayout,
+    sync_all_written, sync_dir, temporary_sibling, write_bytes_atomically, ArchiveLayout,
 };
 use super::state::{self, StateFile};
 use super::{io_err, ArchiveError, Result};
@@ -92,7 +91,7 @@ pub fn read_checkpoint(
 pub fn write_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Result<()> {
     let path = layout.checkpoint_file(&checkpoint.topic, checkpoint.partition);
     let bytes = json_bytes(&path, checkpoint)?;
-    write_atomically(&path, |f| f.write_all(&bytes).map_err(io_err(&path)))
+    write_bytes_atomically(&path, &bytes)
 }
 
 /// Writes a checkpoint beside its final name, not yet in force: the round makes it

@@ -143,6 +143,11 @@ pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<
     Ok(out)
 }
 
+/// Writes `bytes` to `path` atomically and durably (see [`write_atomically`]).
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |f| f.write_all(bytes).map_err(io_err(path)))
+}
+
 /// Where [`write_atomically`] writes `path` before renaming it: a hidden sibling that
 /// a process killed mid-write leaves behind (recovery removes it).
 pub fn temporary_sibling(path: &Path) -> PathBuf {

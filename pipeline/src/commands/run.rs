@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use cara_pipeline::archive::layout::{write_atomically, ArchiveLayout};
-use cara_pipeline::archive::ArchiveError;
+use cara_pipeline::archive::layout::{write_bytes_atomically, ArchiveLayout};
 use cara_pipeline::broker::{Advertised, EmbeddedBroker, TopicPlan};
 use cara_pipeline::config::Config;
 use cara_pipeline::dataflow::{Dataflow, Topics};
@@ -407,13 +406,7 @@ fn record_config(config: &Config) -> anyhow::Result<()> {
     let mut kept = config.clone();
     kept.http.token = String::new();
     let text = toml::to_string_pretty(&kept).context("writing the config as TOML")?;
-    write_atomically(&path, |file| {
-        file.write_all(text.as_bytes())
-            .map_err(|source| ArchiveError::Io {
-                path: path.clone(),
-                source,
-            })
-    })
-    .with_context(|| format!("recording the config in {}", path.display()))?;
+    write_bytes_atomically(&path, text.as_bytes())
+        .with_context(|| format!("recording the config in {}", path.display()))?;
     Ok(())
 }

@@ -25,7 +25,6 @@ pub(crate) mod roll;
 pub(crate) mod shard;
 pub(crate) mod watermarks;
 
-use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,9 +34,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use cara_operators::budget::StateBudget;
 
-use crate::archive::layout::{write_atomically, ArchiveLayout};
+use crate::archive::layout::{write_bytes_atomically, ArchiveLayout};
 use crate::archive::writer::ParquetWriter;
-use crate::archive::ArchiveError;
 use crate::config::Config;
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::{Dataflow, Stages, Wiring};
@@ -136,12 +134,7 @@ impl Runtime {
         let writer = ParquetWriter::new(settings.layout.clone(), settings.zstd_level)?;
         // What the second stages wait for, kept for a replay of this archive.
         let counted = serde_json::to_vec(&topic_partitions).unwrap_or_default();
-        write_atomically(&settings.layout.topic_partitions_file(), |file| {
-            file.write_all(&counted).map_err(|source| ArchiveError::Io {
-                path: settings.layout.topic_partitions_file(),
-                source,
-            })
-        })?;
+        write_bytes_atomically(&settings.layout.topic_partitions_file(), &counted)?;
         let in_flight = Arc::new(InFlight::default());
         let flusher =
             FlushWorker::start(writer.clone(), sinks, telemetry.clone(), in_flight.clone());
