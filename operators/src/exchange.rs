@@ -48,16 +48,6 @@ impl SourceMarks {
         }
         self.marks.values().min().copied()
     }
-
-    /// How many sources have reported.
-    pub fn len(&self) -> usize {
-        self.marks.len()
-    }
-
-    /// Whether no source has reported.
-    pub fn is_empty(&self) -> bool {
-        self.marks.is_empty()
-    }
 }
 
 #[cfg(test)]

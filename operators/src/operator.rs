@@ -223,11 +223,6 @@ impl Stacked {
         }
     }
 
-    /// The parts' names, in order.
-    pub fn part_names(&self) -> Vec<&'static str> {
-        self.parts.iter().map(|(name, _)| *name).collect()
-    }
-
     /// The parts' snapshots out of a [`Stacked`] snapshot, by name. A stack of an
     /// earlier cara (JSON whose parts are JSON strings) reads too.
     pub fn split_snapshot(snapshot: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {

@@ -18,10 +18,9 @@
 //! supported, so cara's topics are created here, up front, with enough partitions
 //! to hold a backlog of over a million small records.
 
+use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::mpsc;
-
-use std::ffi::CString;
 
 use rdkafka::bindings;
 use rdkafka::producer::{BaseProducer, Producer};

@@ -170,22 +170,6 @@ impl Topics {
         &self.declared
     }
 
-    /// The topic of an input or exchange `signal`.
-    pub fn of(&self, signal: Signal) -> &str {
-        self.declared
-            .iter()
-            .find(|t| matches!(t.role, TopicRole::Input(s) | TopicRole::Exchange(s) if s == signal))
-            .map_or("", |t| t.name.as_str())
-    }
-
-    /// The topic a config key names (`kafka.dlq_topic`).
-    pub fn named(&self, key: &str) -> &str {
-        self.declared
-            .iter()
-            .find(|t| t.key == Some(key))
-            .map_or("", |t| t.name.as_str())
-    }
-
     /// The topics the embedded broker creates, with their partitions.
     pub fn embedded_plan(&self) -> Vec<(String, i32)> {
         self.declared
@@ -303,7 +287,5 @@ mod tests {
         .map(|(t, p)| (t.to_owned(), p))
         .into();
         assert_eq!(topics.to_create(), expect_cluster);
-        assert_eq!(topics.of(Signal::TracePartials), "cara.internal.traces");
-        assert_eq!(topics.named("kafka.dlq_topic"), "cara.dlq");
     }
 }

@@ -1,11 +1,11 @@
 //! Shards: the threads that own source partitions and do the per-record work.
 //!
 //! Owns: for each partition of its share, the rows decoded since the last flush (or
-//! the dead letters), the next offset it expects (to skip what the archive already
-//! holds and to notice offsets lost to retention), and when to flush (by size, by
-//! age as [`crate::runtime::roll`] says, or to stay within its memory budget). A shard reads
-//! only its own input channel and its own partitions, so the hot path takes no
-//! locks; every core decodes at once while the poll thread only polls.
+//! the dead letters), the next offset it expects (to notice offsets lost to
+//! retention, and a log that went back: a new epoch), and when to flush (by size, by
+//! age as [`crate::runtime::roll`] says, or to stay within its memory budget). A
+//! shard reads only its own input channel and its own partitions, so the hot path
+//! takes no locks; every core decodes at once while the poll thread only polls.
 //!
 //! Does not own: polling Kafka or committing offsets (see [`crate::source`]), or
 //! making files durable (see [`crate::runtime::flush`]).
