@@ -94,7 +94,10 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         "4",
         "--start",
         "2026-01-01T00:00:00Z",
+        "--labels",
     ]);
+    let labels = dir.path().join("labels.jsonl");
+    gen.arg(&labels);
     let mut producer = Process::spawn("cara-gen", gen);
     assert!(producer.child.wait().unwrap().success());
     wait_until(Duration::from_secs(10), "the generator's summary", || {
@@ -183,12 +186,19 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     let stdout = replay(
         &archive,
         &lowered,
-        &["--compare".as_ref(), "--config".as_ref(), lower.as_os_str()],
+        &[
+            "--compare".as_ref(),
+            "--config".as_ref(),
+            lower.as_os_str(),
+            "--labels".as_ref(),
+            labels.as_os_str(),
+        ],
     );
-    // The diff, per rule and service: the anomaly rule gained transitions.
+    // The diff, per rule and service (six columns): the anomaly rule gained
+    // transitions.
     let added: u64 = stdout
         .lines()
-        .filter(|l| l.starts_with("| metric_anomaly |"))
+        .filter(|l| l.starts_with("| metric_anomaly |") && l.split('|').count() == 8)
         .map(|l| l.split('|').nth(3).unwrap().trim().parse::<u64>().unwrap())
         .sum();
     assert!(added > 0, "{stdout}");
@@ -224,4 +234,74 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
             assert_eq!(live, replayed, "{table}: {compared:?}");
         }
     }
+
+    // Scored against the generator's labels: cara's counts are DuckDB's, reading the
+    // same alerts and labels by the documented rule.
+    let all_row: Vec<String> = stdout
+        .lines()
+        .find(|l| l.starts_with("| all |"))
+        .unwrap_or_else(|| panic!("no score against the labels: {stdout}"))
+        .split('|')
+        .map(|f| f.trim().to_owned())
+        .collect();
+    let expected = python(
+        "score_labels_duckdb.py",
+        &[
+            labels.to_str().unwrap(),
+            lowered.to_str().unwrap(),
+            "120000",
+        ],
+    );
+    let expected: Vec<String> = String::from_utf8(expected.stdout)
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let labelled = std::fs::read_to_string(&labels).unwrap().lines().count();
+    assert!(labelled >= 1, "the generator labels its incidents");
+    assert_eq!(expected[0], labelled.to_string());
+    // | all | incidents | detected | alerts | ...
+    assert_eq!(
+        &all_row[2..5],
+        &expected[0..3],
+        "cara: {all_row:?}, DuckDB: {expected:?}"
+    );
+    let false_alarms = format!("false alarms (matching no incident): {}", expected[3]);
+    assert!(stdout.contains(&false_alarms), "{stdout}");
+    assert!(lowered.join("_cara").join("labels.md").is_file());
+
+    // The report, opened in chromium: no errors, the timeline and a plot per alerting
+    // series (the lower threshold's anomaly alerts) drawn with their lines.
+    let report = lowered.join("report.html");
+    assert!(stdout.contains("report: "), "{stdout}");
+    // Kept beside the screenshot for a person to look at.
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(&report, kept.join("replay-report.html")).unwrap();
+    let screenshot = kept.join("replay-report.png");
+    let seen = browser_screenshot(&report, &screenshot);
+    eprintln!("report in chromium: {seen}");
+    assert_eq!(seen["title"], "cara backtest replay");
+    let tables: Vec<&str> = seen["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(tables, ["summary", "rules", "labels", "rule-precision"]);
+    let plots = seen["plots"].as_array().unwrap();
+    let timeline = plots.iter().find(|p| p["id"] == "timeline").unwrap();
+    assert!(timeline["width"].as_i64() >= Some(900) && timeline["height"].as_i64() >= Some(100));
+    let series: Vec<_> = plots.iter().filter(|p| p["id"] != "timeline").collect();
+    let alerting_series = sql_count(
+        &lowered,
+        "SELECT count(DISTINCT summary) FROM alerts WHERE kind = 'anomaly' AND status = 'firing'",
+    );
+    assert_eq!(series.len() as i64, alerting_series.min(12), "{seen}");
+    for plot in series {
+        // The value and the score lines, each through every point plotted.
+        assert!(plot["lines"].as_i64() >= Some(2), "{plot}");
+        assert!(plot["height"].as_i64() >= Some(300), "{plot}");
+    }
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }

@@ -81,6 +81,14 @@ struct ReplayArgs {
     /// [default when given without a value: ARCHIVE].
     #[arg(long, num_args = 0..=1, value_name = "DIR")]
     compare: Option<Option<PathBuf>>,
+    /// Score the replay's alerts against these labelled incidents (JSON lines, as
+    /// `cara gen --labels` writes): precision, recall, F1 and time to detect per kind,
+    /// printed, written to OUT/_cara/labels.md and shown in the report.
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+    /// Seconds after an incident's end during which an alert still detects it.
+    #[arg(long, default_value_t = 120)]
+    grace: u64,
 }
 
 #[derive(clap::Args, Debug)]

@@ -278,6 +278,29 @@ pub fn python(script: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Opens `page` in headless chromium (tests/browser/screenshot.mjs, playwright-core),
+/// saves a full-page screenshot to `screenshot` and returns what the page showed
+/// (title, table ids, per SVG plot its size and shapes). Fails on any console error,
+/// page error or failed request.
+pub fn browser_screenshot(page: &Path, screenshot: &Path) -> serde_json::Value {
+    let browser = tests_dir().join("browser");
+    let out = Command::new("node")
+        .arg(browser.join("screenshot.mjs"))
+        .arg(page)
+        .arg(screenshot)
+        .output()
+        .expect("node is required for the browser tests (.ci/run installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chromium found errors on {} (or could not start: install chromium and run `npm ci --prefix {}`, as .ci/run does):\n{stdout}\n{}",
+        page.display(),
+        browser.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// Produces each line of `lines` as one message with kcat.
 pub fn kcat_produce(brokers: &str, topic: &str, lines: &[String]) {
     kcat_produce_with(brokers, topic, &[], lines.iter().cloned());

@@ -4,11 +4,8 @@
 //! messages go, per service (as they would per Kafka partition, being keyed by service),
 //! through the live [`Decoder`] and the dataflow's metrics stack (built by
 //! [`Stages::operator`], as the shards build it) in batches of `batch_seconds`, as the
-//! shards do at each flush. A firing alert matches an incident when it names
-//! the incident's service and starts between the incident's start and `grace_ms` after
-//! its end. Reported: precision (matching alerts / all alerts), recall (incidents with
-//! a matching alert / incidents) and mean time to detect (first matching alert start −
-//! incident start).
+//! shards do at each flush. The firing alerts are scored against the injected
+//! incidents by [`super::labels`], as `cara backtest replay --labels` scores a replay.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +13,11 @@ use cara_operators::alert::{AlertRecord, AlertStatus};
 use cara_operators::budget::StateBudget;
 use cara_operators::operator::{Emitted, Operator, PartitionContext};
 
+use super::labels::{score_alerts, FiredAlert, LabelScore};
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::{Stages, Wiring};
 use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
-use crate::gen::incidents::{Incident, IncidentKind};
+use crate::gen::incidents::Incident;
 use crate::gen::model::World;
 use crate::gen::plan_incidents;
 
@@ -54,15 +52,6 @@ impl Default for GeneratedRun {
     }
 }
 
-/// How one incident was detected.
-#[derive(Debug, Clone)]
-pub struct Detection {
-    /// The incident.
-    pub incident: Incident,
-    /// Delay from its start to the first matching alert, if any.
-    pub detected_after_ms: Option<i64>,
-}
-
 /// The outcome of a run.
 #[derive(Debug, Clone)]
 pub struct GeneratedReport {
@@ -70,52 +59,8 @@ pub struct GeneratedReport {
     pub points: u64,
     /// Firing alerts.
     pub alerts: Vec<AlertRecord>,
-    /// Per incident.
-    pub detections: Vec<Detection>,
-    /// Firing alerts that match some incident.
-    pub true_alerts: usize,
-}
-
-impl GeneratedReport {
-    /// Matching alerts / all alerts (1 when there are none).
-    pub fn precision(&self) -> f64 {
-        if self.alerts.is_empty() {
-            1.0
-        } else {
-            self.true_alerts as f64 / self.alerts.len() as f64
-        }
-    }
-
-    /// Detected incidents / incidents, overall or of one kind.
-    pub fn recall(&self, kind: Option<IncidentKind>) -> f64 {
-        let of_kind: Vec<_> = self
-            .detections
-            .iter()
-            .filter(|d| kind.is_none_or(|k| d.incident.kind == k))
-            .collect();
-        if of_kind.is_empty() {
-            return f64::NAN;
-        }
-        of_kind
-            .iter()
-            .filter(|d| d.detected_after_ms.is_some())
-            .count() as f64
-            / of_kind.len() as f64
-    }
-
-    /// Mean time to detect over detected incidents, in ms.
-    pub fn mean_time_to_detect_ms(&self) -> f64 {
-        let delays: Vec<i64> = self
-            .detections
-            .iter()
-            .filter_map(|d| d.detected_after_ms)
-            .collect();
-        if delays.is_empty() {
-            f64::NAN
-        } else {
-            delays.iter().sum::<i64>() as f64 / delays.len() as f64
-        }
-    }
+    /// The alerts scored against the injected incidents.
+    pub score: LabelScore,
 }
 
 /// One simulated metrics partition: its decoder and its operator stack.
@@ -182,37 +127,26 @@ pub fn evaluate(run: &GeneratedRun, stages: &Stages) -> GeneratedReport {
         .into_iter()
         .filter(|a| a.status == AlertStatus::Firing)
         .collect();
-    let matches = |a: &AlertRecord, i: &Incident| {
-        a.labels
-            .iter()
-            .any(|(k, v)| k == "service" && *v == i.service)
-            && a.starts_at >= i.start_ms
-            && a.starts_at < i.end_ms + run.grace_ms
-    };
+    let fired: Vec<FiredAlert> = firing
+        .iter()
+        .map(|a| FiredAlert {
+            rule: a.rule.clone(),
+            service: a
+                .labels
+                .iter()
+                .find(|(k, _)| k == "service")
+                .map(|(_, v)| v.clone()),
+            starts_at_ms: a.starts_at,
+        })
+        .collect();
     let incidents: Vec<Incident> = plan
         .into_iter()
         .filter(|i| i.start_ms < start_ms + run.span_ms)
         .collect();
-    let detections = incidents
-        .iter()
-        .map(|i| Detection {
-            incident: i.clone(),
-            detected_after_ms: firing
-                .iter()
-                .filter(|a| matches(a, i))
-                .map(|a| a.starts_at - i.start_ms)
-                .min(),
-        })
-        .collect();
-    let true_alerts = firing
-        .iter()
-        .filter(|a| incidents.iter().any(|i| matches(a, i)))
-        .count();
     GeneratedReport {
         points,
         alerts: firing,
-        detections,
-        true_alerts,
+        score: score_alerts(&fired, &incidents, run.grace_ms),
     }
 }
 
@@ -236,6 +170,7 @@ fn flush(partitions: &mut BTreeMap<String, SimulatedPartition>, alerts: &mut Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gen::incidents::IncidentKind;
 
     #[test]
     fn injected_incidents_are_found_on_a_short_run() {
@@ -252,16 +187,21 @@ mod tests {
             "{} points",
             report.points
         );
-        assert_eq!(report.detections.len(), 12);
+        let all = &report.score.overall;
+        assert_eq!(report.score.detections.len(), 12);
         // Measured on this seed: recall 0.58 (7 of 12), precision 0.45 (9 of 20 alerts),
         // see BENCHMARKS.md; a regression moves these.
-        assert!(report.recall(None) >= 0.5, "recall {}", report.recall(None));
+        assert!(all.recall() >= Some(0.5), "recall {:?}", all.recall());
         assert!(
-            report.precision() >= 0.35,
-            "precision {}",
-            report.precision()
+            all.precision() >= Some(0.35),
+            "precision {:?}",
+            all.precision()
         );
-        let level_shifts = report.recall(Some(IncidentKind::LevelShift));
-        assert_eq!(level_shifts, 1.0, "level shifts are the easiest to see");
+        let level_shifts = report.score.by_kind[&IncidentKind::LevelShift].recall();
+        assert_eq!(
+            level_shifts,
+            Some(1.0),
+            "level shifts are the easiest to see"
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! live path, and scoring the outcome against labels.
 
 pub mod compare;
+pub mod episodes;
 pub mod generated;
+pub mod labels;
 pub mod loghub;
 pub mod nab;
 pub mod replay;
+pub mod report;

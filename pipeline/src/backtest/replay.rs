@@ -60,7 +60,7 @@ pub enum ReplayError {
 
 /// One flush of one partition as the archive holds it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct FlushKey {
+pub(crate) struct FlushKey {
     partition: i32,
     epoch: u32,
     first: i64,
@@ -106,12 +106,12 @@ pub struct EventRange {
 
 impl EventRange {
     /// Whether either end is set.
-    fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.from_ms.is_some() || self.to_ms.is_some()
     }
 
     /// The rows of `rows` whose event time (the table's time column) is in range.
-    fn keep(&self, rows: RecordBatch, table: Table) -> Result<RecordBatch, String> {
+    pub(crate) fn keep(&self, rows: RecordBatch, table: Table) -> Result<RecordBatch, String> {
         if !self.is_set() {
             return Ok(rows);
         }
@@ -333,7 +333,7 @@ fn replay_partition(
 /// The flushes of `topic` among the files under `table_dir` (`date=…/hour=…/<stem>.parquet`),
 /// each with its files (one per hour it covered). Files of watermark raises and of
 /// other topics are left out.
-fn list_flushes(table_dir: &Path, topic: &str) -> BTreeMap<FlushKey, Vec<PathBuf>> {
+pub(crate) fn list_flushes(table_dir: &Path, topic: &str) -> BTreeMap<FlushKey, Vec<PathBuf>> {
     let mut flushes: BTreeMap<FlushKey, Vec<PathBuf>> = BTreeMap::new();
     // In path order, so each flush's files are in hour order.
     for path in parquet_files(table_dir) {
@@ -376,7 +376,7 @@ fn parse_stem(stem: &str, topic: &str) -> Option<FlushKey> {
 }
 
 /// The keys of one partition's flushes.
-fn partition_range(partition: i32) -> std::ops::RangeInclusive<FlushKey> {
+pub(crate) fn partition_range(partition: i32) -> std::ops::RangeInclusive<FlushKey> {
     FlushKey {
         partition,
         epoch: 0,
@@ -391,7 +391,7 @@ fn partition_range(partition: i32) -> std::ops::RangeInclusive<FlushKey> {
 }
 
 /// A flush's rows: its files' rows in offset order, with the table's columns.
-fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayError> {
+pub(crate) fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayError> {
     let schema = table.schema();
     let mut batches = Vec::new();
     for path in files {

@@ -8,10 +8,10 @@ use cara_pipeline::dataflow::Dataflow;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
-use cara_pipeline::gen::incidents::IncidentKind;
 
 use cara_pipeline::archive::layout::ArchiveLayout;
-use cara_pipeline::backtest::{compare, replay};
+use cara_pipeline::backtest::{compare, episodes, labels, replay, report};
+use cara_pipeline::gen::incidents::Incident;
 
 use super::{GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs};
 
@@ -126,42 +126,7 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
         report.points,
         started.elapsed()
     );
-    println!(
-        "alerts fired {}, matching an incident {}: precision {:.2}",
-        report.alerts.len(),
-        report.true_alerts,
-        report.precision()
-    );
-    println!("| incidents | count | recall | mean time to detect |");
-    println!("| --- | ---: | ---: | ---: |");
-    let kinds = [
-        ("all", None),
-        ("latency_spike", Some(IncidentKind::LatencySpike)),
-        ("error_burst", Some(IncidentKind::ErrorBurst)),
-        ("level_shift", Some(IncidentKind::LevelShift)),
-        ("saturation", Some(IncidentKind::Saturation)),
-    ];
-    for (name, kind) in kinds {
-        let of_kind: Vec<_> = report
-            .detections
-            .iter()
-            .filter(|d| kind.is_none_or(|k| d.incident.kind == k))
-            .collect();
-        let delays: Vec<i64> = of_kind.iter().filter_map(|d| d.detected_after_ms).collect();
-        let mttd = if delays.is_empty() {
-            "—".to_owned()
-        } else {
-            format!(
-                "{:.1} s",
-                delays.iter().sum::<i64>() as f64 / delays.len() as f64 / 1000.0
-            )
-        };
-        println!(
-            "| {name} | {} | {:.2} | {mttd} |",
-            of_kind.len(),
-            report.recall(kind)
-        );
-    }
+    print!("{}", report.score.to_markdown());
     Ok(())
 }
 
@@ -291,27 +256,90 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         summary.files,
         args.out.display()
     );
-    let Some(against) = args.compare else {
+    let episodes = episodes::read_episodes(&args.out)
+        .with_context(|| format!("reading the replay's alerts in {}", args.out.display()))?;
+    let compared_with = args
+        .compare
+        .clone()
+        .flatten()
+        .unwrap_or_else(|| args.archive.clone());
+    let diff = compare::compare_alerts(&compared_with, &args.out)
+        .with_context(|| format!("comparing the alerts with {}", compared_with.display()))?;
+    if args.compare.is_some() {
+        print_diff(&args.out, &compared_with, &diff)?;
+    } else {
         println!(
             "compare with the live run: add --compare, or query both with cara sql --archive {} (and --archive {})",
             args.out.display(),
             args.archive.display()
         );
-        return Ok(());
+    }
+    let labelled = match &args.labels {
+        Some(file) => {
+            let incidents: Vec<Incident> = labels::read_labels(file)?
+                .into_iter()
+                .filter(|i| {
+                    range.from_ms.is_none_or(|from| i.end_ms > from)
+                        && range.to_ms.is_none_or(|to| i.start_ms < to)
+                })
+                .collect();
+            let score = labels::score_alerts(
+                &labels::fired(&episodes),
+                &incidents,
+                args.grace as i64 * 1000,
+            );
+            let table = score.to_markdown();
+            let written = args.out.join("_cara").join("labels.md");
+            write_note(&written, &table)?;
+            println!(
+                "against {} ({} incidents):",
+                file.display(),
+                incidents.len()
+            );
+            print!("{table}");
+            Some((incidents, score))
+        }
+        None => None,
     };
-    let against = against.unwrap_or(args.archive);
-    let diff = compare::compare_alerts(&against, &args.out)
-        .with_context(|| format!("comparing the alerts with {}", against.display()))?;
-    let written = ArchiveLayout::new(&args.out)
-        .root()
-        .join("_cara")
-        .join("compare")
-        .join("alerts.csv");
-    if let Some(dir) = written.parent() {
+    let report_started = std::time::Instant::now();
+    let page = report::write_report(&report::ReportInputs {
+        archive: &args.archive,
+        out: &args.out,
+        config_file: config_file.as_deref(),
+        dataflow: &dataflow,
+        range,
+        summary: &summary,
+        episodes: &episodes,
+        diff: &diff,
+        compared_with: &compared_with,
+        labels: labelled.as_ref().map(|(i, s)| (i.as_slice(), s)),
+    })
+    .context("writing the report")?;
+    println!(
+        "report: {} (written in {:.1?})",
+        page.display(),
+        report_started.elapsed()
+    );
+    Ok(())
+}
+
+/// Writes a small text file under the replay's archive, its directory first.
+fn write_note(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&written, diff.to_csv())
-        .with_context(|| format!("writing {}", written.display()))?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Prints the alerts added, removed and changed per rule and service, and writes each
+/// transition to OUT/_cara/compare/alerts.csv.
+fn print_diff(
+    out: &std::path::Path,
+    against: &std::path::Path,
+    diff: &compare::AlertDiff,
+) -> anyhow::Result<()> {
+    let written = out.join("_cara").join("compare").join("alerts.csv");
+    write_note(&written, &diff.to_csv())?;
     println!(
         "alerts against {}: {}",
         against.display(),

@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// What kind of trouble an incident is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentKind {
     /// Latency of the service multiplies.
@@ -18,12 +18,23 @@ pub enum IncidentKind {
 }
 
 impl IncidentKind {
-    const ALL: [IncidentKind; 4] = [
+    /// Every kind.
+    pub const ALL: [IncidentKind; 4] = [
         IncidentKind::LatencySpike,
         IncidentKind::ErrorBurst,
         IncidentKind::LevelShift,
         IncidentKind::Saturation,
     ];
+
+    /// Its name in a labels file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::LatencySpike => "latency_spike",
+            IncidentKind::ErrorBurst => "error_burst",
+            IncidentKind::LevelShift => "level_shift",
+            IncidentKind::Saturation => "saturation",
+        }
+    }
 
     /// The metric (or signal) where the incident shows first.
     pub fn primary_signal(self) -> &'static str {
@@ -120,5 +131,9 @@ mod tests {
             text,
             r#"{"id":"inc-1","kind":"error_burst","service":"a","start":1,"end":2}"#
         );
+        for kind in IncidentKind::ALL {
+            let name = serde_json::to_string(&kind).unwrap();
+            assert_eq!(name, format!("\"{}\"", kind.as_str()));
+        }
     }
 }
