@@ -23,6 +23,7 @@ pub mod eval;
 pub mod exchange;
 pub mod logs;
 pub(crate) mod map_as_list;
+pub mod minutes;
 pub mod operator;
 pub mod schema;
 pub mod series;

@@ -46,8 +46,8 @@ impl EventTimeBounds {
     /// minute just after the newest: a "through" mark says every minute before it is
     /// final, so it may stand one past the last minute with events.
     pub fn contains_minute(&self, minute: i64) -> bool {
-        let oldest = self.oldest_ms.div_euclid(MINUTE_MS);
-        let newest = self.newest_ms.div_euclid(MINUTE_MS).saturating_add(1);
+        let oldest = crate::minutes::minute_of(self.oldest_ms);
+        let newest = crate::minutes::minute_of(self.newest_ms).saturating_add(1);
         (oldest..=newest).contains(&minute)
     }
 }

@@ -166,7 +166,7 @@ impl Operator for SloCombiner {
                         source_topic.value(row).to_owned(),
                         source_partition.value(row),
                     ),
-                    through: through.value(row).div_euclid(MINUTE_MS),
+                    through: crate::minutes::minute_of(through.value(row)),
                 });
             }
             if minute.is_valid(row) {
@@ -174,7 +174,7 @@ impl Operator for SloCombiner {
                     good: u64::try_from(good.value(row)).unwrap_or(0),
                     total: u64::try_from(total.value(row)).unwrap_or(0),
                 };
-                minutes.push((minute.value(row).div_euclid(MINUTE_MS), counts));
+                minutes.push((crate::minutes::minute_of(minute.value(row)), counts));
             }
         }
         if let Some(record) = pending.take() {
@@ -359,7 +359,7 @@ mod tests {
         }
         let mut expected = Vec::new();
         let mut expected_alerts = Vec::new();
-        let last_minute = all.last().unwrap().0.div_euclid(MINUTE_MS);
+        let last_minute = crate::minutes::minute_of(all.last().unwrap().0);
         reference.advance_to(last_minute * MINUTE_MS, &mut expected, &mut expected_alerts);
         // The combined stage reports up to the slowest source's final minute.
         assert!(got.len() >= 100, "{}", got.len());

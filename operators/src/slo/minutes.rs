@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::partial::{MinuteCounts, SloPartial};
-use super::{Counts, MINUTE_MS};
+use super::Counts;
+use crate::minutes;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
@@ -171,24 +172,20 @@ impl MinuteCounter {
 
     /// Minutes before this index are final.
     pub fn final_through(&self, out_of_orderness_ms: i64) -> Option<i64> {
-        self.clock
-            .watermark(out_of_orderness_ms)
-            .map(|w| w.div_euclid(MINUTE_MS))
+        minutes::final_through(self.clock.watermark(out_of_orderness_ms))
     }
 
     /// Adds `counts` to `slo`'s minute of `ts_ms`, unless that minute is final as of
     /// `through` (then it is late: counted, not added).
     pub fn add(&mut self, slo: &str, ts_ms: i64, counts: Counts, through: Option<i64>) {
-        let minute = ts_ms.div_euclid(MINUTE_MS);
-        if through.is_some_and(|f| minute < f) {
-            self.late += 1;
-            return;
-        }
         let entry = match self.slos.get_mut(slo) {
             Some(e) => e,
             None => self.slos.entry(slo.to_owned()).or_default(),
         };
-        entry.open.entry(minute).or_default().add(counts);
+        match minutes::open_minute(&mut entry.open, ts_ms, through) {
+            Some(minute) => minute.add(counts),
+            None => self.late += 1,
+        }
     }
 
     /// Moves the watermark with an event at `ts_ms` (after its row was counted).
@@ -211,11 +208,12 @@ impl MinuteCounter {
         };
         for name in names {
             let counts = self.slos.entry(name.to_owned()).or_default();
-            if counts.sent_through.is_some_and(|sent| sent >= through) {
+            let Some(closed) =
+                minutes::take_final(&mut counts.open, &mut counts.sent_through, through)
+            else {
                 continue;
-            }
-            let still_open = counts.open.split_off(&through);
-            let minutes = std::mem::replace(&mut counts.open, still_open)
+            };
+            let minutes = closed
                 .into_iter()
                 .map(|(minute, c)| MinuteCounts {
                     minute,
@@ -223,7 +221,6 @@ impl MinuteCounter {
                     total: c.total,
                 })
                 .collect();
-            counts.sent_through = Some(through);
             let record = SloPartial {
                 slo: name.to_owned(),
                 source_topic: context.topic.to_string(),

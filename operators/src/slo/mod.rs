@@ -29,4 +29,4 @@ pub use tracker::{
 };
 
 /// Milliseconds in a minute, the SLO bucket.
-pub(crate) const MINUTE_MS: i64 = 60_000;
+pub(crate) use crate::minutes::MINUTE_MS;

@@ -269,7 +269,7 @@ impl SloTracker {
             good: u64::from(good),
             total: 1,
         };
-        if !self.add_minute(ts_ms.div_euclid(MINUTE_MS), counts) {
+        if !self.add_minute(crate::minutes::minute_of(ts_ms), counts) {
             return false;
         }
         self.max_event_ms = Some(self.max_event_ms.map_or(ts_ms, |m| m.max(ts_ms)));

@@ -31,7 +31,7 @@ use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
 use crate::snapshot::{self, SnapshotError};
 
-const MINUTE_MS: i64 = 60_000;
+use crate::minutes::MINUTE_MS;
 
 /// The merged cells of one minute.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

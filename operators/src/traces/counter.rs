@@ -23,13 +23,12 @@ use super::cell::Cell;
 use super::partial::{EdgeCell, RedCell, TracePartial};
 use crate::columns;
 use crate::map_as_list::hashed::FastMap;
+use crate::minutes;
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
 use crate::snapshot::{self, SnapshotError};
 use crate::watermark::EventClock;
-
-const MINUTE_MS: i64 = 60_000;
 
 /// Operation name that stands for every operation of a service beyond the limit.
 pub const OTHER_OPERATIONS: &str = "<other>";
@@ -153,7 +152,7 @@ impl TraceCounter {
     }
 
     fn final_through(&self) -> Option<i64> {
-        Operator::watermark(self).map(|w| w.div_euclid(MINUTE_MS))
+        minutes::final_through(Operator::watermark(self))
     }
 
     /// Counts a call from `caller` to the child's service, by the child's start.
@@ -161,15 +160,12 @@ impl TraceCounter {
         if **caller == *child.service {
             return;
         }
-        let minute = child.start_ms.div_euclid(MINUTE_MS);
-        if through.is_some_and(|f| minute < f) {
+        let Some(cells) = minutes::open_minute(&mut self.state.open, child.start_ms, through)
+        else {
             self.state.late_calls += 1;
             return;
-        }
-        self.state
-            .open
-            .entry(minute)
-            .or_default()
+        };
+        cells
             .edges
             .entry((caller.clone(), child.service.clone()))
             .or_default()
@@ -211,11 +207,11 @@ impl TraceCounter {
         let Some(through) = self.final_through() else {
             return;
         };
-        if self.state.sent_through.is_some_and(|sent| sent >= through) {
+        let Some(closed) =
+            minutes::take_final(&mut self.state.open, &mut self.state.sent_through, through)
+        else {
             return;
-        }
-        let still_open = self.state.open.split_off(&through);
-        let closed = std::mem::replace(&mut self.state.open, still_open);
+        };
         let count = closed.len();
         let record = |minute: Option<i64>, through_minute: i64, cells: MinuteCells| TracePartial {
             source_topic: context.topic.to_string(),
@@ -246,7 +242,6 @@ impl TraceCounter {
         if count == 0 {
             push(out, record(None, through, MinuteCells::default()));
         }
-        self.state.sent_through = Some(through);
     }
 }
 
@@ -302,7 +297,6 @@ impl Operator for TraceCounter {
         let max_operations = self.settings.max_operations;
         for row in 0..rows.num_rows() {
             let t = start.value(row);
-            let minute = t.div_euclid(MINUTE_MS);
             let through = self.final_through();
             let error = status.value(row) == "error";
             let duration_ms = duration.value(row);
@@ -310,10 +304,7 @@ impl Operator for TraceCounter {
                 .entry(service.value(row))
                 .or_insert_with_key(|s| Arc::from(*s))
                 .clone();
-            if through.is_some_and(|f| minute < f) {
-                self.state.late_spans += 1;
-            } else {
-                let cells = self.state.open.entry(minute).or_default();
+            if let Some(cells) = minutes::open_minute(&mut self.state.open, t, through) {
                 let op_name = operation.value(row);
                 let op = names
                     .entry(op_name)
@@ -336,6 +327,8 @@ impl Operator for TraceCounter {
                     .entry(key)
                     .or_default()
                     .observe(duration_ms, error);
+            } else {
+                self.state.late_spans += 1;
             }
 
             // The service graph: join with the parent, either way round.
