@@ -75,7 +75,7 @@ fn main() {
         };
         events += 1;
         watermarks.observe(0u8, ts, 0);
-        if !aggregate.add(&id, ts, value, watermark) {
+        if !aggregate.add(&id, ts, value, watermark).accepted() {
             late += 1;
         }
         // Advance the watermark and fire every 1,000 events (Flink emits watermarks

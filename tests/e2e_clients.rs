@@ -585,7 +585,10 @@ fn a_reset_broker_starts_a_new_archive_epoch_and_loses_nothing() {
     assert_eq!(metric_sum(http, "cara_partition_log_resets_total", ""), 0.0);
     assert!(run.terminate(Duration::from_secs(30)).success());
     assert_eq!(sql_count(archive, "SELECT count(*) FROM logs"), 150);
-    let names: Vec<String> = walk_parquet(&archive.join("logs"));
+    let names: Vec<String> = files_under(&archive.join("logs"))
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
     assert!(
         names
             .iter()
@@ -632,20 +635,6 @@ fn a_running_pipeline_follows_a_replaced_broker_into_a_new_epoch() {
         ),
         40
     );
-}
-
-/// File names of every Parquet file under `dir`.
-fn walk_parquet(dir: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            names.extend(walk_parquet(&path));
-        } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-            names.push(name.to_owned());
-        }
-    }
-    names
 }
 
 /// A backlog (records older than the roll interval when read, as after an outage) is

@@ -92,8 +92,9 @@ fn kill9_loop_loses_and_duplicates_nothing() {
     assert_eq!(sql_count(&archive, "SELECT count(*) FROM dlq"), 0);
     // No temporary or orphaned files are left: nothing half-written, and nothing
     // still staged once the last run has stopped cleanly.
-    let stray: Vec<String> = walk(&archive)
-        .into_iter()
+    let stray: Vec<String> = files_under(&archive)
+        .iter()
+        .map(|p| p.display().to_string())
         .filter(|p| p.ends_with(".tmp") || p.contains(".intent") || p.contains("/_cara/staging/"))
         .collect();
     assert!(stray.is_empty(), "left behind: {stray:?}");
@@ -131,17 +132,4 @@ fn kill9_loop_loses_and_duplicates_nothing() {
         killed_states, clean_states,
         "operator state after kill -9s differs"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }

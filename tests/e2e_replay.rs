@@ -71,7 +71,7 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     let (_broker, bootstrap) = start_cara_broker_with(Some(&broker_config));
     let config = write_config(
         dir.path(),
-        "[archive]\nroll_interval = \"1s\"\n\
+        "[archive]\nroll_interval = \"1s\"\n[runtime]\nidle_partition_timeout = \"2s\"\n\
          [[slo]]\nname = \"checkout-availability\"\nservice = \"checkout\"\nsli = \"availability\"\nobjective = 0.97\n",
     );
     let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "replay");
@@ -121,6 +121,26 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
                 && metric_sum(http, "cara_archive_rows_total", "table=\"red\"") > 0.0
         },
     );
+    // One metric far ahead on partition 0: partition 1, idle, has its watermark
+    // raised to partition 0's, which fires its open windows under a raise's stem.
+    kcat_produce_to_partition(
+        &bootstrap,
+        "telemetry.metrics",
+        0,
+        &[r#"{"ts":"2026-01-01T00:30:00Z","name":"late_comer","value":1,"labels":{"service":"cart"}}"#.to_owned()],
+    );
+    let raised = |archive: &Path| -> Vec<String> {
+        let mut stems: Vec<String> = files_under(&archive.join("metric_windows"))
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .filter(|name| name.contains("-watermark-"))
+            .collect();
+        stems.sort();
+        stems
+    };
+    wait_until(Duration::from_secs(60), "an idle partition's raise", || {
+        !raised(&archive).is_empty()
+    });
     assert!(run.terminate(Duration::from_secs(30)).success());
 
     // What the second stages waited for, recorded for the replay to wait alike.
@@ -135,6 +155,8 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     let stdout = replay(&archive, &same, &["--compare".as_ref()]);
     assert!(stdout.contains("_cara/config.toml"), "{stdout}");
     assert!(stdout.contains("no difference"), "{stdout}");
+    // The raises the live run recorded are replayed where they happened.
+    assert_eq!(raised(&same), raised(&archive));
     let compared = compare(&archive, &same);
     eprintln!("live against replay: {compared:?}");
     assert_eq!(compared.len(), OUTPUTS.len(), "{compared:?}");

@@ -131,6 +131,25 @@ pub struct Fired<K> {
     pub aggregate: Aggregate,
 }
 
+/// What [`WindowedAggregate::add`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Every window it belongs to had closed: counted as late, not added.
+    Late,
+    /// Added; its key had open windows already.
+    ToOpenKey,
+    /// Added; its key had no open window before (its first, or its first since
+    /// its windows fired).
+    FirstOfKey,
+}
+
+impl Added {
+    /// Whether the record was added.
+    pub fn accepted(self) -> bool {
+        self != Added::Late
+    }
+}
+
 /// Keyed windowed aggregation with allowed lateness; snapshot it with serde.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowedAggregate<K: Ord> {
@@ -170,17 +189,24 @@ impl<K: Ord + Clone> WindowedAggregate<K> {
         self.open.values().map(Vec::len).sum()
     }
 
-    /// Adds a record; returns false (and counts it) when it is late, given `watermark`.
-    pub fn add(&mut self, key: &K, ts: i64, value: f64, watermark: i64) -> bool {
+    /// Adds a record; says whether it was late (then it is counted), given
+    /// `watermark`, and whether its key had no open window before.
+    pub fn add(&mut self, key: &K, ts: i64, value: f64, watermark: i64) -> Added {
         let mut windows = std::mem::take(&mut self.scratch);
         self.spec.assign(ts, &mut windows);
         let closed = |w: &Window| w.end.saturating_add(self.allowed_lateness_ms) <= watermark;
         windows.retain(|w| !closed(w));
-        let accepted = !windows.is_empty();
-        if accepted {
+        let mut added = Added::Late;
+        if !windows.is_empty() {
             let list = match self.open.get_mut(key) {
-                Some(list) => list,
-                None => self.open.entry(key.clone()).or_default(),
+                Some(list) => {
+                    added = Added::ToOpenKey;
+                    list
+                }
+                None => {
+                    added = Added::FirstOfKey;
+                    self.open.entry(key.clone()).or_default()
+                }
             };
             for w in &windows {
                 if let WindowSpec::Session { .. } = self.spec {
@@ -200,7 +226,7 @@ impl<K: Ord + Clone> WindowedAggregate<K> {
             self.late += 1;
         }
         self.scratch = windows;
-        accepted
+        added
     }
 
     /// Removes and returns every window with `end + allowed lateness <= watermark`,
@@ -287,13 +313,14 @@ mod tests {
     #[test]
     fn out_of_order_records_within_lateness_count_and_late_ones_do_not() {
         let mut agg = WindowedAggregate::new(WindowSpec::Tumbling { size_ms: 10 }, 5);
-        assert!(agg.add(&"a", 3, 1.0, i64::MIN));
-        assert!(agg.add(&"a", 12, 2.0, i64::MIN));
-        assert!(agg.add(&"b", 7, 4.0, i64::MIN));
+        assert_eq!(agg.add(&"a", 3, 1.0, i64::MIN), Added::FirstOfKey);
+        assert_eq!(agg.add(&"a", 12, 2.0, i64::MIN), Added::ToOpenKey);
+        assert_eq!(agg.add(&"b", 7, 4.0, i64::MIN), Added::FirstOfKey);
         // Watermark 14: window [0,10) is not due until 15.
         assert!(agg.fire(14).is_empty());
-        assert!(
+        assert_eq!(
             agg.add(&"a", 9, 3.0, 14),
+            Added::ToOpenKey,
             "out of order but within lateness"
         );
         let fired = agg.fire(15);
@@ -305,7 +332,11 @@ mod tests {
             vec![("a", 0, 2, 4.0), ("b", 0, 1, 4.0)]
         );
         assert_eq!(fired[0].aggregate.mean(), 2.0);
-        assert!(!agg.add(&"a", 8, 100.0, 15), "its window has fired: late");
+        assert_eq!(
+            agg.add(&"a", 8, 100.0, 15),
+            Added::Late,
+            "its window has fired"
+        );
         assert_eq!(agg.late(), 1);
         let rest = agg.fire(25);
         assert_eq!(rest.len(), 1);
@@ -317,11 +348,11 @@ mod tests {
     fn sessions_merge_across_gaps_shorter_than_the_gap() {
         let mut agg = WindowedAggregate::new(WindowSpec::Session { gap_ms: 10 }, 0);
         for (ts, v) in [(0, 1.0), (22, 5.0), (5, 2.0)] {
-            assert!(agg.add(&1u8, ts, v, i64::MIN));
+            assert!(agg.add(&1u8, ts, v, i64::MIN).accepted());
         }
         assert_eq!(agg.open_windows(), 2, "[0, 15) and [22, 32): 17 ms apart");
         for (ts, v) in [(14, 3.0), (60, 9.0), (80, 1.0)] {
-            assert!(agg.add(&1u8, ts, v, i64::MIN));
+            assert!(agg.add(&1u8, ts, v, i64::MIN).accepted());
         }
         // 14 bridges the first two into [0, 32); 60 and 80 are 20 ms apart: separate.
         let fired = agg.fire(100);

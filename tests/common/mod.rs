@@ -278,6 +278,20 @@ pub fn python(script: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Opens `page` in headless chromium (tests/browser/screenshot.mjs, playwright-core),
 /// saves a full-page screenshot to `screenshot` and returns what the page showed
 /// (title, table ids, per SVG plot its size and shapes). Fails on any console error,

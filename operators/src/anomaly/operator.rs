@@ -208,6 +208,7 @@ impl AnomalyOperator {
             .ok_or(SchemaMismatch("labels"))?;
         let offsets = labels.value_offsets();
         let mut key = String::new();
+        let mut sorted = Vec::new();
         for row in 0..batch.num_rows() {
             key.clear();
             key.push_str(name.value(row));
@@ -215,6 +216,7 @@ impl AnomalyOperator {
             series_key(
                 &mut key,
                 (start..end).map(|i| (keys.value(i), values.value(i))),
+                &mut sorted,
             );
             let t = ts.value(row);
             let is_counter = kind.is_valid(row) && kind.value(row) == "counter";
@@ -377,14 +379,20 @@ struct RowPoint {
 
 /// Appends `{k="v",...}` with labels sorted by key, so the same labels in any order
 /// name the same series.
-fn series_key<'a>(key: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)>) {
-    let mut sorted: Vec<(&str, &str)> = labels.collect();
+/// `sorted` is scratch space, reused from row to row.
+fn series_key<'a>(
+    key: &mut String,
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    sorted: &mut Vec<(&'a str, &'a str)>,
+) {
+    sorted.clear();
+    sorted.extend(labels);
     if sorted.is_empty() {
         return;
     }
     sorted.sort_unstable();
     key.push('{');
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
+    for (i, &(k, v)) in sorted.iter().enumerate() {
         if i > 0 {
             key.push(',');
         }
@@ -454,9 +462,17 @@ mod tests {
     #[test]
     fn series_keys_ignore_label_order() {
         let mut a = String::from("up");
-        series_key(&mut a, [("b", "2"), ("a", "1")].into_iter());
+        series_key(
+            &mut a,
+            [("b", "2"), ("a", "1")].into_iter(),
+            &mut Vec::new(),
+        );
         let mut b = String::from("up");
-        series_key(&mut b, [("a", "1"), ("b", "2")].into_iter());
+        series_key(
+            &mut b,
+            [("a", "1"), ("b", "2")].into_iter(),
+            &mut Vec::new(),
+        );
         assert_eq!(a, b);
         assert_eq!(a, r#"up{a="1",b="2"}"#);
     }

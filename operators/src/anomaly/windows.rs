@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::operator::{Labels, ScoredPoint};
 use crate::schema::Table;
-use crate::window::{Aggregate, Window, WindowSpec, WindowedAggregate};
+use crate::window::{Added, Aggregate, Window, WindowSpec, WindowedAggregate};
 
 /// How the scored values of every series are windowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,18 +80,21 @@ impl SeriesWindows {
     /// Adds a scored point; returns false (and counts it) when it is late.
     pub(crate) fn add(&mut self, point: &ScoredPoint, raised: i64) -> bool {
         let watermark = self.watermark(raised);
-        let accepted = self
+        let added = self
             .aggregate
             .add(&point.series, point.ts_ms, point.value, watermark);
-        if accepted {
-            self.series
-                .entry(point.series.clone())
-                .or_insert_with(|| (point.name.clone(), point.labels.clone()));
-        } else {
-            self.late += 1;
+        match added {
+            // Name and labels are kept while the series has open windows.
+            Added::FirstOfKey => {
+                self.series
+                    .entry(point.series.clone())
+                    .or_insert_with(|| (point.name.clone(), point.labels.clone()));
+            }
+            Added::ToOpenKey => {}
+            Added::Late => self.late += 1,
         }
         self.max_event_ms = self.max_event_ms.max(point.ts_ms);
-        accepted
+        added.accepted()
     }
 
     /// Appends the windows the watermark has passed, by end, then series.

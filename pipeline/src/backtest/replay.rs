@@ -14,9 +14,13 @@
 //! config the replay's `alerts`, `metric_windows`, `log_windows`, `log_templates`,
 //! `slo`, `red` and `service_graph` files equal the live ones, row for row.
 //!
-//! Not replayed (yet): the watermark raises the runtime gives idle partitions (they
-//! depend on processing time and are not recorded as records), and a changed config's
-//! new exchange records (the second stages read the archived ones).
+//! The watermark raises the runtime gave idle partitions (a decision of processing
+//! time) are replayed where the archive records them: a raise that emitted rows wrote
+//! them under a stem naming the partition's next offset and the watermark, and the
+//! replay raises the operator there, between the same two flushes. Not replayed (yet):
+//! raises that emitted nothing (they left no file, though a later record may have
+//! been late because of one), and a changed config's new exchange records (the
+//! second stages read the archived ones).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -27,11 +31,11 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use cara_operators::budget::StateBudget;
-use cara_operators::operator::{Emitted, PartitionContext};
+use cara_operators::operator::{Emitted, Operator, PartitionContext};
 use cara_operators::schema::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::archive::layout::{input_file_stem, ArchiveLayout};
+use crate::archive::layout::{idle_file_stem, input_file_stem, ArchiveLayout};
 use crate::archive::writer::ParquetWriter;
 use crate::archive::ArchiveError;
 use crate::dataflow::stages::TopicPartitions;
@@ -74,6 +78,8 @@ pub struct ReplaySummary {
     pub partitions: usize,
     /// Flushes replayed.
     pub flushes: usize,
+    /// Recorded watermark raises of idle partitions applied.
+    pub raises: usize,
     /// Records given to the operators.
     pub records: u64,
     /// Alert transitions raised.
@@ -105,6 +111,11 @@ pub struct EventRange {
 }
 
 impl EventRange {
+    /// Whether `ms` is in range.
+    fn keeps(&self, ms: i64) -> bool {
+        self.from_ms.is_none_or(|from| ms >= from) && self.to_ms.is_none_or(|to| ms < to)
+    }
+
     /// Whether either end is set.
     pub(crate) fn is_set(&self) -> bool {
         self.from_ms.is_some() || self.to_ms.is_some()
@@ -125,11 +136,7 @@ impl EventRange {
             .ok_or("the time column is not a timestamp")?;
         let mask: arrow::array::BooleanArray = times
             .iter()
-            .map(|t| {
-                Some(t.is_some_and(|t| {
-                    self.from_ms.is_none_or(|from| t >= from) && self.to_ms.is_none_or(|to| t < to)
-                }))
-            })
+            .map(|t| Some(t.is_some_and(|t| self.keeps(t))))
             .collect();
         arrow::compute::filter_record_batch(&rows, &mask).map_err(|e| e.to_string())
     }
@@ -151,10 +158,16 @@ pub fn replay(
     let input = ArchiveLayout::new(archive);
     let writer = ParquetWriter::new(ArchiveLayout::new(out), zstd_level)?;
     let consumed = dataflow.consumed();
+    let archived = parquet_files(archive);
     let mut plans = Vec::new();
     for (topic, signal) in &consumed {
         let flushes = list_flushes(&input.table_dir(signal.table()), topic);
-        plans.push((topic.clone(), *signal, flushes));
+        let raises: BTreeSet<RecordedRaise> = archived
+            .iter()
+            .filter_map(|path| parse_raise_stem(file_stem(path)?, topic))
+            .filter(|r| range.keeps(r.watermark_ms))
+            .collect();
+        plans.push((topic.clone(), *signal, flushes, raises));
     }
     // As many source partitions as the live run counted; for an archive of an older
     // cara, as many as sent exchange records.
@@ -169,11 +182,11 @@ pub fn replay(
         topic_partitions,
         state_budget: StateBudget::unlimited(),
     };
-    let total = plans.iter().map(|(_, _, f)| f.len()).sum();
+    let total = plans.iter().map(|(_, _, f, r)| f.len() + r.len()).sum();
     // Partitions are independent (each has its own operator and output stems): one
     // queue of them, taken by a worker per core; the caller's thread reports.
     let mut queue = Vec::new();
-    for (topic, signal, flushes) in &plans {
+    for (topic, signal, flushes, raises) in &plans {
         let topic: Arc<str> = Arc::from(topic.as_str());
         let partitions: BTreeSet<i32> = flushes.keys().map(|k| k.partition).collect();
         for partition in partitions {
@@ -182,6 +195,11 @@ pub fn replay(
                 signal: *signal,
                 partition,
                 flushes: flushes.range(partition_range(partition)).collect(),
+                raises: raises
+                    .iter()
+                    .filter(|r| r.partition == partition)
+                    .copied()
+                    .collect(),
             });
         }
     }
@@ -221,11 +239,14 @@ pub fn replay(
                 Ok(flush) => {
                     summary.files += flush.files;
                     summary.alerts += flush.alerts;
-                    summary.flushes += 1;
+                    match flush.raise {
+                        true => summary.raises += 1,
+                        false => summary.flushes += 1,
+                    }
                     summary.records += flush.records;
                     event_time_ms = flush.event_time_ms.max(event_time_ms);
                     progress(&ReplayProgress {
-                        done: summary.flushes,
+                        done: summary.flushes + summary.raises,
                         total,
                         records: summary.records,
                         event_time_ms,
@@ -249,10 +270,14 @@ struct PartitionJob<'a> {
     signal: Signal,
     partition: i32,
     flushes: Vec<(&'a FlushKey, &'a Vec<PathBuf>)>,
+    /// Its recorded raises, in order.
+    raises: Vec<RecordedRaise>,
 }
 
-/// What one replayed flush produced.
+/// What one replayed flush (or raise) produced.
 struct FlushDone {
+    /// A watermark raise rather than a flush.
+    raise: bool,
     records: u64,
     alerts: u64,
     files: usize,
@@ -279,7 +304,20 @@ fn replay_partition(
         topic: topic.clone(),
         partition,
     };
+    let mut raises = job.raises.iter().peekable();
     for (key, files) in &job.flushes {
+        // A raise recorded while the partition's next offset was this flush's first
+        // (or before) came between the previous flush and this one.
+        while let Some(raise) =
+            raises.next_if(|r| (r.epoch, r.next_offset) <= (key.epoch, key.first))
+        {
+            if done
+                .send(replay_raise(operator.as_mut(), &context, raise, writer))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
         let rows = range
             .keep(read_flush(files, table)?, table)
             .map_err(|reason| ReplayError::Read {
@@ -288,6 +326,7 @@ fn replay_partition(
             })?;
         if range.is_set() && rows.num_rows() == 0 {
             let skipped = FlushDone {
+                raise: false,
                 records: 0,
                 alerts: 0,
                 files: 0,
@@ -318,16 +357,112 @@ fn replay_partition(
             writer.write_to(file, &file.path)?;
         }
         let flush = FlushDone {
+            raise: false,
             records: rows.num_rows() as u64,
             alerts: alerts.len() as u64,
             files: plan.len(),
             event_time_ms: latest_time(&rows, table),
         };
         if done.send(Ok(flush)).is_err() {
+            return Ok(());
+        }
+    }
+    for raise in raises {
+        if done
+            .send(replay_raise(operator.as_mut(), &context, raise, writer))
+            .is_err()
+        {
             break;
         }
     }
     Ok(())
+}
+
+/// Raises the operator's watermark as the runtime did when the partition was idle
+/// (unless it has got that far by itself, as the runtime checks too), and writes
+/// what that emitted under the raise's own stem.
+fn replay_raise(
+    operator: &mut dyn Operator,
+    context: &PartitionContext,
+    raise: &RecordedRaise,
+    writer: &ParquetWriter,
+) -> Result<FlushDone, ReplayError> {
+    let mut flush = FlushDone {
+        raise: true,
+        records: 0,
+        alerts: 0,
+        files: 0,
+        event_time_ms: None,
+    };
+    if operator
+        .watermark()
+        .is_some_and(|w| w >= raise.watermark_ms)
+    {
+        return Ok(flush);
+    }
+    let mut emitted = Emitted::default();
+    if let Err(error) = operator.advance_watermark(context, raise.watermark_ms, &mut emitted) {
+        tracing::error!(topic = %context.topic, partition = context.partition, %error, "watermark not advanced");
+        return Ok(flush);
+    }
+    let stem = idle_file_stem(
+        &context.topic,
+        context.partition,
+        raise.epoch,
+        raise.next_offset,
+        raise.watermark_ms,
+    );
+    let place = OutputPlace {
+        topic: &context.topic,
+        partition: context.partition,
+        stem: &stem,
+        rows: None,
+        fallback_offset: raise.next_offset - 1,
+    };
+    let mut plan = Vec::new();
+    let alerts = plan_outputs(writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
+    for file in &plan {
+        writer.write_to(file, &file.path)?;
+    }
+    flush.alerts = alerts.len() as u64;
+    flush.files = plan.len();
+    Ok(flush)
+}
+
+/// A raise of an idle partition's watermark, as the stem of the files of what it
+/// emitted records it (`<topic>-<pppp>[-eNNNN]-<next offset>-watermark-<ms>`, see
+/// [`idle_file_stem`]). A raise that emitted nothing left no file and is not
+/// replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RecordedRaise {
+    partition: i32,
+    epoch: u32,
+    next_offset: i64,
+    watermark_ms: i64,
+}
+
+/// The raise a file stem records, if it is one of `topic`.
+fn parse_raise_stem(stem: &str, topic: &str) -> Option<RecordedRaise> {
+    let rest = stem.strip_prefix(topic)?.strip_prefix('-')?;
+    let (position, watermark) = rest.split_once("-watermark-")?;
+    let mut parts: Vec<&str> = position.split('-').collect();
+    let next_offset = parts.pop()?;
+    let (partition, epoch) = match parts.as_slice() {
+        [p] => (*p, 0),
+        [p, e] => (*p, e.strip_prefix('e')?.parse().ok()?),
+        _ => return None,
+    };
+    Some(RecordedRaise {
+        partition: partition.parse().ok()?,
+        epoch,
+        next_offset: next_offset.parse().ok()?,
+        watermark_ms: watermark.parse().ok()?,
+    })
+}
+
+/// A file's name without `.parquet`.
+fn file_stem(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_suffix(".parquet")
 }
 
 /// The flushes of `topic` among the files under `table_dir` (`date=…/hour=…/<stem>.parquet`),
@@ -337,11 +472,7 @@ pub(crate) fn list_flushes(table_dir: &Path, topic: &str) -> BTreeMap<FlushKey, 
     let mut flushes: BTreeMap<FlushKey, Vec<PathBuf>> = BTreeMap::new();
     // In path order, so each flush's files are in hour order.
     for path in parquet_files(table_dir) {
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".parquet"))
-        else {
+        let Some(stem) = file_stem(&path) else {
             continue;
         };
         if let Some(key) = parse_stem(stem, topic) {
@@ -616,6 +747,33 @@ mod tests {
         ];
         for (name, expected) in cases {
             assert_eq!(parse_stem(&name, "telemetry.metrics"), expected, "{name}");
+        }
+        // Raises: with or without an epoch; input flushes and other topics are not.
+        let raise = |partition, epoch, next_offset, watermark_ms| RecordedRaise {
+            partition,
+            epoch,
+            next_offset,
+            watermark_ms,
+        };
+        let idle = crate::archive::layout::idle_file_stem;
+        let raises = [
+            (
+                idle("telemetry.metrics", 3, 0, 100, 1_764_000_000_000),
+                Some(raise(3, 0, 100, 1_764_000_000_000)),
+            ),
+            (
+                idle("telemetry.metrics", 12, 2, 7, 60_000),
+                Some(raise(12, 2, 7, 60_000)),
+            ),
+            (stem(3, 0, 0, 99), None),
+            (idle("telemetry.metrics-2", 1, 0, 5, 60_000), None),
+        ];
+        for (name, expected) in raises {
+            assert_eq!(
+                parse_raise_stem(&name, "telemetry.metrics"),
+                expected,
+                "{name}"
+            );
         }
     }
 }

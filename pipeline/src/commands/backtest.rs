@@ -246,10 +246,11 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     println!(
-        "replayed {} records of {} partitions ({} flushes) in {:.1?} ({:.0} records/s): {} alert transitions, {} files in {}",
+        "replayed {} records of {} partitions ({} flushes, {} recorded watermark raises) in {:.1?} ({:.0} records/s): {} alert transitions, {} files in {}",
         summary.records,
         summary.partitions,
         summary.flushes,
+        summary.raises,
         elapsed,
         summary.records as f64 / elapsed.as_secs_f64().max(1e-9),
         summary.alerts,

@@ -133,7 +133,7 @@ fn summary_section(page: &mut String, inputs: &ReportInputs<'_>) {
         .map_or("the defaults".to_owned(), |f| f.display().to_string());
     let _ = write!(
         page,
-        "<table id=\"summary\">\n<tr><th>archive replayed</th><td>{}</td></tr>\n<tr><th>config</th><td>{}</td></tr>\n<tr><th>event time</th><td>from {} to {}</td></tr>\n<tr><th>records</th><td class=\"n\">{}</td></tr>\n<tr><th>partitions / flushes</th><td class=\"n\">{} / {}</td></tr>\n<tr><th>alert transitions</th><td class=\"n\">{}</td></tr>\n<tr><th>output archive</th><td>{} ({} files)</td></tr>\n</table>\n",
+        "<table id=\"summary\">\n<tr><th>archive replayed</th><td>{}</td></tr>\n<tr><th>config</th><td>{}</td></tr>\n<tr><th>event time</th><td>from {} to {}</td></tr>\n<tr><th>records</th><td class=\"n\">{}</td></tr>\n<tr><th>partitions / flushes / watermark raises</th><td class=\"n\">{} / {} / {}</td></tr>\n<tr><th>alert transitions</th><td class=\"n\">{}</td></tr>\n<tr><th>output archive</th><td>{} ({} files)</td></tr>\n</table>\n",
         escape(&inputs.archive.display().to_string()),
         escape(&config),
         time_text(inputs.range.from_ms).replace('—', "the start"),
@@ -141,6 +141,7 @@ fn summary_section(page: &mut String, inputs: &ReportInputs<'_>) {
         s.records,
         s.partitions,
         s.flushes,
+        s.raises,
         s.alerts,
         escape(&inputs.out.display().to_string()),
         s.files,
