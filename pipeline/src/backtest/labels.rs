@@ -224,47 +224,92 @@ pub fn score_alerts(alerts: &[FiredAlert], incidents: &[Incident], grace_ms: i64
     score
 }
 
+/// A table: its header and its rows of cells.
+pub type Cells = (Vec<&'static str>, Vec<Vec<String>>);
+
 impl LabelScore {
-    /// The score as Markdown tables: per kind, then per rule.
-    pub fn to_markdown(&self) -> String {
+    /// Per incident kind (`all` first): counts, precision, recall, F1, times to
+    /// detect.
+    pub fn kind_table(&self) -> Cells {
         let ratio = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
         let seconds =
             |v: Option<f64>| v.map_or("—".to_owned(), |ms| format!("{:.1} s", ms / 1000.0));
-        let mut text = String::from(
-            "| incidents | count | detected | alerts | precision | recall | F1 | mean time to detect | median time to detect |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        );
-        let rows = std::iter::once(("all".to_owned(), &self.overall)).chain(
-            self.by_kind
-                .iter()
-                .map(|(kind, score)| (kind.as_str().to_owned(), score)),
-        );
-        for (name, k) in rows {
-            text.push_str(&format!(
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                k.incidents,
-                k.detected,
-                k.true_alerts,
-                ratio(k.precision()),
-                ratio(k.recall()),
-                ratio(k.f1()),
-                seconds(k.mean_detect_ms()),
-                seconds(k.median_detect_ms().map(|ms| ms as f64)),
-            ));
-        }
-        text.push_str(&format!(
-            "\nfalse alarms (matching no incident): {}\n\n| rule | alerts | matching an incident | precision |\n| --- | ---: | ---: | ---: |\n",
-            self.overall.false_alerts
-        ));
-        for (rule, r) in &self.by_rule {
-            text.push_str(&format!(
-                "| {rule} | {} | {} | {:.2} |\n",
-                r.alerts,
-                r.true_alerts,
-                r.precision()
-            ));
-        }
-        text
+        let header = vec![
+            "incidents",
+            "count",
+            "detected",
+            "alerts",
+            "precision",
+            "recall",
+            "F1",
+            "mean time to detect",
+            "median time to detect",
+        ];
+        let rows = std::iter::once(("all", &self.overall))
+            .chain(
+                self.by_kind
+                    .iter()
+                    .map(|(kind, score)| (kind.as_str(), score)),
+            )
+            .map(|(name, k)| {
+                vec![
+                    name.to_owned(),
+                    k.incidents.to_string(),
+                    k.detected.to_string(),
+                    k.true_alerts.to_string(),
+                    ratio(k.precision()),
+                    ratio(k.recall()),
+                    ratio(k.f1()),
+                    seconds(k.mean_detect_ms()),
+                    seconds(k.median_detect_ms().map(|ms| ms as f64)),
+                ]
+            })
+            .collect();
+        (header, rows)
     }
+
+    /// Per alert rule: alerts, those matching an incident, precision.
+    pub fn rule_table(&self) -> Cells {
+        let header = vec!["rule", "alerts", "matching an incident", "precision"];
+        let rows = self
+            .by_rule
+            .iter()
+            .map(|(rule, r)| {
+                vec![
+                    rule.clone(),
+                    r.alerts.to_string(),
+                    r.true_alerts.to_string(),
+                    format!("{:.2}", r.precision()),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// The score as Markdown tables: per kind, the false alarms, per rule.
+    pub fn to_markdown(&self) -> String {
+        format!(
+            "{}\nfalse alarms (matching no incident): {}\n\n{}",
+            markdown(&self.kind_table()),
+            self.overall.false_alerts,
+            markdown(&self.rule_table())
+        )
+    }
+}
+
+/// A Markdown table; the first column left-aligned, the others right.
+fn markdown((header, rows): &Cells) -> String {
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut text = line(&header);
+    let align: Vec<String> = (0..header.len())
+        .map(|i| if i == 0 { "---" } else { "---:" }.to_owned())
+        .collect();
+    text.push_str(&line(&align));
+    for row in rows {
+        text.push_str(&line(row));
+    }
+    text
 }
 
 /// The alerts of `episodes` as matching sees them.

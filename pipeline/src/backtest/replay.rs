@@ -122,7 +122,7 @@ impl EventRange {
     }
 
     /// The rows of `rows` whose event time (the table's time column) is in range.
-    pub(crate) fn keep(&self, rows: RecordBatch, table: Table) -> Result<RecordBatch, String> {
+    fn keep(&self, rows: RecordBatch, table: Table) -> Result<RecordBatch, String> {
         if !self.is_set() {
             return Ok(rows);
         }
@@ -318,12 +318,7 @@ fn replay_partition(
                 return Ok(());
             }
         }
-        let rows = range
-            .keep(read_flush(files, table)?, table)
-            .map_err(|reason| ReplayError::Read {
-                path: files.first().cloned().unwrap_or_default(),
-                reason,
-            })?;
+        let rows = read_flush_in(files, table, range)?;
         if range.is_set() && rows.num_rows() == 0 {
             let skipped = FlushDone {
                 raise: false,
@@ -447,17 +442,22 @@ fn parse_raise_stem(stem: &str, topic: &str) -> Option<RecordedRaise> {
     let (position, watermark) = rest.split_once("-watermark-")?;
     let mut parts: Vec<&str> = position.split('-').collect();
     let next_offset = parts.pop()?;
-    let (partition, epoch) = match parts.as_slice() {
-        [p] => (*p, 0),
-        [p, e] => (*p, e.strip_prefix('e')?.parse().ok()?),
-        _ => return None,
-    };
+    let (partition, epoch) = partition_and_epoch(&parts)?;
     Some(RecordedRaise {
-        partition: partition.parse().ok()?,
+        partition,
         epoch,
         next_offset: next_offset.parse().ok()?,
         watermark_ms: watermark.parse().ok()?,
     })
+}
+
+/// The partition and epoch of a stem's `<pppp>[-eNNNN]` parts.
+fn partition_and_epoch(parts: &[&str]) -> Option<(i32, u32)> {
+    match parts {
+        [p] => Some((p.parse().ok()?, 0)),
+        [p, e] => Some((p.parse().ok()?, e.strip_prefix('e')?.parse().ok()?)),
+        _ => None,
+    }
 }
 
 /// A file's name without `.parquet`.
@@ -493,13 +493,9 @@ fn parse_stem(stem: &str, topic: &str) -> Option<FlushKey> {
     if last.len() != 20 || first.len() != 20 {
         return None;
     }
-    let (partition, epoch) = match parts.as_slice() {
-        [p] => (*p, 0),
-        [p, e] => (*p, e.strip_prefix('e')?.parse().ok()?),
-        _ => return None,
-    };
+    let (partition, epoch) = partition_and_epoch(&parts)?;
     Some(FlushKey {
-        partition: partition.parse().ok()?,
+        partition,
         epoch,
         first: first.parse().ok()?,
         last: last.parse().ok()?,
@@ -558,6 +554,20 @@ pub(crate) fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch,
         path: files.first().cloned().unwrap_or_default(),
         reason: e.to_string(),
     })
+}
+
+/// The rows of a flush whose event time is in `range`.
+pub(crate) fn read_flush_in(
+    files: &[PathBuf],
+    table: Table,
+    range: EventRange,
+) -> Result<RecordBatch, ReplayError> {
+    range
+        .keep(read_flush(files, table)?, table)
+        .map_err(|reason| ReplayError::Read {
+            path: files.first().cloned().unwrap_or_default(),
+            reason,
+        })
 }
 
 /// Every Parquet file under `dir` (none when it does not exist), in path order.

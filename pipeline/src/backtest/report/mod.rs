@@ -206,39 +206,30 @@ fn rules_section(page: &mut String, inputs: &ReportInputs<'_>) {
 }
 
 fn labels_section(page: &mut String, score: &LabelScore) {
-    let ratio = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
-    let seconds = |v: Option<f64>| v.map_or("—".to_owned(), |ms| format!("{:.1} s", ms / 1000.0));
-    page.push_str("<h2>Against the labels</h2>\n<table id=\"labels\">\n<tr><th>incidents</th><th>count</th><th>detected</th><th>alerts</th><th>precision</th><th>recall</th><th>F1</th><th>mean time to detect</th><th>median</th></tr>\n");
-    let rows = std::iter::once(("all", &score.overall))
-        .chain(score.by_kind.iter().map(|(k, s)| (k.as_str(), s)));
-    for (name, k) in rows {
-        let _ = writeln!(
-            page,
-            "<tr><td>{name}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            k.incidents,
-            k.detected,
-            k.true_alerts,
-            ratio(k.precision()),
-            ratio(k.recall()),
-            ratio(k.f1()),
-            seconds(k.mean_detect_ms()),
-            seconds(k.median_detect_ms().map(|ms| ms as f64)),
-        );
-    }
-    let _ = write!(
+    page.push_str("<h2>Against the labels</h2>\n");
+    html_table(page, "labels", &score.kind_table());
+    let _ = writeln!(
         page,
-        "</table>\n<p class=\"note\">False alarms (matching no incident): {}.</p>\n<table id=\"rule-precision\">\n<tr><th>rule</th><th>alerts</th><th>matching an incident</th><th>precision</th></tr>\n",
+        "<p class=\"note\">False alarms (matching no incident): {}.</p>",
         score.overall.false_alerts
     );
-    for (rule, r) in &score.by_rule {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.2}</td></tr>",
-            escape(rule),
-            r.alerts,
-            r.true_alerts,
-            r.precision()
-        );
+    html_table(page, "rule-precision", &score.rule_table());
+}
+
+/// An HTML table with `id`; cells escaped, all but the first column numbers.
+fn html_table(page: &mut String, id: &str, (header, rows): &super::labels::Cells) {
+    let _ = write!(page, "<table id=\"{}\">\n<tr>", escape(id));
+    for h in header {
+        let _ = write!(page, "<th>{}</th>", escape(h));
+    }
+    page.push_str("</tr>\n");
+    for row in rows {
+        page.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i == 0 { "" } else { " class=\"n\"" };
+            let _ = write!(page, "<td{class}>{}</td>", escape(cell));
+        }
+        page.push_str("</tr>\n");
     }
     page.push_str("</table>\n");
 }

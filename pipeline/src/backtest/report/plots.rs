@@ -117,30 +117,12 @@ pub fn series_svg(
         let root = root.titled(title, ("sans-serif", 15)).map_err(plot_error)?;
         let (upper, lower) = root.split_vertically(200);
         let mut values = panel(&upper, &x, low..high, "value", false, episodes, times)?;
-        values
-            .draw_series(LineSeries::new(
-                trace.points.iter().map(|p| (p.ts_ms, p.value)),
-                VALUE.stroke_width(1),
-            ))
-            .map_err(plot_error)?
-            .label("value")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], VALUE));
-        values
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_error)?;
+        let value_line = trace.points.iter().map(|p| (p.ts_ms, p.value));
+        line(&mut values, value_line, VALUE, "value".into())?;
+        legend(&mut values)?;
         let mut scores = panel(&lower, &x, 0.0..score_top, "score", true, episodes, times)?;
-        scores
-            .draw_series(LineSeries::new(
-                trace.points.iter().map(|p| (p.ts_ms, p.score)),
-                SCORE.stroke_width(1),
-            ))
-            .map_err(plot_error)?
-            .label("score")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SCORE));
+        let score_line = trace.points.iter().map(|p| (p.ts_ms, p.score));
+        line(&mut scores, score_line, SCORE, "score".into())?;
         scores
             .draw_series(DashedLineSeries::new(
                 [(x.start, threshold), (x.end, threshold)],
@@ -151,13 +133,7 @@ pub fn series_svg(
             .map_err(plot_error)?
             .label(format!("threshold {threshold}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], ALERT));
-        scores
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_error)?;
+        legend(&mut scores)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
@@ -168,6 +144,35 @@ type TimeChart<'a, 'b> = ChartContext<
     SVGBackend<'b>,
     Cartesian2d<plotters::coord::types::RangedCoordi64, plotters::coord::types::RangedCoordf64>,
 >;
+
+/// Draws `points` as a line of `color` on `chart`, named `name` in its legend.
+fn line(
+    chart: &mut TimeChart<'_, '_>,
+    points: impl Iterator<Item = (i64, f64)>,
+    color: RGBColor,
+    name: String,
+) -> Result<(), PlotError> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(1)))
+        .map_err(plot_error)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    Ok(())
+}
+
+/// The legend of a panel, at its upper left.
+fn legend<'a, 'b>(chart: &mut TimeChart<'a, 'b>) -> Result<(), PlotError>
+where
+    'b: 'a,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_error)
+}
 
 /// A panel of [`series_svg`] over times `x`: its axes, with the episodes shaded.
 fn panel<'a, 'b>(

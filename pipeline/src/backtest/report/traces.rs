@@ -12,7 +12,9 @@ use cara_operators::anomaly::operator::{AnomalyOperator, ScoredPoint};
 use cara_operators::schema::Table;
 
 use crate::archive::layout::ArchiveLayout;
-use crate::backtest::replay::{list_flushes, partition_range, read_flush, EventRange, ReplayError};
+use crate::backtest::replay::{
+    list_flushes, partition_range, read_flush_in, EventRange, ReplayError,
+};
 use crate::dataflow::stages::AlertingSettings;
 
 /// Points a trace keeps at most.
@@ -126,12 +128,7 @@ pub fn score_traces(
         let mut operator = AnomalyOperator::new(settings.scorer, settings.limits);
         let mut scored: Vec<ScoredPoint> = Vec::new();
         for files in flushes.range(partition_range(partition)).map(|(_, f)| f) {
-            let rows = range
-                .keep(read_flush(files, table)?, table)
-                .map_err(|reason| ReplayError::Read {
-                    path: files.first().cloned().unwrap_or_default(),
-                    reason,
-                })?;
+            let rows = read_flush_in(files, table, range)?;
             scored.clear();
             if operator.process(&rows, &mut scored).is_err() {
                 continue;
