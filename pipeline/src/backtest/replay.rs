@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
@@ -86,6 +87,8 @@ pub struct ReplaySummary {
     pub alerts: u64,
     /// Files written to the output archive.
     pub files: usize,
+    /// Where the time went.
+    pub spent: StageTimes,
 }
 
 /// How far a replay has got, for a progress display.
@@ -239,6 +242,7 @@ pub fn replay(
                 Ok(flush) => {
                     summary.files += flush.files;
                     summary.alerts += flush.alerts;
+                    summary.spent.add(flush.spent);
                     match flush.raise {
                         true => summary.raises += 1,
                         false => summary.flushes += 1,
@@ -275,6 +279,7 @@ struct PartitionJob<'a> {
 }
 
 /// What one replayed flush (or raise) produced.
+#[derive(Default)]
 struct FlushDone {
     /// A watermark raise rather than a flush.
     raise: bool,
@@ -282,6 +287,26 @@ struct FlushDone {
     alerts: u64,
     files: usize,
     event_time_ms: Option<i64>,
+    spent: StageTimes,
+}
+
+/// Where a replay's time went, summed over its workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Reading the archive's flushes (Parquet decoding, offset order, time range).
+    pub reading: std::time::Duration,
+    /// In the operators.
+    pub operators: std::time::Duration,
+    /// Planning and writing what they emitted.
+    pub writing: std::time::Duration,
+}
+
+impl StageTimes {
+    fn add(&mut self, other: StageTimes) {
+        self.reading += other.reading;
+        self.operators += other.operators;
+        self.writing += other.writing;
+    }
 }
 
 /// Replays one partition's flushes through a fresh operator, reporting each flush.
@@ -318,26 +343,31 @@ fn replay_partition(
                 return Ok(());
             }
         }
+        let started = Instant::now();
         let rows = read_flush_in(files, table, range)?;
+        let mut spent = StageTimes {
+            reading: started.elapsed(),
+            ..StageTimes::default()
+        };
         if range.is_set() && rows.num_rows() == 0 {
             let skipped = FlushDone {
-                raise: false,
-                records: 0,
-                alerts: 0,
-                files: 0,
-                event_time_ms: None,
+                spent,
+                ..FlushDone::default()
             };
             if done.send(Ok(skipped)).is_err() {
                 break;
             }
             continue;
         }
+        let started = Instant::now();
         let mut emitted = Emitted::default();
         if rows.num_rows() > 0 {
             if let Err(error) = operator.process(&context, &rows, &mut emitted) {
                 tracing::error!(%topic, partition, %error, "operator skipped a batch");
             }
         }
+        spent.operators = started.elapsed();
+        let started = Instant::now();
         let stem = input_file_stem(topic, partition, key.epoch, key.first, key.last);
         let place = OutputPlace {
             topic,
@@ -351,12 +381,14 @@ fn replay_partition(
         for file in &plan {
             writer.write_to(file, &file.path)?;
         }
+        spent.writing = started.elapsed();
         let flush = FlushDone {
             raise: false,
             records: rows.num_rows() as u64,
             alerts: alerts.len() as u64,
             files: plan.len(),
             event_time_ms: latest_time(&rows, table),
+            spent,
         };
         if done.send(Ok(flush)).is_err() {
             return Ok(());
@@ -384,10 +416,7 @@ fn replay_raise(
 ) -> Result<FlushDone, ReplayError> {
     let mut flush = FlushDone {
         raise: true,
-        records: 0,
-        alerts: 0,
-        files: 0,
-        event_time_ms: None,
+        ..FlushDone::default()
     };
     if operator
         .watermark()

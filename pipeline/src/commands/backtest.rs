@@ -257,6 +257,10 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         summary.files,
         args.out.display()
     );
+    println!(
+        "time over all workers: reading {:.2?}, operators {:.2?}, writing {:.2?}",
+        summary.spent.reading, summary.spent.operators, summary.spent.writing
+    );
     let episodes = episodes::read_episodes(&args.out)
         .with_context(|| format!("reading the replay's alerts in {}", args.out.display()))?;
     let compared_with = args
