@@ -172,6 +172,49 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         assert!(rows(table) > 0, "{table} is empty: {compared:?}");
     }
 
+    // A new SLO: the live run sent no exchange records for it, so the replay's own
+    // first stages send them to its second stages in process.
+    let recorded = std::fs::read_to_string(archive.join("_cara").join("config.toml")).unwrap();
+    let with_cart = dir.path().join("cart-slo.toml");
+    std::fs::write(
+        &with_cart,
+        format!(
+            "{recorded}\n[[slo]]\nname = \"cart-availability\"\nservice = \"cart\"\nsli = \"availability\"\nobjective = 0.97\n"
+        ),
+    )
+    .unwrap();
+    let cart = dir.path().join("cart");
+    let stdout = replay(
+        &archive,
+        &cart,
+        &["--config".as_ref(), with_cart.as_os_str()],
+    );
+    assert!(
+        stdout.contains("exchange: the SLO or trace settings differ"),
+        "{stdout}"
+    );
+    let statuses = |archive: &Path, slo: &str| {
+        sql_count(
+            archive,
+            &format!("SELECT count(*) FROM slo WHERE slo = '{slo}'"),
+        )
+    };
+    assert_eq!(statuses(&archive, "cart-availability"), 0);
+    assert!(statuses(&cart, "cart-availability") > 0, "{stdout}");
+    // The SLO both runs have, computed from the replay's own exchange records: its
+    // statuses are the live ones (as many, and the same minutes).
+    for query in [
+        "SELECT count(DISTINCT ts) FROM slo WHERE slo = 'checkout-availability'",
+        "SELECT CAST(sum(budget_remaining) * 1000000 AS BIGINT) FROM slo WHERE slo = 'checkout-availability'",
+    ] {
+        assert_eq!(sql_count(&cart, query), sql_count(&archive, query), "{query}");
+    }
+    eprintln!(
+        "checkout statuses live {}, replayed in process {}",
+        statuses(&archive, "checkout-availability"),
+        statuses(&cart, "checkout-availability")
+    );
+
     // A time range: only the records from the third minute of event time on.
     let replayed = |args: &[&str], out: &str| -> i64 {
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();

@@ -6,21 +6,25 @@
 //! partition, its epoch and the flush's first and last offsets. The replay reads,
 //! for every topic the dataflow consumes and every partition, the flushes in offset
 //! order, rebuilds each flush's batch (its files of every hour, rows by offset), and
-//! hands it to the partition's operator built by [`crate::dataflow::Stages::operator`], exactly as a
-//! shard does at that flush. Partitions are independent: a worker per core takes the
-//! next one, and memory holds one flush and one operator state per worker. Second stages replay the exchange records the live
-//! combiners read (archived like any input). What the operators emit is planned by
-//! the runtime's own `runtime::outputs::plan_outputs` under the same stems, so with the live run's
-//! config the replay's `alerts`, `metric_windows`, `log_windows`, `log_templates`,
-//! `slo`, `red` and `service_graph` files equal the live ones, row for row.
+//! hands it to the partition's operator built by
+//! [`crate::dataflow::Stages::operator`], exactly as a shard does at that flush.
+//! Partitions are independent: a worker per core takes the next one, and memory holds
+//! one flush and one operator state per worker. Second stages replay the exchange
+//! records the live combiners read (archived like any input). What the operators emit
+//! is planned by the runtime's own `runtime::outputs::plan_outputs` under the same
+//! stems, so with the live run's config the replay's `alerts`, `metric_windows`,
+//! `log_windows`, `log_templates`, `slo`, `red` and `service_graph` files equal the
+//! live ones, row for row.
 //!
 //! The watermark raises the runtime gave idle partitions (a decision of processing
 //! time) are replayed where the archive records them: a raise that emitted rows wrote
 //! them under a stem naming the partition's next offset and the watermark, and the
 //! replay raises the operator there, between the same two flushes. Not replayed (yet):
 //! raises that emitted nothing (they left no file, though a later record may have
-//! been late because of one), and a changed config's new exchange records (the
-//! second stages read the archived ones).
+//! been late because of one). A config whose first stages send other exchange
+//! records than the live one's has its second stages fed in process
+//! ([`ExchangeSource`]); those records (a few per SLO, source partition and minute)
+//! are held in memory until the first stages are done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -32,7 +36,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use cara_operators::budget::StateBudget;
-use cara_operators::operator::{Emitted, Operator, PartitionContext};
+use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
 use cara_operators::schema::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -41,7 +45,7 @@ use crate::archive::writer::ParquetWriter;
 use crate::archive::ArchiveError;
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::{Dataflow, Wiring};
-use crate::decode::Signal;
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
 use crate::runtime::outputs::{plan_outputs, OutputPlace};
 
 /// Why a replay stopped.
@@ -151,6 +155,7 @@ pub fn replay(
     archive: &Path,
     out: &Path,
     dataflow: &Dataflow,
+    exchange: ExchangeSource,
     range: EventRange,
     zstd_level: i32,
     mut progress: impl FnMut(&ReplayProgress),
@@ -164,6 +169,9 @@ pub fn replay(
     let archived = parquet_files(archive);
     let mut plans = Vec::new();
     for (topic, signal) in &consumed {
+        if exchange == ExchangeSource::InProcess && signal.is_exchange() {
+            continue;
+        }
         let flushes = list_flushes(&input.table_dir(signal.table()), topic);
         let raises: BTreeSet<RecordedRaise> = archived
             .iter()
@@ -215,6 +223,8 @@ pub fn replay(
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<FlushDone, ReplayError>>();
     let mut event_time_ms = None;
     let mut failure = None;
+    // In process: the exchange records each source partition sent, in its order.
+    let mut exchanged: BTreeMap<(String, i32), Vec<OutboundMessage>> = BTreeMap::new();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let done_tx = done_tx.clone();
@@ -225,9 +235,14 @@ pub fn replay(
                     Err(_) => None,
                 };
                 let Some(job) = job else { break };
-                if let Err(error) =
-                    replay_partition(&job, dataflow, wiring, range, writer, &done_tx)
-                {
+                let run = Run {
+                    dataflow,
+                    wiring,
+                    range,
+                    writer,
+                    keep_messages: exchange == ExchangeSource::InProcess,
+                };
+                if let Err(error) = replay_partition(&job, &run, &done_tx) {
                     let _ = done_tx.send(Err(error));
                     // Stop the others: the queue is drained.
                     if let Ok(mut q) = queue.lock() {
@@ -239,7 +254,14 @@ pub fn replay(
         drop(done_tx);
         for done in done_rx {
             match done {
-                Ok(flush) => {
+                Ok(mut flush) => {
+                    if !flush.messages.is_empty() {
+                        let source = flush.source.clone().unwrap_or_default();
+                        exchanged
+                            .entry(source)
+                            .or_default()
+                            .append(&mut flush.messages);
+                    }
                     summary.files += flush.files;
                     summary.alerts += flush.alerts;
                     summary.spent.add(flush.spent);
@@ -262,10 +284,124 @@ pub fn replay(
             }
         }
     });
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(summary),
+    if let Some(error) = failure {
+        return Err(error);
     }
+    if exchange == ExchangeSource::InProcess {
+        let exchanges = consumed.iter().filter(|(_, signal)| signal.is_exchange());
+        for (topic, signal) in exchanges {
+            let run = Run {
+                dataflow,
+                wiring: &wiring,
+                range,
+                writer: &writer,
+                keep_messages: false,
+            };
+            let done = replay_exchange(topic, *signal, &exchanged, &run)?;
+            summary.partitions += 1;
+            summary.flushes += done.len();
+            for flush in done {
+                summary.files += flush.files;
+                summary.alerts += flush.alerts;
+                summary.records += flush.records;
+                summary.spent.add(flush.spent);
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Where the second stages' input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeSource {
+    /// The exchange records the live run archived: exact (they include the progress
+    /// its idle raises reported), for a config whose first stages send the same
+    /// records as the live one.
+    Archived,
+    /// The exchange records the replay's own first stages send, handed to the second
+    /// stages in process: for a config that changes them (a new SLO, other trace
+    /// settings). Each source partition's records keep their order; the second
+    /// stages, built to merge sources in any order, read them source after source.
+    InProcess,
+}
+
+/// What every partition of a replay shares.
+struct Run<'a> {
+    dataflow: &'a Dataflow,
+    wiring: &'a Wiring,
+    range: EventRange,
+    writer: &'a ParquetWriter,
+    /// Keep the exchange records the operators send (for [`ExchangeSource::InProcess`]).
+    keep_messages: bool,
+}
+
+/// Messages handed to a second stage at once.
+const EXCHANGE_CHUNK: usize = 4096;
+
+/// Runs the second stage of `signal` (on exchange topic `topic`, as its partition 0)
+/// over the exchange records the first stages sent, source after source, and writes
+/// what it emits; its records are numbered as offsets in that order.
+fn replay_exchange(
+    topic: &str,
+    signal: Signal,
+    exchanged: &BTreeMap<(String, i32), Vec<OutboundMessage>>,
+    run: &Run<'_>,
+) -> Result<Vec<FlushDone>, ReplayError> {
+    let outbound = match signal {
+        Signal::SloPartials => Outbound::SloPartials,
+        Signal::TracePartials => Outbound::TracePartials,
+        _ => return Ok(Vec::new()),
+    };
+    let Some(mut operator) = run
+        .dataflow
+        .stages
+        .operator(run.wiring, signal, None, topic, 0)
+    else {
+        return Ok(Vec::new());
+    };
+    let context = PartitionContext {
+        topic: Arc::from(topic),
+        partition: 0,
+    };
+    let records: Vec<&[u8]> = exchanged
+        .values()
+        .flatten()
+        .filter(|m| m.topic == outbound)
+        .map(|m| m.payload.as_slice())
+        .collect();
+    let mut done = Vec::new();
+    let mut decoder = Decoder::new(signal, DecodeLimits::default());
+    for (chunk, payloads) in records.chunks(EXCHANGE_CHUNK).enumerate() {
+        let first = (chunk * EXCHANGE_CHUNK) as i64;
+        let last = first + payloads.len() as i64 - 1;
+        for (offset, payload) in (first..).zip(payloads) {
+            let position = SourcePosition {
+                topic,
+                partition: 0,
+                offset,
+                kafka_ts_ms: None,
+            };
+            if let Err(error) = decoder.decode(Some(payload), &position) {
+                tracing::error!(%topic, offset, %error, "exchange record not decoded");
+            }
+        }
+        let rows = decoder.finish();
+        let started = Instant::now();
+        let mut emitted = Emitted::default();
+        if let Err(error) = operator.process(&context, &rows, &mut emitted) {
+            tracing::error!(%topic, %error, "operator skipped a batch");
+        }
+        let spent = StageTimes {
+            operators: started.elapsed(),
+            ..StageTimes::default()
+        };
+        let stem = input_file_stem(topic, 0, 0, first, last);
+        let mut flush = write_emitted(emitted, &stem, Some(&rows), last, &context, run)?;
+        flush.records = rows.num_rows() as u64;
+        flush.spent.add(spent);
+        done.push(flush);
+    }
+    Ok(done)
 }
 
 /// One partition to replay: its flushes in order.
@@ -288,6 +424,10 @@ struct FlushDone {
     files: usize,
     event_time_ms: Option<i64>,
     spent: StageTimes,
+    /// The source partition, and the exchange records its operators sent (kept only
+    /// for [`ExchangeSource::InProcess`]).
+    source: Option<(String, i32)>,
+    messages: Vec<OutboundMessage>,
 }
 
 /// Where a replay's time went, summed over its workers.
@@ -312,16 +452,14 @@ impl StageTimes {
 /// Replays one partition's flushes through a fresh operator, reporting each flush.
 fn replay_partition(
     job: &PartitionJob<'_>,
-    dataflow: &Dataflow,
-    wiring: &Wiring,
-    range: EventRange,
-    writer: &ParquetWriter,
+    run: &Run<'_>,
     done: &std::sync::mpsc::Sender<Result<FlushDone, ReplayError>>,
 ) -> Result<(), ReplayError> {
     let (topic, partition, table) = (&job.topic, job.partition, job.signal.table());
-    let Some(mut operator) = dataflow
+    let Some(mut operator) = run
+        .dataflow
         .stages
-        .operator(wiring, job.signal, None, topic, partition)
+        .operator(run.wiring, job.signal, None, topic, partition)
     else {
         return Ok(());
     };
@@ -337,23 +475,18 @@ fn replay_partition(
             raises.next_if(|r| (r.epoch, r.next_offset) <= (key.epoch, key.first))
         {
             if done
-                .send(replay_raise(operator.as_mut(), &context, raise, writer))
+                .send(replay_raise(operator.as_mut(), &context, raise, run))
                 .is_err()
             {
                 return Ok(());
             }
         }
         let started = Instant::now();
-        let rows = read_flush_in(files, table, range)?;
-        let mut spent = StageTimes {
-            reading: started.elapsed(),
-            ..StageTimes::default()
-        };
-        if range.is_set() && rows.num_rows() == 0 {
-            let skipped = FlushDone {
-                spent,
-                ..FlushDone::default()
-            };
+        let rows = read_flush_in(files, table, run.range)?;
+        let reading = started.elapsed();
+        if run.range.is_set() && rows.num_rows() == 0 {
+            let mut skipped = FlushDone::default();
+            skipped.spent.reading = reading;
             if done.send(Ok(skipped)).is_err() {
                 break;
             }
@@ -366,43 +499,73 @@ fn replay_partition(
                 tracing::error!(%topic, partition, %error, "operator skipped a batch");
             }
         }
-        spent.operators = started.elapsed();
-        let started = Instant::now();
+        let operators = started.elapsed();
         let stem = input_file_stem(topic, partition, key.epoch, key.first, key.last);
-        let place = OutputPlace {
-            topic,
-            partition,
-            stem: &stem,
-            rows: Some(&rows),
-            fallback_offset: key.last,
-        };
-        let mut plan = Vec::new();
-        let alerts = plan_outputs(writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
-        for file in &plan {
-            writer.write_to(file, &file.path)?;
-        }
-        spent.writing = started.elapsed();
-        let flush = FlushDone {
-            raise: false,
-            records: rows.num_rows() as u64,
-            alerts: alerts.len() as u64,
-            files: plan.len(),
-            event_time_ms: latest_time(&rows, table),
-            spent,
-        };
+        let mut flush = write_emitted(emitted, &stem, Some(&rows), key.last, &context, run)?;
+        flush.records = rows.num_rows() as u64;
+        flush.event_time_ms = latest_time(&rows, table);
+        flush.spent.reading = reading;
+        flush.spent.operators = operators;
         if done.send(Ok(flush)).is_err() {
             return Ok(());
         }
     }
     for raise in raises {
         if done
-            .send(replay_raise(operator.as_mut(), &context, raise, writer))
+            .send(replay_raise(operator.as_mut(), &context, raise, run))
             .is_err()
         {
             break;
         }
     }
     Ok(())
+}
+
+/// Plans and writes what one call of an operator emitted, under `stem`, as the
+/// runtime does (alerts located in `rows`, else at `fallback_offset`); keeps the
+/// exchange records it sent when the run asks for them.
+fn write_emitted(
+    emitted: Emitted,
+    stem: &str,
+    rows: Option<&RecordBatch>,
+    fallback_offset: i64,
+    context: &PartitionContext,
+    run: &Run<'_>,
+) -> Result<FlushDone, ReplayError> {
+    let started = Instant::now();
+    let place = OutputPlace {
+        topic: &context.topic,
+        partition: context.partition,
+        stem,
+        rows,
+        fallback_offset,
+    };
+    let mut plan = Vec::new();
+    let alerts = plan_outputs(
+        run.writer,
+        &emitted.tables,
+        emitted.alerts,
+        &place,
+        &mut plan,
+    )?;
+    for file in &plan {
+        run.writer.write_to(file, &file.path)?;
+    }
+    let mut flush = FlushDone {
+        alerts: alerts.len() as u64,
+        files: plan.len(),
+        ..FlushDone::default()
+    };
+    if run.keep_messages {
+        flush.messages = emitted
+            .messages
+            .into_iter()
+            .filter(|m| matches!(m.topic, Outbound::SloPartials | Outbound::TracePartials))
+            .collect();
+        flush.source = Some((context.topic.to_string(), context.partition));
+    }
+    flush.spent.writing = started.elapsed();
+    Ok(flush)
 }
 
 /// Raises the operator's watermark as the runtime did when the partition was idle
@@ -412,9 +575,9 @@ fn replay_raise(
     operator: &mut dyn Operator,
     context: &PartitionContext,
     raise: &RecordedRaise,
-    writer: &ParquetWriter,
+    run: &Run<'_>,
 ) -> Result<FlushDone, ReplayError> {
-    let mut flush = FlushDone {
+    let skipped = FlushDone {
         raise: true,
         ..FlushDone::default()
     };
@@ -422,12 +585,12 @@ fn replay_raise(
         .watermark()
         .is_some_and(|w| w >= raise.watermark_ms)
     {
-        return Ok(flush);
+        return Ok(skipped);
     }
     let mut emitted = Emitted::default();
     if let Err(error) = operator.advance_watermark(context, raise.watermark_ms, &mut emitted) {
         tracing::error!(topic = %context.topic, partition = context.partition, %error, "watermark not advanced");
-        return Ok(flush);
+        return Ok(skipped);
     }
     let stem = idle_file_stem(
         &context.topic,
@@ -436,20 +599,8 @@ fn replay_raise(
         raise.next_offset,
         raise.watermark_ms,
     );
-    let place = OutputPlace {
-        topic: &context.topic,
-        partition: context.partition,
-        stem: &stem,
-        rows: None,
-        fallback_offset: raise.next_offset - 1,
-    };
-    let mut plan = Vec::new();
-    let alerts = plan_outputs(writer, &emitted.tables, emitted.alerts, &place, &mut plan)?;
-    for file in &plan {
-        writer.write_to(file, &file.path)?;
-    }
-    flush.alerts = alerts.len() as u64;
-    flush.files = plan.len();
+    let mut flush = write_emitted(emitted, &stem, None, raise.next_offset - 1, context, run)?;
+    flush.raise = true;
     Ok(flush)
 }
 
@@ -648,7 +799,7 @@ fn exchange_sources(
 ) -> Result<TopicPartitions, ReplayError> {
     let mut sources: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for (topic, signal) in consumed {
-        if !matches!(signal, Signal::SloPartials | Signal::TracePartials) {
+        if !signal.is_exchange() {
             continue;
         }
         for files in list_flushes(&input.table_dir(signal.table()), topic).values() {
@@ -697,7 +848,6 @@ fn latest_time(rows: &RecordBatch, table: Table) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{DecodeLimits, Decoder, SourcePosition};
 
     /// A metrics file whose rows carry `offsets`, in that order.
     fn metrics_file(path: &Path, offsets: &[i64]) {

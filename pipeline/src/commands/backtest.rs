@@ -4,7 +4,7 @@ use anyhow::Context;
 use cara_operators::alert::FiringPolicy;
 use cara_operators::anomaly::ScorerConfig;
 use cara_pipeline::backtest::nab;
-use cara_pipeline::dataflow::Dataflow;
+use cara_pipeline::dataflow::{Dataflow, Stages};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
@@ -207,6 +207,15 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         None => println!("config: the defaults (no --config, and the archive records none)"),
     }
     let dataflow = Dataflow::declare(&config)?;
+    // The archived exchange records, unless this config's first stages send others.
+    let live_stages = recorded_stages(&args.archive)?;
+    let exchange = match live_stages {
+        Some(live) if !dataflow.stages.sends_as(&live) => {
+            println!("exchange: the SLO or trace settings differ from the live run's: the second stages read the records this replay's first stages send");
+            replay::ExchangeSource::InProcess
+        }
+        _ => replay::ExchangeSource::Archived,
+    };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} flushes, {msg} [{elapsed_precise}, ETA {eta}]",
@@ -228,6 +237,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         &args.archive,
         &args.out,
         &dataflow,
+        exchange,
         range,
         config.archive.zstd_level,
         |at| {
@@ -326,6 +336,16 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         report_started.elapsed()
     );
     Ok(())
+}
+
+/// The stages of the config the live run recorded beside `archive`, if it did.
+fn recorded_stages(archive: &std::path::Path) -> anyhow::Result<Option<Stages>> {
+    let recorded = ArchiveLayout::new(archive).run_config_file();
+    if !recorded.is_file() {
+        return Ok(None);
+    }
+    let config = super::load_config(Some(&recorded))?;
+    Ok(Some(Stages::from_config(&config)))
 }
 
 /// Writes a small text file under the replay's archive, its directory first.

@@ -71,6 +71,14 @@ impl Stages {
         }
     }
 
+    /// Whether the first stages of `self` send the same exchange records as those
+    /// of `other` (the same SLOs and trace settings): then a replay with `self` may
+    /// read the exchange records a run with `other` archived.
+    pub fn sends_as(&self, other: &Stages) -> bool {
+        let first_stage = |s: &Stages| s.traces.as_ref().map(|t| t.settings);
+        self.slos == other.slos && first_stage(self) == first_stage(other)
+    }
+
     /// The operators of a partition of `signal`, restored from its checkpoint or
     /// fresh; `None` when that signal has none enabled.
     ///
@@ -239,7 +247,7 @@ pub struct AlertingSettings {
 }
 
 /// How RED metrics and the service graph are computed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraceRuntime {
     /// The first stage.
     pub settings: TraceSettings,
@@ -248,7 +256,7 @@ pub struct TraceRuntime {
 }
 
 /// How SLOs are computed, by the source of their events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SloSettings {
     /// SLOs over spans.
     pub spans: Vec<SpanSlo>,

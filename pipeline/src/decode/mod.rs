@@ -75,6 +75,12 @@ impl Signal {
     pub fn name(self) -> &'static str {
         self.table().name()
     }
+
+    /// Whether this is the record of an exchange topic (cara's own, between the
+    /// stages), not an input users produce.
+    pub fn is_exchange(self) -> bool {
+        matches!(self, Signal::SloPartials | Signal::TracePartials)
+    }
 }
 
 /// Where a message came from: enough to find it again in Kafka.
