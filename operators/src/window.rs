@@ -6,9 +6,11 @@
 //! (the archive still keeps them). Output is ordered by window end, then key, so the
 //! same input gives the same output.
 
-use std::collections::BTreeMap;
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
+
+use crate::map_as_list::hashed::{new_map, FastMap};
 
 /// A half-open event-time interval `[start, end)` in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -152,23 +154,29 @@ impl Added {
 
 /// Keyed windowed aggregation with allowed lateness; snapshot it with serde.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowedAggregate<K: Ord> {
+#[serde(bound(
+    serialize = "K: Serialize + Ord + Hash",
+    deserialize = "K: Deserialize<'de> + Ord + Hash"
+))]
+pub struct WindowedAggregate<K: Ord + Hash> {
     spec: WindowSpec,
     allowed_lateness_ms: i64,
-    /// Open windows per key, ordered by start.
-    open: BTreeMap<K, Vec<(Window, Aggregate)>>,
+    /// Open windows per key, ordered by start (hashed for the lookup per record;
+    /// snapshots as an ordered map).
+    #[serde(with = "crate::map_as_list::hashed_as_map")]
+    open: FastMap<K, Vec<(Window, Aggregate)>>,
     late: u64,
     #[serde(skip)]
     scratch: Vec<Window>,
 }
 
-impl<K: Ord + Clone> WindowedAggregate<K> {
+impl<K: Ord + Hash + Clone> WindowedAggregate<K> {
     /// An empty aggregate.
     pub fn new(spec: WindowSpec, allowed_lateness_ms: i64) -> Self {
         WindowedAggregate {
             spec,
             allowed_lateness_ms,
-            open: BTreeMap::new(),
+            open: new_map(),
             late: 0,
             scratch: Vec::new(),
         }

@@ -7,7 +7,6 @@
 //! can be raised from outside (an idle partition), so whether a point is late depends
 //! on the rows and the raised watermark alone, never on how rows were batched.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -18,6 +17,7 @@ use arrow::error::ArrowError;
 use serde::{Deserialize, Serialize};
 
 use super::operator::{Labels, ScoredPoint};
+use crate::map_as_list::hashed::{new_map, FastMap};
 use crate::schema::Table;
 use crate::window::{Added, Aggregate, Window, WindowSpec, WindowedAggregate};
 
@@ -53,7 +53,8 @@ pub(crate) struct SeriesWindows {
     pub(crate) settings: WindowSettings,
     aggregate: WindowedAggregate<Arc<str>>,
     /// Name and labels of series with open windows.
-    series: BTreeMap<Arc<str>, (Arc<str>, Labels)>,
+    #[serde(with = "crate::map_as_list::hashed_as_map")]
+    series: FastMap<Arc<str>, (Arc<str>, Labels)>,
     max_event_ms: i64,
     pub(crate) late: u64,
 }
@@ -63,7 +64,7 @@ impl SeriesWindows {
         SeriesWindows {
             settings,
             aggregate: WindowedAggregate::new(settings.spec, settings.allowed_lateness_ms),
-            series: BTreeMap::new(),
+            series: new_map(),
             max_event_ms: i64::MIN,
             late: 0,
         }
