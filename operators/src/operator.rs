@@ -15,6 +15,7 @@
 //! the source has moved on (DESIGN.md, "Time, windows, state"); the raised watermark
 //! is part of the state and never goes back.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -22,7 +23,6 @@ use arrow::array::RecordBatch;
 
 use crate::alert::AlertRecord;
 use crate::anomaly::operator::SchemaMismatch;
-use crate::logs::signals::TemplateState;
 use crate::schema::Table;
 use crate::snapshot::SnapshotError;
 
@@ -77,11 +77,50 @@ pub struct Emitted {
     /// record may be late for one part and not another, and is counted once for
     /// each part it was late for (never twice in one sum).
     pub by_part: Vec<(&'static str, PartCounts)>,
-    /// Log templates the call created or touched, for the template catalogue.
-    pub templates: Vec<TemplateState>,
+    /// State the call publishes for the process to serve (not archived), such as
+    /// the log templates it touched, for the runtime's catalogue to take by type.
+    pub published: Published,
     /// Records for output or exchange topics, produced (and acknowledged) before the
     /// partition's checkpoint, like alerts.
     pub messages: Vec<OutboundMessage>,
+}
+
+/// Values an operator publishes for the process to serve (over HTTP, say), of the
+/// operator's own types: the part of the runtime that serves one takes it by its
+/// type, so this contract names none of them.
+#[derive(Default)]
+pub struct Published(Vec<Box<dyn Any + Send>>);
+
+impl Published {
+    /// Publishes `value`.
+    pub fn push<T: Any + Send>(&mut self, value: T) {
+        self.0.push(Box::new(value));
+    }
+
+    /// Takes every published value of type `T`, in order; the others stay.
+    pub fn take<T: Any + Send>(&mut self) -> Vec<T> {
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
+        for value in self.0.drain(..) {
+            match value.downcast::<T>() {
+                Ok(value) => taken.push(*value),
+                Err(other) => kept.push(other),
+            }
+        }
+        self.0 = kept;
+        taken
+    }
+
+    /// Whether nothing is published.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Published({} values)", self.0.len())
+    }
 }
 
 /// Which topic an [`OutboundMessage`] goes to (the runtime maps each to a name).
@@ -318,6 +357,19 @@ impl Operator for Stacked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values are taken by their type, in order; values of other types stay.
+    #[test]
+    fn published_values_are_taken_by_type() {
+        let mut published = Published::default();
+        published.push(vec![1u32, 2]);
+        published.push("catalogue");
+        published.push(vec![3u32]);
+        assert_eq!(published.take::<Vec<u32>>(), vec![vec![1, 2], vec![3]]);
+        assert!(published.take::<Vec<u32>>().is_empty());
+        assert_eq!(published.take::<&str>(), vec!["catalogue"]);
+        assert!(published.is_empty());
+    }
 
     #[test]
     fn nothing_emitted_is_empty_and_late_counts_alone_are_not_output() {

@@ -694,7 +694,7 @@ impl Operator for LogOperator {
             out.tables.push((Table::LogTemplates, batch));
         }
         out.alerts.extend(mined.alerts);
-        out.templates.extend(mined.templates);
+        out.published.push(mined.templates);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use arrow::array::RecordBatch;
+use cara_operators::logs::signals::TemplateState;
 use cara_operators::operator::{
     Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
 };
@@ -666,7 +667,7 @@ impl Shard {
     #[allow(clippy::too_many_arguments)]
     fn plan_emitted(
         &self,
-        emitted: Emitted,
+        mut emitted: Emitted,
         rows: Option<&RecordBatch>,
         fallback_offset: i64,
         topic: &Arc<str>,
@@ -676,12 +677,10 @@ impl Shard {
     ) -> Result<(Vec<RaisedAlert>, Vec<OutboundMessage>), RuntimeError> {
         let writer = &self.settings.writer;
         let telemetry = &self.settings.telemetry;
-        if !emitted.templates.is_empty() {
-            let created = emitted.templates.iter().filter(|t| t.created).count();
+        for templates in emitted.published.take::<Vec<TemplateState>>() {
+            let created = templates.iter().filter(|t| t.created).count();
             telemetry.log_templates_created.inc_by(created as u64);
-            self.settings
-                .templates
-                .update(topic, partition, &emitted.templates);
+            self.settings.templates.update(topic, partition, &templates);
         }
         let at = OutputPlace {
             topic,
