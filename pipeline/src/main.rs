@@ -120,7 +120,7 @@ struct GenBacktestArgs {
     /// Seconds after an incident's end during which an alert still detects it.
     #[arg(long, default_value_t = 120)]
     grace: u64,
-    /// Configuration file whose [anomaly] section (scorer and rules) to use.
+    /// Configuration file whose `[anomaly]` section (scorer and rules) to use.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -173,7 +173,7 @@ struct BrokerArgs {
     /// Bootstrap address to listen on.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// TOML configuration file (its [embedded_broker] and [kafka] topic names apply).
+    /// TOML configuration file (its `[embedded_broker]` and `[kafka]` topic names apply).
     #[arg(long)]
     config: Option<PathBuf>,
 }
