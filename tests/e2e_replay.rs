@@ -172,6 +172,29 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         assert!(rows(table) > 0, "{table} is empty: {compared:?}");
     }
 
+    // A labels file that is not one is reported, naming its line, before any replay.
+    let bad = dir.path().join("bad-labels.jsonl");
+    std::fs::write(&bad, "{\"id\":\"inc-1\",\"kind\":\"meltdown\"}\n").unwrap();
+    let refused = cara()
+        .args(["backtest", "replay", "--archive"])
+        .arg(&archive)
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .arg("--labels")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("line 1") && stderr.contains("meltdown"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("bad").join("metric_windows").exists(),
+        "nothing replayed"
+    );
+
     // A new SLO: the live run sent no exchange records for it, so the replay's own
     // first stages send them to its second stages in process.
     let recorded = std::fs::read_to_string(archive.join("_cara").join("config.toml")).unwrap();

@@ -233,6 +233,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         from_ms: time("--from", &args.from)?,
         to_ms: time("--to", &args.to)?,
     };
+    // The labels are read first: a bad file is reported before the replay runs.
+    let incidents: Option<Vec<Incident>> = match &args.labels {
+        Some(file) => Some(
+            labels::read_labels(file)?
+                .into_iter()
+                .filter(|i| {
+                    range.from_ms.is_none_or(|from| i.end_ms > from)
+                        && range.to_ms.is_none_or(|to| i.start_ms < to)
+                })
+                .collect(),
+        ),
+        None => None,
+    };
     let summary = replay::replay(
         &args.archive,
         &args.out,
@@ -289,15 +302,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             args.archive.display()
         );
     }
-    let labelled = match &args.labels {
-        Some(file) => {
-            let incidents: Vec<Incident> = labels::read_labels(file)?
-                .into_iter()
-                .filter(|i| {
-                    range.from_ms.is_none_or(|from| i.end_ms > from)
-                        && range.to_ms.is_none_or(|to| i.start_ms < to)
-                })
-                .collect();
+    let labelled = match (&args.labels, incidents) {
+        (Some(file), Some(incidents)) => {
             let score = labels::score_alerts(
                 &labels::fired(&episodes),
                 &incidents,
@@ -314,7 +320,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             print!("{table}");
             Some((incidents, score))
         }
-        None => None,
+        _ => None,
     };
     let report_started = std::time::Instant::now();
     let page = report::write_report(&report::ReportInputs {
