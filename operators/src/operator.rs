@@ -219,6 +219,12 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// The columns of its input table it reads, when it knows them: a driver that
+    /// reads stored rows may then leave the others out. `None`: all of them.
+    fn input_columns(&self) -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// Processes a batch of the partition's input table, rows in offset order.
     fn process(
         &mut self,
@@ -318,6 +324,17 @@ impl Operator for Stacked {
             }
         }
         tables
+    }
+
+    /// Every part's, or `None` when a part reads every column.
+    fn input_columns(&self) -> Option<Vec<&'static str>> {
+        let mut columns = Vec::new();
+        for (_, part) in &self.parts {
+            columns.extend(part.input_columns()?);
+        }
+        columns.sort_unstable();
+        columns.dedup();
+        Some(columns)
     }
 
     fn process(

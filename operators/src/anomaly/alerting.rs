@@ -180,6 +180,12 @@ impl Operator for MetricAlerting {
         vec![Table::Alerts, Table::MetricWindows]
     }
 
+    /// What the anomaly operator reads of a point (the alert rules and windows take
+    /// the scored points).
+    fn input_columns(&self) -> Option<Vec<&'static str>> {
+        Some(super::operator::INPUT_COLUMNS.to_vec())
+    }
+
     fn process(
         &mut self,
         context: &PartitionContext,
@@ -278,6 +284,36 @@ mod tests {
             AnomalyLimits::default(),
             vec![AlertRule::default_anomaly()],
         )
+    }
+
+    /// Given only the columns it declares, it emits what it emits given them all.
+    #[test]
+    fn its_declared_input_columns_are_all_it_reads() {
+        let full = batch(3000);
+        let columns = fresh().input_columns().unwrap();
+        let indices: Vec<usize> = columns
+            .iter()
+            .map(|c| full.schema().index_of(c).unwrap())
+            .collect();
+        let projected = full.project(&indices).unwrap();
+        assert!(projected.num_columns() < full.num_columns());
+        let context = PartitionContext {
+            topic: "telemetry.metrics".into(),
+            partition: 0,
+        };
+        let run = |rows: &RecordBatch| {
+            let mut op = fresh().with_windows(Some(WindowSettings {
+                spec: WindowSpec::Tumbling { size_ms: 600_000 },
+                out_of_orderness_ms: 0,
+                allowed_lateness_ms: 0,
+            }));
+            let mut out = Emitted::default();
+            op.process(&context, rows, &mut out).unwrap();
+            (out.alerts, out.tables)
+        };
+        let (alerts, tables) = run(&full);
+        assert!(!alerts.is_empty() && !tables.is_empty());
+        assert_eq!(run(&projected), (alerts, tables));
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::budget::{BudgetShare, StateBudget};
 #[error("input column `{0}` is missing or has the wrong type")]
 pub struct SchemaMismatch(pub &'static str);
 
+/// The columns of table `metrics` that [`AnomalyOperator::process`] reads.
+pub const INPUT_COLUMNS: [&str; 5] = ["ts", "name", "type", "value", "labels"];
+
 /// Labels of a series, sorted by key.
 pub type Labels = Arc<[(String, String)]>;
 
@@ -178,7 +181,8 @@ impl AnomalyOperator {
         self.counts
     }
 
-    /// Scores every row of a `metrics` batch, in row order, appending to `out`.
+    /// Scores every row of a `metrics` batch, in row order, appending to `out`; reads
+    /// only [`INPUT_COLUMNS`].
     pub fn process(
         &mut self,
         batch: &RecordBatch,

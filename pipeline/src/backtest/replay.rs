@@ -34,11 +34,12 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::datatypes::{Int32Type, Int64Type, Schema, SchemaRef};
 use cara_operators::budget::StateBudget;
 use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
 use cara_operators::schema::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 
 use crate::archive::layout::{idle_file_stem, input_file_stem, ArchiveLayout};
 use crate::archive::writer::ParquetWriter;
@@ -467,6 +468,8 @@ fn replay_partition(
         topic: topic.clone(),
         partition,
     };
+    // Only what the operators read (and the replay's own columns) is decoded.
+    let columns = operator.input_columns();
     let mut raises = job.raises.iter().peekable();
     for (key, files) in &job.flushes {
         // A raise recorded while the partition's next offset was this flush's first
@@ -482,7 +485,7 @@ fn replay_partition(
             }
         }
         let started = Instant::now();
-        let rows = read_flush_in(files, table, run.range)?;
+        let rows = read_flush_in(files, table, columns.as_deref(), run.range)?;
         let reading = started.elapsed();
         if run.range.is_set() && rows.num_rows() == 0 {
             let mut skipped = FlushDone::default();
@@ -698,19 +701,34 @@ pub(crate) fn partition_range(partition: i32) -> std::ops::RangeInclusive<FlushK
 }
 
 /// A flush's rows: its files' rows in offset order, with the table's columns.
-pub(crate) fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch, ReplayError> {
-    let schema = table.schema();
+pub(crate) fn read_flush(
+    files: &[PathBuf],
+    table: Table,
+    columns: Option<&[&str]>,
+) -> Result<RecordBatch, ReplayError> {
+    let schema = read_schema(table, columns);
+    let projected = columns.map(|_| schema.as_ref());
     let mut batches = Vec::new();
     for path in files {
-        for batch in read_parquet(path)? {
-            // Same columns as the live batch (the file's schema may carry metadata).
-            let batch =
-                RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
-                    ReplayError::Read {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
+        for batch in read_parquet_columns(path, projected)? {
+            // The live batch's columns, by name and type (the file's schema may carry
+            // metadata).
+            let read_err = |reason: String| ReplayError::Read {
+                path: path.clone(),
+                reason,
+            };
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    batch
+                        .column_by_name(f.name())
+                        .cloned()
+                        .ok_or_else(|| read_err(format!("no column {}", f.name())))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let batch = RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| read_err(e.to_string()))?;
             batches.push(batch);
         }
     }
@@ -736,14 +754,36 @@ pub(crate) fn read_flush(files: &[PathBuf], table: Table) -> Result<RecordBatch,
     })
 }
 
-/// The rows of a flush whose event time is in `range`.
+/// The schema a replay reads `table` with: the columns an operator declared it
+/// reads, with `_offset` and the time column (the replay's own), or all.
+fn read_schema(table: Table, columns: Option<&[&str]>) -> SchemaRef {
+    let schema = table.schema();
+    let Some(columns) = columns else {
+        return schema;
+    };
+    let keep: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            let name = f.name().as_str();
+            columns.contains(&name) || name == "_offset" || name == table.time_column()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    schema.project(&keep).map_or(schema, Arc::new)
+}
+
+/// The rows of a flush whose event time is in `range`, with `columns` (see
+/// [`read_schema`]).
 pub(crate) fn read_flush_in(
     files: &[PathBuf],
     table: Table,
+    columns: Option<&[&str]>,
     range: EventRange,
 ) -> Result<RecordBatch, ReplayError> {
     range
-        .keep(read_flush(files, table)?, table)
+        .keep(read_flush(files, table, columns)?, table)
         .map_err(|reason| ReplayError::Read {
             path: files.first().cloned().unwrap_or_default(),
             reason,
@@ -770,6 +810,15 @@ pub(crate) fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The batches of one Parquet file.
 pub(crate) fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, ReplayError> {
+    read_parquet_columns(path, None)
+}
+
+/// The batches of one Parquet file, with only the top-level columns named in
+/// `columns` (all when `None`; names the file lacks are left out).
+fn read_parquet_columns(
+    path: &Path,
+    columns: Option<&Schema>,
+) -> Result<Vec<RecordBatch>, ReplayError> {
     let read_err = |reason: String| ReplayError::Read {
         path: path.to_path_buf(),
         reason,
@@ -781,7 +830,19 @@ pub(crate) fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, ReplayError>
         .and_then(|b| {
             let rows = b.metadata().file_metadata().num_rows();
             let batch_size = usize::try_from(rows).unwrap_or(0).clamp(1024, 1 << 20);
-            b.with_batch_size(batch_size).build()
+            let b = b.with_batch_size(batch_size);
+            match columns {
+                Some(wanted) => {
+                    let roots: Vec<usize> = wanted
+                        .fields()
+                        .iter()
+                        .filter_map(|f| b.schema().index_of(f.name()).ok())
+                        .collect();
+                    let mask = ProjectionMask::roots(b.parquet_schema(), roots);
+                    b.with_projection(mask).build()
+                }
+                None => b.build(),
+            }
         })
         .map_err(|e| read_err(e.to_string()))?;
     reader
@@ -803,7 +864,7 @@ fn exchange_sources(
             continue;
         }
         for files in list_flushes(&input.table_dir(signal.table()), topic).values() {
-            let rows = read_flush(files, signal.table())?;
+            let rows = read_flush(files, signal.table(), None)?;
             let (Some(topics), Some(partitions)) = (
                 rows.column_by_name("source_topic")
                     .and_then(|c| c.as_string_opt::<i32>()),
@@ -890,7 +951,7 @@ mod tests {
         let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
         metrics_file(&a, &[0, 2, 5]);
         metrics_file(&b, &[1, 3, 4]);
-        let rows = read_flush(&[a.clone(), b.clone()], Table::Metrics).unwrap();
+        let rows = read_flush(&[a.clone(), b.clone()], Table::Metrics, None).unwrap();
         assert_eq!(offsets(&rows), [0, 1, 2, 3, 4, 5]);
         let values = rows
             .column_by_name("value")
@@ -903,8 +964,12 @@ mod tests {
         );
         metrics_file(&a, &[0, 1, 2]);
         metrics_file(&b, &[3, 4]);
-        let rows = read_flush(&[a, b], Table::Metrics).unwrap();
+        let rows = read_flush(&[a, b], Table::Metrics, Some(&["value"])).unwrap();
         assert_eq!(offsets(&rows), [0, 1, 2, 3, 4]);
+        // Read with the columns an operator declared: those, `_offset` and the time.
+        let schema = rows.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["ts", "value", "_offset"]);
     }
 
     /// Stems read like a table: input flushes of the topic, with or without an

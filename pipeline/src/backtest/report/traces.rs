@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cara_operators::anomaly::operator::{AnomalyOperator, ScoredPoint};
+use cara_operators::anomaly::operator::{AnomalyOperator, ScoredPoint, INPUT_COLUMNS};
 use cara_operators::schema::Table;
 
 use crate::archive::layout::ArchiveLayout;
@@ -128,7 +128,7 @@ pub fn score_traces(
         let mut operator = AnomalyOperator::new(settings.scorer, settings.limits);
         let mut scored: Vec<ScoredPoint> = Vec::new();
         for files in flushes.range(partition_range(partition)).map(|(_, f)| f) {
-            let rows = read_flush_in(files, table, range)?;
+            let rows = read_flush_in(files, table, Some(&INPUT_COLUMNS), range)?;
             scored.clear();
             if operator.process(&rows, &mut scored).is_err() {
                 continue;
