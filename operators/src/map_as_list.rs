@@ -41,14 +41,19 @@ pub mod hashed {
         hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6361_7261))
     }
 
+    /// The map's entries sorted by key (what a snapshot holds, in its order).
+    pub(crate) fn sorted_pairs<K: Ord, V>(map: &FastMap<K, V>) -> Vec<(&K, &V)> {
+        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        pairs
+    }
+
     /// Writes the map as a list of pairs sorted by key.
     pub fn serialize<K: Serialize + Ord, V: Serialize, S: Serializer>(
         map: &FastMap<K, V>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
-        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        serializer.collect_seq(pairs)
+        serializer.collect_seq(sorted_pairs(map))
     }
 
     /// Reads a list of pairs back into a map.
@@ -81,9 +86,7 @@ pub mod hashed_as_map {
         map: &FastMap<K, V>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
-        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        serializer.collect_map(pairs)
+        serializer.collect_map(super::hashed::sorted_pairs(map))
     }
 
     /// Reads a map back.
