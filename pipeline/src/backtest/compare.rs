@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::RecordBatch;
 use arrow::util::display::array_value_to_string;
 
-use super::replay::{parquet_files, read_parquet, ReplayError};
+use super::episodes::{each_alerts_batch, label_pairs, labels_column, text_column, time_column};
+use super::replay::ReplayError;
 
 /// What identifies an alert transition across archives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,30 +75,30 @@ impl AlertDiff {
     }
 
     /// The per-transition difference as CSV, with a header.
-    pub fn to_csv(&self) -> String {
-        let mut csv = String::from("change,rule,service,status,starts_at_ms,id_before,id_after\n");
+    pub fn to_csv(&self) -> Result<String, csv::Error> {
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        csv.write_record([
+            "change",
+            "rule",
+            "service",
+            "status",
+            "starts_at_ms",
+            "id_before",
+            "id_after",
+        ])?;
         for c in &self.changes {
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
+            csv.write_record([
                 c.change,
-                quoted(&c.rule),
-                quoted(&c.service),
-                c.status,
-                c.starts_at_ms,
-                c.id_before,
-                c.id_after
-            ));
+                &c.rule,
+                &c.service,
+                &c.status,
+                &c.starts_at_ms.to_string(),
+                &c.id_before,
+                &c.id_after,
+            ])?;
         }
-        csv
-    }
-}
-
-/// A CSV field, quoted when it needs to be.
-fn quoted(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
+        let bytes = csv.into_inner().map_err(|e| e.into_error())?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
@@ -170,14 +170,7 @@ pub fn compare_alerts(before: &Path, after: &Path) -> Result<AlertDiff, ReplayEr
 /// Every alert transition of `archive`: per key, (id, every column rendered).
 fn read_alerts(archive: &Path) -> Result<BTreeMap<AlertKey, Vec<(String, String)>>, ReplayError> {
     let mut alerts: BTreeMap<AlertKey, Vec<(String, String)>> = BTreeMap::new();
-    for path in parquet_files(&archive.join("alerts")) {
-        for batch in read_parquet(&path)? {
-            add_rows(&batch, &mut alerts).map_err(|reason| ReplayError::Read {
-                path: path.clone(),
-                reason,
-            })?;
-        }
-    }
+    each_alerts_batch(archive, |batch| add_rows(batch, &mut alerts))?;
     Ok(alerts)
 }
 
@@ -185,35 +178,14 @@ fn add_rows(
     batch: &RecordBatch,
     alerts: &mut BTreeMap<AlertKey, Vec<(String, String)>>,
 ) -> Result<(), String> {
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| format!("alerts without a text column {name}"))
-    };
-    let (id, rule, status) = (text("id")?, text("rule")?, text("status")?);
-    let starts_at = batch
-        .column_by_name("starts_at")
-        .and_then(|c| arrow::compute::cast(c, &DataType::Int64).ok())
-        .ok_or("alerts without starts_at")?;
-    let starts_at = starts_at
-        .as_primitive_opt::<Int64Type>()
-        .ok_or("alerts without starts_at")?;
-    let labels = batch
-        .column_by_name("labels")
-        .and_then(|c| c.as_map_opt())
-        .ok_or("alerts without labels")?;
+    let (id, rule) = (text_column(batch, "id")?, text_column(batch, "rule")?);
+    let status = text_column(batch, "status")?;
+    let starts_at = time_column(batch, "starts_at")?;
+    let labels = labels_column(batch)?;
     for row in 0..batch.num_rows() {
-        let entries = labels.value(row);
-        let keys = entries.column(0).as_string_opt::<i32>();
-        let values = entries.column(1).as_string_opt::<i32>();
-        let service = keys
-            .zip(values)
-            .and_then(|(k, v)| {
-                (0..k.len())
-                    .find(|i| k.value(*i) == "service")
-                    .map(|i| v.value(i).to_owned())
-            })
+        let service = label_pairs(labels, row)
+            .into_iter()
+            .find_map(|(k, v)| (k == "service").then_some(v))
             .unwrap_or_default();
         let key = AlertKey {
             rule: rule.value(row).to_owned(),
@@ -351,6 +323,11 @@ mod tests {
             }
         );
         assert!(compare_alerts(live.path(), live.path()).unwrap().is_empty());
-        assert!(diff.to_csv().starts_with("change,rule,service"));
+        let csv = diff.to_csv().unwrap();
+        assert!(csv.starts_with("change,rule,service"));
+        assert!(
+            csv.contains("\nremoved,metric_anomaly,web,firing,"),
+            "{csv}"
+        );
     }
 }

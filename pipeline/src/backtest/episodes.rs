@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch};
+use arrow::array::{Array, AsArray, Int64Array, MapArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
 use super::replay::{parquet_files, read_parquet, ReplayError};
@@ -75,15 +75,53 @@ struct Transition {
 /// The alert episodes of the archive at `archive`, in start order.
 pub fn read_episodes(archive: &Path) -> Result<Vec<Episode>, ReplayError> {
     let mut transitions = Vec::new();
+    each_alerts_batch(archive, |batch| add_transitions(batch, &mut transitions))?;
+    Ok(pair(transitions))
+}
+
+/// Calls `each` with every batch of the `alerts` table of the archive at `archive`
+/// (a batch it refuses is reported as a read error of its file).
+pub(crate) fn each_alerts_batch(
+    archive: &Path,
+    mut each: impl FnMut(&RecordBatch) -> Result<(), String>,
+) -> Result<(), ReplayError> {
     for path in parquet_files(&archive.join("alerts")) {
         for batch in read_parquet(&path)? {
-            add_transitions(&batch, &mut transitions).map_err(|reason| ReplayError::Read {
+            each(&batch).map_err(|reason| ReplayError::Read {
                 path: path.clone(),
                 reason,
             })?;
         }
     }
-    Ok(pair(transitions))
+    Ok(())
+}
+
+/// Text column `name` of an alerts batch.
+pub(crate) fn text_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a StringArray, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| format!("alerts without a text column {name}"))
+}
+
+/// Time column `name` of an alerts batch, in ms.
+pub(crate) fn time_column(batch: &RecordBatch, name: &str) -> Result<Int64Array, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| arrow::compute::cast(c, &DataType::Int64).ok())
+        .map(|c| c.as_primitive::<Int64Type>().clone())
+        .ok_or_else(|| format!("alerts without a time column {name}"))
+}
+
+/// The `labels` column of an alerts batch.
+pub(crate) fn labels_column(batch: &RecordBatch) -> Result<&MapArray, String> {
+    batch
+        .column_by_name("labels")
+        .and_then(|c| c.as_map_opt())
+        .ok_or_else(|| "alerts without labels".to_owned())
 }
 
 /// Firing and resolved transitions of one rule and label set, in time order, paired.
@@ -105,29 +143,9 @@ fn pair(mut transitions: Vec<Transition>) -> Vec<Episode> {
 }
 
 fn add_transitions(batch: &RecordBatch, out: &mut Vec<Transition>) -> Result<(), String> {
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| format!("alerts without a text column {name}"))
-    };
-    let time = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| arrow::compute::cast(c, &DataType::Int64).ok())
-            .ok_or_else(|| format!("alerts without a time column {name}"))
-    };
-    let (rule, kind, status, topic) = (
-        text("rule")?,
-        text("kind")?,
-        text("status")?,
-        text("_topic")?,
-    );
-    let (at, starts_at) = (time("at")?, time("starts_at")?);
-    let (at, starts_at) = (
-        at.as_primitive::<Int64Type>(),
-        starts_at.as_primitive::<Int64Type>(),
-    );
+    let (rule, kind) = (text_column(batch, "rule")?, text_column(batch, "kind")?);
+    let (status, topic) = (text_column(batch, "status")?, text_column(batch, "_topic")?);
+    let (at, starts_at) = (time_column(batch, "at")?, time_column(batch, "starts_at")?);
     let partition = batch
         .column_by_name("_partition")
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
@@ -136,10 +154,7 @@ fn add_transitions(batch: &RecordBatch, out: &mut Vec<Transition>) -> Result<(),
         .column_by_name("threshold")
         .and_then(|c| c.as_primitive_opt::<Float64Type>())
         .ok_or("alerts without threshold")?;
-    let labels = batch
-        .column_by_name("labels")
-        .and_then(|c| c.as_map_opt())
-        .ok_or("alerts without labels")?;
+    let labels = labels_column(batch)?;
     for row in 0..batch.num_rows() {
         out.push(Transition {
             firing: status.value(row) == "firing",
@@ -160,7 +175,7 @@ fn add_transitions(batch: &RecordBatch, out: &mut Vec<Transition>) -> Result<(),
 }
 
 /// The labels of row `row` of a labels map column.
-fn label_pairs(labels: &MapArray, row: usize) -> Vec<(String, String)> {
+pub(crate) fn label_pairs(labels: &MapArray, row: usize) -> Vec<(String, String)> {
     let entries = labels.value(row);
     let (Some(keys), Some(values)) = (
         entries.column(0).as_string_opt::<i32>(),

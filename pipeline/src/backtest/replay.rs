@@ -96,6 +96,20 @@ pub struct ReplaySummary {
     pub spent: StageTimes,
 }
 
+impl ReplaySummary {
+    /// Counts one replayed flush or raise.
+    fn count(&mut self, done: &FlushDone) {
+        match done.raise {
+            true => self.raises += 1,
+            false => self.flushes += 1,
+        }
+        self.records += done.records;
+        self.alerts += done.alerts;
+        self.files += done.files;
+        self.spent.add(done.spent);
+    }
+}
+
 /// How far a replay has got, for a progress display.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayProgress {
@@ -219,6 +233,13 @@ pub fn replay(
         partitions: queue.len(),
         ..ReplaySummary::default()
     };
+    let run = Run {
+        dataflow,
+        wiring: &wiring,
+        range,
+        writer: &writer,
+        keep_messages: exchange == ExchangeSource::InProcess,
+    };
     let queue = std::sync::Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<FlushDone, ReplayError>>();
@@ -229,21 +250,14 @@ pub fn replay(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let done_tx = done_tx.clone();
-            let (queue, writer, wiring) = (&queue, &writer, &wiring);
+            let (queue, run) = (&queue, &run);
             scope.spawn(move || loop {
                 let job = match queue.lock() {
                     Ok(mut q) => q.pop(),
                     Err(_) => None,
                 };
                 let Some(job) = job else { break };
-                let run = Run {
-                    dataflow,
-                    wiring,
-                    range,
-                    writer,
-                    keep_messages: exchange == ExchangeSource::InProcess,
-                };
-                if let Err(error) = replay_partition(&job, &run, &done_tx) {
+                if let Err(error) = replay_partition(&job, run, &done_tx) {
                     let _ = done_tx.send(Err(error));
                     // Stop the others: the queue is drained.
                     if let Ok(mut q) = queue.lock() {
@@ -263,14 +277,7 @@ pub fn replay(
                             .or_default()
                             .append(&mut flush.messages);
                     }
-                    summary.files += flush.files;
-                    summary.alerts += flush.alerts;
-                    summary.spent.add(flush.spent);
-                    match flush.raise {
-                        true => summary.raises += 1,
-                        false => summary.flushes += 1,
-                    }
-                    summary.records += flush.records;
+                    summary.count(&flush);
                     event_time_ms = flush.event_time_ms.max(event_time_ms);
                     progress(&ReplayProgress {
                         done: summary.flushes + summary.raises,
@@ -289,23 +296,15 @@ pub fn replay(
         return Err(error);
     }
     if exchange == ExchangeSource::InProcess {
+        let second_stages = Run {
+            keep_messages: false,
+            ..run
+        };
         let exchanges = consumed.iter().filter(|(_, signal)| signal.is_exchange());
         for (topic, signal) in exchanges {
-            let run = Run {
-                dataflow,
-                wiring: &wiring,
-                range,
-                writer: &writer,
-                keep_messages: false,
-            };
-            let done = replay_exchange(topic, *signal, &exchanged, &run)?;
             summary.partitions += 1;
-            summary.flushes += done.len();
-            for flush in done {
-                summary.files += flush.files;
-                summary.alerts += flush.alerts;
-                summary.records += flush.records;
-                summary.spent.add(flush.spent);
+            for flush in replay_exchange(topic, *signal, &exchanged, &second_stages)? {
+                summary.count(&flush);
             }
         }
     }
@@ -327,6 +326,7 @@ pub enum ExchangeSource {
 }
 
 /// What every partition of a replay shares.
+#[derive(Clone, Copy)]
 struct Run<'a> {
     dataflow: &'a Dataflow,
     wiring: &'a Wiring,
@@ -392,14 +392,11 @@ fn replay_exchange(
         if let Err(error) = operator.process(&context, &rows, &mut emitted) {
             tracing::error!(%topic, %error, "operator skipped a batch");
         }
-        let spent = StageTimes {
-            operators: started.elapsed(),
-            ..StageTimes::default()
-        };
+        let operators = started.elapsed();
         let stem = input_file_stem(topic, 0, 0, first, last);
         let mut flush = write_emitted(emitted, &stem, Some(&rows), last, &context, run)?;
         flush.records = rows.num_rows() as u64;
-        flush.spent.add(spent);
+        flush.spent.operators = operators;
         done.push(flush);
     }
     Ok(done)
@@ -732,10 +729,7 @@ pub(crate) fn read_flush(
             batches.push(batch);
         }
     }
-    let all = concat_batches(&schema, &batches).map_err(|e| ReplayError::Read {
-        path: files.first().cloned().unwrap_or_default(),
-        reason: e.to_string(),
-    })?;
+    let all = concat_batches(&schema, &batches).map_err(|e| flush_error(files, e))?;
     let Some(offsets) = all.column_by_name("_offset") else {
         return Ok(all);
     };
@@ -748,10 +742,15 @@ pub(crate) fn read_flush(
         return Ok(all);
     }
     let order = sort_to_indices(offsets, None, None).and_then(|i| take_record_batch(&all, &i));
-    order.map_err(|e| ReplayError::Read {
+    order.map_err(|e| flush_error(files, e))
+}
+
+/// A flush that could not be read (named by its first file).
+fn flush_error(files: &[PathBuf], reason: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Read {
         path: files.first().cloned().unwrap_or_default(),
-        reason: e.to_string(),
-    })
+        reason: reason.to_string(),
+    }
 }
 
 /// The schema a replay reads `table` with: the columns an operator declared it
@@ -784,10 +783,7 @@ pub(crate) fn read_flush_in(
 ) -> Result<RecordBatch, ReplayError> {
     range
         .keep(read_flush(files, table, columns)?, table)
-        .map_err(|reason| ReplayError::Read {
-            path: files.first().cloned().unwrap_or_default(),
-            reason,
-        })
+        .map_err(|reason| flush_error(files, reason))
 }
 
 /// Every Parquet file under `dir` (none when it does not exist), in path order.

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
 
-use cara_pipeline::archive::layout::ArchiveLayout;
+use cara_pipeline::archive::layout::{write_bytes_atomically, ArchiveLayout};
 use cara_pipeline::backtest::{compare, episodes, labels, replay, report};
 use cara_pipeline::gen::incidents::Incident;
 
@@ -207,8 +207,12 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         None => println!("config: the defaults (no --config, and the archive records none)"),
     }
     let dataflow = Dataflow::declare(&config)?;
-    // The archived exchange records, unless this config's first stages send others.
-    let live_stages = recorded_stages(&args.archive)?;
+    // The archived exchange records, unless this config's first stages send others
+    // (without --config the replay runs the recorded config itself).
+    let live_stages = match &args.config {
+        Some(_) => recorded_stages(&args.archive)?,
+        None => None,
+    };
     let exchange = match live_stages {
         Some(live) if !dataflow.stages.sends_as(&live) => {
             println!("exchange: the SLO or trace settings differ from the live run's: the second stages read the records this replay's first stages send");
@@ -354,12 +358,10 @@ fn recorded_stages(archive: &std::path::Path) -> anyhow::Result<Option<Stages>> 
     Ok(Some(Stages::from_config(&config)))
 }
 
-/// Writes a small text file under the replay's archive, its directory first.
+/// Writes a small text file under the replay's archive (its directory made first).
 fn write_note(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    write_bytes_atomically(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Prints the alerts added, removed and changed per rule and service, and writes each
@@ -370,7 +372,12 @@ fn print_diff(
     diff: &compare::AlertDiff,
 ) -> anyhow::Result<()> {
     let written = out.join("_cara").join("compare").join("alerts.csv");
-    write_note(&written, &diff.to_csv())?;
+    write_note(
+        &written,
+        &diff
+            .to_csv()
+            .context("rendering the alert difference as CSV")?,
+    )?;
     println!(
         "alerts against {}: {}",
         against.display(),

@@ -101,7 +101,7 @@ impl Stages {
             Signal::Metrics => {
                 let part = parts_of(snapshot, "alerting", topic, partition);
                 if let Some(a) = &self.alerting {
-                    let alerting = restored(
+                    let mut alerting = restored(
                         part("alerting").as_deref(),
                         |bytes| MetricAlerting::restore(bytes, a.scorer, a.limits, a.rules.clone()),
                         || MetricAlerting::new(a.scorer, a.limits, a.rules.clone()),
@@ -109,7 +109,6 @@ impl Stages {
                         topic,
                         partition,
                     );
-                    let mut alerting = alerting;
                     alerting.share_budget(wiring.state_budget.clone());
                     parts.push(Box::new(alerting.with_windows(a.windows)));
                 }
