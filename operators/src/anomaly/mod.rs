@@ -108,10 +108,12 @@ struct Calibrator {
 impl Calibrator {
     /// With `p` the upper tail probability of `deviation`, the score is
     /// `-log10(p) / 10` clipped to [0, 1], so 0.5 means "one in 100,000" and 1 means
-    /// "one in 10^10 or rarer". Learns from the deviation afterwards.
-    fn score(&mut self, alpha: f64, deviation: f64) -> f64 {
+    /// "one in 10^10 or rarer". Learns from the deviation afterwards, whether or not
+    /// the score is `wanted` (when not, it is 0 and the tail, most of the cost, is not
+    /// computed).
+    fn score(&mut self, alpha: f64, deviation: f64, wanted: bool) -> f64 {
         let x = deviation.ln_1p();
-        let score = if self.count >= 10 {
+        let score = if wanted && self.count >= 10 {
             let sd = self.var.sqrt().max(0.05);
             let tail = normal_tail((x - self.mean) / sd).max(1e-300);
             (-tail.log10() / 10.0).clamp(0.0, 1.0)
@@ -208,25 +210,19 @@ impl SeriesScorer {
             (0.0, 0.0, Detector::Warmup)
         } else {
             self.smoothed += config.smoothing * (point_z - self.smoothed);
-            let point = self
-                .point_calibration
-                .score(config.calibration_alpha, self.smoothed);
-            let shift = self
-                .shift_calibration
-                .score(config.calibration_alpha, shift_z);
             // Rare for this series, perhaps, but too small to matter: a series that
             // never varied makes any wobble "rare". Each detector must also clear an
-            // absolute bar.
-            let point = if point_z >= config.min_deviation {
-                point
-            } else {
-                0.0
-            };
-            let shift = if shift_z >= config.min_deviation {
-                shift
-            } else {
-                0.0
-            };
+            // absolute bar, or it scores 0 (and both calibrators learn either way).
+            let point = self.point_calibration.score(
+                config.calibration_alpha,
+                self.smoothed,
+                point_z >= config.min_deviation,
+            );
+            let shift = self.shift_calibration.score(
+                config.calibration_alpha,
+                shift_z,
+                shift_z >= config.min_deviation,
+            );
             if shift > point {
                 (shift, shift_z, Detector::Shift)
             } else {

@@ -249,71 +249,47 @@ impl AnomalyOperator {
         labels_of: impl FnOnce() -> (Arc<str>, Labels),
         out: &mut Vec<ScoredPoint>,
     ) {
-        let RowPoint {
-            row,
-            ts_ms,
-            raw,
-            is_counter,
-        } = point;
-
-        if !self.series.contains_key(key) {
-            if self.series.len() >= self.limits.max_series {
-                self.counts.refused_by_limit += 1;
-                return;
-            }
-            let key: Arc<str> = Arc::from(key);
-            let (name, labels) = labels_of();
-            let state = SeriesState {
-                key,
-                name,
-                labels,
-                scorer: SeriesScorer::default(),
-                last_ts: i64::MIN,
-                last_counter: None,
-            };
-            if !self.budget.try_take(state.estimated_bytes()) {
-                self.counts.refused_by_budget += 1;
-                return;
-            }
-            self.series.insert(state.key.clone(), state);
-        }
-        let Some(state) = self.series.get_mut(key) else {
-            return;
-        };
-        if ts_ms < state.last_ts {
-            self.counts.out_of_order += 1;
-            return;
-        }
-        let value = if is_counter {
-            let previous = state.last_counter.replace(raw);
-            let elapsed_s = ts_ms.saturating_sub(state.last_ts) as f64 / 1000.0;
-            match previous {
-                Some(prev) if elapsed_s > 0.0 => {
-                    // A counter that went down was reset: it counted `raw` since.
-                    let delta = if raw >= prev { raw - prev } else { raw };
-                    delta / elapsed_s
-                }
-                _ => {
-                    state.last_ts = ts_ms;
+        // One lookup for a known series; a new one is admitted (or refused) first.
+        let scored = match self.series.get_mut(key) {
+            Some(state) => score_point(state, &self.config, &mut self.counts, point, out),
+            None => {
+                let Some(state) = self.admit(key, labels_of) else {
                     return;
-                }
+                };
+                let state = self.series.entry(state.key.clone()).or_insert(state);
+                score_point(state, &self.config, &mut self.counts, point, out)
             }
-        } else {
-            raw
         };
-        state.last_ts = ts_ms;
-        let score = state.scorer.score(&self.config, ts_ms, value);
-        self.counts.scored += 1;
-        out.push(ScoredPoint {
-            series: state.key.clone(),
-            name: state.name.clone(),
-            labels: state.labels.clone(),
-            row,
-            ts_ms,
-            value,
-            score,
-        });
-        self.evict_on_schedule(ts_ms, row);
+        if scored {
+            self.evict_on_schedule(point.ts_ms, point.row);
+        }
+    }
+
+    /// The state of a series seen for the first time, unless the cardinality limit or
+    /// the state budget refuses it (then counted).
+    fn admit(
+        &mut self,
+        key: &str,
+        labels_of: impl FnOnce() -> (Arc<str>, Labels),
+    ) -> Option<SeriesState> {
+        if self.series.len() >= self.limits.max_series {
+            self.counts.refused_by_limit += 1;
+            return None;
+        }
+        let (name, labels) = labels_of();
+        let state = SeriesState {
+            key: Arc::from(key),
+            name,
+            labels,
+            scorer: SeriesScorer::default(),
+            last_ts: i64::MIN,
+            last_counter: None,
+        };
+        if !self.budget.try_take(state.estimated_bytes()) {
+            self.counts.refused_by_budget += 1;
+            return None;
+        }
+        Some(state)
     }
 
     /// Takes the series the last calls evicted (see [`ScoredPoint`]: `ts_ms` is the
@@ -370,6 +346,57 @@ impl AnomalyOperator {
         self.silent.extend(evicted);
         self.counts.evicted += (before - self.series.len()) as u64;
     }
+}
+
+/// Scores one point of a series (a counter's first point only sets its start) and
+/// appends it; false when nothing was scored (that point, or one out of order).
+fn score_point(
+    state: &mut SeriesState,
+    config: &ScorerConfig,
+    counts: &mut AnomalyCounts,
+    point: RowPoint,
+    out: &mut Vec<ScoredPoint>,
+) -> bool {
+    let RowPoint {
+        row,
+        ts_ms,
+        raw,
+        is_counter,
+    } = point;
+    if ts_ms < state.last_ts {
+        counts.out_of_order += 1;
+        return false;
+    }
+    let value = if is_counter {
+        let previous = state.last_counter.replace(raw);
+        let elapsed_s = ts_ms.saturating_sub(state.last_ts) as f64 / 1000.0;
+        match previous {
+            Some(prev) if elapsed_s > 0.0 => {
+                // A counter that went down was reset: it counted `raw` since.
+                let delta = if raw >= prev { raw - prev } else { raw };
+                delta / elapsed_s
+            }
+            _ => {
+                state.last_ts = ts_ms;
+                return false;
+            }
+        }
+    } else {
+        raw
+    };
+    state.last_ts = ts_ms;
+    let score = state.scorer.score(config, ts_ms, value);
+    counts.scored += 1;
+    out.push(ScoredPoint {
+        series: state.key.clone(),
+        name: state.name.clone(),
+        labels: state.labels.clone(),
+        row,
+        ts_ms,
+        value,
+        score,
+    });
+    true
 }
 
 /// One row as the operator sees it.
