@@ -569,8 +569,10 @@ pub struct AlertRuleConfig {
     pub for_duration: HumanDuration,
     /// Resolve below `threshold * resolve_ratio`…
     pub resolve_ratio: f64,
-    /// …after this long there.
+    /// …after this long there…
     pub resolve_after: HumanDuration,
+    /// …and at least this many points.
+    pub resolve_after_points: u32,
 }
 
 impl Default for AlertRuleConfig {
@@ -587,6 +589,7 @@ impl Default for AlertRuleConfig {
             resolve_after: HumanDuration(Duration::from_millis(
                 rule.policy.resolve_after_ms as u64,
             )),
+            resolve_after_points: rule.policy.resolve_after_points,
         }
     }
 }
@@ -604,6 +607,7 @@ impl AlertRuleConfig {
                 for_ms: ms(&self.for_duration),
                 resolve_ratio: self.resolve_ratio,
                 resolve_after_ms: ms(&self.resolve_after),
+                resolve_after_points: self.resolve_after_points,
             },
         }
     }

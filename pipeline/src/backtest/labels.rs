@@ -8,6 +8,11 @@
 //! incident is detected by its first matching alert; its time to detect is that
 //! alert's start minus the incident's start.
 //!
+//! A fault that slows or fails requests shows on the services calling the faulty
+//! one, and the labels name them (`affected`): an alert on one of those, in the same
+//! time, is a true *symptom* of the incident (counted with its true alerts and shown
+//! apart), never a detection (that takes the faulty service itself).
+//!
 //! Precision of kind K counts the alerts that matched an incident of kind K against
 //! those plus the false alarms (alerts that matched no incident): a false alarm is a
 //! false alarm whatever kind of trouble one was looking for. Overall precision is
@@ -100,6 +105,8 @@ pub struct KindScore {
     pub detected: usize,
     /// Alerts matching one of these incidents.
     pub true_alerts: usize,
+    /// Of which symptoms: on a caller the incident shows on, not on its service.
+    pub symptom_alerts: usize,
     /// Alerts matching no incident at all.
     pub false_alerts: usize,
     /// Time to detect of each detected incident, ms, ascending.
@@ -146,7 +153,7 @@ impl KindScore {
 pub struct RuleScore {
     /// Firing transitions.
     pub alerts: usize,
-    /// Of which matching an incident.
+    /// Of which matching an incident (its service, or a caller it shows on).
     pub true_alerts: usize,
 }
 
@@ -172,10 +179,14 @@ pub struct LabelScore {
 
 /// Scores `alerts` (firing transitions) against `incidents`.
 pub fn score_alerts(alerts: &[FiredAlert], incidents: &[Incident], grace_ms: i64) -> LabelScore {
+    let during = |a: &FiredAlert, i: &Incident| {
+        a.starts_at_ms >= i.start_ms && a.starts_at_ms < i.end_ms.saturating_add(grace_ms)
+    };
     let matches = |a: &FiredAlert, i: &Incident| {
-        a.service.as_ref().is_none_or(|s| *s == i.service)
-            && a.starts_at_ms >= i.start_ms
-            && a.starts_at_ms < i.end_ms.saturating_add(grace_ms)
+        a.service.as_ref().is_none_or(|s| *s == i.service) && during(a, i)
+    };
+    let symptom = |a: &FiredAlert, i: &Incident| {
+        a.service.as_ref().is_some_and(|s| i.affected.contains(s)) && during(a, i)
     };
     let mut score = LabelScore::default();
     for incident in incidents {
@@ -202,12 +213,23 @@ pub fn score_alerts(alerts: &[FiredAlert], incidents: &[Incident], grace_ms: i64
     for alert in alerts {
         let rule = score.by_rule.entry(alert.rule.clone()).or_default();
         rule.alerts += 1;
-        match incidents.iter().find(|i| matches(alert, i)) {
-            Some(incident) => {
+        let matched = incidents
+            .iter()
+            .find(|i| matches(alert, i))
+            .map(|i| (i, false))
+            .or_else(|| {
+                incidents
+                    .iter()
+                    .find(|i| symptom(alert, i))
+                    .map(|i| (i, true))
+            });
+        match matched {
+            Some((incident, is_symptom)) => {
                 rule.true_alerts += 1;
-                score.overall.true_alerts += 1;
-                if let Some(kind) = score.by_kind.get_mut(&incident.kind) {
-                    kind.true_alerts += 1;
+                let kind = score.by_kind.entry(incident.kind).or_default();
+                for counts in [&mut score.overall, kind] {
+                    counts.true_alerts += 1;
+                    counts.symptom_alerts += usize::from(is_symptom);
                 }
             }
             None => {
@@ -239,6 +261,7 @@ impl LabelScore {
             "count",
             "detected",
             "alerts",
+            "on callers",
             "precision",
             "recall",
             "F1",
@@ -257,6 +280,7 @@ impl LabelScore {
                     k.incidents.to_string(),
                     k.detected.to_string(),
                     k.true_alerts.to_string(),
+                    k.symptom_alerts.to_string(),
                     ratio(k.precision()),
                     ratio(k.recall()),
                     ratio(k.f1()),
@@ -335,6 +359,7 @@ mod tests {
             service: service.into(),
             start_ms: start,
             end_ms: end,
+            affected: Vec::new(),
         }
     }
 
@@ -400,12 +425,49 @@ mod tests {
         assert_eq!(score.by_rule["slo"].precision(), 1.0);
         let markdown = score.to_markdown();
         assert!(
-            markdown.contains("| all | 3 | 2 | 4 | 0.57 | 0.67 | 0.62 | 0.1 s | 0.1 s |"),
+            markdown.contains("| all | 3 | 2 | 4 | 0 | 0.57 | 0.67 | 0.62 | 0.1 s | 0.1 s |"),
             "{markdown}"
         );
         assert!(
-            markdown.contains("| latency_spike | 2 | 1 | 2 | 0.40 | 0.50 | 0.44 | 0.1 s | 0.1 s |"),
+            markdown
+                .contains("| latency_spike | 2 | 1 | 2 | 0 | 0.40 | 0.50 | 0.44 | 0.1 s | 0.1 s |"),
             "{markdown}"
+        );
+    }
+
+    /// An alert on a caller the incident shows on is a true symptom, not a
+    /// detection; on any other service, or outside the time, a false alarm.
+    #[test]
+    fn alerts_on_affected_callers_are_symptoms_not_detections() {
+        let mut burst = incident("i1", IncidentKind::ErrorBurst, "db", 1_000, 2_000);
+        burst.affected = vec!["api".into(), "web".into()];
+        let memory = incident("i2", IncidentKind::LevelShift, "cache", 5_000, 6_000);
+        let alerts = [
+            fired("anomaly", Some("web"), 1_200),  // symptom of i1
+            fired("anomaly", Some("api"), 2_300),  // symptom of i1, within grace
+            fired("anomaly", Some("db"), 1_500),   // detects i1 after 500
+            fired("anomaly", Some("auth"), 1_100), // not affected: false
+            fired("anomaly", Some("api"), 5_100),  // i2 shows on nobody else: false
+            fired("anomaly", Some("web"), 2_600),  // after the grace: false
+        ];
+        let score = score_alerts(&alerts, &[burst, memory], 500);
+        let all = &score.overall;
+        assert_eq!((all.incidents, all.detected), (2, 1));
+        assert_eq!(all.detect_ms, vec![500], "a symptom is no detection");
+        assert_eq!(
+            (all.true_alerts, all.symptom_alerts, all.false_alerts),
+            (3, 2, 3)
+        );
+        let errors = &score.by_kind[&IncidentKind::ErrorBurst];
+        assert_eq!((errors.true_alerts, errors.symptom_alerts), (3, 2));
+        assert_eq!(score.by_kind[&IncidentKind::LevelShift].true_alerts, 0);
+        assert_eq!(score.by_rule["anomaly"].true_alerts, 3);
+        assert!(
+            score
+                .to_markdown()
+                .contains("| error_burst | 1 | 1 | 3 | 2 | 0.50 | 1.00 | 0.67 | 0.5 s | 0.5 s |"),
+            "{}",
+            score.to_markdown()
         );
     }
 

@@ -36,6 +36,18 @@ impl IncidentKind {
         }
     }
 
+    /// Whether the incident acts on requests (their latency or their errors), so it
+    /// shows only on a service that serves traffic.
+    pub fn needs_traffic(self) -> bool {
+        matches!(self, IncidentKind::LatencySpike | IncidentKind::ErrorBurst)
+    }
+
+    /// Whether the incident slows or fails requests, so it shows on the callers of
+    /// its service too (saturation doubles latency).
+    pub fn reaches_callers(self) -> bool {
+        !matches!(self, IncidentKind::LevelShift)
+    }
+
     /// The metric (or signal) where the incident shows first.
     pub fn primary_signal(self) -> &'static str {
         match self {
@@ -62,6 +74,10 @@ pub struct Incident {
     /// First unaffected event time (ms).
     #[serde(rename = "end")]
     pub end_ms: i64,
+    /// Other services the incident shows on: the callers whose requests pass through
+    /// `service`, when the incident acts on requests (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
 }
 
 impl Incident {
@@ -72,10 +88,12 @@ impl Incident {
 }
 
 /// Plans incidents over `[start_ms, start_ms + span_ms)`: one every few minutes of
-/// event time (at least one), never overlapping, on random services.
+/// event time (at least one), never overlapping, each on a random service of
+/// `services` (name, and whether it serves traffic) where its kind can show: an
+/// incident that acts on requests lands only on a service that has some.
 pub fn schedule(
     rng: &mut impl Rng,
-    services: &[String],
+    services: &[(String, bool)],
     start_ms: i64,
     span_ms: i64,
 ) -> Vec<Incident> {
@@ -87,12 +105,25 @@ pub fn schedule(
             let length = (slot / 2).clamp(20_000, 300_000);
             let offset = slot * (n + 1) - length / 2 + rng.random_range(-(slot / 8)..=(slot / 8));
             let begin = start_ms + offset.max(slot / 4);
+            let kind = IncidentKind::ALL[rng.random_range(0..IncidentKind::ALL.len())];
+            let showing: Vec<&String> = services
+                .iter()
+                .filter(|(_, served)| *served || !kind.needs_traffic())
+                .map(|(name, _)| name)
+                .collect();
+            // A world serves at least its root; without it, any service will do.
+            let candidates: Vec<&String> = if showing.is_empty() {
+                services.iter().map(|(name, _)| name).collect()
+            } else {
+                showing
+            };
             Incident {
                 id: format!("inc-{}", n + 1),
-                kind: IncidentKind::ALL[rng.random_range(0..IncidentKind::ALL.len())],
-                service: services[rng.random_range(0..services.len())].clone(),
+                kind,
+                service: candidates[rng.random_range(0..candidates.len())].clone(),
                 start_ms: begin,
                 end_ms: begin + length,
+                affected: Vec::new(),
             }
         })
         .collect()
@@ -106,7 +137,7 @@ mod tests {
     #[test]
     fn schedule_stays_in_range_without_overlap() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let services = vec!["a".to_owned(), "b".to_owned()];
+        let services = vec![("a".to_owned(), true), ("b".to_owned(), true)];
         let plan = schedule(&mut rng, &services, 0, 3_600_000);
         assert_eq!(plan.len(), 6);
         for pair in plan.windows(2) {
@@ -117,6 +148,38 @@ mod tests {
             .all(|i| i.start_ms >= 0 && i.end_ms <= 3_600_000));
     }
 
+    /// A service nobody calls has no requests to slow down or fail: latency spikes
+    /// and error bursts land only on served services; the rest anywhere.
+    #[test]
+    fn incidents_on_requests_land_only_where_there_is_traffic() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let services = vec![
+            ("front".to_owned(), true),
+            ("idle-a".to_owned(), false),
+            ("idle-b".to_owned(), false),
+        ];
+        let plan = schedule(&mut rng, &services, 0, 48 * 3_600_000);
+        assert_eq!(plan.len(), 50);
+        let on_idle = |kind: IncidentKind| {
+            plan.iter()
+                .filter(|i| i.kind == kind && i.service.starts_with("idle"))
+                .count()
+        };
+        for kind in IncidentKind::ALL {
+            assert!(
+                plan.iter().any(|i| i.kind == kind),
+                "{kind:?} never planned"
+            );
+            if kind.needs_traffic() {
+                assert_eq!(on_idle(kind), 0, "{kind:?} on a service without traffic");
+            }
+        }
+        assert!(
+            on_idle(IncidentKind::Saturation) + on_idle(IncidentKind::LevelShift) > 0,
+            "resource incidents still land on idle services: {plan:?}"
+        );
+    }
+
     #[test]
     fn labels_serialise_with_start_and_end() {
         let i = Incident {
@@ -125,11 +188,25 @@ mod tests {
             service: "a".into(),
             start_ms: 1,
             end_ms: 2,
+            affected: Vec::new(),
         };
         let text = serde_json::to_string(&i).unwrap();
         assert_eq!(
             text,
             r#"{"id":"inc-1","kind":"error_burst","service":"a","start":1,"end":2}"#
+        );
+        let with_callers = Incident {
+            affected: vec!["b".into()],
+            ..i
+        };
+        let text = serde_json::to_string(&with_callers).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"inc-1","kind":"error_burst","service":"a","start":1,"end":2,"affected":["b"]}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Incident>(&text).unwrap(),
+            with_callers
         );
         for kind in IncidentKind::ALL {
             let name = serde_json::to_string(&kind).unwrap();

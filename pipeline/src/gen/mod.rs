@@ -205,11 +205,26 @@ pub fn world(options: &GenOptions) -> World {
 }
 
 /// The incidents a generator run with `seed` injects over `span_ms` from `start_ms`
-/// (the same plan `run` writes to the labels file).
+/// (the same plan `run` writes to the labels file), each with the callers it shows on.
 pub fn plan_incidents(world: &World, seed: u64, start_ms: i64, span_ms: i64) -> Vec<Incident> {
-    let names: Vec<String> = world.services.iter().map(|s| s.name.clone()).collect();
+    let targets: Vec<(String, bool)> = world
+        .services
+        .iter()
+        .zip(world.served())
+        .map(|(s, served)| (s.name.clone(), served))
+        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
-    incidents::schedule(&mut rng, &names, start_ms, span_ms)
+    let mut plan = incidents::schedule(&mut rng, &targets, start_ms, span_ms);
+    let callers = world.callers();
+    for incident in plan.iter_mut().filter(|i| i.kind.reaches_callers()) {
+        if let Some(index) = targets.iter().position(|(n, _)| *n == incident.service) {
+            incident.affected = callers[index]
+                .iter()
+                .map(|&c| targets[c].0.clone())
+                .collect();
+        }
+    }
+    plan
 }
 
 fn send(

@@ -2,6 +2,8 @@
 //! injected incidents change it. Pure and seeded: the same seed and start time
 //! give the same records.
 
+use std::collections::BTreeSet;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
@@ -316,20 +318,45 @@ impl World {
 }
 
 impl World {
-    /// How many services a trace from the root reaches (a service no trace reaches
-    /// serves no traffic: it emits metrics, but no spans and no logs).
-    pub fn served_services(&self) -> usize {
-        fn visit(services: &[Service], i: usize, depth: usize, seen: &mut [bool]) {
-            seen[i] = true;
-            if depth < MAX_DEPTH {
+    /// Per service, whether a trace from the root reaches it (a service no trace
+    /// reaches serves no traffic: it emits metrics, but no spans and no logs).
+    pub fn served(&self) -> Vec<bool> {
+        // Traces start at the root (index 0); any other service they reach has it
+        // among its callers.
+        self.callers()
+            .iter()
+            .enumerate()
+            .map(|(index, callers)| index == 0 || !callers.is_empty())
+            .collect()
+    }
+
+    /// Per service, the services whose requests pass through it (its callers, direct
+    /// or not, along the paths traces take), by index: a fault that slows or fails
+    /// its requests shows on them too.
+    pub fn callers(&self) -> Vec<BTreeSet<usize>> {
+        fn visit(
+            services: &[Service],
+            i: usize,
+            path: &mut Vec<usize>,
+            callers: &mut [BTreeSet<usize>],
+        ) {
+            callers[i].extend(path.iter().copied());
+            if path.len() < MAX_DEPTH {
+                path.push(i);
                 for &callee in &services[i].callees {
-                    visit(services, callee, depth + 1, seen);
+                    visit(services, callee, path, callers);
                 }
+                path.pop();
             }
         }
-        let mut seen = vec![false; self.services.len()];
-        visit(&self.services, 0, 0, &mut seen);
-        seen.iter().filter(|s| **s).count()
+        let mut callers = vec![BTreeSet::new(); self.services.len()];
+        visit(&self.services, 0, &mut Vec::new(), &mut callers);
+        callers
+    }
+
+    /// How many services a trace from the root reaches.
+    pub fn served_services(&self) -> usize {
+        self.served().iter().filter(|s| **s).count()
     }
 }
 
@@ -424,6 +451,44 @@ mod tests {
         assert_eq!(out.logs.len(), out.spans.len());
     }
 
+    /// The callers a fault shows on are exactly the services above the faulty one
+    /// in the traces the world emits (every trace walks the whole call graph).
+    #[test]
+    fn callers_are_the_ancestors_of_a_service_in_its_traces() {
+        for seed in [7, 23, 42] {
+            let mut w = World::new(8, seed, 0, 1000.0);
+            let callers = w.callers();
+            let spans = w.step(&[]).spans;
+            let by_id: std::collections::HashMap<&str, &Value> = spans
+                .iter()
+                .map(|(_, s)| (s["span_id"].as_str().unwrap(), s))
+                .collect();
+            let mut seen: Vec<BTreeSet<String>> = vec![BTreeSet::new(); w.services.len()];
+            for (_, span) in &spans {
+                let name = span["service"].as_str().unwrap();
+                let index = w.services.iter().position(|s| s.name == name).unwrap();
+                let mut parent = span["parent_span_id"].as_str();
+                while let Some(id) = parent {
+                    let up = by_id[id];
+                    seen[index].insert(up["service"].as_str().unwrap().to_owned());
+                    parent = up["parent_span_id"].as_str();
+                }
+            }
+            for (index, expected) in seen.iter().enumerate() {
+                let named: BTreeSet<String> = callers[index]
+                    .iter()
+                    .map(|&c| w.services[c].name.clone())
+                    .collect();
+                assert_eq!(&named, expected, "seed {seed}, {}", w.services[index].name);
+            }
+            assert!(callers[0].is_empty(), "the root has no callers");
+            assert!(
+                callers.iter().any(|c| c.len() >= 2),
+                "seed {seed}: {callers:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_demo_world_serves_all_its_services() {
         let demo = World::new(8, crate::gen::DEMO_SEED, 0, 1000.0);
@@ -449,6 +514,7 @@ mod tests {
             service: "frontend".into(),
             start_ms: 0,
             end_ms: i64::MAX,
+            affected: Vec::new(),
         };
         let mut w = World::new(3, 3, 0, 1000.0);
         let mut errors = 0;

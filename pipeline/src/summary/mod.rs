@@ -567,6 +567,7 @@ mod tests {
             service: service.into(),
             start_ms: start,
             end_ms: end,
+            affected: Vec::new(),
         };
         let frame = Frame {
             now_ms: T0 + 120_000,

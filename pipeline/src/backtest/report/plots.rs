@@ -363,6 +363,7 @@ mod tests {
             service: "db".into(),
             start_ms: t + 100_000,
             end_ms: t + 400_000,
+            affected: Vec::new(),
         }];
         let timeline = timeline_svg(&lanes, &refs, &incidents, (t, t + 1_000_000)).unwrap();
         assert!(
