@@ -2,9 +2,11 @@
 //! transitions, with a for-duration and hysteresis, in event time only.
 //!
 //! A series goes *pending* when its score reaches the threshold, *fires* once it has
-//! stayed at or above the threshold for `for_ms`, and *resolves* once its score has
-//! stayed below `threshold * resolve_ratio` for `resolve_after_ms`. The gap between
-//! the two levels and the quiet period stop an alert from flapping.
+//! been at or above the threshold for `for_ms` (counted from its last normal point, so
+//! a sparse series' single point stands for its whole interval), and *resolves* once
+//! its score has stayed below `threshold * resolve_ratio` for `resolve_after_ms` and
+//! `resolve_after_points` points. The gap between the two levels and the quiet period
+//! stop an alert from flapping.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +38,10 @@ impl Default for FiringPolicy {
     fn default() -> Self {
         FiringPolicy {
             threshold: 0.35,
-            for_ms: 0,
+            // Five seconds anomalous, counted from the last normal point: a dense
+            // series' one-point blip does not page, a sparse series' one anomalous
+            // point does (BENCHMARKS.md, "Alert quality").
+            for_ms: 5_000,
             resolve_ratio: 0.9,
             // Ten minutes and 13 points: an hour of 5-minute points (as NAB's series
             // have; NAB scores the same as with the hour alone), ten minutes of
@@ -207,7 +212,10 @@ impl AlertEvaluator {
                 state: AlertState::default(),
                 window_start: point.ts_ms,
             });
-            let transition = entry.state.observe(&rule.policy, point.ts_ms, score);
+            let transition =
+                entry
+                    .state
+                    .observe(&rule.policy, point.ts_ms, point.previous_ms, score);
             let firing_since = entry.state.firing_since();
             let window_start = entry.window_start;
             match transition {
@@ -355,7 +363,8 @@ pub enum Transition {
 /// The state of one series under one rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
-    /// Event time the score first reached the threshold in the current run.
+    /// Since when the series is anomalous: the event time of its last normal point
+    /// before the score reached the threshold (that point's own for a first point).
     pending_since: Option<i64>,
     /// Event time the alert fired, while firing.
     firing_since: Option<i64>,
@@ -382,8 +391,21 @@ impl AlertState {
         self.firing_since
     }
 
-    /// Takes the score of the point at `ts_ms`; returns the transition it causes.
-    pub fn observe(&mut self, policy: &FiringPolicy, ts_ms: i64, score: f64) -> Option<Transition> {
+    /// Takes the score of the point at `ts_ms` (the series' previous point was at
+    /// `previous_ms`); returns the transition it causes.
+    ///
+    /// A series turns anomalous at its last normal point: pending counts from the
+    /// previous point, since nothing is known of the series in between. A dense
+    /// series (a point a second) must stay anomalous for `for_ms` to fire; a sparse
+    /// one (a point every 5 minutes) fires on its first anomalous point once
+    /// `for_ms` is shorter than its interval.
+    pub fn observe(
+        &mut self,
+        policy: &FiringPolicy,
+        ts_ms: i64,
+        previous_ms: Option<i64>,
+        score: f64,
+    ) -> Option<Transition> {
         if self.firing_since.is_some() {
             if score < policy.threshold * policy.resolve_ratio {
                 let quiet_since = *self.quiet_since.get_or_insert(ts_ms);
@@ -401,7 +423,9 @@ impl AlertState {
             return None;
         }
         if score >= policy.threshold {
-            let since = *self.pending_since.get_or_insert(ts_ms);
+            let since = *self
+                .pending_since
+                .get_or_insert(previous_ms.unwrap_or(ts_ms).min(ts_ms));
             if ts_ms - since >= policy.for_ms {
                 self.firing_since = Some(ts_ms);
                 self.pending_since = None;
@@ -420,9 +444,14 @@ mod tests {
 
     fn run(policy: &FiringPolicy, scores: &[(i64, f64)]) -> Vec<(i64, Transition)> {
         let mut state = AlertState::default();
+        let mut previous = None;
         scores
             .iter()
-            .filter_map(|(t, s)| state.observe(policy, *t, *s).map(|tr| (*t, tr)))
+            .filter_map(|(t, s)| {
+                let transition = state.observe(policy, *t, previous, *s);
+                previous = Some(*t);
+                transition.map(|tr| (*t, tr))
+            })
             .collect()
     }
 
@@ -433,6 +462,7 @@ mod tests {
             labels: Arc::from(vec![("service".to_owned(), "api".to_owned())]),
             row: ts_ms as usize,
             ts_ms,
+            previous_ms: None,
             value: score * 100.0,
             score: PointScore {
                 score,
@@ -520,6 +550,7 @@ mod tests {
             resolve_after_ms: 0,
             resolve_after_points: 0,
         };
+        // Anomalous from 10 (the last normal point) on: 20 of it at 30.
         let scores = [
             (0, 0.95),
             (10, 0.1),
@@ -530,8 +561,16 @@ mod tests {
         ];
         assert_eq!(
             run(&policy, &scores),
-            vec![(40, Transition::Fired), (50, Transition::Resolved)]
+            vec![(30, Transition::Fired), (50, Transition::Resolved)]
         );
+        // A sparse series: one anomalous point stands for its whole interval.
+        let sparse = [(0, 0.1), (100, 0.95), (200, 0.1)];
+        assert_eq!(
+            run(&policy, &sparse),
+            vec![(100, Transition::Fired), (200, Transition::Resolved)]
+        );
+        // A series' first point has no interval behind it.
+        assert_eq!(run(&policy, &[(0, 0.95), (10, 0.1)]), vec![]);
     }
 
     #[test]

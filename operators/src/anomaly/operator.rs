@@ -41,6 +41,11 @@ pub struct ScoredPoint {
     pub row: usize,
     /// Event time (ms since the epoch).
     pub ts_ms: i64,
+    /// Event time of the series' point before this one (`None` for its first): how
+    /// long this point stands for, so a sparse series' one anomalous point counts
+    /// for its whole interval.
+    #[serde(default)]
+    pub previous_ms: Option<i64>,
     /// The value scored (for counters: the per-second rate).
     pub value: f64,
     /// Score and evidence.
@@ -330,6 +335,7 @@ impl AnomalyOperator {
                     labels: s.labels.clone(),
                     row,
                     ts_ms: watermark_ms,
+                    previous_ms: Some(s.last_ts),
                     value: s.last_ts as f64,
                     score: PointScore {
                         score: 0.0,
@@ -363,6 +369,7 @@ fn score_point(
         raw,
         is_counter,
     } = point;
+    let previous_ms = (state.last_ts != i64::MIN).then_some(state.last_ts);
     if ts_ms < state.last_ts {
         counts.out_of_order += 1;
         return false;
@@ -393,6 +400,7 @@ fn score_point(
         labels: state.labels.clone(),
         row,
         ts_ms,
+        previous_ms,
         value,
         score,
     });

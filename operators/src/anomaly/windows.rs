@@ -189,6 +189,7 @@ mod tests {
             labels: Labels::from(vec![("service".to_owned(), series.to_owned())]),
             row: 0,
             ts_ms,
+            previous_ms: None,
             value,
             score: PointScore {
                 score: 0.0,

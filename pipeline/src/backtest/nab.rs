@@ -160,7 +160,8 @@ pub fn detections(times: &[i64], scores: &[f64], policy: &FiringPolicy) -> Vec<u
         .zip(scores)
         .enumerate()
         .filter_map(|(row, (ts, score))| {
-            (state.observe(policy, *ts, *score) == Some(Transition::Fired)).then_some(row)
+            let previous = row.checked_sub(1).map(|p| times[p]);
+            (state.observe(policy, *ts, previous, *score) == Some(Transition::Fired)).then_some(row)
         })
         .collect()
 }
