@@ -93,6 +93,7 @@ fn main() {
         start_ms: 1_764_000_000_000,
         topics: TOPICS.map(String::from),
         progress: false,
+        first_fault_after: None,
     };
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &bootstrap);

@@ -15,6 +15,7 @@
 use std::hint::black_box;
 
 use arrow::array::RecordBatch;
+use cara_operators::exchange::{ExchangeRecord, RecordRows};
 use cara_operators::operator::{Emitted, Operator, PartitionContext, Stacked};
 use cara_operators::slo::combine::SloCombiner;
 use cara_operators::slo::partial::SloPartial;
@@ -22,7 +23,7 @@ use cara_operators::slo::spans::{Sli, SpanSlis, SpanSlo, SpanSloCounter};
 use cara_operators::slo::tables::PartialRows;
 use cara_operators::slo::{default_burn_rules, SloSpec, SloTracker};
 use cara_operators::span_rows::{span_batch, SpanRecord};
-use cara_operators::traces::combine::{TraceCombiner, TracePartialRows, TraceScoring};
+use cara_operators::traces::combine::{TraceCombiner, TraceScoring};
 use cara_operators::traces::counter::{TraceCounter, TraceSettings};
 use cara_operators::traces::partial::TracePartial;
 use cara_operators::{alert::AlertRule, anomaly::operator::AnomalyLimits, anomaly::ScorerConfig};
@@ -123,7 +124,7 @@ fn scoring() -> TraceScoring {
 /// The exchange records of four partitions, as the two combiners read them.
 fn exchange() -> (RecordBatch, RecordBatch) {
     let mut slo_rows = PartialRows::default();
-    let mut trace_rows = TracePartialRows::default();
+    let mut trace_rows = RecordRows::new(cara_operators::schema::Table::TracePartials);
     let quarter = TRACES / 4;
     let mut offset = 0;
     for p in 0..4 {
@@ -144,7 +145,7 @@ fn exchange() -> (RecordBatch, RecordBatch) {
             } else {
                 let json = std::str::from_utf8(&m.payload).expect("utf-8");
                 let record: TracePartial = serde_json::from_str(json).expect("trace record");
-                trace_rows.append(&record, json, "cara.internal.traces", 0, offset);
+                trace_rows.append(&record.row(), json, "cara.internal.traces", 0, offset);
             }
             offset += 1;
         }

@@ -115,10 +115,15 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     // And the second stages have closed minutes from the exchange topics.
     wait_until(
         Duration::from_secs(60),
-        "SLO statuses and RED minutes",
+        "SLO statuses, RED minutes and log windows",
         || {
-            metric_sum(http, "cara_archive_rows_total", "table=\"slo\"") > 0.0
-                && metric_sum(http, "cara_archive_rows_total", "table=\"red\"") > 0.0
+            ["slo", "red", "log_windows"].iter().all(|table| {
+                metric_sum(
+                    http,
+                    "cara_archive_rows_total",
+                    &format!("table=\"{table}\""),
+                ) > 0.0
+            })
         },
     );
     // One metric far ahead on partition 0: partition 1, idle, has its watermark
@@ -246,10 +251,17 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
         let at = words.iter().position(|w| *w == "replayed").unwrap();
         words[at + 1].parse().unwrap()
     };
-    let archived: i64 = ["metrics", "logs", "spans", "slo_partials", "trace_partials"]
-        .iter()
-        .map(|t| sql_count(&archive, &format!("SELECT count(*) FROM {t}")))
-        .sum();
+    let archived: i64 = [
+        "metrics",
+        "logs",
+        "spans",
+        "slo_partials",
+        "trace_partials",
+        "log_partials",
+    ]
+    .iter()
+    .map(|t| sql_count(&archive, &format!("SELECT count(*) FROM {t}")))
+    .sum();
     assert_eq!(replayed(&[], "all"), archived);
     let from_third_minute = replayed(&["--from", "2026-01-01T00:03:00Z"], "later");
     assert!(

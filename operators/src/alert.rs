@@ -273,7 +273,7 @@ impl AlertEvaluator {
             );
             resolved.summary = format!("{} went silent; resolved", silent.series);
             resolved.description = format!(
-                "no point since {} ms; the series was forgotten after its idle limit",
+                "no point since {} ms: silent past its idle limit (its model is kept until it is forgotten)",
                 silent.value
             );
             resolved.value = 0.0;

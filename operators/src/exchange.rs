@@ -8,11 +8,24 @@
 //! after the source's mark, so a source that replays records after a crash counts
 //! each minute once; the mark only rises. The combined watermark is the lowest mark,
 //! and only once as many sources as the source topic has partitions have reported:
-//! before that, a minute could still be missing a partition's share.
+//! before that, a minute could still be missing a partition's share. (A mark is any
+//! ordered time unit: the SLO and trace stages count minutes, the log stages
+//! milliseconds of their window starts.)
+//!
+//! Also owns how an exchange record that travels whole (JSON) becomes a row of its
+//! table ([`ExchangeRecord`], [`RecordRows`]): the trace and log stages' records.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::schema::Table;
+use crate::time::EventTimeBounds;
 
 /// A first-stage partition: its topic and partition.
 pub type Source = (String, i32);
@@ -47,6 +60,164 @@ impl SourceMarks {
             return None;
         }
         self.marks.values().min().copied()
+    }
+}
+
+/// An exchange record that travels whole: its table, what the combining stage
+/// relies on, and what its row says of it.
+pub trait ExchangeRecord: DeserializeOwned {
+    /// The table its rows go to (columns: source, `through`, a time, counts, the
+    /// record, provenance; see [`RecordRows`]).
+    const TABLE: Table;
+
+    /// Checks what the combining stage relies on (marks within `bounds`, counts
+    /// that add up); the reason when it does not hold.
+    fn validate(&self, bounds: &EventTimeBounds) -> Result<(), String>;
+
+    /// What its row says of it.
+    fn row(&self) -> RecordRow;
+}
+
+/// The columns of a whole exchange record's row besides the record and provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    /// Source topic.
+    pub source_topic: String,
+    /// Source partition.
+    pub source_partition: i32,
+    /// Everything before this time is final for the source, ms.
+    pub through_ms: i64,
+    /// The time its contents belong to, ms (`None`: progress only).
+    pub at_ms: Option<i64>,
+    /// The table's count columns, in order.
+    pub counts: Vec<i64>,
+}
+
+/// Why an exchange record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON of the record's shape.
+    #[error("{0}")]
+    Json(String),
+    /// Parsed, but not a record the combining stage can trust.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses and validates a record of type `T` from `json`; its row.
+pub fn read_record<T: ExchangeRecord>(
+    json: &str,
+    bounds: &EventTimeBounds,
+) -> Result<RecordRow, RecordError> {
+    let record: T = serde_json::from_str(json).map_err(|e| RecordError::Json(e.to_string()))?;
+    record.validate(bounds).map_err(RecordError::Invalid)?;
+    Ok(record.row())
+}
+
+/// Rows of a table of whole exchange records: `source_topic`, `source_partition`,
+/// `through`, a nullable time, the table's count columns, `record` (the JSON), and
+/// provenance.
+#[derive(Debug)]
+pub struct RecordRows {
+    table: Table,
+    source_topic: StringBuilder,
+    source_partition: Int32Builder,
+    through: TimestampMillisecondBuilder,
+    at: TimestampMillisecondBuilder,
+    counts: Vec<Int64Builder>,
+    record: StringBuilder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    index: Int32Builder,
+}
+
+/// Columns of such a table that are not counts: source topic and partition,
+/// through, the time, the record, and four of provenance.
+const NON_COUNT_COLUMNS: usize = 9;
+
+impl RecordRows {
+    /// Empty rows of `table`.
+    pub fn new(table: Table) -> RecordRows {
+        let counts = table
+            .schema()
+            .fields()
+            .len()
+            .saturating_sub(NON_COUNT_COLUMNS);
+        RecordRows {
+            table,
+            source_topic: StringBuilder::new(),
+            source_partition: Int32Builder::new(),
+            through: TimestampMillisecondBuilder::new(),
+            at: TimestampMillisecondBuilder::new(),
+            counts: (0..counts).map(|_| Int64Builder::new()).collect(),
+            record: StringBuilder::new(),
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            index: Int32Builder::new(),
+        }
+    }
+
+    /// Appends the record `json` (whose row is `row`), read at
+    /// `topic`/`partition`/`offset`. Counts beyond the table's are ignored, missing
+    /// ones are 0.
+    pub fn append(
+        &mut self,
+        row: &RecordRow,
+        json: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        self.source_topic.append_value(&row.source_topic);
+        self.source_partition.append_value(row.source_partition);
+        self.through.append_value(row.through_ms);
+        self.at.append_option(row.at_ms);
+        for (i, column) in self.counts.iter_mut().enumerate() {
+            column.append_value(row.counts.get(i).copied().unwrap_or(0));
+        }
+        self.record.append_value(json);
+        self.topic.append_value(topic);
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.index.append_value(0);
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        arrow::array::ArrayBuilder::len(&self.offset)
+    }
+
+    /// True before the first row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch, leaving the builder empty.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.source_topic.finish()),
+            Arc::new(self.source_partition.finish()),
+            Arc::new(self.through.finish().with_timezone("UTC")),
+            Arc::new(self.at.finish().with_timezone("UTC")),
+        ];
+        columns.extend(
+            self.counts
+                .iter_mut()
+                .map(|c| Arc::new(c.finish()) as ArrayRef),
+        );
+        columns.extend([
+            Arc::new(self.record.finish()) as ArrayRef,
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.index.finish()),
+        ]);
+        // Every column is built above in the schema's order and types.
+        RecordBatch::try_new(self.table.schema(), columns).unwrap_or_else(|e| {
+            panic!("{} columns do not match the schema: {e}", self.table.name())
+        })
     }
 }
 

@@ -134,6 +134,16 @@ pub enum Outbound {
     /// Per-minute RED and service-graph cells of one source partition, to the one
     /// partition where every source's cells are merged (an exchange topic).
     TracePartials,
+    /// Per-window template counts of one log partition, to the one partition where
+    /// every source's counts meet per service (an exchange topic).
+    LogPartials,
+}
+
+impl Outbound {
+    /// Whether the stream is an exchange between two stages (not an output).
+    pub fn is_exchange(self) -> bool {
+        !matches!(self, Outbound::SloStatus)
+    }
 }
 
 /// One record for an output or exchange topic.

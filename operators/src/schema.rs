@@ -67,11 +67,14 @@ pub enum Table {
     Red,
     /// Calls between services per caller, callee and minute.
     ServiceGraph,
+    /// Per-window template counts of each log partition, as exchanged between the
+    /// two log stages.
+    LogPartials,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -85,6 +88,7 @@ impl Table {
         Table::TracePartials,
         Table::Red,
         Table::ServiceGraph,
+        Table::LogPartials,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -103,6 +107,7 @@ impl Table {
             Table::TracePartials => "trace_partials",
             Table::Red => "red",
             Table::ServiceGraph => "service_graph",
+            Table::LogPartials => "log_partials",
         }
     }
 
@@ -113,7 +118,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 13]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 14]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -129,6 +134,7 @@ impl Table {
                 Arc::new(trace_partials_schema()),
                 Arc::new(cells_schema("service", "operation")),
                 Arc::new(cells_schema("caller", "callee")),
+                Arc::new(log_partials_schema()),
             ]
         });
         all[self as usize].clone()
@@ -175,6 +181,7 @@ impl Table {
             Table::TracePartials => &["source_topic", "_topic", "_partition"],
             Table::Red => &["service", "operation"],
             Table::ServiceGraph => &["caller", "callee"],
+            Table::LogPartials => &["source_topic", "_topic", "_partition"],
         }
     }
 
@@ -191,6 +198,7 @@ impl Table {
             Table::Slo => "ts",
             Table::TracePartials => "through",
             Table::Red | Table::ServiceGraph => "window_start",
+            Table::LogPartials => "through",
         }
     }
 }
@@ -393,6 +401,19 @@ fn trace_partials_schema() -> Schema {
         Field::new("minute", timestamp_type(), true),
         Field::new("red_cells", DataType::Int64, false),
         Field::new("edge_cells", DataType::Int64, false),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per exchange record of the log stages (`record`: its JSON, template
+/// counts included; `window_start` null for a record that only reports progress).
+fn log_partials_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("window_start", timestamp_type(), true),
+        Field::new("templates", DataType::Int64, false),
         Field::new("record", DataType::Utf8, false),
     ])
 }

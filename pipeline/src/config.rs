@@ -379,8 +379,11 @@ pub struct LogsConfig {
     pub out_of_orderness: HumanDuration,
     /// Windows a template keeps being scored (with zero lines) after its last line.
     pub active_windows: u32,
-    /// Alert when a template is first seen on an error-level line.
+    /// Alert when a template new to a service has error-level lines.
     pub new_error_templates: bool,
+    /// How long after a service's first line its templates are learnt without
+    /// alerting as new (what it logs when cara starts watching it).
+    pub learn_for: HumanDuration,
     /// Score (0–1] at or above which a template burst or error-rate spike is anomalous.
     pub threshold: f64,
     /// How long the score must stay anomalous before the alert fires.
@@ -400,6 +403,7 @@ impl Default for LogsConfig {
             out_of_orderness: HumanDuration(Duration::from_secs(30)),
             active_windows: 60,
             new_error_templates: true,
+            learn_for: HumanDuration(Duration::from_secs(300)),
             threshold: policy.threshold,
             for_duration: HumanDuration(Duration::from_millis(policy.for_ms as u64)),
             resolve_after: HumanDuration(Duration::from_millis(policy.resolve_after_ms as u64)),
@@ -425,6 +429,7 @@ impl LogsConfig {
             },
             active_windows: i64::from(self.active_windows),
             alert_new_error_templates: self.new_error_templates,
+            learn_ms: ms(&self.learn_for),
         })
     }
 }
@@ -439,8 +444,12 @@ pub struct AnomalyConfig {
     pub scorer: ScorerConfig,
     /// Series tracked at most per partition; more are counted, not scored.
     pub max_series: usize,
-    /// A series silent this long (event time) is forgotten.
+    /// A series silent this long (event time) is silent: its firing alerts
+    /// resolve; its model is kept.
     pub idle_after: HumanDuration,
+    /// A series silent this long (event time) is forgotten, model and all; at the
+    /// `max_series` limit the longest-silent series makes room sooner.
+    pub forget_after: HumanDuration,
     /// Alert rules; none means one rule over every series at the default policy.
     pub rules: Vec<AlertRuleConfig>,
     /// Tumbling-window aggregates of every scored series, archived to table
@@ -526,6 +535,7 @@ impl Default for AnomalyConfig {
             scorer: ScorerConfig::default(),
             max_series: limits.max_series,
             idle_after: HumanDuration(Duration::from_millis(limits.idle_ms as u64)),
+            forget_after: HumanDuration(Duration::from_millis(limits.forget_ms as u64)),
             rules: Vec::new(),
             windows: WindowsConfig::default(),
         }
@@ -538,6 +548,7 @@ impl AnomalyConfig {
         AnomalyLimits {
             max_series: self.max_series,
             idle_ms: self.idle_after.0.as_millis().min(i64::MAX as u128) as i64,
+            forget_ms: self.forget_after.0.as_millis().min(i64::MAX as u128) as i64,
         }
     }
 
@@ -677,6 +688,9 @@ pub struct KafkaConfig {
     /// Exchange topic between the two trace stages (per-minute RED and graph cells
     /// of each span partition); one partition, created so by cara.
     pub trace_exchange_topic: String,
+    /// Exchange topic between the two log stages (per-window template counts of
+    /// each log partition); one partition, created so by cara.
+    pub log_exchange_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -700,6 +714,7 @@ impl Default for KafkaConfig {
             slo_topic: "cara.slo".into(),
             slo_exchange_topic: "cara.internal.slo".into(),
             trace_exchange_topic: "cara.internal.traces".into(),
+            log_exchange_topic: "cara.internal.logs".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,
@@ -972,6 +987,12 @@ impl Config {
                 "must be at least 1 MiB (1048576)",
             ));
         }
+        if self.anomaly.forget_after.0 < self.anomaly.idle_after.0 {
+            return Err(invalid(
+                "anomaly.forget_after",
+                "must be at least anomaly.idle_after (a series is silent before it is forgotten)",
+            ));
+        }
         if self.anomaly.max_series == 0 {
             return Err(invalid("anomaly.max_series", "must be at least 1"));
         }
@@ -1215,6 +1236,8 @@ mod tests {
         );
         let e = err("[anomaly.windows]\nkind = \"hopping\"\n");
         assert!(e.contains("anomaly.windows.kind"), "{e}");
+        let e = err("[anomaly]\nidle_after = \"3h\"\nforget_after = \"1h\"\n");
+        assert!(e.contains("anomaly.forget_after"), "{e}");
         let e = err("[runtime]\nidle_partition_timeout = \"10ms\"\n");
         assert!(e.contains("runtime.idle_partition_timeout"), "{e}");
     }

@@ -140,6 +140,11 @@ struct NabArgs {
     /// Also print each file's standard score at the best standard threshold.
     #[arg(long)]
     per_file: bool,
+    /// Also score the alerts a deployed `cara run` raised on the NAB series (one
+    /// JSON alert per line, as consumed from `cara.alerts`; see
+    /// `benches/nab_deployed.py`) beside the backtest at the same policy.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

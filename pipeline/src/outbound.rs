@@ -1,5 +1,5 @@
-//! Records operators send to output and exchange topics (`cara.slo`, the SLO
-//! exchange topic), produced by a flush and acknowledged before its checkpoint, so
+//! Records operators send to output and exchange topics (`cara.slo`, the SLO,
+//! trace and log exchange topics), produced by a flush and acknowledged before its checkpoint, so
 //! a crash can re-send a record but never lose one.
 
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct OutboundTopics {
     pub slo_partials: String,
     /// The exchange between the trace stages.
     pub trace_partials: String,
+    /// The exchange between the log stages.
+    pub log_partials: String,
 }
 
 impl OutboundTopics {
@@ -29,6 +31,7 @@ impl OutboundTopics {
             Outbound::SloStatus => &self.slo_status,
             Outbound::SloPartials => &self.slo_partials,
             Outbound::TracePartials => &self.trace_partials,
+            Outbound::LogPartials => &self.log_partials,
         }
     }
 }

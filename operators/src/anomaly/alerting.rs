@@ -132,9 +132,9 @@ impl MetricAlerting {
         Ok(())
     }
 
-    /// Raises the watermark to `watermark_ms` (never lowers it): idle series are
-    /// forgotten as of then (their firing alerts resolve) and the windows it passes
-    /// fire, as if a row that late had arrived.
+    /// Raises the watermark to `watermark_ms` (never lowers it): series silent as of
+    /// then are reported (their firing alerts resolve), those silent long enough
+    /// forgotten, and the windows it passes fire, as if a row that late had arrived.
     pub fn raise_watermark(
         &mut self,
         watermark_ms: i64,
@@ -149,8 +149,8 @@ impl MetricAlerting {
         self.close(alerts, windows);
     }
 
-    /// Reports series forgotten for silence (their firing alerts resolve) and fires
-    /// the windows behind the watermark.
+    /// Reports series that fell silent (their firing alerts resolve) and fires the
+    /// windows behind the watermark.
     fn close(&mut self, alerts: &mut Vec<AlertRecord>, windows: &mut Vec<SeriesWindow>) {
         for silent in self.anomaly.take_silent() {
             self.alerts.series_silent(&silent, alerts);
@@ -375,7 +375,7 @@ mod tests {
             resolved.at <= last_ms + limits.idle_ms * 5 / 4 + 60_000,
             "{resolved:?}"
         );
-        assert_eq!(ops.series(), 1);
+        assert_eq!(ops.series(), 2, "silent, not forgotten: its model is kept");
     }
 
     #[test]
@@ -587,7 +587,7 @@ mod tests {
             panic!("one metric_windows batch expected: {:?}", after.tables);
         };
         assert_eq!(windows.num_rows(), 2, "the last open window of each series");
-        assert_eq!(ops.series(), 0);
+        assert_eq!(ops.series(), 2, "silent series keep their models");
 
         // A point behind the raised watermark is scored but late for its window.
         let mut late = Emitted::default();

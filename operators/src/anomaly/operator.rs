@@ -56,10 +56,15 @@ pub struct ScoredPoint {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyLimits {
-    /// Series tracked at most; points of further series are not scored.
+    /// Series tracked at most; at the limit a new series takes the place of the
+    /// longest-silent one, and is refused (counted) when none is silent.
     pub max_series: usize,
-    /// A series without points for this long (event time) is forgotten.
+    /// A series without points for this long (event time) is *silent*: its alerts
+    /// resolve, its model is kept.
     pub idle_ms: i64,
+    /// A series without points for this long (event time) is forgotten, model and
+    /// all (at least `idle_ms`).
+    pub forget_ms: i64,
 }
 
 impl Default for AnomalyLimits {
@@ -67,7 +72,17 @@ impl Default for AnomalyLimits {
         AnomalyLimits {
             max_series: 100_000,
             idle_ms: 6 * 3_600_000,
+            // Two days: series sampled irregularly (NAB's traffic files pause for up
+            // to 46 h) resume with their model, as the backtest of one series does.
+            forget_ms: 48 * 3_600_000,
         }
+    }
+}
+
+impl AnomalyLimits {
+    /// The silence after which a series is forgotten (never less than `idle_ms`).
+    fn forget_after(&self) -> i64 {
+        self.forget_ms.max(self.idle_ms)
     }
 }
 
@@ -80,6 +95,9 @@ struct SeriesState {
     last_ts: i64,
     /// Last raw value of a counter (to compute its rate).
     last_counter: Option<f64>,
+    /// Reported silent (idle past `idle_ms`) since its last point.
+    #[serde(default)]
+    silent: bool,
 }
 
 impl SeriesState {
@@ -109,7 +127,8 @@ pub struct AnomalyCounts {
     pub refused_by_limit: u64,
     /// Points older than their series' last point.
     pub out_of_order: u64,
-    /// Series forgotten after being idle.
+    /// Series forgotten: silent past `forget_ms`, or the longest silent when a new
+    /// series needed the room.
     pub evicted: u64,
     /// Points of new series refused because the process's state budget was spent.
     #[serde(default)]
@@ -256,7 +275,10 @@ impl AnomalyOperator {
     ) {
         // One lookup for a known series; a new one is admitted (or refused) first.
         let scored = match self.series.get_mut(key) {
-            Some(state) => score_point(state, &self.config, &mut self.counts, point, out),
+            Some(state) => {
+                state.silent = false;
+                score_point(state, &self.config, &mut self.counts, point, out)
+            }
             None => {
                 let Some(state) = self.admit(key, labels_of) else {
                     return;
@@ -271,15 +293,18 @@ impl AnomalyOperator {
     }
 
     /// The state of a series seen for the first time, unless the cardinality limit or
-    /// the state budget refuses it (then counted).
+    /// the state budget refuses it (then counted). At either, silent series make
+    /// room, the longest silent first.
     fn admit(
         &mut self,
         key: &str,
         labels_of: impl FnOnce() -> (Arc<str>, Labels),
     ) -> Option<SeriesState> {
-        if self.series.len() >= self.limits.max_series {
-            self.counts.refused_by_limit += 1;
-            return None;
+        while self.series.len() >= self.limits.max_series {
+            if !self.forget_longest_silent() {
+                self.counts.refused_by_limit += 1;
+                return None;
+            }
         }
         let (name, labels) = labels_of();
         let state = SeriesState {
@@ -289,12 +314,34 @@ impl AnomalyOperator {
             scorer: SeriesScorer::default(),
             last_ts: i64::MIN,
             last_counter: None,
+            silent: false,
         };
-        if !self.budget.try_take(state.estimated_bytes()) {
-            self.counts.refused_by_budget += 1;
-            return None;
+        while !self.budget.try_take(state.estimated_bytes()) {
+            if !self.forget_longest_silent() {
+                self.counts.refused_by_budget += 1;
+                return None;
+            }
         }
         Some(state)
+    }
+
+    /// Forgets the silent series with the oldest last point (ties: the smallest
+    /// key); false when no series is silent.
+    fn forget_longest_silent(&mut self) -> bool {
+        let oldest = self
+            .series
+            .values()
+            .filter(|s| s.silent)
+            .min_by(|a, b| (a.last_ts, &a.key).cmp(&(b.last_ts, &b.key)))
+            .map(|s| s.key.clone());
+        let Some(key) = oldest else {
+            return false;
+        };
+        if let Some(state) = self.series.remove(&key) {
+            self.budget.give_back(state.estimated_bytes());
+            self.counts.evicted += 1;
+        }
+        true
     }
 
     /// Takes the series the last calls evicted (see [`ScoredPoint`]: `ts_ms` is the
@@ -305,8 +352,9 @@ impl AnomalyOperator {
     }
 
     /// Every quarter of the idle limit of event time, after the first row past it,
-    /// forgets idle series (never the one that just had a point): the schedule
-    /// depends on the rows only, not on how they were batched.
+    /// reports series that fell silent and forgets those silent past `forget_ms`
+    /// (never the one that just had a point): the schedule depends on the rows only,
+    /// not on how they were batched.
     fn evict_on_schedule(&mut self, ts_ms: i64, row: usize) {
         if ts_ms >= self.next_eviction_ms {
             let step = (self.limits.idle_ms / 4).max(1);
@@ -315,20 +363,26 @@ impl AnomalyOperator {
         }
     }
 
-    /// Forgets series idle for longer than the limit as of `watermark_ms`.
+    /// Reports the series silent past `idle_ms` as of `watermark_ms` (once each) and
+    /// forgets those silent past `forget_ms`.
     pub fn evict_idle(&mut self, watermark_ms: i64) {
         self.evict_idle_at(watermark_ms, 0);
     }
 
     fn evict_idle_at(&mut self, watermark_ms: i64, row: usize) {
         let idle_ms = self.limits.idle_ms;
+        let forget_ms = self.limits.forget_after();
         let before = self.series.len();
         let mut evicted = Vec::new();
         let budget = &mut self.budget;
         self.series.retain(|_, s| {
-            let keep = watermark_ms.saturating_sub(s.last_ts) <= idle_ms;
+            let silence = watermark_ms.saturating_sub(s.last_ts);
+            let keep = silence <= forget_ms;
             if !keep {
                 budget.give_back(s.estimated_bytes());
+            }
+            if silence > idle_ms && !s.silent {
+                s.silent = true;
                 evicted.push(ScoredPoint {
                     series: s.key.clone(),
                     name: s.name.clone(),
@@ -495,7 +549,55 @@ mod tests {
             "not yet past the step"
         );
         observe(&mut op, "a", 9 * hour, 1.0, false, &mut out);
+        // `b` fell silent: reported once, its model kept.
+        let silent = op.take_silent();
+        assert_eq!(silent.len(), 1);
+        assert_eq!(
+            (&*silent[0].series, silent[0].previous_ms),
+            ("b", Some(hour))
+        );
+        assert_eq!((op.series_count(), op.counts().evicted), (2, 0));
+        observe(&mut op, "a", 10 * hour, 1.0, false, &mut out);
+        assert!(op.take_silent().is_empty(), "reported once");
+        // Past two days of silence it is forgotten.
+        observe(&mut op, "a", 49 * hour + 1, 1.0, false, &mut out);
         assert_eq!((op.series_count(), op.counts().evicted), (1, 1));
+        assert!(op.take_silent().is_empty());
+    }
+
+    /// A series that resumes after falling silent continues with its model, as
+    /// the same points scored alone would (the NAB backtest).
+    #[test]
+    fn a_silent_series_resumes_with_its_model() {
+        let hour = 3_600_000;
+        let points: Vec<(i64, f64)> = (0..400)
+            .map(|i| {
+                let gap = if i >= 200 { 20 * hour } else { 0 };
+                (i * 300_000 + gap, 50.0 + ((i * 7919) % 13) as f64)
+            })
+            .collect();
+        let alone = {
+            let mut op = AnomalyOperator::new(ScorerConfig::default(), AnomalyLimits::default());
+            let mut out = Vec::new();
+            for (t, v) in &points {
+                observe(&mut op, "s", *t, *v, false, &mut out);
+            }
+            out.iter().map(|p| p.score.score).collect::<Vec<_>>()
+        };
+        // With a neighbour on the partition whose points carry time through the gap.
+        let mut op = AnomalyOperator::new(ScorerConfig::default(), AnomalyLimits::default());
+        let mut out = Vec::new();
+        let mut neighbour = 0;
+        for (t, v) in &points {
+            while neighbour < *t {
+                observe(&mut op, "n", neighbour, 1.0, false, &mut Vec::new());
+                neighbour += 600_000;
+            }
+            observe(&mut op, "s", *t, *v, false, &mut out);
+        }
+        let shared: Vec<f64> = out.iter().map(|p| p.score.score).collect();
+        assert_eq!(shared, alone);
+        assert_eq!(op.counts().evicted, 0);
     }
 
     #[test]
@@ -528,10 +630,11 @@ mod tests {
     }
 
     #[test]
-    fn cardinality_limit_refuses_and_counts_new_series() {
+    fn cardinality_limit_refuses_new_series_unless_a_silent_one_makes_room() {
         let limits = AnomalyLimits {
             max_series: 2,
             idle_ms: 1000,
+            forget_ms: 5000,
         };
         let mut op = AnomalyOperator::new(ScorerConfig::default(), limits);
         let mut out = Vec::new();
@@ -542,11 +645,23 @@ mod tests {
         assert_eq!(op.counts().refused_by_limit, 1);
         assert_eq!(out.len(), 3);
         observe(&mut op, "b", 900, 1.0, false, &mut out);
-        op.evict_idle(1500); // a idle for 1495 ms, b for 600 ms
-        assert_eq!(op.series_count(), 1);
-        assert_eq!(op.counts().evicted, 1);
+        op.evict_idle(1500); // a silent for 1495 ms, b for 600 ms
+        assert_eq!((op.series_count(), op.counts().evicted), (2, 0));
+        assert_eq!(op.take_silent().len(), 1, "a fell silent");
+        // `c` takes the place of the silent `a`.
+        out.clear();
+        observe(&mut op, "c", 1500, 1.0, false, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((op.series_count(), op.counts().evicted), (2, 1));
+        assert_eq!(op.counts().refused_by_limit, 1);
+        // Neither `b` nor `c` is silent: `d` is refused.
+        observe(&mut op, "d", 1600, 1.0, false, &mut out);
+        assert_eq!(op.counts().refused_by_limit, 2);
         observe(&mut op, "b", 800, 1.0, false, &mut out);
         assert_eq!(op.counts().out_of_order, 1);
+        // Past `forget_ms` both go.
+        op.evict_idle(10_000);
+        assert_eq!((op.series_count(), op.counts().evicted), (0, 3));
     }
 
     #[test]
@@ -554,6 +669,7 @@ mod tests {
         let limits = AnomalyLimits {
             max_series: 1_000,
             idle_ms: 1000,
+            forget_ms: 1000,
         };
         let mut probe = AnomalyOperator::new(ScorerConfig::default(), limits);
         observe(&mut probe, "a", 5, 1.0, false, &mut Vec::new());

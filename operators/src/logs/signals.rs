@@ -1,26 +1,24 @@
-//! The log operator of one partition: templates per line, windowed signals per
-//! service and template, and `log_pattern` alerts.
+//! The log operator of one partition, the first of the two log stages: templates
+//! per line and per-window counts per service and template, sent to the combining
+//! stage ([`super::combine`]).
 //!
 //! Owns, for the logs of one source partition, in row (offset) order:
 //! - the [`TemplateMiner`]: every line gets a template id, its template text and its
-//!   parameters (the new columns of table `logs`);
-//! - tumbling event-time windows per (service, template): lines, error-level lines,
-//!   and whether the template was first seen in the window (table `log_windows`);
-//!   the watermark is the partition's largest event time minus the out-of-orderness
-//!   bound; a line behind it is late (counted, still archived with its template);
-//! - alerts of kind `log_pattern`:
-//!   - `log_new_error_template`: a template first seen on an error-level line fires
-//!     at that line and resolves when its window closes;
-//!   - `log_template_burst` and `log_error_rate`: each closed window's lines per
-//!     template (0 for a template seen within the last `active_windows` windows) and
-//!     error ratio per service are scored by the metric anomaly operator, and an alert
-//!     fires when the score passes the policy's threshold **upwards** (a template
-//!     going quiet or errors falling is not a problem to page about).
+//!   parameters (the new columns of table `logs`); template versions go to table
+//!   `log_templates`;
+//! - tumbling event-time windows per (service, template): lines, error-level lines
+//!   and the first error-level line's time. The watermark is the partition's largest
+//!   event time minus the out-of-orderness bound (or what the runtime raised it to);
+//!   a line behind it is late (counted, still archived with its template). Each
+//!   window the watermark passes is sent whole, once, as a [`LogPartial`] on the log
+//!   exchange: a service's lines may be spread over every partition (keyed by host
+//!   or trace id), so whether a template is new to the service, and how many lines
+//!   it had, is decided where every partition's counts meet.
 //!
 //! Everything is a function of the rows in order: the same rows give the same ids,
-//! windows and alerts; the state round-trips through [`LogOperator::snapshot`].
+//! windows and records; the state round-trips through [`Operator::snapshot`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -30,24 +28,25 @@ use arrow::datatypes::TimestampMillisecondType;
 use serde::{Deserialize, Serialize};
 
 use super::miner::{MinerConfig, MinerSnapshot, TemplateMiner};
-use super::tables::{log_templates_batch, log_windows_batch, with_template_columns};
-use crate::alert::{alert_id, AlertRecord, AlertRule, AlertStatus, FiringPolicy};
-use crate::anomaly::alerting::MetricAlerting;
+use super::partial::{LogPartial, TemplateCount};
+use super::tables::{log_templates_batch, with_template_columns};
+use crate::alert::{AlertRule, FiringPolicy};
 use crate::anomaly::operator::{AnomalyLimits, SchemaMismatch};
-use crate::anomaly::{Detector, PointScore, ScorerConfig};
-use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
+use crate::anomaly::ScorerConfig;
+use crate::minutes::take_final;
+use crate::operator::{
+    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+};
 use crate::schema::Table;
-use crate::series::{gauge_batch, DerivedPoint};
 use crate::snapshot::{self, SnapshotError};
 use crate::watermark::EventClock;
-use crate::window::Window;
 
 /// Metric name of lines per template per window.
 pub const TEMPLATE_LINES: &str = "log_template_lines";
 /// Metric name of the error-level share of a service's lines per window.
 pub const ERROR_RATIO: &str = "log_error_ratio";
 
-/// How the log operator runs.
+/// How the two log stages run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogSettings {
     /// Template mining.
@@ -58,7 +57,7 @@ pub struct LogSettings {
     pub out_of_orderness_ms: i64,
     /// Detector tuning for the windowed series.
     pub scorer: ScorerConfig,
-    /// State limits of the scoring.
+    /// State limits of the scoring (and of the combining stage's catalogue).
     pub limits: AnomalyLimits,
     /// When burst and error-rate alerts fire and resolve.
     pub policy: FiringPolicy,
@@ -66,6 +65,10 @@ pub struct LogSettings {
     pub active_windows: i64,
     /// Whether new templates on error-level lines alert.
     pub alert_new_error_templates: bool,
+    /// How long after a service's first window its templates are learnt silently,
+    /// ms: what a service logs when cara starts watching it is its vocabulary, not
+    /// news.
+    pub learn_ms: i64,
 }
 
 impl Default for LogSettings {
@@ -79,12 +82,19 @@ impl Default for LogSettings {
             policy: FiringPolicy::default(),
             active_windows: 60,
             alert_new_error_templates: true,
+            learn_ms: 300_000,
         }
     }
 }
 
 impl LogSettings {
-    fn rules(&self) -> Vec<AlertRule> {
+    /// The window length, at least 1 ms.
+    pub(crate) fn window(&self) -> i64 {
+        self.window_ms.max(1)
+    }
+
+    /// The rules over the windowed series the combining stage scores.
+    pub(crate) fn rules(&self) -> Vec<AlertRule> {
         vec![
             AlertRule {
                 name: "log_template_burst".into(),
@@ -121,25 +131,6 @@ pub fn is_error_level(level: &str) -> bool {
     LEVELS.iter().any(|l| level.eq_ignore_ascii_case(l))
 }
 
-/// One closed window of one template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TemplateWindow {
-    /// Service.
-    pub service: String,
-    /// Template id.
-    pub template_id: i64,
-    /// Window start, ms.
-    pub window_start: i64,
-    /// Window end (exclusive), ms.
-    pub window_end: i64,
-    /// Lines of the template in the window.
-    pub lines: u64,
-    /// Of which at an error level.
-    pub error_lines: u64,
-    /// The template was first seen in this window.
-    pub first_seen: bool,
-}
-
 /// A template as it stands after a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateState {
@@ -170,26 +161,23 @@ pub struct LogBatchOutput {
     pub template: ArrayRef,
     /// `params` per row.
     pub params: ArrayRef,
-    /// Windows the batch closed.
-    pub windows: Vec<TemplateWindow>,
-    /// Alert transitions.
-    pub alerts: Vec<AlertRecord>,
+    /// The exchange records of the windows the batch closed, in window order.
+    pub partials: Vec<LogPartial>,
     /// Templates the batch touched, sorted by service and id.
     pub templates: Vec<TemplateState>,
 }
 
+/// One open window's counts of one template.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Counts {
     lines: u64,
     error_lines: u64,
+    /// The partition's miner created the template in this window (kept for the
+    /// snapshot layout: whether it is new to the service is the combiner's call).
     first_seen: bool,
-}
-
-/// A firing new-error-template alert, resolved when its window closes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct PendingResolve {
-    window_start: i64,
-    record: AlertRecord,
+    /// Event time of the first error-level line.
+    #[serde(default)]
+    first_error_ms: Option<i64>,
 }
 
 /// The log operator's state for one partition.
@@ -200,7 +188,9 @@ pub struct LogOperator {
     state: WindowState,
 }
 
-/// Everything but the miner, serialised as is.
+/// Everything but the miner, serialised as is. (Snapshots written before the log
+/// exchange also hold the scoring state that moved to the combining stage; it is
+/// ignored.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WindowState {
     /// Open windows by start, then (service, template id).
@@ -212,40 +202,13 @@ struct WindowState {
     clock: EventClock,
     /// Lines behind the watermark.
     late_lines: u64,
-    /// Last window start with lines, per (service, template id).
-    #[serde(with = "keyed")]
-    active: BTreeMap<(Arc<str>, i64), i64>,
-    scoring: MetricAlerting,
-    /// Ids of downward anomalies, whose resolution is not reported either.
-    suppressed: BTreeSet<String>,
-    pending: Vec<PendingResolve>,
+    /// Windows starting before this were sent.
+    #[serde(default)]
+    sent_through: Option<i64>,
 }
 
-/// Maps keyed by (service, template id) as lists: JSON keys must be strings.
-mod keyed {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    type Keyed<V> = BTreeMap<(Arc<str>, i64), V>;
-
-    pub fn serialize<V: Serialize, S: Serializer>(
-        map: &Keyed<V>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Keyed<V>, D::Error> {
-        let list: Vec<((Arc<str>, i64), V)> = Vec::deserialize(deserializer)?;
-        Ok(list.into_iter().collect())
-    }
-}
-
-/// Windows by start, each a map keyed by (service, template id), as lists.
+/// Windows by start, each a map keyed by (service, template id), as lists (JSON
+/// keys must be strings).
 mod keyed_windows {
     use std::collections::BTreeMap;
     use std::sync::Arc;
@@ -304,29 +267,21 @@ pub enum LogOperatorError {
 impl LogOperator {
     /// Fresh state.
     pub fn new(settings: LogSettings) -> Self {
-        let scoring = MetricAlerting::new(settings.scorer, settings.limits, settings.rules());
         Self {
             miner: TemplateMiner::new(settings.miner.clone()),
             state: WindowState {
                 open: BTreeMap::new(),
                 clock: EventClock::default(),
                 late_lines: 0,
-                active: BTreeMap::new(),
-                scoring,
-                suppressed: BTreeSet::new(),
-                pending: Vec::new(),
+                sent_through: None,
             },
             settings,
         }
     }
 
-    /// State continuing from [`snapshot`](Self::snapshot).
+    /// State continuing from [`Operator::snapshot`].
     pub fn restore(snapshot: &[u8], settings: LogSettings) -> Result<Self, SnapshotError> {
-        let Snapshot { miner, mut windows } = snapshot::decode(snapshot)?;
-        windows.scoring =
-            windows
-                .scoring
-                .reconfigured(settings.scorer, settings.limits, settings.rules());
+        let Snapshot { miner, windows } = snapshot::decode(snapshot)?;
         Ok(Self {
             miner: TemplateMiner::restore(settings.miner.clone(), miner),
             state: windows,
@@ -344,7 +299,8 @@ impl LogOperator {
         self.state.late_lines
     }
 
-    /// Mines a batch of table `logs` in row order: templates, windows and alerts.
+    /// Mines a batch of table `logs` in row order: templates, windows, and the
+    /// records of the windows it closes.
     pub fn mine(
         &mut self,
         batch: &RecordBatch,
@@ -365,9 +321,8 @@ impl LogOperator {
         let mut params = ListBuilder::new(StringBuilder::new());
         // Per touched template: (changed, created) by this batch.
         let mut touched: BTreeMap<(Arc<str>, i64), (bool, bool)> = BTreeMap::new();
-        let mut alerts = Vec::new();
         let mut values = Vec::new();
-        let window = self.settings.window_ms.max(1);
+        let window = self.settings.window();
 
         // Service names shared by the keys of this batch (one allocation each).
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
@@ -395,7 +350,6 @@ impl LogOperator {
             flags.0 |= line.created || line.generalised;
             flags.1 |= line.created;
 
-            let error = is_error_level(level.value(row));
             let start = t.div_euclid(window) * window;
             let watermark = self.watermark();
             if watermark.is_some_and(|w| start + window <= w) {
@@ -409,35 +363,16 @@ impl LogOperator {
                     .entry((name, id))
                     .or_default();
                 counts.lines += 1;
-                counts.error_lines += u64::from(error);
                 counts.first_seen |= line.created;
+                if is_error_level(level.value(row)) {
+                    counts.error_lines += 1;
+                    counts.first_error_ms = Some(counts.first_error_ms.map_or(t, |f| f.min(t)));
+                }
             }
             self.state.clock.saw(t);
-
-            if line.created && error && self.settings.alert_new_error_templates {
-                let text = self.template_text(svc, id);
-                let record = new_error_template_alert(
-                    svc,
-                    id,
-                    &text,
-                    t,
-                    Window {
-                        start,
-                        end: start + window,
-                    },
-                    row,
-                );
-                self.state.pending.push(PendingResolve {
-                    window_start: start,
-                    record: record.clone(),
-                });
-                alerts.push(record);
-            }
         }
 
-        let last_row = rows.saturating_sub(1);
-        let windows = self.fire(last_row, topic, partition, &mut alerts)?;
-
+        let partials = self.close(topic, partition);
         let templates = touched
             .into_iter()
             .filter_map(|((svc, id), (changed, created))| {
@@ -458,187 +393,78 @@ impl LogOperator {
             template_id: Arc::new(ids.finish()),
             template: Arc::new(texts.finish()),
             params: Arc::new(params.finish()),
-            windows,
-            alerts,
+            partials,
             templates,
         })
     }
 
-    /// Raises the watermark to `watermark_ms` (never lowers it) and closes the
-    /// windows it passes, as if a line that late had arrived; alerts refer to row 0.
+    /// Raises the watermark to `watermark_ms` (never lowers it) and returns the
+    /// records of the windows it closes, as if a line that late had arrived.
     pub fn raise_watermark(
         &mut self,
         watermark_ms: i64,
         topic: &str,
         partition: i32,
-    ) -> Result<(Vec<TemplateWindow>, Vec<AlertRecord>), LogOperatorError> {
+    ) -> Vec<LogPartial> {
         if !self
             .state
             .clock
             .raise(watermark_ms, self.settings.out_of_orderness_ms)
         {
-            return Ok((Vec::new(), Vec::new()));
+            return Vec::new();
         }
-        let mut alerts = Vec::new();
-        let windows = self.fire(0, topic, partition, &mut alerts)?;
-        Ok((windows, alerts))
+        self.close(topic, partition)
     }
 
-    fn template_text(&self, service: &str, id: i64) -> String {
-        self.miner
-            .template(service, id as u64)
-            .map(|t| t.text().to_owned())
-            .unwrap_or_default()
-    }
-
-    /// Closes the windows the watermark has passed: their rows, their scores and
-    /// the alerts those raise.
-    fn fire(
-        &mut self,
-        last_row: usize,
-        topic: &str,
-        partition: i32,
-        alerts: &mut Vec<AlertRecord>,
-    ) -> Result<Vec<TemplateWindow>, LogOperatorError> {
-        let Some(watermark) = self.watermark() else {
-            return Ok(Vec::new());
+    /// The records of the windows the watermark has passed and that were not sent
+    /// yet: one per window with lines, the last saying how far the partition is
+    /// final; a progress record alone when the mark moved without a window.
+    fn close(&mut self, topic: &str, partition: i32) -> Vec<LogPartial> {
+        let window = self.settings.window();
+        let Some(through) = self.watermark().map(|w| w.div_euclid(window) * window) else {
+            return Vec::new();
         };
-        let window = self.settings.window_ms.max(1);
-        let mut closed = Vec::new();
-        let mut points = Vec::new();
-        while let Some(entry) = self.state.open.first_entry() {
-            let start = *entry.key();
-            if start + window > watermark {
-                break;
-            }
-            let counts = entry.remove();
-            let end = start + window;
-            for ((svc, id), c) in &counts {
-                self.state.active.insert((svc.clone(), *id), start);
-                closed.push(TemplateWindow {
+        let Some(closed) = take_final(&mut self.state.open, &mut self.state.sent_through, through)
+        else {
+            return Vec::new();
+        };
+        let record = |window_start: Option<i64>, through_ms: i64, templates| LogPartial {
+            source_topic: topic.to_owned(),
+            source_partition: partition,
+            window_ms: window,
+            through_ms,
+            window_start,
+            templates,
+        };
+        let count = closed.len();
+        let mut records = Vec::with_capacity(count.max(1));
+        for (i, (start, counts)) in closed.into_iter().enumerate() {
+            let templates = counts
+                .into_iter()
+                .map(|((svc, id), c)| TemplateCount {
+                    template: self
+                        .miner
+                        .template(&svc, id as u64)
+                        .map(|t| t.text().to_owned())
+                        .unwrap_or_default(),
                     service: svc.to_string(),
-                    template_id: *id,
-                    window_start: start,
-                    window_end: end,
+                    template_id: id,
                     lines: c.lines,
                     error_lines: c.error_lines,
-                    first_seen: c.first_seen,
-                });
-            }
-            // Lines per active template (zero when it was quiet in this window).
-            let horizon = start - self.settings.active_windows * window;
-            self.state.active.retain(|_, last| *last > horizon);
-            for (svc, id) in self.state.active.keys() {
-                let lines = counts.get(&(svc.clone(), *id)).map_or(0, |c| c.lines);
-                points.push(DerivedPoint {
-                    ts_ms: start,
-                    name: TEMPLATE_LINES.into(),
-                    labels: vec![
-                        ("service".into(), svc.to_string()),
-                        ("template_id".into(), id.to_string()),
-                    ],
-                    value: lines as f64,
-                    source_row: last_row as i64,
-                });
-            }
-            // Error ratio per service with lines in the window.
-            let mut per_service: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-            for ((svc, _), c) in &counts {
-                let e = per_service.entry(svc).or_default();
-                e.0 += c.lines;
-                e.1 += c.error_lines;
-            }
-            for (svc, (lines, errors)) in per_service {
-                points.push(DerivedPoint {
-                    ts_ms: start,
-                    name: ERROR_RATIO.into(),
-                    labels: vec![("service".into(), svc.to_owned())],
-                    value: errors as f64 / lines.max(1) as f64,
-                    source_row: last_row as i64,
-                });
-            }
-            // New-error-template alerts of this window resolve with it.
-            let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.pending)
-                .into_iter()
-                .partition(|p| p.window_start <= start);
-            self.state.pending = keep;
-            for p in due {
-                let mut record = p.record;
-                record.status = AlertStatus::Resolved;
-                record.at = end;
-                record.ends_at = Some(end);
-                record.window_end = end;
-                record.summary = format!("{} (window closed)", record.summary);
-                record.row = last_row;
-                alerts.push(record);
-            }
+                    first_error_ms: c.first_error_ms,
+                })
+                .collect();
+            let through_ms = if i + 1 == count {
+                through
+            } else {
+                start + window
+            };
+            records.push(record(Some(start), through_ms, templates));
         }
-        if !points.is_empty() {
-            let batch = gauge_batch(&points, topic, partition)?;
-            let mut scored = Vec::new();
-            self.state.scoring.score(&batch, &mut scored)?;
-            for mut record in scored {
-                let upward = record.value > record.evidence.baseline;
-                match record.status {
-                    AlertStatus::Firing if !upward => {
-                        self.state.suppressed.insert(record.id.clone());
-                        continue;
-                    }
-                    AlertStatus::Resolved if self.state.suppressed.remove(&record.id) => continue,
-                    _ => {}
-                }
-                record.kind = "log_pattern".into();
-                record.row = last_row;
-                alerts.push(record);
-            }
+        if count == 0 {
+            records.push(record(None, through, Vec::new()));
         }
-        Ok(closed)
-    }
-}
-
-/// The alert for a template first seen on an error-level line at `ts`, in `window`.
-/// Its id names the window, not the line: a service's logs spread over partitions
-/// (keyed by trace id, say) make each partition's miner see the template first, and
-/// those that see it in the same window raise the same alert id, which alert
-/// routers deduplicate like any re-sent alert.
-fn new_error_template_alert(
-    service: &str,
-    template_id: i64,
-    template: &str,
-    ts: i64,
-    window: Window,
-    row: usize,
-) -> AlertRecord {
-    let rule = "log_new_error_template";
-    let series = format!("{service}/{template_id}");
-    AlertRecord {
-        id: alert_id(rule, &series, window.start),
-        rule: rule.into(),
-        kind: "log_pattern".into(),
-        severity: "ticket".into(),
-        status: AlertStatus::Firing,
-        at: ts,
-        starts_at: ts,
-        ends_at: None,
-        labels: vec![
-            ("alertname".into(), rule.into()),
-            ("service".into(), service.into()),
-            ("template_id".into(), template_id.to_string()),
-        ],
-        summary: format!("new error-level log template in {service}"),
-        description: format!("first seen: {template}"),
-        score: 1.0,
-        value: 1.0,
-        threshold: 0.0,
-        window_start: window.start,
-        window_end: window.end,
-        evidence: PointScore {
-            score: 1.0,
-            baseline: 0.0,
-            deviation: 0.0,
-            detector: Detector::Warmup,
-        },
-        row,
+        records
     }
 }
 
@@ -668,7 +494,7 @@ impl Operator for LogOperator {
     }
 
     fn tables(&self) -> Vec<Table> {
-        vec![Table::Alerts, Table::LogTemplates, Table::LogWindows]
+        vec![Table::LogTemplates]
     }
 
     fn process(
@@ -678,22 +504,14 @@ impl Operator for LogOperator {
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
         let late_before = self.late_lines();
-        let refused_before = self.state.scoring.counts().refused_by_limit;
         let mined = self.mine(rows, &context.topic, context.partition)?;
         out.late += self.late_lines().saturating_sub(late_before);
-        out.over_limit += self
-            .state
-            .scoring
-            .counts()
-            .refused_by_limit
-            .saturating_sub(refused_before);
         out.rows = Some(with_template_columns(rows, &mined)?);
-        push_windows(context, &mined.windows, out)?;
         if mined.templates.iter().any(|t| t.changed) {
             let batch = log_templates_batch(&mined.templates, &context.topic, context.partition)?;
             out.tables.push((Table::LogTemplates, batch));
         }
-        out.alerts.extend(mined.alerts);
+        send(&mined.partials, out);
         out.published.push(mined.templates);
         Ok(())
     }
@@ -704,10 +522,8 @@ impl Operator for LogOperator {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let (windows, alerts) =
-            self.raise_watermark(watermark_ms, &context.topic, context.partition)?;
-        push_windows(context, &windows, out)?;
-        out.alerts.extend(alerts);
+        let partials = self.raise_watermark(watermark_ms, &context.topic, context.partition);
+        send(&partials, out);
         Ok(())
     }
 
@@ -728,21 +544,19 @@ impl Operator for LogOperator {
     }
 }
 
-/// Adds the `log_windows` rows of `windows`, if any.
-fn push_windows(
-    context: &PartitionContext,
-    windows: &[TemplateWindow],
-    out: &mut Emitted,
-) -> Result<(), OperatorError> {
-    if !windows.is_empty() {
-        let batch = log_windows_batch(windows, &context.topic, context.partition)?;
-        out.tables.push((Table::LogWindows, batch));
-    }
-    Ok(())
+/// Puts `partials` on the log exchange.
+fn send(partials: &[LogPartial], out: &mut Emitted) {
+    out.messages
+        .extend(partials.iter().map(|partial| OutboundMessage {
+            topic: Outbound::LogPartials,
+            // One partition: every source's records meet in one combiner.
+            key: String::new(),
+            payload: partial.to_json(),
+        }));
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{new_null_array, Int32Builder, TimestampMillisecondBuilder};
     use arrow::datatypes::Int64Type;
@@ -750,10 +564,13 @@ mod tests {
     use crate::schema::Table;
 
     /// A whole minute.
-    const T0: i64 = 1_700_000_040_000;
+    pub const T0: i64 = 1_700_000_040_000;
+
+    /// A log line: (ts, service, level, message).
+    pub type TestLine = (i64, &'static str, &'static str, String);
 
     /// A batch of table `logs` from `(ts, service, level, message)` rows.
-    fn logs(rows: &[(i64, &str, &str, String)]) -> RecordBatch {
+    pub fn logs(rows: &[(i64, &str, &str, String)]) -> RecordBatch {
         let schema = Table::Logs.schema();
         let mut ts = TimestampMillisecondBuilder::new().with_timezone("UTC");
         let (mut service, mut level, mut message) = (
@@ -802,7 +619,7 @@ mod tests {
 
     /// `minutes` of steady traffic (10 lines a minute of two templates) for `api`,
     /// then `burst` extra lines of a third template in the last minute.
-    fn traffic(minutes: i64, burst: usize) -> Vec<(i64, &'static str, &'static str, String)> {
+    pub fn traffic(minutes: i64, burst: usize) -> Vec<TestLine> {
         let mut rows = Vec::new();
         for m in 0..minutes {
             for k in 0..10 {
@@ -840,13 +657,24 @@ mod tests {
     }
 
     /// A line at minute 92 whose watermark closes every window before minute 91.
-    fn closing_line() -> (i64, &'static str, &'static str, String) {
+    pub fn closing_line() -> TestLine {
         (
             T0 + 92 * 60_000,
             "api",
             "info",
             "request 0 served in 10 ms".into(),
         )
+    }
+
+    /// The records of `out` on the log exchange.
+    pub fn sent(out: &Emitted) -> Vec<LogPartial> {
+        out.messages
+            .iter()
+            .map(|m| {
+                assert_eq!(m.topic, Outbound::LogPartials);
+                serde_json::from_slice(&m.payload).unwrap()
+            })
+            .collect()
     }
 
     #[test]
@@ -870,7 +698,18 @@ mod tests {
             0
         );
         assert!(out.tables.iter().any(|(t, _)| *t == Table::LogTemplates));
-        let closed_before: usize = windows_rows(&out);
+        assert!(out.alerts.is_empty(), "alerts are the combiner's");
+        // Minutes 0 and 1 are sent, one record each, the last saying minute 2 is open.
+        let before = sent(&out);
+        let starts: Vec<_> = before.iter().map(|p| p.window_start).collect();
+        assert_eq!(starts, [Some(T0), Some(T0 + 60_000)]);
+        assert_eq!(
+            before.iter().map(|p| p.through_ms).collect::<Vec<_>>(),
+            [T0 + 60_000, T0 + 120_000]
+        );
+        assert!(before
+            .iter()
+            .all(|p| p.source_partition == 2 && p.window_ms == 60_000));
         // Minute 2's window is still open: the watermark is 30 s behind its last line.
         let last_line = T0 + 2 * 60_000 + 45_001;
         assert_eq!(Operator::watermark(&op), Some(last_line - 30_000));
@@ -878,23 +717,33 @@ mod tests {
         let mut raised = Emitted::default();
         Operator::advance_watermark(&mut op, &context, T0 + 3 * 60_000, &mut raised).unwrap();
         assert!(raised.rows.is_none());
-        let windows = raised
-            .tables
+        let closed = sent(&raised);
+        assert_eq!(closed.len(), 1, "the last window closes");
+        assert_eq!(closed[0].window_start, Some(T0 + 2 * 60_000));
+        assert_eq!(closed[0].through_ms, T0 + 3 * 60_000);
+        let mut lines: Vec<_> = closed[0]
+            .templates
             .iter()
-            .find(|(t, _)| *t == Table::LogWindows)
-            .map(|(_, b)| b)
-            .expect("the last window closes");
-        let start = windows
-            .column_by_name("window_start")
-            .unwrap()
-            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
-        assert!(start.values().iter().all(|s| *s == T0 + 2 * 60_000));
+            .map(|t| (t.template.as_str(), t.lines, t.error_lines))
+            .collect();
+        lines.sort();
         assert_eq!(
-            windows.num_rows(),
-            3,
-            "three templates had lines in minute 2"
+            lines,
+            [
+                ("cache hit ratio <*> for shard <*>", 10, 0),
+                ("request <*> served in <*> ms", 10, 0),
+                ("retrying upstream call <*> after timeout", 1, 0),
+            ]
         );
-        assert!(closed_before > 0);
+        // A raise that closes nothing new sends only progress, once.
+        let mut again = Emitted::default();
+        Operator::advance_watermark(&mut op, &context, T0 + 4 * 60_000, &mut again).unwrap();
+        let progress = sent(&again);
+        assert_eq!(progress.len(), 1);
+        assert_eq!(
+            (progress[0].window_start, progress[0].through_ms),
+            (None, T0 + 4 * 60_000)
+        );
         // A line for minute 2 is now late, and the raise survives a restore.
         let mut late = Emitted::default();
         let line = logs(&[(
@@ -905,9 +754,10 @@ mod tests {
         )]);
         Operator::process(&mut op, &context, &line, &mut late).unwrap();
         assert_eq!(late.late, 1);
+        assert!(late.messages.is_empty());
         let restored =
             LogOperator::restore(&op.snapshot().unwrap(), LogSettings::default()).unwrap();
-        assert_eq!(Operator::watermark(&restored), Some(T0 + 3 * 60_000));
+        assert_eq!(Operator::watermark(&restored), Some(T0 + 4 * 60_000));
     }
 
     #[test]
@@ -925,38 +775,6 @@ mod tests {
         let restored = LogOperator::restore(old.as_bytes(), LogSettings::default()).unwrap();
         assert_eq!(restored.watermark(), op.watermark());
         assert!(restored.watermark().is_some());
-    }
-
-    fn windows_rows(out: &Emitted) -> usize {
-        out.tables
-            .iter()
-            .filter(|(t, _)| *t == Table::LogWindows)
-            .map(|(_, b)| b.num_rows())
-            .sum()
-    }
-
-    #[test]
-    fn partitions_seeing_a_new_error_template_in_the_same_window_raise_one_alert_id() {
-        let line = |t: i64, user: u32| {
-            logs(&[(
-                t,
-                "db",
-                "error",
-                format!("deadlock detected for user {user}"),
-            )])
-        };
-        let first_id = |batch: &RecordBatch| {
-            let mut op = LogOperator::new(LogSettings::default());
-            let out = op.mine(batch, "telemetry.logs", 0).unwrap();
-            assert_eq!(out.alerts.len(), 1);
-            out.alerts[0].id.clone()
-        };
-        // Seconds apart in the same minute, in two partitions' operators: one id.
-        let a = first_id(&line(T0 + 5_000, 1));
-        let b = first_id(&line(T0 + 41_000, 2));
-        assert_eq!(a, b);
-        // In the next minute, another.
-        assert_ne!(a, first_id(&line(T0 + 65_000, 3)));
     }
 
     #[test]
@@ -1001,14 +819,14 @@ mod tests {
     fn windows_close_behind_the_watermark_and_late_lines_are_counted() {
         let mut op = LogOperator::new(LogSettings::default());
         let line = |t: i64, level: &'static str| (t, "api", level, "disk sda is full".to_string());
-        // Minute 0: 3 lines (1 error); then a line at 1:40 closes minute 0
-        // (watermark 1:10 >= 1:00); then a late line for minute 0.
+        // Minute 0: 3 lines (errors at 0:10 and 0:05, out of order); then a line at
+        // 1:40 closes minute 0 (watermark 1:10 >= 1:00); then a late line for minute 0.
         let out = op
             .mine(
                 &logs(&[
                     line(T0, "info"),
                     line(T0 + 10_000, "error"),
-                    line(T0 + 50_000, "info"),
+                    line(T0 + 5_000, "ERR"),
                     line(T0 + 100_000, "info"),
                     line(T0 + 20_000, "info"),
                 ]),
@@ -1016,126 +834,17 @@ mod tests {
                 0,
             )
             .unwrap();
-        assert_eq!(out.windows.len(), 1);
-        let w = &out.windows[0];
+        assert_eq!(out.partials.len(), 1);
+        let p = &out.partials[0];
+        assert_eq!((p.window_start, p.through_ms), (Some(T0), T0 + 60_000));
+        assert_eq!(p.templates.len(), 1);
+        let t = &p.templates[0];
         assert_eq!(
-            (w.window_start, w.window_end),
-            (T0 - T0 % 60_000, T0 - T0 % 60_000 + 60_000)
+            (t.lines, t.error_lines, t.first_error_ms),
+            (3, 2, Some(T0 + 5_000))
         );
-        assert_eq!((w.lines, w.error_lines, w.first_seen), (3, 1, true));
+        assert_eq!(t.template, "disk sda is full");
         assert_eq!(op.late_lines(), 1);
-    }
-
-    #[test]
-    fn a_new_error_template_alerts_and_resolves_with_its_window() {
-        let mut op = LogOperator::new(LogSettings::default());
-        let out = op
-            .mine(
-                &logs(&[
-                    (T0, "api", "error", "payment provider returned 502".into()),
-                    (
-                        T0 + 1,
-                        "api",
-                        "error",
-                        "payment provider returned 503".into(),
-                    ),
-                    (T0 + 5_000, "api", "info", "all good".into()),
-                ]),
-                "telemetry.logs",
-                0,
-            )
-            .unwrap();
-        let fired: Vec<_> = out
-            .alerts
-            .iter()
-            .filter(|a| a.rule == "log_new_error_template")
-            .collect();
-        assert_eq!(
-            fired.len(),
-            1,
-            "one template, one alert; info lines never alert"
-        );
-        assert_eq!(fired[0].status, AlertStatus::Firing);
-        assert_eq!(fired[0].kind, "log_pattern");
-        assert_eq!(fired[0].at, T0);
-        let out = op
-            .mine(
-                &logs(&[(T0 + 200_000, "api", "info", "all good".into())]),
-                "telemetry.logs",
-                0,
-            )
-            .unwrap();
-        let resolved: Vec<_> = out
-            .alerts
-            .iter()
-            .filter(|a| a.rule == "log_new_error_template")
-            .collect();
-        assert_eq!(resolved.len(), 1);
-        assert_eq!(resolved[0].status, AlertStatus::Resolved);
-        assert_eq!(resolved[0].id, fired[0].id);
-    }
-
-    #[test]
-    fn a_burst_of_a_template_alerts_but_a_quiet_one_does_not() {
-        let mut op = LogOperator::new(LogSettings::default());
-        // 90 steady minutes, a burst of 300 retries in minute 90, then a minute to close it.
-        let mut rows = traffic(91, 300);
-        rows.push(closing_line());
-        let out = op.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
-        let bursts: Vec<_> = out
-            .alerts
-            .iter()
-            .filter(|a| a.rule == "log_template_burst" && a.status == AlertStatus::Firing)
-            .collect();
-        assert_eq!(bursts.len(), 1, "{:#?}", out.alerts);
-        assert_eq!(bursts[0].kind, "log_pattern");
-        assert!(bursts[0].value > 300.0);
-        assert_eq!(bursts[0].starts_at, T0 - T0 % 60_000 + 90 * 60_000);
-
-        // The same traffic without the burst raises nothing.
-        let mut quiet = LogOperator::new(LogSettings::default());
-        let mut rows = traffic(91, 0);
-        rows.push(closing_line());
-        let out = quiet.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
-        assert!(
-            out.alerts.iter().all(|a| a.rule != "log_template_burst"),
-            "{:#?}",
-            out.alerts
-        );
-    }
-
-    #[test]
-    fn an_error_ratio_spike_pages() {
-        let mut op = LogOperator::new(LogSettings::default());
-        // 90 minutes without an error-level line, then a minute where most lines fail.
-        let mut rows = traffic(90, 0);
-        let minute = T0 + 90 * 60_000;
-        for k in 0..20 {
-            rows.push((
-                minute + k * 1_000,
-                "api",
-                "error",
-                format!("retrying upstream call {k} after timeout"),
-            ));
-        }
-        rows.push((
-            minute + 30_000,
-            "api",
-            "info",
-            "request 1 served in 11 ms".into(),
-        ));
-        rows.push(closing_line());
-        let out = op.mine(&logs(&rows), "telemetry.logs", 0).unwrap();
-        let pages: Vec<_> = out
-            .alerts
-            .iter()
-            .filter(|a| a.rule == "log_error_rate" && a.status == AlertStatus::Firing)
-            .collect();
-        assert_eq!(pages.len(), 1, "{:#?}", out.alerts);
-        assert_eq!(pages[0].severity, "page");
-        assert_eq!(pages[0].starts_at, minute);
-        assert!(pages[0].value > 0.9);
-        assert!(pages[0].labels.contains(&("service".into(), "api".into())));
     }
 
     #[test]
@@ -1151,11 +860,8 @@ mod tests {
         let b = restored.mine(&logs(second), "telemetry.logs", 0).unwrap();
         assert_eq!(a.template_id.to_data(), b.template_id.to_data());
         assert_eq!(a.template.to_data(), b.template.to_data());
-        assert_eq!(a.windows, b.windows);
-        assert_eq!(
-            serde_json::to_string(&a.alerts).unwrap(),
-            serde_json::to_string(&b.alerts).unwrap()
-        );
+        assert!(a.partials.len() > 20);
+        assert_eq!(a.partials, b.partials);
         assert_eq!(whole.snapshot().unwrap(), restored.snapshot().unwrap());
     }
 }

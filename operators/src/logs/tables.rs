@@ -1,15 +1,34 @@
-//! Archive rows of the log operator: the template columns of table `logs`, and
-//! tables `log_windows` and `log_templates`.
+//! Archive rows of the two log stages: the template columns of table `logs`, and
+//! tables `log_windows` (the combining stage) and `log_templates` (the first).
 
 use std::sync::Arc;
 
-use super::signals::{LogBatchOutput, TemplateState, TemplateWindow};
+use super::signals::{LogBatchOutput, TemplateState};
 use crate::schema::Table;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow::error::ArrowError;
+
+/// One closed window of one service's template (a row of `log_windows`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateWindow {
+    /// Service.
+    pub service: String,
+    /// Template id.
+    pub template_id: i64,
+    /// Window start, ms.
+    pub window_start: i64,
+    /// Window end (exclusive), ms.
+    pub window_end: i64,
+    /// Lines of the template in the window, over every partition.
+    pub lines: u64,
+    /// Of which at an error level.
+    pub error_lines: u64,
+    /// The window is the first the service's catalogue saw the template in.
+    pub first_seen: bool,
+}
 
 /// `rows` (table `logs`) with the operator's template columns in place of the nulls
 /// the decoder left.

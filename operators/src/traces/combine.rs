@@ -316,82 +316,10 @@ impl CellRows {
     }
 }
 
-/// Rows of table `trace_partials` (the exchange records as the second stage reads
-/// them): source, marks, and the record itself as JSON.
-#[derive(Debug, Default)]
-pub struct TracePartialRows {
-    source_topic: StringBuilder,
-    source_partition: arrow::array::Int32Builder,
-    through: TimestampMillisecondBuilder,
-    minute: TimestampMillisecondBuilder,
-    red_cells: Int64Builder,
-    edge_cells: Int64Builder,
-    record: StringBuilder,
-    topic: StringBuilder,
-    partition: arrow::array::Int32Builder,
-    offset: Int64Builder,
-    index: arrow::array::Int32Builder,
-}
-
-impl TracePartialRows {
-    /// Appends `record` (whose JSON is `json`), read at `topic`/`partition`/`offset`.
-    pub fn append(
-        &mut self,
-        record: &TracePartial,
-        json: &str,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) {
-        self.source_topic.append_value(&record.source_topic);
-        self.source_partition.append_value(record.source_partition);
-        self.through
-            .append_value(record.through_minute.saturating_mul(MINUTE_MS));
-        self.minute
-            .append_option(record.minute.map(|m| m.saturating_mul(MINUTE_MS)));
-        self.red_cells.append_value(record.red.len() as i64);
-        self.edge_cells.append_value(record.edges.len() as i64);
-        self.record.append_value(json);
-        self.topic.append_value(topic);
-        self.partition.append_value(partition);
-        self.offset.append_value(offset);
-        self.index.append_value(0);
-    }
-
-    /// Rows appended so far.
-    pub fn len(&self) -> usize {
-        arrow::array::ArrayBuilder::len(&self.offset)
-    }
-
-    /// True before the first row.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The batch, leaving the builder empty.
-    pub fn finish(&mut self) -> RecordBatch {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.source_topic.finish()),
-            Arc::new(self.source_partition.finish()),
-            Arc::new(self.through.finish().with_timezone("UTC")),
-            Arc::new(self.minute.finish().with_timezone("UTC")),
-            Arc::new(self.red_cells.finish()),
-            Arc::new(self.edge_cells.finish()),
-            Arc::new(self.record.finish()),
-            Arc::new(self.topic.finish()),
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.index.finish()),
-        ];
-        // Every column is built above in the schema's order and types.
-        RecordBatch::try_new(Table::TracePartials.schema(), columns)
-            .unwrap_or_else(|e| panic!("trace_partials columns do not match the schema: {e}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::{ExchangeRecord, RecordRows};
     use crate::operator::Outbound;
     use crate::slo::spans::tests::spans;
     use crate::traces::counter::{TraceCounter, TraceSettings};
@@ -438,10 +366,10 @@ mod tests {
                     .map(|m| String::from_utf8(m.payload.clone()).unwrap()),
             );
         }
-        let mut rows = TracePartialRows::default();
+        let mut rows = RecordRows::new(Table::TracePartials);
         for (i, json) in records.iter().enumerate() {
             let record: TracePartial = serde_json::from_str(json).unwrap();
-            rows.append(&record, json, "cara.internal.traces", 0, i as i64);
+            rows.append(&record.row(), json, "cara.internal.traces", 0, i as i64);
         }
         let batch = rows.finish();
         let context = PartitionContext {
@@ -490,7 +418,7 @@ mod tests {
         use crate::alert::AlertStatus;
         use crate::traces::partial::RedCell;
         // One source; 600 minutes of steady latency for `checkout`, then five slow.
-        let mut rows = TracePartialRows::default();
+        let mut rows = RecordRows::new(Table::TracePartials);
         let m0 = T0 / 60_000;
         for i in 0..610i64 {
             let slow = i >= 600;
@@ -512,7 +440,7 @@ mod tests {
                 edges: vec![],
             };
             let json = String::from_utf8(record.to_json()).unwrap();
-            rows.append(&record, &json, "cara.internal.traces", 0, i);
+            rows.append(&record.row(), &json, "cara.internal.traces", 0, i);
         }
         let mut combiner = TraceCombiner::new(1, scoring());
         let context = PartitionContext {

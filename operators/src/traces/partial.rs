@@ -12,8 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::cell::Cell;
+use crate::exchange::{ExchangeRecord, RecordRow};
+use crate::schema::Table;
 use crate::slo::partial::MAX_MINUTE_EVENTS;
-use crate::time::EventTimeBounds;
+use crate::time::{EventTimeBounds, MINUTE_MS};
 
 /// RED cell of one service and operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +98,24 @@ impl TracePartial {
             cell.validate(MAX_MINUTE_EVENTS)?;
         }
         Ok(())
+    }
+}
+
+impl ExchangeRecord for TracePartial {
+    const TABLE: Table = Table::TracePartials;
+
+    fn validate(&self, bounds: &EventTimeBounds) -> Result<(), String> {
+        TracePartial::validate(self, bounds)
+    }
+
+    fn row(&self) -> RecordRow {
+        RecordRow {
+            source_topic: self.source_topic.clone(),
+            source_partition: self.source_partition,
+            through_ms: self.through_minute.saturating_mul(MINUTE_MS),
+            at_ms: self.minute.map(|m| m.saturating_mul(MINUTE_MS)),
+            counts: vec![self.red.len() as i64, self.edges.len() as i64],
+        }
     }
 }
 

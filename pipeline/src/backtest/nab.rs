@@ -117,16 +117,25 @@ fn read_csv(path: &Path) -> Result<(Vec<i64>, Vec<f64>), NabError> {
     Ok((times, values))
 }
 
-/// Scores every row of `series` through the live decoder and operator.
+/// Scores every row of `series` through the live decoder and operator: one score
+/// per row.
 pub fn score_series(series: &NabSeries, config: &ScorerConfig) -> Vec<f64> {
+    score_in_batches(series, config, 4096)
+}
+
+/// [`score_series`] with the rows handed to the operator `rows_per_batch` at a time.
+fn score_in_batches(series: &NabSeries, config: &ScorerConfig, rows_per_batch: usize) -> Vec<f64> {
+    let rows_per_batch = rows_per_batch.max(1);
     let mut decoder = Decoder::new(Signal::Metrics, DecodeLimits::default());
     let mut operator = AnomalyOperator::new(*config, AnomalyLimits::default());
-    let mut scores = Vec::with_capacity(series.times.len());
+    // A point the operator does not score (older than the series' last one: one
+    // NAB file steps back 55 minutes) is NaN, so scores stay row-aligned.
+    let mut scores = vec![f64::NAN; series.times.len()];
     let mut out = Vec::new();
     let mut message = String::new();
-    for (chunk_start, chunk) in series.times.chunks(4096).enumerate() {
+    for (chunk_start, chunk) in series.times.chunks(rows_per_batch).enumerate() {
         for (i, ts) in chunk.iter().enumerate() {
-            let row = chunk_start * 4096 + i;
+            let row = chunk_start * rows_per_batch + i;
             message.clear();
             message.push_str(&format!(
                 r#"{{"ts":{ts},"name":"nab","type":"gauge","value":{},"labels":{{"series":"{}"}}}}"#,
@@ -146,24 +155,34 @@ pub fn score_series(series: &NabSeries, config: &ScorerConfig) -> Vec<f64> {
         let batch = decoder.finish();
         out.clear();
         if operator.process(&batch, &mut out).is_ok() {
-            scores.extend(out.iter().map(|p| p.score.score));
+            let first_row = chunk_start * rows_per_batch;
+            for point in &out {
+                if let Some(score) = scores.get_mut(first_row + point.row) {
+                    *score = point.score.score;
+                }
+            }
         }
     }
     scores
 }
 
-/// Detections (row indices) of one series under `policy`: the rows where the alert fires.
+/// Detections (row indices) of one series under `policy`: the rows where the alert
+/// fires. Rows without a score (NaN: not scored) pass the alert by, as in the live
+/// operator.
 pub fn detections(times: &[i64], scores: &[f64], policy: &FiringPolicy) -> Vec<usize> {
     let mut state = AlertState::default();
-    times
-        .iter()
-        .zip(scores)
-        .enumerate()
-        .filter_map(|(row, (ts, score))| {
-            let previous = row.checked_sub(1).map(|p| times[p]);
-            (state.observe(policy, *ts, previous, *score) == Some(Transition::Fired)).then_some(row)
-        })
-        .collect()
+    let mut previous = None;
+    let mut fired = Vec::new();
+    for (row, (ts, score)) in times.iter().zip(scores).enumerate() {
+        if score.is_nan() {
+            continue;
+        }
+        if state.observe(policy, *ts, previous, *score) == Some(Transition::Fired) {
+            fired.push(row);
+        }
+        previous = Some(*ts);
+    }
+    fired
 }
 
 /// The best score of a profile and the threshold that gave it.
@@ -214,6 +233,98 @@ fn profile_score(corpus: &[NabSeries], detected: &[Vec<usize>], profile: &Profil
         profile,
     )
     .normalised
+}
+
+/// Scores the corpus for each profile given each series' detections (row indices,
+/// in corpus order).
+pub fn score_detections(corpus: &[NabSeries], detected: &[Vec<usize>]) -> Vec<f64> {
+    PROFILES
+        .iter()
+        .map(|profile| profile_score(corpus, detected, profile))
+        .collect()
+}
+
+/// One alert as `cara.alerts` carries it: the fields the NAB scoring reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AlertMessage {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// When the alert started (RFC 3339).
+    pub starts_at: String,
+    /// Its labels; a NAB series is label `series`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What reading alerts for the NAB scoring found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertDetections {
+    /// Detections per series of the corpus, in corpus order: the row each firing
+    /// alert started at (repeats of one alert, as a topic may carry, count once).
+    pub detected: Vec<Vec<usize>>,
+    /// Firing alerts read.
+    pub firing: usize,
+    /// Firing alerts whose series is not in the corpus or whose start is no row
+    /// of it.
+    pub unmatched: usize,
+}
+
+/// The detections the alerts `lines` (one JSON alert per line, as consumed from
+/// `cara.alerts`) make on `corpus`. A line that is not such an alert is an error
+/// naming its number.
+pub fn detections_from_alerts(
+    corpus: &[NabSeries],
+    lines: &str,
+) -> Result<AlertDetections, String> {
+    let index: BTreeMap<&str, usize> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    // Per series, each time's first row: times are not always increasing (one NAB
+    // file steps back 55 minutes), so no binary search.
+    let rows: Vec<BTreeMap<i64, usize>> = corpus
+        .iter()
+        .map(|s| {
+            let mut first = BTreeMap::new();
+            for (row, t) in s.times.iter().enumerate() {
+                first.entry(*t).or_insert(row);
+            }
+            first
+        })
+        .collect();
+    let mut found = AlertDetections {
+        detected: vec![Vec::new(); corpus.len()],
+        ..AlertDetections::default()
+    };
+    for (number, line) in lines.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let alert: AlertMessage = serde_json::from_str(line)
+            .map_err(|e| format!("line {}: not an alert message: {e}", number + 1))?;
+        if alert.status != "firing" {
+            continue;
+        }
+        found.firing += 1;
+        let starts_at = chrono::DateTime::parse_from_rfc3339(&alert.starts_at)
+            .map_err(|e| format!("line {}: starts_at `{}`: {e}", number + 1, alert.starts_at))?
+            .timestamp_millis();
+        let row = alert
+            .labels
+            .get("series")
+            .and_then(|name| index.get(name.as_str()))
+            .and_then(|i| Some((*i, *rows[*i].get(&starts_at)?)));
+        match row {
+            Some((i, row)) => found.detected[i].push(row),
+            None => found.unmatched += 1,
+        }
+    }
+    for rows in &mut found.detected {
+        rows.sort_unstable();
+        rows.dedup();
+    }
+    Ok(found)
 }
 
 /// Scores the corpus for each profile at the best threshold of `policy`'s shape.
@@ -303,6 +414,41 @@ mod tests {
         assert!(results[0].score > 90.0, "{results:?}");
     }
 
+    /// The deployed path's alerts, read back: each firing alert's start is a
+    /// detection at its row, repeats count once, and the score is the backtest's.
+    #[test]
+    fn alerts_read_back_score_as_the_backtest_detections() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_corpus(dir.path());
+        let corpus = load(dir.path()).unwrap();
+        let at = |row: usize| {
+            chrono::DateTime::from_timestamp_millis(corpus[0].times[row])
+                .unwrap()
+                .to_rfc3339()
+        };
+        let alert = |status: &str, row: usize, series: &str| {
+            format!(
+                r#"{{"id":"x","status":"{status}","starts_at":"{}","labels":{{"series":"{series}","alertname":"anomaly"}}}}"#,
+                at(row)
+            )
+        };
+        let lines = [
+            alert("firing", 1500, "g/s.csv"),
+            alert("firing", 1500, "g/s.csv"),
+            alert("resolved", 1500, "g/s.csv"),
+            alert("firing", 1700, "g/other.csv"),
+        ]
+        .join("\n");
+        let found = detections_from_alerts(&corpus, &lines).unwrap();
+        assert_eq!(found.detected, vec![vec![1500]]);
+        assert_eq!((found.firing, found.unmatched), (3, 1));
+        let scores = score_series(&corpus[0], &ScorerConfig::default());
+        let backtest = score_at(&corpus, &[scores], &FiringPolicy::default());
+        assert_eq!(score_detections(&corpus, &found.detected), backtest);
+        let error = detections_from_alerts(&corpus, "{}\n").unwrap_err();
+        assert!(error.starts_with("line 1:"), "{error}");
+    }
+
     #[test]
     fn a_malformed_file_names_itself() {
         let dir = tempfile::tempdir().unwrap();
@@ -317,6 +463,44 @@ mod tests {
             error.contains("s.csv") && error.contains("yesterday"),
             "{error}"
         );
+    }
+
+    /// How rows are batched (a live flush takes what the broker delivered) changes
+    /// no score.
+    #[test]
+    fn scores_do_not_depend_on_batch_boundaries() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/nab");
+        let corpus = if dir.join("labels").is_dir() {
+            load(&dir).unwrap()
+        } else {
+            let tiny = tempfile::tempdir().unwrap();
+            tiny_corpus(tiny.path());
+            load(tiny.path()).unwrap()
+        };
+        let config = ScorerConfig::default();
+        let checked = corpus
+            .iter()
+            .filter(|s| s.name.contains("machine_temperature") || s.name == "g/s.csv");
+        for series in checked {
+            let whole = score_in_batches(series, &config, 100_000);
+            assert_eq!(whole.len(), series.times.len(), "one score per row");
+            // The 11 rows after its step back are older than its last point.
+            let unscored = whole.iter().filter(|s| s.is_nan()).count();
+            let expected = if series.name.contains("machine_temperature") {
+                11
+            } else {
+                0
+            };
+            assert_eq!(unscored, expected, "{}", series.name);
+            for batch in [1, 7, 500, 4096] {
+                let scores = score_in_batches(series, &config, batch);
+                let first = whole
+                    .iter()
+                    .zip(&scores)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(first, None, "{} in batches of {batch}", series.name);
+            }
+        }
     }
 
     /// The whole benchmark, when the shared datasets are next to the repository.

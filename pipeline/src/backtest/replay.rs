@@ -36,7 +36,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int32Type, Int64Type, Schema, SchemaRef};
 use cara_operators::budget::StateBudget;
-use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
+use cara_operators::operator::{Emitted, Operator, OutboundMessage, PartitionContext};
 use cara_operators::schema::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -348,10 +348,8 @@ fn replay_exchange(
     exchanged: &BTreeMap<(String, i32), Vec<OutboundMessage>>,
     run: &Run<'_>,
 ) -> Result<Vec<FlushDone>, ReplayError> {
-    let outbound = match signal {
-        Signal::SloPartials => Outbound::SloPartials,
-        Signal::TracePartials => Outbound::TracePartials,
-        _ => return Ok(Vec::new()),
+    let Some(outbound) = signal.sent_as() else {
+        return Ok(Vec::new());
     };
     let Some(mut operator) = run
         .dataflow
@@ -560,7 +558,7 @@ fn write_emitted(
         flush.messages = emitted
             .messages
             .into_iter()
-            .filter(|m| matches!(m.topic, Outbound::SloPartials | Outbound::TracePartials))
+            .filter(|m| m.topic.is_exchange())
             .collect();
         flush.source = Some((context.topic.to_string(), context.partition));
     }

@@ -65,6 +65,9 @@ pub fn nab(args: NabArgs) -> anyhow::Result<()> {
             r.profile.name, r.score, r.threshold
         );
     }
+    if let Some(path) = &args.alerts {
+        compare_deployed(path, &corpus, &scores, &policy, &deployed)?;
+    }
     if args.per_file {
         let standard = &results[0];
         let policy = FiringPolicy {
@@ -101,6 +104,63 @@ pub fn nab(args: NabArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Prints the NAB scores of the alerts a deployed run raised (file `path`) beside
+/// the backtest's at `policy` (`backtest`), and the series whose detections differ.
+fn compare_deployed(
+    path: &std::path::Path,
+    corpus: &[nab::NabSeries],
+    scores: &[Vec<f64>],
+    policy: &FiringPolicy,
+    backtest: &[f64],
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading alerts from {}; pass --alerts with the alerts consumed from cara.alerts, one JSON per line",
+            path.display()
+        )
+    })?;
+    let found = nab::detections_from_alerts(corpus, &text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let deployed = nab::score_detections(corpus, &found.detected);
+    println!(
+        "\nDeployed path: {} firing alerts read from {}, {} not on a NAB row",
+        found.firing,
+        path.display(),
+        found.unmatched
+    );
+    println!(
+        "| profile | backtest at {} | deployed path | difference |",
+        policy.threshold
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    for ((profile, b), d) in cara_operators::eval::nab::PROFILES
+        .iter()
+        .zip(backtest)
+        .zip(&deployed)
+    {
+        println!("| {} | {b:.1} | {d:.1} | {:+.1} |", profile.name, d - b);
+    }
+    let mut differing = 0;
+    for ((series, scores), live) in corpus.iter().zip(scores).zip(&found.detected) {
+        let bench = nab::detections(&series.times, scores, policy);
+        if &bench == live {
+            continue;
+        }
+        differing += 1;
+        let only = |a: &[usize], b: &[usize]| -> Vec<usize> {
+            a.iter().filter(|r| !b.contains(r)).copied().collect()
+        };
+        println!(
+            "  {}: rows only in the backtest {:?}, only deployed {:?}",
+            series.name,
+            only(&bench, live),
+            only(live, &bench)
+        );
+    }
+    println!("{differing} of {} series detect differently", corpus.len());
     Ok(())
 }
 

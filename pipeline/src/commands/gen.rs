@@ -38,6 +38,7 @@ pub fn main(args: GenArgs) -> anyhow::Result<()> {
         start_ms: start_ms(args.start.as_deref())?,
         topics: ["metrics", "logs", "spans"].map(|s| format!("{}{s}", args.topic_prefix)),
         progress: true,
+        first_fault_after: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();

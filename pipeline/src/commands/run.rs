@@ -151,6 +151,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             slo_status: config.kafka.slo_topic.clone(),
             slo_partials: config.kafka.slo_exchange_topic.clone(),
             trace_partials: config.kafka.trace_exchange_topic.clone(),
+            log_partials: config.kafka.log_exchange_topic.clone(),
         },
         runtime: RuntimeSettings::new(&config, &dataflow, templates.clone()),
     };
@@ -185,6 +186,8 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             ]
             .map(|t| t.clone()),
             progress: false,
+            // Detectors are warm after a minute or two; the first fault follows.
+            first_fault_after: Some(std::time::Duration::from_secs(150)),
         };
         faults = gen::planned_incidents(&options, &gen::world(&options));
         println!("demo: generating {demo_rate} records/s for 8 services with injected incidents");

@@ -5,10 +5,11 @@
 //!
 //! ```text
 //!  telemetry.metrics ─► decode ─► [alerting | slo]  ─┬─► cara.alerts, tables
-//!  telemetry.logs    ─► decode ─► [logs | slo]      ─┤   (metric_windows, log_*)
+//!  telemetry.logs    ─► decode ─► [logs | slo]      ─┤   (metric_windows, log_templates)
 //!  telemetry.spans   ─► decode ─► [slo | traces]    ─┤
 //!          (per input partition, in a shard)         ├─► cara.internal.slo ─► SloCombiner ─► cara.slo, slo
-//!                                                    └─► cara.internal.traces ─► TraceCombiner ─► red, graph, alerts
+//!                                                    ├─► cara.internal.traces ─► TraceCombiner ─► red, graph, alerts
+//!                                                    └─► cara.internal.logs ─► LogCombiner ─► log_windows, alerts
 //!  undecodable input ─► cara.dlq, dlq
 //! ```
 //!
@@ -77,11 +78,21 @@ mod tests {
             ("telemetry.logs".to_owned(), Signal::Logs),
             ("telemetry.spans".to_owned(), Signal::Spans),
         ];
-        let mut with_traces = inputs.clone();
-        with_traces.push(("cara.internal.traces".to_owned(), Signal::TracePartials));
-        assert_eq!(consumed(""), with_traces, "traces are on by default");
-        assert_eq!(consumed("[traces]\nenabled = false\n"), inputs);
-        let slo = "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n[traces]\nenabled = false\n";
+        let logs = ("cara.internal.logs".to_owned(), Signal::LogPartials);
+        let mut by_default = inputs.clone();
+        by_default.push(("cara.internal.traces".to_owned(), Signal::TracePartials));
+        by_default.push(logs.clone());
+        assert_eq!(
+            consumed(""),
+            by_default,
+            "traces and logs are on by default"
+        );
+        let mut logs_only = inputs.clone();
+        logs_only.push(logs);
+        assert_eq!(consumed("[traces]\nenabled = false\n"), logs_only);
+        let off = "[traces]\nenabled = false\n[logs]\nenabled = false\n";
+        assert_eq!(consumed(off), inputs);
+        let slo = "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n[traces]\nenabled = false\n[logs]\nenabled = false\n";
         let mut with_slo = inputs;
         with_slo.push(("cara.internal.slo".to_owned(), Signal::SloPartials));
         assert_eq!(consumed(slo), with_slo);

@@ -4,10 +4,11 @@
 //! | signal | stacked parts, in order | second stage (exchange topic) |
 //! |---|---|---|
 //! | metrics | `alerting` (anomaly scoring, windows, alert rules), `slo` (metric SLIs) | |
-//! | logs | `logs` (templates, log signals), `slo` (log SLIs) | |
+//! | logs | `logs` (templates, window counts), `slo` (log SLIs) | |
 //! | spans | `slo` (span SLIs), `traces` (RED and graph cells) | |
 //! | SLO partials | | `SloCombiner`: budgets and burn rates |
 //! | trace partials | | `TraceCombiner`: RED minutes, graph edges, their scores |
+//! | log partials | | `LogCombiner`: per-service windows, catalogue, log alerts |
 //!
 //! A part is present when the config enables it; a partition with no part runs no
 //! operator. Owns: [`Stages`] (the config of every stage) and the one function that
@@ -21,6 +22,7 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::logs::combine::LogCombiner;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{Operator, Stacked};
 use cara_operators::slo::combine::SloCombiner;
@@ -72,11 +74,17 @@ impl Stages {
     }
 
     /// Whether the first stages of `self` send the same exchange records as those
-    /// of `other` (the same SLOs and trace settings): then a replay with `self` may
-    /// read the exchange records a run with `other` archived.
+    /// of `other` (the same SLOs, trace settings, and template mining and windows):
+    /// then a replay with `self` may read the exchange records a run with `other`
+    /// archived.
     pub fn sends_as(&self, other: &Stages) -> bool {
-        let first_stage = |s: &Stages| s.traces.as_ref().map(|t| t.settings);
-        self.slos == other.slos && first_stage(self) == first_stage(other)
+        let traces = |s: &Stages| s.traces.as_ref().map(|t| t.settings);
+        let logs = |s: &Stages| {
+            s.logs
+                .as_ref()
+                .map(|l| (l.miner.clone(), l.window_ms, l.out_of_orderness_ms))
+        };
+        self.slos == other.slos && traces(self) == traces(other) && logs(self) == logs(other)
     }
 
     /// The operators of a partition of `signal`, restored from its checkpoint or
@@ -179,6 +187,19 @@ impl Stages {
                 );
                 return Some(Box::new(combiner));
             }
+            Signal::LogPartials => {
+                let logs = self.logs.as_ref()?;
+                let sources = wiring.topic_partitions.logs;
+                let combiner = restored(
+                    snapshot,
+                    |bytes| LogCombiner::restore(bytes, sources, logs.clone()),
+                    || LogCombiner::new(sources, logs.clone()),
+                    "log template catalogue and windows",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(combiner));
+            }
         }
         (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
     }
@@ -188,9 +209,9 @@ impl Stages {
     pub fn state_limit(stage: &str) -> &'static str {
         match stage {
             "alerting" => "anomaly.max_series (series scored per partition)",
-            "logs" => "anomaly.max_series (log series scored per partition)",
             "traces" => "traces.max_pending_spans (spans held for the parent-child join)",
             "trace_combiner" => "anomaly.max_series (service series scored)",
+            "log_combiner" => "anomaly.max_series (log series scored)",
             _ => "the stage's state limit",
         }
     }
@@ -200,6 +221,7 @@ impl Stages {
         match exchange {
             Signal::SloPartials => self.slos.is_some(),
             Signal::TracePartials => self.traces.is_some(),
+            Signal::LogPartials => self.logs.is_some(),
             Signal::Metrics | Signal::Logs | Signal::Spans => true,
         }
     }
@@ -308,7 +330,7 @@ impl TopicPartitions {
             Signal::Metrics => self.metrics,
             Signal::Logs => self.logs,
             Signal::Spans => self.spans,
-            Signal::SloPartials | Signal::TracePartials => 0,
+            Signal::SloPartials | Signal::TracePartials | Signal::LogPartials => 0,
         }
     }
 }
@@ -424,10 +446,7 @@ mod tests {
         );
         assert_eq!(
             describe(Signal::Logs),
-            (
-                strings(&["logs", "slo"]),
-                vec![Alerts, LogTemplates, LogWindows]
-            )
+            (strings(&["logs", "slo"]), vec![LogTemplates])
         );
         assert_eq!(
             describe(Signal::Spans),
@@ -443,6 +462,10 @@ mod tests {
                 strings(&["trace_combiner"]),
                 vec![Red, ServiceGraph, Alerts]
             )
+        );
+        assert_eq!(
+            describe(Signal::LogPartials),
+            (strings(&["log_combiner"]), vec![LogWindows, Alerts])
         );
     }
 

@@ -111,6 +111,12 @@ impl Topics {
                 Sizing::One,
             ),
             named(
+                "kafka.log_exchange_topic",
+                &k.log_exchange_topic,
+                TopicRole::Exchange(Signal::LogPartials),
+                Sizing::One,
+            ),
+            named(
                 "kafka.dlq_topic",
                 &k.dlq_topic,
                 TopicRole::Output,
@@ -263,6 +269,7 @@ mod tests {
             ("telemetry.spans", 12),
             ("cara.internal.slo", 3),
             ("cara.internal.traces", 1),
+            ("cara.internal.logs", 1),
             ("cara.dlq", 3),
             ("cara.alerts", 3),
             ("cara.slo", 3),
@@ -280,6 +287,7 @@ mod tests {
             ("telemetry.spans", 6),
             ("cara.internal.slo", 6),
             ("cara.internal.traces", 1),
+            ("cara.internal.logs", 1),
             ("cara.dlq", 6),
             ("cara.alerts", 6),
             ("cara.slo", 6),

@@ -30,11 +30,13 @@ mod provenance;
 mod span;
 
 use arrow::record_batch::RecordBatch;
+use cara_operators::exchange::{read_record, ExchangeRecord, RecordError, RecordRow, RecordRows};
+use cara_operators::logs::partial::LogPartial;
+use cara_operators::operator::Outbound;
 use cara_operators::schema::Table;
 use cara_operators::slo::partial::SloPartial;
 use cara_operators::slo::tables::PartialRows;
 use cara_operators::time::{EventTimeBounds, REPRESENTABLE_MS};
-use cara_operators::traces::combine::TracePartialRows;
 use cara_operators::traces::partial::TracePartial;
 use simd_json::Tape;
 
@@ -54,6 +56,8 @@ pub enum Signal {
     SloPartials,
     /// Per-minute RED and service-graph cells of the span partitions (cara's own).
     TracePartials,
+    /// Per-window template counts of the log partitions (cara's own).
+    LogPartials,
 }
 
 impl Signal {
@@ -68,6 +72,7 @@ impl Signal {
             Signal::Spans => Table::Spans,
             Signal::SloPartials => Table::SloPartials,
             Signal::TracePartials => Table::TracePartials,
+            Signal::LogPartials => Table::LogPartials,
         }
     }
 
@@ -76,10 +81,24 @@ impl Signal {
         self.table().name()
     }
 
+    /// The outbound stream the first stages send this exchange signal's records
+    /// on; `None` for the inputs.
+    pub fn sent_as(self) -> Option<Outbound> {
+        match self {
+            Signal::SloPartials => Some(Outbound::SloPartials),
+            Signal::TracePartials => Some(Outbound::TracePartials),
+            Signal::LogPartials => Some(Outbound::LogPartials),
+            Signal::Metrics | Signal::Logs | Signal::Spans => None,
+        }
+    }
+
     /// Whether this is the record of an exchange topic (cara's own, between the
     /// stages), not an input users produce.
     pub fn is_exchange(self) -> bool {
-        matches!(self, Signal::SloPartials | Signal::TracePartials)
+        matches!(
+            self,
+            Signal::SloPartials | Signal::TracePartials | Signal::LogPartials
+        )
     }
 }
 
@@ -169,7 +188,16 @@ enum SignalRows {
     Logs(log::LogRows),
     Spans(span::SpanRows),
     SloPartials(PartialRows),
-    TracePartials(TracePartialRows),
+    /// Exchange records kept whole (JSON): trace and log partials.
+    Records(RecordRows, ReadRecord),
+}
+
+/// Parses and validates one whole exchange record; its row.
+type ReadRecord = fn(&str, &EventTimeBounds) -> Result<RecordRow, RecordError>;
+
+/// The rows and reader of whole records of type `T`.
+fn records<T: ExchangeRecord>() -> SignalRows {
+    SignalRows::Records(RecordRows::new(T::TABLE), read_record::<T>)
 }
 
 impl Decoder {
@@ -180,7 +208,8 @@ impl Decoder {
             Signal::Logs => SignalRows::Logs(log::LogRows::default()),
             Signal::Spans => SignalRows::Spans(span::SpanRows::default()),
             Signal::SloPartials => SignalRows::SloPartials(PartialRows::default()),
-            Signal::TracePartials => SignalRows::TracePartials(TracePartialRows::default()),
+            Signal::TracePartials => records::<TracePartial>(),
+            Signal::LogPartials => records::<LogPartial>(),
         };
         Decoder {
             limits,
@@ -220,15 +249,14 @@ impl Decoder {
             self.payload_bytes += payload.len();
             return Ok(record.minutes.len().max(1));
         }
-        if let SignalRows::TracePartials(rows) = &mut self.rows {
+        if let SignalRows::Records(rows, read) = &mut self.rows {
             let json = std::str::from_utf8(payload)
                 .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-            let record: TracePartial =
-                serde_json::from_str(json).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-            record
-                .validate(&self.limits.bounds(reference_ms(pos)))
-                .map_err(DecodeError::InvalidExchangeRecord)?;
-            rows.append(&record, json, pos.topic, pos.partition, pos.offset);
+            let row = read(json, &self.limits.bounds(reference_ms(pos))).map_err(|e| match e {
+                RecordError::Json(e) => DecodeError::InvalidJson(e),
+                RecordError::Invalid(e) => DecodeError::InvalidExchangeRecord(e),
+            })?;
+            rows.append(&row, json, pos.topic, pos.partition, pos.offset);
             self.payload_bytes += payload.len();
             return Ok(1);
         }
@@ -301,7 +329,7 @@ impl Decoder {
             SignalRows::Logs(r) => r.len(),
             SignalRows::Spans(r) => r.len(),
             SignalRows::SloPartials(r) => r.len(),
-            SignalRows::TracePartials(r) => r.len(),
+            SignalRows::Records(r, _) => r.len(),
         }
     }
 
@@ -324,7 +352,7 @@ impl Decoder {
             SignalRows::Logs(r) => r.finish(),
             SignalRows::Spans(r) => r.finish(),
             SignalRows::SloPartials(r) => r.finish(),
-            SignalRows::TracePartials(r) => r.finish(),
+            SignalRows::Records(r, _) => r.finish(),
         }
     }
 }
@@ -349,7 +377,7 @@ impl SignalRows {
             }
             // Decoded whole in `decode`, never as flat-JSON elements.
             SignalRows::SloPartials(_) => Err(DecodeError::NotAnObject("SLO partial record")),
-            SignalRows::TracePartials(_) => Err(DecodeError::NotAnObject("trace partial record")),
+            SignalRows::Records(..) => Err(DecodeError::NotAnObject("exchange record")),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct GenOptions {
     pub topics: [String; 3],
     /// Show a progress bar.
     pub progress: bool,
+    /// Bring the planned incidents forward (keeping their spacing) so the first
+    /// begins this long after the start: the demo shows a fault within minutes.
+    pub first_fault_after: Option<Duration>,
 }
 
 /// What a run produced.
@@ -181,7 +184,16 @@ pub fn planned_incidents(options: &GenOptions, world: &World) -> Vec<Incident> {
         (None, Some(d)) => d.as_millis() as i64,
         (None, None) => 3_600_000,
     };
-    plan_incidents(world, options.seed, options.start_ms, expected_span_ms)
+    let mut plan = plan_incidents(world, options.seed, options.start_ms, expected_span_ms);
+    if let (Some(after), Some(first)) = (options.first_fault_after, plan.first()) {
+        let wanted = options.start_ms + after.as_millis() as i64;
+        let earlier_by = (first.start_ms - wanted).max(0);
+        for incident in &mut plan {
+            incident.start_ms -= earlier_by;
+            incident.end_ms -= earlier_by;
+        }
+    }
+    plan
 }
 
 /// The records per second event time advances by: `event_rate`, else `rate`, or
@@ -272,4 +284,56 @@ fn progress_bar(options: &GenOptions) -> indicatif::ProgressBar {
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(first_fault_after: Option<Duration>) -> GenOptions {
+        GenOptions {
+            rate: 2_000,
+            event_rate: None,
+            count: None,
+            duration: None,
+            services: 8,
+            seed: DEMO_SEED,
+            labels: None,
+            start_ms: 1_764_000_000_000,
+            topics: ["m", "l", "s"].map(String::from),
+            progress: false,
+            first_fault_after,
+        }
+    }
+
+    /// The demo's faults come forward so the first begins after 150 s; their kinds,
+    /// services, lengths and spacing stay those of the plan.
+    #[test]
+    fn the_first_fault_can_be_brought_forward_keeping_the_plan() {
+        let planned = |o: &GenOptions| planned_incidents(o, &world(o));
+        let plain = planned(&options(None));
+        let early = planned(&options(Some(Duration::from_secs(150))));
+        assert!(plain.len() >= 5, "an hour of faults: {}", plain.len());
+        let start = options(None).start_ms;
+        assert!(
+            plain[0].start_ms - start > 300_000,
+            "{}",
+            plain[0].start_ms - start
+        );
+        assert_eq!(early[0].start_ms - start, 150_000);
+        let shift = plain[0].start_ms - early[0].start_ms;
+        for (p, e) in plain.iter().zip(&early) {
+            assert_eq!(
+                (&p.kind, &p.service, &p.affected),
+                (&e.kind, &e.service, &e.affected)
+            );
+            assert_eq!(
+                (p.start_ms - shift, p.end_ms - shift),
+                (e.start_ms, e.end_ms)
+            );
+        }
+        // Never pushed later.
+        let late = planned(&options(Some(Duration::from_secs(3_000))));
+        assert_eq!(late[0].start_ms, plain[0].start_ms);
+    }
 }

@@ -1,0 +1,8 @@
+//! Fuzz target `log_partials`: see `cara_pipeline::fuzzing` for what it checks.
+
+fn main() {
+    let check = cara_pipeline::fuzzing::target("log_partials");
+    afl::fuzz!(|data: &[u8]| {
+        check(data);
+    });
+}
