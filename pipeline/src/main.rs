@@ -104,6 +104,11 @@ struct LoghubArgs {
     /// Also list the true events of this system that the miner grouped wrongly.
     #[arg(long)]
     explain: Option<String>,
+    /// Also score the template ids a deployed `cara run` gave the lines (CSV
+    /// `system,line,template_id`; see `benches/loghub_deployed.py`) beside the
+    /// backtest.
+    #[arg(long)]
+    assignments: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -197,6 +197,58 @@ pub fn evaluate(log: &LabelledLog, config: &MinerConfig) -> SystemResult {
     }
 }
 
+/// Template ids a deployed run gave each line, per system and line number (from 1,
+/// Loghub's `LineId`): the CSV `system,line,template_id` (header first), as
+/// `benches/loghub_deployed.py` exports it from table `logs`.
+pub fn read_assignments(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<usize, i64>>, String> {
+    let mut by_system: std::collections::BTreeMap<String, std::collections::BTreeMap<usize, i64>> =
+        Default::default();
+    for (number, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        let [system, line_id, template_id] = fields[..] else {
+            return Err(format!(
+                "line {}: expected system,line,template_id",
+                number + 1
+            ));
+        };
+        let parse = |what: &str, v: &str| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|e| format!("line {}: {what} `{v}`: {e}", number + 1))
+        };
+        let line_id = usize::try_from(parse("line", line_id)?)
+            .map_err(|e| format!("line {}: line: {e}", number + 1))?;
+        by_system
+            .entry(system.trim().to_owned())
+            .or_default()
+            .insert(line_id, parse("template_id", template_id)?);
+    }
+    Ok(by_system)
+}
+
+/// Grouping accuracy (corrected ground truth) of the template ids a deployed run gave
+/// `log`'s lines (`assigned`, by line number from 1); a line with none is a group
+/// of its own kind (all such lines together).
+pub fn score_assignments(
+    log: &LabelledLog,
+    assigned: &std::collections::BTreeMap<usize, i64>,
+) -> ParsingAccuracy {
+    let ids: Vec<Option<i64>> = (1..=log.lines.len())
+        .map(|line| assigned.get(&line).copied())
+        .collect();
+    let events: Vec<Option<String>> = log
+        .corrected
+        .iter()
+        .map(|t| t.as_ref().map(|(e, _)| e.clone()))
+        .collect();
+    grouping(&ids, &events)
+}
+
 /// The true events of `log` that `config` groups wrongly: for each, its template,
 /// its line count, and the miner templates (with their line counts in the event and
 /// in total) its lines went to. Largest first.
@@ -236,4 +288,38 @@ pub fn explain(log: &LabelledLog, config: &MinerConfig) -> Vec<String> {
         .collect();
     wrong.sort_by_key(|w| std::cmp::Reverse(w.0));
     wrong.into_iter().map(|(_, text)| text).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids read back from a deployed run score like the miner's own.
+    #[test]
+    fn assignments_read_back_score_as_grouping() {
+        let log = LabelledLog {
+            system: "S".into(),
+            published: 0.0,
+            lines: vec!["a 1".into(), "a 2".into(), "b".into(), "c".into()],
+            corrected: vec![
+                Some(("E1".into(), "a <*>".into())),
+                Some(("E1".into(), "a <*>".into())),
+                Some(("E2".into(), "b".into())),
+                Some(("E3".into(), "c".into())),
+            ],
+            original: vec![None; 4],
+        };
+        let csv = "system,line,template_id\nS,1,7\nS,2,7\nS,3,8\nS,4,8\nT,1,9\n";
+        let read = read_assignments(csv).unwrap();
+        assert_eq!(read.len(), 2);
+        let score = score_assignments(&log, &read["S"]);
+        // Lines 3 and 4 share an id but not an event: half the lines are right.
+        assert_eq!((score.lines, score.grouping), (4, 0.5));
+        let mut separate = read["S"].clone();
+        separate.insert(4, 9);
+        assert_eq!(score_assignments(&log, &separate).grouping, 1.0);
+        assert!(read_assignments("h\nS,x,1\n")
+            .unwrap_err()
+            .starts_with("line 2"));
+    }
 }

@@ -244,6 +244,42 @@ pub fn loghub(args: LoghubArgs) -> anyhow::Result<()> {
         mean(&|r| r.corrected.pairwise_f1),
         mean(&|r| r.template_accuracy),
     );
+    if let Some(path) = &args.assignments {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {}; pass --assignments with the CSV benches/loghub_deployed.py writes",
+                path.display()
+            )
+        })?;
+        let assigned = loghub::read_assignments(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        println!("\nDeployed path ({}):", path.display());
+        println!("| system | GA backtest | GA deployed | difference | lines assigned |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        let empty = Default::default();
+        let mut sums = (0.0, 0.0);
+        for (log, r) in corpus.iter().zip(&results) {
+            let ids = assigned.get(&log.system).unwrap_or(&empty);
+            let deployed = loghub::score_assignments(log, ids);
+            sums.0 += r.corrected.grouping;
+            sums.1 += deployed.grouping;
+            println!(
+                "| {} | {:.4} | {:.4} | {:+.4} | {} |",
+                log.system,
+                r.corrected.grouping,
+                deployed.grouping,
+                deployed.grouping - r.corrected.grouping,
+                ids.len()
+            );
+        }
+        let n = results.len() as f64;
+        println!(
+            "| **average** | **{:.4}** | **{:.4}** | {:+.4} | |",
+            sums.0 / n,
+            sums.1 / n,
+            (sums.1 - sums.0) / n
+        );
+    }
     let lines: usize = corpus.iter().map(|l| l.lines.len()).sum();
     let mining: std::time::Duration = results.iter().map(|r| r.mining).sum();
     println!(

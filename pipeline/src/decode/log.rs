@@ -1,5 +1,8 @@
 //! Log lines: `{"ts", "service", "level", "message", "trace_id", "host", "attributes"}`
-//! into table `logs`. Levels are normalised to lower case; a missing level is `info`.
+//! into table `logs`. Levels cara recognises (in any case and the usual spellings:
+//! syslog's, logcat's single letters, java.util.logging's) are normalised to one of
+//! [`LEVELS`]; any other level is kept as written (a line is never refused for its
+//! level); a missing level is `info`.
 
 use std::sync::Arc;
 
@@ -26,7 +29,7 @@ pub const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"
 pub(crate) struct LogRow<'v> {
     ts_ms: i64,
     service: &'v str,
-    level: &'static str,
+    level: &'v str,
     message: &'v str,
     trace_id: Option<&'v str>,
     host: Option<&'v str>,
@@ -45,6 +48,22 @@ const LEVEL_ALIASES: &[(&str, &str)] = &[
     ("alert", "fatal"),
     ("information", "info"),
     ("notice", "info"),
+    ("emergency", "fatal"),
+    ("verbose", "trace"),
+    // logcat (Android): V D I W E F, A for assert.
+    ("v", "trace"),
+    ("d", "debug"),
+    ("i", "info"),
+    ("w", "warn"),
+    ("e", "error"),
+    ("f", "fatal"),
+    ("a", "fatal"),
+    // java.util.logging.
+    ("severe", "error"),
+    ("config", "info"),
+    ("fine", "debug"),
+    ("finer", "trace"),
+    ("finest", "trace"),
 ];
 
 fn normalise_level(raw: &str) -> Option<&'static str> {
@@ -69,11 +88,7 @@ pub(crate) fn parse<'v>(
     let obj = &record;
     let level = match fields::optional_str(obj, "level")? {
         None => "info",
-        Some(raw) => normalise_level(raw).ok_or_else(|| FieldProblem::NotAllowed {
-            field: "level",
-            value: raw.to_owned(),
-            allowed: "trace, debug, info, warn(ing), error, fatal (any case)",
-        })?,
+        Some(raw) => normalise_level(raw).unwrap_or(raw),
     };
     Ok(LogRow {
         ts_ms: fields::partition_time_ms(fields::required(obj, "ts")?, "ts", ctx)?,
@@ -159,6 +174,9 @@ mod tests {
             ("Critical", Some("fatal")),
             ("notice", Some("info")),
             ("trace", Some("trace")),
+            ("E", Some("error")),
+            ("V", Some("trace")),
+            ("SEVERE", Some("error")),
             ("loud", None),
             ("", None),
             ("warnings", None),

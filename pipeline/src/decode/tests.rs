@@ -271,14 +271,28 @@ fn logs_normalise_levels_and_keep_attributes() {
     assert!(strings(&b, "host").is_null(0));
     let no_level = decode_one(Signal::Logs, r#"{"ts":1,"service":"s","message":"m"}"#).unwrap();
     assert_eq!(strings(&no_level, "level").value(0), "info");
+    // A level cara does not know costs the line nothing: it is kept as written.
+    let unknown = decode_one(
+        Signal::Logs,
+        r#"{"ts":1,"service":"s","message":"m","level":"Combo"}"#,
+    )
+    .unwrap();
+    assert_eq!(strings(&unknown, "level").value(0), "Combo");
+    let logcat = decode_one(
+        Signal::Logs,
+        r#"{"ts":1,"service":"s","message":"m","level":"W"}"#,
+    )
+    .unwrap();
+    assert_eq!(strings(&logcat, "level").value(0), "warn");
+    // Not a string is still refused.
     assert_eq!(
         decode_one(
             Signal::Logs,
-            r#"{"ts":1,"service":"s","message":"m","level":"loud"}"#
+            r#"{"ts":1,"service":"s","message":"m","level":3}"#
         )
         .unwrap_err()
         .kind(),
-        "not_allowed"
+        "wrong_type"
     );
 }
 
