@@ -46,6 +46,36 @@ impl SourceMarks {
         self.marks.get(source).is_none_or(|mark| minute >= *mark)
     }
 
+    /// Applies the rule to one record of `source` whose contents belong to `at`
+    /// (`None`: progress only) and that says `source` has sent everything before
+    /// `through`: the cell of `open` its contents are to be merged into, or `None`
+    /// when they are not (a replay, or `at` already closed: before `closed_through`,
+    /// counted in `late_records`); the source's mark then advances. The combiners
+    /// keep these pieces as fields of their own, so their snapshots keep their layout.
+    pub fn admit<'a, C: Default>(
+        &mut self,
+        source: Source,
+        at: Option<i64>,
+        through: i64,
+        open: &'a mut BTreeMap<i64, C>,
+        closed_through: Option<i64>,
+        late_records: &mut u64,
+    ) -> Option<&'a mut C> {
+        let cell = match at {
+            Some(at) if self.admits(&source, at) => {
+                if closed_through.is_some_and(|closed| at < closed) {
+                    *late_records += 1;
+                    None
+                } else {
+                    Some(open.entry(at).or_default())
+                }
+            }
+            _ => None,
+        };
+        self.advance(source, through);
+        cell
+    }
+
     /// Records that `source` has sent everything before `through_minute`; a mark
     /// never goes down (a replayed record carries an older one).
     pub fn advance(&mut self, source: Source, through_minute: i64) {
@@ -253,6 +283,28 @@ mod tests {
             None,
             "expects one at least"
         );
+    }
+
+    /// A record's contents go to their open cell once; a replay goes nowhere, a
+    /// record of a closed minute is counted late, progress only moves the mark.
+    #[test]
+    fn admit_gives_the_cell_once_and_counts_late_records() {
+        let mut marks = SourceMarks::default();
+        let mut open: BTreeMap<i64, u32> = BTreeMap::new();
+        let mut late = 0;
+        let mut add = |marks: &mut SourceMarks, p, at, through, closed| {
+            if let Some(cell) = marks.admit(source(p), at, through, &mut open, closed, &mut late) {
+                *cell += 1;
+            }
+        };
+        add(&mut marks, 0, Some(10), 11, None);
+        add(&mut marks, 0, Some(10), 11, None); // replayed
+        add(&mut marks, 1, Some(10), 11, None);
+        add(&mut marks, 1, None, 13, None); // progress
+        add(&mut marks, 2, Some(9), 10, Some(10)); // closed already
+        assert_eq!(open.into_iter().collect::<Vec<_>>(), [(10, 2)]);
+        assert_eq!(late, 1);
+        assert_eq!(marks.low_mark(3), Some(10));
     }
 
     #[test]

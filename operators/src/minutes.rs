@@ -5,7 +5,8 @@
 //! record whose minute is already final is late: the caller counts it, nothing is
 //! added), and taking the final minutes out exactly once. The owners keep the two
 //! pieces of state (`open`, `sent_through`) as fields of their own, so their
-//! snapshots keep their layout.
+//! snapshots keep their layout. [`take_final`] works on any ordered keys: the log
+//! stage's window starts, and the combiners' minutes and windows they close.
 
 use std::collections::BTreeMap;
 

@@ -149,8 +149,9 @@ pub struct AnomalyOperator {
     /// event-time steps, so it does not depend on how rows were batched.
     #[serde(default)]
     next_eviction_ms: i64,
-    /// Series evicted by the last `process`, as points at their eviction time (value:
-    /// the event time of their last point); for the alert rules to resolve.
+    /// Series that fell silent in the last calls, as points at the time they were
+    /// found silent (value: the event time of their last point); for the alert rules
+    /// to resolve.
     #[serde(skip)]
     silent: Vec<ScoredPoint>,
     /// The series' estimated bytes, held in the process's state budget.
@@ -275,10 +276,7 @@ impl AnomalyOperator {
     ) {
         // One lookup for a known series; a new one is admitted (or refused) first.
         let scored = match self.series.get_mut(key) {
-            Some(state) => {
-                state.silent = false;
-                score_point(state, &self.config, &mut self.counts, point, out)
-            }
+            Some(state) => score_point(state, &self.config, &mut self.counts, point, out),
             None => {
                 let Some(state) = self.admit(key, labels_of) else {
                     return;
@@ -344,9 +342,9 @@ impl AnomalyOperator {
         true
     }
 
-    /// Takes the series the last calls evicted (see [`ScoredPoint`]: `ts_ms` is the
-    /// eviction time, `value` the time of the series' last point, `row` the row whose
-    /// event time triggered the eviction).
+    /// Takes the series that fell silent in the last calls (see [`ScoredPoint`]:
+    /// `ts_ms` is when they were found silent, `value` the time of the series' last
+    /// point, `row` the row whose event time triggered the look).
     pub fn take_silent(&mut self) -> Vec<ScoredPoint> {
         std::mem::take(&mut self.silent)
     }
@@ -373,7 +371,7 @@ impl AnomalyOperator {
         let idle_ms = self.limits.idle_ms;
         let forget_ms = self.limits.forget_after();
         let before = self.series.len();
-        let mut evicted = Vec::new();
+        let mut fell_silent = Vec::new();
         let budget = &mut self.budget;
         self.series.retain(|_, s| {
             let silence = watermark_ms.saturating_sub(s.last_ts);
@@ -383,7 +381,7 @@ impl AnomalyOperator {
             }
             if silence > idle_ms && !s.silent {
                 s.silent = true;
-                evicted.push(ScoredPoint {
+                fell_silent.push(ScoredPoint {
                     series: s.key.clone(),
                     name: s.name.clone(),
                     labels: s.labels.clone(),
@@ -402,8 +400,8 @@ impl AnomalyOperator {
             keep
         });
         // The map's order is the hash's; report in key order (deterministic output).
-        evicted.sort_by(|a, b| a.series.cmp(&b.series));
-        self.silent.extend(evicted);
+        fell_silent.sort_by(|a, b| a.series.cmp(&b.series));
+        self.silent.extend(fell_silent);
         self.counts.evicted += (before - self.series.len()) as u64;
     }
 }
@@ -428,6 +426,8 @@ fn score_point(
         counts.out_of_order += 1;
         return false;
     }
+    // The point moves the series' last time on: it is no longer silent.
+    state.silent = false;
     let value = if is_counter {
         let previous = state.last_counter.replace(raw);
         let elapsed_s = ts_ms.saturating_sub(state.last_ts) as f64 / 1000.0;

@@ -41,6 +41,7 @@ use crate::anomaly::alerting::MetricAlerting;
 use crate::anomaly::{Detector, PointScore};
 use crate::columns;
 use crate::exchange::SourceMarks;
+use crate::minutes::take_final;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
@@ -181,25 +182,25 @@ impl LogCombiner {
             self.state.mismatched_records += 1;
             return;
         }
-        let source = (record.source_topic, record.source_partition);
-        if let Some(start) = record.window_start {
-            if self.state.applied.admits(&source, start) {
-                if self.state.closed_through.is_some_and(|c| start < c) {
-                    self.state.late_records += 1;
-                } else {
-                    let merged = self.state.open.entry(start).or_default();
-                    for t in record.templates {
-                        merged.entry((t.service, t.template_id)).or_default().add(
-                            t.lines,
-                            t.error_lines,
-                            t.first_error_ms,
-                            t.template,
-                        );
-                    }
-                }
-            }
+        let state = &mut self.state;
+        let Some(merged) = state.applied.admit(
+            (record.source_topic, record.source_partition),
+            record.window_start,
+            record.through_ms,
+            &mut state.open,
+            state.closed_through,
+            &mut state.late_records,
+        ) else {
+            return;
+        };
+        for t in record.templates {
+            merged.entry((t.service, t.template_id)).or_default().add(
+                t.lines,
+                t.error_lines,
+                t.first_error_ms,
+                t.template,
+            );
         }
-        self.state.applied.advance(source, record.through_ms);
     }
 
     /// Windows starting before this may close.
@@ -207,22 +208,16 @@ impl LogCombiner {
         self.state.applied.low_mark(self.expected_sources)
     }
 
-    /// Closes every window before `through`: its `log_windows` rows, the catalogue,
-    /// new-error-template alerts, and the windowed series scored.
+    /// Closes the windows `closed` (those before `through`): their `log_windows`
+    /// rows, the catalogue, new-error-template alerts, and the windowed series scored.
     fn close(
         &mut self,
+        closed: BTreeMap<i64, BTreeMap<TemplateKey, Merged>>,
         through: i64,
         context: &PartitionContext,
         last_row: usize,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let still_open = self.state.open.split_off(&through);
-        let closed = std::mem::replace(&mut self.state.open, still_open);
-        self.state.closed_through = Some(
-            self.state
-                .closed_through
-                .map_or(through, |c| c.max(through)),
-        );
         let window = self.settings.window();
         let mut rows = Vec::new();
         let mut points = Vec::new();
@@ -272,13 +267,20 @@ impl LogCombiner {
                 }
             }
             self.bound_catalogue();
-            // Lines per active template (zero when it was quiet in this window).
+            // Lines per active template (zero when it was quiet in this window): the
+            // catalogue and the window are both in key order, so the window's counts
+            // are read alongside, without a lookup per template.
             let horizon = start - self.settings.active_windows * window;
-            for ((service, id), last) in &self.state.known {
+            let mut in_window = merged.iter().peekable();
+            for (key, last) in &self.state.known {
+                while in_window.next_if(|(k, _)| *k < key).is_some() {}
+                let lines = in_window
+                    .next_if(|(k, _)| *k == key)
+                    .map_or(0, |(_, m)| m.lines);
                 if *last <= horizon {
                     continue;
                 }
-                let lines = merged.get(&(service.clone(), *id)).map_or(0, |m| m.lines);
+                let (service, id) = key;
                 points.push(DerivedPoint {
                     ts_ms: start,
                     name: TEMPLATE_LINES.into(),
@@ -408,11 +410,15 @@ impl Operator for LogCombiner {
         let Some(through) = self.closable_through() else {
             return Ok(());
         };
-        if self.state.closed_through.is_some_and(|c| c >= through) {
+        let Some(closed) = take_final(
+            &mut self.state.open,
+            &mut self.state.closed_through,
+            through,
+        ) else {
             return Ok(());
-        }
+        };
         let last_row = rows.num_rows().saturating_sub(1);
-        self.close(through, context, last_row, out)
+        self.close(closed, through, context, last_row, out)
     }
 
     fn watermark(&self) -> Option<i64> {

@@ -31,7 +31,7 @@ use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
 use crate::snapshot::{self, SnapshotError};
 
-use crate::minutes::MINUTE_MS;
+use crate::minutes::{take_final, MINUTE_MS};
 
 /// The merged cells of one minute.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -115,31 +115,39 @@ impl TraceCombiner {
     }
 
     fn apply(&mut self, record: TracePartial) {
-        let source = (record.source_topic, record.source_partition);
-        if let Some(minute) = record.minute {
-            if self.state.applied.admits(&source, minute) {
-                if self.state.closed_through.is_some_and(|c| minute < c) {
-                    self.state.late_records += 1;
-                } else {
-                    let merged = self.state.open.entry(minute).or_default();
-                    for r in record.red {
-                        merged
-                            .red
-                            .entry((r.service, r.operation))
-                            .or_default()
-                            .merge(&r.cell);
-                    }
-                    for e in record.edges {
-                        merged
-                            .edges
-                            .entry((e.caller, e.callee))
-                            .or_default()
-                            .merge(&e.cell);
-                    }
-                }
-            }
+        let TracePartial {
+            source_topic,
+            source_partition,
+            through_minute,
+            minute,
+            red,
+            edges,
+        } = record;
+        let state = &mut self.state;
+        let Some(merged) = state.applied.admit(
+            (source_topic, source_partition),
+            minute,
+            through_minute,
+            &mut state.open,
+            state.closed_through,
+            &mut state.late_records,
+        ) else {
+            return;
+        };
+        for r in red {
+            merged
+                .red
+                .entry((r.service, r.operation))
+                .or_default()
+                .merge(&r.cell);
         }
-        self.state.applied.advance(source, record.through_minute);
+        for e in edges {
+            merged
+                .edges
+                .entry((e.caller, e.callee))
+                .or_default()
+                .merge(&e.cell);
+        }
     }
 
     /// Minutes before this one may close.
@@ -174,16 +182,14 @@ impl Operator for TraceCombiner {
         let Some(through) = self.closable_through() else {
             return Ok(());
         };
-        let still_open = self.state.open.split_off(&through);
-        let closed = std::mem::replace(&mut self.state.open, still_open);
-        self.state.closed_through = Some(
-            self.state
-                .closed_through
-                .map_or(through, |c| c.max(through)),
-        );
-        if closed.is_empty() {
+        let Some(closed) = take_final(
+            &mut self.state.open,
+            &mut self.state.closed_through,
+            through,
+        )
+        .filter(|closed| !closed.is_empty()) else {
             return Ok(());
-        }
+        };
         out.tables.push((Table::Red, red_batch(&closed)?));
         if closed.values().any(|m| !m.edges.is_empty()) {
             out.tables

@@ -203,15 +203,11 @@ pub fn candidate_thresholds() -> Vec<f64> {
 
 /// Scores the corpus for each profile at `policy`'s own threshold (as deployed).
 pub fn score_at(corpus: &[NabSeries], scores: &[Vec<f64>], policy: &FiringPolicy) -> Vec<f64> {
-    let detected = detect_corpus(corpus, scores, policy);
-    PROFILES
-        .iter()
-        .map(|profile| profile_score(corpus, &detected, profile))
-        .collect()
+    score_detections(corpus, &detect_corpus(corpus, scores, policy))
 }
 
-/// Detections of every series of the corpus under `policy`.
-fn detect_corpus(
+/// Detections of every series of the corpus under `policy`, in corpus order.
+pub fn detect_corpus(
     corpus: &[NabSeries],
     scores: &[Vec<f64>],
     policy: &FiringPolicy,

@@ -52,7 +52,8 @@ pub fn nab(args: NabArgs) -> anyhow::Result<()> {
         corpus.len(),
         elapsed
     );
-    let deployed = nab::score_at(&corpus, &scores, &policy);
+    let detected = nab::detect_corpus(&corpus, &scores, &policy);
+    let deployed = nab::score_detections(&corpus, &detected);
     println!(
         "| profile | cara, best threshold | threshold | cara at {} (as deployed) | Numenta HTM | Skyline | KNN CAD |",
         policy.threshold
@@ -66,7 +67,7 @@ pub fn nab(args: NabArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.alerts {
-        compare_deployed(path, &corpus, &scores, &policy, &deployed)?;
+        compare_deployed(path, &corpus, &detected, &policy, &deployed)?;
     }
     if args.per_file {
         let standard = &results[0];
@@ -108,11 +109,12 @@ pub fn nab(args: NabArgs) -> anyhow::Result<()> {
 }
 
 /// Prints the NAB scores of the alerts a deployed run raised (file `path`) beside
-/// the backtest's at `policy` (`backtest`), and the series whose detections differ.
+/// the backtest's at `policy` (its detections `detected`, its scores `backtest`),
+/// and the series whose detections differ.
 fn compare_deployed(
     path: &std::path::Path,
     corpus: &[nab::NabSeries],
-    scores: &[Vec<f64>],
+    detected: &[Vec<usize>],
     policy: &FiringPolicy,
     backtest: &[f64],
 ) -> anyhow::Result<()> {
@@ -144,9 +146,8 @@ fn compare_deployed(
         println!("| {} | {b:.1} | {d:.1} | {:+.1} |", profile.name, d - b);
     }
     let mut differing = 0;
-    for ((series, scores), live) in corpus.iter().zip(scores).zip(&found.detected) {
-        let bench = nab::detections(&series.times, scores, policy);
-        if &bench == live {
+    for ((series, bench), live) in corpus.iter().zip(detected).zip(&found.detected) {
+        if bench == live {
             continue;
         }
         differing += 1;
@@ -156,8 +157,8 @@ fn compare_deployed(
         println!(
             "  {}: rows only in the backtest {:?}, only deployed {:?}",
             series.name,
-            only(&bench, live),
-            only(live, &bench)
+            only(bench, live),
+            only(live, bench)
         );
     }
     println!("{differing} of {} series detect differently", corpus.len());
