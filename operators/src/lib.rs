@@ -30,6 +30,7 @@ pub mod series;
 pub mod slo;
 pub mod snapshot;
 pub mod span_rows;
+pub mod stable_hash;
 #[cfg(test)]
 mod test_rng;
 pub mod time;

@@ -125,9 +125,15 @@ struct GenBacktestArgs {
     /// Seconds after an incident's end during which an alert still detects it.
     #[arg(long, default_value_t = 120)]
     grace: u64,
-    /// Configuration file whose `[anomaly]` section (scorer and rules) to use.
+    /// Configuration file whose stages (anomaly, logs, traces, SLOs) to run.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Also write every alert transition (firing and resolved) here, as JSON lines.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// Also write the injected incidents here, as `cara gen --labels` does.
+    #[arg(long)]
+    incidents: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

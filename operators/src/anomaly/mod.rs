@@ -51,6 +51,14 @@ pub struct ScorerConfig {
     pub smoothing: f64,
     /// Points deviating less than this (in deviations of their model) score 0.
     pub min_deviation: f64,
+    /// A point scoring at least this is anomalous, and the models learn anomalous
+    /// points as if they came no more often than once every…
+    pub anomalous_score: f64,
+    /// …this long (ms of event time): the weights are per point, so a series of a
+    /// point a second would otherwise learn a five-minute fault as its new normal
+    /// before the fault ends, while one of a point every five minutes (as NAB's) is
+    /// not slowed at all. A shift that stays is still learnt, in event time.
+    pub anomalous_learning_interval_ms: i64,
 }
 
 impl Default for ScorerConfig {
@@ -65,6 +73,8 @@ impl Default for ScorerConfig {
             shift_weight: 2.0,
             smoothing: 0.1,
             min_deviation: 4.0,
+            anomalous_score: 0.3,
+            anomalous_learning_interval_ms: 60_000,
         }
     }
 }
@@ -108,24 +118,24 @@ struct Calibrator {
 impl Calibrator {
     /// With `p` the upper tail probability of `deviation`, the score is
     /// `-log10(p) / 10` clipped to [0, 1], so 0.5 means "one in 100,000" and 1 means
-    /// "one in 10^10 or rarer". Learns from the deviation afterwards, whether or not
-    /// the score is `wanted` (when not, it is 0 and the tail, most of the cost, is not
-    /// computed).
-    fn score(&mut self, alpha: f64, deviation: f64, wanted: bool) -> f64 {
+    /// "one in 10^10 or rarer". 0 until ten deviations were learnt.
+    fn score(&self, deviation: f64) -> f64 {
+        if self.count < 10 {
+            return 0.0;
+        }
+        let sd = self.var.sqrt().max(0.05);
+        let tail = normal_tail((deviation.ln_1p() - self.mean) / sd).max(1e-300);
+        (-tail.log10() / 10.0).clamp(0.0, 1.0)
+    }
+
+    /// Learns `deviation` with weight `alpha` (more while young) times `trust`.
+    fn learn(&mut self, alpha: f64, trust: f64, deviation: f64) {
         let x = deviation.ln_1p();
-        let score = if wanted && self.count >= 10 {
-            let sd = self.var.sqrt().max(0.05);
-            let tail = normal_tail((x - self.mean) / sd).max(1e-300);
-            (-tail.log10() / 10.0).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let alpha = alpha.max(1.0 / (f64::from(self.count) + 1.0));
+        let alpha = alpha.max(1.0 / (f64::from(self.count) + 1.0)) * trust;
         let delta = x - self.mean;
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
         self.count = self.count.saturating_add(1);
-        score
     }
 }
 
@@ -148,6 +158,10 @@ pub struct SeriesScorer {
     /// day.
     #[serde(default)]
     first_ms: Option<i64>,
+    /// Event time of the latest point (ms): how much time an anomalous point stands
+    /// for, when learning it.
+    #[serde(default)]
+    last_ms: Option<i64>,
 }
 
 impl Default for SeriesScorer {
@@ -162,6 +176,7 @@ impl Default for SeriesScorer {
             shift_calibration: Calibrator::default(),
             smoothed: 0.0,
             first_ms: None,
+            last_ms: None,
         }
     }
 }
@@ -213,16 +228,15 @@ impl SeriesScorer {
             // Rare for this series, perhaps, but too small to matter: a series that
             // never varied makes any wobble "rare". Each detector must also clear an
             // absolute bar, or it scores 0 (and both calibrators learn either way).
-            let point = self.point_calibration.score(
-                config.calibration_alpha,
-                self.smoothed,
-                point_z >= config.min_deviation,
-            );
-            let shift = self.shift_calibration.score(
-                config.calibration_alpha,
-                shift_z,
-                shift_z >= config.min_deviation,
-            );
+            // (When not, the tail, most of the cost, is not computed.)
+            let point = match point_z >= config.min_deviation {
+                true => self.point_calibration.score(self.smoothed),
+                false => 0.0,
+            };
+            let shift = match shift_z >= config.min_deviation {
+                true => self.shift_calibration.score(shift_z),
+                false => 0.0,
+            };
             if shift > point {
                 (shift, shift_z, Detector::Shift)
             } else {
@@ -230,7 +244,24 @@ impl SeriesScorer {
             }
         };
 
-        // Learn.
+        // Learn, less from an anomalous point of a dense series: on a point a
+        // second the level's weight forgets in minutes, and a five-minute fault
+        // would be learnt as normal before it ends (resolving mid-fault, and missing
+        // the next one on the series), its deviations as usual ones.
+        let interval_ms = self.last_ms.map_or(i64::MAX, |last| ts_ms - last);
+        self.last_ms = Some(ts_ms);
+        let trust = match score >= config.anomalous_score {
+            true => {
+                let reference = config.anomalous_learning_interval_ms.max(1) as f64;
+                (interval_ms as f64 / reference).clamp(0.0, 1.0)
+            }
+            false => 1.0,
+        };
+        if detector != Detector::Warmup {
+            let alpha = config.calibration_alpha;
+            self.point_calibration.learn(alpha, trust, self.smoothed);
+            self.shift_calibration.learn(alpha, trust, shift_z);
+        }
         if level_z.is_some() {
             let e = (value - self.level.mean).abs();
             self.level_error += 0.05 * (e - self.level_error);
@@ -240,8 +271,8 @@ impl SeriesScorer {
             self.daily_error += 0.05 * (e - self.daily_error);
         }
         self.level
-            .update(value, config.level_alpha, config.clip, config.warmup);
-        self.daily[hour].update(value, config.season_alpha, config.clip, 3);
+            .update(value, config.level_alpha, trust, config.clip, config.warmup);
+        self.daily[hour].update(value, config.season_alpha, trust, config.clip, 3);
         PointScore {
             score,
             baseline,
@@ -320,6 +351,53 @@ mod tests {
                 assert!(p.score < 0.35, "point {i}: {p:?}");
             }
         }
+    }
+
+    /// Scores an hour (at least 300 points) of noise around 100, then `fault_points`
+    /// points at 160, a point every `every_ms`; the scores of the fault's points.
+    fn fault_scores(config: &ScorerConfig, every_ms: i64, fault_points: i64) -> Vec<f64> {
+        let mut s = SeriesScorer::default();
+        let normal = (3_600_000 / every_ms).max(300);
+        for i in 0..normal {
+            s.score(config, i * every_ms, 100.0 + noise(i as u64));
+        }
+        (normal..normal + fault_points)
+            .map(|i| s.score(config, i * every_ms, 160.0 + noise(i as u64)).score)
+            .collect()
+    }
+
+    #[test]
+    fn a_dense_series_does_not_learn_a_five_minute_fault_as_normal() {
+        let config = ScorerConfig::default();
+        let threshold = crate::alert::FiringPolicy::default().threshold;
+        // A point a second, a fault of five minutes: anomalous to its last point.
+        let kept = fault_scores(&config, 1000, 300);
+        assert!(
+            kept[10..].iter().all(|&s| s >= threshold),
+            "{:?}",
+            &kept[290..]
+        );
+        // Learning its points like any other, the series took it for normal halfway.
+        let every_point = ScorerConfig {
+            anomalous_learning_interval_ms: 1,
+            ..config
+        };
+        let learnt = fault_scores(&every_point, 1000, 300);
+        let normal_from = learnt.iter().rposition(|&s| s >= threshold).unwrap_or(0);
+        assert!(normal_from < 200, "anomalous until point {normal_from}");
+    }
+
+    #[test]
+    fn a_sparse_series_learns_anomalies_as_fast_as_ever() {
+        // Points five minutes apart (as NAB's): nothing changes.
+        let config = ScorerConfig::default();
+        let every_point = ScorerConfig {
+            anomalous_learning_interval_ms: 1,
+            ..config
+        };
+        let sparse = fault_scores(&config, 300_000, 50);
+        assert_eq!(sparse, fault_scores(&every_point, 300_000, 50));
+        assert!(sparse[0] >= 0.35, "the fault is seen: {sparse:?}");
     }
 
     #[test]

@@ -23,8 +23,10 @@ impl RobustEwm {
         (self.count >= warmup).then(|| (x - self.mean).abs() / self.mad.max(floor))
     }
 
-    /// Takes `x` in with weight `alpha` (clipped at `clip` deviations after `warmup`).
-    pub fn update(&mut self, x: f64, alpha: f64, clip: f64, warmup: u32) {
+    /// Takes `x` in with weight `alpha` (more while young), times `trust` (1 for a
+    /// usual point, less for one to learn less from), clipped at `clip` deviations
+    /// after `warmup`.
+    pub fn update(&mut self, x: f64, alpha: f64, trust: f64, clip: f64, warmup: u32) {
         if self.count == 0 {
             self.mean = x;
             self.mad = 0.0;
@@ -32,7 +34,7 @@ impl RobustEwm {
             return;
         }
         // Early on, average plainly so the first points do not dominate.
-        let alpha = alpha.max(1.0 / (f64::from(self.count) + 1.0));
+        let alpha = alpha.max(1.0 / (f64::from(self.count) + 1.0)) * trust;
         let residual = x - self.mean;
         let limit = clip * self.mad;
         let clipped = if self.count >= warmup && limit > 0.0 {
@@ -101,11 +103,11 @@ mod tests {
         let mut robust = RobustEwm::default();
         for i in 0..500 {
             let x = 10.0 + if i % 2 == 0 { 1.0 } else { -1.0 };
-            robust.update(x, 0.02, 3.0, 20);
+            robust.update(x, 0.02, 1.0, 3.0, 20);
             plain = x;
         }
         let before = robust.mean;
-        robust.update(1e6, 0.02, 3.0, 20);
+        robust.update(1e6, 0.02, 1.0, 3.0, 20);
         assert!(
             (robust.mean - before).abs() < 0.1,
             "moved to {}",

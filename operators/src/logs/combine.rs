@@ -267,6 +267,8 @@ impl LogCombiner {
                 }
             }
             self.bound_catalogue();
+            // The window's series are stamped at its end, when their values are known
+            // (so an alert on them starts no earlier than it could have been raised).
             // Lines per active template (zero when it was quiet in this window): the
             // catalogue and the window are both in key order, so the window's counts
             // are read alongside, without a lookup per template.
@@ -282,7 +284,7 @@ impl LogCombiner {
                 }
                 let (service, id) = key;
                 points.push(DerivedPoint {
-                    ts_ms: start,
+                    ts_ms: end,
                     name: TEMPLATE_LINES.into(),
                     labels: vec![
                         ("service".into(), service.clone()),
@@ -301,7 +303,7 @@ impl LogCombiner {
             }
             for (service, (lines, errors)) in per_service {
                 points.push(DerivedPoint {
-                    ts_ms: start,
+                    ts_ms: end,
                     name: ERROR_RATIO.into(),
                     labels: vec![("service".into(), service.to_owned())],
                     value: errors as f64 / lines.max(1) as f64,
@@ -752,7 +754,8 @@ mod tests {
         assert_eq!(bursts.len(), 1, "{:#?}", out.alerts);
         assert_eq!(bursts[0].kind, "log_pattern");
         assert!(bursts[0].value > 300.0);
-        assert_eq!(bursts[0].starts_at, T0 + 90 * 60_000);
+        // Stamped when minute 90 is known: at its end.
+        assert_eq!(bursts[0].starts_at, T0 + 91 * 60_000);
 
         // The same traffic without the burst raises nothing.
         let mut rows = traffic(91, 0);
@@ -799,7 +802,7 @@ mod tests {
             .collect();
         assert_eq!(pages.len(), 1, "{:#?}", out.alerts);
         assert_eq!(pages[0].severity, "page");
-        assert_eq!(pages[0].starts_at, minute);
+        assert_eq!(pages[0].starts_at, minute + 60_000, "at the window's end");
         assert!(pages[0].value > 0.9);
         assert!(pages[0].labels.contains(&("service".into(), "api".into())));
     }

@@ -725,24 +725,14 @@ fn generalise(slots: &mut Slots, masked: &[Masked<'_>]) -> bool {
 
 /// FNV-1a of the service, the first template text and a collision salt.
 fn template_id(service: &str, slots: &Slots, salt: u32) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
-    feed(service.as_bytes());
-    feed(&[0x1f]);
+    let mut hash = crate::stable_hash::Fnv1a::default();
+    hash.feed(service.as_bytes()).feed(&[0x1f]);
     for slot in slots.iter() {
-        feed(slot.as_bytes());
-        feed(&[0x1e]);
+        hash.feed(slot.as_bytes()).feed(&[0x1e]);
     }
-    feed(&salt.to_le_bytes());
+    hash.feed(&salt.to_le_bytes());
     // Keep ids within i64 so SQL engines without unsigned types read them as is.
-    hash & (i64::MAX as u64)
+    hash.finish() & (i64::MAX as u64)
 }
 
 #[cfg(test)]

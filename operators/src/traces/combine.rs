@@ -195,7 +195,10 @@ impl Operator for TraceCombiner {
             out.tables
                 .push((Table::ServiceGraph, graph_batch(&closed)?));
         }
-        // Per service and minute: the derived series the anomaly operator scores.
+        // Per service and minute: the derived series the anomaly operator scores,
+        // stamped at the minute's end (as a rate over a window is, in Prometheus):
+        // only then is the minute's value known, so an alert on it starts no earlier
+        // than the trouble it reports could have been seen.
         let last_row = rows.num_rows().saturating_sub(1) as i64;
         let mut points = Vec::new();
         for (minute, merged) in &closed {
@@ -211,7 +214,7 @@ impl Operator for TraceCombiner {
                     ("service_requests_per_s", cell.requests as f64 / 60.0),
                 ] {
                     points.push(DerivedPoint {
-                        ts_ms: minute * MINUTE_MS,
+                        ts_ms: (minute + 1) * MINUTE_MS,
                         name: name.into(),
                         labels: labels.clone(),
                         value,

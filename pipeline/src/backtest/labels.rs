@@ -310,10 +310,37 @@ impl LabelScore {
         (header, rows)
     }
 
-    /// The score as Markdown tables: per kind, the false alarms, per rule.
+    /// The incidents no alert detected: id, kind, service, start, how long.
+    pub fn missed_table(&self) -> Cells {
+        let header = vec!["missed incident", "kind", "service", "start", "lasting"];
+        let rows = self
+            .detections
+            .iter()
+            .filter(|d| d.detected_after_ms.is_none())
+            .map(|d| {
+                let i = &d.incident;
+                vec![
+                    i.id.clone(),
+                    i.kind.as_str().to_owned(),
+                    i.service.clone(),
+                    crate::gen::model::rfc3339(i.start_ms),
+                    format!("{:.0} s", (i.end_ms - i.start_ms) as f64 / 1000.0),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// The score as Markdown tables: per kind, the false alarms, per rule, and the
+    /// incidents missed (if any).
     pub fn to_markdown(&self) -> String {
+        let missed = self.missed_table();
+        let missed = match missed.1.is_empty() {
+            true => String::new(),
+            false => format!("\n{}", markdown(&missed)),
+        };
         format!(
-            "{}\nfalse alarms (matching no incident): {}\n\n{}",
+            "{}\nfalse alarms (matching no incident): {}\n\n{}{missed}",
             markdown(&self.kind_table()),
             self.overall.false_alerts,
             markdown(&self.rule_table())

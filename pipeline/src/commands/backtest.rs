@@ -5,6 +5,7 @@ use cara_operators::alert::FiringPolicy;
 use cara_operators::anomaly::ScorerConfig;
 use cara_pipeline::backtest::nab;
 use cara_pipeline::dataflow::{Dataflow, Stages};
+use cara_pipeline::decode::Signal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cara_pipeline::backtest::generated::{self, GeneratedRun};
@@ -178,16 +179,45 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let dataflow = Dataflow::declare(&config)?;
-    let report = generated::evaluate(&run, &dataflow.stages);
+    let report = generated::evaluate(&run, &dataflow);
+    let records = |signal| report.consumed.records.get(&signal).copied().unwrap_or(0);
     println!(
-        "generated: {} services, {:.1} h of event time, seed {}: {} metric points scored in {:.1?}",
+        "generated: {} services, {:.1} h of event time, seed {}: {} metric points, {} spans and {} log lines through the dataflow in {:.1?}",
         run.services,
         args.hours,
         run.seed,
-        report.points,
+        records(Signal::Metrics),
+        records(Signal::Spans),
+        records(Signal::Logs),
         started.elapsed()
     );
     print!("{}", report.score.to_markdown());
+    if let Some(path) = &args.alerts {
+        let mut lines = Vec::new();
+        for transition in &report.transitions {
+            serde_json::to_writer(&mut lines, transition)?;
+            lines.push(b'\n');
+        }
+        std::fs::write(path, lines).with_context(|| format!("--alerts {}", path.display()))?;
+        println!(
+            "{} alert transitions written to {}",
+            report.transitions.len(),
+            path.display()
+        );
+    }
+    if let Some(path) = &args.incidents {
+        let mut lines = Vec::new();
+        for detection in &report.score.detections {
+            serde_json::to_writer(&mut lines, &detection.incident)?;
+            lines.push(b'\n');
+        }
+        std::fs::write(path, lines).with_context(|| format!("--incidents {}", path.display()))?;
+        println!(
+            "{} incidents written to {}",
+            report.score.detections.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 
