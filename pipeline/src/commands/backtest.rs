@@ -12,7 +12,7 @@ use cara_pipeline::backtest::generated::{self, GeneratedRun};
 
 use cara_pipeline::archive::layout::{write_bytes_atomically, ArchiveLayout};
 use cara_pipeline::backtest::{compare, episodes, labels, replay, report};
-use cara_pipeline::gen::incidents::Incident;
+use cara_pipeline::gen::incidents::{write_json_lines, Incident};
 
 use super::{GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs};
 
@@ -193,12 +193,8 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
     );
     print!("{}", report.score.to_markdown());
     if let Some(path) = &args.alerts {
-        let mut lines = Vec::new();
-        for transition in &report.transitions {
-            serde_json::to_writer(&mut lines, transition)?;
-            lines.push(b'\n');
-        }
-        std::fs::write(path, lines).with_context(|| format!("--alerts {}", path.display()))?;
+        write_json_lines(path, &report.transitions)
+            .with_context(|| format!("--alerts {}", path.display()))?;
         println!(
             "{} alert transitions written to {}",
             report.transitions.len(),
@@ -206,12 +202,9 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.incidents {
-        let mut lines = Vec::new();
-        for detection in &report.score.detections {
-            serde_json::to_writer(&mut lines, &detection.incident)?;
-            lines.push(b'\n');
-        }
-        std::fs::write(path, lines).with_context(|| format!("--incidents {}", path.display()))?;
+        let incidents = report.score.detections.iter().map(|d| &d.incident);
+        write_json_lines(path, incidents)
+            .with_context(|| format!("--incidents {}", path.display()))?;
         println!(
             "{} incidents written to {}",
             report.score.detections.len(),

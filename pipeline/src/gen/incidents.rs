@@ -1,5 +1,8 @@
 //! Injected incidents and their ground-truth labels file (JSON lines).
 
+use std::io::Write;
+use std::path::Path;
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +130,24 @@ pub fn schedule(
             }
         })
         .collect()
+}
+
+/// Writes `items` to `path` as JSON lines, one value per line, creating its
+/// directory: the labels file's format, which `cara backtest gen` also writes its
+/// alert transitions in.
+pub fn write_json_lines<T: Serialize>(
+    path: &Path,
+    items: impl IntoIterator<Item = T>,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for item in items {
+        serde_json::to_writer(&mut file, &item)?;
+        file.write_all(b"\n")?;
+    }
+    file.flush()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 pub mod incidents;
 pub mod model;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -168,7 +167,7 @@ pub fn run(
         .collect();
     summary.incidents = begun.len() as u64;
     if let Some(path) = &options.labels {
-        write_labels(path, &begun).map_err(|source| GenError::Labels {
+        incidents::write_json_lines(path, &begun).map_err(|source| GenError::Labels {
             path: path.clone(),
             source,
         })?;
@@ -256,18 +255,6 @@ fn send(
             Err((e, _)) => return Err(e),
         }
     }
-}
-
-fn write_labels(path: &PathBuf, incidents: &[&Incident]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for incident in incidents {
-        serde_json::to_writer(&mut file, incident)?;
-        file.write_all(b"\n")?;
-    }
-    file.flush()
 }
 
 fn progress_bar(options: &GenOptions) -> indicatif::ProgressBar {
