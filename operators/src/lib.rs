@@ -18,9 +18,10 @@
 pub mod alert;
 pub mod anomaly;
 pub mod budget;
-pub(crate) mod columns;
+pub mod columns;
 pub mod eval;
 pub mod exchange;
+pub mod incidents;
 pub mod logs;
 pub(crate) mod map_as_list;
 pub mod minutes;

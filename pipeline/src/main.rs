@@ -134,6 +134,10 @@ struct GenBacktestArgs {
     /// Also write the injected incidents here, as `cara gen --labels` does.
     #[arg(long)]
     incidents: Option<PathBuf>,
+    /// Also write every incident transition cara made of the alerts here, as JSON
+    /// lines.
+    #[arg(long)]
+    cara_incidents: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

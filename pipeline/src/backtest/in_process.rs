@@ -7,14 +7,19 @@
 //!
 //! Owns one decoder and operator stack per input partition and per consumed exchange
 //! topic, built by [`Stages::operator`] exactly as the shards build them, and the
-//! alerts every stage raised, in the order raised.
+//! alerts every stage raised, in the order raised. When incidents are enabled, every
+//! alert transition and every call of table `service_graph` also goes to the
+//! incident [`Correlator`], which applies them in event-time order once the run
+//! finishes (the live stage will advance with the exchange's watermark).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cara_operators::alert::AlertRecord;
 use cara_operators::budget::StateBudget;
+use cara_operators::incidents::{Correlator, IncidentRecord};
 use cara_operators::operator::{Emitted, Operator, OutboundMessage, PartitionContext};
+use cara_operators::schema::Table;
 
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::{Dataflow, Stages, Wiring};
@@ -98,6 +103,43 @@ impl Consumed {
     }
 }
 
+/// What an in-process run produced.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Every alert transition, in the order the stages raised them.
+    pub alerts: Vec<AlertRecord>,
+    /// Every incident transition, in event-time order (empty when incidents are
+    /// disabled).
+    pub incidents: Vec<IncidentRecord>,
+    /// What the dataflow consumed and wrote.
+    pub consumed: Consumed,
+}
+
+/// Hands what a stage emitted to the incident correlator: its alert transitions and
+/// the calls of its `service_graph` rows, stamped at their minute's end.
+fn correlate(correlator: &mut Correlator, emitted: &Emitted) {
+    for alert in &emitted.alerts {
+        correlator.observe_alert(alert);
+    }
+    for (table, rows) in &emitted.tables {
+        if *table != Table::ServiceGraph {
+            continue;
+        }
+        let columns = (
+            cara_operators::columns::strings(rows, "caller"),
+            cara_operators::columns::strings(rows, "callee"),
+            cara_operators::columns::timestamps(rows, "window_end"),
+        );
+        let (Ok(callers), Ok(callees), Ok(ends)) = columns else {
+            tracing::warn!("service_graph rows without caller, callee or window_end");
+            continue;
+        };
+        for row in 0..rows.num_rows() {
+            correlator.observe_call(callers.value(row), callees.value(row), ends.value(row));
+        }
+    }
+}
+
 /// The dataflow of one config, run in process.
 pub struct InProcessRun<'a> {
     /// How the stages are built.
@@ -110,6 +152,7 @@ pub struct InProcessRun<'a> {
     second: Vec<Partition>,
     consumed: Consumed,
     alerts: Vec<AlertRecord>,
+    incidents: Option<Correlator>,
 }
 
 impl<'a> InProcessRun<'a> {
@@ -138,6 +181,7 @@ impl<'a> InProcessRun<'a> {
             second,
             consumed: Consumed::default(),
             alerts: Vec::new(),
+            incidents: dataflow.stages.incidents.map(Correlator::new),
         }
     }
 
@@ -166,6 +210,9 @@ impl<'a> InProcessRun<'a> {
             let mut emitted = Emitted::default();
             partition.flush(&mut emitted);
             self.consumed.count_tables(&emitted);
+            if let Some(correlator) = self.incidents.as_mut() {
+                correlate(correlator, &emitted);
+            }
             self.alerts.append(&mut emitted.alerts);
             messages.append(&mut emitted.messages);
         }
@@ -184,14 +231,26 @@ impl<'a> InProcessRun<'a> {
             let mut emitted = Emitted::default();
             stage.flush(&mut emitted);
             self.consumed.count_tables(&emitted);
+            if let Some(correlator) = self.incidents.as_mut() {
+                correlate(correlator, &emitted);
+            }
             self.alerts.append(&mut emitted.alerts);
         }
     }
 
-    /// Flushes what is left; the alerts raised, in order, and what was consumed.
-    pub fn finish(mut self) -> (Vec<AlertRecord>, Consumed) {
+    /// Flushes what is left; the alerts raised, in order, the incidents they make,
+    /// and what was consumed.
+    pub fn finish(mut self) -> Outputs {
         self.flush();
-        (self.alerts, self.consumed)
+        let mut incidents = Vec::new();
+        if let Some(correlator) = self.incidents.as_mut() {
+            correlator.advance(i64::MAX, &mut incidents);
+        }
+        Outputs {
+            alerts: self.alerts,
+            incidents,
+            consumed: self.consumed,
+        }
     }
 }
 
@@ -235,7 +294,7 @@ mod tests {
             }
         }
         run.push(Signal::Spans, 0, b"not json");
-        let (_, consumed) = run.finish();
+        let consumed = run.finish().consumed;
         assert_eq!(consumed.records.get(&Signal::Spans), Some(&600));
         assert_eq!(consumed.undecoded, 1);
         // Each span partition sends its cells once a minute closes for it.

@@ -349,7 +349,7 @@ impl LabelScore {
 }
 
 /// A Markdown table; the first column left-aligned, the others right.
-fn markdown((header, rows): &Cells) -> String {
+pub(crate) fn markdown((header, rows): &Cells) -> String {
     let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     let mut text = line(&header);

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod episodes;
 pub mod generated;
 pub mod in_process;
+pub mod incident_score;
 pub mod labels;
 pub mod loghub;
 pub mod nab;

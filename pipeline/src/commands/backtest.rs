@@ -192,6 +192,19 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
         started.elapsed()
     );
     print!("{}", report.score.to_markdown());
+    if !report.incidents.is_empty() {
+        println!("\nincidents (alerts correlated by time and service graph) per injected fault:\n");
+        print!("{}", report.incident_score.to_markdown());
+    }
+    if let Some(path) = &args.cara_incidents {
+        write_json_lines(path, &report.incidents)
+            .with_context(|| format!("--cara-incidents {}", path.display()))?;
+        println!(
+            "{} incident transitions written to {}",
+            report.incidents.len(),
+            path.display()
+        );
+    }
     if let Some(path) = &args.alerts {
         write_json_lines(path, &report.transitions)
             .with_context(|| format!("--alerts {}", path.display()))?;

@@ -22,6 +22,7 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::incidents::IncidentSettings;
 use cara_operators::logs::combine::LogCombiner;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{Operator, Stacked};
@@ -48,6 +49,8 @@ pub struct Stages {
     pub slos: Option<SloSettings>,
     /// The two trace stages.
     pub traces: Option<TraceRuntime>,
+    /// Alert correlation into incidents (run by `cara backtest gen` so far).
+    pub incidents: Option<IncidentSettings>,
 }
 
 impl Stages {
@@ -70,6 +73,7 @@ impl Stages {
                     rules: config.anomaly.rules(),
                 },
             }),
+            incidents: config.incidents.settings(),
         }
     }
 
@@ -536,6 +540,7 @@ mod tests {
             logs: None,
             slos,
             traces: None,
+            incidents: None,
         };
         let wiring = Wiring {
             topic_partitions: TopicPartitions::default(),

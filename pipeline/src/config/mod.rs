@@ -26,6 +26,10 @@ use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
 
+pub mod incidents;
+
+pub use incidents::IncidentsConfig;
+
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -102,6 +106,8 @@ pub struct Config {
     pub slos: Vec<SloConfig>,
     /// RED metrics and the service graph from spans.
     pub traces: TracesConfig,
+    /// Alert correlation into incidents.
+    pub incidents: IncidentsConfig,
 }
 
 /// RED metrics per service and operation, and the service graph, per minute.
@@ -1030,6 +1036,7 @@ impl Config {
         // Topic names and roles are checked where they are declared, with the
         // dataflow (`crate::dataflow::topics`).
         self.http.validate()?;
+        self.incidents.validate()?;
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
@@ -1192,8 +1199,12 @@ mod tests {
         assert!(e.contains("anomaly.rules[0].severity"), "{e}");
         assert!(err("[anomaly.scorer]\nlevel_alpa = 0.1\n").contains("level_alpa"));
         // The documented example is valid and documents the defaults.
-        let example = Config::from_toml(include_str!("../../deploy/cara.example.toml")).unwrap();
+        let example = Config::from_toml(include_str!("../../../deploy/cara.example.toml")).unwrap();
         assert_eq!(example.logs.miner, MinerConfig::default());
+        assert_eq!(
+            example.incidents.settings(),
+            Config::default().incidents.settings()
+        );
         assert_eq!(
             example.logs.settings(&example.anomaly),
             Config::default().logs.settings(&Config::default().anomaly)

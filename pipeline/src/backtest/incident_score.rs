@@ -1,0 +1,404 @@
+//! Scores cara's incidents against labelled faults (issue 14): how many incidents
+//! each fault became (one is right; more is *split*), how many faults share one
+//! (*merged*), whether the faulty service is ranked first or in the top three of
+//! the probable root causes, and how long after the fault began its incident said so.
+//!
+//! An alert belongs to a fault as in [`super::labels`]: it starts within
+//! `[start, end + grace)` and names the fault's service, a caller the fault shows on,
+//! or no service. A fault's incidents are the incidents (as they finally stood:
+//! merged ones count as the incident that absorbed them) holding one of its alerts;
+//! its *primary* incident holds its earliest alert, and that incident's last record
+//! gives the ranking. The time to incident is from the fault's start to the first
+//! incident record holding one of its alerts with the faulty service ranked first
+//! (a ranking that is right only later is counted from then).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cara_operators::alert::{AlertRecord, AlertStatus};
+use cara_operators::incidents::{IncidentRecord, IncidentStatus};
+
+use super::labels::{markdown, Cells};
+use crate::gen::incidents::{Incident as Fault, IncidentKind};
+
+/// How one fault came out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultOutcome {
+    /// The fault.
+    pub fault: Fault,
+    /// Incidents holding one of its alerts.
+    pub incidents: usize,
+    /// Other faults whose primary incident is this fault's.
+    pub merged_with: usize,
+    /// Position (1 = first) of its service among its primary incident's causes.
+    pub rank: Option<usize>,
+    /// From its start to the first record ranking its service first, ms.
+    pub to_cause_ms: Option<i64>,
+}
+
+/// The outcome of every fault, and the incidents that matched none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentScore {
+    /// Per fault, in the labels' order.
+    pub faults: Vec<FaultOutcome>,
+    /// Incidents (as they finally stood) holding no alert of any fault.
+    pub false_incidents: usize,
+    /// Incidents as they finally stood.
+    pub incidents: usize,
+}
+
+/// Scores `records` (incident transitions in order) against `faults`.
+pub fn score_incidents(
+    records: &[IncidentRecord],
+    alerts: &[AlertRecord],
+    faults: &[Fault],
+    grace_ms: i64,
+) -> IncidentScore {
+    let fired: BTreeMap<&str, &AlertRecord> = alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .map(|a| (a.id.as_str(), a))
+        .collect();
+    let service = |a: &AlertRecord| {
+        a.labels
+            .iter()
+            .find(|(k, _)| k == "service")
+            .map(|(_, v)| v.clone())
+    };
+    let belongs = |a: &AlertRecord, f: &Fault| {
+        let during = a.starts_at >= f.start_ms && a.starts_at < f.end_ms.saturating_add(grace_ms);
+        during && service(a).is_none_or(|s| s == f.service || f.affected.contains(&s))
+    };
+    // Each incident as it finally stood, and where merged ones went.
+    let mut last: BTreeMap<&str, &IncidentRecord> = BTreeMap::new();
+    let mut merged_into: BTreeMap<&str, &str> = BTreeMap::new();
+    for record in records {
+        last.insert(&record.id, record);
+        if let (IncidentStatus::Merged, Some(into)) = (record.status, &record.merged_into) {
+            merged_into.insert(&record.id, into);
+        }
+    }
+    let finally = |start: &str| {
+        let mut id = start.to_owned();
+        while let Some(next) = merged_into.get(id.as_str()) {
+            id = (*next).to_owned();
+        }
+        id
+    };
+    let standing: BTreeMap<&str, &IncidentRecord> = last
+        .iter()
+        .filter(|(_, r)| r.status != IncidentStatus::Merged)
+        .map(|(id, r)| (*id, *r))
+        .collect();
+    let mut primary_of: Vec<Option<String>> = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut matched: BTreeSet<String> = BTreeSet::new();
+    for fault in faults {
+        let own: BTreeSet<&str> = fired
+            .iter()
+            .filter(|(_, a)| belongs(a, fault))
+            .map(|(id, _)| *id)
+            .collect();
+        let holding: BTreeSet<String> = standing
+            .iter()
+            .filter(|(_, r)| r.alert_ids.iter().any(|a| own.contains(a.as_str())))
+            .map(|(id, _)| finally(id))
+            .collect();
+        let earliest = own.iter().min_by_key(|id| (fired[*id].starts_at, **id));
+        let primary = earliest.and_then(|alert| {
+            standing
+                .values()
+                .find(|r| r.alert_ids.iter().any(|a| a == alert))
+                .map(|r| r.id.clone())
+        });
+        let rank = primary.as_ref().and_then(|id| {
+            standing[id.as_str()]
+                .probable_root_cause
+                .iter()
+                .position(|c| c.service == fault.service)
+                .map(|p| p + 1)
+        });
+        let to_cause_ms = records
+            .iter()
+            .filter(|r| r.status != IncidentStatus::Merged)
+            .find(|r| {
+                r.probable_root_cause
+                    .first()
+                    .is_some_and(|c| c.service == fault.service)
+                    && r.alert_ids.iter().any(|a| own.contains(a.as_str()))
+            })
+            .map(|r| r.at - fault.start_ms);
+        matched.extend(holding.iter().cloned());
+        primary_of.push(primary);
+        outcomes.push(FaultOutcome {
+            fault: fault.clone(),
+            incidents: holding.len(),
+            merged_with: 0,
+            rank,
+            to_cause_ms,
+        });
+    }
+    for (i, primary) in primary_of.iter().enumerate() {
+        if let Some(primary) = primary {
+            outcomes[i].merged_with = primary_of
+                .iter()
+                .enumerate()
+                .filter(|(j, other)| *j != i && other.as_ref() == Some(primary))
+                .count();
+        }
+    }
+    IncidentScore {
+        faults: outcomes,
+        false_incidents: standing.keys().filter(|id| !matched.contains(**id)).count(),
+        incidents: standing.len(),
+    }
+}
+
+impl IncidentScore {
+    /// Per fault kind (`all` first): faults, those in an incident, in exactly one,
+    /// split, merged, cause ranked first and in the top three, time to the cause.
+    pub fn kind_table(&self) -> Cells {
+        let header = vec![
+            "faults",
+            "count",
+            "in an incident",
+            "exactly one",
+            "split",
+            "merged",
+            "cause first",
+            "cause in top 3",
+            "mean time to cause",
+            "max time to cause",
+        ];
+        let mut kinds: BTreeMap<IncidentKind, Vec<&FaultOutcome>> = BTreeMap::new();
+        for outcome in &self.faults {
+            kinds.entry(outcome.fault.kind).or_default().push(outcome);
+        }
+        let all: Vec<&FaultOutcome> = self.faults.iter().collect();
+        let rows = std::iter::once(("all".to_owned(), all))
+            .chain(kinds.into_iter().map(|(k, v)| (k.as_str().to_owned(), v)))
+            .map(|(name, outcomes)| {
+                let count =
+                    |f: &dyn Fn(&FaultOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+                let n = outcomes.len();
+                let share = |k: usize| match n {
+                    0 => "—".to_owned(),
+                    n => format!("{k} ({:.2})", k as f64 / n as f64),
+                };
+                let times: Vec<i64> = outcomes.iter().filter_map(|o| o.to_cause_ms).collect();
+                let mean = match times.is_empty() {
+                    true => "—".to_owned(),
+                    false => format!(
+                        "{:.1} s",
+                        times.iter().sum::<i64>() as f64 / times.len() as f64 / 1000.0
+                    ),
+                };
+                let max = times.iter().max().map_or("—".to_owned(), |ms| {
+                    format!("{:.1} s", *ms as f64 / 1000.0)
+                });
+                vec![
+                    name,
+                    n.to_string(),
+                    count(&|o| o.incidents > 0).to_string(),
+                    count(&|o| o.incidents == 1).to_string(),
+                    count(&|o| o.incidents > 1).to_string(),
+                    count(&|o| o.merged_with > 0).to_string(),
+                    share(count(&|o| o.rank == Some(1))),
+                    share(count(&|o| o.rank.is_some_and(|r| r <= 3))),
+                    mean,
+                    max,
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// The faults not ranked first: fault, kind, service, incidents, rank.
+    pub fn misranked_table(&self) -> Cells {
+        let header = vec![
+            "fault",
+            "kind",
+            "service",
+            "incidents",
+            "merged with",
+            "rank",
+        ];
+        let rows = self
+            .faults
+            .iter()
+            .filter(|o| o.rank != Some(1))
+            .map(|o| {
+                vec![
+                    o.fault.id.clone(),
+                    o.fault.kind.as_str().to_owned(),
+                    o.fault.service.clone(),
+                    o.incidents.to_string(),
+                    o.merged_with.to_string(),
+                    o.rank.map_or("—".to_owned(), |r| r.to_string()),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// Both tables and the count of incidents matching no fault, as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let misranked = self.misranked_table();
+        let misranked = match misranked.1.is_empty() {
+            true => String::new(),
+            false => format!("\n{}", markdown(&misranked)),
+        };
+        format!(
+            "{}\nincidents: {}, of which matching no fault: {}\n{misranked}",
+            markdown(&self.kind_table()),
+            self.incidents,
+            self.false_incidents
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cara_operators::anomaly::{Detector, PointScore};
+    use cara_operators::incidents::Cause;
+
+    fn alert(id: &str, service: &str, starts_at: i64) -> AlertRecord {
+        AlertRecord {
+            id: id.into(),
+            rule: "metric_anomaly".into(),
+            kind: "anomaly".into(),
+            severity: "ticket".into(),
+            status: AlertStatus::Firing,
+            at: starts_at,
+            starts_at,
+            ends_at: None,
+            labels: vec![("service".into(), service.into())],
+            summary: String::new(),
+            description: String::new(),
+            score: 0.5,
+            value: 0.0,
+            threshold: 0.35,
+            window_start: starts_at,
+            window_end: starts_at,
+            evidence: PointScore {
+                score: 0.5,
+                baseline: 0.0,
+                deviation: 0.0,
+                detector: Detector::Level,
+            },
+            row: 0,
+        }
+    }
+
+    fn record(
+        id: &str,
+        status: IncidentStatus,
+        at: i64,
+        alerts: &[&str],
+        causes: &[&str],
+    ) -> IncidentRecord {
+        IncidentRecord {
+            id: id.into(),
+            status,
+            at,
+            opened_at: at,
+            resolved_at: None,
+            severity: "ticket".into(),
+            alert_ids: alerts.iter().map(|a| a.to_string()).collect(),
+            rules: vec![],
+            services: vec![],
+            probable_root_cause: causes
+                .iter()
+                .map(|s| Cause {
+                    service: s.to_string(),
+                    score: 0.5,
+                    reasons: vec![],
+                })
+                .collect(),
+            merged_into: None,
+            summary: String::new(),
+        }
+    }
+
+    fn fault(id: &str, service: &str, start: i64, affected: &[&str]) -> Fault {
+        Fault {
+            id: id.into(),
+            kind: IncidentKind::ErrorBurst,
+            service: service.into(),
+            start_ms: start,
+            end_ms: start + 60_000,
+            affected: affected.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn faults_are_counted_as_one_split_or_merged_and_ranked() {
+        use IncidentStatus::*;
+        let alerts = [
+            alert("a1", "web", 1_000),     // f1's caller, first
+            alert("a2", "db", 5_000),      // f1 itself
+            alert("b1", "cache", 100_000), // f2, in two incidents
+            alert("b2", "cache", 110_000),
+            alert("z", "batch", 500_000), // nobody's
+        ];
+        let records = [
+            record("i1", Open, 1_000, &["a1"], &["web"]),
+            record("i1", Update, 5_000, &["a1", "a2"], &["db", "web"]),
+            record("i2", Open, 100_000, &["b1"], &["cache"]),
+            record("i3", Open, 110_000, &["b2"], &["cache"]),
+            record("i4", Open, 500_000, &["z"], &["batch"]),
+        ];
+        let faults = [
+            fault("f1", "db", 0, &["web"]),
+            fault("f2", "cache", 90_000, &[]),
+            fault("f3", "queue", 300_000, &[]),
+        ];
+        let score = score_incidents(&records, &alerts, &faults, 60_000);
+        let got: Vec<(usize, usize, Option<usize>, Option<i64>)> = score
+            .faults
+            .iter()
+            .map(|o| (o.incidents, o.merged_with, o.rank, o.to_cause_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 0, Some(1), Some(5_000)),
+                (2, 0, Some(1), Some(10_000)),
+                (0, 0, None, None)
+            ]
+        );
+        assert_eq!((score.incidents, score.false_incidents), (4, 1));
+        let table = score.to_markdown();
+        assert!(
+            table.contains("| all | 3 | 2 | 1 | 1 | 0 | 2 (0.67) | 2 (0.67) | 7.5 s | 10.0 s |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| f3 | error_burst | queue | 0 | 0 | — |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn two_faults_in_one_incident_are_merged_and_a_merged_incident_counts_as_its_survivor() {
+        use IncidentStatus::*;
+        let alerts = [alert("a", "db", 1_000), alert("b", "api", 2_000)];
+        let mut absorbed = record("i2", Merged, 2_000, &["b"], &["api"]);
+        absorbed.merged_into = Some("i1".into());
+        let records = [
+            record("i1", Open, 1_000, &["a"], &["db"]),
+            record("i2", Open, 2_000, &["b"], &["api"]),
+            absorbed,
+            record("i1", Update, 2_000, &["a", "b"], &["db", "api"]),
+        ];
+        let faults = [fault("f1", "db", 0, &[]), fault("f2", "api", 0, &[])];
+        let score = score_incidents(&records, &alerts, &faults, 0);
+        let got: Vec<(usize, usize, Option<usize>)> = score
+            .faults
+            .iter()
+            .map(|o| (o.incidents, o.merged_with, o.rank))
+            .collect();
+        assert_eq!(got, [(1, 1, Some(1)), (1, 1, Some(2))]);
+        assert_eq!(score.incidents, 1);
+    }
+}
