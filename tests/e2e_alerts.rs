@@ -3,7 +3,9 @@
 //! `alerts` and topic `cara.alerts` (read back with kcat). A run killed with -9
 //! after some flushes and restarted from its checkpoints (operator state included)
 //! ends with exactly the alerts and windowed aggregates (table `metric_windows`) of an
-//! uninterrupted run: same ids, times and scores, and byte-identical alert messages.
+//! uninterrupted run: same ids, times and scores, and byte-identical alert messages;
+//! the incident the spike makes (stage `incidents`, from the alert exchange) is the
+//! same in both, in table `incidents` and on topic `cara.incidents`.
 
 mod common;
 
@@ -64,6 +66,18 @@ fn run_to_end(brokers: &str, archive: &Path, config: &Path, group: &str) {
         archive.join("metrics").is_dir()
             && sql_count(archive, "SELECT count(*) FROM metrics") >= (2 * POINTS) as i64
     });
+    // And the incident stage has heard every partition past the spike's incident.
+    wait_until(
+        Duration::from_secs(60),
+        "the spike's incident resolved",
+        || {
+            archive.join("incidents").is_dir()
+                && sql_count(
+                    archive,
+                    "SELECT count(*) FROM incidents WHERE status = 'resolved'",
+                ) >= 1
+        },
+    );
     assert!(run.terminate(Duration::from_secs(30)).success());
 }
 
@@ -169,6 +183,52 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
     );
 
     assert_eq!(alerts(&crashed), expected, "alerts after a crash differ");
+
+    // One incident, opened by the spike's alert with api as its cause, resolved
+    // once the alert resolved and the quiet period passed; the same after the crash.
+    let incidents = |archive: &Path| {
+        sql_rows(
+            archive,
+            "SELECT id, status, CAST(at AS BIGINT) AS at_ms, CAST(opened_at AS BIGINT), \
+             array_to_string(alert_ids, ' '), array_to_string(services, ' '), cause \
+             FROM incidents ORDER BY at_ms, id, status",
+        )
+    };
+    let clean_incidents = incidents(&clean);
+    assert_eq!(clean_incidents.len(), 2, "{clean_incidents:#?}");
+    let incident_id = clean_incidents[0].split(',').next().unwrap().to_owned();
+    assert_eq!(
+        clean_incidents[0],
+        format!("{incident_id},open,{spike_ms},{spike_ms},{id},api,api")
+    );
+    assert!(
+        clean_incidents[1].starts_with(&format!("{incident_id},resolved,")),
+        "{clean_incidents:#?}"
+    );
+    assert_eq!(
+        incidents(&crashed),
+        clean_incidents,
+        "incidents after a crash differ"
+    );
+    let incident_messages = kcat_messages(&brokers, "cara.incidents");
+    let mut by_status: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
+    for (key, value) in &incident_messages {
+        assert_eq!(key, &incident_id, "{value}");
+        let json: serde_json::Value = serde_json::from_str(value).expect("incident JSON");
+        assert_eq!(json["probable_root_cause"][0]["service"], "api", "{value}");
+        by_status
+            .entry(json["status"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(value);
+    }
+    assert_eq!(by_status.keys().collect::<Vec<_>>(), ["open", "resolved"]);
+    for (status, values) in &by_status {
+        assert!(values.len() >= 2, "{status}: sent by one run only");
+        assert!(
+            values.iter().all(|v| *v == values[0]),
+            "{status}: the runs sent different bytes: {values:#?}"
+        );
+    }
     // The windowed aggregates the operators saw: epoch-aligned one-minute windows, one
     // point each (points sit 20 s into a minute). With the watermark 30 s behind the
     // last point (T), the windows ending at T + 40 s and T - 20 s stay open.

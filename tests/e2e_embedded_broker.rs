@@ -192,10 +192,11 @@ fn readme_sql_examples_return_rows_against_the_demo() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // SLO statuses come once a minute of event time has closed; the rest sooner.
+    // SLO statuses come once a minute of event time has closed, incidents a minute
+    // after the demo's first fault (three to five minutes in); the rest sooner.
     let mut waiting = examples.clone();
     wait_until(
-        Duration::from_secs(240),
+        Duration::from_secs(480),
         "every README example to return rows",
         || {
             waiting.retain(|query| printed_rows(&sql(query)) == 0);
@@ -205,6 +206,12 @@ fn readme_sql_examples_return_rows_against_the_demo() {
             waiting.is_empty()
         },
     );
+    // The summary, drawn every 5 s from the output topics, shows it too.
+    let open_incident =
+        |l: &String| l.starts_with("INCIDENTS: ") && !l.starts_with("INCIDENTS: 0 open");
+    wait_until(Duration::from_secs(30), "the summary's incident", || {
+        run.lines().iter().any(open_incident)
+    });
     let (status, body) = http_get(http, "/api/templates?service=checkout");
     assert_eq!(status, 200);
     assert!(body.contains("\"service\":\"checkout\""), "{body}");
@@ -212,13 +219,24 @@ fn readme_sql_examples_return_rows_against_the_demo() {
     // Stdout is a pipe here: the summary is plain text, and it tells the story.
     let output = run.lines().join("\n");
     assert!(!output.contains('\x1b'), "no escape codes in a pipe");
-    for heading in ["FIRING ALERTS", "SLOS", "LOG TEMPLATES", "INJECTED FAULTS"] {
+    for heading in [
+        "INCIDENTS",
+        "FIRING ALERTS",
+        "SLOS",
+        "LOG TEMPLATES",
+        "INJECTED FAULTS",
+    ] {
         assert!(
             output.contains(heading),
             "summary lacks {heading}:\n{output}"
         );
     }
     assert!(output.contains("checkout-availability"), "{output}");
+    // The incident the README example found, with its ranked causes.
+    assert!(
+        output.contains("      1. "),
+        "no probable cause shown:\n{output}"
+    );
     // An empty result still prints its header and says so.
     let empty = sql("SELECT service, level FROM logs WHERE service = 'no-such-service'");
     assert!(

@@ -83,6 +83,11 @@ impl SourceMarks {
         *mark = (*mark).max(through_minute);
     }
 
+    /// The highest mark of any source.
+    pub fn high_mark(&self) -> Option<i64> {
+        self.marks.values().max().copied()
+    }
+
     /// The minute before which every source has sent everything: the lowest mark,
     /// once at least `expected` sources (at least one) have reported.
     pub fn low_mark(&self, expected: usize) -> Option<i64> {

@@ -137,12 +137,17 @@ pub enum Outbound {
     /// Per-window template counts of one log partition, to the one partition where
     /// every source's counts meet per service (an exchange topic).
     LogPartials,
+    /// Alert transitions and calls of one alert-raising stage, to the one partition
+    /// where the incident stage correlates them (an exchange topic).
+    AlertPartials,
+    /// Incident transitions (`cara.incidents`).
+    Incidents,
 }
 
 impl Outbound {
     /// Whether the stream is an exchange between two stages (not an output).
     pub fn is_exchange(self) -> bool {
-        !matches!(self, Outbound::SloStatus)
+        !matches!(self, Outbound::SloStatus | Outbound::Incidents)
     }
 }
 

@@ -70,11 +70,17 @@ pub enum Table {
     /// Per-window template counts of each log partition, as exchanged between the
     /// two log stages.
     LogPartials,
+    /// Alert transitions and calls of every alert-raising stage, with its
+    /// progress, as exchanged with the incident stage.
+    AlertPartials,
+    /// Incident transitions (open, update, merged, resolved), as sent to
+    /// `cara.incidents`.
+    Incidents,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -89,6 +95,8 @@ impl Table {
         Table::Red,
         Table::ServiceGraph,
         Table::LogPartials,
+        Table::AlertPartials,
+        Table::Incidents,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -108,6 +116,8 @@ impl Table {
             Table::Red => "red",
             Table::ServiceGraph => "service_graph",
             Table::LogPartials => "log_partials",
+            Table::AlertPartials => "alert_partials",
+            Table::Incidents => "incidents",
         }
     }
 
@@ -118,7 +128,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 14]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 16]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -135,6 +145,8 @@ impl Table {
                 Arc::new(cells_schema("service", "operation")),
                 Arc::new(cells_schema("caller", "callee")),
                 Arc::new(log_partials_schema()),
+                Arc::new(alert_partials_schema()),
+                Arc::new(incidents_schema()),
             ]
         });
         all[self as usize].clone()
@@ -182,6 +194,8 @@ impl Table {
             Table::Red => &["service", "operation"],
             Table::ServiceGraph => &["caller", "callee"],
             Table::LogPartials => &["source_topic", "_topic", "_partition"],
+            Table::AlertPartials => &["source_topic", "_topic", "_partition"],
+            Table::Incidents => &["status", "severity", "cause"],
         }
     }
 
@@ -198,7 +212,8 @@ impl Table {
             Table::Slo => "ts",
             Table::TracePartials => "through",
             Table::Red | Table::ServiceGraph => "window_start",
-            Table::LogPartials => "through",
+            Table::LogPartials | Table::AlertPartials => "through",
+            Table::Incidents => "at",
         }
     }
 }
@@ -415,6 +430,44 @@ fn log_partials_schema() -> Schema {
         Field::new("window_start", timestamp_type(), true),
         Field::new("templates", DataType::Int64, false),
         Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per exchange record of the alert-raising stages to the incident stage
+/// (`record`: its JSON, alerts and calls included; `at` the earliest alert's time,
+/// null for a record that only reports progress and calls).
+fn alert_partials_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("at", timestamp_type(), true),
+        Field::new("alerts", DataType::Int64, false),
+        Field::new("calls", DataType::Int64, false),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per incident transition: the record sent to `cara.incidents`, with the
+/// top cause and its score as columns of their own and the ranked causes (with
+/// their reasons) as JSON.
+fn incidents_schema() -> Schema {
+    let strings = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("at", timestamp_type(), false),
+        Field::new("opened_at", timestamp_type(), false),
+        Field::new("resolved_at", timestamp_type(), true),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("alert_ids", strings(), false),
+        Field::new("rules", strings(), false),
+        Field::new("services", strings(), false),
+        Field::new("cause", DataType::Utf8, true),
+        Field::new("cause_score", DataType::Float64, true),
+        Field::new("probable_root_cause", DataType::Utf8, false),
+        Field::new("merged_into", DataType::Utf8, true),
+        Field::new("summary", DataType::Utf8, false),
     ])
 }
 

@@ -151,3 +151,56 @@ mod tests {
         assert!(HourPartition::of_millis(max + 1).is_none());
     }
 }
+
+/// Serde for an event time (ms) written as RFC 3339 with milliseconds in UTC
+/// (`2026-12-01T10:00:00.000Z`), as the output topics carry times; use with
+/// `#[serde(with = "crate::time::rfc3339_ms")]`.
+pub mod rfc3339_ms {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    /// The time as text (an unrepresentable one as its number of ms).
+    pub fn to_text(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_else(|| ms.to_string())
+    }
+
+    /// Writes `ms` as text.
+    pub fn serialize<S: Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_text(*ms))
+    }
+
+    /// Reads RFC 3339 text back into ms.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| D::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))
+    }
+
+    /// The same for an optional time (`null` when absent).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes `ms` as text, or null.
+        pub fn serialize<S: Serializer>(
+            ms: &Option<i64>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => serializer.serialize_some(&super::to_text(*ms)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        /// Reads text or null.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<i64>, D::Error> {
+            #[derive(Deserialize)]
+            struct Time(#[serde(with = "super")] i64);
+            Ok(Option::<Time>::deserialize(deserializer)?.map(|t| t.0))
+        }
+    }
+}

@@ -69,13 +69,14 @@ pub type Check = fn(&[u8]) -> usize;
 
 /// The fuzz targets: a name (`fuzz/corpus/<name>/`, `fuzz/src/bin/<name>.rs`) and
 /// its check.
-pub const TARGETS: [(&str, Check); 7] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("metrics", |d| decode_one(Signal::Metrics, d)),
     ("logs", |d| decode_one(Signal::Logs, d)),
     ("spans", |d| decode_one(Signal::Spans, d)),
     ("slo_partials", |d| decode_one(Signal::SloPartials, d)),
     ("trace_partials", |d| decode_one(Signal::TracePartials, d)),
     ("log_partials", |d| decode_one(Signal::LogPartials, d)),
+    ("alert_partials", |d| decode_one(Signal::AlertPartials, d)),
     ("config", config_one),
 ];
 

@@ -1,5 +1,5 @@
-//! Records operators send to output and exchange topics (`cara.slo`, the SLO,
-//! trace and log exchange topics), produced by a flush and acknowledged before its checkpoint, so
+//! Records operators send to output and exchange topics (`cara.slo`,
+//! `cara.incidents`, the SLO, trace, log and alert exchange topics), produced by a flush and acknowledged before its checkpoint, so
 //! a crash can re-send a record but never lose one.
 
 use std::time::Duration;
@@ -22,6 +22,10 @@ pub struct OutboundTopics {
     pub trace_partials: String,
     /// The exchange between the log stages.
     pub log_partials: String,
+    /// The exchange between the alert-raising stages and the incident stage.
+    pub alert_partials: String,
+    /// Incident transitions.
+    pub incidents: String,
 }
 
 impl OutboundTopics {
@@ -32,6 +36,8 @@ impl OutboundTopics {
             Outbound::SloPartials => &self.slo_partials,
             Outbound::TracePartials => &self.trace_partials,
             Outbound::LogPartials => &self.log_partials,
+            Outbound::AlertPartials => &self.alert_partials,
+            Outbound::Incidents => &self.incidents,
         }
     }
 }

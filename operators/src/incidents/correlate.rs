@@ -133,6 +133,29 @@ pub struct Correlator {
     late: u64,
     /// Incidents closed early because `max_open` were open.
     evicted: u64,
+    /// Each transition applied (alert id, resolved?) with its time, forgotten
+    /// [`REPEATS_REMEMBERED_MS`] behind the watermark: a repeat is ignored.
+    #[serde(default, with = "crate::map_as_list")]
+    applied: BTreeMap<(String, bool), i64>,
+    /// Transitions ignored as repeats.
+    #[serde(default)]
+    repeats: u64,
+}
+
+/// How long behind the watermark an applied transition is remembered, so that the
+/// same transition sent again (a stage replaying its input after a crash, from its
+/// last checkpoint) is recognised: far longer than any replay.
+pub const REPEATS_REMEMBERED_MS: i64 = 6 * 3_600_000;
+
+/// What the correlator counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelatorCounts {
+    /// Events that arrived behind the watermark (applied at the next advance).
+    pub late: u64,
+    /// Incidents closed because too many were open.
+    pub evicted: u64,
+    /// Alert transitions seen before, ignored.
+    pub repeats: u64,
 }
 
 impl Correlator {
@@ -147,11 +170,25 @@ impl Correlator {
             watermark: i64::MIN,
             late: 0,
             evicted: 0,
+            applied: BTreeMap::new(),
+            repeats: 0,
         }
     }
 
-    /// Takes an alert transition; applied once the watermark passes its time.
+    /// Continues under `settings` (a restart with a changed config).
+    pub fn reconfigure(&mut self, settings: IncidentSettings) {
+        self.settings = settings;
+    }
+
+    /// Takes an alert transition; applied once the watermark passes its time. A
+    /// transition seen before (the same alert id and status) is ignored.
     pub fn observe_alert(&mut self, alert: &AlertRecord) {
+        let key = (alert.id.clone(), alert.status == AlertStatus::Resolved);
+        if self.applied.contains_key(&key) {
+            self.repeats += 1;
+            return;
+        }
+        self.applied.insert(key, alert.at);
         self.push(Event::Alert(Member::of(alert), alert.status, alert.at));
     }
 
@@ -176,10 +213,18 @@ impl Correlator {
         self.open.len()
     }
 
-    /// Events that arrived behind the watermark, and incidents closed because too
-    /// many were open.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.late, self.evicted)
+    /// What it counted.
+    pub fn counts(&self) -> CorrelatorCounts {
+        CorrelatorCounts {
+            late: self.late,
+            evicted: self.evicted,
+            repeats: self.repeats,
+        }
+    }
+
+    /// The watermark it has applied everything up to (`i64::MIN` before any).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
     }
 
     /// Applies every buffered event at or before `watermark_ms`, in event-time
@@ -207,6 +252,8 @@ impl Correlator {
             self.graph
                 .forget_before(watermark - self.settings.edge_ttl_ms);
         }
+        let remembered = watermark.saturating_sub(REPEATS_REMEMBERED_MS);
+        self.applied.retain(|_, at| *at >= remembered);
     }
 
     fn fire(&mut self, member: Member, at: i64, out: &mut Vec<IncidentRecord>) {
@@ -420,54 +467,22 @@ fn severity_rank(severity: &str) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::{Detector, PointScore};
+    use crate::incidents::test_alert;
 
     const MIN: i64 = 60_000;
 
-    fn alert(
-        id: &str,
-        service: Option<&str>,
-        status: AlertStatus,
-        starts_at: i64,
-        at: i64,
-    ) -> AlertRecord {
-        let mut labels = vec![("alertname".to_owned(), "metric_anomaly".to_owned())];
-        if let Some(service) = service {
-            labels.push(("service".into(), service.into()));
-        }
-        AlertRecord {
-            id: id.into(),
-            rule: "metric_anomaly".into(),
-            kind: "anomaly".into(),
-            severity: "ticket".into(),
-            status,
-            at,
-            starts_at,
-            ends_at: None,
-            labels,
-            summary: String::new(),
-            description: String::new(),
-            score: 0.5,
-            value: 1.0,
-            threshold: 0.35,
-            window_start: starts_at,
-            window_end: at,
-            evidence: PointScore {
-                score: 0.5,
-                baseline: 0.0,
-                deviation: 5.0,
-                detector: Detector::Level,
-            },
-            row: 0,
-        }
-    }
-
     fn fire(c: &mut Correlator, id: &str, service: Option<&str>, at: i64) {
-        c.observe_alert(&alert(id, service, AlertStatus::Firing, at, at));
+        c.observe_alert(&test_alert(id, service, AlertStatus::Firing, at, at));
     }
 
     fn resolve(c: &mut Correlator, id: &str, service: Option<&str>, at: i64) {
-        c.observe_alert(&alert(id, service, AlertStatus::Resolved, at - MIN, at));
+        c.observe_alert(&test_alert(
+            id,
+            service,
+            AlertStatus::Resolved,
+            at - MIN,
+            at,
+        ));
     }
 
     /// web → api → db; batch → queue (not connected to the others).
@@ -604,12 +619,12 @@ mod tests {
     #[test]
     fn the_order_of_arrival_does_not_matter_only_event_time_does() {
         let events = [
-            alert("x1", Some("web"), AlertStatus::Firing, MIN, MIN),
-            alert("x2", Some("db"), AlertStatus::Firing, MIN + 5, 2 * MIN),
-            alert("x3", None, AlertStatus::Firing, 2 * MIN, 2 * MIN),
-            alert("x1", Some("web"), AlertStatus::Resolved, MIN, 3 * MIN),
-            alert("x2", Some("db"), AlertStatus::Resolved, MIN + 5, 3 * MIN),
-            alert("x3", None, AlertStatus::Resolved, 2 * MIN, 4 * MIN),
+            test_alert("x1", Some("web"), AlertStatus::Firing, MIN, MIN),
+            test_alert("x2", Some("db"), AlertStatus::Firing, MIN + 5, 2 * MIN),
+            test_alert("x3", None, AlertStatus::Firing, 2 * MIN, 2 * MIN),
+            test_alert("x1", Some("web"), AlertStatus::Resolved, MIN, 3 * MIN),
+            test_alert("x2", Some("db"), AlertStatus::Resolved, MIN + 5, 3 * MIN),
+            test_alert("x3", None, AlertStatus::Resolved, 2 * MIN, 4 * MIN),
         ];
         let run = |order: &[usize], watermarks: &[i64]| {
             let mut c = correlator();
@@ -664,7 +679,14 @@ mod tests {
         }
         c.advance(10 * MIN, &mut out);
         assert_eq!(c.open_incidents(), 2);
-        assert_eq!(c.counts(), (0, 1));
+        assert_eq!(
+            c.counts(),
+            CorrelatorCounts {
+                late: 0,
+                evicted: 1,
+                repeats: 0
+            }
+        );
         let closed = out
             .iter()
             .find(|r| r.status == IncidentStatus::Resolved)

@@ -13,7 +13,11 @@
 
 pub mod correlate;
 pub mod graph;
+pub mod partial;
+pub mod reporter;
 pub mod root_cause;
+pub mod stage;
+pub mod table;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +40,11 @@ pub struct IncidentSettings {
     pub edge_ttl_ms: i64,
     /// Open incidents kept at most; past it the stalest is closed (counted).
     pub max_open: usize,
+    /// The incident stage waits for each alert-raising stage's progress, except one
+    /// trailing the most advanced by more than this (event time): a stage with no
+    /// input, or far behind, does not hold incidents back; its alerts are applied
+    /// late (and counted).
+    pub max_source_lag_ms: i64,
 }
 
 impl Default for IncidentSettings {
@@ -46,6 +55,7 @@ impl Default for IncidentSettings {
             quiet_ms: 5 * 60_000,
             edge_ttl_ms: 3_600_000,
             max_open: 10_000,
+            max_source_lag_ms: 5 * 60_000,
         }
     }
 }
@@ -76,7 +86,8 @@ impl IncidentStatus {
     }
 }
 
-/// An incident transition (DESIGN.md, "Output records"), event time only.
+/// An incident transition (DESIGN.md, "Output records"), event time only; as sent
+/// to `cara.incidents`, times are RFC 3339 in UTC, as on `cara.alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentRecord {
     /// `inc-` and the FNV-1a of its first alert's id: deterministic, as alert ids are.
@@ -84,10 +95,13 @@ pub struct IncidentRecord {
     /// This transition.
     pub status: IncidentStatus,
     /// Event time of the transition.
+    #[serde(with = "crate::time::rfc3339_ms")]
     pub at: i64,
     /// Onset of its first alert.
+    #[serde(with = "crate::time::rfc3339_ms")]
     pub opened_at: i64,
     /// Set on `resolved`.
+    #[serde(with = "crate::time::rfc3339_ms::option")]
     pub resolved_at: Option<i64>,
     /// The highest severity of its alerts.
     pub severity: String,
@@ -103,4 +117,46 @@ pub struct IncidentRecord {
     pub merged_into: Option<String>,
     /// One line for humans.
     pub summary: String,
+}
+
+/// An alert of rule `metric_anomaly` on `service` (labelled as the anomaly rules
+/// label theirs), for the tests of this module.
+#[cfg(test)]
+pub(crate) fn test_alert(
+    id: &str,
+    service: Option<&str>,
+    status: crate::alert::AlertStatus,
+    starts_at: i64,
+    at: i64,
+) -> crate::alert::AlertRecord {
+    use crate::anomaly::{Detector, PointScore};
+    let mut labels = vec![("alertname".to_owned(), "metric_anomaly".to_owned())];
+    if let Some(service) = service {
+        labels.push(("service".into(), service.into()));
+    }
+    crate::alert::AlertRecord {
+        id: id.into(),
+        rule: "metric_anomaly".into(),
+        kind: "anomaly".into(),
+        severity: "ticket".into(),
+        status,
+        at,
+        starts_at,
+        ends_at: None,
+        labels,
+        summary: String::new(),
+        description: String::new(),
+        score: 0.5,
+        value: 1.0,
+        threshold: 0.35,
+        window_start: starts_at,
+        window_end: at,
+        evidence: PointScore {
+            score: 0.5,
+            baseline: 0.0,
+            deviation: 5.0,
+            detector: Detector::Level,
+        },
+        row: 0,
+    }
 }

@@ -1,25 +1,23 @@
 //! The declared dataflow driven in process, with no broker and no archive: the
 //! records a caller hands it go to their input partition's first stages, and at each
-//! flush the exchange records those send are decoded and handed to the second stages
-//! (the SLO, trace and log combiners), as the runtime does through the exchange
-//! topics. For records made up on the spot (`cara backtest gen`), where the archive
-//! replay of [`super::replay`] has nothing to read.
+//! flush the exchange records those send are decoded and handed to the stages that
+//! read them, in the order the dataflow declares its exchanges (the SLO, trace and
+//! log combiners, then the incident stage, which also reads what the combiners
+//! sent), as the runtime does through the exchange topics. For records made up on
+//! the spot (`cara backtest gen`), where the archive replay of [`super::replay`] has
+//! nothing to read.
 //!
 //! Owns one decoder and operator stack per input partition and per consumed exchange
-//! topic, built by [`Stages::operator`] exactly as the shards build them, and the
-//! alerts every stage raised, in the order raised. When incidents are enabled, every
-//! alert transition and every call of table `service_graph` also goes to the
-//! incident [`Correlator`], which applies them in event-time order once the run
-//! finishes (the live stage will advance with the exchange's watermark).
+//! topic, built by [`Stages::operator`] exactly as the shards build them, the alerts
+//! every stage raised, in the order raised, and the incident transitions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cara_operators::alert::AlertRecord;
 use cara_operators::budget::StateBudget;
-use cara_operators::incidents::{Correlator, IncidentRecord};
-use cara_operators::operator::{Emitted, Operator, OutboundMessage, PartitionContext};
-use cara_operators::schema::Table;
+use cara_operators::incidents::IncidentRecord;
+use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
 
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::{Dataflow, Stages, Wiring};
@@ -104,38 +102,35 @@ impl Consumed {
 }
 
 /// What an in-process run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Outputs {
     /// Every alert transition, in the order the stages raised them.
     pub alerts: Vec<AlertRecord>,
     /// Every incident transition, in event-time order (empty when incidents are
-    /// disabled).
+    /// disabled). Those after the slowest stage's progress (a minute or so before
+    /// the end) are not applied.
     pub incidents: Vec<IncidentRecord>,
     /// What the dataflow consumed and wrote.
     pub consumed: Consumed,
 }
 
-/// Hands what a stage emitted to the incident correlator: its alert transitions and
-/// the calls of its `service_graph` rows, stamped at their minute's end.
-fn correlate(correlator: &mut Correlator, emitted: &Emitted) {
-    for alert in &emitted.alerts {
-        correlator.observe_alert(alert);
-    }
-    for (table, rows) in &emitted.tables {
-        if *table != Table::ServiceGraph {
-            continue;
-        }
-        let columns = (
-            cara_operators::columns::strings(rows, "caller"),
-            cara_operators::columns::strings(rows, "callee"),
-            cara_operators::columns::timestamps(rows, "window_end"),
-        );
-        let (Ok(callers), Ok(callees), Ok(ends)) = columns else {
-            tracing::warn!("service_graph rows without caller, callee or window_end");
-            continue;
-        };
-        for row in 0..rows.num_rows() {
-            correlator.observe_call(callers.value(row), callees.value(row), ends.value(row));
+impl Outputs {
+    /// Keeps what a stage emitted: counts its rows, its alerts and incident
+    /// transitions, and its exchange records for the stages after it.
+    fn take(&mut self, emitted: &mut Emitted, messages: &mut Vec<OutboundMessage>) {
+        self.consumed.count_tables(emitted);
+        self.alerts.append(&mut emitted.alerts);
+        for message in emitted.messages.drain(..) {
+            if message.topic == Outbound::Incidents {
+                match serde_json::from_slice(&message.payload) {
+                    Ok(incident) => self.incidents.push(incident),
+                    Err(error) => {
+                        tracing::warn!(%error, "an incident record that does not read back")
+                    }
+                }
+            } else if message.topic.is_exchange() {
+                messages.push(message);
+            }
         }
     }
 }
@@ -150,9 +145,8 @@ pub struct InProcessRun<'a> {
     first: BTreeMap<(Signal, i32), Partition>,
     /// The second stages, by the outbound stream they read.
     second: Vec<Partition>,
-    consumed: Consumed,
-    alerts: Vec<AlertRecord>,
-    incidents: Option<Correlator>,
+    /// What the stages produced so far.
+    out: Outputs,
 }
 
 impl<'a> InProcessRun<'a> {
@@ -179,9 +173,7 @@ impl<'a> InProcessRun<'a> {
             inputs,
             first: BTreeMap::new(),
             second,
-            consumed: Consumed::default(),
-            alerts: Vec::new(),
-            incidents: dataflow.stages.incidents.map(Correlator::new),
+            out: Outputs::default(),
         }
     }
 
@@ -197,60 +189,43 @@ impl<'a> InProcessRun<'a> {
             .entry((signal, partition))
             .or_insert_with(|| Partition::new(stages, wiring, signal, topic, partition));
         match target.decode(payload) {
-            Some(rows) => *self.consumed.records.entry(signal).or_default() += rows as u64,
-            None => self.consumed.undecoded += 1,
+            Some(rows) => *self.out.consumed.records.entry(signal).or_default() += rows as u64,
+            None => self.out.consumed.undecoded += 1,
         }
     }
 
     /// Runs every input partition's operators over what was pushed since the last
-    /// flush, then the second stages over the exchange records they sent.
+    /// flush, then each later stage over the exchange records sent before it.
     pub fn flush(&mut self) {
         let mut messages: Vec<OutboundMessage> = Vec::new();
         for partition in self.first.values_mut() {
             let mut emitted = Emitted::default();
             partition.flush(&mut emitted);
-            self.consumed.count_tables(&emitted);
-            if let Some(correlator) = self.incidents.as_mut() {
-                correlate(correlator, &emitted);
-            }
-            self.alerts.append(&mut emitted.alerts);
-            messages.append(&mut emitted.messages);
+            self.out.take(&mut emitted, &mut messages);
         }
-        self.consumed.exchanged += messages.len() as u64;
-        for stage in &mut self.second {
+        for index in 0..self.second.len() {
+            let stage = &mut self.second[index];
             let Some(reads) = stage.signal.sent_as() else {
                 continue;
             };
-            let mut undecoded = 0;
             for message in messages.iter().filter(|m| m.topic == reads) {
+                self.out.consumed.exchanged += 1;
                 if stage.decode(&message.payload).is_none() {
-                    undecoded += 1;
+                    self.out.consumed.undecoded += 1;
                 }
             }
-            self.consumed.undecoded += undecoded;
             let mut emitted = Emitted::default();
             stage.flush(&mut emitted);
-            self.consumed.count_tables(&emitted);
-            if let Some(correlator) = self.incidents.as_mut() {
-                correlate(correlator, &emitted);
-            }
-            self.alerts.append(&mut emitted.alerts);
+            self.out.take(&mut emitted, &mut messages);
         }
     }
 
-    /// Flushes what is left; the alerts raised, in order, the incidents they make,
-    /// and what was consumed.
+    /// Flushes what is left; the alerts raised, in order, the incident transitions
+    /// the incident stage sent (as far as every stage's progress allowed), and what
+    /// was consumed.
     pub fn finish(mut self) -> Outputs {
         self.flush();
-        let mut incidents = Vec::new();
-        if let Some(correlator) = self.incidents.as_mut() {
-            correlator.advance(i64::MAX, &mut incidents);
-        }
-        Outputs {
-            alerts: self.alerts,
-            incidents,
-            consumed: self.consumed,
-        }
+        self.out
     }
 }
 

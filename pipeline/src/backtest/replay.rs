@@ -296,15 +296,19 @@ pub fn replay(
         return Err(error);
     }
     if exchange == ExchangeSource::InProcess {
-        let second_stages = Run {
-            keep_messages: false,
-            ..run
-        };
+        // In the dataflow's order: the incident stage reads what the combiners sent.
         let exchanges = consumed.iter().filter(|(_, signal)| signal.is_exchange());
         for (topic, signal) in exchanges {
             summary.partitions += 1;
-            for flush in replay_exchange(topic, *signal, &exchanged, &second_stages)? {
+            for mut flush in replay_exchange(topic, *signal, &exchanged, &run)? {
                 summary.count(&flush);
+                if !flush.messages.is_empty() {
+                    let source = flush.source.clone().unwrap_or_default();
+                    exchanged
+                        .entry(source)
+                        .or_default()
+                        .append(&mut flush.messages);
+                }
             }
         }
     }
@@ -320,8 +324,9 @@ pub enum ExchangeSource {
     Archived,
     /// The exchange records the replay's own first stages send, handed to the second
     /// stages in process: for a config that changes them (a new SLO, other trace
-    /// settings). Each source partition's records keep their order; the second
-    /// stages, built to merge sources in any order, read them source after source.
+    /// settings). Each source partition's records keep their order; the combiners,
+    /// built to merge sources in any order, read them source after source; the
+    /// incident stage reads them interleaved by their progress mark.
     InProcess,
 }
 
@@ -362,12 +367,18 @@ fn replay_exchange(
         topic: Arc::from(topic),
         partition: 0,
     };
-    let records: Vec<&[u8]> = exchanged
+    let mut records: Vec<&[u8]> = exchanged
         .values()
         .flatten()
         .filter(|m| m.topic == outbound)
         .map(|m| m.payload.as_slice())
         .collect();
+    if signal == Signal::AlertPartials {
+        // The incident stage does not wait for a source far behind the others
+        // (`incidents.max_source_lag`): read source after source, every source
+        // but the first would be late. Interleaved by progress, as live.
+        records.sort_by_key(|payload| through_ms_of(payload));
+    }
     let mut done = Vec::new();
     let mut decoder = Decoder::new(signal, DecodeLimits::default());
     for (chunk, payloads) in records.chunks(EXCHANGE_CHUNK).enumerate() {
@@ -398,6 +409,15 @@ fn replay_exchange(
         done.push(flush);
     }
     Ok(done)
+}
+
+/// The `through_ms` of an exchange record (`i64::MIN` when it has none).
+fn through_ms_of(payload: &[u8]) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct Through {
+        through_ms: i64,
+    }
+    serde_json::from_slice::<Through>(payload).map_or(i64::MIN, |t| t.through_ms)
 }
 
 /// One partition to replay: its flushes in order.

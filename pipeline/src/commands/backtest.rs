@@ -348,7 +348,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let exchange = match live_stages {
         Some(live) if !dataflow.stages.sends_as(&live) => {
-            println!("exchange: the SLO or trace settings differ from the live run's: the second stages read the records this replay's first stages send");
+            println!("exchange: the SLO, trace, log or alert settings differ from the live run's: the second stages read the records this replay's first stages send");
             replay::ExchangeSource::InProcess
         }
         _ => replay::ExchangeSource::Archived,

@@ -152,6 +152,8 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             slo_partials: config.kafka.slo_exchange_topic.clone(),
             trace_partials: config.kafka.trace_exchange_topic.clone(),
             log_partials: config.kafka.log_exchange_topic.clone(),
+            alert_partials: config.kafka.alert_exchange_topic.clone(),
+            incidents: config.kafka.incidents_topic.clone(),
         },
         runtime: RuntimeSettings::new(&config, &dataflow, templates.clone()),
     };
@@ -201,9 +203,10 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             let topics = BoardTopics {
                 alerts: config.kafka.alerts_topic.clone(),
                 slo: config.kafka.slo_topic.clone(),
+                incidents: config.kafka.incidents_topic.clone(),
             };
             let thread = subscription::spawn(&client, topics, board.clone(), shutdown.clone())
-                .context("subscribing the demo summary to the alert and SLO topics")?;
+                .context("subscribing the demo summary to the alert, SLO and incident topics")?;
             Ok((board, thread))
         })
         .transpose()?;

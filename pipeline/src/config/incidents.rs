@@ -27,6 +27,10 @@ pub struct IncidentsConfig {
     pub edge_ttl: HumanDuration,
     /// Open incidents at most; past it the stalest is closed (and counted).
     pub max_open: usize,
+    /// The incident stage waits for every alert-raising stage's progress, except
+    /// one this far behind the most advanced (in event time): a stage with no
+    /// input does not hold incidents back, and its late alerts still join.
+    pub max_source_lag: HumanDuration,
 }
 
 impl Default for IncidentsConfig {
@@ -40,6 +44,7 @@ impl Default for IncidentsConfig {
             quiet: duration(d.quiet_ms),
             edge_ttl: duration(d.edge_ttl_ms),
             max_open: d.max_open,
+            max_source_lag: duration(d.max_source_lag_ms),
         }
     }
 }
@@ -54,6 +59,7 @@ impl IncidentsConfig {
             quiet_ms: ms(&self.quiet),
             edge_ttl_ms: ms(&self.edge_ttl),
             max_open: self.max_open,
+            max_source_lag_ms: ms(&self.max_source_lag),
         })
     }
 
@@ -76,6 +82,12 @@ impl IncidentsConfig {
             return Err(invalid(
                 "incidents.edge_ttl",
                 "must be at least 1m (calls are counted per minute)",
+            ));
+        }
+        if self.max_source_lag.0 < Duration::from_secs(60) {
+            return Err(invalid(
+                "incidents.max_source_lag",
+                "must be at least 1m (the span and log stages close minute windows)",
             ));
         }
         if self.max_open == 0 {
@@ -102,6 +114,10 @@ mod tests {
             ("[incidents]\nmax_hops = 99\n", "incidents.max_hops"),
             ("[incidents]\nedge_ttl = \"5s\"\n", "incidents.edge_ttl"),
             ("[incidents]\nmax_open = 0\n", "incidents.max_open"),
+            (
+                "[incidents]\nmax_source_lag = \"1s\"\n",
+                "incidents.max_source_lag",
+            ),
             ("[incidents]\nhops = 2\n", "incidents"),
         ];
         for (text, key) in cases {

@@ -688,6 +688,8 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Topic SLO status records are sent to.
     pub slo_topic: String,
+    /// Topic incident transitions are sent to.
+    pub incidents_topic: String,
     /// Exchange topic between the two SLO stages (per-minute counts of each span
     /// partition, keyed by SLO); cara produces and consumes it.
     pub slo_exchange_topic: String,
@@ -697,6 +699,9 @@ pub struct KafkaConfig {
     /// Exchange topic between the two log stages (per-window template counts of
     /// each log partition); one partition, created so by cara.
     pub log_exchange_topic: String,
+    /// Exchange topic between every alert-raising stage and the incident stage
+    /// (alert transitions, calls and progress); one partition, created so by cara.
+    pub alert_exchange_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -718,9 +723,11 @@ impl Default for KafkaConfig {
             dlq_topic: "cara.dlq".into(),
             alerts_topic: "cara.alerts".into(),
             slo_topic: "cara.slo".into(),
+            incidents_topic: "cara.incidents".into(),
             slo_exchange_topic: "cara.internal.slo".into(),
             trace_exchange_topic: "cara.internal.traces".into(),
             log_exchange_topic: "cara.internal.logs".into(),
+            alert_exchange_topic: "cara.internal.alerts".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,

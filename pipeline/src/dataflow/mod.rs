@@ -10,6 +10,8 @@
 //!          (per input partition, in a shard)         ├─► cara.internal.slo ─► SloCombiner ─► cara.slo, slo
 //!                                                    ├─► cara.internal.traces ─► TraceCombiner ─► red, graph, alerts
 //!                                                    └─► cara.internal.logs ─► LogCombiner ─► log_windows, alerts
+//!  every stage raising alerts (its alerts, calls, progress)
+//!      ─► cara.internal.alerts ─► IncidentStage ─► cara.incidents, incidents
 //!  undecodable input ─► cara.dlq, dlq
 //! ```
 //!
@@ -79,20 +81,33 @@ mod tests {
             ("telemetry.spans".to_owned(), Signal::Spans),
         ];
         let logs = ("cara.internal.logs".to_owned(), Signal::LogPartials);
+        let alerts = ("cara.internal.alerts".to_owned(), Signal::AlertPartials);
         let mut by_default = inputs.clone();
         by_default.push(("cara.internal.traces".to_owned(), Signal::TracePartials));
         by_default.push(logs.clone());
+        by_default.push(alerts.clone());
         assert_eq!(
             consumed(""),
             by_default,
-            "traces and logs are on by default"
+            "traces, logs and incidents are on by default"
         );
+        let no_incidents = "[incidents]\nenabled = false\n";
         let mut logs_only = inputs.clone();
         logs_only.push(logs);
-        assert_eq!(consumed("[traces]\nenabled = false\n"), logs_only);
-        let off = "[traces]\nenabled = false\n[logs]\nenabled = false\n";
+        assert_eq!(
+            consumed(&format!("{no_incidents}[traces]\nenabled = false\n")),
+            logs_only
+        );
+        let off =
+            "[incidents]\nenabled = false\n[traces]\nenabled = false\n[logs]\nenabled = false\n";
         assert_eq!(consumed(off), inputs);
-        let slo = "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n[traces]\nenabled = false\n[logs]\nenabled = false\n";
+        let mut incidents_only = inputs.clone();
+        incidents_only.push(alerts);
+        assert_eq!(
+            consumed("[traces]\nenabled = false\n[logs]\nenabled = false\n"),
+            incidents_only
+        );
+        let slo = "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n[traces]\nenabled = false\n[logs]\nenabled = false\n[incidents]\nenabled = false\n";
         let mut with_slo = inputs;
         with_slo.push(("cara.internal.slo".to_owned(), Signal::SloPartials));
         assert_eq!(consumed(slo), with_slo);

@@ -9,9 +9,13 @@
 //! | SLO partials | | `SloCombiner`: budgets and burn rates |
 //! | trace partials | | `TraceCombiner`: RED minutes, graph edges, their scores |
 //! | log partials | | `LogCombiner`: per-service windows, catalogue, log alerts |
+//! | alert partials | | `IncidentStage`: every stage's alerts correlated into incidents |
 //!
 //! A part is present when the config enables it; a partition with no part runs no
-//! operator. Owns: [`Stages`] (the config of every stage) and the one function that
+//! operator. With incidents enabled, every operator that writes table `alerts` (a
+//! metric partition's stack, the three combiners) is wrapped in
+//! [`ReportsAlerts`], which sends its alerts, calls and progress to the incident
+//! stage (exchange `cara.internal.alerts`). Owns: [`Stages`] (the config of every stage) and the one function that
 //! turns it into a partition's operator, used by the live runtime and the backtests
 //! alike.
 
@@ -22,10 +26,13 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::incidents::reporter::ReportsAlerts;
+use cara_operators::incidents::stage::IncidentStage;
 use cara_operators::incidents::IncidentSettings;
 use cara_operators::logs::combine::LogCombiner;
 use cara_operators::logs::signals::{LogOperator, LogSettings};
 use cara_operators::operator::{Operator, Stacked};
+use cara_operators::schema::Table;
 use cara_operators::slo::combine::SloCombiner;
 use cara_operators::slo::logs::{LogSlis, LogSlo};
 use cara_operators::slo::metrics::{MetricSlis, MetricSlo};
@@ -49,7 +56,7 @@ pub struct Stages {
     pub slos: Option<SloSettings>,
     /// The two trace stages.
     pub traces: Option<TraceRuntime>,
-    /// Alert correlation into incidents (run by `cara backtest gen` so far).
+    /// Alert correlation into incidents.
     pub incidents: Option<IncidentSettings>,
 }
 
@@ -77,10 +84,10 @@ impl Stages {
         }
     }
 
-    /// Whether the first stages of `self` send the same exchange records as those
-    /// of `other` (the same SLOs, trace settings, and template mining and windows):
-    /// then a replay with `self` may read the exchange records a run with `other`
-    /// archived.
+    /// Whether the stages of `self` send the same exchange records as those of
+    /// `other` (the same SLOs, trace settings, and template mining and windows;
+    /// with incidents, every setting that decides an alert): then a replay with
+    /// `self` may read the exchange records a run with `other` archived.
     pub fn sends_as(&self, other: &Stages) -> bool {
         let traces = |s: &Stages| s.traces.as_ref().map(|t| t.settings);
         let logs = |s: &Stages| {
@@ -88,7 +95,20 @@ impl Stages {
                 .as_ref()
                 .map(|l| (l.miner.clone(), l.window_ms, l.out_of_orderness_ms))
         };
-        self.slos == other.slos && traces(self) == traces(other) && logs(self) == logs(other)
+        let partials_alike =
+            self.slos == other.slos && traces(self) == traces(other) && logs(self) == logs(other);
+        // The incident stage reads the alerts of every stage: archived ones do only
+        // when every stage would raise the same.
+        let alerts_alike = match (self.incidents.is_some(), other.incidents.is_some()) {
+            (false, _) => true,
+            (true, false) => false,
+            (true, true) => {
+                self.alerting == other.alerting
+                    && self.traces == other.traces
+                    && self.logs == other.logs
+            }
+        };
+        partials_alike && alerts_alike
     }
 
     /// The operators of a partition of `signal`, restored from its checkpoint or
@@ -99,6 +119,23 @@ impl Stages {
     /// partition had several parts) belongs to the first-named part (`main`), so adding
     /// an SLO does not throw away a partition's anomaly or template state.
     pub fn operator(
+        &self,
+        wiring: &Wiring,
+        signal: Signal,
+        snapshot: Option<&[u8]>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Box<dyn Operator>> {
+        let operator = self.unreported(wiring, signal, snapshot, topic, partition)?;
+        let raises_alerts = operator.tables().contains(&Table::Alerts);
+        Some(match self.incidents.is_some() && raises_alerts {
+            true => Box::new(ReportsAlerts::new(operator)),
+            false => operator,
+        })
+    }
+
+    /// The operators of a partition, before alert reporting is added.
+    fn unreported(
         &self,
         wiring: &Wiring,
         signal: Signal,
@@ -204,6 +241,18 @@ impl Stages {
                 );
                 return Some(Box::new(combiner));
             }
+            Signal::AlertPartials => {
+                let settings = self.incidents?;
+                let stage = restored(
+                    snapshot,
+                    |bytes| IncidentStage::restore(bytes, settings),
+                    || IncidentStage::new(settings),
+                    "open incidents and the service graph",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(stage));
+            }
         }
         (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
     }
@@ -226,6 +275,7 @@ impl Stages {
             Signal::SloPartials => self.slos.is_some(),
             Signal::TracePartials => self.traces.is_some(),
             Signal::LogPartials => self.logs.is_some(),
+            Signal::AlertPartials => self.incidents.is_some(),
             Signal::Metrics | Signal::Logs | Signal::Spans => true,
         }
     }
@@ -259,7 +309,7 @@ fn slo_settings(config: &Config) -> Option<SloSettings> {
 }
 
 /// How metric partitions are scored and alerted on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertingSettings {
     /// Detector tuning.
     pub scorer: ScorerConfig,
@@ -334,7 +384,10 @@ impl TopicPartitions {
             Signal::Metrics => self.metrics,
             Signal::Logs => self.logs,
             Signal::Spans => self.spans,
-            Signal::SloPartials | Signal::TracePartials | Signal::LogPartials => 0,
+            Signal::SloPartials
+            | Signal::TracePartials
+            | Signal::LogPartials
+            | Signal::AlertPartials => 0,
         }
     }
 }
@@ -470,6 +523,10 @@ mod tests {
         assert_eq!(
             describe(Signal::LogPartials),
             (strings(&["log_combiner"]), vec![LogWindows, Alerts])
+        );
+        assert_eq!(
+            describe(Signal::AlertPartials),
+            (strings(&["incidents"]), vec![Incidents])
         );
     }
 

@@ -18,7 +18,7 @@ pub enum TopicRole {
     Exchange(Signal),
     /// Written by cara: dead letters, alerts, SLO statuses.
     Output,
-    /// An output of a stage not built yet (incidents, decisions, approvals, costs):
+    /// An output of a stage not built yet (decisions, approvals, costs):
     /// the embedded broker creates it so that subscribers can attach already.
     Reserved,
 }
@@ -61,12 +61,7 @@ pub struct Topics {
 }
 
 /// Outputs of stages to come, with their fixed names.
-const RESERVED: [&str; 4] = [
-    "cara.incidents",
-    "cara.decisions",
-    "cara.approvals",
-    "cara.costs",
-];
+const RESERVED: [&str; 3] = ["cara.decisions", "cara.approvals", "cara.costs"];
 
 impl Topics {
     /// The topics `config` names; refuses an illegal name or a topic in two roles,
@@ -117,6 +112,12 @@ impl Topics {
                 Sizing::One,
             ),
             named(
+                "kafka.alert_exchange_topic",
+                &k.alert_exchange_topic,
+                TopicRole::Exchange(Signal::AlertPartials),
+                Sizing::One,
+            ),
+            named(
                 "kafka.dlq_topic",
                 &k.dlq_topic,
                 TopicRole::Output,
@@ -131,6 +132,12 @@ impl Topics {
             named(
                 "kafka.slo_topic",
                 &k.slo_topic,
+                TopicRole::Output,
+                Sizing::Outputs,
+            ),
+            named(
+                "kafka.incidents_topic",
+                &k.incidents_topic,
                 TopicRole::Output,
                 Sizing::Outputs,
             ),
@@ -270,6 +277,7 @@ mod tests {
             ("cara.internal.slo", 3),
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),
+            ("cara.internal.alerts", 1),
             ("cara.dlq", 3),
             ("cara.alerts", 3),
             ("cara.slo", 3),
@@ -288,9 +296,11 @@ mod tests {
             ("cara.internal.slo", 6),
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),
+            ("cara.internal.alerts", 1),
             ("cara.dlq", 6),
             ("cara.alerts", 6),
             ("cara.slo", 6),
+            ("cara.incidents", 6),
         ]
         .map(|(t, p)| (t.to_owned(), p))
         .into();

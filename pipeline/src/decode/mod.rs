@@ -31,6 +31,7 @@ mod span;
 
 use arrow::record_batch::RecordBatch;
 use cara_operators::exchange::{read_record, ExchangeRecord, RecordError, RecordRow, RecordRows};
+use cara_operators::incidents::partial::AlertPartial;
 use cara_operators::logs::partial::LogPartial;
 use cara_operators::operator::Outbound;
 use cara_operators::schema::Table;
@@ -58,6 +59,9 @@ pub enum Signal {
     TracePartials,
     /// Per-window template counts of the log partitions (cara's own).
     LogPartials,
+    /// Alert transitions, calls and progress of every alert-raising stage (cara's
+    /// own).
+    AlertPartials,
 }
 
 impl Signal {
@@ -73,6 +77,7 @@ impl Signal {
             Signal::SloPartials => Table::SloPartials,
             Signal::TracePartials => Table::TracePartials,
             Signal::LogPartials => Table::LogPartials,
+            Signal::AlertPartials => Table::AlertPartials,
         }
     }
 
@@ -88,6 +93,7 @@ impl Signal {
             Signal::SloPartials => Some(Outbound::SloPartials),
             Signal::TracePartials => Some(Outbound::TracePartials),
             Signal::LogPartials => Some(Outbound::LogPartials),
+            Signal::AlertPartials => Some(Outbound::AlertPartials),
             Signal::Metrics | Signal::Logs | Signal::Spans => None,
         }
     }
@@ -97,7 +103,10 @@ impl Signal {
     pub fn is_exchange(self) -> bool {
         matches!(
             self,
-            Signal::SloPartials | Signal::TracePartials | Signal::LogPartials
+            Signal::SloPartials
+                | Signal::TracePartials
+                | Signal::LogPartials
+                | Signal::AlertPartials
         )
     }
 }
@@ -210,6 +219,7 @@ impl Decoder {
             Signal::SloPartials => SignalRows::SloPartials(PartialRows::default()),
             Signal::TracePartials => records::<TracePartial>(),
             Signal::LogPartials => records::<LogPartial>(),
+            Signal::AlertPartials => records::<AlertPartial>(),
         };
         Decoder {
             limits,

@@ -1,9 +1,11 @@
-//! The on-call summary `cara run --demo` draws on the terminal: what is firing, by
-//! rule and service; each SLO's budget and burn rates; log templates per service;
-//! and, for the demo, the generator's injected faults beside whether cara caught them.
+//! The on-call summary `cara run --demo` draws on the terminal: the open incidents
+//! with their probable cause; what is firing, by rule and service; each SLO's budget
+//! and burn rates; log templates per service; and, for the demo, the generator's
+//! injected faults beside whether cara caught them.
 //!
 //! Owns the [`Board`] (the state the summary is drawn from, fed by the records a user
-//! would subscribe to: `cara.alerts` and `cara.slo`, see [`subscription`]) and the pure
+//! would subscribe to: `cara.incidents`, `cara.alerts` and `cara.slo`, see
+//! [`subscription`]) and the pure
 //! rendering of one [`Frame`]. It does not read the archive, and it does not decide
 //! anything: it only shows the output topics as they are.
 //!
@@ -22,6 +24,7 @@ pub mod subscription;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use cara_operators::incidents::{IncidentRecord, IncidentStatus};
 use cara_operators::slo::SloStatus;
 use serde::Deserialize;
 
@@ -29,6 +32,8 @@ use crate::gen::incidents::Incident;
 
 /// How many grouped alert rows the summary shows before "… more".
 const ALERT_ROWS: usize = 12;
+/// How many open incidents the summary shows before "… more".
+const INCIDENT_ROWS: usize = 5;
 
 /// Whether the text may carry ANSI styles (a terminal) or must be plain (a file, a pipe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub struct Board {
     /// Ids of the alerts seen firing and seen resolved (the topic may repeat one).
     fired: BTreeSet<String>,
     resolved: BTreeSet<String>,
+    /// Each incident's latest transition, by id.
+    incidents: BTreeMap<String, IncidentRecord>,
 }
 
 /// Why a record could not be taken into the board.
@@ -162,6 +169,21 @@ impl Board {
         Ok(())
     }
 
+    /// Takes in one `cara.incidents` message; a transition older than the one held
+    /// (the topic may repeat one) is ignored.
+    pub fn apply_incident(&mut self, payload: &[u8]) -> Result<(), BoardError> {
+        let record: IncidentRecord = serde_json::from_slice(payload)?;
+        let order =
+            |r: &IncidentRecord| (r.at, r.status != IncidentStatus::Open, r.alert_ids.len());
+        match self.incidents.get(&record.id) {
+            Some(held) if order(held) >= order(&record) => {}
+            _ => {
+                self.incidents.insert(record.id.clone(), record);
+            }
+        }
+        Ok(())
+    }
+
     /// Takes in one `cara.slo` message; an older status than the one held is ignored.
     pub fn apply_slo(&mut self, payload: &[u8]) -> Result<(), BoardError> {
         let status: SloStatus = serde_json::from_slice(payload)?;
@@ -206,6 +228,8 @@ impl Board {
         for notice in &frame.notices {
             let _ = writeln!(out, "  notice: {notice}");
         }
+        out.push('\n');
+        self.render_incidents(&mut out, &heading);
         out.push('\n');
         self.render_alerts(&mut out, style, &heading);
         out.push('\n');
@@ -272,6 +296,61 @@ impl Board {
         }
         if groups.len() > ALERT_ROWS {
             let _ = writeln!(out, "  … {} more", groups.len() - ALERT_ROWS);
+        }
+    }
+
+    fn render_incidents(&self, out: &mut String, heading: &dyn Fn(&str) -> String) {
+        let closed = |r: &&IncidentRecord| {
+            matches!(r.status, IncidentStatus::Resolved | IncidentStatus::Merged)
+        };
+        let mut open: Vec<&IncidentRecord> =
+            self.incidents.values().filter(|r| !closed(r)).collect();
+        open.sort_by_key(|r| std::cmp::Reverse((r.opened_at, r.id.as_str())));
+        let resolved = self
+            .incidents
+            .values()
+            .filter(|r| r.status == IncidentStatus::Resolved)
+            .count();
+        let _ = writeln!(
+            out,
+            "{}",
+            heading(&format!(
+                "INCIDENTS: {} open ({} opened, {resolved} resolved so far)",
+                open.len(),
+                self.incidents.len()
+            ))
+        );
+        if open.is_empty() {
+            let _ = writeln!(
+                out,
+                "  none (alerts on services connected by calls within 5 minutes make one)"
+            );
+            return;
+        }
+        for incident in open.iter().take(INCIDENT_ROWS) {
+            let _ = writeln!(
+                out,
+                "  {}  since {}  {:<8} {} alerts on {}",
+                incident.id,
+                clock(incident.opened_at),
+                incident.severity,
+                incident.alert_ids.len(),
+                truncate(&incident.services.join(", "), 40)
+            );
+            for (rank, cause) in incident.probable_root_cause.iter().enumerate() {
+                let reason = cause.reasons.first().map(String::as_str).unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "      {}. {:<12} {:.2}  {}",
+                    rank + 1,
+                    truncate(&cause.service, 12),
+                    cause.score,
+                    truncate(reason, 70)
+                );
+            }
+        }
+        if open.len() > INCIDENT_ROWS {
+            let _ = writeln!(out, "  … {} more", open.len() - INCIDENT_ROWS);
         }
     }
 
@@ -626,5 +705,88 @@ mod tests {
             .is_err());
         assert!(board.apply_slo(b"[1,2]").is_err());
         assert_eq!(board.firing().count(), 0);
+    }
+
+    #[test]
+    fn open_incidents_show_their_ranked_causes_and_closed_ones_only_count() {
+        use cara_operators::incidents::Cause;
+        let incident = |id: &str, status: IncidentStatus, at: i64, services: &[&str]| {
+            let record = IncidentRecord {
+                id: id.into(),
+                status,
+                at,
+                opened_at: 1_764_583_200_000,
+                resolved_at: (status == IncidentStatus::Resolved).then_some(at),
+                severity: "page".into(),
+                alert_ids: services.iter().map(|s| format!("a-{s}")).collect(),
+                rules: vec!["metric_anomaly".into()],
+                services: services.iter().map(|s| s.to_string()).collect(),
+                probable_root_cause: vec![Cause {
+                    service: services[0].into(),
+                    score: 0.9,
+                    reasons: vec![format!("none of its dependencies is anomalous ({id})")],
+                }],
+                merged_into: None,
+                summary: String::new(),
+            };
+            serde_json::to_vec(&record).unwrap()
+        };
+        let mut board = Board::default();
+        board
+            .apply_incident(&incident(
+                "inc-a",
+                IncidentStatus::Open,
+                1_764_583_200_000,
+                &["db"],
+            ))
+            .unwrap();
+        board
+            .apply_incident(&incident(
+                "inc-a",
+                IncidentStatus::Update,
+                1_764_583_260_000,
+                &["db", "web"],
+            ))
+            .unwrap();
+        // A repeat of the open record, read after the update, changes nothing.
+        board
+            .apply_incident(&incident(
+                "inc-a",
+                IncidentStatus::Open,
+                1_764_583_200_000,
+                &["db"],
+            ))
+            .unwrap();
+        board
+            .apply_incident(&incident(
+                "inc-b",
+                IncidentStatus::Open,
+                1_764_583_200_000,
+                &["cart"],
+            ))
+            .unwrap();
+        board
+            .apply_incident(&incident(
+                "inc-b",
+                IncidentStatus::Resolved,
+                1_764_583_900_000,
+                &["cart"],
+            ))
+            .unwrap();
+        let text = board.render(&Frame::default(), Style::Plain);
+        assert!(
+            text.contains("INCIDENTS: 1 open (2 opened, 1 resolved so far)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inc-a  since 10:00:00  page     2 alerts on db, web"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1. db           0.90  none of its dependencies is anomalous (inc-a)"),
+            "{text}"
+        );
+        assert!(!text.contains("inc-b"), "{text}");
+        assert!(board.apply_incident(b"{}").is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! Feeds a [`Board`] from the output topics, as any subscriber to `cara.alerts` and
-//! `cara.slo` would read them: a consumer of its own group, from the earliest offset,
+//! Feeds a [`Board`] from the output topics, as any subscriber to `cara.alerts`,
+//! `cara.slo` and `cara.incidents` would read them: a consumer of its own group, from the earliest offset,
 //! committing nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,8 @@ pub struct BoardTopics {
     pub alerts: String,
     /// SLO status records (`cara.slo`).
     pub slo: String,
+    /// Incident transitions (`cara.incidents`).
+    pub incidents: String,
 }
 
 /// Starts a thread that reads `topics` into `board` until `stop` is set.
@@ -44,7 +46,7 @@ pub fn spawn(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
-    consumer.subscribe(&[&topics.alerts, &topics.slo])?;
+    consumer.subscribe(&[&topics.alerts, &topics.slo, &topics.incidents])?;
     let handle = std::thread::Builder::new()
         .name("summary".into())
         .spawn(move || {
@@ -62,8 +64,11 @@ pub fn spawn(
                 let Ok(mut board) = board.lock() else {
                     return;
                 };
-                let applied = if message.topic() == topics.alerts {
+                let topic = message.topic();
+                let applied = if topic == topics.alerts {
                     board.apply_alert(payload)
+                } else if topic == topics.incidents {
+                    board.apply_incident(payload)
                 } else {
                     board.apply_slo(payload)
                 };

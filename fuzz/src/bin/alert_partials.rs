@@ -1,0 +1,8 @@
+//! Fuzz target `alert_partials`: see `cara_pipeline::fuzzing` for what it checks.
+
+fn main() {
+    let check = cara_pipeline::fuzzing::target("alert_partials");
+    afl::fuzz!(|data: &[u8]| {
+        check(data);
+    });
+}
