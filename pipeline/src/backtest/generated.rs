@@ -132,7 +132,17 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
     GeneratedReport {
         consumed: outputs.consumed,
         score: score_alerts(&fired, &incidents, run.grace_ms),
-        incident_score: score_incidents(&outputs.incidents, &transitions, &incidents, run.grace_ms),
+        incident_score: score_incidents(
+            &outputs
+                .incidents
+                .iter()
+                .cloned()
+                .zip(outputs.incidents_sent_at.iter().copied())
+                .collect::<Vec<_>>(),
+            &transitions,
+            &incidents,
+            run.grace_ms,
+        ),
         incidents: outputs.incidents,
         transitions,
     }
@@ -212,6 +222,10 @@ mod tests {
         assert_eq!(one, 12, "{text}");
         assert!(first >= 10 && top3 >= 12, "{text}");
         assert!(incidents.false_incidents <= 1, "{text}");
+        // Known, waiting for the slowest stage (the minute-window combiners), well
+        // within two minutes of event time of the fault's start.
+        let latest = incidents.faults.iter().filter_map(|o| o.to_cause_ms).max();
+        assert!(latest.is_some_and(|ms| ms < 120_000), "{text}");
         assert!(
             incidents.incidents < report.score.overall.true_alerts,
             "alerts are grouped"

@@ -110,6 +110,10 @@ pub struct Outputs {
     /// disabled). Those after the slowest stage's progress (a minute or so before
     /// the end) are not applied.
     pub incidents: Vec<IncidentRecord>,
+    /// For each incident transition, the incident stage's watermark when it sent
+    /// it: the event time by which a live run would have known it (later than the
+    /// transition's own time by the wait for the slowest stage).
+    pub incidents_sent_at: Vec<i64>,
     /// What the dataflow consumed and wrote.
     pub consumed: Consumed,
 }
@@ -117,13 +121,22 @@ pub struct Outputs {
 impl Outputs {
     /// Keeps what a stage emitted: counts its rows, its alerts and incident
     /// transitions, and its exchange records for the stages after it.
-    fn take(&mut self, emitted: &mut Emitted, messages: &mut Vec<OutboundMessage>) {
+    fn take(
+        &mut self,
+        emitted: &mut Emitted,
+        messages: &mut Vec<OutboundMessage>,
+        watermark: Option<i64>,
+    ) {
         self.consumed.count_tables(emitted);
         self.alerts.append(&mut emitted.alerts);
         for message in emitted.messages.drain(..) {
             if message.topic == Outbound::Incidents {
                 match serde_json::from_slice(&message.payload) {
-                    Ok(incident) => self.incidents.push(incident),
+                    Ok(incident) => {
+                        let record: &IncidentRecord = &incident;
+                        self.incidents_sent_at.push(watermark.unwrap_or(record.at));
+                        self.incidents.push(incident);
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "an incident record that does not read back")
                     }
@@ -201,7 +214,7 @@ impl<'a> InProcessRun<'a> {
         for partition in self.first.values_mut() {
             let mut emitted = Emitted::default();
             partition.flush(&mut emitted);
-            self.out.take(&mut emitted, &mut messages);
+            self.out.take(&mut emitted, &mut messages, None);
         }
         for index in 0..self.second.len() {
             let stage = &mut self.second[index];
@@ -216,7 +229,8 @@ impl<'a> InProcessRun<'a> {
             }
             let mut emitted = Emitted::default();
             stage.flush(&mut emitted);
-            self.out.take(&mut emitted, &mut messages);
+            let watermark = stage.operator.as_ref().and_then(|o| o.watermark());
+            self.out.take(&mut emitted, &mut messages, watermark);
         }
     }
 

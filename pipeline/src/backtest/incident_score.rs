@@ -31,7 +31,8 @@ pub struct FaultOutcome {
     pub merged_with: usize,
     /// Position (1 = first) of its service among its primary incident's causes.
     pub rank: Option<usize>,
-    /// From its start to the first record ranking its service first, ms.
+    /// From its start to when the first record ranking its service first was
+    /// sent (the incident stage's watermark then, in event time), ms.
     pub to_cause_ms: Option<i64>,
 }
 
@@ -46,9 +47,10 @@ pub struct IncidentScore {
     pub incidents: usize,
 }
 
-/// Scores `records` (incident transitions in order) against `faults`.
+/// Scores `records` (incident transitions in order, each with the event time it was
+/// sent at; see [`super::in_process::Outputs::incidents_sent_at`]) against `faults`.
 pub fn score_incidents(
-    records: &[IncidentRecord],
+    records: &[(IncidentRecord, i64)],
     alerts: &[AlertRecord],
     faults: &[Fault],
     grace_ms: i64,
@@ -71,7 +73,7 @@ pub fn score_incidents(
     // Each incident as it finally stood, and where merged ones went.
     let mut last: BTreeMap<&str, &IncidentRecord> = BTreeMap::new();
     let mut merged_into: BTreeMap<&str, &str> = BTreeMap::new();
-    for record in records {
+    for (record, _) in records {
         last.insert(&record.id, record);
         if let (IncidentStatus::Merged, Some(into)) = (record.status, &record.merged_into) {
             merged_into.insert(&record.id, into);
@@ -119,14 +121,14 @@ pub fn score_incidents(
         });
         let to_cause_ms = records
             .iter()
-            .filter(|r| r.status != IncidentStatus::Merged)
-            .find(|r| {
+            .filter(|(r, _)| r.status != IncidentStatus::Merged)
+            .find(|(r, _)| {
                 r.probable_root_cause
                     .first()
                     .is_some_and(|c| c.service == fault.service)
                     && r.alert_ids.iter().any(|a| own.contains(a.as_str()))
             })
-            .map(|r| r.at - fault.start_ms);
+            .map(|(r, sent_at)| (*sent_at).max(r.at) - fault.start_ms);
         matched.extend(holding.iter().cloned());
         primary_of.push(primary);
         outcomes.push(FaultOutcome {
@@ -341,12 +343,16 @@ mod tests {
             alert("b2", "cache", 110_000),
             alert("z", "batch", 500_000), // nobody's
         ];
+        // Sent when the stage's watermark passed them: i1's update a minute later.
         let records = [
-            record("i1", Open, 1_000, &["a1"], &["web"]),
-            record("i1", Update, 5_000, &["a1", "a2"], &["db", "web"]),
-            record("i2", Open, 100_000, &["b1"], &["cache"]),
-            record("i3", Open, 110_000, &["b2"], &["cache"]),
-            record("i4", Open, 500_000, &["z"], &["batch"]),
+            (record("i1", Open, 1_000, &["a1"], &["web"]), 1_000),
+            (
+                record("i1", Update, 5_000, &["a1", "a2"], &["db", "web"]),
+                65_000,
+            ),
+            (record("i2", Open, 100_000, &["b1"], &["cache"]), 100_000),
+            (record("i3", Open, 110_000, &["b2"], &["cache"]), 110_000),
+            (record("i4", Open, 500_000, &["z"], &["batch"]), 500_000),
         ];
         let faults = [
             fault("f1", "db", 0, &["web"]),
@@ -362,7 +368,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                (1, 0, Some(1), Some(5_000)),
+                (1, 0, Some(1), Some(65_000)),
                 (2, 0, Some(1), Some(10_000)),
                 (0, 0, None, None)
             ]
@@ -370,7 +376,7 @@ mod tests {
         assert_eq!((score.incidents, score.false_incidents), (4, 1));
         let table = score.to_markdown();
         assert!(
-            table.contains("| all | 3 | 2 | 1 | 1 | 0 | 2 (0.67) | 2 (0.67) | 7.5 s | 10.0 s |"),
+            table.contains("| all | 3 | 2 | 1 | 1 | 0 | 2 (0.67) | 2 (0.67) | 37.5 s | 65.0 s |"),
             "{table}"
         );
         assert!(
@@ -390,7 +396,11 @@ mod tests {
             record("i2", Open, 2_000, &["b"], &["api"]),
             absorbed,
             record("i1", Update, 2_000, &["a", "b"], &["db", "api"]),
-        ];
+        ]
+        .map(|r| {
+            let at = r.at;
+            (r, at)
+        });
         let faults = [fault("f1", "db", 0, &[]), fault("f2", "api", 0, &[])];
         let score = score_incidents(&records, &alerts, &faults, 0);
         let got: Vec<(usize, usize, Option<usize>)> = score

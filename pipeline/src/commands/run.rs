@@ -165,6 +165,14 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!("archive: {}", config.archive.dir.display());
+    if !config.policies.is_empty() {
+        // Validated, so a config written today keeps working; the stage that acts on
+        // it (decisions, approvals, audit) is the second part of issue 14.
+        println!(
+            "policy: {} rule(s) checked; decisions are not made yet (the decision stage is not built)",
+            config.policies.len()
+        );
+    }
     record_config(&config)?;
     let source = Source::new(settings, telemetry.clone())?;
     let source_shutdown = shutdown.clone();

@@ -26,8 +26,10 @@ use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
 
+pub mod decisions;
 pub mod incidents;
 
+pub use decisions::{DecisionsConfig, PolicyConfig};
 pub use incidents::IncidentsConfig;
 
 /// A configuration problem, naming the key.
@@ -108,6 +110,12 @@ pub struct Config {
     pub traces: TracesConfig,
     /// Alert correlation into incidents.
     pub incidents: IncidentsConfig,
+    /// How decisions are approved and audited.
+    pub decisions: DecisionsConfig,
+    /// The policy: which incidents call for which action (`[[policy]]`, one table
+    /// per rule, tried in order).
+    #[serde(rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
 }
 
 /// RED metrics per service and operation, and the service graph, per minute.
@@ -1044,6 +1052,7 @@ impl Config {
         // dataflow (`crate::dataflow::topics`).
         self.http.validate()?;
         self.incidents.validate()?;
+        decisions::validate_policies(&self.policies)?;
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
