@@ -111,6 +111,14 @@ pub trait ExchangeRecord: DeserializeOwned {
 
     /// What its row says of it.
     fn row(&self) -> RecordRow;
+
+    /// Its row, for a record the broker received at `received_ms` (the Kafka
+    /// timestamp, else the wall clock when it was read): the same as
+    /// [`ExchangeRecord::row`] for cara's own records, which carry their times.
+    fn row_received(&self, received_ms: i64) -> RecordRow {
+        let _ = received_ms;
+        self.row()
+    }
 }
 
 /// The columns of a whole exchange record's row besides the record and provenance.
@@ -147,6 +155,18 @@ pub fn read_record<T: ExchangeRecord>(
     let record: T = serde_json::from_str(json).map_err(|e| RecordError::Json(e.to_string()))?;
     record.validate(bounds).map_err(RecordError::Invalid)?;
     Ok(record.row())
+}
+
+/// [`read_record`] for a record received at `received_ms` (see
+/// [`ExchangeRecord::row_received`]).
+pub fn read_received<T: ExchangeRecord>(
+    json: &str,
+    bounds: &EventTimeBounds,
+    received_ms: i64,
+) -> Result<RecordRow, RecordError> {
+    let record: T = serde_json::from_str(json).map_err(|e| RecordError::Json(e.to_string()))?;
+    record.validate(bounds).map_err(RecordError::Invalid)?;
+    Ok(record.row_received(received_ms))
 }
 
 /// Rows of a table of whole exchange records: `source_topic`, `source_partition`,

@@ -142,12 +142,20 @@ pub enum Outbound {
     AlertPartials,
     /// Incident transitions (`cara.incidents`).
     Incidents,
+    /// Records of the decision stage's input log (an exchange topic, one
+    /// partition): incidents, verdicts, clock ticks, action results.
+    DecisionInputs,
+    /// Decision state changes (`cara.decisions`).
+    Decisions,
 }
 
 impl Outbound {
     /// Whether the stream is an exchange between two stages (not an output).
     pub fn is_exchange(self) -> bool {
-        !matches!(self, Outbound::SloStatus | Outbound::Incidents)
+        !matches!(
+            self,
+            Outbound::SloStatus | Outbound::Incidents | Outbound::Decisions
+        )
     }
 }
 

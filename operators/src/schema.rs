@@ -76,11 +76,20 @@ pub enum Table {
     /// Incident transitions (open, update, merged, resolved), as sent to
     /// `cara.incidents`.
     Incidents,
+    /// Verdicts people gave on `cara.approvals`.
+    Approvals,
+    /// The decision stage's input log: incidents, verdicts, clock ticks, action
+    /// results, in the order applied.
+    DecisionInputs,
+    /// Decision state changes, as sent to `cara.decisions`.
+    Decisions,
+    /// The audit trail: every decision state change and verdict, hash-chained.
+    Audit,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 20] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -97,6 +106,10 @@ impl Table {
         Table::LogPartials,
         Table::AlertPartials,
         Table::Incidents,
+        Table::Approvals,
+        Table::DecisionInputs,
+        Table::Decisions,
+        Table::Audit,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -118,6 +131,10 @@ impl Table {
             Table::LogPartials => "log_partials",
             Table::AlertPartials => "alert_partials",
             Table::Incidents => "incidents",
+            Table::Approvals => "approvals",
+            Table::DecisionInputs => "decision_inputs",
+            Table::Decisions => "decisions",
+            Table::Audit => "audit",
         }
     }
 
@@ -128,7 +145,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 16]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 20]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -147,6 +164,10 @@ impl Table {
                 Arc::new(log_partials_schema()),
                 Arc::new(alert_partials_schema()),
                 Arc::new(incidents_schema()),
+                Arc::new(approvals_schema()),
+                Arc::new(decision_inputs_schema()),
+                Arc::new(decisions_schema()),
+                Arc::new(audit_schema()),
             ]
         });
         all[self as usize].clone()
@@ -196,6 +217,10 @@ impl Table {
             Table::LogPartials => &["source_topic", "_topic", "_partition"],
             Table::AlertPartials => &["source_topic", "_topic", "_partition"],
             Table::Incidents => &["status", "severity", "cause"],
+            Table::Approvals => &["_topic", "_partition"],
+            Table::DecisionInputs => &["source_topic", "_topic", "_partition"],
+            Table::Decisions => &["action", "kind", "risk", "policy_rule", "state"],
+            Table::Audit => &["event"],
         }
     }
 
@@ -214,6 +239,9 @@ impl Table {
             Table::Red | Table::ServiceGraph => "window_start",
             Table::LogPartials | Table::AlertPartials => "through",
             Table::Incidents => "at",
+            Table::Approvals => "received_at",
+            Table::DecisionInputs => "through",
+            Table::Decisions | Table::Audit => "at",
         }
     }
 }
@@ -468,6 +496,70 @@ fn incidents_schema() -> Schema {
         Field::new("probable_root_cause", DataType::Utf8, false),
         Field::new("merged_into", DataType::Utf8, true),
         Field::new("summary", DataType::Utf8, false),
+    ])
+}
+
+/// One row per verdict read from `cara.approvals`: the decision, whether it
+/// approves (1) or rejects (0), when the broker received it (the verdict's time),
+/// the verdict as given (JSON), and provenance. (Built by the whole-record builder
+/// `exchange::RecordRows`, whose first four columns these are.)
+fn approvals_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("decision_id", DataType::Utf8, false),
+        Field::new("approve", DataType::Int32, false),
+        Field::new("received_at", timestamp_type(), false),
+        Field::new("at", timestamp_type(), true),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per record of the decision stage's input log (`record`: its JSON).
+fn decision_inputs_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("at", timestamp_type(), true),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per decision state change, as sent to `cara.decisions`.
+fn decisions_schema() -> Schema {
+    let strings = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("at", timestamp_type(), false),
+        Field::new("incident_id", DataType::Utf8, false),
+        Field::new("alert_ids", strings(), false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("target", DataType::Utf8, false),
+        Field::new("rationale", DataType::Utf8, false),
+        Field::new("risk", DataType::Utf8, false),
+        Field::new("requires_approval", DataType::Boolean, false),
+        Field::new("policy_rule", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("approved_by", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("expires_at", timestamp_type(), false),
+        Field::new("escalation_of", DataType::Utf8, true),
+        Field::new("prev_hash", DataType::Utf8, false),
+        Field::new("hash", DataType::Utf8, false),
+    ])
+}
+
+/// One row per audit entry, in chain order.
+fn audit_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("seq", DataType::Int64, false),
+        Field::new("at", timestamp_type(), false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("decision_id", DataType::Utf8, false),
+        Field::new("by", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+        Field::new("prev_hash", DataType::Utf8, false),
+        Field::new("hash", DataType::Utf8, false),
     ])
 }
 

@@ -69,7 +69,7 @@ pub type Check = fn(&[u8]) -> usize;
 
 /// The fuzz targets: a name (`fuzz/corpus/<name>/`, `fuzz/src/bin/<name>.rs`) and
 /// its check.
-pub const TARGETS: [(&str, Check); 8] = [
+pub const TARGETS: [(&str, Check); 10] = [
     ("metrics", |d| decode_one(Signal::Metrics, d)),
     ("logs", |d| decode_one(Signal::Logs, d)),
     ("spans", |d| decode_one(Signal::Spans, d)),
@@ -77,6 +77,8 @@ pub const TARGETS: [(&str, Check); 8] = [
     ("trace_partials", |d| decode_one(Signal::TracePartials, d)),
     ("log_partials", |d| decode_one(Signal::LogPartials, d)),
     ("alert_partials", |d| decode_one(Signal::AlertPartials, d)),
+    ("approvals", |d| decode_one(Signal::Approvals, d)),
+    ("decision_inputs", |d| decode_one(Signal::DecisionInputs, d)),
     ("config", config_one),
 ];
 

@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod archive;
 pub mod backtest;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod dataflow;
 pub mod decode;

@@ -41,6 +41,23 @@ enum Command {
     /// Replay recorded data through cara's operators and score the outcome.
     #[command(subcommand)]
     Backtest(BacktestCommand),
+    /// Check the audit trail of decisions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the archived audit trail's hash chain; exits 1 naming the first
+    /// edited, dropped, inserted or reordered entry.
+    Verify {
+        /// The archive (written by `cara run`).
+        #[arg(long, default_value = "cara-archive")]
+        archive: PathBuf,
+        /// The environment variable holding the audit key (`decisions.audit_key_env`).
+        #[arg(long, default_value = "CARA_AUDIT_KEY")]
+        key_env: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,6 +312,9 @@ fn main() -> ExitCode {
         Command::Backtest(BacktestCommand::Gen(args)) => commands::backtest::generated(args),
         Command::Backtest(BacktestCommand::Loghub(args)) => commands::backtest::loghub(args),
         Command::Backtest(BacktestCommand::Replay(args)) => commands::backtest::replay(args),
+        Command::Audit(AuditCommand::Verify { archive, key_env }) => {
+            commands::audit::verify(&archive, &key_env)
+        }
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

@@ -26,6 +26,10 @@ pub struct OutboundTopics {
     pub alert_partials: String,
     /// Incident transitions.
     pub incidents: String,
+    /// The decision stage's input log.
+    pub decision_inputs: String,
+    /// Decision state changes.
+    pub decisions: String,
 }
 
 impl OutboundTopics {
@@ -38,6 +42,8 @@ impl OutboundTopics {
             Outbound::LogPartials => &self.log_partials,
             Outbound::AlertPartials => &self.alert_partials,
             Outbound::Incidents => &self.incidents,
+            Outbound::DecisionInputs => &self.decision_inputs,
+            Outbound::Decisions => &self.decisions,
         }
     }
 }

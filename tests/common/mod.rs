@@ -160,6 +160,17 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 /// `cara run` against `brokers`, archiving to `archive`; waits until ready.
 pub fn start_cara_run(brokers: &str, archive: &Path, config: &Path, group: &str) -> (Process, u16) {
+    start_cara_run_with_env(brokers, archive, config, group, &[])
+}
+
+/// [`start_cara_run`] with environment variables `env` set for the process.
+pub fn start_cara_run_with_env(
+    brokers: &str,
+    archive: &Path,
+    config: &Path,
+    group: &str,
+    env: &[(&str, &str)],
+) -> (Process, u16) {
     let http_port = free_port();
     let mut cmd = cara();
     cmd.args([
@@ -175,7 +186,8 @@ pub fn start_cara_run(brokers: &str, archive: &Path, config: &Path, group: &str)
     .arg(archive)
     .arg("--config")
     .arg(config)
-    .env("RUST_LOG", "warn");
+    .env("RUST_LOG", "warn")
+    .envs(env.iter().copied());
     let run = Process::spawn("cara-run", cmd);
     wait_until(Duration::from_secs(60), "cara run to become ready", || {
         http_get(http_port, "/readyz").0 == 200

@@ -17,6 +17,8 @@
 pub mod audit;
 pub mod maker;
 pub mod policy;
+pub mod records;
+pub mod stage;
 
 use serde::{Deserialize, Serialize};
 

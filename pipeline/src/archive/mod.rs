@@ -24,6 +24,7 @@
 //!
 //! Does not own: decoding, Kafka, or what is in the rows.
 
+pub mod audit_trail;
 pub mod commit;
 pub mod layout;
 pub mod state;

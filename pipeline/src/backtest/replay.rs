@@ -373,11 +373,12 @@ fn replay_exchange(
         .filter(|m| m.topic == outbound)
         .map(|m| m.payload.as_slice())
         .collect();
-    if signal == Signal::AlertPartials {
+    if matches!(signal, Signal::AlertPartials | Signal::DecisionInputs) {
         // The incident stage does not wait for a source far behind the others
-        // (`incidents.max_source_lag`): read source after source, every source
-        // but the first would be late. Interleaved by progress, as live.
-        records.sort_by_key(|payload| through_ms_of(payload));
+        // (`incidents.max_source_lag`), and the decision stage applies its inputs
+        // in the order they come: read source after source, every source but the
+        // first would be late. Interleaved by time, as live.
+        records.sort_by_key(|payload| time_of(signal, payload));
     }
     let mut done = Vec::new();
     let mut decoder = Decoder::new(signal, DecodeLimits::default());
@@ -411,13 +412,20 @@ fn replay_exchange(
     Ok(done)
 }
 
-/// The `through_ms` of an exchange record (`i64::MIN` when it has none).
-fn through_ms_of(payload: &[u8]) -> i64 {
+/// The time an exchange record of `signal` stands at: an alert partial's
+/// `through_ms`, a decision input's own time (`i64::MIN` when unreadable).
+fn time_of(signal: Signal, payload: &[u8]) -> i64 {
     #[derive(serde::Deserialize)]
     struct Through {
         through_ms: i64,
     }
-    serde_json::from_slice::<Through>(payload).map_or(i64::MIN, |t| t.through_ms)
+    match signal {
+        Signal::DecisionInputs => {
+            serde_json::from_slice::<cara_operators::decisions::records::DecisionEnvelope>(payload)
+                .map_or(i64::MIN, |e| e.at())
+        }
+        _ => serde_json::from_slice::<Through>(payload).map_or(i64::MIN, |t| t.through_ms),
+    }
 }
 
 /// One partition to replay: its flushes in order.

@@ -1,5 +1,6 @@
 //! Implementations of the subcommands; the only place `anyhow` is used.
 
+pub mod audit;
 pub mod backtest;
 pub mod broker;
 pub mod config;

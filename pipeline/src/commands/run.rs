@@ -142,19 +142,22 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
     });
     let http_task = tokio::spawn(async move { server.await });
 
+    let outbound = OutboundTopics {
+        slo_status: config.kafka.slo_topic.clone(),
+        slo_partials: config.kafka.slo_exchange_topic.clone(),
+        trace_partials: config.kafka.trace_exchange_topic.clone(),
+        log_partials: config.kafka.log_exchange_topic.clone(),
+        alert_partials: config.kafka.alert_exchange_topic.clone(),
+        incidents: config.kafka.incidents_topic.clone(),
+        decision_inputs: config.kafka.decision_exchange_topic.clone(),
+        decisions: config.kafka.decisions_topic.clone(),
+    };
     let settings = SourceSettings {
         client: client.clone(),
         group_id: config.kafka.group_id.clone(),
         dlq_topic: config.kafka.dlq_topic.clone(),
         alerts_topic: config.kafka.alerts_topic.clone(),
-        outbound: OutboundTopics {
-            slo_status: config.kafka.slo_topic.clone(),
-            slo_partials: config.kafka.slo_exchange_topic.clone(),
-            trace_partials: config.kafka.trace_exchange_topic.clone(),
-            log_partials: config.kafka.log_exchange_topic.clone(),
-            alert_partials: config.kafka.alert_exchange_topic.clone(),
-            incidents: config.kafka.incidents_topic.clone(),
-        },
+        outbound: outbound.clone(),
         runtime: RuntimeSettings::new(&config, &dataflow, templates.clone()),
     };
     // There from the start, so `cara sql` answers (with no rows) before the first flush.
@@ -165,14 +168,34 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!("archive: {}", config.archive.dir.display());
-    if !config.policies.is_empty() {
-        // Validated, so a config written today keeps working; the stage that acts on
-        // it (decisions, approvals, audit) is the second part of issue 14.
-        println!(
-            "policy: {} rule(s) checked; decisions are not made yet (the decision stage is not built)",
-            config.policies.len()
-        );
-    }
+    let clock = match dataflow.stages.decisions.as_ref() {
+        Some(decisions) => {
+            println!(
+                "policy: {} rule(s); decisions on {}, verdicts read from {}{}",
+                decisions.settings.rules.len(),
+                config.kafka.decisions_topic,
+                config.kafka.approvals_topic,
+                if decisions.audit_key.is_empty() {
+                    format!(
+                        "; the audit trail is not keyed (set {} to a secret)",
+                        config.decisions.audit_key_env
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Some(
+                cara_pipeline::clock::spawn(
+                    &client,
+                    outbound.clone(),
+                    config.decisions.tick_interval.0,
+                    shutdown.clone(),
+                )
+                .context("starting the clock that expires unanswered decisions")?,
+            )
+        }
+        None => None,
+    };
     record_config(&config)?;
     let source = Source::new(settings, telemetry.clone())?;
     let source_shutdown = shutdown.clone();
@@ -237,6 +260,9 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         }
     };
     summary_task.abort();
+    if let Some(thread) = clock {
+        let _ = thread.join();
+    }
     if let Some((_, thread)) = board {
         let _ = thread.join();
     }

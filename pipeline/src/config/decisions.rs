@@ -20,6 +20,9 @@ pub struct DecisionsConfig {
     /// empty, entries are hashed without a key (an appended forgery whose hash was
     /// recomputed could then not be told from a real entry).
     pub audit_key_env: String,
+    /// How often the process reads the wall clock into the decision stage's input
+    /// (the ticks that expire unanswered decisions).
+    pub tick_interval: HumanDuration,
 }
 
 impl Default for DecisionsConfig {
@@ -27,6 +30,7 @@ impl Default for DecisionsConfig {
         DecisionsConfig {
             auto_approve: Risk::Low,
             audit_key_env: "CARA_AUDIT_KEY".into(),
+            tick_interval: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -97,6 +101,26 @@ fn default_timeout() -> HumanDuration {
 }
 
 impl DecisionsConfig {
+    /// Refuses a tick interval too short or too long to expire decisions sensibly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tick = self.tick_interval.0;
+        if tick < Duration::from_secs(1) || tick > Duration::from_secs(300) {
+            return Err(invalid(
+                "decisions.tick_interval",
+                "must be between 1s and 5m (unanswered decisions expire at a tick)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The audit key from the environment variable `audit_key_env` (empty when it
+    /// is unset).
+    pub fn audit_key(&self) -> Vec<u8> {
+        std::env::var(&self.audit_key_env)
+            .map(String::into_bytes)
+            .unwrap_or_default()
+    }
+
     /// The decision stage's settings for `policies`; `None` without any.
     pub fn settings(&self, policies: &[PolicyConfig]) -> Option<DecisionSettings> {
         if policies.is_empty() {

@@ -698,6 +698,10 @@ pub struct KafkaConfig {
     pub slo_topic: String,
     /// Topic incident transitions are sent to.
     pub incidents_topic: String,
+    /// Topic decision state changes are sent to.
+    pub decisions_topic: String,
+    /// Topic people (or tools) send verdicts on decisions to.
+    pub approvals_topic: String,
     /// Exchange topic between the two SLO stages (per-minute counts of each span
     /// partition, keyed by SLO); cara produces and consumes it.
     pub slo_exchange_topic: String,
@@ -710,6 +714,9 @@ pub struct KafkaConfig {
     /// Exchange topic between every alert-raising stage and the incident stage
     /// (alert transitions, calls and progress); one partition, created so by cara.
     pub alert_exchange_topic: String,
+    /// The decision stage's input log: incidents, verdicts, clock ticks and action
+    /// results, in the order applied; one partition, created so by cara.
+    pub decision_exchange_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -732,10 +739,13 @@ impl Default for KafkaConfig {
             alerts_topic: "cara.alerts".into(),
             slo_topic: "cara.slo".into(),
             incidents_topic: "cara.incidents".into(),
+            decisions_topic: "cara.decisions".into(),
+            approvals_topic: "cara.approvals".into(),
             slo_exchange_topic: "cara.internal.slo".into(),
             trace_exchange_topic: "cara.internal.traces".into(),
             log_exchange_topic: "cara.internal.logs".into(),
             alert_exchange_topic: "cara.internal.alerts".into(),
+            decision_exchange_topic: "cara.internal.decisions".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,
@@ -1053,6 +1063,13 @@ impl Config {
         self.http.validate()?;
         self.incidents.validate()?;
         decisions::validate_policies(&self.policies)?;
+        self.decisions.validate()?;
+        if !self.policies.is_empty() && !self.incidents.enabled {
+            return Err(invalid(
+                "policy",
+                "decisions are made on incidents: set incidents.enabled = true, or remove the [[policy]] tables",
+            ));
+        }
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }

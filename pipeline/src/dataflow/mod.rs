@@ -54,11 +54,15 @@ impl Dataflow {
             .all()
             .iter()
             .filter_map(|t| match t.role {
-                TopicRole::Input(signal) => Some((t.name.clone(), signal)),
-                TopicRole::Exchange(signal) if self.stages.consumes(signal) => {
+                TopicRole::Input(signal) | TopicRole::Exchange(signal)
+                    if self.stages.consumes(signal) =>
+                {
                     Some((t.name.clone(), signal))
                 }
-                TopicRole::Exchange(_) | TopicRole::Output | TopicRole::Reserved => None,
+                TopicRole::Input(_)
+                | TopicRole::Exchange(_)
+                | TopicRole::Output
+                | TopicRole::Reserved => None,
             })
             .collect()
     }

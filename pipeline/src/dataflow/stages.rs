@@ -10,6 +10,8 @@
 //! | trace partials | | `TraceCombiner`: RED minutes, graph edges, their scores |
 //! | log partials | | `LogCombiner`: per-service windows, catalogue, log alerts |
 //! | alert partials | | `IncidentStage`: every stage's alerts correlated into incidents |
+//! | approvals | `verdicts` (relayed to the decision stage) | |
+//! | decision inputs | | `DecisionStage`: policy, approvals, expiry, audit trail |
 //!
 //! A part is present when the config enables it; a partition with no part runs no
 //! operator. With incidents enabled, every operator that writes table `alerts` (a
@@ -26,6 +28,8 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::decisions::stage::{DecisionStage, ForwardsIncidents, VerdictRelay};
+use cara_operators::decisions::DecisionSettings;
 use cara_operators::incidents::reporter::ReportsAlerts;
 use cara_operators::incidents::stage::IncidentStage;
 use cara_operators::incidents::IncidentSettings;
@@ -58,6 +62,26 @@ pub struct Stages {
     pub traces: Option<TraceRuntime>,
     /// Alert correlation into incidents.
     pub incidents: Option<IncidentSettings>,
+    /// Decisions on incidents (with a policy and incidents enabled).
+    pub decisions: Option<DecisionRuntime>,
+}
+
+/// The decision stage's settings and its audit key.
+#[derive(Clone, PartialEq)]
+pub struct DecisionRuntime {
+    /// Policy and automatic approval.
+    pub settings: DecisionSettings,
+    /// The audit trail's HMAC key (empty: unkeyed).
+    pub audit_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for DecisionRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionRuntime")
+            .field("settings", &self.settings)
+            .field("audit_key", &format_args!("{} bytes", self.audit_key.len()))
+            .finish()
+    }
 }
 
 impl Stages {
@@ -81,6 +105,15 @@ impl Stages {
                 },
             }),
             incidents: config.incidents.settings(),
+            decisions: config
+                .incidents
+                .enabled
+                .then(|| config.decisions.settings(&config.policies))
+                .flatten()
+                .map(|settings| DecisionRuntime {
+                    settings,
+                    audit_key: config.decisions.audit_key(),
+                }),
         }
     }
 
@@ -97,6 +130,10 @@ impl Stages {
         };
         let partials_alike =
             self.slos == other.slos && traces(self) == traces(other) && logs(self) == logs(other);
+        // The decision stage reads incidents: archived ones do only with the same
+        // incident settings.
+        let incidents_alike = self.decisions.is_none()
+            || (other.decisions.is_some() && self.incidents == other.incidents);
         // The incident stage reads the alerts of every stage: archived ones do only
         // when every stage would raise the same.
         let alerts_alike = match (self.incidents.is_some(), other.incidents.is_some()) {
@@ -108,7 +145,7 @@ impl Stages {
                     && self.logs == other.logs
             }
         };
-        partials_alike && alerts_alike
+        partials_alike && alerts_alike && incidents_alike
     }
 
     /// The operators of a partition of `signal`, restored from its checkpoint or
@@ -130,6 +167,9 @@ impl Stages {
         let raises_alerts = operator.tables().contains(&Table::Alerts);
         Some(match self.incidents.is_some() && raises_alerts {
             true => Box::new(ReportsAlerts::new(operator)),
+            false if signal == Signal::AlertPartials && self.decisions.is_some() => {
+                Box::new(ForwardsIncidents::new(operator))
+            }
             false => operator,
         })
     }
@@ -253,6 +293,30 @@ impl Stages {
                 );
                 return Some(Box::new(stage));
             }
+            Signal::Approvals => {
+                self.decisions.as_ref()?;
+                let relay = restored(
+                    snapshot,
+                    VerdictRelay::restore,
+                    VerdictRelay::default,
+                    "the verdict relay's progress",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(relay));
+            }
+            Signal::DecisionInputs => {
+                let d = self.decisions.as_ref()?;
+                let stage = restored(
+                    snapshot,
+                    |bytes| DecisionStage::restore(bytes, d.settings.clone(), d.audit_key.clone()),
+                    || DecisionStage::new(d.settings.clone(), d.audit_key.clone()),
+                    "open decisions and the audit chain's head",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(stage));
+            }
         }
         (!parts.is_empty()).then(|| Box::new(Stacked::new(parts)) as Box<dyn Operator>)
     }
@@ -276,6 +340,7 @@ impl Stages {
             Signal::TracePartials => self.traces.is_some(),
             Signal::LogPartials => self.logs.is_some(),
             Signal::AlertPartials => self.incidents.is_some(),
+            Signal::Approvals | Signal::DecisionInputs => self.decisions.is_some(),
             Signal::Metrics | Signal::Logs | Signal::Spans => true,
         }
     }
@@ -387,7 +452,9 @@ impl TopicPartitions {
             Signal::SloPartials
             | Signal::TracePartials
             | Signal::LogPartials
-            | Signal::AlertPartials => 0,
+            | Signal::AlertPartials
+            | Signal::Approvals
+            | Signal::DecisionInputs => 0,
         }
     }
 }
@@ -598,6 +665,7 @@ mod tests {
             slos,
             traces: None,
             incidents: None,
+            decisions: None,
         };
         let wiring = Wiring {
             topic_partitions: TopicPartitions::default(),

@@ -18,7 +18,7 @@ pub enum TopicRole {
     Exchange(Signal),
     /// Written by cara: dead letters, alerts, SLO statuses.
     Output,
-    /// An output of a stage not built yet (decisions, approvals, costs):
+    /// An output of a stage not built yet (costs):
     /// the embedded broker creates it so that subscribers can attach already.
     Reserved,
 }
@@ -61,7 +61,7 @@ pub struct Topics {
 }
 
 /// Outputs of stages to come, with their fixed names.
-const RESERVED: [&str; 3] = ["cara.decisions", "cara.approvals", "cara.costs"];
+const RESERVED: [&str; 1] = ["cara.costs"];
 
 impl Topics {
     /// The topics `config` names; refuses an illegal name or a topic in two roles,
@@ -118,6 +118,18 @@ impl Topics {
                 Sizing::One,
             ),
             named(
+                "kafka.decision_exchange_topic",
+                &k.decision_exchange_topic,
+                TopicRole::Exchange(Signal::DecisionInputs),
+                Sizing::One,
+            ),
+            named(
+                "kafka.approvals_topic",
+                &k.approvals_topic,
+                TopicRole::Input(Signal::Approvals),
+                Sizing::Outputs,
+            ),
+            named(
                 "kafka.dlq_topic",
                 &k.dlq_topic,
                 TopicRole::Output,
@@ -138,6 +150,12 @@ impl Topics {
             named(
                 "kafka.incidents_topic",
                 &k.incidents_topic,
+                TopicRole::Output,
+                Sizing::Outputs,
+            ),
+            named(
+                "kafka.decisions_topic",
+                &k.decisions_topic,
                 TopicRole::Output,
                 Sizing::Outputs,
             ),
@@ -278,12 +296,13 @@ mod tests {
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),
             ("cara.internal.alerts", 1),
+            ("cara.internal.decisions", 1),
+            ("cara.approvals", 3),
             ("cara.dlq", 3),
             ("cara.alerts", 3),
             ("cara.slo", 3),
             ("cara.incidents", 3),
             ("cara.decisions", 3),
-            ("cara.approvals", 3),
             ("cara.costs", 3),
         ]
         .map(|(t, p)| (t.to_owned(), p))
@@ -297,10 +316,13 @@ mod tests {
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),
             ("cara.internal.alerts", 1),
+            ("cara.internal.decisions", 1),
+            ("cara.approvals", 6),
             ("cara.dlq", 6),
             ("cara.alerts", 6),
             ("cara.slo", 6),
             ("cara.incidents", 6),
+            ("cara.decisions", 6),
         ]
         .map(|(t, p)| (t.to_owned(), p))
         .into();

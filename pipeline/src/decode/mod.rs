@@ -30,7 +30,8 @@ mod provenance;
 mod span;
 
 use arrow::record_batch::RecordBatch;
-use cara_operators::exchange::{read_record, ExchangeRecord, RecordError, RecordRow, RecordRows};
+use cara_operators::decisions::records::{DecisionEnvelope, VerdictRecord};
+use cara_operators::exchange::{read_received, ExchangeRecord, RecordError, RecordRow, RecordRows};
 use cara_operators::incidents::partial::AlertPartial;
 use cara_operators::logs::partial::LogPartial;
 use cara_operators::operator::Outbound;
@@ -62,6 +63,10 @@ pub enum Signal {
     /// Alert transitions, calls and progress of every alert-raising stage (cara's
     /// own).
     AlertPartials,
+    /// Verdicts on decisions, as people give them on `cara.approvals`.
+    Approvals,
+    /// The decision stage's input log (cara's own).
+    DecisionInputs,
 }
 
 impl Signal {
@@ -78,6 +83,8 @@ impl Signal {
             Signal::TracePartials => Table::TracePartials,
             Signal::LogPartials => Table::LogPartials,
             Signal::AlertPartials => Table::AlertPartials,
+            Signal::Approvals => Table::Approvals,
+            Signal::DecisionInputs => Table::DecisionInputs,
         }
     }
 
@@ -94,7 +101,8 @@ impl Signal {
             Signal::TracePartials => Some(Outbound::TracePartials),
             Signal::LogPartials => Some(Outbound::LogPartials),
             Signal::AlertPartials => Some(Outbound::AlertPartials),
-            Signal::Metrics | Signal::Logs | Signal::Spans => None,
+            Signal::DecisionInputs => Some(Outbound::DecisionInputs),
+            Signal::Metrics | Signal::Logs | Signal::Spans | Signal::Approvals => None,
         }
     }
 
@@ -107,6 +115,7 @@ impl Signal {
                 | Signal::TracePartials
                 | Signal::LogPartials
                 | Signal::AlertPartials
+                | Signal::DecisionInputs
         )
     }
 }
@@ -202,11 +211,11 @@ enum SignalRows {
 }
 
 /// Parses and validates one whole exchange record; its row.
-type ReadRecord = fn(&str, &EventTimeBounds) -> Result<RecordRow, RecordError>;
+type ReadRecord = fn(&str, &EventTimeBounds, i64) -> Result<RecordRow, RecordError>;
 
 /// The rows and reader of whole records of type `T`.
 fn records<T: ExchangeRecord>() -> SignalRows {
-    SignalRows::Records(RecordRows::new(T::TABLE), read_record::<T>)
+    SignalRows::Records(RecordRows::new(T::TABLE), read_received::<T>)
 }
 
 impl Decoder {
@@ -220,6 +229,8 @@ impl Decoder {
             Signal::TracePartials => records::<TracePartial>(),
             Signal::LogPartials => records::<LogPartial>(),
             Signal::AlertPartials => records::<AlertPartial>(),
+            Signal::Approvals => records::<VerdictRecord>(),
+            Signal::DecisionInputs => records::<DecisionEnvelope>(),
         };
         Decoder {
             limits,
@@ -262,10 +273,12 @@ impl Decoder {
         if let SignalRows::Records(rows, read) = &mut self.rows {
             let json = std::str::from_utf8(payload)
                 .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-            let row = read(json, &self.limits.bounds(reference_ms(pos))).map_err(|e| match e {
-                RecordError::Json(e) => DecodeError::InvalidJson(e),
-                RecordError::Invalid(e) => DecodeError::InvalidExchangeRecord(e),
-            })?;
+            let received_ms = reference_ms(pos);
+            let row =
+                read(json, &self.limits.bounds(received_ms), received_ms).map_err(|e| match e {
+                    RecordError::Json(e) => DecodeError::InvalidJson(e),
+                    RecordError::Invalid(e) => DecodeError::InvalidExchangeRecord(e),
+                })?;
             rows.append(&row, json, pos.topic, pos.partition, pos.offset);
             self.payload_bytes += payload.len();
             return Ok(1);
