@@ -1,8 +1,12 @@
 //! Decisions end to end against `cara broker`: a metric spike on `api` makes an
-//! incident; the policy proposes a low-risk ticket (approved by the policy), a
-//! rollback and a failover (both high risk, waiting for a human). A verdict
-//! produced with kcat on `cara.approvals` approves the rollback; nobody answers the
-//! failover, which expires at a clock tick and escalates to a page. Every step is
+//! incident; the policy proposes a low-risk ticket (a `kafka` action, approved by
+//! the policy), and a rollback, a restart and a failover (waiting for a human).
+//! Verdicts produced with kcat on `cara.approvals` approve the rollback and reject
+//! the restart; nobody answers the failover, which expires at a clock tick and
+//! escalates to a page. The approved actions are carried out: the ticket as a record
+//! on its topic, the rollback and the page as webhooks to an HTTP receiver in this
+//! test, which fails the rollback's first attempt (the retry carries the same
+//! idempotency key); the rejected and expired ones never reach it. Every step is
 //! in table `decisions`, on topic `cara.decisions`, and chained in table `audit`,
 //! which `cara audit verify` accepts under the key and refuses after each kind of
 //! tampering done with pyarrow (an edited field, a dropped, swapped or forged
@@ -10,7 +14,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -40,6 +47,59 @@ fn metrics() -> Vec<(String, String)> {
     out
 }
 
+/// One request the receiver got: path, `Idempotency-Key`, body.
+type Received = (String, String, String);
+
+/// An HTTP receiver on a free port: answers 503 to the first request for
+/// `/rollback` and 200 to everything else; keeps every request.
+fn start_receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let (mut key, mut length) = (String::new(), 0usize);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                let (name, value) = header.split_once(':').unwrap_or_default();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "idempotency-key" => key = value.trim().to_owned(),
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let first_rollback = {
+                let mut got = kept.lock().unwrap();
+                let first =
+                    path == "/rollback" && !got.iter().any(|r: &Received| r.0 == "/rollback");
+                got.push((path, key, String::from_utf8_lossy(&body).into_owned()));
+                first
+            };
+            let status = if first_rollback {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = reader.get_mut().write_all(response.as_bytes());
+        }
+    });
+    (port, got)
+}
+
 fn decisions(archive: &Path) -> Vec<String> {
     if !archive.join("decisions").is_dir() {
         return Vec::new();
@@ -66,12 +126,13 @@ fn audit_verify(archive: &Path, key: &str) -> (bool, String) {
 }
 
 #[test]
-fn verdicts_from_kafka_decide_unanswered_ones_escalate_and_the_audit_trail_holds() {
+fn verdicts_from_kafka_decide_actions_run_unanswered_ones_escalate_and_the_audit_trail_holds() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, brokers) = start_cara_broker();
+    let (port, received) = start_receiver();
     let config = write_config(
         dir.path(),
-        r#"[archive]
+        &r#"[archive]
 roll_interval = "1s"
 [decisions]
 tick_interval = "1s"
@@ -89,15 +150,23 @@ name = "rollback"
 when = { cause = ["api"] }
 action = "rollback"
 kind = "webhook"
-url = "http://127.0.0.1:9/rollback"
+url = "http://127.0.0.1:PORT/rollback"
 risk = "high"
+
+[[policy]]
+name = "restart"
+when = { cause = ["api"] }
+action = "restart"
+kind = "webhook"
+url = "http://127.0.0.1:PORT/restart"
+risk = "medium"
 
 [[policy]]
 name = "failover"
 when = { cause = ["api"] }
 action = "failover"
 kind = "webhook"
-url = "http://127.0.0.1:9/failover"
+url = "http://127.0.0.1:PORT/failover"
 risk = "high"
 approval_timeout = "1m"
 escalate_to = "page"
@@ -107,9 +176,10 @@ name = "page"
 when = { min_alerts = 1000 }
 action = "page_oncall"
 kind = "page"
-url = "http://127.0.0.1:9/page"
+url = "http://127.0.0.1:PORT/page"
 risk = "low"
-"#,
+"#
+        .replace("PORT", &port.to_string()),
     );
     let archive = dir.path().join("archive");
     let (mut run, _http) = start_cara_run_with_env(
@@ -121,13 +191,13 @@ risk = "low"
     );
     kcat_produce_keyed(&brokers, "telemetry.metrics", &metrics());
 
-    // The incident's decisions: the ticket approved by the policy, two waiting.
-    wait_until(Duration::from_secs(90), "three decisions proposed", || {
+    // The incident's decisions: the ticket approved by the policy, three waiting.
+    wait_until(Duration::from_secs(90), "four decisions proposed", || {
         decisions(&archive)
             .iter()
             .filter(|r| r.contains(",proposed,"))
             .count()
-            >= 3
+            >= 4
     });
     let proposed = decisions(&archive);
     let id_of = |action: &str| {
@@ -138,15 +208,11 @@ risk = "low"
             .unwrap_or_else(|| panic!("no {action} decision: {proposed:#?}"))
             .to_owned()
     };
-    let (ticket, rollback, failover) = (id_of("open_ticket"), id_of("rollback"), id_of("failover"));
-    wait_until(
-        Duration::from_secs(30),
-        "the ticket approved by the policy",
-        || decisions(&archive).contains(&format!("{ticket},open_ticket,approved,policy,false,")),
-    );
+    let (ticket, rollback) = (id_of("open_ticket"), id_of("rollback"));
+    let (restart, failover) = (id_of("restart"), id_of("failover"));
 
-    // A verdict with kcat, as an on-call engineer's tool would send it; and one for
-    // a decision that does not exist.
+    // Verdicts with kcat, as an on-call engineer's tool would send them; and one
+    // for a decision that does not exist.
     kcat_produce(
         &brokers,
         "cara.approvals",
@@ -154,13 +220,11 @@ risk = "low"
             format!(
                 r#"{{"decision_id":"{rollback}","verdict":"approve","by":"alice","reason":"bad deploy"}}"#
             ),
+            format!(
+                r#"{{"decision_id":"{restart}","verdict":"reject","by":"bob","reason":"not a restart"}}"#
+            ),
             r#"{"decision_id":"dec-nope","verdict":"approve","by":"mallory"}"#.to_owned(),
         ],
-    );
-    wait_until(
-        Duration::from_secs(60),
-        "the rollback approved by alice",
-        || decisions(&archive).contains(&format!("{rollback},rollback,approved,alice,true,")),
     );
     // Nobody answers the failover: a tick a minute later expires it and the page
     // is proposed and approved by the policy.
@@ -175,13 +239,68 @@ risk = "low"
                 })
         },
     );
+    // The approved actions carried out, each reported back as a record.
+    wait_until(
+        Duration::from_secs(60),
+        "ticket, rollback and page executed",
+        || {
+            let rows = decisions(&archive);
+            ["open_ticket", "rollback", "page_oncall"]
+                .iter()
+                .all(|a| rows.iter().any(|r| r.contains(&format!(",{a},executed,"))))
+        },
+    );
     assert!(run.terminate(Duration::from_secs(30)).success());
 
     let rows = decisions(&archive);
     assert!(
-        !rows.iter().any(|r| r.contains(",rollback,rejected,")),
+        rows.contains(&format!("{ticket},open_ticket,approved,policy,false,")),
         "{rows:#?}"
     );
+    assert!(
+        rows.contains(&format!("{rollback},rollback,approved,alice,true,")),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.contains(&format!("{restart},restart,rejected,,true,")),
+        "{rows:#?}"
+    );
+    assert!(!rows.iter().any(|r| r.contains(",failed,")), "{rows:#?}");
+
+    // What the receiver got: the rollback refused once (503) and retried, with its
+    // decision id as the idempotency key both times; the page with its preset
+    // body; nothing for what was rejected or expired.
+    let requests = received.lock().unwrap().clone();
+    let to = |path: &str| -> Vec<Received> {
+        requests.iter().filter(|r| r.0 == path).cloned().collect()
+    };
+    let rollbacks = to("/rollback");
+    assert_eq!(rollbacks.len(), 2, "{requests:#?}");
+    assert!(rollbacks.iter().all(|r| r.1 == rollback), "{rollbacks:#?}");
+    let body: serde_json::Value = serde_json::from_str(&rollbacks[1].2).unwrap();
+    assert_eq!(body["id"].as_str(), Some(rollback.as_str()));
+    assert_eq!(body["state"].as_str(), Some("approved"));
+    let detail = sql_rows(
+        &archive,
+        &format!("SELECT detail FROM decisions WHERE id = '{rollback}' AND state = 'executed'"),
+    );
+    assert!(
+        detail[0].contains("HTTP 200") && detail[0].contains("attempt 2"),
+        "{detail:?}"
+    );
+    let pages = to("/page");
+    assert_eq!(pages.len(), 1, "{requests:#?}");
+    let page: serde_json::Value = serde_json::from_str(&pages[0].2).unwrap();
+    assert_eq!(page["dedup_key"].as_str(), Some(pages[0].1.as_str()));
+    assert!(
+        to("/restart").is_empty() && to("/failover").is_empty(),
+        "{requests:#?}"
+    );
+    // The ticket: a record for the actuator on its topic, keyed by decision id.
+    let tickets = kcat_messages(&brokers, "ops.tickets");
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+    assert_eq!(tickets[0].0, ticket);
+
     // The topic carries the same changes, keyed by decision id.
     let messages = kcat_messages(&brokers, "cara.decisions");
     for (key, value) in &messages {
@@ -193,26 +312,28 @@ risk = "low"
             .iter()
             .filter(|(k, _)| k == id)
             .map(|(_, v)| {
-                serde_json::from_str::<serde_json::Value>(v).unwrap()["state"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
+                let json: serde_json::Value = serde_json::from_str(v).unwrap();
+                json["state"].as_str().unwrap_or_default().to_owned()
             })
             .collect();
         s.dedup();
         s
     };
-    assert_eq!(states(&rollback), ["proposed", "approved"]);
+    assert_eq!(states(&rollback), ["proposed", "approved", "executed"]);
+    assert_eq!(states(&restart), ["proposed", "rejected"]);
     assert_eq!(states(&failover), ["proposed", "expired"]);
     // The ignored verdict is in the trail, not in the decisions.
     assert_eq!(
-        sql_count(&archive, "SELECT count(*) FROM audit WHERE event = 'verdict_ignored' AND decision_id = 'dec-nope'"),
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM audit WHERE event = 'verdict_ignored' AND decision_id = 'dec-nope'"
+        ),
         1
     );
     assert_eq!(
         sql_count(&archive, "SELECT count(*) FROM approvals"),
-        2,
-        "both verdicts archived as given"
+        3,
+        "every verdict archived as given"
     );
 
     // The trail verifies under the key, and not under another.
@@ -232,18 +353,18 @@ risk = "low"
 
     // Each kind of tampering, on a copy of the trail, is found and named.
     for (mode, expected) in [
-        ("edit", "entry 1 (seq 1) was edited or forged"),
+        ("edit", "entry 1 (seq 1) was edited or forged".to_owned()),
         (
             "drop",
-            "entries with seq 1 to 1 are missing before entry 1 (seq 2)",
+            "entries with seq 1 to 1 are missing before entry 1 (seq 2)".to_owned(),
         ),
         (
             "swap",
-            "entry 1 (seq 2) is out of order: seq 1 was expected there",
+            "entry 1 (seq 2) is out of order: seq 1 was expected there".to_owned(),
         ),
         (
             "append",
-            &format!("entry {entries} (seq {entries}) was edited or forged"),
+            format!("entry {entries} (seq {entries}) was edited or forged"),
         ),
     ] {
         let copy = dir.path().join(format!("tampered-{mode}"));
@@ -251,7 +372,7 @@ risk = "low"
         python("tamper_audit.py", &[copy.to_str().unwrap(), mode]);
         let (ok, text) = audit_verify(&copy, KEY);
         assert!(!ok, "{mode}: {text}");
-        assert!(text.contains(expected), "{mode}: {text}");
+        assert!(text.contains(&expected), "{mode}: {text}");
     }
 }
 

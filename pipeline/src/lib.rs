@@ -22,6 +22,7 @@ pub mod dataflow;
 pub mod decode;
 pub mod delivery;
 pub mod dlq;
+pub mod executor;
 pub mod fuzzing;
 pub mod gen;
 pub mod http;

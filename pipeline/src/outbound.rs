@@ -68,6 +68,21 @@ impl OutboundSink {
         Ok(OutboundSink { producer, topics })
     }
 
+    /// Sends one record to a topic outside the outbound streams (a `kafka` action's
+    /// topic) and waits until the broker acknowledged it.
+    pub fn send_raw(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        send_acknowledged(&self.producer, &[()], timeout, |_| {
+            let record = BaseRecord::to(topic).key(key.as_bytes()).payload(payload);
+            self.producer.send(record).map_err(|(e, _)| e)
+        })
+    }
+
     /// Sends every message and waits until the broker acknowledged all of them.
     pub fn send_all(
         &self,

@@ -168,7 +168,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!("archive: {}", config.archive.dir.display());
-    let clock = match dataflow.stages.decisions.as_ref() {
+    let decision_threads = match dataflow.stages.decisions.as_ref() {
         Some(decisions) => {
             println!(
                 "policy: {} rule(s); decisions on {}, verdicts read from {}{}",
@@ -184,17 +184,27 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
                     String::new()
                 }
             );
-            Some(
-                cara_pipeline::clock::spawn(
-                    &client,
-                    outbound.clone(),
-                    config.decisions.tick_interval.0,
-                    shutdown.clone(),
-                )
-                .context("starting the clock that expires unanswered decisions")?,
+            let clock = cara_pipeline::clock::spawn(
+                &client,
+                outbound.clone(),
+                config.decisions.tick_interval.0,
+                shutdown.clone(),
             )
+            .context("starting the clock that expires unanswered decisions")?;
+            let executor = cara_pipeline::executor::spawn(
+                &client,
+                cara_pipeline::executor::ExecutorSettings {
+                    group_id: config.kafka.group_id.clone(),
+                    decisions_topic: config.kafka.decisions_topic.clone(),
+                    outbound: outbound.clone(),
+                    targets: cara_pipeline::executor::targets(&config.policies),
+                },
+                shutdown.clone(),
+            )
+            .context("starting the executor of approved decisions")?;
+            vec![clock, executor]
         }
-        None => None,
+        None => Vec::new(),
     };
     record_config(&config)?;
     let source = Source::new(settings, telemetry.clone())?;
@@ -260,7 +270,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         }
     };
     summary_task.abort();
-    if let Some(thread) = clock {
+    for thread in decision_threads {
         let _ = thread.join();
     }
     if let Some((_, thread)) = board {
