@@ -134,6 +134,8 @@ fn verdicts_from_kafka_decide_actions_run_unanswered_ones_escalate_and_the_audit
         dir.path(),
         &r#"[archive]
 roll_interval = "1s"
+[http]
+token = "e2e-token-0123456789"
 [decisions]
 tick_interval = "1s"
 
@@ -162,6 +164,14 @@ url = "http://127.0.0.1:PORT/restart"
 risk = "medium"
 
 [[policy]]
+name = "scale"
+when = { cause = ["api"] }
+action = "scale_out"
+kind = "webhook"
+url = "http://127.0.0.1:PORT/scale"
+risk = "medium"
+
+[[policy]]
 name = "failover"
 when = { cause = ["api"] }
 action = "failover"
@@ -182,7 +192,7 @@ risk = "low"
         .replace("PORT", &port.to_string()),
     );
     let archive = dir.path().join("archive");
-    let (mut run, _http) = start_cara_run_with_env(
+    let (mut run, http) = start_cara_run_with_env(
         &brokers,
         &archive,
         &config,
@@ -192,12 +202,12 @@ risk = "low"
     kcat_produce_keyed(&brokers, "telemetry.metrics", &metrics());
 
     // The incident's decisions: the ticket approved by the policy, three waiting.
-    wait_until(Duration::from_secs(90), "four decisions proposed", || {
+    wait_until(Duration::from_secs(90), "five decisions proposed", || {
         decisions(&archive)
             .iter()
             .filter(|r| r.contains(",proposed,"))
             .count()
-            >= 4
+            >= 5
     });
     let proposed = decisions(&archive);
     let id_of = |action: &str| {
@@ -210,6 +220,23 @@ risk = "low"
     };
     let (ticket, rollback) = (id_of("open_ticket"), id_of("rollback"));
     let (restart, failover) = (id_of("restart"), id_of("failover"));
+    let scale = id_of("scale_out");
+
+    // Over HTTP: without the token, or with a wrong one, 401 and nothing recorded;
+    // with it, the verdict goes to cara.approvals like any other.
+    let path = format!("/api/decisions/{scale}/approve");
+    let body = r#"{"by":"carol","reason":"traffic is up"}"#;
+    assert_eq!(http_post_json(http, &path, "", body).0, 401);
+    let wrong = "Authorization: Bearer nope\r\n";
+    assert_eq!(http_post_json(http, &path, wrong, body).0, 401);
+    let good = "Authorization: Bearer e2e-token-0123456789\r\n";
+    let (status, text) = http_post_json(http, "/api/decisions/x/maybe", good, body);
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = http_post_json(http, &path, good, "{}");
+    assert!(status == 400 && text.contains("by"), "{status} {text}");
+    let (status, text) = http_post_json(http, &path, good, body);
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("cara.approvals"), "{text}");
 
     // Verdicts with kcat, as an on-call engineer's tool would send them; and one
     // for a decision that does not exist.
@@ -242,10 +269,10 @@ risk = "low"
     // The approved actions carried out, each reported back as a record.
     wait_until(
         Duration::from_secs(60),
-        "ticket, rollback and page executed",
+        "ticket, rollback, scale-out and page executed",
         || {
             let rows = decisions(&archive);
-            ["open_ticket", "rollback", "page_oncall"]
+            ["open_ticket", "rollback", "scale_out", "page_oncall"]
                 .iter()
                 .all(|a| rows.iter().any(|r| r.contains(&format!(",{a},executed,"))))
         },
@@ -265,6 +292,17 @@ risk = "low"
         rows.contains(&format!("{restart},restart,rejected,,true,")),
         "{rows:#?}"
     );
+    assert!(
+        rows.contains(&format!("{scale},scale_out,approved,carol,true,")),
+        "{rows:#?}"
+    );
+    let scaled = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.0 == "/scale")
+        .count();
+    assert_eq!(scaled, 1, "the HTTP-approved action ran once");
     assert!(!rows.iter().any(|r| r.contains(",failed,")), "{rows:#?}");
 
     // What the receiver got: the rollback refused once (503) and retried, with its
@@ -332,8 +370,16 @@ risk = "low"
     );
     assert_eq!(
         sql_count(&archive, "SELECT count(*) FROM approvals"),
-        3,
+        4,
         "every verdict archived as given"
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM approvals WHERE record LIKE '%carol%'"
+        ),
+        1,
+        "the HTTP verdict and only it: the refused requests recorded nothing"
     );
 
     // The trail verifies under the key, and not under another.

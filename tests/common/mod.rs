@@ -202,13 +202,26 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// A bare HTTP/1.0 GET with extra header lines (each ending in `\r\n`).
 pub fn http_get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
+    http_request(port, "GET", path, headers, "")
+}
+
+/// A bare HTTP/1.0 POST of a JSON `body` with extra `headers`: (status, body).
+pub fn http_post_json(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let headers = format!(
+        "{headers}Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    http_request(port, "POST", path, &headers, body)
+}
+
+fn http_request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
     if write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n{body}"
     )
     .is_err()
     {

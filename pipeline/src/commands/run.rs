@@ -118,7 +118,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph{}",
+        "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph /api/decisions/{{id}}/approve|reject{}",
         listener.local_addr().unwrap_or(config.http.listen),
         if token.is_some() {
             " (/api/ needs the bearer token)"
@@ -126,22 +126,6 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             ""
         }
     );
-    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let templates = Arc::new(TemplateCatalog::default());
-    let server = axum::serve(
-        listener,
-        http::router(
-            telemetry.clone(),
-            templates.clone(),
-            config.archive.dir.clone(),
-            token,
-        ),
-    )
-    .with_graceful_shutdown(async {
-        let _ = http_stop_rx.await;
-    });
-    let http_task = tokio::spawn(async move { server.await });
-
     let outbound = OutboundTopics {
         slo_status: config.kafka.slo_topic.clone(),
         slo_partials: config.kafka.slo_exchange_topic.clone(),
@@ -152,6 +136,32 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         decision_inputs: config.kafka.decision_exchange_topic.clone(),
         decisions: config.kafka.decisions_topic.clone(),
     };
+    // Verdicts over HTTP go to the approvals topic, as any other verdict.
+    let approvals = match dataflow.stages.decisions.is_some() {
+        true => Some(http::decisions::ApprovalsEndpoint {
+            sink: cara_pipeline::outbound::OutboundSink::new(client.clone(), outbound.clone())
+                .context("creating the producer of verdicts given over HTTP")?,
+            topic: config.kafka.approvals_topic.clone(),
+        }),
+        false => None,
+    };
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let templates = Arc::new(TemplateCatalog::default());
+    let server = axum::serve(
+        listener,
+        http::router(
+            telemetry.clone(),
+            templates.clone(),
+            config.archive.dir.clone(),
+            token,
+            approvals,
+        ),
+    )
+    .with_graceful_shutdown(async {
+        let _ = http_stop_rx.await;
+    });
+    let http_task = tokio::spawn(async move { server.await });
+
     let settings = SourceSettings {
         client: client.clone(),
         group_id: config.kafka.group_id.clone(),

@@ -2,7 +2,8 @@
 //! reachable, archive writable), `/metrics` (Prometheus text),
 //! `/api/templates?service=&limit=` (the log templates mined so far, as JSON) and
 //! `/api/graph?minutes=` (the service dependency graph of the last minutes of event
-//! time, read from table `service_graph` with SQL).
+//! time, read from table `service_graph` with SQL) and
+//! `POST /api/decisions/{id}/approve|reject` (a verdict, see [`decisions`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,11 +13,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+pub mod decisions;
 #[cfg(feature = "sql")]
 mod graph;
 
@@ -31,6 +33,10 @@ struct AppState {
     /// Read by the SQL-backed APIs (feature `sql`).
     #[cfg_attr(not(feature = "sql"), allow(dead_code))]
     archive: Arc<PathBuf>,
+    /// Where verdicts go, when the config has a policy.
+    approvals: Option<Arc<decisions::ApprovalsEndpoint>>,
+    /// Whether `/api/` requires the bearer token.
+    token_required: bool,
 }
 
 /// The router serving cara's endpoints over the archive at `archive`. With a
@@ -41,8 +47,15 @@ pub fn router(
     templates: Arc<TemplateCatalog>,
     archive: PathBuf,
     token: Option<String>,
+    approvals: Option<decisions::ApprovalsEndpoint>,
 ) -> Router {
-    let api = Router::new().route("/api/templates", get(list_templates));
+    let token_required = token.is_some();
+    let api = Router::new()
+        .route("/api/templates", get(list_templates))
+        .route(
+            "/api/decisions/{id}/{verdict}",
+            post(decisions::post_verdict),
+        );
     #[cfg(feature = "sql")]
     let api = api.route("/api/graph", get(graph::service_graph));
     let mut api = api;
@@ -61,6 +74,8 @@ pub fn router(
             telemetry,
             templates,
             archive: Arc::new(archive),
+            approvals: approvals.map(Arc::new),
+            token_required,
         })
 }
 
