@@ -212,6 +212,19 @@ fn readme_sql_examples_return_rows_against_the_demo() {
     wait_until(Duration::from_secs(30), "the summary's incident", || {
         run.lines().iter().any(open_incident)
     });
+    // And the demo policy's decisions: the ticket run at once, the rollback waiting
+    // for a human, with the command that approves it.
+    let waiting =
+        |l: &String| l.starts_with("DECISIONS: ") && !l.starts_with("DECISIONS: 0 waiting");
+    let executed = |l: &String| l.starts_with("DECISIONS: ") && !l.contains("made: 0 executed");
+    wait_until(
+        Duration::from_secs(60),
+        "a decision waiting, one executed",
+        || {
+            let lines = run.lines();
+            lines.iter().any(waiting) && lines.iter().any(executed)
+        },
+    );
     let (status, body) = http_get(http, "/api/templates?service=checkout");
     assert_eq!(status, 200);
     assert!(body.contains("\"service\":\"checkout\""), "{body}");
@@ -221,6 +234,7 @@ fn readme_sql_examples_return_rows_against_the_demo() {
     assert!(!output.contains('\x1b'), "no escape codes in a pipe");
     for heading in [
         "INCIDENTS",
+        "DECISIONS",
         "FIRING ALERTS",
         "SLOS",
         "LOG TEMPLATES",
@@ -236,6 +250,10 @@ fn readme_sql_examples_return_rows_against_the_demo() {
     assert!(
         output.contains("      1. "),
         "no probable cause shown:\n{output}"
+    );
+    assert!(
+        output.contains("rollback deploy/") && output.contains("-t cara.approvals"),
+        "no rollback waiting with its approval command:\n{output}"
     );
     // An empty result still prints its header and says so.
     let empty = sql("SELECT service, level FROM logs WHERE service = 'no-such-service'");

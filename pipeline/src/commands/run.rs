@@ -55,8 +55,33 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         config.slos = Config::from_toml(DEMO_SLOS)?.slos;
         println!("demo: SLOs checkout-availability (97% ok) and checkout-latency (99% under 500 ms) on table slo and cara.slo");
     }
+    if args.demo && config.policies.is_empty() && config.incidents.enabled {
+        config.policies = Config::from_toml(DEMO_POLICY)?.policies;
+        println!("demo: policy opens a ticket for every incident (low risk, run at once) and proposes a rollback (high risk, waits for your approval) on topic demo.actions");
+    }
     super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
 }
+
+/// The policy the demo decides with when the configuration has none: a ticket for
+/// every incident, run at once, and a rollback that waits for a human (both
+/// `kafka` actions on `demo.actions`, so approving one shows it carried out).
+const DEMO_POLICY: &str = r#"
+[[policy]]
+name = "demo-ticket"
+action = "open_ticket"
+kind = "kafka"
+topic = "demo.actions"
+risk = "low"
+
+[[policy]]
+name = "demo-rollback"
+action = "rollback"
+kind = "kafka"
+topic = "demo.actions"
+target = "deploy/{cause}"
+risk = "high"
+approval_timeout = "15m"
+"#;
 
 /// SLOs the demo watches when the configuration declares none (the README's
 /// example), so the first run shows budgets and burn rates too. The simulated
@@ -255,6 +280,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
                 alerts: config.kafka.alerts_topic.clone(),
                 slo: config.kafka.slo_topic.clone(),
                 incidents: config.kafka.incidents_topic.clone(),
+                decisions: config.kafka.decisions_topic.clone(),
             };
             let thread = subscription::spawn(&client, topics, board.clone(), shutdown.clone())
                 .context("subscribing the demo summary to the alert, SLO and incident topics")?;

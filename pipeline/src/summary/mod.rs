@@ -24,6 +24,7 @@ pub mod subscription;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use cara_operators::decisions::{DecisionRecord, DecisionState};
 use cara_operators::incidents::{IncidentRecord, IncidentStatus};
 use cara_operators::slo::SloStatus;
 use serde::Deserialize;
@@ -94,6 +95,8 @@ pub struct Board {
     resolved: BTreeSet<String>,
     /// Each incident's latest transition, by id.
     incidents: BTreeMap<String, IncidentRecord>,
+    /// Each decision's latest change, by id.
+    decisions: BTreeMap<String, DecisionRecord>,
 }
 
 /// Why a record could not be taken into the board.
@@ -184,6 +187,24 @@ impl Board {
         Ok(())
     }
 
+    /// Takes in one `cara.decisions` message; a change that does not move the
+    /// decision on (a repeat) is ignored.
+    pub fn apply_decision(&mut self, payload: &[u8]) -> Result<(), BoardError> {
+        let record: DecisionRecord = serde_json::from_slice(payload)?;
+        let step = |d: &DecisionRecord| match d.state {
+            DecisionState::Proposed => 0,
+            DecisionState::Approved => 1,
+            _ => 2,
+        };
+        match self.decisions.get(&record.id) {
+            Some(held) if step(held) >= step(&record) => {}
+            _ => {
+                self.decisions.insert(record.id.clone(), record);
+            }
+        }
+        Ok(())
+    }
+
     /// Takes in one `cara.slo` message; an older status than the one held is ignored.
     pub fn apply_slo(&mut self, payload: &[u8]) -> Result<(), BoardError> {
         let status: SloStatus = serde_json::from_slice(payload)?;
@@ -230,6 +251,8 @@ impl Board {
         }
         out.push('\n');
         self.render_incidents(&mut out, &heading);
+        out.push('\n');
+        self.render_decisions(&mut out, &heading);
         out.push('\n');
         self.render_alerts(&mut out, style, &heading);
         out.push('\n');
@@ -351,6 +374,53 @@ impl Board {
         }
         if open.len() > INCIDENT_ROWS {
             let _ = writeln!(out, "  … {} more", open.len() - INCIDENT_ROWS);
+        }
+    }
+
+    fn render_decisions(&self, out: &mut String, heading: &dyn Fn(&str) -> String) {
+        let count =
+            |state: DecisionState| self.decisions.values().filter(|d| d.state == state).count();
+        let waiting: Vec<&DecisionRecord> = self
+            .decisions
+            .values()
+            .filter(|d| d.state == DecisionState::Proposed)
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            heading(&format!(
+                "DECISIONS: {} waiting for approval ({} made: {} executed, {} rejected, {} expired, {} failed)",
+                waiting.len(),
+                self.decisions.len(),
+                count(DecisionState::Executed),
+                count(DecisionState::Rejected),
+                count(DecisionState::Expired),
+                count(DecisionState::Failed),
+            ))
+        );
+        if self.decisions.is_empty() {
+            let _ = writeln!(out, "  none yet (the policy decides on each incident)");
+            return;
+        }
+        for d in waiting.iter().take(INCIDENT_ROWS) {
+            let _ = writeln!(
+                out,
+                "  {}  {} {} ({} risk) for {}, expires {}",
+                d.id,
+                d.action,
+                truncate(&d.target, 30),
+                d.risk.as_str(),
+                d.incident_id,
+                clock(d.expires_at)
+            );
+            let _ = writeln!(
+                out,
+                "      approve: echo '{{\"decision_id\":\"{}\",\"verdict\":\"approve\",\"by\":\"you\"}}' | kcat -P -b 127.0.0.1:9092 -t cara.approvals",
+                d.id
+            );
+        }
+        if waiting.len() > INCIDENT_ROWS {
+            let _ = writeln!(out, "  … {} more", waiting.len() - INCIDENT_ROWS);
         }
     }
 
@@ -788,5 +858,61 @@ mod tests {
         );
         assert!(!text.contains("inc-b"), "{text}");
         assert!(board.apply_incident(b"{}").is_err());
+    }
+
+    #[test]
+    fn decisions_waiting_are_listed_with_how_to_approve_and_the_rest_counted() {
+        use cara_operators::decisions::policy::Risk;
+        let decision = |id: &str, action: &str, state: DecisionState| {
+            let record = DecisionRecord {
+                id: id.into(),
+                at: 0,
+                incident_id: "inc-1".into(),
+                alert_ids: vec![],
+                action: action.into(),
+                kind: "kafka".into(),
+                target: "deploy/api".into(),
+                rationale: String::new(),
+                risk: Risk::High,
+                requires_approval: true,
+                policy_rule: "r".into(),
+                state,
+                approved_by: String::new(),
+                detail: String::new(),
+                expires_at: 1_764_583_200_000,
+                escalation_of: None,
+                prev_hash: String::new(),
+                hash: String::new(),
+            };
+            serde_json::to_vec(&record).unwrap()
+        };
+        let mut board = Board::default();
+        board
+            .apply_decision(&decision("dec-1", "open_ticket", DecisionState::Proposed))
+            .unwrap();
+        board
+            .apply_decision(&decision("dec-1", "open_ticket", DecisionState::Executed))
+            .unwrap();
+        // A repeat of an earlier change, read late, does not move it back.
+        board
+            .apply_decision(&decision("dec-1", "open_ticket", DecisionState::Approved))
+            .unwrap();
+        board
+            .apply_decision(&decision("dec-2", "rollback", DecisionState::Proposed))
+            .unwrap();
+        let text = board.render(&Frame::default(), Style::Plain);
+        assert!(
+            text.contains("DECISIONS: 1 waiting for approval (2 made: 1 executed, 0 rejected, 0 expired, 0 failed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dec-2  rollback deploy/api (high risk) for inc-1, expires 10:00:00"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{"decision_id":"dec-2","verdict":"approve","by":"you"}"#),
+            "{text}"
+        );
+        assert!(!text.contains("dec-1  "), "{text}");
     }
 }

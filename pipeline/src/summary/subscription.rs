@@ -23,6 +23,8 @@ pub struct BoardTopics {
     pub slo: String,
     /// Incident transitions (`cara.incidents`).
     pub incidents: String,
+    /// Decision changes (`cara.decisions`).
+    pub decisions: String,
 }
 
 /// Starts a thread that reads `topics` into `board` until `stop` is set.
@@ -46,7 +48,12 @@ pub fn spawn(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
-    consumer.subscribe(&[&topics.alerts, &topics.slo, &topics.incidents])?;
+    consumer.subscribe(&[
+        &topics.alerts,
+        &topics.slo,
+        &topics.incidents,
+        &topics.decisions,
+    ])?;
     let handle = std::thread::Builder::new()
         .name("summary".into())
         .spawn(move || {
@@ -69,6 +76,8 @@ pub fn spawn(
                     board.apply_alert(payload)
                 } else if topic == topics.incidents {
                     board.apply_incident(payload)
+                } else if topic == topics.decisions {
+                    board.apply_decision(payload)
                 } else {
                     board.apply_slo(payload)
                 };
