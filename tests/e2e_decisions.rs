@@ -397,6 +397,76 @@ risk = "low"
         "{text}"
     );
 
+    // The compliance report, from the trail: Markdown, and HTML checked in chromium.
+    let report = |args: &[&str]| {
+        let out = cara()
+            .args(["audit", "report", "--archive"])
+            .arg(&archive)
+            .args(args)
+            .env("CARA_AUDIT_KEY", KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let md = report(&[]);
+    assert!(
+        md.contains("| rollback | high | 1 | 0 | 1 | 0 | 0 | 1 | 0 | 0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| restart | medium | 1 | 0 | 0 | 1 | 0 | 0 | 0 | 0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| failover | high | 1 | 0 | 0 | 0 | 1 | 0 | 0 | 0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| alice | 1 | 0 |") && md.contains("| bob | 0 | 1 |"),
+        "{md}"
+    );
+    assert!(md.contains("| carol | 1 | 0 |"), "{md}");
+    assert!(
+        md.contains(&format!("| {failover} | failover |")) && md.contains("page_oncall ("),
+        "{md}"
+    );
+    assert!(
+        md.contains("verdicts that found no decision waiting: 1."),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("Audit trail: {entries} entries, verifies.")),
+        "{md}"
+    );
+    let none = report(&["--from", "2099-01-01T00:00:00Z"]);
+    assert!(none.contains("0 decisions proposed"), "{none}");
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let html = kept.join("audit-report.html");
+    report(&["--format", "html", "--out", html.to_str().unwrap()]);
+    let screenshot = kept.join("audit-report.png");
+    let seen = browser_screenshot(&html, &screenshot);
+    eprintln!("audit report in chromium: {seen}");
+    assert_eq!(seen["title"], "cara audit report");
+    let tables: Vec<&str> = seen["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(tables, ["by-policy", "approvers", "expiries", "failures"]);
+    let plot = &seen["plots"][0];
+    assert_eq!(plot["id"], "outcomes", "{seen}");
+    assert!(
+        plot["width"].as_i64() >= Some(900) && plot["shapes"].as_i64() >= Some(7),
+        "{seen}"
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+
     // Each kind of tampering, on a copy of the trail, is found and named.
     for (mode, expected) in [
         ("edit", "entry 1 (seq 1) was edited or forged".to_owned()),

@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod archive;
+pub mod audit_report;
 pub mod backtest;
 pub mod broker;
 pub mod clock;

@@ -58,6 +58,30 @@ enum AuditCommand {
         #[arg(long, default_value = "CARA_AUDIT_KEY")]
         key_env: String,
     },
+    /// Write the compliance summary of the decisions proposed in a time range:
+    /// outcomes per policy and risk, who approved or rejected what and how fast,
+    /// expiries and escalations, failed actions.
+    Report {
+        /// The archive (written by `cara run`).
+        #[arg(long, default_value = "cara-archive")]
+        archive: PathBuf,
+        /// Decisions proposed at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Decisions proposed before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// `md` or `html`.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Write it here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The environment variable holding the audit key, to say whether the trail
+        /// verifies.
+        #[arg(long, default_value = "CARA_AUDIT_KEY")]
+        key_env: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +339,14 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify { archive, key_env }) => {
             commands::audit::verify(&archive, &key_env)
         }
+        Command::Audit(AuditCommand::Report {
+            archive,
+            from,
+            to,
+            format,
+            out,
+            key_env,
+        }) => commands::audit::report(&archive, from, to, &format, out, &key_env),
         Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", cara_pipeline::config::Config::defaults_toml());

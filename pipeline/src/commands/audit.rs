@@ -1,6 +1,7 @@
-//! `cara audit verify`: checks the archived audit trail's hash chain.
+//! `cara audit verify` (the archived audit trail's hash chain) and `cara audit
+//! report` (the compliance summary, Markdown or HTML).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cara_pipeline::archive::audit_trail::{read_trail, verify_trail};
@@ -41,4 +42,56 @@ pub fn verify(archive: &Path, key_env: &str) -> anyhow::Result<()> {
         )
         }
     }
+}
+
+/// Writes the compliance summary of the decisions proposed in `[from, to)`.
+pub fn report(
+    archive: &Path,
+    from: Option<String>,
+    to: Option<String>,
+    format: &str,
+    out: Option<PathBuf>,
+    key_env: &str,
+) -> anyhow::Result<()> {
+    let time = |flag: &str, value: Option<String>| -> anyhow::Result<Option<i64>> {
+        value
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(&v)
+                    .map(|t| t.timestamp_millis())
+                    .with_context(|| {
+                        format!(
+                            "--{flag} {v:?}: give an RFC 3339 time such as 2026-12-01T00:00:00Z"
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let range = (time("from", from)?, time("to", to)?);
+    let trail = read_trail(archive).context("reading the audit trail (table audit)")?;
+    let key = std::env::var(key_env)
+        .map(String::into_bytes)
+        .unwrap_or_default();
+    let verification = match verify_trail(&trail, &key) {
+        Ok(()) if key.is_empty() => format!("verifies (unkeyed: {key_env} not set)"),
+        Ok(()) => "verifies".to_owned(),
+        Err((broken, _)) => format!("DOES NOT VERIFY: {broken}"),
+    };
+    let entries: Vec<_> = trail.into_iter().map(|s| s.entry).collect();
+    let summary = cara_pipeline::audit_report::summarise(&entries, range, verification);
+    let text = match format {
+        "md" => summary.to_markdown(),
+        "html" => summary
+            .to_html()
+            .map_err(|e| anyhow::anyhow!("drawing the report's chart: {e}"))?,
+        other => anyhow::bail!("--format {other}: use md or html"),
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("writing the report to {}", path.display()))?;
+            println!("audit report: {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }

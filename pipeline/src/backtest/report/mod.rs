@@ -82,7 +82,7 @@ pub fn write_report(inputs: &ReportInputs<'_>) -> Result<PathBuf, ReportError> {
 }
 
 /// `text` with the HTML metacharacters escaped.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -217,7 +217,7 @@ fn labels_section(page: &mut String, score: &LabelScore) {
 }
 
 /// An HTML table with `id`; cells escaped, all but the first column numbers.
-fn html_table(page: &mut String, id: &str, (header, rows): &super::labels::Cells) {
+pub(crate) fn html_table(page: &mut String, id: &str, (header, rows): &super::labels::Cells) {
     let _ = write!(page, "<table id=\"{}\">\n<tr>", escape(id));
     for h in header {
         let _ = write!(page, "<th>{}</th>", escape(h));
