@@ -504,3 +504,117 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `api` latency a minute apart over `points` minutes, spiking for six points at
+/// each of `spikes`.
+fn spiky_metrics(points: usize, spikes: &[usize]) -> Vec<(String, String)> {
+    (0..points)
+        .map(|i| {
+            let spike = spikes.iter().any(|s| (*s..s + 6).contains(&i));
+            let wobble = ((i * 7919) % 100) as f64 / 100.0;
+            let value = 20.0 + wobble + if spike { 50.0 } else { 0.0 };
+            let ts = START_MS + i as i64 * 60_000;
+            (
+                "api".to_owned(),
+                format!(
+                    r#"{{"ts":{ts},"name":"latency_ms","type":"gauge","value":{value},"labels":{{"service":"api"}}}}"#
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A low-risk webhook for every incident, carried out at once; `cara run` killed
+/// with -9 after the first one and restarted: every decision reaches the receiver,
+/// repeats carry the same idempotency key, the decisions table shows one execution
+/// each, and the audit trail still verifies.
+#[test]
+fn actions_survive_a_kill_9_with_repeats_under_the_same_key_and_one_execution_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, brokers) = start_cara_broker();
+    let (port, received) = start_receiver();
+    let config = write_config(
+        dir.path(),
+        &r#"[archive]
+roll_interval = "1s"
+[decisions]
+tick_interval = "1s"
+[kafka.client_properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+
+[[policy]]
+name = "act"
+action = "restart_pod"
+kind = "webhook"
+url = "http://127.0.0.1:PORT/act"
+risk = "low"
+"#
+        .replace("PORT", &port.to_string()),
+    );
+    let all = spiky_metrics(1800, &[400, 1400]);
+    let cut = 900;
+    kcat_produce_keyed(&brokers, "telemetry.metrics", &all[..cut]);
+    let archive = dir.path().join("archive");
+    let env = [("CARA_AUDIT_KEY", KEY)];
+    let (mut run, _) = start_cara_run_with_env(&brokers, &archive, &config, "crash", &env);
+    wait_until(
+        Duration::from_secs(90),
+        "the first action carried out",
+        || received.lock().unwrap().iter().any(|r| r.0 == "/act"),
+    );
+    run.kill9();
+    kcat_produce_keyed(&brokers, "telemetry.metrics", &all[cut..]);
+    let (mut run, _) = start_cara_run_with_env(&brokers, &archive, &config, "crash", &env);
+    let executed = |archive: &Path| -> Vec<String> {
+        if !archive.join("decisions").is_dir() {
+            return Vec::new();
+        }
+        sql_rows(
+            archive,
+            "SELECT id FROM decisions WHERE state = 'executed' ORDER BY id",
+        )
+    };
+    wait_until(
+        Duration::from_secs(120),
+        "both incidents' actions executed",
+        || executed(&archive).len() >= 2,
+    );
+    // Give a repeat time to show, then stop.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(run.terminate(Duration::from_secs(30)).success());
+
+    let ids = executed(&archive);
+    assert_eq!(ids.len(), 2, "one execution per decision: {ids:?}");
+    let proposed = sql_rows(
+        &archive,
+        "SELECT id FROM decisions WHERE state = 'proposed' ORDER BY id",
+    );
+    assert_eq!(
+        proposed, ids,
+        "each decision proposed once and executed once"
+    );
+    let requests = received.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<&str> = requests.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        keys.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+        ids,
+        "every approved decision reached the receiver, under its own key"
+    );
+    let repeats = requests.len() - ids.len();
+    eprintln!(
+        "{} requests for {} decisions: {repeats} repeats",
+        requests.len(),
+        ids.len()
+    );
+    for r in &requests {
+        let body: serde_json::Value = serde_json::from_str(&r.2).unwrap();
+        assert_eq!(
+            body["id"].as_str(),
+            Some(r.1.as_str()),
+            "the body is the keyed decision"
+        );
+    }
+    let (ok, text) = audit_verify(&archive, KEY);
+    assert!(ok, "{text}");
+}
