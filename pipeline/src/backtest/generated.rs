@@ -139,6 +139,12 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
                 .cloned()
                 .zip(outputs.incidents_sent_at.iter().copied())
                 .collect::<Vec<_>>(),
+            &outputs
+                .decisions
+                .iter()
+                .cloned()
+                .zip(outputs.decisions_sent_at.iter().copied())
+                .collect::<Vec<_>>(),
             &transitions,
             &incidents,
             run.grace_ms,
@@ -147,6 +153,17 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
         transitions,
     }
 }
+
+/// The policy `cara backtest gen` decides with when the config has none: one
+/// low-risk action for every incident, so the report has a time to decision.
+pub const NOTIFY_POLICY: &str = r#"
+[[policy]]
+name = "notify"
+action = "notify"
+kind = "kafka"
+topic = "backtest.actions"
+risk = "low"
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -166,7 +183,10 @@ mod tests {
             span_ms: 2 * 3_600_000,
             ..GeneratedRun::default()
         };
-        let config = crate::config::Config::default();
+        let mut config = crate::config::Config::default();
+        config.policies = crate::config::Config::from_toml(NOTIFY_POLICY)
+            .expect("the notify policy is valid")
+            .policies;
         let dataflow = Dataflow::declare(&config).expect("the default config declares");
         let report = evaluate(&run, &dataflow);
         // 5 series per service per second of event time.
@@ -226,6 +246,14 @@ mod tests {
         // within two minutes of event time of the fault's start.
         let latest = incidents.faults.iter().filter_map(|o| o.to_cause_ms).max();
         assert!(latest.is_some_and(|ms| ms < 120_000), "{text}");
+        // And the policy decides on each, in the same hop.
+        let decided: Vec<i64> = incidents
+            .faults
+            .iter()
+            .filter_map(|o| o.to_decision_ms)
+            .collect();
+        assert_eq!(decided.len(), 12, "{text}");
+        assert!(decided.iter().all(|ms| (0..120_000).contains(ms)), "{text}");
         assert!(
             incidents.incidents < report.score.overall.true_alerts,
             "alerts are grouped"

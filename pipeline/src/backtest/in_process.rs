@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use cara_operators::alert::AlertRecord;
 use cara_operators::budget::StateBudget;
+use cara_operators::decisions::DecisionRecord;
 use cara_operators::incidents::IncidentRecord;
 use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
 
@@ -114,6 +115,13 @@ pub struct Outputs {
     /// it: the event time by which a live run would have known it (later than the
     /// transition's own time by the wait for the slowest stage).
     pub incidents_sent_at: Vec<i64>,
+    /// Every decision change, in the order made (empty without a policy).
+    pub decisions: Vec<DecisionRecord>,
+    /// For each, when it was sent: with the incident records of the same flush it
+    /// reacts to (the incident stage's watermark then).
+    pub decisions_sent_at: Vec<i64>,
+    /// The incident stage's watermark at its last flush that sent records.
+    last_incident_sent: Option<i64>,
     /// What the dataflow consumed and wrote.
     pub consumed: Consumed,
 }
@@ -129,8 +137,26 @@ impl Outputs {
     ) {
         self.consumed.count_tables(emitted);
         self.alerts.append(&mut emitted.alerts);
+        if emitted
+            .messages
+            .iter()
+            .any(|m| m.topic == Outbound::Incidents)
+        {
+            self.last_incident_sent = watermark;
+        }
         for message in emitted.messages.drain(..) {
-            if message.topic == Outbound::Incidents {
+            if message.topic == Outbound::Decisions {
+                match serde_json::from_slice::<DecisionRecord>(&message.payload) {
+                    Ok(decision) => {
+                        let sent = self.last_incident_sent.unwrap_or(decision.at);
+                        self.decisions_sent_at.push(sent);
+                        self.decisions.push(decision);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "a decision record that does not read back")
+                    }
+                }
+            } else if message.topic == Outbound::Incidents {
                 match serde_json::from_slice(&message.payload) {
                     Ok(incident) => {
                         let record: &IncidentRecord = &incident;

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cara_operators::alert::{AlertRecord, AlertStatus};
+use cara_operators::decisions::{DecisionRecord, DecisionState};
 use cara_operators::incidents::{IncidentRecord, IncidentStatus};
 
 use super::labels::{markdown, Cells};
@@ -34,6 +35,9 @@ pub struct FaultOutcome {
     /// From its start to when the first record ranking its service first was
     /// sent (the incident stage's watermark then, in event time), ms.
     pub to_cause_ms: Option<i64>,
+    /// From its start to the first decision proposed for an incident holding one
+    /// of its alerts (sent when the incident record it reacts to was), ms.
+    pub to_decision_ms: Option<i64>,
 }
 
 /// The outcome of every fault, and the incidents that matched none.
@@ -48,9 +52,11 @@ pub struct IncidentScore {
 }
 
 /// Scores `records` (incident transitions in order, each with the event time it was
-/// sent at; see [`super::in_process::Outputs::incidents_sent_at`]) against `faults`.
+/// sent at; see [`super::in_process::Outputs::incidents_sent_at`]) and the
+/// decisions proposed for them (likewise) against `faults`.
 pub fn score_incidents(
     records: &[(IncidentRecord, i64)],
+    decisions: &[(DecisionRecord, i64)],
     alerts: &[AlertRecord],
     faults: &[Fault],
     grace_ms: i64,
@@ -129,6 +135,20 @@ pub fn score_incidents(
                     && r.alert_ids.iter().any(|a| own.contains(a.as_str()))
             })
             .map(|(r, sent_at)| (*sent_at).max(r.at) - fault.start_ms);
+        // Every incident that ever held one of its alerts (merged ones included):
+        // a decision names the incident as it was when proposed.
+        let ever_holding: BTreeSet<&str> = records
+            .iter()
+            .filter(|(r, _)| r.alert_ids.iter().any(|a| own.contains(a.as_str())))
+            .map(|(r, _)| r.id.as_str())
+            .collect();
+        let to_decision_ms = decisions
+            .iter()
+            .filter(|(d, _)| {
+                d.state == DecisionState::Proposed && ever_holding.contains(d.incident_id.as_str())
+            })
+            .map(|(_, sent_at)| sent_at - fault.start_ms)
+            .min();
         matched.extend(holding.iter().cloned());
         primary_of.push(primary);
         outcomes.push(FaultOutcome {
@@ -137,6 +157,7 @@ pub fn score_incidents(
             merged_with: 0,
             rank,
             to_cause_ms,
+            to_decision_ms,
         });
     }
     for (i, primary) in primary_of.iter().enumerate() {
@@ -170,6 +191,8 @@ impl IncidentScore {
             "cause in top 3",
             "mean time to cause",
             "max time to cause",
+            "mean time to decision",
+            "max time to decision",
         ];
         let mut kinds: BTreeMap<IncidentKind, Vec<&FaultOutcome>> = BTreeMap::new();
         for outcome in &self.faults {
@@ -186,17 +209,22 @@ impl IncidentScore {
                     0 => "—".to_owned(),
                     n => format!("{k} ({:.2})", k as f64 / n as f64),
                 };
-                let times: Vec<i64> = outcomes.iter().filter_map(|o| o.to_cause_ms).collect();
-                let mean = match times.is_empty() {
-                    true => "—".to_owned(),
-                    false => format!(
-                        "{:.1} s",
-                        times.iter().sum::<i64>() as f64 / times.len() as f64 / 1000.0
-                    ),
+                let mean_max = |time: &dyn Fn(&FaultOutcome) -> Option<i64>| {
+                    let times: Vec<i64> = outcomes.iter().filter_map(|o| time(o)).collect();
+                    let mean = match times.is_empty() {
+                        true => "—".to_owned(),
+                        false => format!(
+                            "{:.1} s",
+                            times.iter().sum::<i64>() as f64 / times.len() as f64 / 1000.0
+                        ),
+                    };
+                    let max = times.iter().max().map_or("—".to_owned(), |ms| {
+                        format!("{:.1} s", *ms as f64 / 1000.0)
+                    });
+                    (mean, max)
                 };
-                let max = times.iter().max().map_or("—".to_owned(), |ms| {
-                    format!("{:.1} s", *ms as f64 / 1000.0)
-                });
+                let (mean, max) = mean_max(&|o| o.to_cause_ms);
+                let (decision_mean, decision_max) = mean_max(&|o| o.to_decision_ms);
                 vec![
                     name,
                     n.to_string(),
@@ -208,6 +236,8 @@ impl IncidentScore {
                     share(count(&|o| o.rank.is_some_and(|r| r <= 3))),
                     mean,
                     max,
+                    decision_mean,
+                    decision_max,
                 ]
             })
             .collect();
@@ -359,7 +389,28 @@ mod tests {
             fault("f2", "cache", 90_000, &[]),
             fault("f3", "queue", 300_000, &[]),
         ];
-        let score = score_incidents(&records, &alerts, &faults, 60_000);
+        // A decision on i1 (f1's incident), sent when i1's update was.
+        let decision = DecisionRecord {
+            id: "dec-1".into(),
+            at: 5_000,
+            incident_id: "i1".into(),
+            alert_ids: vec![],
+            action: "rollback".into(),
+            kind: "webhook".into(),
+            target: "db".into(),
+            rationale: String::new(),
+            risk: cara_operators::decisions::policy::Risk::High,
+            requires_approval: true,
+            policy_rule: "r".into(),
+            state: DecisionState::Proposed,
+            approved_by: String::new(),
+            detail: String::new(),
+            expires_at: 0,
+            escalation_of: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let score = score_incidents(&records, &[(decision, 65_000)], &alerts, &faults, 60_000);
         let got: Vec<(usize, usize, Option<usize>, Option<i64>)> = score
             .faults
             .iter()
@@ -376,7 +427,7 @@ mod tests {
         assert_eq!((score.incidents, score.false_incidents), (4, 1));
         let table = score.to_markdown();
         assert!(
-            table.contains("| all | 3 | 2 | 1 | 1 | 0 | 2 (0.67) | 2 (0.67) | 37.5 s | 65.0 s |"),
+            table.contains("| all | 3 | 2 | 1 | 1 | 0 | 2 (0.67) | 2 (0.67) | 37.5 s | 65.0 s | 65.0 s | 65.0 s |"),
             "{table}"
         );
         assert!(
@@ -402,7 +453,7 @@ mod tests {
             (r, at)
         });
         let faults = [fault("f1", "db", 0, &[]), fault("f2", "api", 0, &[])];
-        let score = score_incidents(&records, &alerts, &faults, 0);
+        let score = score_incidents(&records, &[], &alerts, &faults, 0);
         let got: Vec<(usize, usize, Option<usize>)> = score
             .faults
             .iter()

@@ -4,6 +4,7 @@ use anyhow::Context;
 use cara_operators::alert::FiringPolicy;
 use cara_operators::anomaly::ScorerConfig;
 use cara_pipeline::backtest::nab;
+use cara_pipeline::config::Config;
 use cara_pipeline::dataflow::{Dataflow, Stages};
 use cara_pipeline::decode::Signal;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -169,7 +170,11 @@ fn compare_deployed(
 /// Simulates the generator's world, scores its metrics like the shards do, and
 /// matches the alerts against the injected incidents.
 pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
-    let config = super::load_config(args.config.as_deref())?;
+    let mut config = super::load_config(args.config.as_deref())?;
+    if config.policies.is_empty() && config.incidents.enabled {
+        config.policies = Config::from_toml(generated::NOTIFY_POLICY)?.policies;
+        println!("policy: none configured; deciding with one low-risk `notify` action per incident, to time the decisions");
+    }
     let run = GeneratedRun {
         services: args.services,
         seed: args.seed,
