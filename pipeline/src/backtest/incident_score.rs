@@ -35,8 +35,9 @@ pub struct FaultOutcome {
     /// From its start to when the first record ranking its service first was
     /// sent (the incident stage's watermark then, in event time), ms.
     pub to_cause_ms: Option<i64>,
-    /// From its start to the first decision proposed for an incident holding one
-    /// of its alerts (sent when the incident record it reacts to was), ms.
+    /// From its start to the first decision proposed, after it began, for an
+    /// incident holding one of its alerts (sent when the incident record it reacts
+    /// to was), ms.
     pub to_decision_ms: Option<i64>,
 }
 
@@ -148,6 +149,9 @@ pub fn score_incidents(
                 d.state == DecisionState::Proposed && ever_holding.contains(d.incident_id.as_str())
             })
             .map(|(_, sent_at)| sent_at - fault.start_ms)
+            // A decision made before the fault began (its incident was already
+            // open, for another fault or a false alarm) is not this fault's.
+            .filter(|ms| *ms >= 0)
             .min();
         matched.extend(holding.iter().cloned());
         primary_of.push(primary);
