@@ -277,6 +277,103 @@ pub trait Operator: Send {
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError>;
 }
 
+/// How much of an [`Emitted`] there was before a call, so that a [`Tap`] sees only
+/// what the call added.
+#[derive(Debug, Clone, Copy)]
+pub struct EmittedFrom {
+    /// Alerts before the call.
+    pub alerts: usize,
+    /// Derived tables before the call.
+    pub tables: usize,
+    /// Outbound messages before the call.
+    pub messages: usize,
+}
+
+impl EmittedFrom {
+    /// What `out` holds now.
+    pub fn of(out: &Emitted) -> EmittedFrom {
+        EmittedFrom {
+            alerts: out.alerts.len(),
+            tables: out.tables.len(),
+            messages: out.messages.len(),
+        }
+    }
+}
+
+/// Reads what each call of a wrapped operator emitted (from `from` on) and may add
+/// to it: how the dataflow connects a stage to another without the stage knowing
+/// (alerts to the incident stage, incidents to the decision stage).
+pub trait Tap: Send {
+    /// Runs after each `process` and `advance_watermark` of `inner`.
+    fn after(
+        &mut self,
+        inner: &dyn Operator,
+        context: &PartitionContext,
+        out: &mut Emitted,
+        from: EmittedFrom,
+    );
+}
+
+/// An operator with a [`Tap`] after each call. Name, tables, watermark and state
+/// are the wrapped operator's: wrapping changes no snapshot.
+pub struct Tapped<T> {
+    inner: Box<dyn Operator>,
+    tap: T,
+}
+
+impl<T: Tap> Tapped<T> {
+    /// `inner`, tapped by `tap`.
+    pub fn new(inner: Box<dyn Operator>, tap: T) -> Tapped<T> {
+        Tapped { inner, tap }
+    }
+}
+
+impl<T: Tap> Operator for Tapped<T> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        self.inner.tables()
+    }
+
+    fn input_columns(&self) -> Option<Vec<&'static str>> {
+        self.inner.input_columns()
+    }
+
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let from = EmittedFrom::of(out);
+        let outcome = self.inner.process(context, rows, out);
+        self.tap.after(self.inner.as_ref(), context, out, from);
+        outcome
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let from = EmittedFrom::of(out);
+        let outcome = self.inner.advance_watermark(context, watermark_ms, out);
+        self.tap.after(self.inner.as_ref(), context, out, from);
+        outcome
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.inner.watermark()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        self.inner.snapshot()
+    }
+}
+
 /// Several operators over the same partition, each seeing every batch; their
 /// snapshots are kept side by side under their names.
 pub struct Stacked {

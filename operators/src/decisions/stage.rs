@@ -20,7 +20,8 @@ use super::{DecisionInput, DecisionSettings};
 use crate::columns;
 use crate::incidents::IncidentRecord;
 use crate::operator::{
-    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+    Emitted, EmittedFrom, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+    Tap, Tapped,
 };
 use crate::schema::Table;
 use crate::snapshot;
@@ -34,20 +35,27 @@ pub fn decision_input_message(envelope: &DecisionEnvelope) -> OutboundMessage {
     }
 }
 
-/// Wraps the incident stage: each incident transition it sends to
+/// The tap on the incident stage: each incident transition it sends to
 /// `cara.incidents` also goes to the decision stage.
-pub struct ForwardsIncidents {
-    inner: Box<dyn Operator>,
-}
+#[derive(Debug, Default)]
+pub struct ForwardsIncidents;
 
 impl ForwardsIncidents {
-    /// Wraps `inner` (the incident stage).
-    pub fn new(inner: Box<dyn Operator>) -> ForwardsIncidents {
-        ForwardsIncidents { inner }
+    /// `inner` (the incident stage), forwarding to the decision stage.
+    pub fn wrap(inner: Box<dyn Operator>) -> Tapped<ForwardsIncidents> {
+        Tapped::new(inner, ForwardsIncidents)
     }
+}
 
-    fn forward(&self, context: &PartitionContext, out: &mut Emitted, from: usize) {
-        let forwarded: Vec<OutboundMessage> = out.messages[from..]
+impl Tap for ForwardsIncidents {
+    fn after(
+        &mut self,
+        _inner: &dyn Operator,
+        context: &PartitionContext,
+        out: &mut Emitted,
+        from: EmittedFrom,
+    ) {
+        let forwarded: Vec<OutboundMessage> = out.messages[from.messages..]
             .iter()
             .filter(|m| m.topic == Outbound::Incidents)
             .filter_map(|m| serde_json::from_slice::<IncidentRecord>(&m.payload).ok())
@@ -60,48 +68,6 @@ impl ForwardsIncidents {
             })
             .collect();
         out.messages.extend(forwarded);
-    }
-}
-
-impl Operator for ForwardsIncidents {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn tables(&self) -> Vec<Table> {
-        self.inner.tables()
-    }
-
-    fn process(
-        &mut self,
-        context: &PartitionContext,
-        rows: &RecordBatch,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        let from = out.messages.len();
-        let outcome = self.inner.process(context, rows, out);
-        self.forward(context, out, from);
-        outcome
-    }
-
-    fn advance_watermark(
-        &mut self,
-        context: &PartitionContext,
-        watermark_ms: i64,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        let from = out.messages.len();
-        let outcome = self.inner.advance_watermark(context, watermark_ms, out);
-        self.forward(context, out, from);
-        outcome
-    }
-
-    fn watermark(&self) -> Option<i64> {
-        self.inner.watermark()
-    }
-
-    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
-        self.inner.snapshot()
     }
 }
 

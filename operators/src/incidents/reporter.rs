@@ -18,40 +18,38 @@ use arrow::array::RecordBatch;
 use super::partial::{AlertPartial, Call};
 use crate::columns;
 use crate::operator::{
-    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+    Emitted, EmittedFrom, Operator, Outbound, OutboundMessage, PartitionContext, Tap, Tapped,
 };
 use crate::schema::Table;
 
 /// Progress with nothing else to say is sent when the watermark moved this far.
 pub const PROGRESS_STEP_MS: i64 = 10_000;
 
-/// An alert-raising operator that reports to the incident stage.
+/// The tap that reports an alert-raising operator's calls to the incident stage.
+#[derive(Debug, Default)]
 pub struct ReportsAlerts {
-    inner: Box<dyn Operator>,
     /// The last watermark sent (not checkpointed: after a restore the first call
     /// sends its progress again, which the incident stage takes as a repeat).
     reported: Option<i64>,
 }
 
 impl ReportsAlerts {
-    /// Wraps `inner`.
-    pub fn new(inner: Box<dyn Operator>) -> ReportsAlerts {
-        ReportsAlerts {
-            inner,
-            reported: None,
-        }
+    /// `inner`, reporting to the incident stage.
+    pub fn wrap(inner: Box<dyn Operator>) -> Tapped<ReportsAlerts> {
+        Tapped::new(inner, ReportsAlerts::default())
     }
+}
 
-    /// Sends what the call that emitted `out` from `alerts_before` and
-    /// `tables_before` on raised, when there is something to say.
-    fn report(
+impl Tap for ReportsAlerts {
+    /// Sends what the call raised, when there is something to say.
+    fn after(
         &mut self,
+        inner: &dyn Operator,
         context: &PartitionContext,
         out: &mut Emitted,
-        alerts_before: usize,
-        tables_before: usize,
+        from: EmittedFrom,
     ) {
-        let alerts: Vec<_> = out.alerts[alerts_before..]
+        let alerts: Vec<_> = out.alerts[from.alerts..]
             .iter()
             .map(|a| {
                 let mut a = a.clone();
@@ -59,9 +57,9 @@ impl ReportsAlerts {
                 a
             })
             .collect();
-        let calls = calls_in(&out.tables[tables_before..]);
+        let calls = calls_in(&out.tables[from.tables..]);
         let earliest = alerts.iter().map(|a| a.at).min();
-        let Some(through) = self.inner.watermark().or(earliest) else {
+        let Some(through) = inner.watermark().or(earliest) else {
             return;
         };
         let moved = self
@@ -113,52 +111,6 @@ fn calls_in(tables: &[(Table, RecordBatch)]) -> Vec<Call> {
     calls
 }
 
-impl Operator for ReportsAlerts {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn tables(&self) -> Vec<Table> {
-        self.inner.tables()
-    }
-
-    fn input_columns(&self) -> Option<Vec<&'static str>> {
-        self.inner.input_columns()
-    }
-
-    fn process(
-        &mut self,
-        context: &PartitionContext,
-        rows: &RecordBatch,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        let (alerts, tables) = (out.alerts.len(), out.tables.len());
-        let outcome = self.inner.process(context, rows, out);
-        self.report(context, out, alerts, tables);
-        outcome
-    }
-
-    fn advance_watermark(
-        &mut self,
-        context: &PartitionContext,
-        watermark_ms: i64,
-        out: &mut Emitted,
-    ) -> Result<(), OperatorError> {
-        let (alerts, tables) = (out.alerts.len(), out.tables.len());
-        let outcome = self.inner.advance_watermark(context, watermark_ms, out);
-        self.report(context, out, alerts, tables);
-        outcome
-    }
-
-    fn watermark(&self) -> Option<i64> {
-        self.inner.watermark()
-    }
-
-    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
-        self.inner.snapshot()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -166,6 +118,7 @@ mod tests {
     use super::*;
     use crate::alert::AlertStatus;
     use crate::incidents::test_alert;
+    use crate::operator::OperatorError;
 
     /// Raises one alert per row at the row's index in seconds; its watermark is
     /// the last row's time.
@@ -243,7 +196,7 @@ mod tests {
             topic: Arc::from("telemetry.metrics"),
             partition: 3,
         };
-        let mut op = ReportsAlerts::new(Box::new(Raiser { watermark: None }));
+        let mut op = ReportsAlerts::wrap(Box::new(Raiser { watermark: None }));
         assert_eq!(op.name(), "raiser");
         assert_eq!(op.snapshot().unwrap(), b"raiser");
 

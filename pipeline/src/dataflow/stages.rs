@@ -166,9 +166,9 @@ impl Stages {
         let operator = self.unreported(wiring, signal, snapshot, topic, partition)?;
         let raises_alerts = operator.tables().contains(&Table::Alerts);
         Some(match self.incidents.is_some() && raises_alerts {
-            true => Box::new(ReportsAlerts::new(operator)),
+            true => Box::new(ReportsAlerts::wrap(operator)),
             false if signal == Signal::AlertPartials && self.decisions.is_some() => {
-                Box::new(ForwardsIncidents::new(operator))
+                Box::new(ForwardsIncidents::wrap(operator))
             }
             false => operator,
         })
