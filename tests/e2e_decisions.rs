@@ -482,9 +482,11 @@ risk = "low"
             "append",
             format!("entry {entries} (seq {entries}) was edited or forged"),
         ),
+        ("truncate", "entries at the end were dropped".to_owned()),
     ] {
         let copy = dir.path().join(format!("tampered-{mode}"));
         copy_dir(&archive.join("audit"), &copy.join("audit"));
+        copy_dir(&archive.join("_cara"), &copy.join("_cara"));
         python("tamper_audit.py", &[copy.to_str().unwrap(), mode]);
         let (ok, text) = audit_verify(&copy, KEY);
         assert!(!ok, "{mode}: {text}");

@@ -2,7 +2,7 @@
 pyarrow (a Parquet writer nobody here wrote): the trail's files, read in path order,
 are rewritten as one file (the first file's name, so the stored order is kept) after
 one change.
-usage: tamper_audit.py ARCHIVE edit|drop|swap|append"""
+usage: tamper_audit.py ARCHIVE edit|drop|swap|append|truncate"""
 import glob
 import hashlib
 import json
@@ -24,6 +24,8 @@ def main():
         del rows[1]
     elif mode == "swap":
         rows[1], rows[2] = rows[2], rows[1]
+    elif mode == "truncate":
+        rows.pop()
     elif mode == "append":
         # A forged approval chained to the last entry, hashed without the key.
         last = rows[-1]

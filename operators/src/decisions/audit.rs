@@ -130,6 +130,12 @@ impl AuditChain {
         entry
     }
 
+    /// The next sequence number and the last entry's hash: what a trail must end
+    /// with.
+    pub fn head(&self) -> (u64, &str) {
+        (self.next_seq, &self.last_hash)
+    }
+
     /// Entries appended so far.
     pub fn len(&self) -> u64 {
         self.next_seq

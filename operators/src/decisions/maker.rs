@@ -115,6 +115,12 @@ impl DecisionMaker {
         self.state.open.len()
     }
 
+    /// The audit chain's head: entries appended so far and the last one's hash.
+    pub fn audit_head(&self) -> (u64, String) {
+        let (next, hash) = self.state.chain.head();
+        (next, hash.to_owned())
+    }
+
     /// Results received for decisions not waiting for one.
     pub fn repeated_results(&self) -> u64 {
         self.state.repeated_results

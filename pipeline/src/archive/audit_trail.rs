@@ -97,3 +97,23 @@ pub fn verify_trail(trail: &[StoredEntry], key: &[u8]) -> Result<(), (AuditBreak
         (broken, position)
     })
 }
+
+/// The audit chain's head as the decision stage last checkpointed it (entries
+/// appended, last hash), read from the archive's checkpoint of `topic` (the
+/// decision exchange) partition 0: what the trail must reach, so that entries
+/// dropped from its end are seen. `None` without a checkpoint.
+pub fn checkpointed_head(archive: &Path, topic: &str) -> Option<(u64, String)> {
+    use cara_operators::decisions::maker::DecisionMaker;
+    use cara_operators::decisions::policy::Risk;
+    use cara_operators::decisions::DecisionSettings;
+    let layout = ArchiveLayout::new(archive);
+    let checkpoint = super::commit::read_checkpoint(&layout, topic, 0).ok()??;
+    let file = checkpoint.state?;
+    let bytes = super::state::read_state(&layout, topic, 0, &file).ok()?;
+    let settings = DecisionSettings {
+        rules: Vec::new(),
+        auto_approve: Risk::Low,
+    };
+    let maker = DecisionMaker::restore(&bytes, settings, Vec::new()).ok()?;
+    Some(maker.audit_head())
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cara_pipeline::archive::audit_trail::{read_trail, verify_trail};
+use cara_pipeline::archive::audit_trail::{checkpointed_head, read_trail, verify_trail};
 
 /// Verifies the trail of `archive` under the key in `key_env`; an error (exit
 /// status 1) naming the first entry that does not hold.
@@ -24,6 +24,7 @@ pub fn verify(archive: &Path, key_env: &str) -> anyhow::Result<()> {
             let head = trail
                 .last()
                 .map_or("none".to_owned(), |s| s.entry.hash.clone());
+            check_head(archive, &trail)?;
             println!(
                 "audit trail verifies: {} entries, head {head} ({keyed})",
                 trail.len()
@@ -42,6 +43,36 @@ pub fn verify(archive: &Path, key_env: &str) -> anyhow::Result<()> {
         )
         }
     }
+}
+
+/// Compares the trail's end with the chain head the decision stage checkpointed:
+/// entries dropped from the end leave every link intact, but not the count.
+fn check_head(
+    archive: &Path,
+    trail: &[cara_pipeline::archive::audit_trail::StoredEntry],
+) -> anyhow::Result<()> {
+    // The decision exchange topic of the run that wrote the archive.
+    let layout = cara_pipeline::archive::layout::ArchiveLayout::new(archive);
+    let topic = std::fs::read_to_string(layout.run_config_file())
+        .ok()
+        .and_then(|text| cara_pipeline::config::Config::from_toml(&text).ok())
+        .map_or_else(
+            || "cara.internal.decisions".to_owned(),
+            |c| c.kafka.decision_exchange_topic,
+        );
+    let Some((entries, hash)) = checkpointed_head(archive, &topic) else {
+        return Ok(());
+    };
+    let stored = trail.last().map_or(0, |s| s.entry.seq + 1);
+    if stored < entries {
+        anyhow::bail!(
+            "audit trail broken: entries at the end were dropped: the trail ends at {stored} entries, the decision stage checkpointed {entries} (head {hash})"
+        );
+    }
+    if stored == entries && trail.last().is_some_and(|s| s.entry.hash != hash) {
+        anyhow::bail!("audit trail broken: its last entry is not the checkpointed head {hash}");
+    }
+    Ok(())
 }
 
 /// Writes the compliance summary of the decisions proposed in `[from, to)`.
