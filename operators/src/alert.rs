@@ -117,6 +117,16 @@ impl AlertStatus {
     }
 }
 
+/// How severe a severity is: `page` > `ticket` > `info` > anything else.
+pub fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "page" => 3,
+        "ticket" => 2,
+        "info" => 1,
+        _ => 0,
+    }
+}
+
 /// An alert record (DESIGN.md, "Output records"), with event-time fields only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {

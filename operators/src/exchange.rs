@@ -147,6 +147,18 @@ pub enum RecordError {
     Invalid(String),
 }
 
+/// The records of type `T` in the `record` column of archived rows (a table of
+/// whole exchange records), with their row numbers, in row order. The decoder
+/// archived only records that parsed and validated; a row that does not parse any
+/// more is skipped rather than stopping the stage that reads it.
+pub fn stored_records<'a, T: DeserializeOwned + 'a>(
+    rows: &'a RecordBatch,
+) -> Result<impl Iterator<Item = (usize, T)> + 'a, crate::anomaly::operator::SchemaMismatch> {
+    let records = crate::columns::strings(rows, "record")?;
+    Ok((0..rows.num_rows())
+        .filter_map(move |row| Some((row, serde_json::from_str::<T>(records.value(row)).ok()?))))
+}
+
 /// Parses and validates a record of type `T` from `json`; its row.
 pub fn read_record<T: ExchangeRecord>(
     json: &str,

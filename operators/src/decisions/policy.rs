@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::severity_rank;
 use crate::incidents::IncidentRecord;
 
 /// How risky an action is: low-risk actions at or under the configured level run
@@ -67,16 +68,6 @@ pub struct PolicyRule {
     pub approval_timeout_ms: i64,
     /// On expiry, the rule (by name) whose action is then proposed instead.
     pub escalate_to: Option<String>,
-}
-
-/// `page` > `ticket` > `info` > anything else.
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "page" => 3,
-        "ticket" => 2,
-        "info" => 1,
-        _ => 0,
-    }
 }
 
 impl PolicyRule {

@@ -18,6 +18,7 @@ use super::maker::{DecisionMaker, DecisionOutput};
 use super::records::{audit_batch, decisions_batch, DecisionEnvelope, VerdictRecord};
 use super::{DecisionInput, DecisionSettings};
 use crate::columns;
+use crate::exchange::stored_records;
 use crate::incidents::IncidentRecord;
 use crate::operator::{
     Emitted, EmittedFrom, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
@@ -99,13 +100,8 @@ impl Operator for VerdictRelay {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = columns::strings(rows, "record")?;
         let received = columns::timestamps(rows, "received_at")?;
-        for row in 0..rows.num_rows() {
-            // The decoder archived only verdicts that parsed and validated.
-            let Ok(v) = serde_json::from_str::<VerdictRecord>(records.value(row)) else {
-                continue;
-            };
+        for (row, v) in stored_records::<VerdictRecord>(rows)? {
             let at_ms = received.value(row);
             self.latest = Some(self.latest.map_or(at_ms, |l| l.max(at_ms)));
             out.messages.push(decision_input_message(&DecisionEnvelope {
@@ -173,13 +169,9 @@ impl Operator for DecisionStage {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = columns::strings(rows, "record")?;
         let mut made = DecisionOutput::default();
-        for row in 0..rows.num_rows() {
-            // The decoder archived only inputs that parsed and validated.
-            if let Ok(envelope) = serde_json::from_str::<DecisionEnvelope>(records.value(row)) {
-                self.maker.apply(&envelope.input, &mut made);
-            }
+        for (_, envelope) in stored_records::<DecisionEnvelope>(rows)? {
+            self.maker.apply(&envelope.input, &mut made);
         }
         if !made.decisions.is_empty() {
             out.tables

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::graph::ServiceGraph;
 use super::root_cause::{rank, Symptom};
 use super::{IncidentRecord, IncidentSettings, IncidentStatus};
-use crate::alert::{AlertRecord, AlertStatus};
+use crate::alert::{severity_rank, AlertRecord, AlertStatus};
 use crate::stable_hash::Fnv1a;
 
 /// Something the correlator applies in event-time order.
@@ -452,15 +452,6 @@ impl Correlator {
             merged_into: merged_into.map(str::to_owned),
             summary,
         }
-    }
-}
-
-fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "page" => 3,
-        "ticket" => 2,
-        "info" => 1,
-        _ => 0,
     }
 }
 

@@ -21,8 +21,7 @@ use super::correlate::{Correlator, CorrelatorCounts};
 use super::partial::AlertPartial;
 use super::table::incidents_batch;
 use super::{IncidentRecord, IncidentSettings};
-use crate::columns;
-use crate::exchange::SourceMarks;
+use crate::exchange::{stored_records, SourceMarks};
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
@@ -142,14 +141,9 @@ impl Operator for IncidentStage {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = columns::strings(rows, "record")?;
         let late_before = self.counts().late;
-        for row in 0..rows.num_rows() {
-            // The decoder archived only records that parsed and validated; a row
-            // that does not parse any more is skipped rather than stop the stage.
-            if let Ok(record) = serde_json::from_str::<AlertPartial>(records.value(row)) {
-                self.apply(record);
-            }
+        for (_, record) in stored_records::<AlertPartial>(rows)? {
+            self.apply(record);
         }
         out.late += self.counts().late.saturating_sub(late_before);
         self.advance(out)

@@ -39,8 +39,7 @@ use super::tables::{log_windows_batch, TemplateWindow};
 use crate::alert::{alert_id, AlertRecord, AlertStatus};
 use crate::anomaly::alerting::MetricAlerting;
 use crate::anomaly::{Detector, PointScore};
-use crate::columns;
-use crate::exchange::SourceMarks;
+use crate::exchange::{stored_records, SourceMarks};
 use crate::minutes::take_final;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
@@ -399,14 +398,9 @@ impl Operator for LogCombiner {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = columns::strings(rows, "record")?;
         let late_before = self.state.late_records;
-        for row in 0..rows.num_rows() {
-            // The decoder archived only records that parsed; a row that does not
-            // parse any more is skipped rather than stopping the partition.
-            if let Ok(record) = serde_json::from_str::<LogPartial>(records.value(row)) {
-                self.apply(record);
-            }
+        for (_, record) in stored_records::<LogPartial>(rows)? {
+            self.apply(record);
         }
         out.late += self.state.late_records.saturating_sub(late_before);
         let Some(through) = self.closable_through() else {

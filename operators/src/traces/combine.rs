@@ -24,8 +24,7 @@ use crate::alert::AlertRule;
 use crate::anomaly::alerting::MetricAlerting;
 use crate::anomaly::operator::AnomalyLimits;
 use crate::anomaly::ScorerConfig;
-use crate::columns;
-use crate::exchange::SourceMarks;
+use crate::exchange::{stored_records, SourceMarks};
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::schema::Table;
 use crate::series::{gauge_batch, DerivedPoint};
@@ -171,13 +170,8 @@ impl Operator for TraceCombiner {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let records = columns::strings(rows, "record")?;
-        for row in 0..rows.num_rows() {
-            // The decoder archived only records that parsed; a row that does not
-            // parse any more is skipped rather than stopping the partition.
-            if let Ok(record) = serde_json::from_str::<TracePartial>(records.value(row)) {
-                self.apply(record);
-            }
+        for (_, record) in stored_records::<TracePartial>(rows)? {
+            self.apply(record);
         }
         let Some(through) = self.closable_through() else {
             return Ok(());

@@ -178,12 +178,7 @@ impl Board {
         let record: IncidentRecord = serde_json::from_slice(payload)?;
         let order =
             |r: &IncidentRecord| (r.at, r.status != IncidentStatus::Open, r.alert_ids.len());
-        match self.incidents.get(&record.id) {
-            Some(held) if order(held) >= order(&record) => {}
-            _ => {
-                self.incidents.insert(record.id.clone(), record);
-            }
-        }
+        keep_later(&mut self.incidents, record.id.clone(), record, order);
         Ok(())
     }
 
@@ -196,24 +191,14 @@ impl Board {
             DecisionState::Approved => 1,
             _ => 2,
         };
-        match self.decisions.get(&record.id) {
-            Some(held) if step(held) >= step(&record) => {}
-            _ => {
-                self.decisions.insert(record.id.clone(), record);
-            }
-        }
+        keep_later(&mut self.decisions, record.id.clone(), record, step);
         Ok(())
     }
 
     /// Takes in one `cara.slo` message; an older status than the one held is ignored.
     pub fn apply_slo(&mut self, payload: &[u8]) -> Result<(), BoardError> {
         let status: SloStatus = serde_json::from_slice(payload)?;
-        match self.slos.get(&status.slo) {
-            Some(held) if held.ts >= status.ts => {}
-            _ => {
-                self.slos.insert(status.slo.clone(), status);
-            }
-        }
+        keep_later(&mut self.slos, status.slo.clone(), status, |s| s.ts);
         Ok(())
     }
 
@@ -537,14 +522,22 @@ fn render_templates(
     let _ = writeln!(out, "  {}", listed.join(" · "));
 }
 
+/// Holds `value` under `key` unless the record held there is at least as far on
+/// by `order` (a topic may repeat a record, or deliver an older one late).
+fn keep_later<V, O: Ord>(
+    map: &mut BTreeMap<String, V>,
+    key: String,
+    value: V,
+    order: impl Fn(&V) -> O,
+) {
+    if map.get(&key).is_none_or(|held| order(held) < order(&value)) {
+        map.insert(key, value);
+    }
+}
+
 /// `page` first, then `ticket`, then anything else.
 fn severity_rank(severity: &str) -> u8 {
-    match severity {
-        "page" => 0,
-        "ticket" => 1,
-        "info" => 2,
-        _ => 3,
-    }
+    3 - cara_operators::alert::severity_rank(severity)
 }
 
 /// `HH:MM:SS` UTC of an epoch-ms time.
