@@ -96,8 +96,8 @@ pub fn spawn(
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
     consumer.subscribe(&[&settings.decisions_topic])?;
-    let results = OutboundSink::new(client.clone(), settings.outbound.clone())?;
-    let actions = OutboundSink::new(client.clone(), settings.outbound.clone())?;
+    // One producer for the `kafka` actions and the results.
+    let sink = OutboundSink::new(client.clone(), settings.outbound.clone())?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(REQUEST_TIMEOUT))
         .http_status_as_error(false)
@@ -116,7 +116,7 @@ pub fn spawn(
                     .and_then(|p| serde_json::from_slice::<DecisionRecord>(p).ok());
                 if let Some(d) = decision.filter(|d| d.state == DecisionState::Approved) {
                     if !done.contains(&d.id) {
-                        let (ok, detail) = carry_out(&d, &settings.targets, &agent, &actions, &stop);
+                        let (ok, detail) = carry_out(&d, &settings.targets, &agent, &sink, &stop);
                         let result = DecisionEnvelope {
                             source_topic: "executor".into(),
                             source_partition: 0,
@@ -128,7 +128,7 @@ pub fn spawn(
                             },
                         };
                         if let Err(error) =
-                            results.send_all(&[decision_input_message(&result)], SEND_TIMEOUT)
+                            sink.send_all(&[decision_input_message(&result)], SEND_TIMEOUT)
                         {
                             // Not committed: a restarted executor carries it out again,
                             // with the same idempotency key.

@@ -7,13 +7,11 @@
 //! in order, are the chain's order. Nothing sorts by `seq`: a reordered entry must
 //! show as one.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use cara_operators::decisions::audit::{verify, AuditBreak, AuditEntry};
 use cara_operators::decisions::records::audit_entries;
 use cara_operators::schema::Table;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::layout::ArchiveLayout;
 
@@ -44,33 +42,20 @@ pub struct StoredEntry {
 /// Every entry of the archive's trail, in stored order.
 pub fn read_trail(archive: &Path) -> Result<Vec<StoredEntry>, TrailError> {
     let dir = ArchiveLayout::new(archive).table_dir(Table::Audit);
-    let mut files = Vec::new();
-    let mut dirs = vec![dir];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
     let mut trail = Vec::new();
-    for path in files {
-        let fail = |reason: String| TrailError::Read {
-            path: path.clone(),
-            reason,
-        };
-        let file = File::open(&path).map_err(|e| fail(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| fail(e.to_string()))?;
+    for path in crate::backtest::replay::parquet_files(&dir) {
+        let batches =
+            crate::backtest::replay::read_parquet(&path).map_err(|e| TrailError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         let mut row = 0;
-        for batch in reader {
-            let batch = batch.map_err(|e| fail(e.to_string()))?;
-            for entry in audit_entries(&batch).map_err(|e| fail(e.to_string()))? {
+        for batch in batches {
+            let entries = audit_entries(&batch).map_err(|e| TrailError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for entry in entries {
                 trail.push(StoredEntry {
                     file: path.clone(),
                     row,
