@@ -272,6 +272,17 @@ pub trait Operator: Send {
     /// The current watermark, `None` before the first row.
     fn watermark(&self) -> Option<i64>;
 
+    /// The event time before which it will raise no more alert transitions or
+    /// service-graph calls: what the incident stage is told it may apply (see
+    /// `incidents::reporter`). The default, its watermark, holds for an operator
+    /// that stamps what it raises with the time of a row it has not yet passed. A
+    /// combiner that stamps each window's alerts at the window's end promises the
+    /// end of the next window it will close: a window later than its watermark,
+    /// which is what keeps incidents from waiting a minute for it.
+    fn quiet_before(&self) -> Option<i64> {
+        self.watermark()
+    }
+
     /// The state, encoded with [`crate::snapshot`] and restored by the operator's
     /// own `restore`.
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError>;
@@ -367,6 +378,10 @@ impl<T: Tap> Operator for Tapped<T> {
 
     fn watermark(&self) -> Option<i64> {
         self.inner.watermark()
+    }
+
+    fn quiet_before(&self) -> Option<i64> {
+        self.inner.quiet_before()
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
@@ -480,6 +495,14 @@ impl Operator for Stacked {
     /// The slowest part's.
     fn watermark(&self) -> Option<i64> {
         self.parts.iter().filter_map(|(_, p)| p.watermark()).min()
+    }
+
+    /// The earliest part's.
+    fn quiet_before(&self) -> Option<i64> {
+        self.parts
+            .iter()
+            .filter_map(|(_, p)| p.quiet_before())
+            .min()
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {

@@ -17,6 +17,7 @@ use plotters::prelude::*;
 
 use crate::backtest::labels::{markdown, Cells};
 use crate::backtest::report::{escape, html_table};
+use crate::sample::quantile;
 
 /// One decision's history within the trail.
 #[derive(Debug, Clone, Default)]
@@ -93,14 +94,6 @@ pub fn summarise(
 
 fn seconds(ms: i64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
-}
-
-fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted.get(index).copied()
 }
 
 impl AuditSummary {

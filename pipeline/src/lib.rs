@@ -30,6 +30,7 @@ pub mod http;
 pub mod internal_events;
 pub mod outbound;
 pub mod runtime;
+pub mod sample;
 pub mod source;
 pub mod summary;
 pub mod telemetry;

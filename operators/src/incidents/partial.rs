@@ -38,8 +38,11 @@ pub struct AlertPartial {
     pub source_topic: String,
     /// The stage's source partition.
     pub source_partition: i32,
-    /// The stage's watermark after the call: it raises no alert transition before
-    /// this time any more (one that does anyway is applied late, and counted).
+    /// How far the stage has promised quiet after the call
+    /// ([`crate::operator::Operator::quiet_before`]: its watermark, or for a
+    /// windowed combiner the end of the next window it closes): it raises no alert
+    /// transition before this time any more (one that does anyway is applied late,
+    /// and counted).
     pub through_ms: i64,
     /// The alert transitions the call raised, in the order raised.
     pub alerts: Vec<AlertRecord>,

@@ -1,7 +1,10 @@
 //! The alert-raising stages' side of the incident exchange: a wrapper around any
 //! operator that writes table `alerts` which, after each call, sends the incident
 //! stage an [`AlertPartial`] with the transitions the call raised, the calls of
-//! the `service_graph` rows it wrote, and its watermark.
+//! the `service_graph` rows it wrote, and the time before which it will raise
+//! nothing more ([`Operator::quiet_before`]: its watermark, or for a windowed
+//! combiner the end of the next window it closes, so incidents do not wait a window
+//! for the combiners).
 //!
 //! One wrapper, so every stage that raises alerts (the metric partitions, the SLO,
 //! trace and log combiners, and stages added later) reaches incidents the same way,
@@ -59,7 +62,7 @@ impl Tap for ReportsAlerts {
             .collect();
         let calls = calls_in(&out.tables[from.tables..]);
         let earliest = alerts.iter().map(|a| a.at).min();
-        let Some(through) = inner.watermark().or(earliest) else {
+        let Some(through) = inner.quiet_before().or(earliest) else {
             return;
         };
         let moved = self

@@ -421,6 +421,13 @@ impl Operator for LogCombiner {
         self.closable_through()
     }
 
+    /// The end of the next window to close: its alerts (a new template, a scored
+    /// series) are stamped there.
+    fn quiet_before(&self) -> Option<i64> {
+        self.closable_through()
+            .map(|through| through.saturating_add(self.settings.window()))
+    }
+
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
         Ok(snapshot::encode(&self.state)?)
     }
@@ -444,7 +451,9 @@ fn new_error_template_alert(
         kind: "log_pattern".into(),
         severity: "ticket".into(),
         status: AlertStatus::Firing,
-        at: first_error_ms,
+        // Known when the window closes (as the windows' scored series are); it
+        // started with the first error line.
+        at: end,
         starts_at: first_error_ms,
         ends_at: None,
         labels: vec![
@@ -617,12 +626,16 @@ mod tests {
         assert_eq!(new.len(), 2, "fired and resolved once: {new:#?}");
         assert_eq!(
             (new[0].status, new[0].starts_at, new[0].at),
-            (AlertStatus::Firing, first_error, first_error)
+            (AlertStatus::Firing, first_error, T0 + 21 * 60_000)
         );
         assert_eq!(
             new[0].description,
             "first seen: deadlock detected for user <*>"
         );
+        // Nothing it raises later is stamped before the end of the next window to
+        // close: what it promises the incident stage.
+        let watermark = combiner.watermark().expect("windows closed");
+        assert_eq!(combiner.quiet_before(), Some(watermark + 60_000));
         assert_eq!(
             (new[1].status, new[1].id.as_str(), new[1].at),
             (AlertStatus::Resolved, new[0].id.as_str(), T0 + 22 * 60_000)

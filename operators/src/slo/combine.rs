@@ -217,6 +217,12 @@ impl Operator for SloCombiner {
             .min()
     }
 
+    /// The next minute boundary a status (and a burn transition) is computed at.
+    fn quiet_before(&self) -> Option<i64> {
+        self.watermark()
+            .map(|boundary| boundary.saturating_add(MINUTE_MS))
+    }
+
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
         Ok(snapshot::encode(&self.slos)?)
     }

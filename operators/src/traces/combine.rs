@@ -233,6 +233,13 @@ impl Operator for TraceCombiner {
         self.closable_through().map(|m| m * MINUTE_MS)
     }
 
+    /// The end of the next minute to close: its RED series and calls are stamped
+    /// there, nothing it raises is earlier.
+    fn quiet_before(&self) -> Option<i64> {
+        self.closable_through()
+            .map(|m| m.saturating_add(1).saturating_mul(MINUTE_MS))
+    }
+
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
         Ok(snapshot::encode(&self.state)?)
     }
@@ -471,5 +478,85 @@ mod tests {
         assert!(fired.iter().any(|a| a
             .labels
             .contains(&("__name__".into(), "service_latency_p99_ms".into()))));
+    }
+
+    /// What the combiner promises the incident stage (`quiet_before`) holds: no
+    /// alert and no call it raises later is earlier, and the promise runs a minute
+    /// ahead of its watermark (the minute still open is stamped at its end).
+    #[test]
+    fn nothing_raised_later_is_earlier_than_the_promise() {
+        use crate::incidents::partial::AlertPartial;
+        use crate::incidents::reporter::ReportsAlerts;
+        use crate::traces::partial::{EdgeCell, RedCell};
+        let m0 = T0 / 60_000;
+        let partial = |source: i32, i: i64| {
+            let mut cell = Cell::new();
+            for k in 0..50 {
+                let base = 20.0 + (k % 10) as f64 + (i % 3) as f64;
+                cell.observe(if i >= 90 { base * 8.0 } else { base }, i >= 95);
+            }
+            TracePartial {
+                source_topic: "telemetry.spans".into(),
+                source_partition: source,
+                through_minute: m0 + i + 1,
+                minute: Some(m0 + i),
+                red: vec![RedCell {
+                    service: "checkout".into(),
+                    operation: "POST /pay".into(),
+                    cell: cell.clone(),
+                }],
+                edges: vec![EdgeCell {
+                    caller: "web".into(),
+                    callee: "checkout".into(),
+                    cell,
+                }],
+            }
+        };
+        let mut combiner = ReportsAlerts::wrap(Box::new(TraceCombiner::new(2, scoring())));
+        let context = PartitionContext {
+            topic: "cara.internal.traces".into(),
+            partition: 0,
+        };
+        let (mut raised, mut promised_ahead) = (0, 0);
+        let mut promise: Option<i64> = None;
+        // The two sources take turns: each call brings one of them a minute on.
+        for (offset, (source, i)) in (0..100i64).flat_map(|i| [(0, i), (1, i)]).enumerate() {
+            let record = partial(source, i);
+            let mut rows = RecordRows::new(Table::TracePartials);
+            let json = String::from_utf8(record.to_json()).unwrap();
+            rows.append(
+                &record.row(),
+                &json,
+                "cara.internal.traces",
+                0,
+                offset as i64,
+            );
+            let mut out = Emitted::default();
+            combiner
+                .process(&context, &rows.finish(), &mut out)
+                .unwrap();
+            let sent = out
+                .messages
+                .iter()
+                .map(|m| serde_json::from_slice::<AlertPartial>(&m.payload).unwrap());
+            for partial in sent {
+                for at in partial
+                    .alerts
+                    .iter()
+                    .map(|a| a.at)
+                    .chain(partial.calls.iter().map(|c| c.at_ms))
+                {
+                    assert!(promise.is_none_or(|p| at >= p), "{at} before {promise:?}");
+                    raised += 1;
+                }
+                promise = Some(partial.through_ms);
+            }
+            if let (Some(p), Some(w)) = (combiner.quiet_before(), combiner.watermark()) {
+                assert_eq!(p, w + 60_000, "a minute ahead of its watermark");
+                promised_ahead += 1;
+            }
+        }
+        assert!(raised > 100, "{raised} alerts and calls checked");
+        assert!(promised_ahead > 100);
     }
 }

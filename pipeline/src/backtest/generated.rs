@@ -13,11 +13,12 @@
 //! incidents cara correlates them into by [`super::incident_score`].
 
 use cara_operators::alert::{AlertRecord, AlertStatus};
+use cara_operators::decisions::DecisionRecord;
 use cara_operators::incidents::IncidentRecord;
 use cara_operators::stable_hash::Fnv1a;
 
 use super::in_process::{Consumed, InProcessRun};
-use super::incident_score::{score_incidents, IncidentScore};
+use super::incident_score::{alert_to_decision_ms, score_incidents, IncidentScore};
 use super::labels::{score_alerts, FiredAlert, LabelScore};
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::Dataflow;
@@ -129,26 +130,38 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
         .into_iter()
         .filter(|i| i.start_ms < start_ms + run.span_ms)
         .collect();
+    // The flush every batch of event time: the clock of a live run keeping pace.
+    let clock = |flush: &u64| start_ms + *flush as i64 * run.batch_ms;
+    let incident_records: Vec<(IncidentRecord, i64)> = outputs
+        .incidents
+        .iter()
+        .cloned()
+        .zip(outputs.incidents_flush.iter().map(clock))
+        .collect();
+    let decisions: Vec<(DecisionRecord, i64)> = outputs
+        .decisions
+        .iter()
+        .cloned()
+        .zip(outputs.decisions_flush.iter().map(clock))
+        .collect();
+    let mut incident_score = score_incidents(
+        &incident_records,
+        &decisions,
+        &transitions,
+        &incidents,
+        run.grace_ms,
+    );
+    incident_score.alert_to_decision_ms = alert_to_decision_ms(
+        &outputs.incidents,
+        transitions
+            .iter()
+            .zip(outputs.alerts_flush.iter().map(clock)),
+        decisions.iter().map(|(d, at)| (d, *at)),
+    );
     GeneratedReport {
         consumed: outputs.consumed,
         score: score_alerts(&fired, &incidents, run.grace_ms),
-        incident_score: score_incidents(
-            &outputs
-                .incidents
-                .iter()
-                .cloned()
-                .zip(outputs.incidents_sent_at.iter().copied())
-                .collect::<Vec<_>>(),
-            &outputs
-                .decisions
-                .iter()
-                .cloned()
-                .zip(outputs.decisions_sent_at.iter().copied())
-                .collect::<Vec<_>>(),
-            &transitions,
-            &incidents,
-            run.grace_ms,
-        ),
+        incident_score,
         incidents: outputs.incidents,
         transitions,
     }
@@ -254,6 +267,12 @@ mod tests {
             .collect();
         assert_eq!(decided.len(), 12, "{text}");
         assert!(decided.iter().all(|ms| (0..120_000).contains(ms)), "{text}");
+        // From the alert that opened an incident to its decision, on the clock of a
+        // run keeping pace with event time: at least one per fault, none over two
+        // minutes (the wait for the minute-window combiners).
+        let latency = &incidents.alert_to_decision_ms;
+        assert!(latency.len() >= 12, "{text}");
+        assert!(latency.iter().all(|ms| (0..120_000).contains(ms)), "{text}");
         assert!(
             incidents.incidents < report.score.overall.true_alerts,
             "alerts are grouped"

@@ -111,17 +111,19 @@ pub struct Outputs {
     /// disabled). Those after the slowest stage's progress (a minute or so before
     /// the end) are not applied.
     pub incidents: Vec<IncidentRecord>,
-    /// For each incident transition, the incident stage's watermark when it sent
-    /// it: the event time by which a live run would have known it (later than the
-    /// transition's own time by the wait for the slowest stage).
-    pub incidents_sent_at: Vec<i64>,
     /// Every decision change, in the order made (empty without a policy).
     pub decisions: Vec<DecisionRecord>,
-    /// For each, when it was sent: with the incident records of the same flush it
-    /// reacts to (the incident stage's watermark then).
-    pub decisions_sent_at: Vec<i64>,
-    /// The incident stage's watermark at its last flush that sent records.
-    last_incident_sent: Option<i64>,
+    /// For each alert, the flush (counted from 1) that raised it. A driver that
+    /// flushes every so much event time reads it as the clock of a live run keeping
+    /// pace with event time: the transition's own time is earlier, by the wait for
+    /// its window to close (and, for incidents, for the slowest stage).
+    pub alerts_flush: Vec<u64>,
+    /// For each incident transition, the flush that sent it.
+    pub incidents_flush: Vec<u64>,
+    /// For each decision, the flush that made it.
+    pub decisions_flush: Vec<u64>,
+    /// Flushes so far.
+    flushes: u64,
     /// What the dataflow consumed and wrote.
     pub consumed: Consumed,
 }
@@ -129,27 +131,17 @@ pub struct Outputs {
 impl Outputs {
     /// Keeps what a stage emitted: counts its rows, its alerts and incident
     /// transitions, and its exchange records for the stages after it.
-    fn take(
-        &mut self,
-        emitted: &mut Emitted,
-        messages: &mut Vec<OutboundMessage>,
-        watermark: Option<i64>,
-    ) {
+    fn take(&mut self, emitted: &mut Emitted, messages: &mut Vec<OutboundMessage>) {
         self.consumed.count_tables(emitted);
+        let flush = self.flushes;
+        self.alerts_flush
+            .extend(std::iter::repeat_n(flush, emitted.alerts.len()));
         self.alerts.append(&mut emitted.alerts);
-        if emitted
-            .messages
-            .iter()
-            .any(|m| m.topic == Outbound::Incidents)
-        {
-            self.last_incident_sent = watermark;
-        }
         for message in emitted.messages.drain(..) {
             if message.topic == Outbound::Decisions {
                 match serde_json::from_slice::<DecisionRecord>(&message.payload) {
                     Ok(decision) => {
-                        let sent = self.last_incident_sent.unwrap_or(decision.at);
-                        self.decisions_sent_at.push(sent);
+                        self.decisions_flush.push(flush);
                         self.decisions.push(decision);
                     }
                     Err(error) => {
@@ -159,8 +151,7 @@ impl Outputs {
             } else if message.topic == Outbound::Incidents {
                 match serde_json::from_slice(&message.payload) {
                     Ok(incident) => {
-                        let record: &IncidentRecord = &incident;
-                        self.incidents_sent_at.push(watermark.unwrap_or(record.at));
+                        self.incidents_flush.push(flush);
                         self.incidents.push(incident);
                     }
                     Err(error) => {
@@ -236,11 +227,12 @@ impl<'a> InProcessRun<'a> {
     /// Runs every input partition's operators over what was pushed since the last
     /// flush, then each later stage over the exchange records sent before it.
     pub fn flush(&mut self) {
+        self.out.flushes += 1;
         let mut messages: Vec<OutboundMessage> = Vec::new();
         for partition in self.first.values_mut() {
             let mut emitted = Emitted::default();
             partition.flush(&mut emitted);
-            self.out.take(&mut emitted, &mut messages, None);
+            self.out.take(&mut emitted, &mut messages);
         }
         for index in 0..self.second.len() {
             let stage = &mut self.second[index];
@@ -255,8 +247,7 @@ impl<'a> InProcessRun<'a> {
             }
             let mut emitted = Emitted::default();
             stage.flush(&mut emitted);
-            let watermark = stage.operator.as_ref().and_then(|o| o.watermark());
-            self.out.take(&mut emitted, &mut messages, watermark);
+            self.out.take(&mut emitted, &mut messages);
         }
     }
 

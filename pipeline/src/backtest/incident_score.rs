@@ -20,6 +20,7 @@ use cara_operators::incidents::{IncidentRecord, IncidentStatus};
 
 use super::labels::{markdown, Cells};
 use crate::gen::incidents::{Incident as Fault, IncidentKind};
+use crate::sample::quantile;
 
 /// How one fault came out.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,8 @@ pub struct FaultOutcome {
     /// Position (1 = first) of its service among its primary incident's causes.
     pub rank: Option<usize>,
     /// From its start to when the first record ranking its service first was
-    /// sent (the incident stage's watermark then, in event time), ms.
+    /// sent (on the clock of a live run keeping pace with event time: see
+    /// [`super::in_process::Outputs::incidents_flush`]), ms.
     pub to_cause_ms: Option<i64>,
     /// From its start to the first decision proposed, after it began, for an
     /// incident holding one of its alerts (sent when the incident record it reacts
@@ -50,11 +52,52 @@ pub struct IncidentScore {
     pub false_incidents: usize,
     /// Incidents as they finally stood.
     pub incidents: usize,
+    /// For each decision proposed, from the firing alert that opened its incident
+    /// to the decision, ascending (see [`alert_to_decision_ms`]); empty when not
+    /// measured.
+    pub alert_to_decision_ms: Vec<i64>,
 }
 
-/// Scores `records` (incident transitions in order, each with the event time it was
-/// sent at; see [`super::in_process::Outputs::incidents_sent_at`]) and the
-/// decisions proposed for them (likewise) against `faults`.
+/// How long each proposed decision took from the alert that triggered it: from
+/// the first firing of the alerts its incident opened with to the decision, both
+/// on the clock `alerts` and `decisions` carry (the live harness uses the Kafka
+/// messages' CreateTime; the in-process run, its flushes of event time). Decisions
+/// whose incident's opening alerts are unknown are left out. Ascending.
+pub fn alert_to_decision_ms<'a>(
+    incidents: &'a [IncidentRecord],
+    alerts: impl IntoIterator<Item = (&'a AlertRecord, i64)>,
+    decisions: impl IntoIterator<Item = (&'a DecisionRecord, i64)>,
+) -> Vec<i64> {
+    let mut fired: BTreeMap<&str, i64> = BTreeMap::new();
+    for (alert, at) in alerts {
+        if alert.status == AlertStatus::Firing {
+            fired.entry(&alert.id).or_insert(at);
+        }
+    }
+    let mut opened_by: BTreeMap<&str, &[String]> = BTreeMap::new();
+    for record in incidents {
+        opened_by.entry(&record.id).or_insert(&record.alert_ids);
+    }
+    let mut latencies: Vec<i64> = decisions
+        .into_iter()
+        .filter(|(d, _)| d.state == DecisionState::Proposed)
+        .filter_map(|(d, at)| {
+            let first = opened_by
+                .get(d.incident_id.as_str())?
+                .iter()
+                .filter_map(|a| fired.get(a.as_str()))
+                .min()?;
+            Some(at - first)
+        })
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
+/// Scores `records` (incident transitions in order, each with the time it was sent
+/// at on the clock of a live run keeping pace with event time; see
+/// [`super::in_process::Outputs::incidents_flush`]) and the decisions proposed for
+/// them (likewise) against `faults`.
 pub fn score_incidents(
     records: &[(IncidentRecord, i64)],
     decisions: &[(DecisionRecord, i64)],
@@ -177,6 +220,7 @@ pub fn score_incidents(
         faults: outcomes,
         false_incidents: standing.keys().filter(|id| !matched.contains(**id)).count(),
         incidents: standing.len(),
+        alert_to_decision_ms: Vec::new(),
     }
 }
 
@@ -283,8 +327,24 @@ impl IncidentScore {
             true => String::new(),
             false => format!("\n{}", markdown(&misranked)),
         };
+        let latency = &self.alert_to_decision_ms;
+        let seconds = |q: f64| {
+            quantile(latency, q).map_or("—".to_owned(), |ms| {
+                format!("{:.1} s", ms as f64 / 1000.0)
+            })
+        };
+        let latency = match latency.is_empty() {
+            true => String::new(),
+            false => format!(
+                "alert → decision: {} decisions, p50 {}, p99 {}, max {}\n",
+                latency.len(),
+                seconds(0.5),
+                seconds(0.99),
+                seconds(1.0)
+            ),
+        };
         format!(
-            "{}\nincidents: {}, of which matching no fault: {}\n{misranked}",
+            "{}\nincidents: {}, of which matching no fault: {}\n{latency}{misranked}",
             markdown(&self.kind_table()),
             self.incidents,
             self.false_incidents
@@ -367,6 +427,29 @@ mod tests {
         }
     }
 
+    fn decision(incident: &str, state: DecisionState) -> DecisionRecord {
+        DecisionRecord {
+            id: format!("dec-{incident}"),
+            at: 5_000,
+            incident_id: incident.into(),
+            alert_ids: vec![],
+            action: "rollback".into(),
+            kind: "webhook".into(),
+            target: "db".into(),
+            rationale: String::new(),
+            risk: cara_operators::decisions::policy::Risk::High,
+            requires_approval: true,
+            policy_rule: "r".into(),
+            state,
+            approved_by: String::new(),
+            detail: String::new(),
+            expires_at: 0,
+            escalation_of: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
     #[test]
     fn faults_are_counted_as_one_split_or_merged_and_ranked() {
         use IncidentStatus::*;
@@ -394,26 +477,7 @@ mod tests {
             fault("f3", "queue", 300_000, &[]),
         ];
         // A decision on i1 (f1's incident), sent when i1's update was.
-        let decision = DecisionRecord {
-            id: "dec-1".into(),
-            at: 5_000,
-            incident_id: "i1".into(),
-            alert_ids: vec![],
-            action: "rollback".into(),
-            kind: "webhook".into(),
-            target: "db".into(),
-            rationale: String::new(),
-            risk: cara_operators::decisions::policy::Risk::High,
-            requires_approval: true,
-            policy_rule: "r".into(),
-            state: DecisionState::Proposed,
-            approved_by: String::new(),
-            detail: String::new(),
-            expires_at: 0,
-            escalation_of: None,
-            prev_hash: String::new(),
-            hash: String::new(),
-        };
+        let decision = decision("i1", DecisionState::Proposed);
         let score = score_incidents(&records, &[(decision, 65_000)], &alerts, &faults, 60_000);
         let got: Vec<(usize, usize, Option<usize>, Option<i64>)> = score
             .faults
@@ -465,5 +529,52 @@ mod tests {
             .collect();
         assert_eq!(got, [(1, 1, Some(1)), (1, 1, Some(2))]);
         assert_eq!(score.incidents, 1);
+    }
+
+    /// Each proposal is timed from the first firing of the alerts its incident
+    /// opened with, not from alerts that joined later; other states and proposals
+    /// on unknown incidents are not timed.
+    #[test]
+    fn a_decision_is_timed_from_the_alert_that_opened_its_incident() {
+        use IncidentStatus::*;
+        let mut resolved = alert("a1", "web", 0);
+        resolved.status = AlertStatus::Resolved;
+        // (alert, the clock when it was sent)
+        let alerts = [
+            (alert("a1", "web", 0), 10_000),
+            (alert("a2", "db", 0), 20_000),
+            (resolved, 30_000),
+            (alert("b1", "cache", 0), 50_000),
+            (alert("b2", "cache", 0), 45_000),
+        ];
+        let incidents = [
+            record("i1", Open, 0, &["a1"], &["web"]),
+            record("i1", Update, 0, &["a1", "a2"], &["db"]),
+            record("i2", Open, 0, &["b1", "b2"], &["cache"]),
+        ];
+        let decisions = [
+            (decision("i1", DecisionState::Proposed), 40_000),
+            (decision("i1", DecisionState::Executed), 90_000),
+            (decision("i2", DecisionState::Proposed), 60_000),
+            (decision("gone", DecisionState::Proposed), 70_000),
+        ];
+        let latencies = alert_to_decision_ms(
+            &incidents,
+            alerts.iter().map(|(a, at)| (a, *at)),
+            decisions.iter().map(|(d, at)| (d, *at)),
+        );
+        // i2 opened with both b1 and b2: timed from b2, sent first.
+        assert_eq!(latencies, [15_000, 30_000]);
+        let score = IncidentScore {
+            alert_to_decision_ms: latencies,
+            ..IncidentScore::default()
+        };
+        assert!(
+            score
+                .to_markdown()
+                .contains("alert → decision: 2 decisions, p50 30.0 s, p99 30.0 s, max 30.0 s"),
+            "{}",
+            score.to_markdown()
+        );
     }
 }
