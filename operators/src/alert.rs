@@ -222,6 +222,9 @@ impl AlertEvaluator {
                 state: AlertState::default(),
                 window_start: point.ts_ms,
             });
+            // Resolving forgets when the firing started: the resolved record must
+            // carry the same start (and so the same id) as the fired one.
+            let fired_at = entry.state.firing_since();
             let transition =
                 entry
                     .state
@@ -240,13 +243,11 @@ impl AlertEvaluator {
                     ));
                 }
                 Some(Transition::Resolved) => {
-                    // The state machine forgets the start on resolving; the record
-                    // keeps it from the stretch's beginning.
                     out.push(record(
                         rule,
                         point,
                         AlertStatus::Resolved,
-                        window_start,
+                        fired_at.unwrap_or(window_start),
                         window_start,
                     ));
                     series_states.remove(&index);
@@ -271,14 +272,15 @@ impl AlertEvaluator {
             return;
         };
         for (index, entry) in series_states {
-            let (Some(rule), Some(_)) = (self.rules.get(index), entry.state.firing_since()) else {
+            let (Some(rule), Some(fired_at)) = (self.rules.get(index), entry.state.firing_since())
+            else {
                 continue;
             };
             let mut resolved = record(
                 rule,
                 silent,
                 AlertStatus::Resolved,
-                entry.window_start,
+                fired_at,
                 entry.window_start,
             );
             resolved.summary = format!("{} went silent; resolved", silent.series);
@@ -531,6 +533,70 @@ mod tests {
             evaluator.states.is_empty(),
             "resolved series leave no state"
         );
+    }
+
+    /// With a pending period the stretch begins before the alert fires: the
+    /// resolved record still names the fired one (same start, same id), and so
+    /// does the one a silent series resolves with.
+    #[test]
+    fn a_resolution_after_a_pending_period_names_the_alert_that_fired() {
+        let mut rule = AlertRule::default_anomaly();
+        rule.policy = FiringPolicy {
+            threshold: 0.5,
+            for_ms: 20,
+            resolve_ratio: 1.0,
+            resolve_after_ms: 20,
+            resolve_after_points: 0,
+        };
+        let mut evaluator = AlertEvaluator::new(vec![rule]);
+        let mut out = Vec::new();
+        let series = "cpu{service=\"cart\"}";
+        for (t, s) in [
+            (0, 0.1),
+            (10, 0.7),
+            (20, 0.8),
+            (30, 0.9),
+            (40, 0.2),
+            (60, 0.1),
+        ] {
+            let mut p = point(series, t, s);
+            p.previous_ms = (t > 0).then_some(t - 10);
+            evaluator.observe(&p, &mut out);
+        }
+        let got: Vec<_> = out
+            .iter()
+            .map(|a| (a.status, a.at, a.starts_at, a.window_start))
+            .collect();
+        // Anomalous from the last normal point (0), firing 20 ms on, at 20; the
+        // stretch of scores above the threshold began at 10.
+        assert_eq!(
+            got,
+            [
+                (AlertStatus::Firing, 20, 20, 10),
+                (AlertStatus::Resolved, 60, 20, 10),
+            ]
+        );
+        assert_eq!(out[0].id, out[1].id, "the resolution names the fired alert");
+        assert_eq!(out[0].id, alert_id("metric_anomaly", series, 20));
+
+        // The same stretch, then silence: resolved under the fired id too.
+        let mut silent_out = Vec::new();
+        for (t, s) in [(100, 0.7), (110, 0.8), (120, 0.9), (130, 0.9)] {
+            let mut p = point(series, t, s);
+            p.previous_ms = Some(t - 10);
+            evaluator.observe(&p, &mut silent_out);
+        }
+        evaluator.series_silent(&point(series, 500, 0.0), &mut silent_out);
+        let ids: Vec<_> = silent_out
+            .iter()
+            .map(|a| (a.status, a.starts_at, a.id.clone()))
+            .collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_eq!(
+            (ids[0].0, ids[1].0),
+            (AlertStatus::Firing, AlertStatus::Resolved)
+        );
+        assert_eq!((ids[0].1, &ids[0].2), (ids[1].1, &ids[1].2));
     }
 
     #[test]
