@@ -376,6 +376,15 @@ mod tests {
             2,
             "the outage pages, then resolves: {paging:?}"
         );
+        // On the SLO's service, so incidents place it on the service graph.
+        let service = slos[0]
+            .spec
+            .service
+            .clone()
+            .expect("a span SLO names its service");
+        assert!(paging
+            .iter()
+            .all(|a| a.labels.contains(&("service".into(), service.clone()))));
         assert!(out
             .tables
             .iter()

@@ -162,6 +162,7 @@ mod tests {
                 period_ms: 30 * 24 * 3_600_000,
                 out_of_orderness_ms: 30_000,
                 rules: crate::slo::default_burn_rules(),
+                service: None,
             },
             good_metric: "requests_ok_total".into(),
             total_metric: "requests_total".into(),

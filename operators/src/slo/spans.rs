@@ -140,6 +140,7 @@ pub(crate) mod tests {
                 period_ms: 30 * 24 * 60 * MINUTE_MS,
                 out_of_orderness_ms: 30_000,
                 rules: super::super::default_burn_rules(),
+                service: Some(service.to_owned()),
             },
             service: service.into(),
             operation: None,

@@ -80,6 +80,11 @@ pub struct SloSpec {
     pub out_of_orderness_ms: i64,
     /// Alert conditions.
     pub rules: Vec<BurnRule>,
+    /// The service it watches, when it watches one: the `service` label of its burn
+    /// alerts, so that incidents correlate them along the service graph like any
+    /// other alert on the service (without it a burn joins by time alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Why an SLO specification was refused.
@@ -452,10 +457,10 @@ fn burn_alert(
         at: status.ts,
         starts_at,
         ends_at,
-        labels: vec![
-            ("alertname".into(), rule_name),
-            ("slo".into(), spec.name.clone()),
-        ],
+        labels: std::iter::once(("alertname".into(), rule_name))
+            .chain(std::iter::once(("slo".into(), spec.name.clone())))
+            .chain(spec.service.iter().map(|s| ("service".into(), s.clone())))
+            .collect(),
         summary,
         description: format!(
             "burn rate {long:.2} over {long_name} and {short:.2} over {short_name} (threshold {factor}); budget remaining {:.4}",
@@ -489,6 +494,7 @@ mod tests {
             period_ms: period_minutes * MINUTE_MS,
             out_of_orderness_ms: 30_000,
             rules: default_burn_rules(),
+            service: None,
         }
     }
 
@@ -647,6 +653,10 @@ mod tests {
                 .all(|a| a.kind == "slo_burn"
                     && a.labels.contains(&("slo".into(), spec.name.clone())))
         );
+        // An SLO of no particular service labels no service.
+        assert!(alerts
+            .iter()
+            .all(|a| a.labels.iter().all(|(k, _)| k != "service")));
     }
 
     #[test]

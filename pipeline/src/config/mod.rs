@@ -252,7 +252,7 @@ fn default_slo_out_of_orderness() -> HumanDuration {
 }
 
 impl SloConfig {
-    /// Name, objective, period and rules.
+    /// Name, objective, period, rules and the service it watches.
     pub fn spec(&self) -> SloSpec {
         let ms = |d: &HumanDuration| d.0.as_millis().min(i64::MAX as u128) as i64;
         SloSpec {
@@ -261,6 +261,11 @@ impl SloConfig {
             period_ms: ms(&self.period),
             out_of_orderness_ms: ms(&self.out_of_orderness),
             rules: self.rules.clone().unwrap_or_else(default_burn_rules),
+            // A metrics SLO may name its service among its label matchers.
+            service: self
+                .service
+                .clone()
+                .or_else(|| self.labels.get("service").cloned()),
         }
     }
 
@@ -1296,6 +1301,14 @@ mod tests {
         let slos: Vec<SpanSlo> = c.slos.iter().filter_map(SloConfig::span_slo).collect();
         assert_eq!(slos[0].spec.period_ms, 30 * 24 * 3_600_000);
         assert_eq!(slos[0].spec.rules, default_burn_rules());
+        assert_eq!(slos[0].spec.service.as_deref(), Some("checkout"));
+        // A metrics SLO's service may come from its label matchers.
+        let by_label = Config::from_toml(
+            "[[slo]]\nname = \"m\"\nsource = \"metrics\"\ngood_metric = \"ok_total\"\ntotal_metric = \"all_total\"\n\
+             labels = { service = \"api\" }\nsli = \"availability\"\nobjective = 0.99\n",
+        )
+        .unwrap();
+        assert_eq!(by_label.slos[0].spec().service.as_deref(), Some("api"));
         assert_eq!(
             slos[1].sli,
             Sli::Latency {

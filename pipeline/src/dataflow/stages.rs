@@ -623,6 +623,7 @@ mod tests {
                     period_ms: 86_400_000,
                     out_of_orderness_ms: 30_000,
                     rules: cara_operators::slo::default_burn_rules(),
+                    service: None,
                 },
                 good_metric: "ok_total".into(),
                 total_metric: "all_total".into(),
