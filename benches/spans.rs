@@ -87,6 +87,7 @@ fn slos() -> Vec<SpanSlo> {
         period_ms: 30 * 24 * 3_600_000,
         out_of_orderness_ms: 30_000,
         rules: default_burn_rules(),
+        service: Some("checkout".into()),
     };
     vec![
         SpanSlo {
