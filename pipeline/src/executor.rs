@@ -32,6 +32,7 @@ use rdkafka::Message;
 
 use crate::config::decisions::ActionKind;
 use crate::config::PolicyConfig;
+use crate::group_member::member_config;
 use crate::outbound::{OutboundSink, OutboundTopics};
 
 /// Attempts of one webhook at most.
@@ -88,9 +89,8 @@ pub fn spawn(
     settings: ExecutorSettings,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, KafkaError> {
-    let mut config = client.clone();
+    let mut config = member_config(client, &format!("{}-executor", settings.group_id));
     config
-        .set("group.id", format!("{}-executor", settings.group_id))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");

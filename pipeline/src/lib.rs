@@ -26,6 +26,7 @@ pub mod dlq;
 pub mod executor;
 pub mod fuzzing;
 pub mod gen;
+pub mod group_member;
 pub mod http;
 pub mod internal_events;
 pub mod outbound;

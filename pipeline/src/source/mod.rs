@@ -29,6 +29,7 @@ use crate::alerts::AlertSink;
 use crate::dataflow::stages::TopicPartitions;
 use crate::decode::Signal;
 use crate::dlq::DeadLetterSink;
+use crate::group_member::member_config;
 use crate::outbound::{OutboundSink, OutboundTopics};
 use crate::runtime::flush::Sinks;
 use crate::runtime::{Runtime, RuntimeError, RuntimeSettings};
@@ -104,9 +105,8 @@ impl Source {
         settings: SourceSettings,
         telemetry: Arc<Telemetry>,
     ) -> Result<Source, RuntimeError> {
-        let mut consumer_config = settings.client.clone();
+        let mut consumer_config = member_config(&settings.client, &settings.group_id);
         consumer_config
-            .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
