@@ -366,6 +366,54 @@ fn config_errors_name_the_key() {
         "{err}"
     );
 
+    // A secret read from the environment: `config check` accepts it where the
+    // variable is not set; `cara run` and `cara gen` stop naming the key and the
+    // variable before talking to any broker.
+    let secret = dir.path().join("secret.toml");
+    std::fs::write(
+        &secret,
+        "[kafka.client_properties_env]\n\"sasl.password\" = \"CARA_TEST_UNSET_SECRET\"\n",
+    )
+    .unwrap();
+    let out = cara()
+        .args(["config", "check"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = dir.path().join("archive");
+    for args in [
+        vec!["run", "--brokers", "127.0.0.1:1", "--archive"],
+        vec![
+            "gen",
+            "--brokers",
+            "127.0.0.1:1",
+            "--count",
+            "1",
+            "--labels",
+        ],
+    ] {
+        let out = cara()
+            .args(&args)
+            .arg(&archive)
+            .arg("--config")
+            .arg(&secret)
+            .env_remove("CARA_TEST_UNSET_SECRET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("kafka.client_properties_env.\"sasl.password\"")
+                && err.contains("CARA_TEST_UNSET_SECRET is not set"),
+            "{args:?}: {err}"
+        );
+    }
+
     let good = dir.path().join("good.toml");
     let defaults = cara().args(["config", "defaults"]).output().unwrap();
     std::fs::write(&good, &defaults.stdout).unwrap();

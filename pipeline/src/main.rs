@@ -273,9 +273,13 @@ struct GenArgs {
     /// Topic prefix for metrics, logs and spans.
     #[arg(long, default_value = "telemetry.")]
     topic_prefix: String,
-    /// Extra librdkafka properties, key=value (repeatable).
+    /// Extra librdkafka properties, key=value (repeatable; after --config's).
     #[arg(long = "property", short = 'X')]
     properties: Vec<String>,
+    /// TOML configuration file whose `kafka.client_properties` and
+    /// `kafka.client_properties_env` apply, as they do to `cara run`'s clients.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

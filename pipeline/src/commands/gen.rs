@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cara_pipeline::gen::{self, GenOptions};
-use rdkafka::config::ClientConfig;
 
 use super::GenArgs;
 
@@ -19,8 +18,8 @@ pub fn start_ms(start: Option<&str>) -> anyhow::Result<i64> {
 
 /// Runs the generator until done or interrupted.
 pub fn main(args: GenArgs) -> anyhow::Result<()> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &args.brokers);
+    let config = super::load_config(args.config.as_deref())?;
+    let mut client = super::client_config(&args.brokers, &config)?;
     for property in &args.properties {
         let (k, v) = property
             .split_once('=')

@@ -52,14 +52,15 @@ pub fn event_time_ms(flag: &str, value: &str) -> anyhow::Result<i64> {
         })
 }
 
-/// librdkafka properties for `brokers` plus the user's overrides.
-pub fn client_config(brokers: &str, config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", brokers);
-    for (key, value) in &config.kafka.client_properties {
-        client.set(key, value);
-    }
-    client
+/// librdkafka properties for `brokers` plus the user's, from the file and the
+/// environment (`kafka.client_properties_env`).
+pub fn client_config(brokers: &str, config: &Config) -> anyhow::Result<ClientConfig> {
+    Ok(cara_pipeline::config::client::client_config(
+        brokers,
+        &config.kafka.client_properties,
+        &config.kafka.client_properties_env,
+        |name| std::env::var(name).ok(),
+    )?)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -22,6 +22,7 @@ use cara_pipeline::telemetry::Telemetry;
 use cara_pipeline::templates::TemplateCatalog;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::RunArgs;
@@ -129,11 +130,12 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         direct
     } else {
         if config.kafka.create_topics {
-            ensure_topics(&config, &dataflow.topics).await;
+            let admin = super::client_config(&config.kafka.brokers, &config)?;
+            ensure_topics(&admin, &config, &dataflow.topics).await;
         }
         config.kafka.brokers.clone()
     };
-    let client = super::client_config(&brokers, &config);
+    let client = super::client_config(&brokers, &config)?;
     let token = config.http.effective_token();
 
     let listener = http::bind(config.http.listen).await.with_context(|| {
@@ -329,8 +331,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
 
 /// Creates the dataflow's topics when missing. Brokers without CreateTopics (the
 /// mock) or without permission only earn a warning.
-async fn ensure_topics(config: &Config, declared: &Topics) {
-    let client = super::client_config(&config.kafka.brokers, config);
+async fn ensure_topics(client: &ClientConfig, config: &Config, declared: &Topics) {
     let admin: AdminClient<DefaultClientContext> = match client.create() {
         Ok(a) => a,
         Err(e) => {

@@ -26,6 +26,7 @@ use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
 
+pub mod client;
 pub mod decisions;
 pub mod incidents;
 
@@ -730,6 +731,9 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Extra librdkafka properties for every client (`"fetch.max.bytes" = "..."`).
     pub client_properties: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties read from environment variables when a client is made
+    /// (`"sasl.password" = "KAFKA_PASSWORD"`): secrets stay out of the file.
+    pub client_properties_env: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -755,6 +759,7 @@ impl Default for KafkaConfig {
             topic_partitions: 8,
             replication_factor: 1,
             client_properties: Default::default(),
+            client_properties_env: Default::default(),
         }
     }
 }
@@ -1078,6 +1083,10 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
+        client::validate(
+            &self.kafka.client_properties,
+            &self.kafka.client_properties_env,
+        )?;
         if !(1..=MAX_PARTITIONS).contains(&self.kafka.topic_partitions) {
             return Err(invalid(
                 "kafka.topic_partitions",
