@@ -102,7 +102,8 @@ mod tests {
     fn names_are_checked_and_a_property_is_given_one_way() {
         let file = map(&[("sasl.password", "plain")]);
         // (properties from the environment, what the error names, or None if valid)
-        let cases: [(&[(&str, &str)], Option<&str>); 5] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 5] = [
             (&[("sasl.username", "KAFKA_USER")], None),
             (&[("sasl.password", "KAFKA_PASSWORD")], Some("one way")),
             (&[(" ", "X")], Some("must not be empty")),
