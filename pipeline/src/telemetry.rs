@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Labels naming a topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +74,8 @@ pub struct TopicCounters {
 /// All of cara's self-metrics.
 pub struct Telemetry {
     registry: Registry,
+    /// The exposed name of every family registered (see [`Telemetry::metric_names`]).
+    metric_names: Vec<String>,
     pub(crate) messages_in: Family<TopicLabels, Counter>,
     pub(crate) records_in: Family<TopicLabels, Counter>,
     pub(crate) decode_errors: Family<DecodeErrorLabels, Counter>,
@@ -114,10 +116,23 @@ impl Default for Telemetry {
     }
 }
 
+/// Registers `metric` as `cara_<name>` and keeps its name.
+fn register(
+    registry: &mut Registry,
+    names: &mut Vec<String>,
+    name: &'static str,
+    help: &str,
+    metric: impl Metric,
+) {
+    names.push(format!("cara_{name}"));
+    registry.register(name, help, metric);
+}
+
 impl Telemetry {
     /// A fresh registry with every metric registered.
     pub fn new() -> Telemetry {
         let mut registry = Registry::with_prefix("cara");
+        let mut names = Vec::new();
         let t = Telemetry {
             messages_in: Family::default(),
             records_in: Family::default(),
@@ -150,138 +165,203 @@ impl Telemetry {
             not_ready_reason: Mutex::new("starting".into()),
             log_resets: Mutex::new(Vec::new()),
             registry: Registry::default(),
+            metric_names: Vec::new(),
         };
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "messages_in",
             "Kafka messages consumed, per topic",
             t.messages_in.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "records_in",
             "Records decoded into rows, per topic",
             t.records_in.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "decode_errors",
             "Messages that could not be decoded, per topic and error kind",
             t.decode_errors.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "dlq_records",
             "Messages written to the dead-letter topic and table",
             t.dlq_records.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "offsets_skipped",
             "Offsets never read (lost to broker retention, or transaction markers)",
             t.offsets_skipped.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "partition_log_resets",
             "Partitions whose log ended below their checkpoint (a reset broker, a recreated topic): each started a new archive epoch",
             t.partition_log_resets.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "consumer_lag",
             "Messages between the consumer position and the partition end",
             t.consumer_lag.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "archive_files",
             "Parquet files made durable, per table",
             t.archive_files.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "archive_bytes",
             "Bytes of Parquet made durable, per table",
             t.archive_bytes.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "archive_rows",
             "Rows made durable, per table",
             t.archive_rows.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "alerts",
             "Alert transitions raised, per status",
             t.alerts.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "late_records",
             "Records a stage found behind its watermark: archived, not aggregated by that stage (metric windows, log windows, SLO minutes, trace minutes); a record late for two stages counts once for each, per topic and stage",
             t.late_records.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "idle_watermark_raises",
             "Watermarks of idle partitions raised to their topic's, per partition",
             t.idle_watermark_raises.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "over_state_limit",
             "Records archived but not analysed because an operator's state limit (anomaly.max_series, traces.max_pending_spans) was reached, per topic",
             t.over_state_limit.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "budget_flushes",
             "Partition buffers flushed before they were due, because the shard's buffers passed archive.max_buffered_bytes",
             t.budget_flushes.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "log_templates_created",
             "Log templates first seen (per partition's miner)",
             t.log_templates_created.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "flush_seconds",
             "Time to make one partition's batch durable (files, checkpoint)",
             t.flush_seconds.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "flush_failures",
             "Failed flush attempts (retried)",
             t.flush_failures.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "operator_state_budget_bytes",
             "Bytes of keyed operator state the process may hold (runtime.max_state_bytes)",
             t.state_budget_bytes.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "operator_state_used_bytes",
             "Bytes of keyed operator state held now, estimated",
             t.state_budget_used.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "over_state_budget",
             "Records of new keys not analysed because the state budget was spent, per topic",
             t.over_state_budget.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "operator_state_files",
             "Operator state files written by flushes (one per flush whose state moved)",
             t.state_files.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "operator_state_file_bytes",
             "Bytes of operator state files written (compressed)",
             t.state_file_bytes.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "operator_state_bytes",
             "Bytes of operator state saved, before compression",
             t.state_bytes.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "recovered_files",
             "Files of interrupted flushes removed at recovery",
             t.recovered_files.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "assigned_partitions",
             "Partitions currently assigned to this process",
             t.assigned_partitions.clone(),
         );
-        Telemetry { registry, ..t }
+        Telemetry {
+            registry,
+            metric_names: names,
+            ..t
+        }
+    }
+
+    /// Every metric family's name as `/metrics` exposes it (`cara_` and its
+    /// registered name; a counter's samples add `_total`, a histogram's `_bucket`,
+    /// `_sum` and `_count`), whether or not it has samples yet: what a dashboard may
+    /// query.
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
     }
 
     /// The Prometheus text exposition of every metric.
