@@ -206,13 +206,14 @@ fn the_dashboard_queries_only_metrics_cara_exposes() {
     }
     let unknown: Vec<&String> = queried.iter().filter(|(_, k)| !k).map(|(n, _)| n).collect();
     assert!(unknown.is_empty(), "not on /metrics: {unknown:?}");
-    // Throughput, lag, dead letters, flush latency and alerts are all on it.
+    // Throughput, lag, dead letters, flush latency, alerts and SLO budgets are all on it.
     for needed in [
         "cara_records_in_total",
         "cara_consumer_lag",
         "cara_dlq_records_total",
         "cara_flush_seconds_bucket",
         "cara_alerts_total",
+        "cara_slo_budget_remaining",
     ] {
         assert!(queried.iter().any(|(n, _)| n == needed), "{needed}");
     }

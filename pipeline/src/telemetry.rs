@@ -4,7 +4,7 @@
 //! Counters are only ever touched through the typed events in
 //! [`crate::internal_events`], so every log line has a counter and vice versa.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -62,6 +62,22 @@ pub struct AlertLabels {
     pub status: String,
 }
 
+/// Labels of an SLO's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloLabels {
+    /// SLO name.
+    pub slo: String,
+}
+
+/// Labels of an SLO's burn rate over one window.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloWindowLabels {
+    /// SLO name.
+    pub slo: String,
+    /// Burn-rate window (`5m`, `1h`, ...).
+    pub window: String,
+}
+
 /// The per-topic counters of the hot path, looked up once instead of per message.
 #[derive(Clone, Debug)]
 pub struct TopicCounters {
@@ -102,6 +118,8 @@ pub struct Telemetry {
     pub(crate) state_bytes: Counter,
     pub(crate) recovered_files: Counter,
     pub(crate) assigned_partitions: Gauge,
+    pub(crate) slo_budget_remaining: Family<SloLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) slo_burn_rate: Family<SloWindowLabels, Gauge<f64, AtomicU64>>,
     ready: AtomicBool,
     last_broker_error_ms: AtomicI64,
     not_ready_reason: Mutex<String>,
@@ -160,6 +178,8 @@ impl Telemetry {
             state_bytes: Counter::default(),
             recovered_files: Counter::default(),
             assigned_partitions: Gauge::default(),
+            slo_budget_remaining: Family::default(),
+            slo_burn_rate: Family::default(),
             ready: AtomicBool::new(false),
             last_broker_error_ms: AtomicI64::new(0),
             not_ready_reason: Mutex::new("starting".into()),
@@ -348,6 +368,20 @@ impl Telemetry {
             "assigned_partitions",
             "Partitions currently assigned to this process",
             t.assigned_partitions.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "slo_budget_remaining",
+            "Share of the error budget left, per SLO, at its latest status",
+            t.slo_budget_remaining.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "slo_burn_rate",
+            "Burn rate per SLO and window, at its latest status",
+            t.slo_burn_rate.clone(),
         );
         Telemetry {
             registry,

@@ -693,6 +693,7 @@ impl Shard {
         if !alerts.is_empty() {
             AlertsRaised { alerts: &alerts }.emit(telemetry);
         }
+        SloStatusesSent::among(&emitted.messages).emit(telemetry);
         Ok((alerts, emitted.messages))
     }
 }
