@@ -335,9 +335,11 @@ fn the_apis_require_the_bearer_token_and_the_probes_do_not() {
 #[test]
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
+    let config_check =
+        |path: &std::path::Path| cara().args(["config", "check"]).arg(path).output().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[archive]\nroll_interval = \"often\"\n").unwrap();
-    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = config_check(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -350,7 +352,7 @@ fn config_errors_name_the_key() {
         "[kafka]\nbrokers = \"x:1\"\nfavourite_colour = \"blue\"\n",
     )
     .unwrap();
-    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = config_check(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("favourite_colour"),
@@ -359,7 +361,7 @@ fn config_errors_name_the_key() {
 
     // A dead-letter topic that is also an input would feed dead letters back forever.
     std::fs::write(&bad, "[kafka]\ndlq_topic = \"telemetry.metrics\"\n").unwrap();
-    let out = cara().args(["config", "check"]).arg(&bad).output().unwrap();
+    let out = config_check(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("kafka.dlq_topic") && err.contains("distinct"),
@@ -375,11 +377,7 @@ fn config_errors_name_the_key() {
         "[kafka.client_properties_env]\n\"sasl.password\" = \"CARA_TEST_UNSET_SECRET\"\n",
     )
     .unwrap();
-    let out = cara()
-        .args(["config", "check"])
-        .arg(&secret)
-        .output()
-        .unwrap();
+    let out = config_check(&secret);
     assert!(
         out.status.success(),
         "{}",
@@ -417,11 +415,7 @@ fn config_errors_name_the_key() {
     let good = dir.path().join("good.toml");
     let defaults = cara().args(["config", "defaults"]).output().unwrap();
     std::fs::write(&good, &defaults.stdout).unwrap();
-    let out = cara()
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = config_check(&good);
     assert!(
         out.status.success(),
         "defaults must check: {}",
