@@ -84,7 +84,15 @@ pub struct World {
     next_tick_ms: i64,
     trace_counter: u64,
     mean_gap_ms: f64,
+    /// CPU share one request of a metric window costs: the services are sized for
+    /// the world's traffic, so a busy service is not pinned at its ceiling at a high
+    /// rate (at `SIZED_FOR_RECORDS_PER_SEC` and below, 0.002).
+    cpu_per_request: f64,
 }
+
+/// The traffic (records per second) the services' CPU is sized for; a faster world
+/// has proportionally bigger services.
+const SIZED_FOR_RECORDS_PER_SEC: f64 = 400.0;
 
 impl World {
     /// A world of `n` services (at least 2) starting at `start_ms`, producing about
@@ -138,6 +146,8 @@ impl World {
             next_tick_ms: start_ms,
             trace_counter: 0,
             mean_gap_ms: 1000.0 / traces_per_sec.max(0.001),
+            cpu_per_request: 0.002
+                * (SIZED_FOR_RECORDS_PER_SEC / records_per_sec.max(1.0)).min(1.0),
         }
     }
 
@@ -281,6 +291,7 @@ impl World {
                 IncidentKind::LevelShift,
             );
             let noise: f64 = self.rng.random_range(-0.05..0.05);
+            let cpu_per_request = self.cpu_per_request;
             let service = &mut self.services[index];
             let mut latencies = std::mem::take(&mut service.window_latencies);
             latencies.sort_by(|a, b| a.total_cmp(b));
@@ -292,7 +303,7 @@ impl World {
             let cpu = if saturation {
                 0.97 + noise.abs() * 0.5
             } else {
-                (0.25 + service.window_requests as f64 * 0.002 + noise).clamp(0.01, 0.9)
+                (0.25 + service.window_requests as f64 * cpu_per_request + noise).clamp(0.01, 0.9)
             };
             let memory =
                 service.base_memory * (1.0 + noise * 0.2) * if level_shift { 1.6 } else { 1.0 };
@@ -504,6 +515,38 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    /// Services are sized for the traffic: at the demo's rate no service's CPU sits
+    /// at its ceiling (the demo's `auth` did, and its detector paged on drifts of a
+    /// thousandth), and at the backtest's rate CPU is what it always was.
+    #[test]
+    fn no_service_is_pinned_at_its_cpu_ceiling_at_any_rate() {
+        for rate in [400.0, 2000.0, 10_000.0] {
+            let mut w = World::new(8, crate::gen::DEMO_SEED, 0, rate);
+            let mut cpu: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+            while w.now_ms() < 300_000 {
+                for (service, message, _) in w.step(&[]).metrics {
+                    let points = message
+                        .as_array()
+                        .expect("a message holds an array of points");
+                    for point in points.iter().filter(|p| p["name"] == "cpu_usage") {
+                        let value = point["value"].as_f64().unwrap();
+                        cpu.entry(service.clone()).or_default().push(value);
+                    }
+                }
+            }
+            assert_eq!(cpu.len(), 8, "every service reports its CPU");
+            for (service, values) in &cpu {
+                let pinned = values.iter().filter(|v| **v >= 0.9).count();
+                assert!(
+                    pinned * 10 < values.len(),
+                    "{rate}/s: {service} at 0.9 in {pinned} of {} seconds",
+                    values.len()
+                );
+            }
+        }
+        assert_eq!(World::new(8, 7, 0, 400.0).cpu_per_request, 0.002);
     }
 
     #[test]
