@@ -59,23 +59,12 @@ impl InternalEvent for AlertsRaised<'_> {
     }
 }
 
-/// The SLO stage sent statuses (on `cara.slo`): their budgets and burn rates become
-/// gauges, the latest status of each SLO winning.
+/// The SLO stage computed statuses (sent on `cara.slo`, and published to the
+/// process): their budgets and burn rates become gauges, the latest status of each
+/// SLO winning.
 pub struct SloStatusesSent {
     /// The statuses, in the order computed.
     pub statuses: Vec<cara_operators::slo::SloStatus>,
-}
-
-impl SloStatusesSent {
-    /// The statuses among a flush's outbound `messages` (none for most stages).
-    pub fn among(messages: &[cara_operators::operator::OutboundMessage]) -> Self {
-        let statuses = messages
-            .iter()
-            .filter(|m| m.topic == cara_operators::operator::Outbound::SloStatus)
-            .filter_map(|m| serde_json::from_slice(&m.payload).ok())
-            .collect();
-        SloStatusesSent { statuses }
-    }
 }
 
 impl InternalEvent for SloStatusesSent {
@@ -426,11 +415,10 @@ impl InternalEvent for ConsumerLagMeasured<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cara_operators::operator::{Outbound, OutboundMessage};
     use cara_operators::slo::{SloStatus, WindowStatus};
 
-    fn status(slo: &str, ts: i64, budget: f64, burn: f64) -> OutboundMessage {
-        let status = SloStatus {
+    fn status(slo: &str, ts: i64, budget: f64, burn: f64) -> SloStatus {
+        SloStatus {
             slo: slo.into(),
             ts,
             windows: [(
@@ -443,32 +431,21 @@ mod tests {
             )]
             .into(),
             budget_remaining: budget,
-        };
-        OutboundMessage {
-            topic: Outbound::SloStatus,
-            key: slo.into(),
-            payload: serde_json::to_vec(&status).unwrap(),
         }
     }
 
-    /// The latest status of each SLO is on `/metrics`; other messages are not read.
+    /// The latest status of each SLO is on `/metrics`.
     #[test]
     fn slo_statuses_become_gauges_the_latest_winning() {
         let t = Telemetry::new();
-        let other = OutboundMessage {
-            topic: Outbound::Incidents,
-            key: "i".into(),
-            payload: b"{}".to_vec(),
-        };
-        let messages = [
-            status("checkout", 60_000, 0.9, 2.0),
-            other,
-            status("checkout", 120_000, 0.75, 10.0),
-            status("search", 120_000, 1.0, 0.0),
-        ];
-        let event = SloStatusesSent::among(&messages);
-        assert_eq!(event.statuses.len(), 3);
-        event.emit(&t);
+        SloStatusesSent {
+            statuses: vec![
+                status("checkout", 60_000, 0.9, 2.0),
+                status("checkout", 120_000, 0.75, 10.0),
+                status("search", 120_000, 1.0, 0.0),
+            ],
+        }
+        .emit(&t);
         let text = t.encode();
         for line in [
             "cara_slo_budget_remaining{slo=\"checkout\"} 0.75",

@@ -206,6 +206,8 @@ impl Operator for SloCombiner {
         if !statuses.is_empty() {
             out.tables.push((Table::Slo, slo_batch(&statuses)?));
             out.messages.extend(statuses.iter().map(status_message));
+            // For the process's gauges (budget left, burn rates).
+            out.published.push(statuses);
         }
         Ok(())
     }
@@ -353,8 +355,11 @@ mod tests {
         let sources = traffic(120, 4);
         let records = exchange(&sources, &slos, 97);
         let mut combiner = SloCombiner::new(vec![(slos[0].spec.clone(), 4)]);
-        let out = combine(&mut combiner, &rows_of(&records));
+        let mut out = combine(&mut combiner, &rows_of(&records));
         let got = statuses(&out);
+        // The same statuses are published for the process's gauges.
+        let published: Vec<SloStatus> = out.published.take::<Vec<SloStatus>>().concat();
+        assert_eq!(published, got);
 
         // Brute force: one tracker fed every span (in time order), same bound.
         let mut reference = SloTracker::new(slos[0].spec.clone());

@@ -24,6 +24,7 @@ use cara_operators::operator::{
     Emitted, Operator, OperatorError, OutboundMessage, PartitionContext,
 };
 use cara_operators::schema::Table;
+use cara_operators::slo::SloStatus;
 
 use crate::alerts::RaisedAlert;
 use crate::archive::commit::Checkpoint;
@@ -682,6 +683,9 @@ impl Shard {
             telemetry.log_templates_created.inc_by(created as u64);
             self.settings.templates.update(topic, partition, &templates);
         }
+        for statuses in emitted.published.take::<Vec<SloStatus>>() {
+            SloStatusesSent { statuses }.emit(telemetry);
+        }
         let at = OutputPlace {
             topic,
             partition,
@@ -693,7 +697,6 @@ impl Shard {
         if !alerts.is_empty() {
             AlertsRaised { alerts: &alerts }.emit(telemetry);
         }
-        SloStatusesSent::among(&emitted.messages).emit(telemetry);
         Ok((alerts, emitted.messages))
     }
 }
