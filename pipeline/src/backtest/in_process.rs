@@ -138,30 +138,38 @@ impl Outputs {
             .extend(std::iter::repeat_n(flush, emitted.alerts.len()));
         self.alerts.append(&mut emitted.alerts);
         for message in emitted.messages.drain(..) {
-            if message.topic == Outbound::Decisions {
-                match serde_json::from_slice::<DecisionRecord>(&message.payload) {
-                    Ok(decision) => {
-                        self.decisions_flush.push(flush);
-                        self.decisions.push(decision);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "a decision record that does not read back")
-                    }
-                }
-            } else if message.topic == Outbound::Incidents {
-                match serde_json::from_slice(&message.payload) {
-                    Ok(incident) => {
-                        self.incidents_flush.push(flush);
-                        self.incidents.push(incident);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "an incident record that does not read back")
-                    }
-                }
-            } else if message.topic.is_exchange() {
-                messages.push(message);
+            match message.topic {
+                Outbound::Decisions => read_back(
+                    &message.payload,
+                    (&mut self.decisions, &mut self.decisions_flush, flush),
+                    "a decision",
+                ),
+                Outbound::Incidents => read_back(
+                    &message.payload,
+                    (&mut self.incidents, &mut self.incidents_flush, flush),
+                    "an incident",
+                ),
+                topic if topic.is_exchange() => messages.push(message),
+                _ => {}
             }
         }
+    }
+}
+
+/// Reads back an output record a stage serialised, keeping it and the flush that
+/// sent it (`into`); one that does not read back is logged (`what` it was).
+fn read_back<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+    into: (&mut Vec<T>, &mut Vec<u64>, u64),
+    what: &str,
+) {
+    let (records, flushes, flush) = into;
+    match serde_json::from_slice(payload) {
+        Ok(record) => {
+            records.push(record);
+            flushes.push(flush);
+        }
+        Err(error) => tracing::warn!(%error, "{what} record that does not read back"),
     }
 }
 
