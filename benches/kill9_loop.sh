@@ -9,25 +9,9 @@ set -euo pipefail
 CARA=$(realpath "${1:?usage: kill9_loop.sh CARA [RESTARTS] [SPACING]}")
 RESTARTS=${2:-6}
 SPACING=${3:-5}
-DIR=$(mktemp -d)
 BROKERS=127.0.0.1:19492
 HTTP=127.0.0.1:19498
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    [ -n "${RUN:-}" ] && kill -9 "$RUN" 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-"$CARA" broker --listen "$BROKERS" >"$DIR/broker.log" 2>&1 &
-pids+=($!)
-sleep 2
-
-start_run() {
-    "$CARA" run --brokers "$BROKERS" --archive "$DIR/archive" --http "$HTTP" >>"$DIR/run.log" 2>&1 &
-    RUN=$!
-}
+source "$(dirname "$0")/crash_harness.sh"
 
 # 60,000 records at 2,000 a second: produced over the whole loop.
 "$CARA" gen --brokers "$BROKERS" --rate 2000 --count 60000 --seed 17 >"$DIR/gen.json" 2>"$DIR/gen.log" &

@@ -10,31 +10,13 @@ set -euo pipefail
 CARA=$(realpath "${1:?usage: restart_recovery.sh CARA [ROUNDS] [CONFIG]}")
 ROUNDS=${2:-3}
 CONFIG=${3:-}
-DIR=$(mktemp -d)
 BROKERS=127.0.0.1:19392
 HTTP=127.0.0.1:19398
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    [ -n "${RUN:-}" ] && kill -9 "$RUN" 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/crash_harness.sh"
+[ -n "$CONFIG" ] && RUN_ARGS=(--config "$CONFIG")
 
-config_args=()
-[ -n "$CONFIG" ] && config_args=(--config "$CONFIG")
-
-"$CARA" broker --listen "$BROKERS" >"$DIR/broker.log" 2>&1 &
-pids+=($!)
-sleep 2
 "$CARA" gen --brokers "$BROKERS" --rate 2000 --duration 30m >"$DIR/gen.log" 2>&1 &
 pids+=($!)
-
-start_run() {
-    "$CARA" run --brokers "$BROKERS" --archive "$DIR/archive" --http "$HTTP" \
-        "${config_args[@]}" >>"$DIR/run.log" 2>&1 &
-    RUN=$!
-}
 
 # Milliseconds from now until /readyz says ready.
 until_ready() {

@@ -38,8 +38,7 @@ pub struct FaultOutcome {
     /// [`super::in_process::Outputs::incidents_flush`]), ms.
     pub to_cause_ms: Option<i64>,
     /// From its start to the first decision proposed, after it began, for an
-    /// incident holding one of its alerts (sent when the incident record it reacts
-    /// to was), ms.
+    /// incident holding one of its alerts (on the same clock as `to_cause_ms`), ms.
     pub to_decision_ms: Option<i64>,
 }
 

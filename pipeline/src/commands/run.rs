@@ -129,13 +129,13 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
         embedded = Some(broker);
         direct
     } else {
-        if config.kafka.create_topics {
-            let admin = super::client_config(&config.kafka.brokers, &config)?;
-            ensure_topics(&admin, &config, &dataflow.topics).await;
-        }
         config.kafka.brokers.clone()
     };
     let client = super::client_config(&brokers, &config)?;
+    // The embedded broker creates its topics itself.
+    if embedded.is_none() && config.kafka.create_topics {
+        ensure_topics(&client, &config, &dataflow.topics).await;
+    }
     let token = config.http.effective_token();
 
     let listener = http::bind(config.http.listen).await.with_context(|| {
