@@ -44,17 +44,15 @@ pub fn read_trail(archive: &Path) -> Result<Vec<StoredEntry>, TrailError> {
     let dir = ArchiveLayout::new(archive).table_dir(Table::Audit);
     let mut trail = Vec::new();
     for path in crate::backtest::replay::parquet_files(&dir) {
+        let fail = |reason: String| TrailError::Read {
+            path: path.clone(),
+            reason,
+        };
         let batches =
-            crate::backtest::replay::read_parquet(&path).map_err(|e| TrailError::Read {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            crate::backtest::replay::read_parquet(&path).map_err(|e| fail(e.to_string()))?;
         let mut row = 0;
         for batch in batches {
-            let entries = audit_entries(&batch).map_err(|e| TrailError::Read {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let entries = audit_entries(&batch).map_err(|e| fail(e.to_string()))?;
             for entry in entries {
                 trail.push(StoredEntry {
                     file: path.clone(),
