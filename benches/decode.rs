@@ -1,86 +1,130 @@
-//! Decode throughput per signal, in events per second on one core: realistic messages
-//! from the generator's model, decoded into Arrow batches of 8192 rows.
+//! Decode throughput per signal and wire format, in records (metric points, log
+//! lines, spans) per second on one core: realistic messages from the generator's
+//! model, as flat JSON and as OTLP (protobuf and JSON), decoded into Arrow batches of
+//! 8192 rows.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use cara_pipeline::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+use cara_pipeline::decode::{DecodeLimits, Decoder, Signal, SourcePosition, WireFormat};
 use cara_pipeline::gen::model::World;
+use cara_pipeline::gen::otlp::GenFormat;
 
 /// The allocator the `cara` binary runs with, so the bench measures what production does.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// (signal, messages, records in them) from a seeded simulation.
-fn corpus() -> Vec<(Signal, Vec<Vec<u8>>, u64)> {
+/// One corpus: a name, the signal and format, the messages, and the records in them.
+struct Case {
+    name: String,
+    signal: Signal,
+    format: WireFormat,
+    messages: Vec<Vec<u8>>,
+    records: u64,
+}
+
+/// How many generator messages one batched OTLP request holds (the Collector's batch
+/// processor sends thousands of records per request; concatenated protobuf requests
+/// are one request with their resources concatenated).
+const OTLP_BATCH: usize = 64;
+
+/// Every signal from a seeded simulation, as flat JSON (metrics one point per
+/// message, the common case for producers), and as OTLP protobuf and JSON requests,
+/// one per generator message (metrics: a service's five points) and batched.
+fn corpus() -> Vec<Case> {
     let mut world = World::new(8, 7, 1_764_000_000_000, 500.0);
-    let (mut metrics, mut logs, mut spans) = (Vec::new(), Vec::new(), Vec::new());
-    let mut metric_points = 0u64;
-    while metric_points < 50_000 || logs.len() < 50_000 || spans.len() < 50_000 {
+    // (signal index, flat message, records) per generator message.
+    let mut generated: [Vec<(serde_json::Value, u64)>; 3] = Default::default();
+    let enough = |g: &[Vec<(serde_json::Value, u64)>; 3]| {
+        g.iter()
+            .all(|v| v.iter().map(|(_, n)| n).sum::<u64>() >= 50_000)
+    };
+    while !enough(&generated) {
         let out = world.step(&[]);
-        for (_, points, n) in out.metrics {
-            // Metrics travel one point per message, the common case for producers.
-            if let serde_json::Value::Array(points) = points {
-                for p in points {
-                    metrics.push(p.to_string().into_bytes());
-                }
-            }
-            metric_points += n as u64;
-            if metric_points >= 50_000 {
-                break;
-            }
-        }
-        logs.extend(
-            out.logs
-                .into_iter()
-                .map(|(_, v)| v.to_string().into_bytes()),
-        );
-        spans.extend(
-            out.spans
-                .into_iter()
-                .map(|(_, v)| v.to_string().into_bytes()),
-        );
+        generated[0].extend(out.metrics.into_iter().map(|(_, v, n)| (v, n as u64)));
+        generated[1].extend(out.logs.into_iter().map(|(_, v)| (v, 1)));
+        generated[2].extend(out.spans.into_iter().map(|(_, v)| (v, 1)));
     }
-    let n = |v: &Vec<Vec<u8>>| v.len() as u64;
-    vec![
-        (Signal::Metrics, metrics.clone(), n(&metrics)),
-        (Signal::Logs, logs.clone(), n(&logs)),
-        (Signal::Spans, spans.clone(), n(&spans)),
-    ]
+    let signals = [Signal::Metrics, Signal::Logs, Signal::Spans];
+    let mut cases = Vec::new();
+    for (index, messages) in generated.iter().enumerate() {
+        let signal = signals[index];
+        let records: u64 = messages.iter().map(|(_, n)| n).sum();
+        let flat: Vec<Vec<u8>> = messages
+            .iter()
+            .flat_map(|(v, _)| match v {
+                serde_json::Value::Array(points) => points.clone(),
+                one => vec![one.clone()],
+            })
+            .map(|v| v.to_string().into_bytes())
+            .collect();
+        let encoded = |format: GenFormat| -> Vec<Vec<u8>> {
+            messages
+                .iter()
+                .map(|(v, _)| format.payload(index, v))
+                .collect()
+        };
+        let proto = encoded(GenFormat::OtlpProto);
+        let batched: Vec<Vec<u8>> = proto.chunks(OTLP_BATCH).map(|c| c.concat()).collect();
+        for (format_name, format, messages) in [
+            ("flat_json", WireFormat::FlatJson, flat),
+            ("otlp_proto", WireFormat::Otlp, proto),
+            ("otlp_proto_batched", WireFormat::Otlp, batched),
+            ("otlp_json", WireFormat::Otlp, encoded(GenFormat::OtlpJson)),
+        ] {
+            cases.push(Case {
+                name: format!("{}/{format_name}", signal.name()),
+                signal,
+                format,
+                messages,
+                records,
+            });
+        }
+    }
+    cases
 }
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.sample_size(20);
-    for (signal, messages, records) in corpus() {
-        let bytes: usize = messages.iter().map(Vec::len).sum();
+    for case in corpus() {
+        let bytes: usize = case.messages.iter().map(Vec::len).sum();
         eprintln!(
-            "{}: {} messages, {:.0} bytes/message",
-            signal.name(),
-            messages.len(),
-            bytes as f64 / messages.len() as f64
+            "{}: {} messages, {:.0} bytes/message, {} records",
+            case.name,
+            case.messages.len(),
+            bytes as f64 / case.messages.len() as f64,
+            case.records
         );
-        group.throughput(Throughput::Elements(records));
+        let limits = DecodeLimits {
+            max_future_skew_ms: i64::MAX / 4,
+            ..DecodeLimits::default()
+        };
+        // Every message must decode: a refused one would flatter the figure.
+        let mut check = Decoder::with_format(case.signal, case.format, limits);
+        let decoded: usize = case
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(offset, message)| {
+                check
+                    .decode(Some(message), &position(offset))
+                    .expect("every bench message decodes")
+            })
+            .sum();
+        assert!(
+            decoded as u64 >= case.records,
+            "{}: {decoded} rows",
+            case.name
+        );
+        group.throughput(Throughput::Elements(case.records));
         group.bench_with_input(
-            BenchmarkId::from_parameter(signal.name()),
-            &messages,
+            BenchmarkId::from_parameter(&case.name),
+            &case.messages,
             |b, messages| {
-                let mut decoder = Decoder::new(
-                    signal,
-                    DecodeLimits {
-                        max_future_skew_ms: i64::MAX / 4,
-                        ..DecodeLimits::default()
-                    },
-                );
+                let mut decoder = Decoder::with_format(case.signal, case.format, limits);
                 b.iter(|| {
                     for (offset, message) in messages.iter().enumerate() {
-                        let pos = SourcePosition {
-                            topic: "bench",
-                            partition: 0,
-                            offset: offset as i64,
-                            kafka_ts_ms: Some(1_764_000_000_000),
-                        };
-                        // Every message is valid; an error would show as missing rows below.
-                        let _ = decoder.decode(Some(message), &pos);
+                        let _ = decoder.decode(Some(message), &position(offset));
                         if decoder.len() >= 8192 {
                             std::hint::black_box(decoder.finish());
                         }
@@ -91,6 +135,15 @@ fn decode(c: &mut Criterion) {
         );
     }
     group.finish();
+}
+
+fn position(offset: usize) -> SourcePosition<'static> {
+    SourcePosition {
+        topic: "bench",
+        partition: 0,
+        offset: offset as i64,
+        kafka_ts_ms: Some(1_764_000_000_000),
+    }
 }
 
 criterion_group!(benches, decode);

@@ -92,6 +92,7 @@ fn main() {
         labels: None,
         start_ms: 1_764_000_000_000,
         topics: TOPICS.map(String::from),
+        format: cara_pipeline::gen::otlp::GenFormat::FlatJson,
         progress: false,
         first_fault_after: None,
     };

@@ -6,45 +6,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-
-fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU") {
-        return PathBuf::from(path);
-    }
-    let in_cargo_home = std::env::var("HOME")
-        .map(|h| PathBuf::from(h).join(".cargo/bin/tansu"))
-        .unwrap_or_default();
-    if in_cargo_home.exists() {
-        return in_cargo_home;
-    }
-    PathBuf::from("tansu")
-}
-
-fn start_tansu(dir: &std::path::Path) -> (Process, String) {
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut cmd = std::process::Command::new(tansu_binary());
-    cmd.args([
-        "broker",
-        "--listener-url",
-        &url,
-        "--advertised-listener-url",
-        &url,
-        "--storage-engine",
-        "memory://tansu/",
-    ])
-    .current_dir(dir)
-    .env("RUST_LOG", "warn");
-    let tansu = Process::spawn("tansu", cmd);
-    wait_until(Duration::from_secs(30), "tansu to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (tansu, format!("127.0.0.1:{port}"))
-}
 
 fn produce(dir: &std::path::Path, bootstrap: &str, topic: &str, name: &str, lines: Vec<String>) {
     let path = dir.join(name);

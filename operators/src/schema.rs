@@ -277,6 +277,11 @@ fn logs_schema() -> Schema {
         Field::new("ts", timestamp_type(), false),
         Field::new("service", DataType::Utf8, false),
         Field::new("level", DataType::Utf8, false),
+        // The level as the line wrote it (null without one) and OpenTelemetry's
+        // severity number of it (0 when `level` is `unknown`). Nullable: archives
+        // written before they existed read them as null.
+        Field::new("level_text", DataType::Utf8, true),
+        Field::new("severity_number", DataType::Int32, true),
         Field::new("message", DataType::Utf8, false),
         Field::new("trace_id", DataType::Utf8, true),
         Field::new("host", DataType::Utf8, true),

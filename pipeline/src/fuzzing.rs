@@ -1,5 +1,6 @@
 //! What the fuzz targets (`fuzz/`) check of one input, and the corpus replay test
-//! runs on every kept input: decoding any bytes as any signal's message returns rows
+//! runs on every kept input: decoding any bytes as any signal's message (flat JSON,
+//! cara's exchange records, OTLP protobuf or JSON) returns rows
 //! or an error and never panics; a refused message appends nothing; the rows a
 //! message adds split into archive hours without error (the step that a poison pill
 //! once broke). Loading any text as a configuration (and declaring its dataflow)
@@ -12,7 +13,7 @@ use crate::archive::layout::ArchiveLayout;
 use crate::archive::writer::ParquetWriter;
 use crate::config::Config;
 use crate::dataflow::Dataflow;
-use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition, WireFormat};
 
 /// The Kafka timestamp fuzzed messages carry (event times are checked against it).
 const KAFKA_TS_MS: i64 = 1_800_000_000_000;
@@ -20,7 +21,12 @@ const KAFKA_TS_MS: i64 = 1_800_000_000_000;
 /// Decodes `data` as one message of `signal` and checks what the pipeline relies on;
 /// returns the rows decoded (0 when the message was refused).
 pub fn decode_one(signal: Signal, data: &[u8]) -> usize {
-    let mut decoder = Decoder::new(signal, DecodeLimits::default());
+    decode_one_as(signal, WireFormat::FlatJson, data)
+}
+
+/// [`decode_one`] for a topic written in `format`.
+pub fn decode_one_as(signal: Signal, format: WireFormat, data: &[u8]) -> usize {
+    let mut decoder = Decoder::with_format(signal, format, DecodeLimits::default());
     let position = SourcePosition {
         topic: "fuzz",
         partition: 0,
@@ -69,7 +75,7 @@ pub type Check = fn(&[u8]) -> usize;
 
 /// The fuzz targets: a name (`fuzz/corpus/<name>/`, `fuzz/src/bin/<name>.rs`) and
 /// its check.
-pub const TARGETS: [(&str, Check); 10] = [
+pub const TARGETS: [(&str, Check); 13] = [
     ("metrics", |d| decode_one(Signal::Metrics, d)),
     ("logs", |d| decode_one(Signal::Logs, d)),
     ("spans", |d| decode_one(Signal::Spans, d)),
@@ -79,6 +85,15 @@ pub const TARGETS: [(&str, Check); 10] = [
     ("alert_partials", |d| decode_one(Signal::AlertPartials, d)),
     ("approvals", |d| decode_one(Signal::Approvals, d)),
     ("decision_inputs", |d| decode_one(Signal::DecisionInputs, d)),
+    ("otlp_metrics", |d| {
+        decode_one_as(Signal::Metrics, WireFormat::Otlp, d)
+    }),
+    ("otlp_logs", |d| {
+        decode_one_as(Signal::Logs, WireFormat::Otlp, d)
+    }),
+    ("otlp_spans", |d| {
+        decode_one_as(Signal::Spans, WireFormat::Otlp, d)
+    }),
     ("config", config_one),
 ];
 

@@ -3,9 +3,10 @@
 
 use tracing::{debug, info, warn};
 
+use crate::decode::Unused;
 use crate::telemetry::{
     DecodeErrorLabels, PartitionLabels, StageLabels, TableLabels, Telemetry, TopicCounters,
-    TopicLabels,
+    TopicLabels, UnusedLabels,
 };
 
 /// Something worth logging and counting.
@@ -189,6 +190,57 @@ impl InternalEvent for OffsetsSkipped<'_> {
                 partition: self.partition.to_string(),
             })
             .inc_by(lost);
+    }
+}
+
+/// An OTLP message carried values that are not rows (see `decode::otlp`).
+pub struct OtlpValuesUnused<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// What, and why.
+    pub unused: Unused,
+}
+
+impl InternalEvent for OtlpValuesUnused<'_> {
+    fn emit(self, t: &Telemetry) {
+        for (reason, count) in self.unused.by_reason() {
+            if count == 0 {
+                continue;
+            }
+            debug!(
+                topic = self.topic,
+                reason, count, "OTLP values not stored as rows"
+            );
+            t.otlp_values_unused
+                .get_or_create(&UnusedLabels {
+                    topic: self.topic.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .inc_by(count);
+        }
+    }
+}
+
+/// Log lines were decoded whose level cara could not read.
+pub struct UnknownLogLevels<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// How many lines.
+    pub lines: u64,
+}
+
+impl InternalEvent for UnknownLogLevels<'_> {
+    fn emit(self, t: &Telemetry) {
+        debug!(
+            topic = self.topic,
+            lines = self.lines,
+            "log lines with a level cara cannot read (level `unknown`, original in `level_text`)"
+        );
+        t.unknown_log_levels
+            .get_or_create(&TopicLabels {
+                topic: self.topic.to_owned(),
+            })
+            .inc_by(self.lines);
     }
 }
 

@@ -179,6 +179,10 @@ struct GenBacktestArgs {
     /// lines.
     #[arg(long)]
     cara_incidents: Option<PathBuf>,
+    /// Feed the dataflow the world in this format (OTLP goes through the OTLP
+    /// decoders, as from a Collector): the alerts must not depend on it.
+    #[arg(long, value_enum, default_value_t = cara_pipeline::gen::otlp::GenFormat::FlatJson)]
+    format: cara_pipeline::gen::otlp::GenFormat,
 }
 
 #[derive(clap::Args, Debug)]
@@ -270,9 +274,14 @@ struct GenArgs {
     /// Event time of the first record (RFC 3339); default now.
     #[arg(long)]
     start: Option<String>,
-    /// Topic prefix for metrics, logs and spans.
+    /// Topic prefix for metrics, logs and spans in flat JSON.
     #[arg(long, default_value = "telemetry.")]
     topic_prefix: String,
+    /// How to write the records: cara's flat JSON, or OpenTelemetry export
+    /// requests as the Collector's Kafka exporter writes them (to topics
+    /// otlp_metrics, otlp_logs, otlp_spans).
+    #[arg(long, value_enum, default_value_t = cara_pipeline::gen::otlp::GenFormat::FlatJson)]
+    format: cara_pipeline::gen::otlp::GenFormat,
     /// Extra librdkafka properties, key=value (repeatable; after --config's).
     #[arg(long = "property", short = 'X')]
     properties: Vec<String>,

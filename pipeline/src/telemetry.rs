@@ -48,6 +48,15 @@ pub struct DecodeErrorLabels {
     pub kind: String,
 }
 
+/// Labels of a count of OTLP values that are not rows.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnusedLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Why (`exemplar`, `no_recorded_value`, `not_finite`).
+    pub reason: String,
+}
+
 /// Labels naming a table.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -97,6 +106,8 @@ pub struct Telemetry {
     pub(crate) decode_errors: Family<DecodeErrorLabels, Counter>,
     pub(crate) dlq_records: Counter,
     pub(crate) offsets_skipped: Family<PartitionLabels, Counter>,
+    pub(crate) otlp_values_unused: Family<UnusedLabels, Counter>,
+    pub(crate) unknown_log_levels: Family<TopicLabels, Counter>,
     pub(crate) partition_log_resets: Family<PartitionLabels, Counter>,
     pub(crate) consumer_lag: Family<PartitionLabels, Gauge>,
     pub(crate) archive_files: Family<TableLabels, Counter>,
@@ -157,6 +168,8 @@ impl Telemetry {
             decode_errors: Family::default(),
             dlq_records: Counter::default(),
             offsets_skipped: Family::default(),
+            otlp_values_unused: Family::default(),
+            unknown_log_levels: Family::default(),
             partition_log_resets: Family::default(),
             consumer_lag: Family::default(),
             archive_files: Family::default(),
@@ -221,6 +234,20 @@ impl Telemetry {
             "offsets_skipped",
             "Offsets never read (lost to broker retention, or transaction markers)",
             t.offsets_skipped.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "otlp_values_unused",
+            "Values of OTLP messages that are not rows: exemplars, points without a recorded value, non-finite values",
+            t.otlp_values_unused.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "unknown_log_levels",
+            "Log lines whose level cara could not read (archived with level `unknown` and the original in `level_text`)",
+            t.unknown_log_levels.clone(),
         );
         register(
             &mut registry,

@@ -460,3 +460,41 @@ pub fn operator_states(archive: &Path) -> Vec<(i32, Vec<u8>)> {
     }
     out
 }
+
+/// The tansu binary: `$TANSU`, else `~/.cargo/bin/tansu`, else on the PATH.
+pub fn tansu_binary() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("TANSU") {
+        return std::path::PathBuf::from(path);
+    }
+    let in_cargo_home = std::env::var("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".cargo/bin/tansu"))
+        .unwrap_or_default();
+    if in_cargo_home.exists() {
+        return in_cargo_home;
+    }
+    std::path::PathBuf::from("tansu")
+}
+
+/// tansu (a Kafka-compatible broker that is not ours) on a free port, in memory;
+/// its process and bootstrap address.
+pub fn start_tansu(dir: &std::path::Path) -> (Process, String) {
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(tansu_binary());
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        "memory://tansu/",
+    ])
+    .current_dir(dir)
+    .env("RUST_LOG", "warn");
+    let tansu = Process::spawn("tansu", cmd);
+    wait_until(Duration::from_secs(30), "tansu to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (tansu, format!("127.0.0.1:{port}"))
+}

@@ -601,6 +601,8 @@ pub(crate) mod tests {
             Arc::new(ts.finish()),
             Arc::new(service.finish()),
             Arc::new(level.finish()),
+            null("level_text"),
+            null("severity_number"),
             Arc::new(message.finish()),
             null("trace_id"),
             null("host"),

@@ -22,9 +22,10 @@ use super::incident_score::{alert_to_decision_ms, score_incidents, IncidentScore
 use super::labels::{score_alerts, FiredAlert, LabelScore};
 use crate::dataflow::stages::TopicPartitions;
 use crate::dataflow::Dataflow;
-use crate::decode::Signal;
+use crate::decode::{Signal, WireFormat};
 use crate::gen::incidents::Incident;
 use crate::gen::model::World;
+use crate::gen::otlp::GenFormat;
 use crate::gen::plan_incidents;
 
 /// What to simulate.
@@ -45,6 +46,8 @@ pub struct GeneratedRun {
     pub spread_partitions: u32,
     /// How long after an incident's end an alert still counts as detecting it.
     pub grace_ms: i64,
+    /// The format the records are fed in (decoded by that format's decoder).
+    pub format: GenFormat,
 }
 
 impl Default for GeneratedRun {
@@ -57,6 +60,7 @@ impl Default for GeneratedRun {
             batch_ms: 10_000,
             spread_partitions: 4,
             grace_ms: 120_000,
+            format: GenFormat::FlatJson,
         }
     }
 }
@@ -88,7 +92,11 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
         logs: spread as usize,
         spans: spread as usize,
     };
-    let mut dataflow = InProcessRun::new(dataflow, partitions);
+    let wire = match run.format {
+        GenFormat::FlatJson => WireFormat::FlatJson,
+        GenFormat::OtlpProto | GenFormat::OtlpJson => WireFormat::Otlp,
+    };
+    let mut dataflow = InProcessRun::fed_in(dataflow, partitions, wire);
     let mut next_batch_end = start_ms + run.batch_ms;
     while world.now_ms() < start_ms + run.span_ms {
         let step = world.step(&plan);
@@ -97,13 +105,15 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
             dataflow.push(
                 Signal::Metrics,
                 partition as i32,
-                message.to_string().as_bytes(),
+                &run.format.payload(0, &message),
             );
         }
-        for (signal, records) in [(Signal::Spans, step.spans), (Signal::Logs, step.logs)] {
+        for (signal, index, records) in
+            [(Signal::Spans, 2, step.spans), (Signal::Logs, 1, step.logs)]
+        {
             for (trace_id, record) in records {
                 let partition = (Fnv1a::of(trace_id.as_bytes()) % u64::from(spread)) as i32;
-                dataflow.push(signal, partition, record.to_string().as_bytes());
+                dataflow.push(signal, partition, &run.format.payload(index, &record));
             }
         }
         if world.now_ms() >= next_batch_end {
@@ -188,6 +198,25 @@ mod tests {
             .iter()
             .filter(|r| r.status == cara_operators::incidents::IncidentStatus::Merged)
             .count()
+    }
+
+    /// The same world fed as OTLP (protobuf and JSON, through the OTLP decoders)
+    /// raises the same alerts, transition for transition, as fed as flat JSON.
+    #[test]
+    fn the_alerts_do_not_depend_on_the_wire_format() {
+        let dataflow = Dataflow::declare(&crate::config::Config::default()).unwrap();
+        let alerts = |format| {
+            let run = GeneratedRun {
+                span_ms: 40 * 60_000,
+                format,
+                ..GeneratedRun::default()
+            };
+            evaluate(&run, &dataflow).transitions
+        };
+        let flat = alerts(GenFormat::FlatJson);
+        assert!(flat.len() >= 2, "{} transitions", flat.len());
+        assert_eq!(alerts(GenFormat::OtlpProto), flat);
+        assert_eq!(alerts(GenFormat::OtlpJson), flat);
     }
 
     #[test]

@@ -21,8 +21,8 @@ use cara_operators::incidents::IncidentRecord;
 use cara_operators::operator::{Emitted, Operator, Outbound, OutboundMessage, PartitionContext};
 
 use crate::dataflow::stages::TopicPartitions;
-use crate::dataflow::{Dataflow, Stages, Wiring};
-use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+use crate::dataflow::{ConsumedTopic, Dataflow, Stages, Wiring};
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition, WireFormat};
 
 /// One partition's decoder and operator stack.
 struct Partition {
@@ -34,10 +34,17 @@ struct Partition {
 }
 
 impl Partition {
-    fn new(stages: &Stages, wiring: &Wiring, signal: Signal, topic: &str, partition: i32) -> Self {
+    fn new(
+        stages: &Stages,
+        wiring: &Wiring,
+        signal: Signal,
+        topic: &str,
+        partition: i32,
+        format: WireFormat,
+    ) -> Self {
         Partition {
             signal,
-            decoder: Decoder::new(signal, DecodeLimits::default()),
+            decoder: Decoder::with_format(signal, format, DecodeLimits::default()),
             operator: stages.operator(wiring, signal, None, topic, partition),
             context: PartitionContext {
                 topic: Arc::from(topic),
@@ -179,7 +186,7 @@ pub struct InProcessRun<'a> {
     stages: &'a Stages,
     wiring: Wiring,
     /// The topic of each input signal.
-    inputs: BTreeMap<Signal, String>,
+    inputs: BTreeMap<Signal, (String, WireFormat)>,
     first: BTreeMap<(Signal, i32), Partition>,
     /// The second stages, by the outbound stream they read.
     second: Vec<Partition>,
@@ -191,17 +198,43 @@ impl<'a> InProcessRun<'a> {
     /// The stages of `dataflow` over inputs of `partitions` partitions each (the
     /// second stages wait for that many sources).
     pub fn new(dataflow: &'a Dataflow, partitions: TopicPartitions) -> Self {
+        Self::fed_in(dataflow, partitions, WireFormat::FlatJson)
+    }
+
+    /// [`InProcessRun::new`] for inputs written in `input_format` (to the input
+    /// topics of that format).
+    pub fn fed_in(
+        dataflow: &'a Dataflow,
+        partitions: TopicPartitions,
+        input_format: WireFormat,
+    ) -> Self {
         let wiring = Wiring {
             topic_partitions: partitions,
             state_budget: StateBudget::unlimited(),
         };
         let mut inputs = BTreeMap::new();
         let mut second = Vec::new();
-        for (topic, signal) in dataflow.consumed() {
+        for ConsumedTopic {
+            topic,
+            signal,
+            format,
+        } in dataflow.consumed()
+        {
+            // The inputs of the format this run is fed in.
+            if !signal.is_exchange() && format != input_format {
+                continue;
+            }
             match signal.is_exchange() {
-                true => second.push(Partition::new(&dataflow.stages, &wiring, signal, &topic, 0)),
+                true => second.push(Partition::new(
+                    &dataflow.stages,
+                    &wiring,
+                    signal,
+                    &topic,
+                    0,
+                    WireFormat::FlatJson,
+                )),
                 false => {
-                    inputs.insert(signal, topic);
+                    inputs.insert(signal, (topic, format));
                 }
             }
         }
@@ -218,14 +251,14 @@ impl<'a> InProcessRun<'a> {
     /// Appends one message of input `signal` to `partition` (below the partition
     /// count given to [`InProcessRun::new`]); it is scored at the next flush.
     pub fn push(&mut self, signal: Signal, partition: i32, payload: &[u8]) {
-        let Some(topic) = self.inputs.get(&signal) else {
+        let Some((topic, format)) = self.inputs.get(&signal) else {
             return;
         };
         let (stages, wiring) = (self.stages, &self.wiring);
         let target = self
             .first
             .entry((signal, partition))
-            .or_insert_with(|| Partition::new(stages, wiring, signal, topic, partition));
+            .or_insert_with(|| Partition::new(stages, wiring, signal, topic, partition, *format));
         match target.decode(payload) {
             Some(rows) => *self.out.consumed.records.entry(signal).or_default() += rows as u64,
             None => self.out.consumed.undecoded += 1,

@@ -180,7 +180,12 @@ pub fn replay(
     }
     let input = ArchiveLayout::new(archive);
     let writer = ParquetWriter::new(ArchiveLayout::new(out), zstd_level)?;
-    let consumed = dataflow.consumed();
+    // The archive holds rows, whatever format their topic was written in.
+    let consumed: Vec<(String, Signal)> = dataflow
+        .consumed()
+        .into_iter()
+        .map(|c| (c.topic, c.signal))
+        .collect();
     let archived = parquet_files(archive);
     let mut plans = Vec::new();
     for (topic, signal) in &consumed {
@@ -906,9 +911,10 @@ fn exchange_sources(
     let count = |signal: Signal| {
         consumed
             .iter()
-            .find(|(_, s)| *s == signal)
-            .and_then(|(topic, _)| sources.get(topic))
-            .map_or(0, BTreeSet::len)
+            .filter(|(_, s)| *s == signal)
+            .filter_map(|(topic, _)| sources.get(topic))
+            .map(BTreeSet::len)
+            .sum()
     };
     Ok(TopicPartitions {
         metrics: count(Signal::Metrics),

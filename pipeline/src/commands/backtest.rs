@@ -180,6 +180,7 @@ pub fn generated(args: GenBacktestArgs) -> anyhow::Result<()> {
         seed: args.seed,
         span_ms: (args.hours * 3_600_000.0) as i64,
         grace_ms: args.grace as i64 * 1000,
+        format: args.format,
         ..GeneratedRun::default()
     };
     let started = std::time::Instant::now();

@@ -35,7 +35,8 @@ pub fn main(args: GenArgs) -> anyhow::Result<()> {
         seed: args.seed,
         labels: args.labels,
         start_ms: start_ms(args.start.as_deref())?,
-        topics: ["metrics", "logs", "spans"].map(|s| format!("{}{s}", args.topic_prefix)),
+        topics: args.format.topics(&args.topic_prefix),
+        format: args.format,
         progress: true,
         first_fault_after: None,
     };

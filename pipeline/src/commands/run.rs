@@ -265,6 +265,7 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
                 &config.kafka.spans_topic,
             ]
             .map(|t| t.clone()),
+            format: gen::otlp::GenFormat::FlatJson,
             progress: false,
             // Detectors are warm after a minute or two; the first fault follows.
             first_fault_after: Some(std::time::Duration::from_secs(150)),

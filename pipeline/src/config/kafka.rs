@@ -25,6 +25,15 @@ pub struct KafkaConfig {
     pub logs_topic: String,
     /// Topic of spans.
     pub spans_topic: String,
+    /// Whether to consume the OpenTelemetry Collector's Kafka exporter topics too
+    /// (`otlp_proto` or `otlp_json` requests, read off each message).
+    pub otlp: bool,
+    /// OTLP topic of metrics (the Collector's default name).
+    pub otlp_metrics_topic: String,
+    /// OTLP topic of logs.
+    pub otlp_logs_topic: String,
+    /// OTLP topic of spans.
+    pub otlp_spans_topic: String,
     /// Dead-letter topic.
     pub dlq_topic: String,
     /// Topic alerts are sent to.
@@ -73,6 +82,10 @@ impl Default for KafkaConfig {
             metrics_topic: "telemetry.metrics".into(),
             logs_topic: "telemetry.logs".into(),
             spans_topic: "telemetry.spans".into(),
+            otlp: true,
+            otlp_metrics_topic: "otlp_metrics".into(),
+            otlp_logs_topic: "otlp_logs".into(),
+            otlp_spans_topic: "otlp_spans".into(),
             dlq_topic: "cara.dlq".into(),
             alerts_topic: "cara.alerts".into(),
             slo_topic: "cara.slo".into(),

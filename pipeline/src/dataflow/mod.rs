@@ -23,10 +23,22 @@ pub mod stages;
 pub mod topics;
 
 use crate::config::{Config, ConfigError};
-use crate::decode::Signal;
+use crate::decode::{Signal, WireFormat};
 
 pub use stages::{Stages, Wiring};
+
 pub use topics::{DeclaredTopic, TopicRole, Topics};
+
+/// A topic `cara run` consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedTopic {
+    /// The topic name.
+    pub topic: String,
+    /// What its records are.
+    pub signal: Signal,
+    /// How its messages are written.
+    pub format: WireFormat,
+}
 
 /// The dataflow a config declares.
 #[derive(Debug, Clone)]
@@ -47,9 +59,9 @@ impl Dataflow {
         })
     }
 
-    /// The topics `cara run` consumes, with their signal: the inputs, and the
-    /// exchange topic of each second stage that runs.
-    pub fn consumed(&self) -> Vec<(String, Signal)> {
+    /// The topics `cara run` consumes, with their signal and format: the inputs,
+    /// and the exchange topic of each second stage that runs.
+    pub fn consumed(&self) -> Vec<ConsumedTopic> {
         self.topics
             .all()
             .iter()
@@ -57,7 +69,11 @@ impl Dataflow {
                 TopicRole::Input(signal) | TopicRole::Exchange(signal)
                     if self.stages.consumes(signal) =>
                 {
-                    Some((t.name.clone(), signal))
+                    Some(ConsumedTopic {
+                        topic: t.name.clone(),
+                        signal,
+                        format: t.format,
+                    })
                 }
                 TopicRole::Input(_)
                 | TopicRole::Exchange(_)
@@ -72,9 +88,17 @@ impl Dataflow {
 mod tests {
     use super::*;
 
+    /// The flat-JSON and exchange topics consumed (the OTLP inputs have their
+    /// own test in `topics`).
     fn consumed(toml: &str) -> Vec<(String, Signal)> {
         let config = Config::from_toml(toml).unwrap();
-        Dataflow::declare(&config).unwrap().consumed()
+        Dataflow::declare(&config)
+            .unwrap()
+            .consumed()
+            .into_iter()
+            .filter(|c| c.format == WireFormat::FlatJson)
+            .map(|c| (c.topic, c.signal))
+            .collect()
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! roles all come from [`Topics`].
 
 use crate::config::{Config, ConfigError};
-use crate::decode::Signal;
+use crate::decode::{Signal, WireFormat};
 
 /// What a topic is to the dataflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct DeclaredTopic {
     pub role: TopicRole,
     /// Its partition count where cara creates it.
     pub sizing: Sizing,
+    /// How its messages are written (inputs only; cara's own topics are JSON).
+    pub format: WireFormat,
 }
 
 /// Every topic of the dataflow, in a fixed order: inputs, exchanges, outputs,
@@ -73,6 +75,11 @@ impl Topics {
             name: name.clone(),
             role,
             sizing,
+            format: WireFormat::FlatJson,
+        };
+        let otlp = |key, name: &String, signal| DeclaredTopic {
+            format: WireFormat::Otlp,
+            ..named(key, name, TopicRole::Input(signal), Sizing::Telemetry)
         };
         let mut declared = vec![
             named(
@@ -93,6 +100,19 @@ impl Topics {
                 TopicRole::Input(Signal::Spans),
                 Sizing::Telemetry,
             ),
+        ];
+        if k.otlp {
+            declared.extend([
+                otlp(
+                    "kafka.otlp_metrics_topic",
+                    &k.otlp_metrics_topic,
+                    Signal::Metrics,
+                ),
+                otlp("kafka.otlp_logs_topic", &k.otlp_logs_topic, Signal::Logs),
+                otlp("kafka.otlp_spans_topic", &k.otlp_spans_topic, Signal::Spans),
+            ]);
+        }
+        declared.extend([
             named(
                 "kafka.slo_exchange_topic",
                 &k.slo_exchange_topic,
@@ -159,12 +179,13 @@ impl Topics {
                 TopicRole::Output,
                 Sizing::Outputs,
             ),
-        ];
+        ]);
         declared.extend(RESERVED.iter().map(|name| DeclaredTopic {
             key: None,
             name: (*name).to_owned(),
             role: TopicRole::Reserved,
             sizing: Sizing::Outputs,
+            format: WireFormat::FlatJson,
         }));
         for (i, topic) in declared.iter().enumerate() {
             let key = topic.key.unwrap_or("kafka");
@@ -274,6 +295,32 @@ mod tests {
     }
 
     #[test]
+    fn otlp_topics_are_inputs_in_otlp_unless_turned_off() {
+        let topics = declare("").unwrap();
+        let otlp: Vec<(&str, TopicRole)> = topics
+            .all()
+            .iter()
+            .filter(|t| t.format == WireFormat::Otlp)
+            .map(|t| (t.name.as_str(), t.role))
+            .collect();
+        assert_eq!(
+            otlp,
+            vec![
+                ("otlp_metrics", TopicRole::Input(Signal::Metrics)),
+                ("otlp_logs", TopicRole::Input(Signal::Logs)),
+                ("otlp_spans", TopicRole::Input(Signal::Spans)),
+            ]
+        );
+        let off = declare("[kafka]\notlp = false\n").unwrap();
+        assert!(off.all().iter().all(|t| t.format == WireFormat::FlatJson));
+        let e = declare("[kafka]\notlp_spans_topic = \"telemetry.spans\"\n").unwrap_err();
+        assert!(
+            e.contains("kafka.otlp_spans_topic") && e.contains("kafka.spans_topic"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_illegal_name_is_named_by_its_key() {
         let e = declare("[kafka]\ndlq_topic = \"bad topic\"\n").unwrap_err();
         assert!(e.contains("kafka.dlq_topic") && e.contains("legal"), "{e}");
@@ -292,6 +339,9 @@ mod tests {
             ("telemetry.metrics", 12),
             ("telemetry.logs", 12),
             ("telemetry.spans", 12),
+            ("otlp_metrics", 12),
+            ("otlp_logs", 12),
+            ("otlp_spans", 12),
             ("cara.internal.slo", 3),
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),
@@ -312,6 +362,9 @@ mod tests {
             ("telemetry.metrics", 6),
             ("telemetry.logs", 6),
             ("telemetry.spans", 6),
+            ("otlp_metrics", 6),
+            ("otlp_logs", 6),
+            ("otlp_spans", 6),
             ("cara.internal.slo", 6),
             ("cara.internal.traces", 1),
             ("cara.internal.logs", 1),

@@ -36,6 +36,25 @@ pub enum DecodeError {
         /// The limit.
         limit: u64,
     },
+    /// A message on an OTLP topic that is not a protobuf export request.
+    #[error("invalid OTLP protobuf: {0}; expected an Export{{Metrics,Trace,Logs}}ServiceRequest as the Collector's Kafka exporter writes it (encoding otlp_proto or otlp_json)")]
+    InvalidProtobuf(String),
+    /// An OTLP export request without a record of the topic's signal.
+    #[error("no {signal} in the OTLP request: expected an {request} on this topic")]
+    NoOtlpRecords {
+        /// What the topic carries (`metric points`, `spans`, `log records`).
+        signal: &'static str,
+        /// The request type the topic carries.
+        request: &'static str,
+    },
+    /// A record of an OTLP request that cannot be a row, with its path.
+    #[error("{at}: {problem}")]
+    Otlp {
+        /// Where in the request, e.g. `resourceSpans[0].scopeSpans[1].spans[2]`.
+        at: String,
+        /// What is wrong with it.
+        problem: FieldProblem,
+    },
     /// One element of the message is not a valid record.
     #[error("element {index}: {problem}")]
     Element {
@@ -56,7 +75,11 @@ impl DecodeError {
             DecodeError::NotAnObject(_) => "not_an_object",
             DecodeError::InvalidExchangeRecord(_) => "invalid_exchange_record",
             DecodeError::TooManyHours { .. } => "too_many_hours",
-            DecodeError::Element { problem, .. } => problem.kind(),
+            DecodeError::InvalidProtobuf(_) => "invalid_protobuf",
+            DecodeError::NoOtlpRecords { .. } => "no_otlp_records",
+            DecodeError::Element { problem, .. } | DecodeError::Otlp { problem, .. } => {
+                problem.kind()
+            }
         }
     }
 }
@@ -124,6 +147,10 @@ pub enum FieldProblem {
     /// A span whose end precedes its start, or with a negative duration.
     #[error("span ends before it starts")]
     EndBeforeStart,
+    /// A record that breaks a rule of its format (an OTLP metric without data,
+    /// bucket counts that do not match the bounds).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl FieldProblem {
@@ -139,6 +166,7 @@ impl FieldProblem {
             FieldProblem::NotFinite(_) => "not_finite",
             FieldProblem::NotAllowed { .. } => "not_allowed",
             FieldProblem::EndBeforeStart => "end_before_start",
+            FieldProblem::Invalid(_) => "invalid_record",
         }
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct RowContext<'a> {
 
 impl RowContext<'_> {
     /// Notes the time that places a row in the archive (its hour partition).
-    fn note_partition_time(&self, ms: i64) {
+    pub(crate) fn note_partition_time(&self, ms: i64) {
         let hour = ms.div_euclid(cara_operators::time::HOUR_MS);
         self.hours.set(Some(widen(self.hours.get(), (hour, hour))));
     }

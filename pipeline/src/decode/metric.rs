@@ -138,6 +138,33 @@ impl MetricRows {
         self.provenance.append(ctx.pos, index);
     }
 
+    /// Appends one point given field by field (the OTLP decoder's rows);
+    /// `write_labels` appends the label entries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_point(
+        &mut self,
+        ts_ms: i64,
+        name: &str,
+        value: f64,
+        kind: &'static str,
+        service: Option<&str>,
+        extra: Option<&str>,
+        pos: &super::SourcePosition<'_>,
+        index: i32,
+        write_labels: impl FnOnce(&mut MapBuilder<StringBuilder, StringBuilder>),
+    ) {
+        self.ts.append_value(ts_ms);
+        self.name.append_value(name);
+        self.value.append_value(value);
+        self.kind.append_value(kind);
+        self.service.append_option(service);
+        write_labels(&mut self.labels);
+        // Appending an entry to a map builder cannot fail once keys and values match.
+        let _ = self.labels.append(true);
+        self.extra.append_option(extra);
+        self.provenance.append(pos, index);
+    }
+
     pub fn len(&self) -> usize {
         self.ts.len()
     }

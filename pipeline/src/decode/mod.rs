@@ -26,6 +26,7 @@ mod error;
 mod fields;
 mod log;
 mod metric;
+pub mod otlp;
 mod provenance;
 mod span;
 
@@ -43,6 +44,17 @@ use cara_operators::traces::partial::TracePartial;
 use simd_json::Tape;
 
 pub use error::{DecodeError, FieldProblem};
+pub use otlp::{OtlpEncoding, Unused};
+
+/// How the messages of an input topic are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireFormat {
+    /// cara's flat JSON (DESIGN.md, "Input wire format").
+    FlatJson,
+    /// OpenTelemetry's export requests as the Collector's Kafka exporter writes
+    /// them, protobuf or JSON (read off each message, see [`OtlpEncoding`]).
+    Otlp,
+}
 
 /// What a source topic carries: the three input signals, and the exchange topic
 /// between the two SLO stages.
@@ -188,6 +200,11 @@ impl Default for DecodeLimits {
 /// Decodes messages of one signal into an Arrow batch under construction.
 pub struct Decoder {
     limits: DecodeLimits,
+    format: WireFormat,
+    /// Running totals of OTLP delta series (metrics topics in OTLP only).
+    otlp_memory: otlp::metrics::MetricMemory,
+    /// What OTLP messages carried that are not rows, since [`Decoder::take_unused`].
+    unused: Unused,
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
     /// The parse tape, kept between messages for its allocation (empty when kept).
@@ -219,8 +236,15 @@ fn records<T: ExchangeRecord>() -> SignalRows {
 }
 
 impl Decoder {
-    /// A decoder for `signal` enforcing `limits`.
+    /// A decoder for `signal` in flat JSON enforcing `limits`.
     pub fn new(signal: Signal, limits: DecodeLimits) -> Decoder {
+        Decoder::with_format(signal, WireFormat::FlatJson, limits)
+    }
+
+    /// A decoder for `signal` written in `format` enforcing `limits`. Only the
+    /// input signals (metrics, logs, spans) have an OTLP form; the others are
+    /// always cara's own JSON.
+    pub fn with_format(signal: Signal, format: WireFormat, limits: DecodeLimits) -> Decoder {
         let rows = match signal {
             Signal::Metrics => SignalRows::Metrics(metric::MetricRows::default()),
             Signal::Logs => SignalRows::Logs(log::LogRows::default()),
@@ -234,6 +258,9 @@ impl Decoder {
         };
         Decoder {
             limits,
+            format,
+            otlp_memory: Default::default(),
+            unused: Unused::default(),
             scratch: Vec::with_capacity(4096),
             buffers: simd_json::Buffers::default(),
             tape: Some(Tape::null()),
@@ -259,6 +286,16 @@ impl Decoder {
                 size: payload.len(),
                 limit: self.limits.max_message_bytes,
             });
+        }
+        if self.format == WireFormat::Otlp {
+            if let Some(added) = self.decode_otlp(payload, pos) {
+                let (added, hours) = added?;
+                self.payload_bytes += payload.len();
+                if let Some(span) = hours {
+                    self.hours = Some(fields::widen(self.hours, span));
+                }
+                return Ok(added);
+            }
         }
         if let SignalRows::SloPartials(rows) = &mut self.rows {
             let record: SloPartial = serde_json::from_slice(payload)
@@ -305,6 +342,51 @@ impl Decoder {
             self.hours = Some(fields::widen(self.hours, span));
         }
         Ok(added)
+    }
+
+    /// Decodes one OTLP export request; `None` for a signal without an OTLP form.
+    #[allow(clippy::type_complexity)]
+    fn decode_otlp(
+        &mut self,
+        payload: &[u8],
+        pos: &SourcePosition<'_>,
+    ) -> Option<Result<(usize, Option<(i64, i64)>), DecodeError>> {
+        let ctx = fields::RowContext {
+            pos,
+            reference_ms: reference_ms(pos),
+            max_future_skew_ms: self.limits.max_future_skew_ms,
+            max_past_age_ms: self.limits.max_past_age_ms,
+            max_hours: self.limits.max_hours_per_message,
+            hours: std::cell::Cell::new(None),
+        };
+        let added = match &mut self.rows {
+            SignalRows::Metrics(rows) => {
+                otlp::metrics::decode(payload, &ctx, rows, &mut self.otlp_memory).map(
+                    |(added, unused)| {
+                        self.unused.add(unused);
+                        added
+                    },
+                )
+            }
+            SignalRows::Logs(rows) => otlp::logs::decode(payload, &ctx, rows),
+            SignalRows::Spans(rows) => otlp::traces::decode(payload, &ctx, rows),
+            SignalRows::SloPartials(_) | SignalRows::Records(..) => return None,
+        };
+        Some(added.map(|added| (added, ctx.hours.get())))
+    }
+
+    /// What OTLP messages carried that are not rows since the last call.
+    pub fn take_unused(&mut self) -> Unused {
+        std::mem::take(&mut self.unused)
+    }
+
+    /// Log lines decoded whose level cara could not read (normalised `unknown`)
+    /// since the last call.
+    pub fn take_unknown_levels(&mut self) -> u64 {
+        match &mut self.rows {
+            SignalRows::Logs(rows) => rows.take_unknown_levels(),
+            _ => 0,
+        }
     }
 
     /// Appends the rows of one parsed message (an object or an array of them);

@@ -2,6 +2,7 @@
 //! "start", "end" | "duration_ms", "status", "attributes"}` into table `spans`.
 //! Either `end` or `duration_ms` must be given; the other is derived.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::fields::{self, RowContext, Value};
@@ -27,19 +28,21 @@ const KNOWN: &[&str] = &[
     "attributes",
 ];
 
+/// One validated span: borrowed from a flat-JSON message, or from an OTLP request
+/// (whose binary ids become hex text, hence the `Cow`s).
 pub(crate) struct SpanRow<'v> {
-    trace_id: &'v str,
-    span_id: &'v str,
-    parent_span_id: Option<&'v str>,
-    service: &'v str,
-    name: &'v str,
-    kind: Option<&'v str>,
-    start_ms: i64,
-    end_ms: i64,
-    duration_ms: f64,
-    status: &'static str,
-    attributes: Option<String>,
-    extra: Option<String>,
+    pub trace_id: Cow<'v, str>,
+    pub span_id: Cow<'v, str>,
+    pub parent_span_id: Option<Cow<'v, str>>,
+    pub service: &'v str,
+    pub name: &'v str,
+    pub kind: Option<&'v str>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub duration_ms: f64,
+    pub status: &'static str,
+    pub attributes: Option<String>,
+    pub extra: Option<String>,
 }
 
 pub(crate) fn parse<'v>(
@@ -81,9 +84,9 @@ pub(crate) fn parse<'v>(
         }
     };
     Ok(SpanRow {
-        trace_id: fields::required_str(obj, "trace_id")?,
-        span_id: fields::required_str(obj, "span_id")?,
-        parent_span_id: fields::optional_str(obj, "parent_span_id")?,
+        trace_id: Cow::Borrowed(fields::required_str(obj, "trace_id")?),
+        span_id: Cow::Borrowed(fields::required_str(obj, "span_id")?),
+        parent_span_id: fields::optional_str(obj, "parent_span_id")?.map(Cow::Borrowed),
         service: fields::required_str(obj, "service")?,
         name: fields::required_str(obj, "name")?,
         kind: fields::optional_str(obj, "kind")?,

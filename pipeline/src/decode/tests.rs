@@ -271,24 +271,40 @@ fn logs_normalise_levels_and_keep_attributes() {
     assert!(strings(&b, "host").is_null(0));
     let no_level = decode_one(Signal::Logs, r#"{"ts":1,"service":"s","message":"m"}"#).unwrap();
     assert_eq!(strings(&no_level, "level").value(0), "info");
-    // A level cara does not know costs the line nothing: it is kept as written.
-    let unknown = decode_one(
-        Signal::Logs,
-        r#"{"ts":1,"service":"s","message":"m","level":"Combo"}"#,
-    )
-    .unwrap();
-    assert_eq!(strings(&unknown, "level").value(0), "Combo");
-    let logcat = decode_one(
-        Signal::Logs,
-        r#"{"ts":1,"service":"s","message":"m","level":"W"}"#,
-    )
-    .unwrap();
-    assert_eq!(strings(&logcat, "level").value(0), "warn");
-    // Not a string is still refused.
+    assert_eq!(strings(&b, "level_text").value(0), "WARNING");
+    assert!(strings(&no_level, "level_text").is_null(0));
+    // A level cara does not know costs the line nothing: `unknown`, kept as written,
+    // and counted.
+    let mut decoder = Decoder::new(Signal::Logs, limits());
+    for level in [r#""Combo""#, "30", r#""W""#, "null"] {
+        let line = format!(r#"{{"ts":1,"service":"s","message":"m","level":{level}}}"#);
+        decoder.decode(Some(line.as_bytes()), &pos(0)).unwrap();
+    }
+    assert_eq!(decoder.take_unknown_levels(), 1);
+    assert_eq!(decoder.take_unknown_levels(), 0, "taken once");
+    let levels = decoder.finish();
+    let texts = |name: &str| -> Vec<Option<String>> {
+        let c = strings(&levels, name);
+        (0..c.len())
+            .map(|i| (!c.is_null(i)).then(|| c.value(i).to_owned()))
+            .collect()
+    };
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        texts("level"),
+        vec![some("unknown"), some("info"), some("warn"), some("info")]
+    );
+    assert_eq!(
+        texts("level_text"),
+        vec![some("Combo"), some("30"), some("W"), None]
+    );
+    let numbers = column::<arrow::array::Int32Array>(&levels, "severity_number");
+    assert_eq!(numbers.values().to_vec(), vec![0, 9, 13, 9]);
+    // Neither a string nor an integer is refused.
     assert_eq!(
         decode_one(
             Signal::Logs,
-            r#"{"ts":1,"service":"s","message":"m","level":3}"#
+            r#"{"ts":1,"service":"s","message":"m","level":[3]}"#
         )
         .unwrap_err()
         .kind(),
@@ -439,4 +455,81 @@ fn a_message_over_too_many_hours_is_refused_and_a_buffer_says_how_many_it_spans(
     assert_eq!(d.hours_spanned(), 169, "the buffer spans both messages");
     d.finish();
     assert_eq!(d.hours_spanned(), 0);
+}
+
+/// Loghub 2k (`../shared/datasets/loghub2k`, when present), each system's lines as
+/// flat JSON with the system's own level field: every line decodes (none would be
+/// dead-lettered), with its level normalised, its severity number, and the level as
+/// written kept.
+#[test]
+fn every_loghub_line_decodes_with_its_own_level() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/loghub2k");
+    if !dir.is_dir() {
+        eprintln!("skipped: {} is not here", dir.display());
+        return;
+    }
+    let mut per_level: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut lines = 0;
+    for system in std::fs::read_dir(&dir).unwrap() {
+        let system = system.unwrap();
+        let name = system.file_name().to_string_lossy().into_owned();
+        let csv_path = system
+            .path()
+            .join(format!("{name}_2k.log_structured_corrected.csv"));
+        let Ok(mut reader) = csv::Reader::from_path(&csv_path) else {
+            continue;
+        };
+        let headers = reader.headers().unwrap().clone();
+        let column = |n: &str| headers.iter().position(|h| h == n);
+        let (level_at, content_at) = (column("Level"), column("Content").unwrap());
+        let mut decoder = Decoder::new(Signal::Logs, limits());
+        for (i, record) in reader.records().enumerate() {
+            let record = record.unwrap();
+            let mut line = serde_json::json!({
+                "ts": NOW + i as i64, "service": name, "message": &record[content_at],
+            });
+            if let Some(at) = level_at {
+                line["level"] = serde_json::Value::from(&record[at]);
+            }
+            let payload = line.to_string();
+            decoder
+                .decode(Some(payload.as_bytes()), &pos(i as i64))
+                .unwrap_or_else(|e| panic!("{name} line {i}: {e}"));
+            lines += 1;
+        }
+        let batch = decoder.finish();
+        let (level, text) = (strings(&batch, "level"), strings(&batch, "level_text"));
+        for row in 0..batch.num_rows() {
+            let written = if text.is_null(row) {
+                "-"
+            } else {
+                text.value(row)
+            };
+            *per_level
+                .entry((written.to_owned(), level.value(row).to_owned()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(lines, 16 * 2000, "every system's 2,000 lines");
+    let count = |written: &str, level: &str| {
+        per_level
+            .get(&(written.to_owned(), level.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    };
+    // Android's logcat letters, BGL's SEVERE, Apache's syslog names, Windows' `Info`.
+    assert_eq!(count("E", "error"), 3);
+    assert_eq!(count("V", "trace"), 257);
+    assert_eq!(count("SEVERE", "error"), 7);
+    assert_eq!(count("notice", "info"), 1405);
+    assert_eq!(count("Info", "info"), 2000);
+    // Linux's `combo` is a facility, not a level: unknown, kept as written.
+    assert_eq!(count("combo", "unknown"), 2000);
+    let unknown: usize = per_level
+        .iter()
+        .filter(|((_, level), _)| level == "unknown")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(unknown, 2000, "{per_level:?}");
 }

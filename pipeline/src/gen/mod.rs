@@ -7,6 +7,7 @@
 
 pub mod incidents;
 pub mod model;
+pub mod otlp;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ pub struct GenOptions {
     pub start_ms: i64,
     /// Topics of metrics, logs and spans.
     pub topics: [String; 3],
+    /// How the records are written.
+    pub format: otlp::GenFormat,
     /// Show a progress bar.
     pub progress: bool,
     /// Bring the planned incidents forward (keeping their spacing) so the first
@@ -136,8 +139,8 @@ pub fn run(
             if summary.records() >= limit {
                 break 'outer;
             }
-            let payload = value.to_string();
-            send(&producer, &options.topics[topic], &key, payload.as_bytes())?;
+            let payload = options.format.payload(topic, &value);
+            send(&producer, &options.topics[topic], &key, &payload)?;
             summary.messages += 1;
             let counter = match topic {
                 0 => &mut summary.metrics,
@@ -288,6 +291,7 @@ mod tests {
             labels: None,
             start_ms: 1_764_000_000_000,
             topics: ["m", "l", "s"].map(String::from),
+            format: otlp::GenFormat::FlatJson,
             progress: false,
             first_fault_after,
         }

@@ -38,8 +38,8 @@ use crate::archive::layout::{write_bytes_atomically, ArchiveLayout};
 use crate::archive::writer::ParquetWriter;
 use crate::config::Config;
 use crate::dataflow::stages::TopicPartitions;
-use crate::dataflow::{Dataflow, Stages, Wiring};
-use crate::decode::{DecodeLimits, Signal};
+use crate::dataflow::{ConsumedTopic, Dataflow, Stages, Wiring};
+use crate::decode::DecodeLimits;
 use crate::telemetry::Telemetry;
 use crate::templates::TemplateCatalog;
 pub(crate) use error::FatalSlot;
@@ -48,12 +48,13 @@ use flush::{Durable, FlushWorker, InFlight, Sinks};
 use input::{MessageChunk, ShardInput};
 use roll::RollPolicy;
 use shard::ShardSettings;
+use watermarks::WatermarkBoard;
 
 /// Everything the runtime needs besides its sinks.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
     /// Topic name and signal, by topic index (the first half of a partition key).
-    pub topics: Vec<(String, Signal)>,
+    pub topics: Vec<ConsumedTopic>,
     /// The operator stacks of every signal (see [`crate::dataflow`]). A second
     /// stage runs when its exchange topic is among `topics`.
     pub stages: Stages,
@@ -104,6 +105,20 @@ impl RuntimeSettings {
     }
 }
 
+/// The group of each consumed topic on the watermark board: the index of the first
+/// topic with the same signal.
+fn signal_groups(topics: &[ConsumedTopic]) -> Vec<usize> {
+    topics
+        .iter()
+        .map(|t| {
+            topics
+                .iter()
+                .position(|other| other.signal == t.signal)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The shards' input channels and the channel spent chunks come back on, for the
 /// driver that feeds them.
 pub(crate) struct ShardInputs {
@@ -148,7 +163,7 @@ impl Runtime {
             topics: settings
                 .topics
                 .iter()
-                .map(|(t, s)| (Arc::from(t.as_str()), *s))
+                .map(|c| (Arc::from(c.topic.as_str()), c.signal, c.format))
                 .collect(),
             limits: settings.limits,
             roll_bytes: settings.roll_bytes,
@@ -166,7 +181,7 @@ impl Runtime {
             telemetry,
             templates: settings.templates,
             idle_timeout: settings.idle_timeout,
-            watermarks: Arc::default(),
+            watermarks: Arc::new(WatermarkBoard::grouped(signal_groups(&settings.topics))),
         });
         let mut senders = Vec::new();
         let mut shard_threads = Vec::new();

@@ -32,7 +32,7 @@ use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::state::StateFile;
 use crate::archive::writer::{ParquetWriter, PlannedFile};
 use crate::dataflow::{Stages, Wiring};
-use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition};
+use crate::decode::{DecodeLimits, Decoder, Signal, SourcePosition, Unused, WireFormat};
 use crate::dlq::{dead_letter_batch, DeadLetter};
 use crate::internal_events::*;
 use crate::telemetry::{Telemetry, TopicCounters};
@@ -51,7 +51,7 @@ const AGE_CHECK: Duration = Duration::from_millis(200);
 /// What every shard shares, read-only.
 pub(crate) struct ShardSettings {
     /// Topic name and signal, by topic index.
-    pub topics: Vec<(Arc<str>, Signal)>,
+    pub topics: Vec<(Arc<str>, Signal, WireFormat)>,
     pub limits: DecodeLimits,
     pub roll_bytes: u64,
     /// When buffers are due by age.
@@ -189,7 +189,7 @@ pub(crate) fn spawn(
             let counters = settings
                 .topics
                 .iter()
-                .map(|(t, _)| settings.telemetry.topic_counters(t))
+                .map(|(t, _, _)| settings.telemetry.topic_counters(t))
                 .collect();
             let mut shard = Shard {
                 settings,
@@ -252,7 +252,7 @@ impl Shard {
     fn assign(&mut self, list: Vec<AssignedPartition>) {
         for assigned in list {
             let (topic_index, partition) = assigned.key;
-            let Some((topic, signal)) = self.settings.topics.get(topic_index) else {
+            let Some((topic, signal, format)) = self.settings.topics.get(topic_index) else {
                 continue;
             };
             let operator = self.settings.stages.operator(
@@ -271,7 +271,7 @@ impl Shard {
                     topic: topic.clone(),
                     partition,
                     signal: *signal,
-                    decoder: Decoder::new(*signal, self.settings.limits),
+                    decoder: Decoder::with_format(*signal, *format, self.settings.limits),
                     dead_letters: Vec::new(),
                     dead_letter_bytes: 0,
                     first_offset: None,
@@ -358,6 +358,22 @@ impl Shard {
                     let c = &mut counts[message.key.0];
                     c.messages += 1;
                     c.records += records as u64;
+                    let unknown = buffer.decoder.take_unknown_levels();
+                    if unknown > 0 {
+                        UnknownLogLevels {
+                            topic: &buffer.topic,
+                            lines: unknown,
+                        }
+                        .emit(&self.settings.telemetry);
+                    }
+                    let unused = buffer.decoder.take_unused();
+                    if unused != Unused::default() {
+                        OtlpValuesUnused {
+                            topic: &buffer.topic,
+                            unused,
+                        }
+                        .emit(&self.settings.telemetry);
+                    }
                 }
                 Err(error) => {
                     let reason = error.to_string();

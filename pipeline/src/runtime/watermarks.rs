@@ -10,7 +10,10 @@
 //!
 //! Policy (DESIGN.md, "Time, windows, state"): an idle partition's operator watermark
 //! is raised to the minimum watermark over the *active* partitions of the same topic,
-//! or, when every partition of the topic is idle, to the largest among them. An
+//! or, when every partition of the topic is idle, to the largest among them. Topics
+//! of one signal (`telemetry.spans` and `otlp_spans`) count as one topic here: their
+//! partitions meet in the same second stages, so an OTLP topic nobody writes to
+//! follows the flat-JSON one instead of holding the second stages back forever. An
 //! active partition that has not reported a watermark yet holds everything back.
 //! What a raise fires depends on when partitions went quiet (processing time), like
 //! idleness in Flink; rows alone decide everything else.
@@ -55,9 +58,27 @@ impl PartitionMark {
 #[derive(Debug, Default)]
 pub(crate) struct WatermarkBoard {
     marks: RwLock<HashMap<PartitionKey, Arc<PartitionMark>>>,
+    /// The group of each topic index: topics of a group are compared as one.
+    /// Without an entry a topic is a group of its own.
+    groups: Vec<usize>,
 }
 
 impl WatermarkBoard {
+    /// A board on which the topic at index `i` belongs to group `groups[i]`.
+    pub fn grouped(groups: Vec<usize>) -> WatermarkBoard {
+        WatermarkBoard {
+            marks: RwLock::default(),
+            groups,
+        }
+    }
+
+    fn group(&self, topic_index: usize) -> (bool, usize) {
+        match self.groups.get(topic_index) {
+            Some(group) => (true, *group),
+            None => (false, topic_index),
+        }
+    }
+
     /// The mark of a newly assigned partition (active, no watermark yet).
     pub fn register(&self, key: PartitionKey, watermark: Option<i64>) -> Arc<PartitionMark> {
         let mark = Arc::new(PartitionMark {
@@ -83,7 +104,7 @@ impl WatermarkBoard {
         combine(
             marks
                 .iter()
-                .filter(|(k, _)| k.0 == key.0 && *k != key)
+                .filter(|(k, _)| self.group(k.0) == self.group(key.0) && *k != key)
                 .map(|(_, m)| m.read()),
         )
     }
@@ -107,5 +128,20 @@ mod tests {
         assert_eq!(board.idle_target(&(0, 0)), Some(4_000));
         board.remove(&(0, 2));
         assert_eq!(board.idle_target(&(0, 0)), Some(5_000));
+    }
+
+    #[test]
+    fn topics_of_one_group_are_compared_as_one() {
+        // Topics 0 and 2 carry one signal (flat JSON and OTLP), topic 1 another.
+        let board = WatermarkBoard::grouped(vec![0, 1, 0]);
+        board.register((0, 0), Some(7_000));
+        board.register((1, 0), Some(1));
+        let unused = board.register((2, 0), None);
+        unused.set_idle(true);
+        assert_eq!(board.idle_target(&(2, 0)), Some(7_000));
+        let alone = WatermarkBoard::default();
+        alone.register((0, 0), Some(7_000));
+        alone.register((2, 0), None).set_idle(true);
+        assert_eq!(alone.idle_target(&(2, 0)), None);
     }
 }

@@ -60,34 +60,43 @@ pub struct SourceSettings {
     pub runtime: RuntimeSettings,
 }
 
-/// Partitions of each input topic (the sources the second stages wait for), from
-/// the broker's metadata; 0 (wait for none) for a topic it cannot tell.
+/// Partitions of each signal's input topics together (the sources the second stages
+/// wait for: flat JSON and OTLP alike), from the broker's metadata; a topic it cannot
+/// tell counts 0.
 fn topic_partitions(settings: &SourceSettings) -> TopicPartitions {
     let probe: Result<BaseConsumer, _> = settings.client.create();
     let count = |signal: Signal| -> usize {
-        let Some((topic, _)) = settings.runtime.topics.iter().find(|(_, s)| *s == signal) else {
-            return 0;
-        };
-        let metadata = probe.as_ref().map_err(|e| e.to_string()).and_then(|c| {
-            c.fetch_metadata(Some(topic), Duration::from_secs(10))
-                .map_err(|e| e.to_string())
-        });
-        match metadata {
-            Ok(m) => m
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .map_or(0, |t| t.partitions().len()),
-            Err(error) => {
-                tracing::warn!(topic, %error, "cannot read the topic's partitions; SLO and trace minutes will not wait for partitions that never reported");
-                0
-            }
-        }
+        settings
+            .runtime
+            .topics
+            .iter()
+            .filter(|t| t.signal == signal)
+            .map(|t| partitions_of(&probe, &t.topic))
+            .sum()
     };
     TopicPartitions {
         metrics: count(Signal::Metrics),
         logs: count(Signal::Logs),
         spans: count(Signal::Spans),
+    }
+}
+
+/// Partitions of `topic` in the broker's metadata; 0 when it cannot tell.
+fn partitions_of(probe: &Result<BaseConsumer, rdkafka::error::KafkaError>, topic: &str) -> usize {
+    let metadata = probe.as_ref().map_err(|e| e.to_string()).and_then(|c| {
+        c.fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())
+    });
+    match metadata {
+        Ok(m) => m
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len()),
+        Err(error) => {
+            tracing::warn!(topic, %error, "cannot read the topic's partitions; SLO and trace minutes will not wait for partitions that never reported");
+            0
+        }
     }
 }
 
@@ -136,7 +145,7 @@ impl Source {
             .runtime
             .topics
             .iter()
-            .map(|(t, _)| t.clone())
+            .map(|t| t.topic.clone())
             .collect();
         let mut runtime = Runtime::start(
             settings.runtime.clone(),

@@ -160,7 +160,7 @@ fn summary_section(page: &mut String, inputs: &ReportInputs<'_>) {
         .dataflow
         .consumed()
         .iter()
-        .map(|(topic, signal)| format!("{topic} ({})", signal.table().name()))
+        .map(|c| format!("{} ({})", c.topic, c.signal.table().name()))
         .collect();
     let _ = writeln!(
         page,

@@ -1,0 +1,186 @@
+//! Spans of an `ExportTraceServiceRequest` into table `spans`.
+//!
+//! Mapping: ids as lower-case hex (an empty parent id is a root span); `service`
+//! from the resource's `service.name` (`unknown_service` without one); `kind` from
+//! `SpanKind` (`internal`, `server`, `client`, `producer`, `consumer`; null when
+//! unspecified); `start`/`end` from the nanosecond fields, `duration_ms` from their
+//! exact difference; `status` `error` for `STATUS_CODE_ERROR`, else `ok`. The
+//! `attributes` JSON holds the span's attributes, then the resource's (the span's
+//! win on a shared key), then `otel.scope.name`, `otel.scope.version`,
+//! `otel.status_description`, `otel.trace_state`, the events (`otel.events`: name,
+//! time, attributes), the links (`otel.links`: trace and span id, attributes) and
+//! the dropped counts, each only when set.
+
+use std::borrow::Cow;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
+use serde_json::{Map, Value as Json};
+
+use super::values::{self, SERVICE_NAME, UNKNOWN_SERVICE};
+use super::{at, check_hours, nanos_ms, parse, partition_nanos_ms};
+use crate::decode::fields::RowContext;
+use crate::decode::span::{SpanRow, SpanRows};
+use crate::decode::{DecodeError, FieldProblem};
+
+/// Decodes one message into `rows`; how many spans it added.
+pub(crate) fn decode(
+    payload: &[u8],
+    ctx: &RowContext<'_>,
+    rows: &mut SpanRows,
+) -> Result<usize, DecodeError> {
+    let request: ExportTraceServiceRequest = parse(payload)?;
+    let mut parsed = Vec::new();
+    for (r, resource_spans) in request.resource_spans.iter().enumerate() {
+        let resource: &[KeyValue] = resource_spans
+            .resource
+            .as_ref()
+            .map_or(&[], |r| r.attributes.as_slice());
+        let service = values::service_of(resource).unwrap_or(UNKNOWN_SERVICE);
+        for (s, scope_spans) in resource_spans.scope_spans.iter().enumerate() {
+            for (i, span) in scope_spans.spans.iter().enumerate() {
+                let path = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                let row = span_row(span, service, resource, scope_spans.scope.as_ref(), ctx)
+                    .map_err(|p| at(path, p))?;
+                parsed.push(row);
+            }
+        }
+    }
+    if parsed.is_empty() {
+        return Err(DecodeError::NoOtlpRecords {
+            signal: "spans",
+            request: "ExportTraceServiceRequest",
+        });
+    }
+    check_hours(ctx)?;
+    let added = parsed.len();
+    for (index, row) in parsed.into_iter().enumerate() {
+        rows.append(row, ctx, index as i32);
+    }
+    Ok(added)
+}
+
+fn span_row<'r>(
+    span: &'r Span,
+    service: &'r str,
+    resource: &[KeyValue],
+    scope: Option<&InstrumentationScope>,
+    ctx: &RowContext<'_>,
+) -> Result<SpanRow<'r>, FieldProblem> {
+    let trace_id = values::hex_id(&span.trace_id).ok_or(FieldProblem::Missing("traceId"))?;
+    let span_id = values::hex_id(&span.span_id).ok_or(FieldProblem::Missing("spanId"))?;
+    let start_ms = partition_nanos_ms(span.start_time_unix_nano, "startTimeUnixNano", ctx)?;
+    let end_ms = nanos_ms(span.end_time_unix_nano, "endTimeUnixNano", ctx)?;
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err(FieldProblem::EndBeforeStart);
+    }
+    let duration_ns = span.end_time_unix_nano - span.start_time_unix_nano;
+    let status = span.status.as_ref();
+    let is_error = status.is_some_and(|s| s.code == StatusCode::Error as i32);
+    Ok(SpanRow {
+        trace_id: Cow::Owned(trace_id),
+        span_id: Cow::Owned(span_id),
+        parent_span_id: values::hex_id(&span.parent_span_id).map(Cow::Owned),
+        service,
+        name: &span.name,
+        kind: kind_name(span.kind),
+        start_ms,
+        end_ms,
+        duration_ms: duration_ns as f64 / 1e6,
+        status: if is_error { "error" } else { "ok" },
+        attributes: Some(attributes(span, resource, scope)),
+        extra: None,
+    })
+}
+
+/// The flat format's name of a `SpanKind`; `None` when unspecified or unknown.
+pub(crate) fn kind_name(kind: i32) -> Option<&'static str> {
+    match kind {
+        1 => Some("internal"),
+        2 => Some("server"),
+        3 => Some("client"),
+        4 => Some("producer"),
+        5 => Some("consumer"),
+        _ => None,
+    }
+}
+
+fn attributes(span: &Span, resource: &[KeyValue], scope: Option<&InstrumentationScope>) -> String {
+    let mut map = values::object_of(&span.attributes);
+    insert_resource(&mut map, resource);
+    insert_scope(&mut map, scope);
+    let mut put = |key: &str, value: Json| {
+        map.entry(key.to_owned()).or_insert(value);
+    };
+    if let Some(status) = span.status.as_ref().filter(|s| !s.message.is_empty()) {
+        put(
+            "otel.status_description",
+            Json::from(status.message.clone()),
+        );
+    }
+    if !span.trace_state.is_empty() {
+        put("otel.trace_state", Json::from(span.trace_state.clone()));
+    }
+    if !span.events.is_empty() {
+        let events = span.events.iter().map(|e| {
+            let mut event = Map::new();
+            event.insert("name".into(), Json::from(e.name.clone()));
+            event.insert("time_unix_nano".into(), Json::from(e.time_unix_nano));
+            if !e.attributes.is_empty() {
+                event.insert("attributes".into(), values::object_of(&e.attributes).into());
+            }
+            Json::Object(event)
+        });
+        put("otel.events", Json::Array(events.collect()));
+    }
+    if !span.links.is_empty() {
+        let links = span.links.iter().map(|l| {
+            let mut link = Map::new();
+            link.insert("trace_id".into(), values::hex_id(&l.trace_id).into());
+            link.insert("span_id".into(), values::hex_id(&l.span_id).into());
+            if !l.attributes.is_empty() {
+                link.insert("attributes".into(), values::object_of(&l.attributes).into());
+            }
+            Json::Object(link)
+        });
+        put("otel.links", Json::Array(links.collect()));
+    }
+    for (key, count) in [
+        (
+            "otel.dropped_attributes_count",
+            span.dropped_attributes_count,
+        ),
+        ("otel.dropped_events_count", span.dropped_events_count),
+        ("otel.dropped_links_count", span.dropped_links_count),
+    ] {
+        if count > 0 {
+            put(key, Json::from(count));
+        }
+    }
+    Json::Object(map).to_string()
+}
+
+/// The resource's attributes but `service.name` (it has its own column), where the
+/// record's own attributes do not already hold the key.
+pub(crate) fn insert_resource(map: &mut Map<String, Json>, resource: &[KeyValue]) {
+    for kv in resource.iter().filter(|kv| kv.key != SERVICE_NAME) {
+        if !map.contains_key(&kv.key) {
+            map.insert(kv.key.clone(), values::json_of(kv.value.as_ref()));
+        }
+    }
+}
+
+/// The instrumentation scope's name and version, as OpenTelemetry's non-OTLP
+/// exporters name them (`otel.scope.name`, `otel.scope.version`).
+pub(crate) fn insert_scope(map: &mut Map<String, Json>, scope: Option<&InstrumentationScope>) {
+    let Some(scope) = scope else { return };
+    for (key, value) in [
+        ("otel.scope.name", &scope.name),
+        ("otel.scope.version", &scope.version),
+    ] {
+        if !value.is_empty() && !map.contains_key(key) {
+            map.insert(key.to_owned(), Json::from(value.clone()));
+        }
+    }
+}
