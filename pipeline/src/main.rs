@@ -231,6 +231,10 @@ struct RunArgs {
     /// Records per second the demo generator produces.
     #[arg(long, default_value_t = 2000)]
     demo_rate: u64,
+    /// How the demo generator writes: flat JSON to the telemetry topics, or OTLP
+    /// (as an OpenTelemetry Collector would) to the OTLP topics.
+    #[arg(long, value_enum, default_value_t = cara_pipeline::gen::otlp::GenFormat::FlatJson)]
+    demo_format: cara_pipeline::gen::otlp::GenFormat,
 }
 
 #[derive(clap::Args, Debug)]

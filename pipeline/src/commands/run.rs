@@ -52,6 +52,12 @@ fn apply_overrides(mut config: Config, args: &RunArgs) -> anyhow::Result<Config>
 /// Runs until SIGTERM/Ctrl-C, then flushes and exits.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
     let mut config = apply_overrides(super::load_config(args.config.as_deref())?, &args)?;
+    if args.demo && args.demo_format != gen::otlp::GenFormat::FlatJson && !config.kafka.otlp {
+        anyhow::bail!(
+            "--demo-format {:?} writes to the OTLP topics, which kafka.otlp = false turns off; set kafka.otlp = true or drop --demo-format",
+            args.demo_format
+        );
+    }
     if args.demo && config.slos.is_empty() {
         config.slos = Config::from_toml(DEMO_SLOS)?.slos;
         println!("demo: SLOs checkout-availability (97% ok) and checkout-latency (99% under 500 ms) on table slo and cara.slo");
@@ -60,7 +66,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
         println!("demo: policy opens a ticket for every incident (low risk, run at once) and proposes a rollback (high risk, waits for your approval) on topic demo.actions");
     }
-    super::runtime()?.block_on(run(config, args.demo, args.demo_rate))
+    let demo = args.demo.then_some(Demo {
+        rate: args.demo_rate,
+        format: args.demo_format,
+    });
+    super::runtime()?.block_on(run(config, demo))
 }
 
 /// The policy the demo decides with when the configuration has none: a ticket for
@@ -106,7 +116,19 @@ objective = 0.99
 period = "30d"
 "#;
 
-async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
+/// What the demo generator produces.
+#[derive(Debug, Clone, Copy)]
+struct Demo {
+    /// Records per second.
+    rate: u64,
+    /// Flat JSON or OTLP.
+    format: gen::otlp::GenFormat,
+}
+
+async fn run(config: Config, demo_settings: Option<Demo>) -> anyhow::Result<()> {
+    let demo = demo_settings.is_some();
+    let demo_rate = demo_settings.map_or(0, |d| d.rate);
+    let demo_format = demo_settings.map_or(gen::otlp::GenFormat::FlatJson, |d| d.format);
     let dataflow = Dataflow::declare(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -259,13 +281,20 @@ async fn run(config: Config, demo: bool, demo_rate: u64) -> anyhow::Result<()> {
             seed: gen::DEMO_SEED,
             labels: Some(config.archive.dir.join("_cara").join("demo-labels.jsonl")),
             start_ms: chrono::Utc::now().timestamp_millis(),
-            topics: [
-                &config.kafka.metrics_topic,
-                &config.kafka.logs_topic,
-                &config.kafka.spans_topic,
-            ]
+            topics: match demo_format {
+                gen::otlp::GenFormat::FlatJson => [
+                    &config.kafka.metrics_topic,
+                    &config.kafka.logs_topic,
+                    &config.kafka.spans_topic,
+                ],
+                gen::otlp::GenFormat::OtlpProto | gen::otlp::GenFormat::OtlpJson => [
+                    &config.kafka.otlp_metrics_topic,
+                    &config.kafka.otlp_logs_topic,
+                    &config.kafka.otlp_spans_topic,
+                ],
+            }
             .map(|t| t.clone()),
-            format: gen::otlp::GenFormat::FlatJson,
+            format: demo_format,
             progress: false,
             // Detectors are warm after a minute or two; the first fault follows.
             first_fault_after: Some(std::time::Duration::from_secs(150)),

@@ -19,10 +19,10 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use serde_json::Value as Json;
+use std::fmt::Write as _;
 
-use super::traces::{insert_resource, insert_scope};
-use super::values::{self, UNKNOWN_SERVICE};
+use super::traces::write_scope;
+use super::values::{self, ObjectWriter, SERVICE_NAME, UNKNOWN_SERVICE};
 use super::{at, check_hours, parse, partition_nanos_ms};
 use crate::decode::fields::RowContext;
 use crate::decode::log::{self, Level, LogRow, LogRows, LEVELS};
@@ -77,8 +77,8 @@ fn log_row<'r>(
     record: &'r LogRecord,
     service: &'r str,
     host: Option<&'r str>,
-    resource: &[KeyValue],
-    scope: Option<&InstrumentationScope>,
+    resource: &'r [KeyValue],
+    scope: Option<&'r InstrumentationScope>,
     ctx: &RowContext<'_>,
 ) -> Result<LogRow<'r>, FieldProblem> {
     let ts_ms = match (record.time_unix_nano, record.observed_time_unix_nano) {
@@ -94,7 +94,11 @@ fn log_row<'r>(
     let message = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
         Some(Any::StringValue(s)) => Cow::Borrowed(s.as_str()),
         None => Cow::Borrowed(""),
-        Some(_) => Cow::Owned(values::json_of(record.body.as_ref()).to_string()),
+        Some(_) => {
+            let mut text = String::new();
+            values::push_json(record.body.as_ref(), &mut text);
+            Cow::Owned(text)
+        }
     };
     Ok(LogRow {
         ts_ms,
@@ -123,28 +127,25 @@ pub(crate) fn level(severity_number: i32, severity_text: &str) -> Level<'_> {
     }
 }
 
-fn attributes(
-    record: &LogRecord,
-    resource: &[KeyValue],
-    scope: Option<&InstrumentationScope>,
+fn attributes<'r>(
+    record: &'r LogRecord,
+    resource: &'r [KeyValue],
+    scope: Option<&'r InstrumentationScope>,
 ) -> String {
-    let mut map = values::object_of(&record.attributes);
-    insert_resource(&mut map, resource);
-    insert_scope(&mut map, scope);
-    let mut put = |key: &str, value: Json| {
-        map.entry(key.to_owned()).or_insert(value);
-    };
+    let mut object = ObjectWriter::new();
+    object.attributes(&record.attributes, None);
+    object.attributes(resource, Some(SERVICE_NAME));
+    write_scope(&mut object, scope);
     if let Some(span_id) = values::hex_id(&record.span_id) {
-        put("otel.span_id", Json::from(span_id));
+        object.string("otel.span_id", &span_id);
     }
     if !record.event_name.is_empty() {
-        put("otel.event_name", Json::from(record.event_name.clone()));
+        object.string("otel.event_name", &record.event_name);
     }
     if record.dropped_attributes_count > 0 {
-        put(
-            "otel.dropped_attributes_count",
-            Json::from(record.dropped_attributes_count),
-        );
+        object.field("otel.dropped_attributes_count", |out| {
+            let _ = write!(out, "{}", record.dropped_attributes_count);
+        });
     }
-    Json::Object(map).to_string()
+    object.finish()
 }

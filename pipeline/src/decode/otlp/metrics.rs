@@ -27,7 +27,14 @@
 
 use std::collections::HashMap;
 
+use super::traces::write_scope;
+use super::values::{self, ObjectWriter, SERVICE_NAME};
+use super::{at, check_hours, parse, partition_nanos_ms, Unused};
+use crate::decode::fields::RowContext;
+use crate::decode::metric::MetricRows;
+use crate::decode::{DecodeError, FieldProblem};
 use arrow::array::{MapBuilder, StringBuilder};
+use cara_operators::stable_hash::Fnv1a;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -35,14 +42,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
     number_data_point::Value as Number, AggregationTemporality, ExponentialHistogramDataPoint,
     HistogramDataPoint, Metric, NumberDataPoint,
 };
-use serde_json::{Map, Value as Json};
-
-use super::values::{self, SERVICE_NAME};
-use super::{at, check_hours, parse, partition_nanos_ms, Unused};
-use crate::decode::fields::RowContext;
-use crate::decode::metric::MetricRows;
-use crate::decode::{DecodeError, FieldProblem};
-use cara_operators::stable_hash::Fnv1a;
 
 /// The most series whose running totals a decoder remembers; past it they are all
 /// forgotten at once (read downstream as counter resets).
@@ -257,10 +256,20 @@ fn collect<'r>(
         });
         let resource = out.resources.len() - 1;
         for (s, scope_metrics) in resource_metrics.scope_metrics.iter().enumerate() {
+            let mut last_extra: Option<(&str, &str)> = None;
             for (m, metric) in scope_metrics.metrics.iter().enumerate() {
                 out.metrics += 1;
-                out.extras
-                    .push(extra_json(metric, scope_metrics.scope.as_ref()));
+                // Metrics of a scope mostly share unit and description: one text each.
+                let same = metric.metadata.is_empty()
+                    && last_extra == Some((metric.unit.as_str(), metric.description.as_str()));
+                if !same {
+                    out.extras
+                        .push(extra_json(metric, scope_metrics.scope.as_ref()));
+                    last_extra = metric
+                        .metadata
+                        .is_empty()
+                        .then_some((metric.unit.as_str(), metric.description.as_str()));
+                }
                 let target = Target {
                     metric,
                     resource,
@@ -285,20 +294,22 @@ fn collect<'r>(
 
 /// Unit, description and scope of a metric, as the `extra` column's JSON.
 fn extra_json(metric: &Metric, scope: Option<&InstrumentationScope>) -> Option<String> {
-    let mut map = Map::new();
-    for (key, value) in [("unit", &metric.unit), ("description", &metric.description)] {
-        if !value.is_empty() {
-            map.insert(key.to_owned(), Json::from(value.clone()));
-        }
+    let mut object = ObjectWriter::new();
+    if !metric.unit.is_empty() {
+        object.string("unit", &metric.unit);
     }
-    super::traces::insert_scope(&mut map, scope);
+    if !metric.description.is_empty() {
+        object.string("description", &metric.description);
+    }
+    write_scope(&mut object, scope);
     if !metric.metadata.is_empty() {
-        map.insert(
-            "otel.metadata".to_owned(),
-            values::object_of(&metric.metadata).into(),
-        );
+        object.field("otel.metadata", |out| {
+            let mut metadata = ObjectWriter::new();
+            metadata.attributes(&metric.metadata, None);
+            out.push_str(&metadata.finish());
+        });
     }
-    (!map.is_empty()).then(|| Json::Object(map).to_string())
+    (!object.is_empty()).then(|| object.finish())
 }
 
 /// A bad point: its index (when the problem is a point's) and the problem.

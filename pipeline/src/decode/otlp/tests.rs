@@ -693,3 +693,51 @@ fn flat_json_topics_are_not_read_as_otlp() {
     let otlp = serde_json::to_vec(&traces_request(vec![span(NOW_NS, NOW_NS + 1)])).unwrap();
     assert!(decoder.decode(Some(&otlp), &pos()).is_err());
 }
+
+/// The golden files (`golden/`): one request per signal made with the official
+/// `opentelemetry-proto` package (`golden/make_inputs.py`), as protobuf and as OTLP
+/// JSON, and the rows each must give (`golden/SIGNAL.rows`, reviewed by hand;
+/// `CARA_UPDATE_GOLDEN=1` rewrites them after a deliberate change of the mapping).
+#[test]
+fn golden_requests_give_their_golden_rows_in_both_encodings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/decode/otlp/golden");
+    let position = SourcePosition {
+        topic: "otlp",
+        partition: 0,
+        offset: 0,
+        kafka_ts_ms: Some(1_800_000_060_000),
+    };
+    for (name, signal) in [
+        ("metrics", Signal::Metrics),
+        ("logs", Signal::Logs),
+        ("spans", Signal::Spans),
+    ] {
+        let mut outputs = Vec::new();
+        for encoding in ["pb", "json"] {
+            let input = std::fs::read(dir.join(format!("{name}.{encoding}"))).unwrap();
+            let mut decoder =
+                Decoder::with_format(signal, WireFormat::Otlp, DecodeLimits::default());
+            decoder
+                .decode(Some(&input), &position)
+                .unwrap_or_else(|e| panic!("{name}.{encoding}: {e}"));
+            let batch = decoder.finish();
+            let text = arrow::util::pretty::pretty_format_batches(&[batch])
+                .unwrap()
+                .to_string();
+            outputs.push(text + "\n");
+        }
+        assert_eq!(outputs[0], outputs[1], "{name}: protobuf and JSON differ");
+        let golden = dir.join(format!("{name}.rows"));
+        if std::env::var_os("CARA_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &outputs[0]).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(
+            outputs[0],
+            expected,
+            "{name}: rows differ from {}",
+            golden.display()
+        );
+    }
+}

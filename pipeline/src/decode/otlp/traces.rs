@@ -16,9 +16,9 @@ use std::borrow::Cow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
-use serde_json::{Map, Value as Json};
+use std::fmt::Write as _;
 
-use super::values::{self, SERVICE_NAME, UNKNOWN_SERVICE};
+use super::values::{self, ObjectWriter, SERVICE_NAME, UNKNOWN_SERVICE};
 use super::{at, check_hours, nanos_ms, parse, partition_nanos_ms};
 use crate::decode::fields::RowContext;
 use crate::decode::span::{SpanRow, SpanRows};
@@ -64,8 +64,8 @@ pub(crate) fn decode(
 fn span_row<'r>(
     span: &'r Span,
     service: &'r str,
-    resource: &[KeyValue],
-    scope: Option<&InstrumentationScope>,
+    resource: &'r [KeyValue],
+    scope: Option<&'r InstrumentationScope>,
     ctx: &RowContext<'_>,
 ) -> Result<SpanRow<'r>, FieldProblem> {
     let trace_id = values::hex_id(&span.trace_id).ok_or(FieldProblem::Missing("traceId"))?;
@@ -106,45 +106,50 @@ pub(crate) fn kind_name(kind: i32) -> Option<&'static str> {
     }
 }
 
-fn attributes(span: &Span, resource: &[KeyValue], scope: Option<&InstrumentationScope>) -> String {
-    let mut map = values::object_of(&span.attributes);
-    insert_resource(&mut map, resource);
-    insert_scope(&mut map, scope);
-    let mut put = |key: &str, value: Json| {
-        map.entry(key.to_owned()).or_insert(value);
-    };
+fn attributes<'r>(
+    span: &'r Span,
+    resource: &'r [KeyValue],
+    scope: Option<&'r InstrumentationScope>,
+) -> String {
+    let mut object = ObjectWriter::new();
+    object.attributes(&span.attributes, None);
+    object.attributes(resource, Some(SERVICE_NAME));
+    write_scope(&mut object, scope);
     if let Some(status) = span.status.as_ref().filter(|s| !s.message.is_empty()) {
-        put(
-            "otel.status_description",
-            Json::from(status.message.clone()),
-        );
+        object.string("otel.status_description", &status.message);
     }
     if !span.trace_state.is_empty() {
-        put("otel.trace_state", Json::from(span.trace_state.clone()));
+        object.string("otel.trace_state", &span.trace_state);
     }
     if !span.events.is_empty() {
-        let events = span.events.iter().map(|e| {
-            let mut event = Map::new();
-            event.insert("name".into(), Json::from(e.name.clone()));
-            event.insert("time_unix_nano".into(), Json::from(e.time_unix_nano));
-            if !e.attributes.is_empty() {
-                event.insert("attributes".into(), values::object_of(&e.attributes).into());
-            }
-            Json::Object(event)
+        object.field("otel.events", |out| {
+            let events = span.events.iter().map(|e| {
+                let mut event = ObjectWriter::new();
+                event.string("name", &e.name);
+                event.field("time_unix_nano", |out| {
+                    let _ = write!(out, "{}", e.time_unix_nano);
+                });
+                if !e.attributes.is_empty() {
+                    event.field("attributes", |out| push_object(&e.attributes, out));
+                }
+                event.finish()
+            });
+            push_array(events, out);
         });
-        put("otel.events", Json::Array(events.collect()));
     }
     if !span.links.is_empty() {
-        let links = span.links.iter().map(|l| {
-            let mut link = Map::new();
-            link.insert("trace_id".into(), values::hex_id(&l.trace_id).into());
-            link.insert("span_id".into(), values::hex_id(&l.span_id).into());
-            if !l.attributes.is_empty() {
-                link.insert("attributes".into(), values::object_of(&l.attributes).into());
-            }
-            Json::Object(link)
+        object.field("otel.links", |out| {
+            let links = span.links.iter().map(|l| {
+                let mut link = ObjectWriter::new();
+                link.string("trace_id", &values::hex_id(&l.trace_id).unwrap_or_default());
+                link.string("span_id", &values::hex_id(&l.span_id).unwrap_or_default());
+                if !l.attributes.is_empty() {
+                    link.field("attributes", |out| push_object(&l.attributes, out));
+                }
+                link.finish()
+            });
+            push_array(links, out);
         });
-        put("otel.links", Json::Array(links.collect()));
     }
     for (key, count) in [
         (
@@ -155,32 +160,44 @@ fn attributes(span: &Span, resource: &[KeyValue], scope: Option<&Instrumentation
         ("otel.dropped_links_count", span.dropped_links_count),
     ] {
         if count > 0 {
-            put(key, Json::from(count));
+            object.field(key, |out| {
+                let _ = write!(out, "{count}");
+            });
         }
     }
-    Json::Object(map).to_string()
+    object.finish()
 }
 
-/// The resource's attributes but `service.name` (it has its own column), where the
-/// record's own attributes do not already hold the key.
-pub(crate) fn insert_resource(map: &mut Map<String, Json>, resource: &[KeyValue]) {
-    for kv in resource.iter().filter(|kv| kv.key != SERVICE_NAME) {
-        if !map.contains_key(&kv.key) {
-            map.insert(kv.key.clone(), values::json_of(kv.value.as_ref()));
+/// Writes attributes as a JSON object.
+fn push_object(attributes: &[KeyValue], out: &mut String) {
+    let mut object = ObjectWriter::new();
+    object.attributes(attributes, None);
+    out.push_str(&object.finish());
+}
+
+/// Writes JSON texts as an array.
+fn push_array(items: impl Iterator<Item = String>, out: &mut String) {
+    out.push('[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push_str(&item);
     }
+    out.push(']');
 }
 
 /// The instrumentation scope's name and version, as OpenTelemetry's non-OTLP
-/// exporters name them (`otel.scope.name`, `otel.scope.version`).
-pub(crate) fn insert_scope(map: &mut Map<String, Json>, scope: Option<&InstrumentationScope>) {
+/// exporters name them (`otel.scope.name`, `otel.scope.version`), when set.
+pub(crate) fn write_scope<'r>(
+    object: &mut ObjectWriter<'r>,
+    scope: Option<&'r InstrumentationScope>,
+) {
     let Some(scope) = scope else { return };
-    for (key, value) in [
-        ("otel.scope.name", &scope.name),
-        ("otel.scope.version", &scope.version),
-    ] {
-        if !value.is_empty() && !map.contains_key(key) {
-            map.insert(key.to_owned(), Json::from(value.clone()));
-        }
+    if !scope.name.is_empty() {
+        object.string("otel.scope.name", &scope.name);
+    }
+    if !scope.version.is_empty() {
+        object.string("otel.scope.version", &scope.version);
     }
 }
