@@ -156,6 +156,7 @@ pub(crate) fn decode(
     memory.buckets.commit();
     let mut name = String::new();
     let mut text = String::new();
+    let mut written = Vec::new();
     let added = collected.points.len();
     for (index, point) in collected.points.iter().enumerate() {
         let resource = &collected.resources[point.resource];
@@ -171,7 +172,7 @@ pub(crate) fn decode(
             collected.extras[point.extra].as_deref(),
             ctx.pos,
             index as i32,
-            |labels| write_labels(labels, point, resource, &mut text),
+            |labels| write_labels(labels, point, resource, &mut text, &mut written),
         );
     }
     Ok((added, collected.unused))
@@ -179,13 +180,15 @@ pub(crate) fn decode(
 
 /// The labels of one point: its attributes, `service`, the resource's attributes,
 /// and its `le` or `quantile`; the first value of a key wins.
-fn write_labels(
+fn write_labels<'r>(
     labels: &mut MapBuilder<StringBuilder, StringBuilder>,
-    point: &Point<'_>,
-    resource: &Resource<'_>,
+    point: &Point<'r>,
+    resource: &Resource<'r>,
     text: &mut String,
+    written: &mut Vec<&'r str>,
 ) {
-    let mut written: Vec<&str> = Vec::with_capacity(point.attributes.len() + 4);
+    // The keys written so far (reused between points: no allocation per point).
+    written.clear();
     let attributes = point.attributes.iter().map(|kv| (kv, false));
     let resource_attributes = resource.attributes.iter().map(|kv| (kv, true));
     for (kv, of_resource) in attributes.chain(resource_attributes) {
