@@ -154,12 +154,13 @@ fn a_replay_reproduces_the_live_outputs_and_a_lower_threshold_adds_alerts() {
     });
     assert!(run.terminate(Duration::from_secs(30)).success());
 
-    // What the second stages waited for, recorded for the replay to wait alike.
+    // What the second stages waited for, recorded for the replay to wait alike: the
+    // partitions of both span topics (telemetry.spans and otlp_spans, 2 each).
     let counted: serde_json::Value = serde_json::from_slice(
         &std::fs::read(archive.join("_cara").join("topic_partitions.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(counted["spans"], 2, "{counted}");
+    assert_eq!(counted["spans"], 4, "{counted}");
 
     // The live config, as the run recorded it beside the archive.
     let same = dir.path().join("same");

@@ -209,10 +209,6 @@ pub fn replay(
         Some(counted) => counted,
         None => exchange_sources(&input, &consumed)?,
     };
-    let wiring = Wiring {
-        topic_partitions,
-        state_budget: StateBudget::unlimited(),
-    };
     let total = plans.iter().map(|(_, _, f, r)| f.len() + r.len()).sum();
     // Partitions are independent (each has its own operator and output stems): one
     // queue of them, taken by a worker per core; the caller's thread reports.
@@ -234,6 +230,24 @@ pub fn replay(
             });
         }
     }
+    // Second stages fed in process hear only from the partitions replayed here: a
+    // partition the live run never read a record from (an OTLP topic nobody wrote
+    // to) reported only through idle raises, and has nothing to replay.
+    let topic_partitions = match exchange {
+        ExchangeSource::InProcess => {
+            let replayed = |signal: Signal| queue.iter().filter(|j| j.signal == signal).count();
+            TopicPartitions {
+                metrics: replayed(Signal::Metrics).min(topic_partitions.metrics),
+                logs: replayed(Signal::Logs).min(topic_partitions.logs),
+                spans: replayed(Signal::Spans).min(topic_partitions.spans),
+            }
+        }
+        ExchangeSource::Archived => topic_partitions,
+    };
+    let wiring = Wiring {
+        topic_partitions,
+        state_budget: StateBudget::unlimited(),
+    };
     let mut summary = ReplaySummary {
         partitions: queue.len(),
         ..ReplaySummary::default()

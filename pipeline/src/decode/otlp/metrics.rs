@@ -242,6 +242,19 @@ struct Collected<'r> {
     metrics: usize,
 }
 
+impl Collected<'_> {
+    /// Counts a point's exemplars, and whether it has a recorded value (one
+    /// without, a staleness marker, is counted and makes no row).
+    fn recorded(&mut self, exemplars: usize, flags: u32) -> bool {
+        self.unused.exemplars += exemplars as u64;
+        let recorded = flags & NO_RECORDED_VALUE == 0;
+        if !recorded {
+            self.unused.no_recorded_value += 1;
+        }
+        recorded
+    }
+}
+
 fn collect<'r>(
     request: &'r ExportMetricsServiceRequest,
     ctx: &RowContext<'_>,
@@ -373,8 +386,7 @@ impl<'r> Target<'r> {
             }
             Data::Summary(summary) => {
                 for (p, point) in summary.data_points.iter().enumerate() {
-                    if point.flags & NO_RECORDED_VALUE != 0 {
-                        out.unused.no_recorded_value += 1;
+                    if !out.recorded(0, point.flags) {
                         continue;
                     }
                     let ts_ms = partition_nanos_ms(point.time_unix_nano, "timeUnixNano", ctx)
@@ -400,9 +412,7 @@ impl<'r> Target<'r> {
         memory: &mut MetricMemory,
         out: &mut Collected<'r>,
     ) -> Result<(), FieldProblem> {
-        out.unused.exemplars += point.exemplars.len() as u64;
-        if point.flags & NO_RECORDED_VALUE != 0 {
-            out.unused.no_recorded_value += 1;
+        if !out.recorded(point.exemplars.len(), point.flags) {
             return Ok(());
         }
         let value = match point.value {
@@ -429,9 +439,7 @@ impl<'r> Target<'r> {
         memory: &mut MetricMemory,
         out: &mut Collected<'r>,
     ) -> Result<(), FieldProblem> {
-        out.unused.exemplars += point.exemplars.len() as u64;
-        if point.flags & NO_RECORDED_VALUE != 0 {
-            out.unused.no_recorded_value += 1;
+        if !out.recorded(point.exemplars.len(), point.flags) {
             return Ok(());
         }
         let bounds = &point.explicit_bounds;
@@ -476,9 +484,7 @@ impl<'r> Target<'r> {
         memory: &mut MetricMemory,
         out: &mut Collected<'r>,
     ) -> Result<(), FieldProblem> {
-        out.unused.exemplars += point.exemplars.len() as u64;
-        if point.flags & NO_RECORDED_VALUE != 0 {
-            out.unused.no_recorded_value += 1;
+        if !out.recorded(point.exemplars.len(), point.flags) {
             return Ok(());
         }
         if !(-10..=20).contains(&point.scale) {
