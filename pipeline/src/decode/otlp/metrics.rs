@@ -724,18 +724,22 @@ fn increase(previous: &[Bucket], current: &[Bucket]) -> Option<Vec<Bucket>> {
 /// The `q` quantile of the values counted in `buckets`, interpolated linearly in
 /// the bucket it falls in; `None` when they count nothing.
 fn quantile(buckets: &[Bucket], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().map(|b| b.count).sum();
+    // Saturating: counts come from the wire, and a forged point may not overflow.
+    let total = buckets
+        .iter()
+        .fold(0u64, |sum, b| sum.saturating_add(b.count));
     if total == 0 {
         return None;
     }
     let rank = q * total as f64;
     let mut below = 0u64;
     for bucket in buckets {
-        if bucket.count > 0 && (below + bucket.count) as f64 >= rank {
+        let through = below.saturating_add(bucket.count);
+        if bucket.count > 0 && through as f64 >= rank {
             let within = (rank - below as f64) / bucket.count as f64;
             return Some(bucket.lower + (bucket.upper - bucket.lower) * within.clamp(0.0, 1.0));
         }
-        below += bucket.count;
+        below = through;
     }
     buckets.last().map(|b| b.upper)
 }
@@ -762,6 +766,9 @@ mod tests {
         assert_eq!(quantile(&buckets, 0.25), Some(100.0));
         assert_eq!(quantile(&buckets, 0.0), Some(0.0));
         assert_eq!(quantile(&[b(0.0, 1.0, 0)], 0.5), None);
+        // Counts near u64::MAX (a forged point) saturate instead of overflowing.
+        let huge = [b(0.0, 1.0, u64::MAX), b(1.0, 2.0, u64::MAX)];
+        assert!(quantile(&huge, 0.99).is_some_and(f64::is_finite));
     }
 
     #[test]
