@@ -22,7 +22,31 @@ pub(crate) struct RowContext<'a> {
     pub hours: std::cell::Cell<Option<(i64, i64)>>,
 }
 
-impl RowContext<'_> {
+impl<'a> RowContext<'a> {
+    /// The context of one message at `pos` under `limits`, no hours noted yet.
+    pub(crate) fn new(pos: &'a SourcePosition<'a>, limits: &super::DecodeLimits) -> Self {
+        RowContext {
+            pos,
+            reference_ms: super::reference_ms(pos),
+            max_future_skew_ms: limits.max_future_skew_ms,
+            max_past_age_ms: limits.max_past_age_ms,
+            max_hours: limits.max_hours_per_message,
+            hours: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Refuses a message whose rows fall in more hours than the limit.
+    pub(crate) fn check_hours(&self) -> Result<(), super::DecodeError> {
+        let hours = hours_in(self.hours.get());
+        if hours > self.max_hours {
+            return Err(super::DecodeError::TooManyHours {
+                hours,
+                limit: self.max_hours,
+            });
+        }
+        Ok(())
+    }
+
     /// Notes the time that places a row in the archive (its hour partition).
     pub(crate) fn note_partition_time(&self, ms: i64) {
         let hour = ms.div_euclid(cara_operators::time::HOUR_MS);

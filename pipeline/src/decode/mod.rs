@@ -290,10 +290,7 @@ impl Decoder {
         if self.format == WireFormat::Otlp {
             if let Some(added) = self.decode_otlp(payload, pos) {
                 let (added, hours) = added?;
-                self.payload_bytes += payload.len();
-                if let Some(span) = hours {
-                    self.hours = Some(fields::widen(self.hours, span));
-                }
+                self.accepted(payload.len(), hours);
                 return Ok(added);
             }
         }
@@ -337,11 +334,17 @@ impl Decoder {
         };
         self.tape = Some(tape.reset());
         let (added, hours) = added?;
-        self.payload_bytes += payload.len();
+        self.accepted(payload.len(), hours);
+        Ok(added)
+    }
+
+    /// Counts an accepted message of `bytes` whose rows fall in `hours` (first and
+    /// last) into the buffered size and hour span.
+    fn accepted(&mut self, bytes: usize, hours: Option<(i64, i64)>) {
+        self.payload_bytes += bytes;
         if let Some(span) = hours {
             self.hours = Some(fields::widen(self.hours, span));
         }
-        Ok(added)
     }
 
     /// Decodes one OTLP export request; `None` for a signal without an OTLP form.
@@ -351,14 +354,7 @@ impl Decoder {
         payload: &[u8],
         pos: &SourcePosition<'_>,
     ) -> Option<Result<(usize, Option<(i64, i64)>), DecodeError>> {
-        let ctx = fields::RowContext {
-            pos,
-            reference_ms: reference_ms(pos),
-            max_future_skew_ms: self.limits.max_future_skew_ms,
-            max_past_age_ms: self.limits.max_past_age_ms,
-            max_hours: self.limits.max_hours_per_message,
-            hours: std::cell::Cell::new(None),
-        };
+        let ctx = fields::RowContext::new(pos, &self.limits);
         let added = match &mut self.rows {
             SignalRows::Metrics(rows) => {
                 otlp::metrics::decode(payload, &ctx, rows, &mut self.otlp_memory).map(
@@ -397,15 +393,7 @@ impl Decoder {
         pos: &SourcePosition<'_>,
         limits: &DecodeLimits,
     ) -> Result<(usize, Option<(i64, i64)>), DecodeError> {
-        let reference_ms = reference_ms(pos);
-        let ctx = fields::RowContext {
-            pos,
-            reference_ms,
-            max_future_skew_ms: limits.max_future_skew_ms,
-            max_past_age_ms: limits.max_past_age_ms,
-            max_hours: limits.max_hours_per_message,
-            hours: std::cell::Cell::new(None),
-        };
+        let ctx = fields::RowContext::new(pos, limits);
         if doc.is_object() {
             rows.append_all(&[doc], &ctx)?;
             return Ok((1, ctx.hours.get()));
@@ -503,13 +491,7 @@ fn append_validated<'t, 'v, R>(
     for (index, item) in items.iter().enumerate() {
         parsed.push(parse(*item, ctx).map_err(|p| element_error(index, p))?);
     }
-    let hours = fields::hours_in(ctx.hours.get());
-    if hours > ctx.max_hours {
-        return Err(DecodeError::TooManyHours {
-            hours,
-            limit: ctx.max_hours,
-        });
-    }
+    ctx.check_hours()?;
     for (index, row) in parsed.into_iter().enumerate() {
         append(row, index as i32);
     }

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 
 use super::traces::write_scope;
 use super::values::{self, ObjectWriter, SERVICE_NAME, UNKNOWN_SERVICE};
-use super::{at, check_hours, parse, partition_nanos_ms};
+use super::{append_all, at, parse, partition_nanos_ms};
 use crate::decode::fields::RowContext;
 use crate::decode::log::{self, Level, LogRow, LogRows, LEVELS};
 use crate::decode::{DecodeError, FieldProblem};
@@ -59,18 +59,11 @@ pub(crate) fn decode(
             }
         }
     }
-    if parsed.is_empty() {
-        return Err(DecodeError::NoOtlpRecords {
-            signal: "log records",
-            request: "ExportLogsServiceRequest",
-        });
-    }
-    check_hours(ctx)?;
-    let added = parsed.len();
-    for (index, row) in parsed.into_iter().enumerate() {
-        rows.append(row, ctx, index as i32);
-    }
-    Ok(added)
+    let none = DecodeError::NoOtlpRecords {
+        signal: "log records",
+        request: "ExportLogsServiceRequest",
+    };
+    append_all(parsed, ctx, none, |row, index| rows.append(row, ctx, index))
 }
 
 fn log_row<'r>(

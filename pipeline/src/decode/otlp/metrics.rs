@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use super::traces::write_scope;
 use super::values::{self, ObjectWriter, SERVICE_NAME};
-use super::{at, check_hours, parse, partition_nanos_ms, Unused};
+use super::{at, parse, partition_nanos_ms, Unused};
 use crate::decode::fields::RowContext;
 use crate::decode::metric::MetricRows;
 use crate::decode::{DecodeError, FieldProblem};
@@ -145,7 +145,7 @@ pub(crate) fn decode(
                 request: "ExportMetricsServiceRequest",
             });
         }
-        check_hours(ctx)
+        ctx.check_hours()
     });
     if let Err(e) = result {
         memory.totals.discard();
@@ -453,10 +453,7 @@ impl<'r> Target<'r> {
         }
         let ts_ms = partition_nanos_ms(point.time_unix_nano, "timeUnixNano", ctx)?;
         let row = Row::new(self, ts_ms, &point.attributes);
-        row.cumulative(out, memory, delta, "_count", point.count as f64, None);
-        if let Some(sum) = point.sum {
-            row.cumulative(out, memory, delta, "_sum", sum, None);
-        }
+        row.count_and_sum(out, memory, delta, point.count, point.sum);
         let mut below = 0u64;
         for (i, count) in counts.iter().enumerate() {
             below = below.saturating_add(*count);
@@ -495,10 +492,7 @@ impl<'r> Target<'r> {
         }
         let ts_ms = partition_nanos_ms(point.time_unix_nano, "timeUnixNano", ctx)?;
         let row = Row::new(self, ts_ms, &point.attributes);
-        row.cumulative(out, memory, delta, "_count", point.count as f64, None);
-        if let Some(sum) = point.sum {
-            row.cumulative(out, memory, delta, "_sum", sum, None);
-        }
+        row.count_and_sum(out, memory, delta, point.count, point.sum);
         row.percentiles(out, memory, delta, exponential_buckets(point));
         Ok(())
     }
@@ -547,6 +541,22 @@ impl<'t, 'r> Row<'t, 'r> {
             resource: self.target.resource,
             extra: self.target.extra,
         });
+    }
+
+    /// The `_count` and `_sum` counter rows of a histogram point (no `_sum` when
+    /// the point has none).
+    fn count_and_sum(
+        &self,
+        out: &mut Collected<'r>,
+        memory: &mut MetricMemory,
+        delta: bool,
+        count: u64,
+        sum: Option<f64>,
+    ) {
+        self.cumulative(out, memory, delta, "_count", count as f64, None);
+        if let Some(sum) = sum {
+            self.cumulative(out, memory, delta, "_sum", sum, None);
+        }
     }
 
     /// A counter row; a delta value is added to its series' running total first.

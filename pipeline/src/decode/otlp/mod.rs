@@ -118,16 +118,24 @@ fn partition_nanos_ms(
     Ok(ms)
 }
 
-/// Refuses a message whose rows fall in more hours than the limit.
-fn check_hours(ctx: &RowContext<'_>) -> Result<(), DecodeError> {
-    let hours = fields::hours_in(ctx.hours.get());
-    if hours > ctx.max_hours {
-        return Err(DecodeError::TooManyHours {
-            hours,
-            limit: ctx.max_hours,
-        });
+/// Appends the validated rows of one request, each with its index in it, once the
+/// request is known to hold some (else `none`) and to fall in few enough hours;
+/// how many.
+fn append_all<R>(
+    rows: Vec<R>,
+    ctx: &RowContext<'_>,
+    none: DecodeError,
+    mut append: impl FnMut(R, i32),
+) -> Result<usize, DecodeError> {
+    if rows.is_empty() {
+        return Err(none);
     }
-    Ok(())
+    ctx.check_hours()?;
+    let added = rows.len();
+    for (index, row) in rows.into_iter().enumerate() {
+        append(row, index as i32);
+    }
+    Ok(added)
 }
 
 #[cfg(test)]

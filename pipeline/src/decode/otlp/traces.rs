@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 use std::fmt::Write as _;
 
 use super::values::{self, ObjectWriter, SERVICE_NAME, UNKNOWN_SERVICE};
-use super::{at, check_hours, nanos_ms, parse, partition_nanos_ms};
+use super::{append_all, at, nanos_ms, parse, partition_nanos_ms};
 use crate::decode::fields::RowContext;
 use crate::decode::span::{SpanRow, SpanRows};
 use crate::decode::{DecodeError, FieldProblem};
@@ -47,18 +47,11 @@ pub(crate) fn decode(
             }
         }
     }
-    if parsed.is_empty() {
-        return Err(DecodeError::NoOtlpRecords {
-            signal: "spans",
-            request: "ExportTraceServiceRequest",
-        });
-    }
-    check_hours(ctx)?;
-    let added = parsed.len();
-    for (index, row) in parsed.into_iter().enumerate() {
-        rows.append(row, ctx, index as i32);
-    }
-    Ok(added)
+    let none = DecodeError::NoOtlpRecords {
+        signal: "spans",
+        request: "ExportTraceServiceRequest",
+    };
+    append_all(parsed, ctx, none, |row, index| rows.append(row, ctx, index))
 }
 
 fn span_row<'r>(
