@@ -122,19 +122,74 @@ fn decode(c: &mut Criterion) {
             &case.messages,
             |b, messages| {
                 let mut decoder = Decoder::with_format(case.signal, case.format, limits);
-                b.iter(|| {
-                    for (offset, message) in messages.iter().enumerate() {
-                        let _ = decoder.decode(Some(message), &position(offset));
-                        if decoder.len() >= 8192 {
-                            std::hint::black_box(decoder.finish());
-                        }
-                    }
-                    std::hint::black_box(decoder.finish())
-                });
+                b.iter(|| decode_all(&mut decoder, messages));
             },
         );
     }
     group.finish();
+}
+
+/// Decodes a whole corpus into batches of 8192 rows, as production does.
+fn decode_all(decoder: &mut Decoder, messages: &[Vec<u8>]) {
+    for (offset, message) in messages.iter().enumerate() {
+        let _ = decoder.decode(Some(message), &position(offset));
+        if decoder.len() >= 8192 {
+            std::hint::black_box(decoder.finish());
+        }
+    }
+    std::hint::black_box(decoder.finish());
+}
+
+/// With `CARA_BENCH_PAIRED=<rounds>`: each round decodes every form of a signal
+/// once, one after the other, and the ratio to flat JSON is taken within the round;
+/// the medians over rounds are printed. Pairs measured seconds apart see the same
+/// machine, which criterion's one-case-after-another figures do not on a VM whose
+/// speed drifts by a third within minutes.
+fn paired(_: &mut Criterion) {
+    let Some(rounds) = std::env::var("CARA_BENCH_PAIRED")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+    else {
+        return;
+    };
+    let limits = DecodeLimits {
+        max_future_skew_ms: i64::MAX / 4,
+        ..DecodeLimits::default()
+    };
+    let cases = corpus();
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!("paired rounds: {rounds}; per form: median records/s, median ratio to flat JSON in the same round");
+    for signal in [Signal::Metrics, Signal::Logs, Signal::Spans] {
+        let forms: Vec<&Case> = cases.iter().filter(|c| c.signal == signal).collect();
+        let mut seconds = vec![Vec::new(); forms.len()];
+        for _ in 0..rounds {
+            for (i, case) in forms.iter().enumerate() {
+                let mut decoder = Decoder::with_format(case.signal, case.format, limits);
+                let started = std::time::Instant::now();
+                decode_all(&mut decoder, &case.messages);
+                seconds[i].push(started.elapsed().as_secs_f64());
+            }
+        }
+        for (i, case) in forms.iter().enumerate() {
+            let rate = median(seconds[i].iter().map(|s| case.records as f64 / s).collect());
+            let ratio = median(
+                seconds[0]
+                    .iter()
+                    .zip(&seconds[i])
+                    .map(|(flat, this)| flat / this)
+                    .collect(),
+            );
+            println!(
+                "{:<28} {:>6.2} M/s {:>6.2}x flat",
+                case.name,
+                rate / 1e6,
+                ratio
+            );
+        }
+    }
 }
 
 fn position(offset: usize) -> SourcePosition<'static> {
@@ -146,5 +201,5 @@ fn position(offset: usize) -> SourcePosition<'static> {
     }
 }
 
-criterion_group!(benches, decode);
+criterion_group!(benches, decode, paired);
 criterion_main!(benches);
