@@ -304,8 +304,9 @@ fn collect<'r>(
     Ok(())
 }
 
-/// Whether two texts are equal, without calling `memcmp` for empty ones (most
-/// units and descriptions: the call was a tenth of the decoder's time).
+/// Whether two texts are equal, without a library call for empty ones (most units
+/// and descriptions; comparing them with `==`, a `memcmp` call each, was where the
+/// profile found most of the decoder's `memcmp` time).
 fn same_text(a: &str, b: &str) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)
 }

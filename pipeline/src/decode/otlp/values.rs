@@ -195,9 +195,8 @@ pub(crate) fn push_json_string(s: &str, out: &mut String) {
 }
 
 /// Keys written so far, each with its hash, so that a new key is compared with
-/// them by one integer each: comparing text with text calls `memcmp`, which was a
-/// third of the metric decoder's time when every label key was compared so. Reused
-/// (cleared) between records where it can be.
+/// them by one integer each rather than by a `memcmp` call per pair of keys.
+/// Reused (cleared) between records where it can be.
 #[derive(Default)]
 pub(crate) struct KeySet<'r> {
     keys: Vec<(u64, &'r str)>,
