@@ -3,7 +3,7 @@
 //! peak memory.
 //!
 //! `cargo bench -p cara-pipeline --bench e2e` (records: `CARA_BENCH_RECORDS`, default 1,000,000;
-//! `CARA_BENCH_ROLL_INTERVAL`, default 1s; `CARA_BENCH_RUNS`: how many times, default 3).
+//! `CARA_BENCH_ROLL_INTERVAL`, default 1s, `default` for cara's own; `CARA_BENCH_RUNS`: how many times, default 3).
 //! Each run reads with a bare consumer, then with cara twice: the data plane alone
 //! (decode, DLQ, exactly-once archive: what issue 2 specifies) and the whole default
 //! pipeline; `CARA_BENCH_CONFIG` replaces the two with one configuration (TOML appended
@@ -27,7 +27,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 mod harness;
-use harness::{cpu_seconds, free_port, http_get, metric, peak_rss_kib, spawn_cara_run, walk_bytes};
+use harness::{
+    cpu_seconds, free_port, http_get, metric, parquet_files, peak_rss_kib, spawn_cara_run,
+    walk_bytes,
+};
 
 const TOPICS: [&str; 3] = ["telemetry.metrics", "telemetry.logs", "telemetry.spans"];
 
@@ -139,6 +142,13 @@ fn main() {
     let messages = summary.messages as f64;
     let mut ratios: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); pipelines.len()];
     let mut payload_bytes = None;
+    // With cara's own roll interval (10 s), wait until every record is older than it,
+    // as after an outage: that is the backlog a restarted cara catches up on.
+    if roll_interval == "default" {
+        let age = Duration::from_secs(11);
+        eprintln!("waiting until the backlog is {age:?} old");
+        std::thread::sleep(age);
+    }
     for run in 1..=runs {
         let harness_cpu_before_bare = cpu_seconds("self");
         let (bare_time, bare_bytes) = bare_consumer(&bootstrap, summary.messages, run);
@@ -147,7 +157,12 @@ fn main() {
         let first_bytes = *payload_bytes.get_or_insert(bare_bytes);
         assert_eq!(bare_bytes, first_bytes, "every run reads the same records");
         for (index, (label, extra)) in pipelines.iter().enumerate() {
-            let config = format!("[archive]\nroll_interval = \"{roll_interval}\"\n{extra}\n");
+            // `default`: cara's own roll interval, as users run it.
+            let roll = match roll_interval.as_str() {
+                "default" => String::new(),
+                interval => format!("roll_interval = \"{interval}\"\n"),
+            };
+            let config = format!("[archive]\n{roll}{extra}\n");
             let cara = run_cara(&bootstrap, &summary, &config, &format!("{run}-{index}"));
             let streaming_rate = messages / cara.streaming.as_secs_f64();
             let durable_rate = messages / cara.durable.as_secs_f64();
@@ -162,6 +177,17 @@ fn main() {
                 cara.peak_kib as f64 / 1024.0,
                 cara.archive_bytes as f64 / 1e6,
             );
+            let tables: Vec<String> = cara
+                .files
+                .iter()
+                .map(|(table, (files, bytes))| {
+                    format!(
+                        "{table} {files} files of {:.0} KB on average",
+                        *bytes as f64 / *files as f64 / 1e3
+                    )
+                })
+                .collect();
+            eprintln!("  run {run}, {label}: {}", tables.join(", "));
         }
     }
     for ((label, _), (streaming, durable)) in pipelines.iter().zip(&mut ratios) {
@@ -186,6 +212,8 @@ struct CaraRun {
     broker_cpu: f64,
     peak_kib: u64,
     archive_bytes: u64,
+    /// Parquet files per table: count and bytes.
+    files: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 /// Runs the release `cara run` in consumer group `bench-cara-<run>` until every
@@ -250,6 +278,7 @@ fn run_cara(bootstrap: &str, summary: &gen::GenSummary, config_text: &str, run: 
         broker_cpu,
         peak_kib,
         archive_bytes: walk_bytes(&dir.path().join("archive")),
+        files: parquet_files(&dir.path().join("archive")),
     }
 }
 

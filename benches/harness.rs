@@ -86,6 +86,34 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// Bytes of the files under `dir`.
+/// The Parquet files of an archive per table (its top directory): count and bytes.
+#[allow(dead_code)]
+pub fn parquet_files(archive: &std::path::Path) -> std::collections::BTreeMap<String, (u64, u64)> {
+    fn walk(dir: &std::path::Path, found: &mut (u64, u64)) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.0 += 1;
+                found.1 += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    let mut tables = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(archive).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && !name.starts_with('_') {
+            let mut found = (0, 0);
+            walk(&entry.path(), &mut found);
+            if found.0 > 0 {
+                tables.insert(name, found);
+            }
+        }
+    }
+    tables
+}
+
 pub fn walk_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()

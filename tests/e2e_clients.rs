@@ -645,7 +645,8 @@ fn a_backlog_is_archived_once_read_and_fresh_records_wait_for_the_roll_interval(
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
     let (_broker, bootstrap) = start_cara_broker();
-    // Drained backlog waits a quarter of the interval (10 s); anything else all of it.
+    // A drained backlog this small (under a 64th of roll_bytes in a shard) waits a
+    // quarter of the interval (10 s), a larger one nothing; anything else all of it.
     let config = write_config(dir.path(), "[archive]\nroll_interval = \"40s\"\n");
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -166,7 +166,6 @@ impl Runtime {
                 .map(|c| (Arc::from(c.topic.as_str()), c.signal, c.format))
                 .collect(),
             limits: settings.limits,
-            roll_bytes: settings.roll_bytes,
             buffer_budget: settings.max_buffered_bytes / shards as u64,
             stages: settings.stages,
             wiring: Wiring {
@@ -176,6 +175,7 @@ impl Runtime {
             state_budget_reported: AtomicBool::new(false),
             roll: RollPolicy {
                 roll_interval: settings.roll_interval,
+                roll_bytes: settings.roll_bytes,
             },
             writer,
             telemetry,

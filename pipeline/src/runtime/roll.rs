@@ -7,10 +7,14 @@
 //! older than `roll_interval` when it was read holds *backlog* (data past its
 //! latency bound before cara saw it: a restart after an outage, a consumer that fell
 //! behind). Once the consumer has read every partition to its end (it is *drained*,
-//! see [`crate::source`]), such a buffer is flushed as soon as it is a quarter of the
-//! interval old, instead of a whole one. The quarter keeps files from shrinking when
-//! a consumer at the edge of keeping up drains often; fresh data is never flushed
-//! early.
+//! see [`crate::source`]), waiting makes such a buffer's file no larger, so when the
+//! shard's backlog buffers together hold at least a 64th of `roll_bytes` (1 MiB by
+//! default) they are all flushed at once: a catch-up is durable as soon as it is
+//! read, its small buffers with its large ones. Less backlog than that is flushed
+//! when it is a quarter of the interval old instead of a whole one: records can look
+//! old though they are new (a producer that sets event times as Kafka timestamps, a
+//! clock behind), and a consumer of those drains after every few records; the
+//! quarter keeps its files from shrinking. Fresh data is never flushed early.
 //!
 //! Memory is bounded too: when a shard's buffers together pass its share of
 //! `archive.max_buffered_bytes`, its largest buffers are flushed until half the
@@ -22,8 +26,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The part of `roll_interval` a drained backlog buffer waits at least.
+/// The part of `roll_interval` a small drained backlog buffer waits.
 const BACKLOG_AGE_DIVISOR: u32 = 4;
+
+/// The part of `roll_bytes` a shard's drained backlog must reach to be flushed at once.
+const BACKLOG_BYTES_DIVISOR: u64 = 64;
 
 /// How old a partition's buffer is and what it holds.
 #[derive(Debug, Clone, Copy)]
@@ -34,10 +41,11 @@ pub(crate) struct BufferAge {
     pub backlog: bool,
 }
 
-/// The age rule of [`crate::runtime::shard`]'s buffers.
+/// The size and age rules of [`crate::runtime::shard`]'s buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RollPolicy {
     pub roll_interval: Duration,
+    pub roll_bytes: u64,
 }
 
 impl RollPolicy {
@@ -49,12 +57,20 @@ impl RollPolicy {
         BufferAge { opened_at, backlog }
     }
 
-    /// When a buffer of age `age` is due, given whether the consumer is drained.
-    pub fn due_at(&self, age: BufferAge, drained: bool) -> Instant {
-        let wait = if drained && age.backlog {
-            self.roll_interval / BACKLOG_AGE_DIVISOR
-        } else {
+    /// Whether a buffer of `bytes` is due by size.
+    pub fn full(&self, bytes: u64) -> bool {
+        bytes >= self.roll_bytes
+    }
+
+    /// When a buffer of age `age` is due, given whether the consumer is drained and
+    /// the bytes the shard's backlog buffers hold together.
+    pub fn due_at(&self, age: BufferAge, drained: bool, backlog_bytes: u64) -> Instant {
+        let wait = if !(drained && age.backlog) {
             self.roll_interval
+        } else if backlog_bytes >= self.roll_bytes / BACKLOG_BYTES_DIVISOR {
+            Duration::ZERO
+        } else {
+            self.roll_interval / BACKLOG_AGE_DIVISOR
         };
         age.opened_at + wait
     }
@@ -96,9 +112,13 @@ mod tests {
 
     const NOW_MS: i64 = 1_764_000_000_000;
 
+    /// 64 KiB at once once drained (a 64th of 4 MiB).
+    const ROLL_BYTES: u64 = 4 << 20;
+
     fn policy() -> RollPolicy {
         RollPolicy {
             roll_interval: Duration::from_secs(8),
+            roll_bytes: ROLL_BYTES,
         }
     }
 
@@ -116,22 +136,44 @@ mod tests {
     }
 
     #[test]
-    fn fresh_buffers_wait_the_whole_interval_drained_or_not() {
-        let t = Instant::now();
-        let fresh = policy().open(t, Some(NOW_MS), NOW_MS);
-        for drained in [false, true] {
-            assert_eq!(policy().due_at(fresh, drained), t + Duration::from_secs(8));
-        }
+    fn buffers_are_full_at_roll_bytes() {
+        assert!(!policy().full(ROLL_BYTES - 1));
+        assert!(policy().full(ROLL_BYTES));
     }
 
+    /// When a buffer opened at `t` is due: (what it holds, drained, the shard's
+    /// backlog bytes) → wait.
     #[test]
-    fn backlog_waits_a_quarter_of_the_interval_once_drained() {
+    fn when_a_buffer_is_due_by_age() {
         let t = Instant::now();
+        let fresh = policy().open(t, Some(NOW_MS), NOW_MS);
         let backlog = policy().open(t, Some(NOW_MS - 60_000), NOW_MS);
-        // Still reading: the ordinary rule, so files stay large while catching up.
-        assert_eq!(policy().due_at(backlog, false), t + Duration::from_secs(8));
-        // Drained: two seconds (a quarter of eight), not eight.
-        assert_eq!(policy().due_at(backlog, true), t + Duration::from_secs(2));
+        let at_once = ROLL_BYTES / 64;
+        let secs = Duration::from_secs;
+        let table = [
+            // Fresh data waits the whole interval, whatever its size.
+            (fresh, false, 0, secs(8)),
+            (fresh, true, 0, secs(8)),
+            (fresh, true, ROLL_BYTES, secs(8)),
+            // Backlog still being read: the ordinary rule, so files stay large.
+            (backlog, false, at_once, secs(8)),
+            (backlog, false, ROLL_BYTES, secs(8)),
+            // Drained, and the shard holds a 64th of roll_bytes of backlog or more:
+            // every backlog buffer is durable at once, however small itself.
+            (backlog, true, at_once, secs(0)),
+            (backlog, true, ROLL_BYTES, secs(0)),
+            // Drained with less backlog than that: a quarter of the interval.
+            (backlog, true, at_once - 1, secs(2)),
+            (backlog, true, 1, secs(2)),
+        ];
+        for (age, drained, backlog_bytes, wait) in table {
+            assert_eq!(
+                policy().due_at(age, drained, backlog_bytes),
+                t + wait,
+                "backlog {}, drained {drained}, {backlog_bytes} bytes of backlog",
+                age.backlog
+            );
+        }
     }
 
     #[test]

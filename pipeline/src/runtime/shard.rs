@@ -53,8 +53,7 @@ pub(crate) struct ShardSettings {
     /// Topic name and signal, by topic index.
     pub topics: Vec<(Arc<str>, Signal, WireFormat)>,
     pub limits: DecodeLimits,
-    pub roll_bytes: u64,
-    /// When buffers are due by age.
+    /// When buffers are due by size and age.
     pub roll: RollPolicy,
     /// Payload bytes this shard buffers at most (its share of
     /// `archive.max_buffered_bytes`).
@@ -398,7 +397,7 @@ impl Shard {
                 }
             }
             // Bytes, or hours: each hour of event time is a file per table.
-            let full = buffer.buffered_bytes() as u64 >= self.settings.roll_bytes
+            let full = self.settings.roll.full(buffer.buffered_bytes() as u64)
                 || buffer.decoder.hours_spanned() > self.settings.limits.max_hours_per_message;
             if full && !due.contains(&message.key) {
                 due.push(message.key);
@@ -472,11 +471,20 @@ impl Shard {
         let now = Instant::now();
         let mut due = Vec::new();
         let mut next_backlog_due: Option<Instant> = None;
+        let backlog_bytes: u64 = self
+            .partitions
+            .values()
+            .filter(|b| b.first_offset.is_some() && b.age.backlog)
+            .map(|b| b.buffered_bytes() as u64)
+            .sum();
         for (key, buffer) in &self.partitions {
             if buffer.first_offset.is_none() {
                 continue;
             }
-            let at = self.settings.roll.due_at(buffer.age, self.drained);
+            let at = self
+                .settings
+                .roll
+                .due_at(buffer.age, self.drained, backlog_bytes);
             if now >= at {
                 due.push(*key);
             } else if self.drained && buffer.age.backlog {
