@@ -637,6 +637,53 @@ fn a_running_pipeline_follows_a_replaced_broker_into_a_new_epoch() {
     );
 }
 
+/// Produces `lines` log lines into `telemetry.logs` stamped an hour ago (the Kafka
+/// timestamps the Python client sets), as a backlog after an outage.
+fn produce_hour_old_backlog(dir: &Path, bootstrap: &str, lines: usize) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let backlog = dir.join("backlog.jsonl");
+    write_spec(
+        &backlog,
+        (0..lines).map(|i| {
+            format!(
+                "{{\"payload\":{},\"timestamp_ms\":{}}}",
+                serde_like::json_string(&log(i)),
+                now_ms - 3_600_000 + i as i64
+            )
+        }),
+    );
+    python(
+        "produce.py",
+        &[bootstrap, "telemetry.logs", backlog.to_str().unwrap()],
+    );
+}
+
+/// A backlog of at least a 64th of `roll_bytes` in a shard is archived the moment cara
+/// has read it all, not even a quarter of the interval later.
+#[test]
+fn a_large_backlog_is_archived_at_once_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let (_broker, bootstrap) = start_cara_broker();
+    // 64 KiB files: the 3000 lines (about 450 KB) are far more than a 64th (1 KiB)
+    // in every shard; a quarter of the interval would be 30 s.
+    let config = write_config(
+        dir.path(),
+        "[archive]\nroll_interval = \"120s\"\nroll_bytes = 65536\n",
+    );
+    produce_hour_old_backlog(dir.path(), &bootstrap, 3000);
+    let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "large-backlog");
+    // Well before the quarter (30 s) would have flushed what the size rule left.
+    wait_until(Duration::from_secs(20), "the backlog archived", || {
+        metric_sum(http, "cara_archive_rows_total", "table=\"logs\"") >= 3000.0
+    });
+    assert_eq!(sql_count(&archive, "SELECT count(*) FROM logs"), 3000);
+    assert!(run.terminate(Duration::from_secs(30)).success());
+}
+
 /// A backlog (records older than the roll interval when read, as after an outage) is
 /// archived as soon as cara has read it, not a roll interval later; fresh records still
 /// wait for the interval, so a steady stream keeps its file sizes.
@@ -648,26 +695,7 @@ fn a_backlog_is_archived_once_read_and_fresh_records_wait_for_the_roll_interval(
     // A drained backlog this small (under a 64th of roll_bytes in a shard) waits a
     // quarter of the interval (10 s), a larger one nothing; anything else all of it.
     let config = write_config(dir.path(), "[archive]\nroll_interval = \"40s\"\n");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    // Produced an hour ago by the Kafka timestamps the Python client sets.
-    let backlog = dir.path().join("backlog.jsonl");
-    write_spec(
-        &backlog,
-        (0..3000).map(|i| {
-            format!(
-                "{{\"payload\":{},\"timestamp_ms\":{}}}",
-                serde_like::json_string(&log(i)),
-                now_ms - 3_600_000 + i as i64
-            )
-        }),
-    );
-    python(
-        "produce.py",
-        &[&bootstrap, "telemetry.logs", backlog.to_str().unwrap()],
-    );
+    produce_hour_old_backlog(dir.path(), &bootstrap, 3000);
 
     let (mut run, http) = start_cara_run(&bootstrap, &archive, &config, "backlog");
     // Well before the 40 s interval would have flushed it.
