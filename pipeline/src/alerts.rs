@@ -22,7 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use serde::Serialize;
 
-use crate::delivery::{send_acknowledged, DeliveryTracker};
+use crate::delivery::{acknowledged_producer, send_acknowledged, DeliveryTracker};
 
 /// Where in the input an alert's triggering row came from.
 #[derive(Debug, Clone)]
@@ -210,13 +210,8 @@ pub struct AlertSink {
 
 impl AlertSink {
     /// A sink producing to `topic` through a client made from `config`.
-    pub fn new(mut config: ClientConfig, topic: &str) -> Result<AlertSink, KafkaError> {
-        config
-            .set("enable.idempotence", "true")
-            // Every send is waited for before the checkpoint: lingering to batch
-            // would only delay the flush.
-            .set("linger.ms", "0");
-        let producer = config.create_with_context(DeliveryTracker::new("alerts"))?;
+    pub fn new(config: ClientConfig, topic: &str) -> Result<AlertSink, KafkaError> {
+        let producer = acknowledged_producer(config, "alerts")?;
         Ok(AlertSink {
             producer,
             topic: topic.to_owned(),

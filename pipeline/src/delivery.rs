@@ -1,9 +1,11 @@
 //! Producer delivery tracking shared by every Kafka producer of cara: counts the
-//! messages the broker refused, so a flush can tell "sent" from "acknowledged".
+//! messages the broker refused, so a flush can tell "sent" from "acknowledged"; and
+//! the one way cara's sinks make a producer whose sends a checkpoint waits for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
@@ -28,6 +30,62 @@ pub fn send_acknowledged<T>(
         return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
     }
     Ok(())
+}
+
+/// The librdkafka properties only a consumer reads (marked `C` in librdkafka's
+/// CONFIGURATION.md). `kafka.client_properties` reach every client cara makes, and a
+/// producer given one of these logs a CONFWARN for it at start-up.
+const CONSUMER_ONLY_PROPERTIES: &[&str] = &[
+    "allow.auto.create.topics",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+];
+
+/// `config` without the properties only a consumer reads, for a producer.
+pub fn producer_properties(mut config: ClientConfig) -> ClientConfig {
+    for property in CONSUMER_ONLY_PROPERTIES {
+        config.remove(property);
+    }
+    config
+}
+
+/// A producer whose every send a checkpoint waits for (the alert, outbound and
+/// dead-letter sinks), named `name` in warnings: idempotent, so a retried send is
+/// written once, and not lingering, since lingering to batch would only delay the
+/// flush that waits for it.
+pub fn acknowledged_producer(
+    config: ClientConfig,
+    name: &'static str,
+) -> Result<BaseProducer<DeliveryTracker>, KafkaError> {
+    let mut config = producer_properties(config);
+    config
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0");
+    config.create_with_context(DeliveryTracker::new(name))
 }
 
 /// How long [`wait_delivered`] sleeps between serving delivery reports.
@@ -90,5 +148,32 @@ impl ProducerContext for DeliveryTracker {
             tracing::warn!(error = %e, producer = self.producer, "delivery failed");
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_keep_shared_properties_and_drop_consumer_only_ones() {
+        let mut user = ClientConfig::new();
+        user.set("bootstrap.servers", "localhost:1")
+            .set("sasl.mechanism", "PLAIN")
+            .set("client.id", "cara-eu")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("group.id", "cara");
+        let producer = producer_properties(user.clone());
+        for kept in ["bootstrap.servers", "sasl.mechanism", "client.id"] {
+            assert_eq!(producer.get(kept), user.get(kept), "{kept}");
+        }
+        for dropped in ["session.timeout.ms", "heartbeat.interval.ms", "group.id"] {
+            assert_eq!(producer.get(dropped), None, "{dropped}");
+        }
+        // The user's own config is left as it was (the consumer still reads it).
+        assert_eq!(user.get("session.timeout.ms"), Some("6000"));
+        // librdkafka accepts what is left, with the sinks' settings on top.
+        assert!(acknowledged_producer(user, "test").is_ok());
     }
 }

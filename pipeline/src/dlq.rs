@@ -19,7 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 
-use crate::delivery::{send_acknowledged, DeliveryTracker};
+use crate::delivery::{acknowledged_producer, send_acknowledged, DeliveryTracker};
 
 /// Largest payload copied into a dead-letter *message*; the `dlq` table always keeps
 /// the whole payload. Kafka brokers refuse messages over about 1 MB by default.
@@ -82,16 +82,11 @@ pub struct DeadLetterSink {
 impl DeadLetterSink {
     /// A sink producing to `topic` through a client made from `config`.
     pub fn new(mut config: ClientConfig, topic: &str) -> Result<DeadLetterSink, KafkaError> {
-        config
-            .set("enable.idempotence", "true")
-            // Every send is waited for before the checkpoint: lingering to batch
-            // would only delay the flush.
-            .set("linger.ms", "0")
-            .set(
-                "message.max.bytes",
-                (MAX_TOPIC_PAYLOAD + 64 * 1024).to_string(),
-            );
-        let producer = config.create_with_context(DeliveryTracker::new("dead-letter"))?;
+        config.set(
+            "message.max.bytes",
+            (MAX_TOPIC_PAYLOAD + 64 * 1024).to_string(),
+        );
+        let producer = acknowledged_producer(config, "dead-letter")?;
         Ok(DeadLetterSink {
             producer,
             topic: topic.to_owned(),

@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord};
 
-use crate::delivery::{send_acknowledged, DeliveryTracker};
+use crate::delivery::{acknowledged_producer, send_acknowledged, DeliveryTracker};
 
 /// Topic names of the outbound streams.
 #[derive(Debug, Clone)]
@@ -56,15 +56,8 @@ pub struct OutboundSink {
 
 impl OutboundSink {
     /// A sink producing through a client made from `config`.
-    pub fn new(
-        mut config: ClientConfig,
-        topics: OutboundTopics,
-    ) -> Result<OutboundSink, KafkaError> {
-        config
-            .set("enable.idempotence", "true")
-            // Every send is waited for before the checkpoint.
-            .set("linger.ms", "0");
-        let producer = config.create_with_context(DeliveryTracker::new("outbound"))?;
+    pub fn new(config: ClientConfig, topics: OutboundTopics) -> Result<OutboundSink, KafkaError> {
+        let producer = acknowledged_producer(config, "outbound")?;
         Ok(OutboundSink { producer, topics })
     }
 

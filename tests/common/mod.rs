@@ -132,23 +132,40 @@ pub fn start_cara_broker() -> (Process, String) {
 
 /// `cara broker` with a config file (for its `[embedded_broker]` section).
 pub fn start_cara_broker_with(config: Option<&Path>) -> (Process, String) {
-    let bootstrap = format!("127.0.0.1:{}", free_port());
-    let broker = start_cara_broker_at(&bootstrap, config);
-    (broker, bootstrap)
+    // A port found free can be taken before the broker binds it, by another test's
+    // outgoing connection (source ports come from the same range): the broker then
+    // exits saying so (on stderr), and another port is tried.
+    for _ in 0..5 {
+        let bootstrap = format!("127.0.0.1:{}", free_port());
+        let mut broker = spawn_cara_broker(&bootstrap, config);
+        let mut exited = false;
+        wait_until(Duration::from_secs(30), "cara broker to start", || {
+            exited = matches!(broker.child.try_wait(), Ok(Some(_)));
+            exited || broker.output_contains("Kafka bootstrap")
+        });
+        if !exited {
+            return (broker, bootstrap);
+        }
+    }
+    panic!("cara broker exited at start five times in a row (see its errors above)");
 }
 
 /// `cara broker` listening on `bootstrap` (to replace a broker on the same address).
 pub fn start_cara_broker_at(bootstrap: &str, config: Option<&Path>) -> Process {
+    let broker = spawn_cara_broker(bootstrap, config);
+    wait_until(Duration::from_secs(30), "cara broker to start", || {
+        broker.output_contains("Kafka bootstrap")
+    });
+    broker
+}
+
+fn spawn_cara_broker(bootstrap: &str, config: Option<&Path>) -> Process {
     let mut cmd = cara();
     cmd.args(["broker", "--listen", bootstrap]);
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }
-    let broker = Process::spawn("cara-broker", cmd);
-    wait_until(Duration::from_secs(30), "cara broker to start", || {
-        broker.output_contains("Kafka bootstrap")
-    });
-    broker
+    Process::spawn("cara-broker", cmd)
 }
 
 /// Writes a config file for a test run.

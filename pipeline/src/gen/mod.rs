@@ -20,7 +20,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde::Serialize;
 
-use crate::delivery::DeliveryTracker;
+use crate::delivery::{producer_properties, DeliveryTracker};
 use incidents::Incident;
 use model::World;
 
@@ -102,7 +102,8 @@ pub enum GenError {
 }
 
 /// The Kafka producer settings the generator uses on top of `client`.
-pub fn producer_config(mut client: ClientConfig) -> ClientConfig {
+pub fn producer_config(client: ClientConfig) -> ClientConfig {
+    let mut client = producer_properties(client);
     client
         .set("linger.ms", "20")
         .set("compression.type", "lz4")
