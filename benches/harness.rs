@@ -85,46 +85,43 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes of the files under `dir`.
+/// The files under `dir` that `keep` accepts: how many, and their bytes.
+fn files_under(dir: &std::path::Path, keep: &dyn Fn(&std::path::Path) -> bool) -> (u64, u64) {
+    let mut found = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let (files, bytes) = files_under(&path, keep);
+            found.0 += files;
+            found.1 += bytes;
+        } else if keep(&path) {
+            found.0 += 1;
+            found.1 += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    found
+}
+
 /// The Parquet files of an archive per table (its top directory): count and bytes.
 #[allow(dead_code)]
 pub fn parquet_files(archive: &std::path::Path) -> std::collections::BTreeMap<String, (u64, u64)> {
-    fn walk(dir: &std::path::Path, found: &mut (u64, u64)) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                found.0 += 1;
-                found.1 += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    let mut tables = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(archive).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().is_dir() && !name.starts_with('_') {
-            let mut found = (0, 0);
-            walk(&entry.path(), &mut found);
-            if found.0 > 0 {
-                tables.insert(name, found);
-            }
-        }
-    }
-    tables
-}
-
-pub fn walk_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
+    let parquet = |path: &std::path::Path| path.extension().is_some_and(|e| e == "parquet");
+    std::fs::read_dir(archive)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('_'))
         .map(|e| {
-            if e.path().is_dir() {
-                walk_bytes(&e.path())
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                files_under(&e.path(), &parquet),
+            )
         })
-        .sum()
+        .filter(|(_, (files, _))| *files > 0)
+        .collect()
+}
+
+/// Bytes of the files under `dir`.
+pub fn walk_bytes(dir: &std::path::Path) -> u64 {
+    files_under(dir, &|_| true).1
 }

@@ -471,12 +471,16 @@ impl Shard {
         let now = Instant::now();
         let mut due = Vec::new();
         let mut next_backlog_due: Option<Instant> = None;
-        let backlog_bytes: u64 = self
-            .partitions
-            .values()
-            .filter(|b| b.first_offset.is_some() && b.age.backlog)
-            .map(|b| b.buffered_bytes() as u64)
-            .sum();
+        // Only a drained consumer's backlog is flushed early: no sum otherwise.
+        let backlog_bytes: u64 = if self.drained {
+            self.partitions
+                .values()
+                .filter(|b| b.first_offset.is_some() && b.age.backlog)
+                .map(|b| b.buffered_bytes() as u64)
+                .sum()
+        } else {
+            0
+        };
         for (key, buffer) in &self.partitions {
             if buffer.first_offset.is_none() {
                 continue;
