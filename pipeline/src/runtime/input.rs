@@ -39,7 +39,11 @@ pub(crate) enum ShardInput {
     FlushAll(Sender<()>),
     /// The consumer has read every partition to its end: backlog buffers need not
     /// wait a whole roll interval any more (see [`crate::runtime::roll`]).
-    Drained,
+    Drained {
+        /// Payload bytes of backlog records the whole consumer read since its last
+        /// drained notice.
+        backlog_read: u64,
+    },
 }
 
 /// A chunk is sent once it holds this many messages…

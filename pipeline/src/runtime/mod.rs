@@ -126,6 +126,8 @@ pub(crate) struct ShardInputs {
     pub senders: Vec<Sender<ShardInput>>,
     /// Chunks the shards are done with, for reuse.
     pub spent: Receiver<MessageChunk>,
+    /// The shards' roll policy, by which the dispatcher tells backlog records.
+    pub roll: RollPolicy,
 }
 
 /// The running shards and flush worker.
@@ -211,6 +213,7 @@ impl Runtime {
             inputs: Some(ShardInputs {
                 senders,
                 spent: spent_rx,
+                roll: shard_settings.roll,
             }),
             fatal,
             in_flight,

@@ -8,9 +8,13 @@
 //! latency bound before cara saw it: a restart after an outage, a consumer that fell
 //! behind). Once the consumer has read every partition to its end (it is *drained*,
 //! see [`crate::source`]), waiting makes such a buffer's file no larger, so when the
-//! shard's backlog buffers together hold at least a 64th of `roll_bytes` (1 MiB by
-//! default) they are all flushed at once: a catch-up is durable as soon as it is
-//! read, its small buffers with its large ones. Less backlog than that is flushed
+//! catch-up was large, at least a 64th of `roll_bytes` (1 MiB by default), every
+//! backlog buffer is flushed at once: a catch-up is durable as soon as it is read,
+//! its small buffers with its large ones. A catch-up's size is the backlog the whole
+//! consumer read since it was last drained plus what the shard's backlog buffers still
+//! hold: partitions are rarely even (a producer's sticky partitioner puts thousands
+//! of records in one partition and a few in others), so a shard that got only the
+//! stragglers of a large catch-up must not keep them waiting. Less backlog than that is flushed
 //! when it is a quarter of the interval old instead of a whole one: records can look
 //! old though they are new (a producer that sets event times as Kafka timestamps, a
 //! clock behind), and a consumer of those drains after every few records; the
@@ -52,9 +56,17 @@ impl RollPolicy {
     /// The age of a buffer opened at `opened_at` by a record with Kafka timestamp
     /// `kafka_ts_ms`, read when the wall clock said `now_ms`.
     pub fn open(&self, opened_at: Instant, kafka_ts_ms: Option<i64>, now_ms: i64) -> BufferAge {
+        BufferAge {
+            opened_at,
+            backlog: self.is_backlog(kafka_ts_ms, now_ms),
+        }
+    }
+
+    /// Whether a record with Kafka timestamp `kafka_ts_ms`, read when the wall clock
+    /// said `now_ms`, is backlog: older than `roll_interval`.
+    pub fn is_backlog(&self, kafka_ts_ms: Option<i64>, now_ms: i64) -> bool {
         let interval_ms = i64::try_from(self.roll_interval.as_millis()).unwrap_or(i64::MAX);
-        let backlog = kafka_ts_ms.is_some_and(|ts| now_ms.saturating_sub(ts) >= interval_ms);
-        BufferAge { opened_at, backlog }
+        kafka_ts_ms.is_some_and(|ts| now_ms.saturating_sub(ts) >= interval_ms)
     }
 
     /// Whether a buffer of `bytes` is due by size.
@@ -63,7 +75,7 @@ impl RollPolicy {
     }
 
     /// When a buffer of age `age` is due, given whether the consumer is drained and
-    /// the bytes the shard's backlog buffers hold together.
+    /// the bytes of its catch-up (see the module's documentation).
     pub fn due_at(&self, age: BufferAge, drained: bool, backlog_bytes: u64) -> Instant {
         let wait = if !(drained && age.backlog) {
             self.roll_interval
@@ -141,7 +153,7 @@ mod tests {
         assert!(policy().full(ROLL_BYTES));
     }
 
-    /// When a buffer opened at `t` is due: (what it holds, drained, the shard's
+    /// When a buffer opened at `t` is due: (what it holds, drained, the catch-up's
     /// backlog bytes) → wait.
     #[test]
     fn when_a_buffer_is_due_by_age() {
@@ -158,7 +170,7 @@ mod tests {
             // Backlog still being read: the ordinary rule, so files stay large.
             (backlog, false, at_once, secs(8)),
             (backlog, false, ROLL_BYTES, secs(8)),
-            // Drained, and the shard holds a 64th of roll_bytes of backlog or more:
+            // Drained after a catch-up of a 64th of roll_bytes of backlog or more:
             // every backlog buffer is durable at once, however small itself.
             (backlog, true, at_once, secs(0)),
             (backlog, true, ROLL_BYTES, secs(0)),

@@ -170,6 +170,8 @@ struct Shard {
     /// Whether the consumer said it had read every partition to its end, with no
     /// message since.
     drained: bool,
+    /// The backlog bytes the whole consumer read before that notice.
+    drained_backlog_read: u64,
 }
 
 /// Starts a shard thread reading `inputs` and returning chunks on `spent`; it stops when the sender side closes or
@@ -197,6 +199,7 @@ pub(crate) fn spawn(
                 partitions: HashMap::default(),
                 spent,
                 drained: false,
+                drained_backlog_read: 0,
             };
             if let Err(error) = shard.run(&inputs) {
                 fatal.raise(error);
@@ -214,6 +217,7 @@ impl Shard {
             match inputs.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(ShardInput::Messages(chunk)) => {
                     self.drained = false;
+                    self.drained_backlog_read = 0;
                     next_backlog_due = None;
                     self.handle_chunk(&chunk)?;
                     // Back to the poll thread for reuse; if it has gone, drop it.
@@ -229,8 +233,9 @@ impl Shard {
                     self.flush(&keys)?;
                     let _ = ack.send(());
                 }
-                Ok(ShardInput::Drained) => {
+                Ok(ShardInput::Drained { backlog_read }) => {
                     self.drained = true;
+                    self.drained_backlog_read = backlog_read;
                     next_backlog_due = self.flush_aged()?;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -466,18 +471,22 @@ impl Shard {
     }
 
     /// Flushes the buffers due by age (see [`crate::runtime::roll`]); returns when the
-    /// earliest backlog buffer left waiting falls due, if the consumer is drained.
+    /// earliest backlog buffer left waiting falls due, if the consumer is drained. The
+    /// catch-up's size is what the consumer read of backlog before it drained plus
+    /// what this shard's backlog buffers hold.
     fn flush_aged(&mut self) -> Result<Option<Instant>, RuntimeError> {
         let now = Instant::now();
         let mut due = Vec::new();
         let mut next_backlog_due: Option<Instant> = None;
         // Only a drained consumer's backlog is flushed early: no sum otherwise.
         let backlog_bytes: u64 = if self.drained {
-            self.partitions
+            let buffered: u64 = self
+                .partitions
                 .values()
                 .filter(|b| b.first_offset.is_some() && b.age.backlog)
                 .map(|b| b.buffered_bytes() as u64)
-                .sum()
+                .sum();
+            buffered.saturating_add(self.drained_backlog_read)
         } else {
             0
         };

@@ -6,8 +6,11 @@
 //! small files. So the consumer counts as caught up only when, for every assigned
 //! partition, its position has reached the high watermark that librdkafka cached
 //! from the partition's last fetch response (no request to the broker is made).
-//! A partition read from nowhere yet (no position) does not hold it back: its first
-//! fetch has not answered, or it had nothing to read.
+//! A partition nothing has been read from yet has no position: it counts from where
+//! it was resumed (its checkpoint, else the log's start), and holds the consumer back
+//! until its first fetch has answered. Counting such a partition as caught up would
+//! report the end while one partition's first records are still on their way, and
+//! the tail that follows would wait as a small backlog.
 //!
 //! Owns: one of the crate's two `unsafe` calls (the other is in `broker`), to a
 //! librdkafka function rust-rdkafka does not wrap.
@@ -19,27 +22,43 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::Offset;
 
 /// Whether every assigned partition's position has reached its cached high
-/// watermark; `false` when that cannot be told.
-pub(crate) fn caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+/// watermark; `false` when that cannot be told. `resumed_at` gives the offset a
+/// partition was resumed at (`None`: its log's start), for partitions with no
+/// position yet.
+pub(crate) fn caught_up<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    resumed_at: impl Fn(&str, i32) -> Option<i64>,
+) -> bool {
     let Ok(positions) = consumer.position() else {
         return false;
     };
     positions.elements().iter().all(|element| {
-        let Offset::Offset(position) = element.offset() else {
-            return true;
+        let (topic, partition) = (element.topic(), element.partition());
+        let Some(watermarks) = cached_watermarks(consumer, topic, partition) else {
+            return false; // no fetch has answered yet
         };
-        cached_high_watermark(consumer, element.topic(), element.partition())
-            .is_some_and(|high| position >= high)
+        let next = match element.offset() {
+            Offset::Offset(position) => position,
+            _ => resumed_at(topic, partition).unwrap_or(watermarks.low),
+        };
+        next >= watermarks.high
     })
 }
 
-/// The high watermark librdkafka last saw in a fetch response for the partition;
+/// A partition's log start and end as librdkafka last saw them.
+struct Watermarks {
+    /// The log start; 0 when the broker did not say.
+    low: i64,
+    high: i64,
+}
+
+/// The watermarks librdkafka last saw in a fetch response for the partition;
 /// `None` if it has none (never fetched) or the topic name cannot be passed to C.
-fn cached_high_watermark<C: ConsumerContext>(
+fn cached_watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partition: i32,
-) -> Option<i64> {
+) -> Option<Watermarks> {
     let topic = CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: `native_ptr` is the live client handle `consumer` owns for as long as
@@ -55,8 +74,12 @@ fn cached_high_watermark<C: ConsumerContext>(
             &mut high,
         )
     };
-    (error == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+    (error == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(
+        Watermarks {
+            low: low.max(0),
+            high,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -65,15 +88,13 @@ mod tests {
 
     use rdkafka::message::Message;
     use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+    use rdkafka::{ClientConfig, TopicPartitionList};
 
     use super::*;
 
-    /// A consumer of the mock cluster is caught up exactly when it has read every
-    /// record of every partition, and not while a partition still holds unread ones.
-    #[test]
-    fn caught_up_only_after_the_last_record_of_every_partition() {
+    /// A mock cluster whose topic `t` has two partitions of ten records each.
+    fn cluster_with_twenty_records() -> MockCluster<'static, DefaultProducerContext> {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("t", 2, 1).expect("topic");
         let producer: BaseProducer = ClientConfig::new()
@@ -88,36 +109,83 @@ mod tests {
             producer.send(record).expect("send");
         }
         producer.flush(Duration::from_secs(10)).expect("flush");
-        let consumer: BaseConsumer = ClientConfig::new()
+        cluster
+    }
+
+    fn consumer_of(cluster: &MockCluster<'static, DefaultProducerContext>) -> BaseConsumer {
+        ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
             .set("group.id", "catch-up")
             .set("auto.offset.reset", "earliest")
             .create()
-            .expect("consumer");
+            .expect("consumer")
+    }
+
+    /// Polls until `done` holds or ten seconds pass; whether it held.
+    fn poll_until(consumer: &BaseConsumer, done: impl Fn(&BaseConsumer) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(consumer) && Instant::now() < deadline {
+            consumer.poll(Duration::from_millis(50));
+        }
+        done(consumer)
+    }
+
+    /// A consumer of the mock cluster is caught up exactly when it has read every
+    /// record of every partition, and not while a partition still holds unread ones,
+    /// read from or not.
+    #[test]
+    fn caught_up_only_after_the_last_record_of_every_partition() {
+        let cluster = cluster_with_twenty_records();
+        let consumer = consumer_of(&cluster);
         consumer.subscribe(&["t"]).expect("subscribe");
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut read = 0;
-        let mut seen = [false; 2];
-        let mut checked = 0;
         while read < 20 && Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
                 read += 1;
-                seen[message.partition() as usize] = true;
-                // Once both partitions have positions, one of them still has unread
-                // records until the last one is read.
-                if seen == [true, true] && read < 20 {
-                    assert!(!caught_up(&consumer), "caught up after {read} of 20");
-                    checked += 1;
+                if read < 20 {
+                    assert!(
+                        !caught_up(&consumer, |_, _| None),
+                        "caught up after {read} of 20"
+                    );
                 }
             }
         }
         assert_eq!(read, 20);
-        assert!(checked > 0, "both partitions should be read before the end");
         // librdkafka learns the final watermarks from the next fetch answers.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !caught_up(&consumer) && Instant::now() < deadline {
-            consumer.poll(Duration::from_millis(50));
+        assert!(poll_until(&consumer, |c| caught_up(c, |_, _| None)));
+    }
+
+    /// A partition nothing has been read from holds the consumer back until its first
+    /// fetch has answered, then counts from where it was resumed.
+    #[test]
+    fn a_partition_not_read_from_counts_from_where_it_was_resumed() {
+        let cluster = cluster_with_twenty_records();
+        let consumer = consumer_of(&cluster);
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("t", 0, Offset::Beginning)
+            .expect("partition 0");
+        // Partition 1 resumed at its end, as after a restart that archived it all.
+        assignment
+            .add_partition_offset("t", 1, Offset::Offset(10))
+            .expect("partition 1");
+        consumer.assign(&assignment).expect("assign");
+        let resumed = |_: &str, partition: i32| (partition == 1).then_some(10);
+        assert!(!caught_up(&consumer, resumed), "no fetch has answered yet");
+
+        let mut read = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read < 10 && Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                assert_eq!(message.partition(), 0);
+                read += 1;
+            }
         }
-        assert!(caught_up(&consumer));
+        assert_eq!(read, 10);
+        assert!(poll_until(&consumer, |c| caught_up(c, resumed)));
+        // Had partition 1 been resumed at its log's start, its ten records would be
+        // unread.
+        assert!(!caught_up(&consumer, |_, _| None));
     }
 }

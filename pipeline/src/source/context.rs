@@ -7,7 +7,7 @@
 //! never races an old owner's flush; consumer lag from statistics; readiness on
 //! client errors.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -35,7 +35,8 @@ pub(super) struct SourceContext {
     in_flight: Arc<InFlight>,
     telemetry: Arc<Telemetry>,
     dispatcher: Mutex<Dispatcher>,
-    assigned: Mutex<HashSet<PartitionKey>>,
+    /// Each assigned partition and the offset it resumed at (`None`: the log's start).
+    assigned: Mutex<HashMap<PartitionKey, Option<i64>>>,
     fatal: Arc<FatalSlot>,
 }
 
@@ -54,7 +55,7 @@ impl SourceContext {
             in_flight,
             telemetry,
             dispatcher,
-            assigned: Mutex::new(HashSet::new()),
+            assigned: Mutex::new(HashMap::new()),
             fatal,
         }
     }
@@ -96,7 +97,14 @@ impl SourceContext {
         self.assigned.lock().map(|a| !a.is_empty()).unwrap_or(false)
     }
 
-    fn set_assigned(&self, update: impl FnOnce(&mut HashSet<PartitionKey>)) {
+    /// Where an assigned partition was resumed: its checkpoint, or `None` when it is
+    /// read from the log's start (or is not assigned).
+    pub fn resumed_at(&self, topic: &str, partition: i32) -> Option<i64> {
+        let key = (self.topic_index(topic)?, partition);
+        self.assigned.lock().ok()?.get(&key).copied().flatten()
+    }
+
+    fn set_assigned(&self, update: impl FnOnce(&mut HashMap<PartitionKey, Option<i64>>)) {
         if let Ok(mut assigned) = self.assigned.lock() {
             update(&mut assigned);
             self.telemetry
@@ -152,11 +160,11 @@ impl SourceContext {
             }
         }
         tracing::info!(partitions = assigned.len(), "partitions assigned");
-        let keys: Vec<_> = assigned.iter().map(|a| a.key).collect();
+        let resumed: Vec<_> = assigned.iter().map(|a| (a.key, a.next_offset)).collect();
         if let Err(e) = self.dispatch(|d| d.assign(assigned)) {
             self.fatal.raise(e);
         }
-        self.set_assigned(|set| set.extend(keys));
+        self.set_assigned(|set| set.extend(resumed));
     }
 
     fn on_revoke(&self, tpl: &TopicPartitionList) {

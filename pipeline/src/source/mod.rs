@@ -32,6 +32,7 @@ use crate::dlq::DeadLetterSink;
 use crate::group_member::member_config;
 use crate::outbound::{OutboundSink, OutboundTopics};
 use crate::runtime::flush::Sinks;
+use crate::runtime::roll::wall_clock_ms;
 use crate::runtime::{Runtime, RuntimeError, RuntimeSettings};
 use crate::telemetry::Telemetry;
 use context::SourceContext;
@@ -161,7 +162,7 @@ impl Source {
             topics.clone(),
             runtime.in_flight(),
             telemetry.clone(),
-            Mutex::new(Dispatcher::new(inputs.senders, inputs.spent)),
+            Mutex::new(Dispatcher::new(inputs.senders, inputs.spent, inputs.roll)),
             runtime.fatal_slot(),
         );
         let consumer: BaseConsumer<SourceContext> = consumer_config.create_with_context(context)?;
@@ -222,7 +223,7 @@ impl Source {
                     // has been read to its end, backlog need not wait (crate::roll).
                     if unreported_reads && last_catch_up_check.elapsed() >= CATCH_UP_CHECK {
                         last_catch_up_check = Instant::now();
-                        if catch_up::caught_up(&self.consumer) {
+                        if catch_up::caught_up(&self.consumer, |t, p| context.resumed_at(t, p)) {
                             context.dispatch(Dispatcher::drained)?;
                             unreported_reads = false;
                         }
@@ -236,6 +237,11 @@ impl Source {
             // Reading the clock per message would cost more than the rest of polling.
             if since_clock_check >= 1024 {
                 since_clock_check = 0;
+                let now_ms = wall_clock_ms();
+                context.dispatch(|d| {
+                    d.set_wall_clock(now_ms);
+                    Ok(())
+                })?;
                 if last_commit.elapsed() >= COMMIT_INTERVAL {
                     last_commit = Instant::now();
                     self.commit_durable(CommitMode::Async, false)?;
