@@ -19,6 +19,7 @@ pub mod alert;
 pub mod anomaly;
 pub mod budget;
 pub mod columns;
+pub mod cost;
 pub mod decisions;
 pub mod eval;
 pub mod exchange;
