@@ -98,6 +98,41 @@ impl SourceMarks {
     }
 }
 
+/// Checks the marks of a windowed exchange record (`what`, e.g. "a log partial"):
+/// a source, a positive window length, `through_ms` a window start within `bounds`,
+/// and `window_start`, when the record has one, a window start within `bounds`
+/// before `through_ms`. What the record carries besides is its own to check.
+pub fn validate_window_marks(
+    what: &str,
+    source: (&str, i32),
+    window_ms: i64,
+    through_ms: i64,
+    window_start: Option<i64>,
+    bounds: &EventTimeBounds,
+) -> Result<(), String> {
+    if source.0.is_empty() || source.1 < 0 {
+        return Err(format!("{what} names no source topic or partition"));
+    }
+    if window_ms <= 0 {
+        return Err(format!("window_ms {window_ms} must be positive"));
+    }
+    if !bounds.contains(through_ms) || through_ms % window_ms != 0 {
+        return Err(format!(
+            "through_ms {through_ms} is outside the event times accepted or not a window start"
+        ));
+    }
+    match window_start {
+        Some(start)
+            if start >= through_ms || !bounds.contains(start) || start % window_ms != 0 =>
+        {
+            Err(format!(
+                "window_start {start} is outside the event times accepted, not a window start or not before through_ms {through_ms}"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// An exchange record that travels whole: its table, what the combining stage
 /// relies on, and what its row says of it.
 pub trait ExchangeRecord: DeserializeOwned {

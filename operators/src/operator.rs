@@ -147,6 +147,11 @@ pub enum Outbound {
     DecisionInputs,
     /// Decision state changes (`cara.decisions`).
     Decisions,
+    /// Per-window usage of one metric partition, to the one partition where every
+    /// source's usage is billed (an exchange topic).
+    CostPartials,
+    /// Cost rows (`cara.costs`).
+    Costs,
 }
 
 impl Outbound {
@@ -154,7 +159,7 @@ impl Outbound {
     pub fn is_exchange(self) -> bool {
         !matches!(
             self,
-            Outbound::SloStatus | Outbound::Incidents | Outbound::Decisions
+            Outbound::SloStatus | Outbound::Incidents | Outbound::Decisions | Outbound::Costs
         )
     }
 }

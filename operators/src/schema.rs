@@ -85,11 +85,15 @@ pub enum Table {
     Decisions,
     /// The audit trail: every decision state change and verdict, hash-chained.
     Audit,
+    /// One row per exchange record of the cost stages (`record`: its JSON).
+    CostPartials,
+    /// Each owner's cost of each resource per window (see `crate::cost`).
+    Costs,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 22] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -110,6 +114,8 @@ impl Table {
         Table::DecisionInputs,
         Table::Decisions,
         Table::Audit,
+        Table::CostPartials,
+        Table::Costs,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -135,6 +141,8 @@ impl Table {
             Table::DecisionInputs => "decision_inputs",
             Table::Decisions => "decisions",
             Table::Audit => "audit",
+            Table::CostPartials => "cost_partials",
+            Table::Costs => "costs",
         }
     }
 
@@ -145,7 +153,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 20]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 22]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -168,6 +176,8 @@ impl Table {
                 Arc::new(decision_inputs_schema()),
                 Arc::new(decisions_schema()),
                 Arc::new(audit_schema()),
+                Arc::new(cost_partials_schema()),
+                Arc::new(costs_schema()),
             ]
         });
         all[self as usize].clone()
@@ -221,6 +231,8 @@ impl Table {
             Table::DecisionInputs => &["source_topic", "_topic", "_partition"],
             Table::Decisions => &["action", "kind", "risk", "policy_rule", "state"],
             Table::Audit => &["event"],
+            Table::CostPartials => &["source_topic", "_topic", "_partition"],
+            Table::Costs => &["owner", "resource", "unit", "currency"],
         }
     }
 
@@ -242,6 +254,8 @@ impl Table {
             Table::Approvals => "received_at",
             Table::DecisionInputs => "through",
             Table::Decisions | Table::Audit => "at",
+            Table::CostPartials => "through",
+            Table::Costs => "window_start",
         }
     }
 }
@@ -463,6 +477,43 @@ fn log_partials_schema() -> Schema {
         Field::new("window_start", timestamp_type(), true),
         Field::new("templates", DataType::Int64, false),
         Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// One row per exchange record of the cost stages (`record`: its JSON, usage
+/// included; `window_start` null for a record that only reports progress).
+fn cost_partials_schema() -> Schema {
+    with_provenance(vec![
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("through", timestamp_type(), false),
+        Field::new("window_start", timestamp_type(), true),
+        Field::new("amounts", DataType::Int64, false),
+        Field::new("record", DataType::Utf8, false),
+    ])
+}
+
+/// Money: exact decimals with six places (micro-units of the currency).
+pub fn money_type() -> DataType {
+    DataType::Decimal128(18, 6)
+}
+
+/// One row per window, owner and resource: what the owner used (in `unit`), the
+/// cost of that use, and its parts of the shared and idle cost, exact to the
+/// micro-unit; a window's rows of a resource add up to its bill.
+fn costs_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+        Field::new("owner", DataType::Utf8, false),
+        Field::new("resource", DataType::Utf8, false),
+        Field::new("usage", DataType::Float64, false),
+        Field::new("unit", DataType::Utf8, false),
+        Field::new("cost", money_type(), false),
+        Field::new("shared", money_type(), false),
+        Field::new("idle", money_type(), false),
+        Field::new("total", money_type(), false),
+        Field::new("currency", DataType::Utf8, false),
     ])
 }
 

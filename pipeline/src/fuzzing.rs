@@ -75,7 +75,7 @@ pub type Check = fn(&[u8]) -> usize;
 
 /// The fuzz targets: a name (`fuzz/corpus/<name>/`, `fuzz/src/bin/<name>.rs`) and
 /// its check.
-pub const TARGETS: [(&str, Check); 13] = [
+pub const TARGETS: [(&str, Check); 14] = [
     ("metrics", |d| decode_one(Signal::Metrics, d)),
     ("logs", |d| decode_one(Signal::Logs, d)),
     ("spans", |d| decode_one(Signal::Spans, d)),
@@ -85,6 +85,7 @@ pub const TARGETS: [(&str, Check); 13] = [
     ("alert_partials", |d| decode_one(Signal::AlertPartials, d)),
     ("approvals", |d| decode_one(Signal::Approvals, d)),
     ("decision_inputs", |d| decode_one(Signal::DecisionInputs, d)),
+    ("cost_partials", |d| decode_one(Signal::CostPartials, d)),
     ("otlp_metrics", |d| {
         decode_one_as(Signal::Metrics, WireFormat::Otlp, d)
     }),

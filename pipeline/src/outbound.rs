@@ -30,6 +30,10 @@ pub struct OutboundTopics {
     pub decision_inputs: String,
     /// Decision state changes.
     pub decisions: String,
+    /// The exchange between the cost stages.
+    pub cost_partials: String,
+    /// Cost rows.
+    pub costs: String,
 }
 
 impl OutboundTopics {
@@ -44,6 +48,8 @@ impl OutboundTopics {
             Outbound::Incidents => &self.incidents,
             Outbound::DecisionInputs => &self.decision_inputs,
             Outbound::Decisions => &self.decisions,
+            Outbound::CostPartials => &self.cost_partials,
+            Outbound::Costs => &self.costs,
         }
     }
 }

@@ -40,8 +40,9 @@ pub struct CostRow {
 /// Usage per open window, summed over partitions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostLedger {
+    /// Usage per window start.
     #[serde(with = "crate::map_as_list")]
-    open: BTreeMap<i64, WindowUsage>,
+    pub(crate) open: BTreeMap<i64, WindowUsage>,
 }
 
 impl CostLedger {
@@ -50,52 +51,59 @@ impl CostLedger {
         self.open.entry(window_start_ms).or_default().merge(usage);
     }
 
-    /// Bills and forgets every window ending at or before `through_ms`, in time
-    /// order: per window, per resource used or paid for, one row per owner.
+    /// Bills and forgets every window starting before `through_ms`, in time order:
+    /// per window, per resource used or paid for, one row per owner.
     pub fn close(&mut self, through_ms: i64, settings: &CostSettings) -> Vec<CostRow> {
-        let window_ms = settings.window_ms;
-        let keep = self.open.split_off(&(through_ms - window_ms + 1));
+        let keep = self.open.split_off(&through_ms);
         let closed = std::mem::replace(&mut self.open, keep);
         let mut rows = Vec::new();
         for (start, usage) in closed {
-            for resource in Resource::ALL {
-                let mut per_resource = ResourceUsage {
-                    capacity: usage
-                        .capacity
-                        .get(&resource)
-                        .copied()
-                        .or_else(|| settings.capacity.over(resource, window_ms)),
-                    ..ResourceUsage::default()
-                };
-                for ((r, owner), amount) in usage.used.range((resource, None)..) {
-                    if *r != resource {
-                        break;
-                    }
-                    per_resource.add(owner.as_deref(), *amount, &settings.shared_owners);
-                }
-                if per_resource.used() == 0 && per_resource.capacity.unwrap_or(0) == 0 {
-                    continue;
-                }
-                let billed = bill(resource, &per_resource, &settings.bill);
-                rows.extend(billed.lines.into_iter().map(|line| CostRow {
-                    window_start_ms: start,
-                    window_end_ms: start + window_ms,
-                    owner: line.owner,
-                    resource,
-                    usage: line.usage,
-                    unit: resource.price_unit(),
-                    cost: line.cost,
-                    shared: line.shared,
-                    idle: line.idle,
-                }));
-            }
+            rows.extend(bill_window(start, &usage, settings));
         }
         rows
     }
 }
 
+/// The rows of the window starting at `start` with `usage`.
+pub fn bill_window(start: i64, usage: &WindowUsage, settings: &CostSettings) -> Vec<CostRow> {
+    let window_ms = settings.window_ms;
+    let mut rows = Vec::new();
+    for resource in Resource::ALL {
+        let mut per_resource = ResourceUsage {
+            capacity: usage
+                .capacity
+                .get(&resource)
+                .copied()
+                .or_else(|| settings.capacity.over(resource, window_ms)),
+            ..ResourceUsage::default()
+        };
+        for ((r, owner), amount) in usage.used.range((resource, None)..) {
+            if *r != resource {
+                break;
+            }
+            per_resource.add(owner.as_deref(), *amount, &settings.shared_owners);
+        }
+        if per_resource.used() == 0 && per_resource.capacity.unwrap_or(0) == 0 {
+            continue;
+        }
+        let billed = bill(resource, &per_resource, &settings.bill);
+        rows.extend(billed.lines.into_iter().map(|line| CostRow {
+            window_start_ms: start,
+            window_end_ms: start + window_ms,
+            owner: line.owner,
+            resource,
+            usage: line.usage,
+            unit: resource.price_unit(),
+            cost: line.cost,
+            shared: line.shared,
+            idle: line.idle,
+        }));
+    }
+    rows
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cost::bill::BillSettings;
     use crate::cost::usage::UsageMeter;
@@ -104,9 +112,11 @@ mod tests {
     const HOUR: i64 = 3_600_000;
     const MIN: i64 = 60_000;
 
-    fn settings() -> CostSettings {
+    pub(crate) fn settings() -> CostSettings {
         CostSettings {
             window_ms: HOUR,
+            out_of_orderness_ms: MIN,
+            currency: "USD".into(),
             max_gap_ms: 5 * MIN,
             owner_label: "team".into(),
             shared_owners: vec!["kube-system".into()],

@@ -20,6 +20,8 @@
 
 pub mod bill;
 pub mod money;
+pub mod partial;
+pub mod stage;
 pub mod usage;
 
 use serde::{Deserialize, Serialize};
@@ -299,6 +301,10 @@ impl StaticCapacity {
 pub struct CostSettings {
     /// Window length, ms.
     pub window_ms: i64,
+    /// How far behind a metric partition's latest point its points may still come.
+    pub out_of_orderness_ms: i64,
+    /// The currency of the prices (column `currency`).
+    pub currency: String,
     /// A gauge is held at most this long after its last point, ms.
     pub max_gap_ms: i64,
     /// The label naming a series' owner.

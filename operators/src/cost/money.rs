@@ -29,6 +29,13 @@ pub fn price_micros(usage: f64, price: f64) -> Micros {
     }
 }
 
+/// `micros` as the exact decimal it is: `0.066667`, `-1.500000`.
+pub fn decimal_text(micros: Micros) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
+}
+
 /// Splits `total` (at least 0) among the keys of `weights` in proportion to their
 /// weights: each key first gets the whole micro-units of its exact share, then the
 /// micro-units left over go one each to the keys with the largest remainders (ties
@@ -142,6 +149,14 @@ mod tests {
                 .collect();
             assert_eq!(parts, expected, "{total} by {weights:?}");
         }
+    }
+
+    #[test]
+    fn amounts_print_as_exact_decimals() {
+        assert_eq!(decimal_text(66_667), "0.066667");
+        assert_eq!(decimal_text(12_000_000), "12.000000");
+        assert_eq!(decimal_text(-1_500_000), "-1.500000");
+        assert_eq!(decimal_text(Micros::MIN), "-9223372036854.775808");
     }
 
     #[test]

@@ -250,7 +250,13 @@ impl UsageMeter {
         closed.into_iter().collect()
     }
 
-    fn window_of(&self, ts_ms: i64) -> i64 {
+    /// Windows starting before this are closed (handed out).
+    pub fn closed_through(&self) -> Option<i64> {
+        self.closed_through_ms
+    }
+
+    /// The start of the window holding `ts_ms`.
+    pub fn window_of(&self, ts_ms: i64) -> i64 {
         ts_ms.div_euclid(self.window_ms) * self.window_ms
     }
 }

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exchange::{ExchangeRecord, RecordRow};
+use crate::exchange::{validate_window_marks, ExchangeRecord, RecordRow};
 use crate::schema::Table;
 use crate::slo::partial::MAX_MINUTE_EVENTS;
 use crate::time::EventTimeBounds;
@@ -68,31 +68,21 @@ impl ExchangeRecord for LogPartial {
     /// A source, a positive window length, window-aligned marks within `bounds`,
     /// the window before `through_ms`, and counts that add up.
     fn validate(&self, bounds: &EventTimeBounds) -> Result<(), String> {
-        if self.source_topic.is_empty() || self.source_partition < 0 {
-            return Err("a log partial names no source topic or partition".into());
-        }
         let window = self.window_ms;
-        if window <= 0 {
-            return Err(format!("window_ms {window} must be positive"));
-        }
-        if !bounds.contains(self.through_ms) || self.through_ms % window != 0 {
-            return Err(format!(
-                "through_ms {} is outside the event times accepted or not a window start",
-                self.through_ms
-            ));
-        }
+        validate_window_marks(
+            "a log partial",
+            (&self.source_topic, self.source_partition),
+            window,
+            self.through_ms,
+            self.window_start,
+            bounds,
+        )?;
         let Some(start) = self.window_start else {
             if self.templates.is_empty() {
                 return Ok(());
             }
             return Err("template counts without a window".into());
         };
-        if start >= self.through_ms || !bounds.contains(start) || start % window != 0 {
-            return Err(format!(
-                "window_start {start} is outside the event times accepted, not a window start or not before through_ms {}",
-                self.through_ms
-            ));
-        }
         for t in &self.templates {
             if t.service.is_empty() {
                 return Err(format!("template {} names no service", t.template_id));

@@ -167,7 +167,7 @@ async fn run(config: Config, demo_settings: Option<Demo>) -> anyhow::Result<()> 
         )
     })?;
     println!(
-        "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph /api/decisions/{{id}}/approve|reject{}",
+        "HTTP: http://{}/healthz /readyz /metrics /api/templates /api/graph /api/costs /api/decisions/{{id}}/approve|reject{}",
         listener.local_addr().unwrap_or(config.http.listen),
         if token.is_some() {
             " (/api/ needs the bearer token)"
@@ -184,6 +184,8 @@ async fn run(config: Config, demo_settings: Option<Demo>) -> anyhow::Result<()> 
         incidents: config.kafka.incidents_topic.clone(),
         decision_inputs: config.kafka.decision_exchange_topic.clone(),
         decisions: config.kafka.decisions_topic.clone(),
+        cost_partials: config.kafka.cost_exchange_topic.clone(),
+        costs: config.kafka.costs_topic.clone(),
     };
     // Verdicts over HTTP go to the approvals topic, as any other verdict.
     let approvals = match dataflow.stages.decisions.is_some() {
@@ -204,6 +206,7 @@ async fn run(config: Config, demo_settings: Option<Demo>) -> anyhow::Result<()> 
             config.archive.dir.clone(),
             token,
             approvals,
+            &config.cost.owner_label,
         ),
     )
     .with_graceful_shutdown(async {

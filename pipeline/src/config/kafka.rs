@@ -61,6 +61,11 @@ pub struct KafkaConfig {
     /// The decision stage's input log: incidents, verdicts, clock ticks and action
     /// results, in the order applied; one partition, created so by cara.
     pub decision_exchange_topic: String,
+    /// Exchange topic between the two cost stages (each metric partition's usage
+    /// per window); one partition, created so by cara.
+    pub cost_exchange_topic: String,
+    /// Cost rows per window, owner and resource.
+    pub costs_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -97,6 +102,8 @@ impl Default for KafkaConfig {
             log_exchange_topic: "cara.internal.logs".into(),
             alert_exchange_topic: "cara.internal.alerts".into(),
             decision_exchange_topic: "cara.internal.decisions".into(),
+            cost_exchange_topic: "cara.internal.costs".into(),
+            costs_topic: "cara.costs".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,

@@ -23,6 +23,7 @@ use cara_operators::window::WindowSpec;
 use crate::decode::DecodeLimits;
 
 pub mod client;
+pub mod cost;
 pub mod decisions;
 pub mod http;
 pub mod incidents;
@@ -33,6 +34,7 @@ pub use http::{HttpConfig, HTTP_TOKEN_ENV};
 pub use kafka::KafkaConfig;
 pub use slo::{SliKind, SloConfig, SloDefinition, SloSource};
 
+pub use cost::CostConfig;
 pub use decisions::{DecisionsConfig, PolicyConfig};
 pub use incidents::IncidentsConfig;
 
@@ -120,6 +122,8 @@ pub struct Config {
     /// per rule, tried in order).
     #[serde(rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// Cost attribution.
+    pub cost: CostConfig,
 }
 
 /// RED metrics per service and operation, and the service graph, per minute.
@@ -717,6 +721,7 @@ impl Config {
         // dataflow (`crate::dataflow::topics`).
         self.http.validate()?;
         self.incidents.validate()?;
+        self.cost.validate()?;
         decisions::validate_policies(&self.policies)?;
         self.decisions.validate()?;
         if !self.policies.is_empty() && !self.incidents.enabled {
@@ -877,6 +882,12 @@ mod tests {
             example.incidents.settings(),
             Config::default().incidents.settings()
         );
+        let with_cost = |c: &Config| {
+            let mut cost = c.cost.clone();
+            cost.enabled = true;
+            cost.settings()
+        };
+        assert_eq!(with_cost(&example), with_cost(&Config::default()));
         assert_eq!(
             example.logs.settings(&example.anomaly),
             Config::default().logs.settings(&Config::default().anomaly)

@@ -4,12 +4,13 @@
 //! `cara config check`, the backtests and the benches all take them from here.
 //!
 //! ```text
-//!  telemetry.metrics ─► decode ─► [alerting | slo]  ─┬─► cara.alerts, tables
+//!  telemetry.metrics ─► decode ─► [alerting|slo|cost]─┬─► cara.alerts, tables
 //!  telemetry.logs    ─► decode ─► [logs | slo]      ─┤   (metric_windows, log_templates)
 //!  telemetry.spans   ─► decode ─► [slo | traces]    ─┤
 //!          (per input partition, in a shard)         ├─► cara.internal.slo ─► SloCombiner ─► cara.slo, slo
 //!                                                    ├─► cara.internal.traces ─► TraceCombiner ─► red, graph, alerts
-//!                                                    └─► cara.internal.logs ─► LogCombiner ─► log_windows, alerts
+//!                                                    ├─► cara.internal.logs ─► LogCombiner ─► log_windows, alerts
+//!                                                    └─► cara.internal.costs ─► CostCombiner ─► costs, cara.costs
 //!  every stage raising alerts (its alerts, calls, progress)
 //!      ─► cara.internal.alerts ─► IncidentStage ─► cara.incidents, incidents
 //!  undecodable input ─► cara.dlq, dlq
@@ -75,10 +76,7 @@ impl Dataflow {
                         format: t.format,
                     })
                 }
-                TopicRole::Input(_)
-                | TopicRole::Exchange(_)
-                | TopicRole::Output
-                | TopicRole::Reserved => None,
+                TopicRole::Input(_) | TopicRole::Exchange(_) | TopicRole::Output => None,
             })
             .collect()
     }

@@ -12,6 +12,10 @@
 //! | alert partials | | `IncidentStage`: every stage's alerts correlated into incidents |
 //! | approvals | `verdicts` (relayed to the decision stage) | |
 //! | decision inputs | | `DecisionStage`: policy, approvals, expiry, audit trail |
+//! | cost partials | | `CostCombiner`: each window's bill split over its owners |
+//!
+//! With `[cost]` enabled, metric partitions also run `cost` (usage per window, to
+//! the cost exchange) after their other parts.
 //!
 //! A part is present when the config enables it; a partition with no part runs no
 //! operator. With incidents enabled, every operator that writes table `alerts` (a
@@ -28,6 +32,8 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::cost::stage::{CostCombiner, CostMeter};
+use cara_operators::cost::CostSettings;
 use cara_operators::decisions::stage::{DecisionStage, ForwardsIncidents, VerdictRelay};
 use cara_operators::decisions::DecisionSettings;
 use cara_operators::incidents::reporter::ReportsAlerts;
@@ -64,6 +70,8 @@ pub struct Stages {
     pub incidents: Option<IncidentSettings>,
     /// Decisions on incidents (with a policy and incidents enabled).
     pub decisions: Option<DecisionRuntime>,
+    /// Cost attribution.
+    pub cost: Option<Arc<CostSettings>>,
 }
 
 /// The decision stage's settings and its audit key.
@@ -114,6 +122,7 @@ impl Stages {
                     settings,
                     audit_key: config.decisions.audit_key(),
                 }),
+            cost: config.cost.settings(),
         }
     }
 
@@ -145,7 +154,8 @@ impl Stages {
                     && self.logs == other.logs
             }
         };
-        partials_alike && alerts_alike && incidents_alike
+        let costs_alike = self.cost == other.cost;
+        partials_alike && alerts_alike && incidents_alike && costs_alike
     }
 
     /// The operators of a partition of `signal`, restored from its checkpoint or
@@ -204,6 +214,17 @@ impl Stages {
                 if let Some(slos) = slos.filter(|s| !s.metrics.is_empty()) {
                     let sli = MetricSlis(slos.metrics.clone());
                     parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
+                }
+                if let Some(cost) = &self.cost {
+                    let meter = restored(
+                        part("cost").as_deref(),
+                        |bytes| CostMeter::restore(bytes, cost.clone()),
+                        || CostMeter::new(cost.clone()),
+                        "cost usage per window",
+                        topic,
+                        partition,
+                    );
+                    parts.push(Box::new(meter));
                 }
             }
             Signal::Logs => {
@@ -305,6 +326,19 @@ impl Stages {
                 );
                 return Some(Box::new(relay));
             }
+            Signal::CostPartials => {
+                let cost = self.cost.as_ref()?;
+                let sources = wiring.topic_partitions.metrics;
+                let combiner = restored(
+                    snapshot,
+                    |bytes| CostCombiner::restore(bytes, sources, cost.clone()),
+                    || CostCombiner::new(sources, cost.clone()),
+                    "cost windows not yet billed",
+                    topic,
+                    partition,
+                );
+                return Some(Box::new(combiner));
+            }
             Signal::DecisionInputs => {
                 let d = self.decisions.as_ref()?;
                 let stage = restored(
@@ -341,6 +375,7 @@ impl Stages {
             Signal::LogPartials => self.logs.is_some(),
             Signal::AlertPartials => self.incidents.is_some(),
             Signal::Approvals | Signal::DecisionInputs => self.decisions.is_some(),
+            Signal::CostPartials => self.cost.is_some(),
             Signal::Metrics | Signal::Logs | Signal::Spans => true,
         }
     }
@@ -454,7 +489,8 @@ impl TopicPartitions {
             | Signal::LogPartials
             | Signal::AlertPartials
             | Signal::Approvals
-            | Signal::DecisionInputs => 0,
+            | Signal::DecisionInputs
+            | Signal::CostPartials => 0,
         }
     }
 }
@@ -541,7 +577,8 @@ mod tests {
         let config = Config::from_toml(
             "[[slo]]\nname = \"a\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n\
              [[slo]]\nname = \"m\"\nsource = \"metrics\"\ngood_metric = \"ok_total\"\ntotal_metric = \"all_total\"\nsli = \"availability\"\nobjective = 0.99\n\
-             [[slo]]\nname = \"l\"\nsource = \"logs\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n",
+             [[slo]]\nname = \"l\"\nsource = \"logs\"\nservice = \"s\"\nsli = \"availability\"\nobjective = 0.99\n\
+             [cost]\nenabled = true\n",
         )
         .unwrap();
         let stages = Stages::from_config(&config);
@@ -566,7 +603,10 @@ mod tests {
         let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(
             describe(Signal::Metrics),
-            (strings(&["alerting", "slo"]), vec![Alerts, MetricWindows])
+            (
+                strings(&["alerting", "cost", "slo"]),
+                vec![Alerts, MetricWindows]
+            )
         );
         assert_eq!(
             describe(Signal::Logs),
@@ -594,6 +634,10 @@ mod tests {
         assert_eq!(
             describe(Signal::AlertPartials),
             (strings(&["incidents"]), vec![Incidents])
+        );
+        assert_eq!(
+            describe(Signal::CostPartials),
+            (strings(&["cost_combiner"]), vec![Costs])
         );
     }
 
@@ -667,6 +711,7 @@ mod tests {
             traces: None,
             incidents: None,
             decisions: None,
+            cost: None,
         };
         let wiring = Wiring {
             topic_partitions: TopicPartitions::default(),

@@ -16,11 +16,8 @@ pub enum TopicRole {
     /// Partial results of the first stages, read by a second stage
     /// ([`Signal::SloPartials`], [`Signal::TracePartials`]).
     Exchange(Signal),
-    /// Written by cara: dead letters, alerts, SLO statuses.
+    /// Written by cara: dead letters, alerts, SLO statuses, costs.
     Output,
-    /// An output of a stage not built yet (costs):
-    /// the embedded broker creates it so that subscribers can attach already.
-    Reserved,
 }
 
 /// How many partitions a topic gets where cara creates it.
@@ -49,8 +46,7 @@ pub struct DeclaredTopic {
     pub format: WireFormat,
 }
 
-/// Every topic of the dataflow, in a fixed order: inputs, exchanges, outputs,
-/// reserved outputs.
+/// Every topic of the dataflow, in a fixed order: inputs, exchanges, outputs.
 #[derive(Debug, Clone)]
 pub struct Topics {
     declared: Vec<DeclaredTopic>,
@@ -61,9 +57,6 @@ pub struct Topics {
     /// `embedded_broker.output_partitions`.
     embedded_outputs: i32,
 }
-
-/// Outputs of stages to come, with their fixed names.
-const RESERVED: [&str; 1] = ["cara.costs"];
 
 impl Topics {
     /// The topics `config` names; refuses an illegal name or a topic in two roles,
@@ -144,6 +137,12 @@ impl Topics {
                 Sizing::One,
             ),
             named(
+                "kafka.cost_exchange_topic",
+                &k.cost_exchange_topic,
+                TopicRole::Exchange(Signal::CostPartials),
+                Sizing::One,
+            ),
+            named(
                 "kafka.approvals_topic",
                 &k.approvals_topic,
                 TopicRole::Input(Signal::Approvals),
@@ -179,26 +178,25 @@ impl Topics {
                 TopicRole::Output,
                 Sizing::Outputs,
             ),
+            named(
+                "kafka.costs_topic",
+                &k.costs_topic,
+                TopicRole::Output,
+                Sizing::Outputs,
+            ),
         ]);
-        declared.extend(RESERVED.iter().map(|name| DeclaredTopic {
-            key: None,
-            name: (*name).to_owned(),
-            role: TopicRole::Reserved,
-            sizing: Sizing::Outputs,
-            format: WireFormat::FlatJson,
-        }));
         for (i, topic) in declared.iter().enumerate() {
             let key = topic.key.unwrap_or("kafka");
             validate_topic_name(key, &topic.name)?;
             // One topic in two roles loops (dead letters read back as input) or mixes
             // records of different shapes.
             if let Some(earlier) = declared[..i].iter().find(|t| t.name == topic.name) {
-                // Name the key the user set; a reserved topic has none.
-                const RESERVED_ROLE: &str = "a reserved output topic";
+                // Name the keys the user set.
+                const FIXED: &str = "a topic of fixed name";
                 let (key, other) = match (topic.key, earlier.key) {
-                    (Some(key), other) => (key, other.unwrap_or(RESERVED_ROLE)),
-                    (None, Some(key)) => (key, RESERVED_ROLE),
-                    (None, None) => ("kafka", RESERVED_ROLE),
+                    (Some(key), other) => (key, other.unwrap_or(FIXED)),
+                    (None, Some(key)) => (key, FIXED),
+                    (None, None) => ("kafka", FIXED),
                 };
                 return Err(ConfigError::Invalid {
                     key: key.to_owned(),
@@ -237,12 +235,11 @@ impl Topics {
             .collect()
     }
 
-    /// The topics `cara run` creates on a Kafka cluster when missing (every one but
-    /// the reserved), with their partitions.
+    /// The topics `cara run` creates on a Kafka cluster when missing, with their
+    /// partitions.
     pub fn to_create(&self) -> Vec<(String, i32)> {
         self.declared
             .iter()
-            .filter(|t| t.role != TopicRole::Reserved)
             .map(|t| {
                 let partitions = match t.sizing {
                     Sizing::One => 1,
@@ -289,7 +286,7 @@ mod tests {
         );
         let e = declare("[kafka]\nalerts_topic = \"cara.costs\"\n").unwrap_err();
         assert!(
-            e.contains("kafka.alerts_topic") && e.contains("reserved output"),
+            e.contains("kafka.costs_topic") && e.contains("kafka.alerts_topic"),
             "{e}"
         );
     }
@@ -347,6 +344,7 @@ mod tests {
             ("cara.internal.logs", 1),
             ("cara.internal.alerts", 1),
             ("cara.internal.decisions", 1),
+            ("cara.internal.costs", 1),
             ("cara.approvals", 3),
             ("cara.dlq", 3),
             ("cara.alerts", 3),
@@ -370,12 +368,14 @@ mod tests {
             ("cara.internal.logs", 1),
             ("cara.internal.alerts", 1),
             ("cara.internal.decisions", 1),
+            ("cara.internal.costs", 1),
             ("cara.approvals", 6),
             ("cara.dlq", 6),
             ("cara.alerts", 6),
             ("cara.slo", 6),
             ("cara.incidents", 6),
             ("cara.decisions", 6),
+            ("cara.costs", 6),
         ]
         .map(|(t, p)| (t.to_owned(), p))
         .into();

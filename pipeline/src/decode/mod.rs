@@ -31,6 +31,7 @@ mod provenance;
 mod span;
 
 use arrow::record_batch::RecordBatch;
+use cara_operators::cost::partial::CostPartial;
 use cara_operators::decisions::records::{DecisionEnvelope, VerdictRecord};
 use cara_operators::exchange::{read_received, ExchangeRecord, RecordError, RecordRow, RecordRows};
 use cara_operators::incidents::partial::AlertPartial;
@@ -79,6 +80,8 @@ pub enum Signal {
     Approvals,
     /// The decision stage's input log (cara's own).
     DecisionInputs,
+    /// Per-window usage of the metric partitions (cara's own).
+    CostPartials,
 }
 
 impl Signal {
@@ -97,6 +100,7 @@ impl Signal {
             Signal::AlertPartials => Table::AlertPartials,
             Signal::Approvals => Table::Approvals,
             Signal::DecisionInputs => Table::DecisionInputs,
+            Signal::CostPartials => Table::CostPartials,
         }
     }
 
@@ -114,6 +118,7 @@ impl Signal {
             Signal::LogPartials => Some(Outbound::LogPartials),
             Signal::AlertPartials => Some(Outbound::AlertPartials),
             Signal::DecisionInputs => Some(Outbound::DecisionInputs),
+            Signal::CostPartials => Some(Outbound::CostPartials),
             Signal::Metrics | Signal::Logs | Signal::Spans | Signal::Approvals => None,
         }
     }
@@ -128,6 +133,7 @@ impl Signal {
                 | Signal::LogPartials
                 | Signal::AlertPartials
                 | Signal::DecisionInputs
+                | Signal::CostPartials
         )
     }
 }
@@ -255,6 +261,7 @@ impl Decoder {
             Signal::AlertPartials => records::<AlertPartial>(),
             Signal::Approvals => records::<VerdictRecord>(),
             Signal::DecisionInputs => records::<DecisionEnvelope>(),
+            Signal::CostPartials => records::<CostPartial>(),
         };
         Decoder {
             limits,

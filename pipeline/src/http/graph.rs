@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::AppState;
 
 /// What a query behind an API may use: it runs inside the pipeline's process.
-const API_QUERY_LIMITS: cara_sql::QueryLimits = cara_sql::QueryLimits {
+pub(super) const API_QUERY_LIMITS: cara_sql::QueryLimits = cara_sql::QueryLimits {
     memory_bytes: 256 << 20,
     timeout: std::time::Duration::from_secs(30),
     max_result_bytes: 64 << 20,

@@ -2,7 +2,8 @@
 //! reachable, archive writable), `/metrics` (Prometheus text),
 //! `/api/templates?service=&limit=` (the log templates mined so far, as JSON) and
 //! `/api/graph?minutes=` (the service dependency graph of the last minutes of event
-//! time, read from table `service_graph` with SQL) and
+//! time, read from table `service_graph` with SQL), `/api/costs?by=&from=&to=`
+//! (costs per owner, resource or window from table `costs`, see `costs`) and
 //! `POST /api/decisions/{id}/approve|reject` (a verdict, see [`decisions`]).
 
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+#[cfg(feature = "sql")]
+mod costs;
 pub mod decisions;
 #[cfg(feature = "sql")]
 mod graph;
@@ -37,6 +40,9 @@ struct AppState {
     approvals: Option<Arc<decisions::ApprovalsEndpoint>>,
     /// Whether `/api/` requires the bearer token.
     token_required: bool,
+    /// The label naming a cost's owner (`/api/costs?by=` takes it for `owner`).
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))]
+    cost_owner_label: Arc<str>,
 }
 
 /// The router serving cara's endpoints over the archive at `archive`. With a
@@ -48,6 +54,7 @@ pub fn router(
     archive: PathBuf,
     token: Option<String>,
     approvals: Option<decisions::ApprovalsEndpoint>,
+    cost_owner_label: &str,
 ) -> Router {
     let token_required = token.is_some();
     let api = Router::new()
@@ -57,7 +64,9 @@ pub fn router(
             post(decisions::post_verdict),
         );
     #[cfg(feature = "sql")]
-    let api = api.route("/api/graph", get(graph::service_graph));
+    let api = api
+        .route("/api/graph", get(graph::service_graph))
+        .route("/api/costs", get(costs::costs));
     let mut api = api;
     if let Some(token) = token {
         let token: Arc<str> = token.into();
@@ -76,6 +85,7 @@ pub fn router(
             archive: Arc::new(archive),
             approvals: approvals.map(Arc::new),
             token_required,
+            cost_owner_label: cost_owner_label.into(),
         })
 }
 

@@ -137,7 +137,12 @@ impl Source {
             outbound: OutboundSink::new(settings.client.clone(), settings.outbound.clone())?,
         };
         let stages = &settings.runtime.stages;
-        let topic_partitions = if stages.slos.is_some() || stages.traces.is_some() {
+        // The second stages wait for every partition of their source topics.
+        let second_stages = stages.slos.is_some()
+            || stages.traces.is_some()
+            || stages.logs.is_some()
+            || stages.cost.is_some();
+        let topic_partitions = if second_stages {
             topic_partitions(&settings)
         } else {
             TopicPartitions::default()

@@ -1,0 +1,683 @@
+//! The two cost stages as operators of the dataflow.
+//!
+//! - [`CostMeter`], a part of every metric partition's stack: meters the usage and
+//!   capacity series the config names ([`super::UsageMetrics`]) by owner (the
+//!   `owner_label` label, or the `service` column when that is the label) into
+//!   windows, and sends each closed window's usage to the cost exchange (one record
+//!   per window, then progress; [`super::partial`]).
+//! - [`CostCombiner`], on the one exchange partition: admits the records by the
+//!   exchange rule ([`crate::exchange`]: a replay counts once, a window closes when
+//!   every metric partition has passed it), bills each closed window
+//!   ([`super::ledger`]) and writes table `costs` and topic `cara.costs`.
+//!
+//! Both are functions of their input rows in order; their state round-trips through
+//! [`Operator::snapshot`].
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Builder, Float64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{CostLedger, CostRow};
+use super::money::decimal_text as decimal;
+use super::partial::CostPartial;
+use super::usage::UsageMeter;
+use super::CostSettings;
+use crate::columns;
+use crate::exchange::{stored_records, SourceMarks};
+use crate::operator::{
+    Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
+};
+use crate::schema::{money_type, Table};
+use crate::snapshot::{self, SnapshotError};
+use crate::watermark::EventClock;
+
+/// What a metric partition's meter keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MeterState {
+    meter: UsageMeter,
+    clock: EventClock,
+    /// Points refused: behind their series' last point or in a closed window.
+    late: u64,
+}
+
+/// The first cost stage: a metric partition's usage per window (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostMeter {
+    settings: Arc<CostSettings>,
+    state: MeterState,
+}
+
+impl CostMeter {
+    /// Fresh state.
+    pub fn new(settings: Arc<CostSettings>) -> CostMeter {
+        let meter = UsageMeter::new(settings.window_ms, settings.max_gap_ms);
+        CostMeter {
+            settings,
+            state: MeterState {
+                meter,
+                clock: EventClock::default(),
+                late: 0,
+            },
+        }
+    }
+
+    /// State continuing from [`Operator::snapshot`].
+    pub fn restore(snapshot: &[u8], settings: Arc<CostSettings>) -> Result<Self, SnapshotError> {
+        Ok(CostMeter {
+            settings,
+            state: snapshot::decode(snapshot)?,
+        })
+    }
+
+    /// Series metered.
+    pub fn series(&self) -> usize {
+        self.state.meter.series()
+    }
+
+    /// Meters the rows' usage and capacity points.
+    fn meter(&mut self, rows: &RecordBatch) -> Result<(), OperatorError> {
+        let ts = columns::timestamps(rows, "ts")?;
+        let name = columns::strings(rows, "name")?;
+        let value = columns::floats(rows, "value")?;
+        let (labels, keys, values) = columns::string_map(rows, "labels")?;
+        let service = rows
+            .column_by_name("service")
+            .and_then(|c| c.as_string_opt::<i32>());
+        let offsets = labels.value_offsets();
+        let owner_label = self.settings.owner_label.as_str();
+        let mut row_labels: Vec<(&str, &str)> = Vec::new();
+        for row in 0..rows.num_rows() {
+            let t = ts.value(row);
+            self.state.clock.saw(t);
+            let metric = name.value(row);
+            let Some(measure) = self.settings.metrics.measure_of(metric) else {
+                continue;
+            };
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            row_labels.clear();
+            row_labels.extend((start..end).map(|i| (keys.value(i), values.value(i))));
+            row_labels.sort_unstable();
+            let row_service = service.filter(|s| s.is_valid(row)).map(|s| s.value(row));
+            let owner = match owner_label {
+                "service" => row_service,
+                label => row_labels
+                    .iter()
+                    .find(|(k, _)| *k == label)
+                    .map(|(_, v)| *v),
+            }
+            .filter(|o| !o.is_empty());
+            let mut key = metric.to_owned();
+            if let Some(s) = row_service {
+                key.push_str("\u{1f}service=");
+                key.push_str(s);
+            }
+            for (k, v) in &row_labels {
+                key.push('\u{1f}');
+                key.push_str(k);
+                key.push('=');
+                key.push_str(v);
+            }
+            if !self
+                .state
+                .meter
+                .observe(&key, measure, owner, t, value.value(row))
+            {
+                self.state.late += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of the windows the watermark has closed since the last call:
+    /// one per window with usage, the last saying how far the partition is final; a
+    /// progress record alone when the mark moved without a window.
+    fn close(&mut self, topic: &str, partition: i32) -> Vec<CostPartial> {
+        let Some(watermark) = self.watermark() else {
+            return Vec::new();
+        };
+        let before = self.state.meter.closed_through();
+        let closed = self.state.meter.advance(watermark);
+        let Some(through) = self.state.meter.closed_through() else {
+            return Vec::new();
+        };
+        if before == Some(through) {
+            return Vec::new();
+        }
+        let window = self.settings.window_ms;
+        let count = closed.len();
+        let mut records = Vec::with_capacity(count.max(1));
+        for (i, (start, usage)) in closed.into_iter().enumerate() {
+            let through_ms = if i + 1 == count {
+                through
+            } else {
+                start + window
+            };
+            records.push(CostPartial::new(
+                (topic, partition),
+                window,
+                through_ms,
+                Some((start, usage)),
+            ));
+        }
+        if count == 0 {
+            records.push(CostPartial::new((topic, partition), window, through, None));
+        }
+        records
+    }
+}
+
+/// Puts `partials` on the cost exchange (one partition: every source's records meet
+/// in one combiner).
+fn send(partials: &[CostPartial], out: &mut Emitted) {
+    out.messages
+        .extend(partials.iter().map(|partial| OutboundMessage {
+            topic: Outbound::CostPartials,
+            key: String::new(),
+            payload: partial.to_json(),
+        }));
+}
+
+impl Operator for CostMeter {
+    fn name(&self) -> &'static str {
+        "cost"
+    }
+
+    fn input_columns(&self) -> Option<Vec<&'static str>> {
+        Some(vec!["ts", "name", "value", "labels", "service"])
+    }
+
+    fn process(
+        &mut self,
+        context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let late_before = self.state.late;
+        self.meter(rows)?;
+        out.late += self.state.late - late_before;
+        let partials = self.close(&context.topic, context.partition);
+        send(&partials, out);
+        Ok(())
+    }
+
+    fn advance_watermark(
+        &mut self,
+        context: &PartitionContext,
+        watermark_ms: i64,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        if self
+            .state
+            .clock
+            .raise(watermark_ms, self.settings.out_of_orderness_ms)
+        {
+            let partials = self.close(&context.topic, context.partition);
+            send(&partials, out);
+        }
+        Ok(())
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.state
+            .clock
+            .watermark(self.settings.out_of_orderness_ms)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.state)?)
+    }
+}
+
+/// What the combining stage keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CombinerState {
+    /// Which windows of which metric partition are applied.
+    applied: SourceMarks,
+    ledger: CostLedger,
+    /// Windows starting before this are billed.
+    closed_through: Option<i64>,
+    /// Records of a window already billed.
+    late_records: u64,
+    /// Records of another window length than the configured one.
+    mismatched_records: u64,
+}
+
+/// The second cost stage (reads the one exchange partition; see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostCombiner {
+    expected_sources: usize,
+    settings: Arc<CostSettings>,
+    state: CombinerState,
+}
+
+impl CostCombiner {
+    /// Fresh state, waiting for `expected_sources` metric partitions.
+    pub fn new(expected_sources: usize, settings: Arc<CostSettings>) -> CostCombiner {
+        CostCombiner {
+            expected_sources,
+            settings,
+            state: CombinerState {
+                applied: SourceMarks::default(),
+                ledger: CostLedger::default(),
+                closed_through: None,
+                late_records: 0,
+                mismatched_records: 0,
+            },
+        }
+    }
+
+    /// State continuing from [`Operator::snapshot`], with the current settings.
+    pub fn restore(
+        snapshot: &[u8],
+        expected_sources: usize,
+        settings: Arc<CostSettings>,
+    ) -> Result<Self, SnapshotError> {
+        Ok(CostCombiner {
+            expected_sources,
+            settings,
+            state: snapshot::decode(snapshot)?,
+        })
+    }
+
+    /// Records refused for another window length than the configured one.
+    pub fn mismatched_records(&self) -> u64 {
+        self.state.mismatched_records
+    }
+
+    fn apply(&mut self, record: CostPartial) {
+        if record.window_ms != self.settings.window_ms {
+            self.state.mismatched_records += 1;
+            return;
+        }
+        let usage = record.usage();
+        let state = &mut self.state;
+        if let Some(open) = state.applied.admit(
+            (record.source_topic, record.source_partition),
+            record.window_start,
+            record.through_ms,
+            &mut state.ledger.open,
+            state.closed_through,
+            &mut state.late_records,
+        ) {
+            open.merge(&usage);
+        }
+    }
+}
+
+impl Operator for CostCombiner {
+    fn name(&self) -> &'static str {
+        "cost_combiner"
+    }
+
+    fn tables(&self) -> Vec<Table> {
+        vec![Table::Costs]
+    }
+
+    fn process(
+        &mut self,
+        _context: &PartitionContext,
+        rows: &RecordBatch,
+        out: &mut Emitted,
+    ) -> Result<(), OperatorError> {
+        let late_before = self.state.late_records;
+        for (_, record) in stored_records::<CostPartial>(rows)? {
+            self.apply(record);
+        }
+        out.late += self.state.late_records - late_before;
+        let Some(through) = self.watermark() else {
+            return Ok(());
+        };
+        if self.state.closed_through.is_some_and(|c| through <= c) {
+            return Ok(());
+        }
+        self.state.closed_through = Some(through);
+        let rows = self.state.ledger.close(through, &self.settings);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        out.tables
+            .push((Table::Costs, costs_batch(&rows, &self.settings.currency)?));
+        out.messages.extend(rows.iter().map(|row| OutboundMessage {
+            topic: Outbound::Costs,
+            key: row.owner.clone(),
+            payload: cost_json(row, &self.settings.currency),
+        }));
+        Ok(())
+    }
+
+    /// Every window starting before this is billed or will be with what is applied.
+    fn watermark(&self) -> Option<i64> {
+        self.state.applied.low_mark(self.expected_sources)
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
+        Ok(snapshot::encode(&self.state)?)
+    }
+}
+
+/// A cost row as sent on `cara.costs`: money as exact decimal strings.
+fn cost_json(row: &CostRow, currency: &str) -> Vec<u8> {
+    let record = serde_json::json!({
+        "window_start": crate::time::rfc3339_ms::to_text(row.window_start_ms),
+        "window_end": crate::time::rfc3339_ms::to_text(row.window_end_ms),
+        "owner": row.owner,
+        "resource": row.resource.name(),
+        "usage": row.usage,
+        "unit": row.unit,
+        "cost": decimal(row.cost),
+        "shared": decimal(row.shared),
+        "idle": decimal(row.idle),
+        "total": decimal(row.cost + row.shared + row.idle),
+        "currency": currency,
+    });
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+/// Rows of table `costs`.
+pub fn costs_batch(rows: &[CostRow], currency: &str) -> Result<RecordBatch, OperatorError> {
+    let mut start = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut end = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut owner = StringBuilder::new();
+    let mut resource = StringBuilder::new();
+    let mut usage = Float64Builder::new();
+    let mut unit = StringBuilder::new();
+    let money = || Decimal128Builder::new().with_data_type(money_type());
+    let (mut cost, mut shared, mut idle, mut total) = (money(), money(), money(), money());
+    let mut currencies = StringBuilder::new();
+    for row in rows {
+        start.append_value(row.window_start_ms);
+        end.append_value(row.window_end_ms);
+        owner.append_value(&row.owner);
+        resource.append_value(row.resource.name());
+        usage.append_value(row.usage);
+        unit.append_value(row.unit);
+        cost.append_value(i128::from(row.cost));
+        shared.append_value(i128::from(row.shared));
+        idle.append_value(i128::from(row.idle));
+        total.append_value(i128::from(row.cost) + i128::from(row.shared) + i128::from(row.idle));
+        currencies.append_value(currency);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(owner.finish()),
+        Arc::new(resource.finish()),
+        Arc::new(usage.finish()),
+        Arc::new(unit.finish()),
+        Arc::new(cost.finish()),
+        Arc::new(shared.finish()),
+        Arc::new(idle.finish()),
+        Arc::new(total.finish()),
+        Arc::new(currencies.finish()),
+    ];
+    Ok(RecordBatch::try_new(Table::Costs.schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Decimal128Array, StringArray};
+
+    use super::*;
+    use crate::cost::ledger::tests::settings;
+    use crate::exchange::{ExchangeRecord, RecordRows};
+    use crate::series::{gauge_batch, DerivedPoint};
+
+    const HOUR: i64 = 3_600_000;
+    const MIN: i64 = 60_000;
+    const EXCHANGE: &str = "cara.internal.costs";
+
+    /// Three teams' CPU counters and memory gauges, a point a minute for three hours,
+    /// and one node's 8 cores; `other` is a series no cost metric names.
+    fn points() -> Vec<DerivedPoint> {
+        let mut points = Vec::new();
+        let label = |team: &str| vec![("team".to_string(), team.to_string())];
+        for minute in 0..=180i64 {
+            let ts = minute * MIN;
+            for (i, team) in ["a", "b", "kube-system"].iter().enumerate() {
+                let cpu = minute as f64 * 30.0 * (i + 1) as f64;
+                let name = "container_cpu_usage_seconds_total";
+                points.push(point(ts, name, label(team), cpu));
+                let name = "container_memory_working_set_bytes";
+                points.push(point(ts, name, label(team), 2e9 * (i + 1) as f64));
+            }
+            let node = vec![("node".to_string(), "n1".to_string())];
+            points.push(point(
+                ts,
+                "kube_node_status_allocatable_cpu_cores",
+                node,
+                8.0,
+            ));
+            points.push(point(ts, "other", label("a"), 1.0));
+        }
+        points
+    }
+
+    fn point(ts_ms: i64, name: &str, labels: Vec<(String, String)>, value: f64) -> DerivedPoint {
+        DerivedPoint {
+            ts_ms,
+            name: name.into(),
+            labels,
+            value,
+            source_row: 0,
+        }
+    }
+
+    /// Every point through `partitions` meters (a series keeps its partition), in
+    /// batches of ten minutes; the partials each sent, in order.
+    fn metered(partitions: usize) -> Vec<CostPartial> {
+        let settings = Arc::new(settings());
+        let mut meters: Vec<CostMeter> = (0..partitions)
+            .map(|_| CostMeter::new(settings.clone()))
+            .collect();
+        let mut sent = Vec::new();
+        let all = points();
+        for chunk in all.chunks(all.len() / 18) {
+            for (p, meter) in meters.iter_mut().enumerate() {
+                let mine: Vec<DerivedPoint> = chunk
+                    .iter()
+                    .filter(|pt| {
+                        crate::stable_hash::Fnv1a::of(pt.labels[0].1.as_bytes()) as usize
+                            % partitions
+                            == p
+                    })
+                    .cloned()
+                    .collect();
+                let context = PartitionContext {
+                    topic: "telemetry.metrics".into(),
+                    partition: p as i32,
+                };
+                let batch = gauge_batch(&mine, "telemetry.metrics", p as i32).unwrap();
+                let mut out = Emitted::default();
+                meter.process(&context, &batch, &mut out).unwrap();
+                sent.extend(out.messages.iter().map(|m| {
+                    assert_eq!(m.topic, Outbound::CostPartials);
+                    serde_json::from_slice::<CostPartial>(&m.payload).unwrap()
+                }));
+            }
+        }
+        sent
+    }
+
+    fn combine(combiner: &mut CostCombiner, partials: &[CostPartial]) -> Emitted {
+        let mut rows = RecordRows::new(Table::CostPartials);
+        for (offset, p) in partials.iter().enumerate() {
+            let json = String::from_utf8(p.to_json()).unwrap();
+            rows.append(&p.row(), &json, EXCHANGE, 0, offset as i64);
+        }
+        let context = PartitionContext {
+            topic: EXCHANGE.into(),
+            partition: 0,
+        };
+        let mut out = Emitted::default();
+        combiner
+            .process(&context, &rows.finish(), &mut out)
+            .unwrap();
+        out
+    }
+
+    /// (window start, owner, resource, total micro-units) of every `costs` row.
+    fn costs(out: &Emitted) -> Vec<(i64, String, String, i128)> {
+        let mut rows = Vec::new();
+        for (_, batch) in out.tables.iter().filter(|(t, _)| *t == Table::Costs) {
+            let start = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+            let owner = batch
+                .column_by_name("owner")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let resource = batch
+                .column_by_name("resource")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let total = batch
+                .column_by_name("total")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Decimal128Array>()
+                .unwrap();
+            for row in 0..batch.num_rows() {
+                rows.push((
+                    start.value(row),
+                    owner.value(row).to_owned(),
+                    resource.value(row).to_owned(),
+                    total.value(row),
+                ));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn usage_metered_on_two_partitions_bills_as_on_one() {
+        let one = metered(1);
+        let two = metered(2);
+        // Progress from the first batch (the source reports in), then two hours
+        // closed (the watermark trails by a minute).
+        let windows: Vec<Option<i64>> = one.iter().map(|p| p.window_start).collect();
+        assert_eq!(windows, vec![None, Some(0), Some(HOUR)]);
+        let bill_one = combine(&mut CostCombiner::new(1, Arc::new(settings())), &one);
+        let bill_two = combine(&mut CostCombiner::new(2, Arc::new(settings())), &two);
+        assert_eq!(costs(&bill_one), costs(&bill_two));
+        // CPU at the node's 8 cores for an hour: 252,888 micro-units, split between
+        // a and b (kube-system's use is shared); memory billed as used.
+        let first_cpu: i128 = costs(&bill_one)
+            .iter()
+            .filter(|(start, _, resource, _)| *start == 0 && resource == "cpu")
+            .map(|(_, _, _, total)| total)
+            .sum();
+        assert_eq!(first_cpu, 252_888);
+        let owners: std::collections::BTreeSet<String> =
+            costs(&bill_one).into_iter().map(|(_, o, _, _)| o).collect();
+        assert_eq!(owners, ["a".to_string(), "b".to_string()].into());
+        // Every row is also a record for cara.costs, keyed by owner.
+        assert_eq!(
+            bill_one.messages.len(),
+            costs(&bill_one).len(),
+            "{:?}",
+            bill_one.messages
+        );
+        let first: serde_json::Value =
+            serde_json::from_slice(&bill_one.messages[0].payload).unwrap();
+        assert_eq!(first["currency"], "USD");
+        assert!(first["total"].as_str().unwrap().contains('.'), "{first}");
+    }
+
+    #[test]
+    fn nothing_is_billed_before_every_partition_reported_and_replays_count_once() {
+        let two = metered(2);
+        let from_0: Vec<CostPartial> = two
+            .iter()
+            .filter(|p| p.source_partition == 0)
+            .cloned()
+            .collect();
+        let mut combiner = CostCombiner::new(2, Arc::new(settings()));
+        assert!(costs(&combine(&mut combiner, &from_0)).is_empty());
+        let rest: Vec<CostPartial> = two
+            .iter()
+            .filter(|p| p.source_partition == 1)
+            .cloned()
+            .collect();
+        let billed = costs(&combine(&mut combiner, &rest));
+        assert!(!billed.is_empty());
+        // Both partitions again, as after a crash: nothing more.
+        assert!(costs(&combine(&mut combiner, &two)).is_empty());
+        let mut fresh = CostCombiner::new(2, Arc::new(settings()));
+        assert_eq!(costs(&combine(&mut fresh, &two)), billed);
+    }
+
+    #[test]
+    fn restored_stages_continue_exactly() {
+        let settings = Arc::new(settings());
+        let mut meter = CostMeter::new(settings.clone());
+        let all = points();
+        let (head, tail) = all.split_at(all.len() / 2);
+        let context = PartitionContext {
+            topic: "telemetry.metrics".into(),
+            partition: 0,
+        };
+        let run = |meter: &mut CostMeter, pts: &[DerivedPoint]| {
+            let mut out = Emitted::default();
+            let batch = gauge_batch(pts, "telemetry.metrics", 0).unwrap();
+            meter.process(&context, &batch, &mut out).unwrap();
+            out.messages
+        };
+        run(&mut meter, head);
+        let mut restored =
+            CostMeter::restore(&meter.snapshot().unwrap(), settings.clone()).unwrap();
+        assert_eq!(restored, meter);
+        assert_eq!(run(&mut meter, tail), run(&mut restored, tail));
+        assert_eq!(meter.series(), 7);
+
+        let partials = metered(1);
+        let mut combiner = CostCombiner::new(1, settings.clone());
+        combine(&mut combiner, &partials[..1]);
+        let mut again = CostCombiner::restore(&combiner.snapshot().unwrap(), 1, settings).unwrap();
+        assert_eq!(again, combiner);
+        assert_eq!(
+            costs(&combine(&mut combiner, &partials[1..])),
+            costs(&combine(&mut again, &partials[1..]))
+        );
+    }
+
+    #[test]
+    fn an_idle_partition_reports_progress_when_its_watermark_is_raised() {
+        let mut meter = CostMeter::new(Arc::new(settings()));
+        let context = PartitionContext {
+            topic: "telemetry.metrics".into(),
+            partition: 7,
+        };
+        let mut out = Emitted::default();
+        meter
+            .advance_watermark(&context, 2 * HOUR + 5, &mut out)
+            .unwrap();
+        let sent: Vec<CostPartial> = out
+            .messages
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].window_start, sent[0].through_ms), (None, 2 * HOUR));
+        assert_eq!(
+            sent[0].validate(&crate::time::EventTimeBounds {
+                oldest_ms: 0,
+                newest_ms: 3 * HOUR
+            }),
+            Ok(())
+        );
+        // Not raised again: nothing more.
+        let mut out = Emitted::default();
+        meter
+            .advance_watermark(&context, 2 * HOUR + 5, &mut out)
+            .unwrap();
+        assert!(out.messages.is_empty());
+    }
+}
