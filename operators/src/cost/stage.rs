@@ -90,6 +90,7 @@ impl CostMeter {
         let offsets = labels.value_offsets();
         let owner_label = self.settings.owner_label.as_str();
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
+        let mut key = String::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
             self.state.clock.saw(t);
@@ -110,7 +111,8 @@ impl CostMeter {
                     .map(|(_, v)| *v),
             }
             .filter(|o| !o.is_empty());
-            let mut key = metric.to_owned();
+            key.clear();
+            key.push_str(metric);
             if let Some(s) = row_service {
                 key.push_str("\u{1f}service=");
                 key.push_str(s);

@@ -9,8 +9,8 @@
 //! - a **gauge** (memory or disk bytes held, cores or bytes of capacity) is held at
 //!   its last value until the next point, at most `max_gap` (a series that stops is
 //!   no longer held), and its integral over time is split exactly at window
-//!   boundaries, to the millisecond. The integral is credited up to the watermark
-//!   as it advances, so a window closes with all of its time counted.
+//!   boundaries, to the millisecond. When the watermark closes a window, every
+//!   gauge is credited to the window's end, so it closes with all of its time.
 //!
 //! Amounts are integers (rounded once per point), so sums over partitions do not
 //! depend on arrival order. A window is closed, and handed out once, when the
@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Resource;
+use crate::map_as_list::hashed::{new_map, FastMap};
 
 /// What a metered series measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,23 +106,62 @@ struct Metered {
     last_value: f64,
     /// A gauge's integral is counted up to here.
     credited_through_ms: i64,
+    /// Base units not yet added to their window's usage: a series adds to one
+    /// window for many points in a row, so its amounts are summed here and the
+    /// window's map is touched once per series and window, not per point.
+    pending: Option<(i64, u128)>,
 }
 
 impl Metered {
-    fn at(
-        measure: Measure,
-        owner: Option<String>,
-        last_ms: i64,
-        last_value: f64,
-        credited_through_ms: i64,
-    ) -> Metered {
-        Metered {
-            measure,
-            owner,
-            last_ms,
-            last_value,
-            credited_through_ms,
+    /// Adds `amount` to window `window`, moving what is pending for another window
+    /// into `open` first.
+    fn accumulate(&mut self, open: &mut BTreeMap<i64, WindowUsage>, window: i64, amount: u128) {
+        if amount == 0 {
+            return;
         }
+        match &mut self.pending {
+            Some((w, pending)) if *w == window => *pending = pending.saturating_add(amount),
+            slot => {
+                if let Some((w, pending)) = slot.replace((window, amount)) {
+                    open.entry(w)
+                        .or_default()
+                        .add(self.measure, self.owner.as_deref(), pending);
+                }
+            }
+        }
+    }
+
+    /// Moves what is pending into `open` when its window starts before `before`.
+    fn settle(&mut self, open: &mut BTreeMap<i64, WindowUsage>, before: i64) {
+        if let Some((w, pending)) = self.pending.filter(|(w, _)| *w < before) {
+            self.pending = None;
+            open.entry(w)
+                .or_default()
+                .add(self.measure, self.owner.as_deref(), pending);
+        }
+    }
+
+    /// Credits the gauge, held at its last value from where it was credited to
+    /// `until_ms` (at most `max_gap_ms` after its last point), split at window
+    /// boundaries; returns how far it is credited.
+    fn credit_gauge(
+        &mut self,
+        open: &mut BTreeMap<i64, WindowUsage>,
+        window_ms: i64,
+        max_gap_ms: i64,
+        until_ms: i64,
+    ) -> i64 {
+        let end = until_ms.min(self.last_ms.saturating_add(max_gap_ms));
+        let mut from = self.credited_through_ms;
+        let per_ms = self.last_value.max(0.0) * self.measure.base_per_unit();
+        while from < end {
+            let start = from.div_euclid(window_ms) * window_ms;
+            let to = end.min(start + window_ms);
+            let amount = (per_ms * (to - from) as f64).round() as u128;
+            self.accumulate(open, start, amount);
+            from = to;
+        }
+        from.max(self.credited_through_ms)
     }
 }
 
@@ -130,8 +170,9 @@ impl Metered {
 pub struct UsageMeter {
     window_ms: i64,
     max_gap_ms: i64,
-    #[serde(with = "crate::map_as_list")]
-    series: BTreeMap<String, Metered>,
+    /// Looked up once per point: a fixed-seed hash map, snapshotted in key order.
+    #[serde(with = "crate::map_as_list::hashed_as_map")]
+    series: FastMap<String, Metered>,
     #[serde(with = "crate::map_as_list")]
     open: BTreeMap<i64, WindowUsage>,
     /// Everything before this is closed (handed out); later points only.
@@ -144,7 +185,7 @@ impl UsageMeter {
         UsageMeter {
             window_ms: window_ms.max(1),
             max_gap_ms: max_gap_ms.max(0),
-            series: BTreeMap::new(),
+            series: new_map(),
             open: BTreeMap::new(),
             closed_through_ms: None,
         }
@@ -156,9 +197,9 @@ impl UsageMeter {
     }
 
     /// Meters the point `(ts_ms, value)` of series `key` (its name and labels)
-    /// measuring `measure` for `owner`. Returns false (and meters nothing) for a
-    /// point that is not finite, older than the series' last point, or in a window
-    /// already closed.
+    /// measuring `measure` for `owner` (both taken from the series' first point).
+    /// Returns false (and meters nothing) for a point that is not finite, older
+    /// than the series' last point, or in a window already closed.
     pub fn observe(
         &mut self,
         key: &str,
@@ -170,79 +211,61 @@ impl UsageMeter {
         if !value.is_finite() || self.closed_through_ms.is_some_and(|c| ts_ms < c) {
             return false;
         }
-        let owned = owner.map(str::to_owned);
+        let window_ms = self.window_ms;
         let Some(state) = self.series.get_mut(key) else {
-            let first = Metered::at(measure, owned, ts_ms, value, ts_ms);
+            let first = Metered {
+                measure,
+                owner: owner.map(str::to_owned),
+                last_ms: ts_ms,
+                last_value: value,
+                credited_through_ms: ts_ms,
+                pending: None,
+            };
             self.series.insert(key.to_owned(), first);
             return true;
         };
         if ts_ms < state.last_ms {
             return false;
         }
-        let state = state.clone();
-        if measure.is_counter() {
+        if state.measure.is_counter() {
             let increase = if value >= state.last_value {
                 value - state.last_value
             } else {
                 value // a reset
             };
-            let amount = (increase * measure.base_per_unit()).round() as u128;
-            let start = self.window_of(ts_ms);
-            self.open
-                .entry(start)
-                .or_default()
-                .add(measure, owner, amount);
+            let amount = (increase * state.measure.base_per_unit()).round() as u128;
+            let window = ts_ms.div_euclid(window_ms) * window_ms;
+            state.accumulate(&mut self.open, window, amount);
         } else {
-            self.credit_gauge(&state, ts_ms);
+            state.credit_gauge(&mut self.open, window_ms, self.max_gap_ms, ts_ms);
         }
         // A point behind the watermark (its window still open) is held from where
         // the watermark credited the previous value to.
-        let credited = ts_ms.max(state.credited_through_ms);
-        let next = Metered::at(measure, owned, ts_ms, value, credited);
-        self.series.insert(key.to_owned(), next);
+        state.credited_through_ms = ts_ms.max(state.credited_through_ms);
+        state.last_ms = ts_ms;
+        state.last_value = value;
         true
     }
 
-    /// Credits the gauge `state` held from where it was credited to `until_ms` (at
-    /// most `max_gap` after its last point), split at window boundaries.
-    fn credit_gauge(&mut self, state: &Metered, until_ms: i64) -> i64 {
-        let end = until_ms.min(state.last_ms.saturating_add(self.max_gap_ms));
-        let mut from = state.credited_through_ms;
-        while from < end {
-            let start = self.window_of(from);
-            let to = end.min(start + self.window_ms);
-            let amount =
-                (state.last_value.max(0.0) * (to - from) as f64 * state.measure.base_per_unit())
-                    .round() as u128;
-            self.open
-                .entry(start)
-                .or_default()
-                .add(state.measure, state.owner.as_deref(), amount);
-            from = to;
-        }
-        from.max(state.credited_through_ms)
-    }
-
-    /// Moves the watermark to `watermark_ms`: every gauge is credited up to it, and
-    /// the windows that end at or before it are closed and returned (start, usage),
-    /// in time order.
+    /// Moves the watermark to `watermark_ms`: the windows that end at or before it
+    /// are closed and returned (start, usage), in time order, every gauge credited up
+    /// to their end. Only up to their end, never to the watermark itself: the
+    /// watermark depends on where a batch ended, a window's end does not, so the
+    /// amounts are a function of the points alone (a replay in other batches bills
+    /// the same).
     pub fn advance(&mut self, watermark_ms: i64) -> Vec<(i64, WindowUsage)> {
-        let keys: Vec<String> = self.series.keys().cloned().collect();
-        for key in keys {
-            let Some(state) = self.series.get(&key).cloned() else {
-                continue;
-            };
-            if state.measure.is_counter() || state.credited_through_ms >= watermark_ms {
-                continue;
-            }
-            let through = self.credit_gauge(&state, watermark_ms);
-            if let Some(s) = self.series.get_mut(&key) {
-                s.credited_through_ms = through;
-            }
-        }
         let close_before = self.window_of(watermark_ms);
         if self.closed_through_ms.is_some_and(|c| close_before <= c) {
             return Vec::new();
+        }
+        let (window_ms, max_gap_ms) = (self.window_ms, self.max_gap_ms);
+        for state in self.series.values_mut() {
+            if !state.measure.is_counter() && state.credited_through_ms < close_before {
+                let through =
+                    state.credit_gauge(&mut self.open, window_ms, max_gap_ms, close_before);
+                state.credited_through_ms = through;
+            }
+            state.settle(&mut self.open, close_before);
         }
         self.closed_through_ms = Some(close_before);
         let still_open = self.open.split_off(&close_before);
@@ -322,16 +345,43 @@ mod tests {
     }
 
     #[test]
-    fn a_point_behind_the_watermark_is_not_counted_twice() {
+    fn a_point_behind_the_watermark_counts_from_its_own_time() {
         let memory = Measure::Usage(Resource::Memory);
         let mut m = UsageMeter::new(HOUR, HOUR);
         m.observe("mem", memory, None, 0, 10.0);
         m.advance(20 * MIN);
-        // Behind the watermark, in the open hour: held from 20 min on.
+        // Behind the watermark, in the open hour: 10 until it, 20 from it.
         m.observe("mem", memory, None, 10 * MIN, 20.0);
         let closed = m.advance(HOUR);
         let total = used(&closed[0].1, Resource::Memory, None);
-        assert_eq!(total, (10 * 20 * MIN + 20 * 40 * MIN) as u128);
+        assert_eq!(total, (10 * 10 * MIN + 20 * 50 * MIN) as u128);
+    }
+
+    /// The same points with the watermark moved at other times (as flushes of other
+    /// sizes move it) close the same windows with the same amounts.
+    #[test]
+    fn amounts_do_not_depend_on_when_the_watermark_moved() {
+        let memory = Measure::Usage(Resource::Memory);
+        let cpu = Measure::Usage(Resource::Cpu);
+        let run = |advance_every: i64| {
+            let mut m = UsageMeter::new(HOUR, 5 * MIN);
+            let mut closed = Vec::new();
+            for i in 0..400i64 {
+                let ts = i * 37_000;
+                m.observe("mem", memory, Some("a"), ts, ((i * 7) % 11) as f64 / 3.0);
+                m.observe("cpu", cpu, Some("a"), ts, i as f64 * 0.3);
+                if i % advance_every == 0 {
+                    // Ahead of the last point, as an idle partition is raised.
+                    closed.extend(m.advance(ts + 30_000));
+                }
+            }
+            closed.extend(m.advance(10 * HOUR));
+            closed
+        };
+        let every_point = run(1);
+        assert_eq!(every_point.len(), 5);
+        assert_eq!(every_point, run(7));
+        assert_eq!(every_point, run(1000));
     }
 
     #[test]
