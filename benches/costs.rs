@@ -42,6 +42,10 @@ fn settings() -> Arc<CostSettings> {
             shared: SpreadRule::Proportional,
             idle: SpreadRule::Proportional,
         },
+        budgets: Default::default(),
+        scorer: Default::default(),
+        limits: Default::default(),
+        policy: Default::default(),
     })
 }
 

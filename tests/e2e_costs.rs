@@ -19,12 +19,14 @@ const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 
 /// 4 cores at 0.05 a core-hour (0.20 an hour), memory at 0.01 a GiB-hour;
-/// kube-system's use is shared. Idle partitions report after 2 s.
+/// kube-system's use is shared; a's monthly budget is 0.10 (its first hour's
+/// rate forecasts far more), b's 1,000. Idle partitions report after 2 s.
 const CONFIG: &str = "[archive]\nroll_interval = \"1s\"\n\
     [runtime]\nidle_partition_timeout = \"2s\"\n\
     [cost]\nenabled = true\nshared_owners = [\"kube-system\"]\n\
     [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\n\
-    [cost.capacity]\ncpu_cores = 4\n";
+    [cost.capacity]\ncpu_cores = 4\n\
+    [cost.budgets]\na = 0.1\nb = 1000.0\n";
 
 /// Minutes `minutes` of points: per team a CPU-seconds counter (a half core for
 /// a, a core for b, a quarter for kube-system) and a memory gauge (2 GiB for a,
@@ -165,6 +167,14 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     assert_eq!(answer["total"], "0.460000");
     let (status, body) = http_get(http, "/api/costs?by=service");
     assert_eq!(status, 400, "{body}");
+
+    // a's budget: one alert, at the end of its first billed hour, in table alerts.
+    let budget = sql_rows(
+        &clean,
+        "SELECT status, labels['owner'], CAST(at AS BIGINT), value > threshold FROM alerts \
+         WHERE kind = 'cost_budget'",
+    );
+    assert_eq!(budget, [format!("firing,a,{},true", START_MS + HOUR)]);
 
     // The same rows on cara.costs, keyed by owner, money as exact decimals.
     let records = kcat_messages(&brokers, "cara.costs");

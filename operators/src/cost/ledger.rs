@@ -37,6 +37,13 @@ pub struct CostRow {
     pub idle: Micros,
 }
 
+impl CostRow {
+    /// Everything the owner is charged for the resource in the window.
+    pub fn total(&self) -> Micros {
+        self.cost + self.shared + self.idle
+    }
+}
+
 /// Usage per open window, summed over partitions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostLedger {
@@ -131,6 +138,10 @@ pub(crate) mod tests {
                 shared: SpreadRule::Proportional,
                 idle: SpreadRule::Proportional,
             },
+            budgets: BTreeMap::new(),
+            scorer: crate::anomaly::ScorerConfig::default(),
+            limits: crate::anomaly::operator::AnomalyLimits::default(),
+            policy: crate::alert::FiringPolicy::default(),
         }
     }
 

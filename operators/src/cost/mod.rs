@@ -18,6 +18,7 @@
 //! micro-unit. This is OpenCost's model (allocation of used cost, shared cost and
 //! idle cost to owners) with its arithmetic made exact.
 
+pub mod alerts;
 pub mod bill;
 pub mod money;
 pub mod partial;
@@ -197,6 +198,8 @@ pub enum SpreadRule {
 pub struct UsageMetrics {
     /// A counter of CPU-seconds used.
     pub cpu_seconds: String,
+    /// A gauge of CPU cores in use, for systems that export CPU so (empty: none).
+    pub cpu_cores: String,
     /// A gauge of memory bytes held.
     pub memory_bytes: String,
     /// A gauge of storage bytes held.
@@ -217,6 +220,7 @@ impl Default for UsageMetrics {
     fn default() -> Self {
         UsageMetrics {
             cpu_seconds: "container_cpu_usage_seconds_total".into(),
+            cpu_cores: String::new(),
             memory_bytes: "container_memory_working_set_bytes".into(),
             storage_bytes: "kubelet_volume_stats_used_bytes".into(),
             egress_bytes: "container_network_transmit_bytes_total".into(),
@@ -228,11 +232,13 @@ impl Default for UsageMetrics {
 }
 
 impl UsageMetrics {
-    /// Each metric name with what it measures and its config key.
-    pub fn named(&self) -> [(&'static str, &str, usage::Measure); 7] {
-        use usage::Measure::{Capacity, Usage};
+    /// Each metric name with what it measures and its config key (an empty name
+    /// meters nothing).
+    pub fn named(&self) -> [(&'static str, &str, usage::Measure); 8] {
+        use usage::Measure::{Capacity, CpuCores, Usage};
         [
             ("cpu_seconds", &self.cpu_seconds, Usage(Resource::Cpu)),
+            ("cpu_cores", &self.cpu_cores, CpuCores),
             ("memory_bytes", &self.memory_bytes, Usage(Resource::Memory)),
             (
                 "storage_bytes",
@@ -262,7 +268,7 @@ impl UsageMetrics {
     pub fn measure_of(&self, name: &str) -> Option<usage::Measure> {
         self.named()
             .into_iter()
-            .find(|(_, metric, _)| *metric == name)
+            .find(|(_, metric, _)| !metric.is_empty() && *metric == name)
             .map(|(_, _, measure)| measure)
     }
 }
@@ -317,6 +323,14 @@ pub struct CostSettings {
     pub capacity: StaticCapacity,
     /// Prices and spreading.
     pub bill: bill::BillSettings,
+    /// Monthly budget per owner, in micro-units (see [`alerts`]).
+    pub budgets: std::collections::BTreeMap<String, money::Micros>,
+    /// Detector tuning of the owners' cost series.
+    pub scorer: crate::anomaly::ScorerConfig,
+    /// State limits of that scoring.
+    pub limits: crate::anomaly::operator::AnomalyLimits,
+    /// When a cost anomaly fires and resolves.
+    pub policy: crate::alert::FiringPolicy,
 }
 
 pub use ledger::{CostLedger, CostRow};

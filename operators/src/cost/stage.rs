@@ -8,7 +8,8 @@
 //! - [`CostCombiner`], on the one exchange partition: admits the records by the
 //!   exchange rule ([`crate::exchange`]: a replay counts once, a window closes when
 //!   every metric partition has passed it), bills each closed window
-//!   ([`super::ledger`]) and writes table `costs` and topic `cara.costs`.
+//!   ([`super::ledger`]), writes table `costs` and topic `cara.costs`, and raises
+//!   the budget and cost-anomaly alerts ([`super::alerts`]).
 //!
 //! Both are functions of their input rows in order; their state round-trips through
 //! [`Operator::snapshot`].
@@ -21,6 +22,7 @@ use arrow::array::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::alerts::CostAlerts;
 use super::ledger::{CostLedger, CostRow};
 use super::money::decimal_text as decimal;
 use super::partial::CostPartial;
@@ -246,6 +248,7 @@ struct CombinerState {
     late_records: u64,
     /// Records of another window length than the configured one.
     mismatched_records: u64,
+    alerts: CostAlerts,
 }
 
 /// The second cost stage (reads the one exchange partition; see the module docs).
@@ -261,14 +264,15 @@ impl CostCombiner {
     pub fn new(expected_sources: usize, settings: Arc<CostSettings>) -> CostCombiner {
         CostCombiner {
             expected_sources,
-            settings,
             state: CombinerState {
                 applied: SourceMarks::default(),
                 ledger: CostLedger::default(),
                 closed_through: None,
                 late_records: 0,
                 mismatched_records: 0,
+                alerts: CostAlerts::new(&settings),
             },
+            settings,
         }
     }
 
@@ -278,10 +282,12 @@ impl CostCombiner {
         expected_sources: usize,
         settings: Arc<CostSettings>,
     ) -> Result<Self, SnapshotError> {
+        let mut state: CombinerState = snapshot::decode(snapshot)?;
+        state.alerts = state.alerts.reconfigured(&settings);
         Ok(CostCombiner {
             expected_sources,
             settings,
-            state: snapshot::decode(snapshot)?,
+            state,
         })
     }
 
@@ -316,16 +322,17 @@ impl Operator for CostCombiner {
     }
 
     fn tables(&self) -> Vec<Table> {
-        vec![Table::Costs]
+        vec![Table::Costs, Table::Alerts]
     }
 
     fn process(
         &mut self,
-        _context: &PartitionContext,
+        context: &PartitionContext,
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
         let late_before = self.state.late_records;
+        let exchange_rows = rows.num_rows();
         for (_, record) in stored_records::<CostPartial>(rows)? {
             self.apply(record);
         }
@@ -348,6 +355,14 @@ impl Operator for CostCombiner {
             key: row.owner.clone(),
             payload: cost_json(row, &self.settings.currency),
         }));
+        let last_row = exchange_rows.saturating_sub(1);
+        let alerts = self.state.alerts.observe(
+            &rows,
+            &self.settings,
+            (&context.topic, context.partition),
+            last_row,
+        )?;
+        out.alerts.extend(alerts);
         Ok(())
     }
 
@@ -373,7 +388,7 @@ fn cost_json(row: &CostRow, currency: &str) -> Vec<u8> {
         "cost": decimal(row.cost),
         "shared": decimal(row.shared),
         "idle": decimal(row.idle),
-        "total": decimal(row.cost + row.shared + row.idle),
+        "total": decimal(row.total()),
         "currency": currency,
     });
     serde_json::to_vec(&record).unwrap_or_default()

@@ -31,6 +31,8 @@ pub enum Measure {
     Usage(Resource),
     /// Capacity of the resource paid for (every series adds to it).
     Capacity(Resource),
+    /// CPU used, as a gauge of cores in use (held over time like capacity).
+    CpuCores,
 }
 
 impl Measure {
@@ -38,6 +40,7 @@ impl Measure {
     pub fn resource(self) -> Resource {
         match self {
             Measure::Usage(r) | Measure::Capacity(r) => r,
+            Measure::CpuCores => Resource::Cpu,
         }
     }
 
@@ -55,7 +58,7 @@ impl Measure {
     fn base_per_unit(self) -> f64 {
         match self {
             Measure::Usage(Resource::Cpu) => 1e6,
-            Measure::Capacity(Resource::Cpu) => 1e3,
+            Measure::Capacity(Resource::Cpu) | Measure::CpuCores => 1e3,
             _ => 1.0,
         }
     }
@@ -79,6 +82,10 @@ impl WindowUsage {
         }
         let slot = match measure {
             Measure::Usage(r) => self.used.entry((r, owner.map(str::to_owned))).or_default(),
+            Measure::CpuCores => self
+                .used
+                .entry((Resource::Cpu, owner.map(str::to_owned)))
+                .or_default(),
             Measure::Capacity(r) => self.capacity.entry(r).or_default(),
         };
         *slot = slot.saturating_add(amount);
@@ -382,6 +389,17 @@ mod tests {
         assert_eq!(every_point.len(), 5);
         assert_eq!(every_point, run(7));
         assert_eq!(every_point, run(1000));
+    }
+
+    #[test]
+    fn cores_in_use_are_cpu_used_over_time() {
+        let mut m = UsageMeter::new(HOUR, HOUR);
+        m.observe("cpu", Measure::CpuCores, Some("a"), 0, 0.5);
+        m.observe("cpu", Measure::CpuCores, Some("a"), 30 * MIN, 1.5);
+        let closed = m.advance(HOUR);
+        // Half a core for 30 min, one and a half for 30: a core-hour.
+        let used = used(&closed[0].1, Resource::Cpu, Some("a"));
+        assert_eq!(Resource::Cpu.in_price_units(used), 1.0);
     }
 
     #[test]

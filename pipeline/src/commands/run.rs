@@ -62,6 +62,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         config.slos = Config::from_toml(DEMO_SLOS)?.slos;
         println!("demo: SLOs checkout-availability (97% ok) and checkout-latency (99% under 500 ms) on table slo and cara.slo");
     }
+    if args.demo && !config.cost.enabled {
+        config.cost = Config::from_toml(DEMO_COST)?.cost;
+        println!("demo: costs per team every minute (CPU from the generator's cpu_usage cores, memory from memory_bytes, 8 cores and 16 GiB paid for) on table costs, topic cara.costs and /api/costs?by=team,resource");
+    }
     if args.demo && config.policies.is_empty() && config.incidents.enabled {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
         println!("demo: policy opens a ticket for every incident (low risk, run at once) and proposes a rollback (high risk, waits for your approval) on topic demo.actions");
@@ -99,6 +103,24 @@ approval_timeout = "15m"
 /// checkout fails about 1.6% of its requests (its own errors and its callees') and
 /// its p99 is about 350 ms, so it is held to 97% and to 99% under 500 ms: the budgets
 /// burn when a fault is injected, not always.
+/// The cost attribution the demo runs when the configuration has none: the
+/// generator's services report the cores they use (`cpu_usage`) and the memory they
+/// hold (`memory_bytes`), labelled with their team; a minute's window so that rows
+/// appear within the demo's first minutes.
+const DEMO_COST: &str = r#"
+[cost]
+enabled = true
+window = "1m"
+owner_label = "team"
+[cost.metrics]
+cpu_seconds = ""
+cpu_cores = "cpu_usage"
+memory_bytes = "memory_bytes"
+[cost.capacity]
+cpu_cores = 8
+memory_gib = 16
+"#;
+
 const DEMO_SLOS: &str = r#"
 [[slo]]
 name = "checkout-availability"

@@ -2,15 +2,17 @@
 //! and capacity, who owns a series, and how shared and idle cost are spread; its
 //! defaults and validation.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use cara_operators::alert::FiringPolicy;
 use cara_operators::cost::bill::BillSettings;
 use cara_operators::cost::{CostSettings, Prices, SpreadRule, StaticCapacity, UsageMetrics};
 
-use super::{invalid, ConfigError, HumanDuration};
+use super::{invalid, AnomalyConfig, ConfigError, HumanDuration};
 
 /// Cost attribution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ pub struct CostConfig {
     pub metrics: UsageMetrics,
     /// Capacity paid for when no capacity metric says.
     pub capacity: StaticCapacity,
+    /// Monthly budget per owner, in the currency (`team-a = 1200.0`): a
+    /// `cost_budget` alert fires when the month's forecast passes it.
+    pub budgets: BTreeMap<String, f64>,
 }
 
 impl Default for CostConfig {
@@ -57,6 +62,7 @@ impl Default for CostConfig {
             prices: Prices::default(),
             metrics: UsageMetrics::default(),
             capacity: StaticCapacity::default(),
+            budgets: BTreeMap::new(),
         }
     }
 }
@@ -68,8 +74,9 @@ fn ms(d: &HumanDuration) -> i64 {
 }
 
 impl CostConfig {
-    /// The stages' settings, when enabled.
-    pub fn settings(&self) -> Option<Arc<CostSettings>> {
+    /// The stages' settings, when enabled; the owners' cost series are scored with
+    /// `[anomaly]`'s tuning.
+    pub fn settings(&self, anomaly: &AnomalyConfig) -> Option<Arc<CostSettings>> {
         self.enabled.then(|| {
             Arc::new(CostSettings {
                 window_ms: ms(&self.window),
@@ -85,6 +92,14 @@ impl CostConfig {
                     shared: self.shared.clone(),
                     idle: self.idle.clone(),
                 },
+                budgets: self
+                    .budgets
+                    .iter()
+                    .map(|(owner, amount)| (owner.clone(), (amount * 1e6).round() as i64))
+                    .collect(),
+                scorer: anomaly.scorer,
+                limits: anomaly.limits(),
+                policy: FiringPolicy::default(),
             })
         })
     }
@@ -121,10 +136,7 @@ impl CostConfig {
         let mut names: Vec<(&str, &str)> = Vec::new();
         for (key, metric, _) in self.metrics.named() {
             if metric.is_empty() {
-                return Err(invalid(
-                    &format!("cost.metrics.{key}"),
-                    "must name a metric",
-                ));
+                continue; // not metered
             }
             if let Some((other, _)) = names.iter().find(|(_, m)| *m == metric) {
                 return Err(invalid(
@@ -146,6 +158,15 @@ impl CostConfig {
                 return Err(invalid(
                     &format!("cost.capacity.{key}"),
                     "must be a finite number, 0 or more",
+                ));
+            }
+        }
+        for (owner, amount) in &self.budgets {
+            // Up to about nine trillion: what fits micro-units in an i64.
+            if owner.is_empty() || !amount.is_finite() || !(0.0..9e12).contains(amount) {
+                return Err(invalid(
+                    &format!("cost.budgets.{owner}"),
+                    format!("{amount} is not a budget (an owner, and an amount from 0 to 9e12)"),
                 ));
             }
         }
@@ -189,10 +210,12 @@ cpu_core_hour = 0.05
 cpu_seconds = "process_cpu_seconds_total"
 [cost.capacity]
 cpu_cores = 64
+[cost.budgets]
+team-a = 1200.5
 "#,
         )
         .unwrap();
-        let s = config.cost.settings().unwrap();
+        let s = config.cost.settings(&config.anomaly).unwrap();
         assert_eq!(s.window_ms, 900_000);
         assert_eq!(s.owner_label, "namespace");
         assert_eq!(s.bill.shared, SpreadRule::Even);
@@ -205,8 +228,10 @@ cpu_cores = 64
         assert_eq!(s.metrics.cpu_seconds, "process_cpu_seconds_total");
         assert_eq!(s.capacity.cpu_cores, Some(64.0));
         assert_eq!(s.currency, "EUR");
+        assert_eq!(s.budgets["team-a"], 1_200_500_000);
+        let defaults = parse("").unwrap();
         assert!(
-            parse("").unwrap().cost.settings().is_none(),
+            defaults.cost.settings(&defaults.anomaly).is_none(),
             "off by default"
         );
     }
@@ -234,6 +259,7 @@ cpu_cores = 64
                 "cost.capacity.cpu_cores",
             ),
             ("[cost]\nidle = { to = [] }\n", "cost.idle"),
+            ("[cost.budgets]\nteam-a = -5.0\n", "cost.budgets.team-a"),
             ("[cost]\nprice = 1\n", "price"),
         ];
         for (text, key) in cases {

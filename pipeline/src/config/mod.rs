@@ -885,7 +885,7 @@ mod tests {
         let with_cost = |c: &Config| {
             let mut cost = c.cost.clone();
             cost.enabled = true;
-            cost.settings()
+            cost.settings(&c.anomaly)
         };
         assert_eq!(with_cost(&example), with_cost(&Config::default()));
         assert_eq!(

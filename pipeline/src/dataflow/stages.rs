@@ -122,7 +122,7 @@ impl Stages {
                     settings,
                     audit_key: config.decisions.audit_key(),
                 }),
-            cost: config.cost.settings(),
+            cost: config.cost.settings(&config.anomaly),
         }
     }
 
@@ -637,7 +637,7 @@ mod tests {
         );
         assert_eq!(
             describe(Signal::CostPartials),
-            (strings(&["cost_combiner"]), vec![Costs])
+            (strings(&["cost_combiner"]), vec![Costs, Alerts])
         );
     }
 
