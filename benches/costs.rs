@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use cara_operators::cost::bill::BillSettings;
 use cara_operators::cost::partial::CostPartial;
-use cara_operators::cost::stage::{CostCombiner, CostMeter};
+use cara_operators::cost::stage::{CostCombiner, CostMeter, CostSources};
 use cara_operators::cost::{CostSettings, Prices, SpreadRule, StaticCapacity, UsageMetrics};
 use cara_operators::exchange::{ExchangeRecord, RecordRows};
 use cara_operators::operator::{Emitted, Operator, PartitionContext};
@@ -32,6 +32,7 @@ fn settings() -> Arc<CostSettings> {
         max_gap_ms: 300_000,
         owner_label: "team".into(),
         shared_owners: vec!["team-0".into()],
+        service_owners: Default::default(),
         metrics: UsageMetrics::default(),
         capacity: StaticCapacity {
             cpu_cores: Some(1_000.0),
@@ -124,7 +125,13 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(windows as u64));
     group.bench_function("bill", |b| {
         b.iter_batched(
-            || CostCombiner::new(1, settings()),
+            || {
+                let sources = CostSources {
+                    metrics: 1,
+                    ..CostSources::default()
+                };
+                CostCombiner::new(sources, settings())
+            },
             |mut combiner| {
                 let mut out = Emitted::default();
                 combiner

@@ -1,7 +1,7 @@
 //! Cost attribution end to end: CPU counters and memory gauges of three teams
 //! produced with kcat into a separate `cara broker`; `cara run` with `[cost]`
-//! meters them on every metric partition, bills each hour where the partitions'
-//! usage meets, and writes table `costs` (read back with `cara sql` and DuckDB) and
+//! meters them (and the active series, a telemetry cost) on every metric partition,
+//! bills each hour where the partitions' usage meets, and writes table `costs` (read back with `cara sql` and DuckDB) and
 //! topic `cara.costs` (read back with kcat). The figures are computed by hand in
 //! the test: the rows equal them to the micro-unit and add up to the bill; a
 //! `kill -9` and restart in the middle bills exactly as a clean run.
@@ -24,7 +24,8 @@ const HOUR: i64 = 3_600_000;
 const CONFIG: &str = "[archive]\nroll_interval = \"1s\"\n\
     [runtime]\nidle_partition_timeout = \"2s\"\n\
     [cost]\nenabled = true\nshared_owners = [\"kube-system\"]\n\
-    [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\n\
+    [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\nlogs_gib = 1000.0\n\
+    [cost.service_owners]\ncheckout = \"a\"\n\
     [cost.capacity]\ncpu_cores = 4\n\
     [cost.budgets]\na = 0.1\nb = 1000.0\n";
 
@@ -57,6 +58,28 @@ fn usage(minutes: std::ops::Range<i64>) -> Vec<(String, String)> {
     messages
 }
 
+/// Minutes `minutes` of checkout's log lines, one a minute with a message of
+/// exactly 100 bytes, on one partition.
+fn log_lines(minutes: std::ops::Range<i64>) -> Vec<(String, String)> {
+    minutes
+        .map(|m| {
+            let ts = START_MS + m * MIN;
+            (
+                "checkout".to_owned(),
+                format!(
+                    r#"{{"ts":{ts},"service":"checkout","level":"info","message":"{m:0100}"}}"#
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Produces minutes `minutes` of usage points and log lines.
+fn produce(brokers: &str, minutes: std::ops::Range<i64>) {
+    kcat_produce_keyed(brokers, "telemetry.metrics", &usage(minutes.clone()));
+    kcat_produce_keyed(brokers, "telemetry.logs", &log_lines(minutes));
+}
+
 /// Every `costs` row as (hour, owner, resource, total in micro-units).
 fn costs(archive: &Path) -> Vec<String> {
     sql_rows(
@@ -68,11 +91,13 @@ fn costs(archive: &Path) -> Vec<String> {
     )
 }
 
-/// Runs `cara run` until the first two hours are billed (4 CPU and 4 memory rows).
+/// Runs `cara run` until the first two hours are billed: per hour CPU and memory
+/// for a and b, a's logs and the shared series, 12 rows (the log and metric
+/// partitions bill their resources each when they have passed an hour).
 fn billed(brokers: &str, archive: &Path, config: &Path, group: &str) -> (Process, u16) {
     let (run, http) = start_cara_run(brokers, archive, config, group);
     wait_until(Duration::from_secs(90), "two hours billed", || {
-        archive.join("costs").is_dir() && sql_count(archive, "SELECT count(*) FROM costs") >= 8
+        archive.join("costs").is_dir() && sql_count(archive, "SELECT count(*) FROM costs") >= 12
     });
     (run, http)
 }
@@ -86,7 +111,7 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     // the watermark passes it).
     let clean = dir.path().join("clean");
     let (_broker, brokers) = start_cara_broker();
-    kcat_produce_keyed(&brokers, "telemetry.metrics", &usage(0..181));
+    produce(&brokers, 0..181);
     let (mut run, http) = billed(&brokers, &clean, &config, "costs-clean");
 
     // Hour 0: the counters' first points show no increase, so a used 59 × 30 s,
@@ -94,7 +119,11 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     // CPU): a 0.5 core-hours = 25,000, b 1.0 = 50,000, shared 0.25 = 12,500, idle
     // 2.25 = 112,500; shared and idle go 1 : 2 to a and b: 4,166.67 → 4,167 (the
     // larger remainder takes the micro-unit left) and 8,333; 37,500 and 75,000.
-    // Memory of hour 1: 2 and 1 GiB-hours at 0.01, as used (no capacity).
+    // Memory of hour 1: 2 and 1 GiB-hours at 0.01, as used (no capacity). The five
+    // series were active all hour, 5 series-hours at 0.0001; they name no service,
+    // so nobody owns them and their cost stays shared. checkout's 60 log lines of
+    // 100 bytes, a's by cost.service_owners, at 1,000 a GiB: 6,000 × 10^9 / 2^30 =
+    // 5,587.9 → 5,588 micro-units.
     let rows = costs(&clean);
     let hour1: Vec<&str> = rows
         .iter()
@@ -106,8 +135,10 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
         [
             "1,a,cpu,66667",
             "1,b,cpu,133333",
+            "1,a,logs,5588",
             "1,a,memory,20000",
             "1,b,memory,10000",
+            "1,(shared),series,500",
         ]
     );
     // Every hour's CPU rows add up to its bill: 4 cores for an hour.
@@ -120,7 +151,7 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     let owners = sql_rows(&clean, "SELECT DISTINCT owner FROM costs ORDER BY owner");
     assert_eq!(
         owners,
-        ["a", "b"],
+        ["(shared)", "a", "b"],
         "kube-system's use is shared, not billed to it"
     );
 
@@ -136,7 +167,8 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     // micro-units left go to the largest remainders (b, shared, by order), and
     // shared (12,292) and idle go 1 : 2: a 24,583 + 4,097 + 37,986 = 66,666, b
     // 133,334. With hour 1 and 2 GiB-hours (1 for b) of memory a hour: a 0.173333,
-    // b 0.286667, 0.46 in all.
+    // b 0.286667; a's log lines 2 × 0.005588 more, and the unowned series (0.0005
+    // an hour): 0.472176 in all.
     let (status, body) = http_get(
         http,
         &format!(
@@ -160,11 +192,12 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     assert_eq!(
         per_team,
         [
-            ("a".to_owned(), "0.173333".to_owned()),
+            ("(shared)".to_owned(), "0.001000".to_owned()),
+            ("a".to_owned(), "0.184509".to_owned()),
             ("b".to_owned(), "0.286667".to_owned())
         ]
     );
-    assert_eq!(answer["total"], "0.460000");
+    assert_eq!(answer["total"], "0.472176");
     let (status, body) = http_get(http, "/api/costs?by=service");
     assert_eq!(status, 400, "{body}");
 
@@ -194,14 +227,14 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     // Killed in the middle of the second hour, restarted: the same rows.
     let killed = dir.path().join("killed");
     let (_broker2, brokers2) = start_cara_broker();
-    kcat_produce_keyed(&brokers2, "telemetry.metrics", &usage(0..90));
+    produce(&brokers2, 0..90);
     let (mut first, http) = start_cara_run(&brokers2, &killed, &config, "costs-kill");
     wait_until(Duration::from_secs(60), "the first hour billed", || {
         metric_sum(http, "cara_archive_rows_total", "table=\"metrics\"") >= 90.0 * 5.0
             && killed.join("costs").is_dir()
     });
     first.kill9();
-    kcat_produce_keyed(&brokers2, "telemetry.metrics", &usage(90..181));
+    produce(&brokers2, 90..181);
     let (mut second, _) = billed(&brokers2, &killed, &config, "costs-kill");
     assert_eq!(costs(&killed), rows);
     assert!(second.terminate(Duration::from_secs(30)).success());

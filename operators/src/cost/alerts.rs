@@ -9,8 +9,9 @@
 //!   window that showed it; it resolves when the month ends (a window of the next
 //!   month is billed for the owner). The id names the owner and month, so a replay
 //!   after a crash sends the same one.
-//! - `cost_anomaly`: each owner's cost per window is a series
-//!   (`cara_cost_per_window{owner=…}`, stamped at the window's end) scored by the
+//! - `cost_anomaly`: each owner's cost of each resource per window is a series
+//!   (`cara_cost_per_window{owner=…,resource=…}`, stamped at the window's end; the
+//!   resources of a window are billed as their sources pass it) scored by the
 //!   metric anomaly detectors; an alert fires when the score passes the policy's
 //!   threshold upwards (costs falling are not paged about).
 
@@ -105,17 +106,22 @@ impl CostAlerts {
                 .entry((r.window_start_ms, r.window_end_ms, r.owner.as_str()))
                 .or_default() += r.total();
         }
-        let mut points = Vec::new();
         for ((start, end, owner), total) in per_window {
             self.budget(owner, (start, end), total, settings, row, &mut alerts);
-            points.push(DerivedPoint {
-                ts_ms: end,
-                name: COST_PER_WINDOW.into(),
-                labels: vec![("owner".into(), owner.to_owned())],
-                value: total as f64 / 1e6,
-                source_row: row as i64,
-            });
         }
+        let points: Vec<DerivedPoint> = rows
+            .iter()
+            .map(|r| DerivedPoint {
+                ts_ms: r.window_end_ms,
+                name: COST_PER_WINDOW.into(),
+                labels: vec![
+                    ("owner".into(), r.owner.clone()),
+                    ("resource".into(), r.resource.name().into()),
+                ],
+                value: r.total() as f64 / 1e6,
+                source_row: row as i64,
+            })
+            .collect();
         if !points.is_empty() {
             let batch = gauge_batch(&points, context.0, context.1)
                 .map_err(|_| SchemaMismatch("cost series"))?;

@@ -59,23 +59,34 @@ impl CostLedger {
     }
 
     /// Bills and forgets every window starting before `through_ms`, in time order:
-    /// per window, per resource used or paid for, one row per owner.
-    pub fn close(&mut self, through_ms: i64, settings: &CostSettings) -> Vec<CostRow> {
+    /// per window, per resource of `resources` used or paid for, one row per owner.
+    pub fn close(
+        &mut self,
+        through_ms: i64,
+        settings: &CostSettings,
+        resources: &[Resource],
+    ) -> Vec<CostRow> {
         let keep = self.open.split_off(&through_ms);
         let closed = std::mem::replace(&mut self.open, keep);
         let mut rows = Vec::new();
         for (start, usage) in closed {
-            rows.extend(bill_window(start, &usage, settings));
+            rows.extend(bill_window(start, &usage, settings, resources));
         }
         rows
     }
 }
 
-/// The rows of the window starting at `start` with `usage`.
-pub fn bill_window(start: i64, usage: &WindowUsage, settings: &CostSettings) -> Vec<CostRow> {
+/// The rows of the window starting at `start` with `usage`, for `resources` (the
+/// configured capacity of a resource is paid for once, by the ledger that bills it).
+pub fn bill_window(
+    start: i64,
+    usage: &WindowUsage,
+    settings: &CostSettings,
+    resources: &[Resource],
+) -> Vec<CostRow> {
     let window_ms = settings.window_ms;
     let mut rows = Vec::new();
-    for resource in Resource::ALL {
+    for &resource in resources {
         let mut per_resource = ResourceUsage {
             capacity: usage
                 .capacity
@@ -127,6 +138,7 @@ pub(crate) mod tests {
             max_gap_ms: 5 * MIN,
             owner_label: "team".into(),
             shared_owners: vec!["kube-system".into()],
+            service_owners: BTreeMap::new(),
             metrics: UsageMetrics::default(),
             capacity: StaticCapacity {
                 cpu_cores: Some(8.0),
@@ -191,8 +203,8 @@ pub(crate) mod tests {
     #[test]
     fn partitions_metered_apart_bill_as_one() {
         let s = settings();
-        let one = meter(1).close(2 * HOUR, &s);
-        let two = meter(2).close(2 * HOUR, &s);
+        let one = meter(1).close(2 * HOUR, &s, &Resource::ALL);
+        let two = meter(2).close(2 * HOUR, &s, &Resource::ALL);
         assert_eq!(one, two);
         // Two hours, CPU (with the configured 8 cores) and memory (no capacity), for
         // a and b (kube-system's usage is shared): 8 rows.
@@ -202,7 +214,7 @@ pub(crate) mod tests {
     #[test]
     fn an_hour_of_rows_adds_up_to_its_bill() {
         let s = settings();
-        let rows = meter(2).close(2 * HOUR, &s);
+        let rows = meter(2).close(2 * HOUR, &s, &Resource::ALL);
         let first: Vec<&CostRow> = rows
             .iter()
             .filter(|r| r.window_start_ms == 0 && r.resource == Resource::Cpu)

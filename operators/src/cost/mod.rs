@@ -24,6 +24,7 @@ pub mod money;
 pub mod partial;
 pub mod stage;
 pub mod usage;
+pub mod volume;
 
 use serde::{Deserialize, Serialize};
 
@@ -317,6 +318,9 @@ pub struct CostSettings {
     pub owner_label: String,
     /// Owners whose usage is shared cost.
     pub shared_owners: Vec<String>,
+    /// Who owns a service's telemetry (logs, spans, series); unlisted services own
+    /// their own.
+    pub service_owners: std::collections::BTreeMap<String, String>,
     /// The metrics metered.
     pub metrics: UsageMetrics,
     /// Capacity when no capacity series says.
@@ -331,6 +335,15 @@ pub struct CostSettings {
     pub limits: crate::anomaly::operator::AnomalyLimits,
     /// When a cost anomaly fires and resolves.
     pub policy: crate::alert::FiringPolicy,
+}
+
+impl CostSettings {
+    /// The owner of `service`'s telemetry.
+    pub fn telemetry_owner<'a>(&'a self, service: &'a str) -> &'a str {
+        self.service_owners
+            .get(service)
+            .map_or(service, String::as_str)
+    }
 }
 
 pub use ledger::{CostLedger, CostRow};

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::usage::WindowUsage;
+use super::usage::{UsageMeter, WindowUsage};
 use super::Resource;
 use crate::exchange::{validate_window_marks, ExchangeRecord, RecordRow};
 use crate::schema::Table;
@@ -41,10 +41,51 @@ pub struct CapacityAmount {
     pub amount: u128,
 }
 
-/// One metric partition's usage of one closed window.
+/// Which input a cost record comes from: the combining stage waits for every
+/// partition of a group before it bills the resources that group meters, and for
+/// no other group (a topic without data must not hold back the others' bills).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceGroup {
+    /// Metric partitions: CPU, memory, storage, egress, series.
+    #[default]
+    Metrics,
+    /// Log partitions: log bytes.
+    Logs,
+    /// Span partitions: spans.
+    Spans,
+}
+
+impl SourceGroup {
+    /// Every group.
+    pub const ALL: [SourceGroup; 3] = [SourceGroup::Metrics, SourceGroup::Logs, SourceGroup::Spans];
+
+    /// The resources this group's partitions meter (and only its ledger bills, its
+    /// capacity included).
+    pub fn resources(self) -> &'static [Resource] {
+        match self {
+            SourceGroup::Metrics => &[
+                Resource::Cpu,
+                Resource::Memory,
+                Resource::Storage,
+                Resource::Egress,
+                Resource::Series,
+            ],
+            SourceGroup::Logs => &[Resource::Logs],
+            SourceGroup::Spans => &[Resource::Spans],
+        }
+    }
+}
+
+/// One metric, log or span partition's usage of one closed window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CostPartial {
+    /// Which input the source partition is.
+    #[serde(default)]
+    pub group: SourceGroup,
     /// Source topic.
     pub source_topic: String,
     /// Source partition.
@@ -64,6 +105,7 @@ pub struct CostPartial {
 impl CostPartial {
     /// The record of `usage` (`None`: progress only).
     pub fn new(
+        group: SourceGroup,
         source: (&str, i32),
         window_ms: i64,
         through_ms: i64,
@@ -74,6 +116,7 @@ impl CostPartial {
             None => (None, WindowUsage::default()),
         };
         CostPartial {
+            group,
             source_topic: source.0.to_owned(),
             source_partition: source.1,
             window_ms,
@@ -117,6 +160,50 @@ impl CostPartial {
         // Strings and integers only: serialising cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// The records of the windows `meter` closes at `watermark` (see
+/// [`UsageMeter::advance`]) for the partition `source`: one per closed window with
+/// usage, the last saying how far the partition is final; a progress record alone
+/// when the mark moved without a window; nothing when it did not move.
+pub fn closed_by(
+    meter: &mut UsageMeter,
+    watermark: Option<i64>,
+    window_ms: i64,
+    group: SourceGroup,
+    source: (&str, i32),
+) -> Vec<CostPartial> {
+    let Some(watermark) = watermark else {
+        return Vec::new();
+    };
+    let before = meter.closed_through();
+    let closed = meter.advance(watermark);
+    let Some(through) = meter.closed_through() else {
+        return Vec::new();
+    };
+    if before == Some(through) {
+        return Vec::new();
+    }
+    let count = closed.len();
+    let mut records = Vec::with_capacity(count.max(1));
+    for (i, (start, usage)) in closed.into_iter().enumerate() {
+        let through_ms = if i + 1 == count {
+            through
+        } else {
+            start + window_ms
+        };
+        records.push(CostPartial::new(
+            group,
+            source,
+            window_ms,
+            through_ms,
+            Some((start, usage)),
+        ));
+    }
+    if count == 0 {
+        records.push(CostPartial::new(group, source, window_ms, through, None));
+    }
+    records
 }
 
 impl ExchangeRecord for CostPartial {
@@ -177,6 +264,7 @@ mod tests {
             .insert((Resource::Memory, None), 40_000_000_000_000_000_000);
         usage.capacity.insert(Resource::Cpu, 14_400_000_000);
         CostPartial::new(
+            SourceGroup::Metrics,
             ("telemetry.metrics", 3),
             HOUR,
             START + HOUR,
@@ -214,7 +302,13 @@ mod tests {
             break_it(&mut p);
             assert!(p.validate(&bounds).is_err(), "{what}");
         }
-        let progress = CostPartial::new(("telemetry.metrics", 3), HOUR, START, None);
+        let progress = CostPartial::new(
+            SourceGroup::Metrics,
+            ("telemetry.metrics", 3),
+            HOUR,
+            START,
+            None,
+        );
         assert_eq!(progress.validate(&bounds), Ok(()), "progress only");
     }
 

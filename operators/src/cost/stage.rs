@@ -14,6 +14,7 @@
 //! Both are functions of their input rows in order; their state round-trips through
 //! [`Operator::snapshot`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -25,16 +26,19 @@ use serde::{Deserialize, Serialize};
 use super::alerts::CostAlerts;
 use super::ledger::{CostLedger, CostRow};
 use super::money::decimal_text as decimal;
-use super::partial::CostPartial;
+use super::partial::{closed_by, CostPartial, SourceGroup};
 use super::usage::UsageMeter;
 use super::CostSettings;
+use super::Resource;
 use crate::columns;
 use crate::exchange::{stored_records, SourceMarks};
+use crate::map_as_list::hashed::{new_map, FastMap};
 use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
 use crate::schema::{money_type, Table};
 use crate::snapshot::{self, SnapshotError};
+use crate::stable_hash::Fnv1a;
 use crate::watermark::EventClock;
 
 /// What a metric partition's meter keeps.
@@ -44,6 +48,11 @@ struct MeterState {
     clock: EventClock,
     /// Points refused: behind their series' last point or in a closed window.
     late: u64,
+    /// Every series' (a hash of its name, service and labels) last window counted
+    /// as active: a series is billed a window's worth of series-time once per window
+    /// it has points in.
+    #[serde(with = "crate::map_as_list::hashed_as_map")]
+    active_in: FastMap<u64, i64>,
 }
 
 /// The first cost stage: a metric partition's usage per window (see the module docs).
@@ -63,6 +72,7 @@ impl CostMeter {
                 meter,
                 clock: EventClock::default(),
                 late: 0,
+                active_in: new_map(),
             },
         }
     }
@@ -91,20 +101,46 @@ impl CostMeter {
             .and_then(|c| c.as_string_opt::<i32>());
         let offsets = labels.value_offsets();
         let owner_label = self.settings.owner_label.as_str();
+        let window_ms = self.settings.window_ms;
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
         let mut key = String::new();
+        // Series-time per (window, service) of the series active in this batch.
+        let mut active: BTreeMap<(i64, Option<&str>), u128> = BTreeMap::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
             self.state.clock.saw(t);
             let metric = name.value(row);
+            let row_service = service.filter(|s| s.is_valid(row)).map(|s| s.value(row));
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            // The series, hashed in any label order (labels are summed, not sorted).
+            let series = (start..end).fold(
+                Fnv1a::of(metric.as_bytes()) ^ row_service.map_or(0, |s| Fnv1a::of(s.as_bytes())),
+                |h, i| {
+                    let label = Fnv1a::default()
+                        .feed(keys.value(i).as_bytes())
+                        .feed(&[0])
+                        .feed(values.value(i).as_bytes())
+                        .finish();
+                    h.wrapping_add(label)
+                },
+            );
+            let window = t.div_euclid(window_ms) * window_ms;
+            let open = self
+                .state
+                .meter
+                .closed_through()
+                .is_none_or(|c| window >= c);
+            let last = self.state.active_in.entry(series).or_insert(i64::MIN);
+            if open && *last < window {
+                *last = window;
+                *active.entry((window, row_service)).or_default() += window_ms as u128;
+            }
             let Some(measure) = self.settings.metrics.measure_of(metric) else {
                 continue;
             };
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
             row_labels.clear();
             row_labels.extend((start..end).map(|i| (keys.value(i), values.value(i))));
             row_labels.sort_unstable();
-            let row_service = service.filter(|s| s.is_valid(row)).map(|s| s.value(row));
             let owner = match owner_label {
                 "service" => row_service,
                 label => row_labels
@@ -133,42 +169,32 @@ impl CostMeter {
                 self.state.late += 1;
             }
         }
+        for ((window, service), series_ms) in active {
+            let owner = service.map(|s| self.settings.telemetry_owner(s));
+            self.state
+                .meter
+                .add_volume(window, Resource::Series, owner, series_ms);
+        }
         Ok(())
     }
 
-    /// The records of the windows the watermark has closed since the last call:
-    /// one per window with usage, the last saying how far the partition is final; a
-    /// progress record alone when the mark moved without a window.
+    /// The records of the windows the watermark has closed since the last call;
+    /// series not seen in the last closed window are no longer remembered as active.
     fn close(&mut self, topic: &str, partition: i32) -> Vec<CostPartial> {
-        let Some(watermark) = self.watermark() else {
-            return Vec::new();
-        };
-        let before = self.state.meter.closed_through();
-        let closed = self.state.meter.advance(watermark);
-        let Some(through) = self.state.meter.closed_through() else {
-            return Vec::new();
-        };
-        if before == Some(through) {
-            return Vec::new();
-        }
+        let watermark = self.watermark();
         let window = self.settings.window_ms;
-        let count = closed.len();
-        let mut records = Vec::with_capacity(count.max(1));
-        for (i, (start, usage)) in closed.into_iter().enumerate() {
-            let through_ms = if i + 1 == count {
-                through
-            } else {
-                start + window
-            };
-            records.push(CostPartial::new(
-                (topic, partition),
-                window,
-                through_ms,
-                Some((start, usage)),
-            ));
-        }
-        if count == 0 {
-            records.push(CostPartial::new((topic, partition), window, through, None));
+        let source = (topic, partition);
+        let records = closed_by(
+            &mut self.state.meter,
+            watermark,
+            window,
+            SourceGroup::Metrics,
+            source,
+        );
+        if let Some(through) = self.state.meter.closed_through() {
+            self.state
+                .active_in
+                .retain(|_, last| *last >= through - window);
         }
         records
     }
@@ -176,7 +202,7 @@ impl CostMeter {
 
 /// Puts `partials` on the cost exchange (one partition: every source's records meet
 /// in one combiner).
-fn send(partials: &[CostPartial], out: &mut Emitted) {
+pub(crate) fn send(partials: &[CostPartial], out: &mut Emitted) {
     out.messages
         .extend(partials.iter().map(|partial| OutboundMessage {
             topic: Outbound::CostPartials,
@@ -236,14 +262,21 @@ impl Operator for CostMeter {
     }
 }
 
-/// What the combining stage keeps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct CombinerState {
-    /// Which windows of which metric partition are applied.
+/// One source group's side of the combining stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct GroupLedger {
+    /// Which windows of which partition of the group are applied.
     applied: SourceMarks,
     ledger: CostLedger,
     /// Windows starting before this are billed.
     closed_through: Option<i64>,
+}
+
+/// What the combining stage keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CombinerState {
+    #[serde(with = "crate::map_as_list")]
+    groups: BTreeMap<SourceGroup, GroupLedger>,
     /// Records of a window already billed.
     late_records: u64,
     /// Records of another window length than the configured one.
@@ -251,23 +284,43 @@ struct CombinerState {
     alerts: CostAlerts,
 }
 
+/// How many partitions each source group has (a group's resources are billed once
+/// all of them have passed a window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CostSources {
+    /// Metric partitions.
+    pub metrics: usize,
+    /// Log partitions.
+    pub logs: usize,
+    /// Span partitions.
+    pub spans: usize,
+}
+
+impl CostSources {
+    fn of(&self, group: SourceGroup) -> usize {
+        match group {
+            SourceGroup::Metrics => self.metrics,
+            SourceGroup::Logs => self.logs,
+            SourceGroup::Spans => self.spans,
+        }
+    }
+}
+
 /// The second cost stage (reads the one exchange partition; see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostCombiner {
-    expected_sources: usize,
+    sources: CostSources,
     settings: Arc<CostSettings>,
     state: CombinerState,
 }
 
 impl CostCombiner {
-    /// Fresh state, waiting for `expected_sources` metric partitions.
-    pub fn new(expected_sources: usize, settings: Arc<CostSettings>) -> CostCombiner {
+    /// Fresh state, waiting for `sources` partitions of each group.
+    pub fn new(sources: CostSources, settings: Arc<CostSettings>) -> CostCombiner {
         CostCombiner {
-            expected_sources,
+            sources,
             state: CombinerState {
-                applied: SourceMarks::default(),
-                ledger: CostLedger::default(),
-                closed_through: None,
+                groups: BTreeMap::new(),
                 late_records: 0,
                 mismatched_records: 0,
                 alerts: CostAlerts::new(&settings),
@@ -279,13 +332,13 @@ impl CostCombiner {
     /// State continuing from [`Operator::snapshot`], with the current settings.
     pub fn restore(
         snapshot: &[u8],
-        expected_sources: usize,
+        sources: CostSources,
         settings: Arc<CostSettings>,
     ) -> Result<Self, SnapshotError> {
         let mut state: CombinerState = snapshot::decode(snapshot)?;
         state.alerts = state.alerts.reconfigured(&settings);
         Ok(CostCombiner {
-            expected_sources,
+            sources,
             settings,
             state,
         })
@@ -302,17 +355,37 @@ impl CostCombiner {
             return;
         }
         let usage = record.usage();
-        let state = &mut self.state;
-        if let Some(open) = state.applied.admit(
+        let group = self.state.groups.entry(record.group).or_default();
+        if let Some(open) = group.applied.admit(
             (record.source_topic, record.source_partition),
             record.window_start,
             record.through_ms,
-            &mut state.ledger.open,
-            state.closed_through,
-            &mut state.late_records,
+            &mut group.ledger.open,
+            group.closed_through,
+            &mut self.state.late_records,
         ) {
             open.merge(&usage);
         }
+    }
+
+    /// Bills the windows each group has closed since the last call, group by group.
+    fn close(&mut self) -> Vec<CostRow> {
+        let mut rows = Vec::new();
+        for (group, side) in &mut self.state.groups {
+            let Some(through) = side.applied.low_mark(self.sources.of(*group)) else {
+                continue;
+            };
+            if side.closed_through.is_some_and(|c| through <= c) {
+                continue;
+            }
+            side.closed_through = Some(through);
+            rows.extend(
+                side.ledger
+                    .close(through, &self.settings, group.resources()),
+            );
+        }
+        rows.sort_by_key(|r| r.window_start_ms);
+        rows
     }
 }
 
@@ -337,14 +410,7 @@ impl Operator for CostCombiner {
             self.apply(record);
         }
         out.late += self.state.late_records - late_before;
-        let Some(through) = self.watermark() else {
-            return Ok(());
-        };
-        if self.state.closed_through.is_some_and(|c| through <= c) {
-            return Ok(());
-        }
-        self.state.closed_through = Some(through);
-        let rows = self.state.ledger.close(through, &self.settings);
+        let rows = self.close();
         if rows.is_empty() {
             return Ok(());
         }
@@ -366,9 +432,14 @@ impl Operator for CostCombiner {
         Ok(())
     }
 
-    /// Every window starting before this is billed or will be with what is applied.
+    /// Every window starting before this is billed, for every group with data
+    /// (the least advanced such group's mark).
     fn watermark(&self) -> Option<i64> {
-        self.state.applied.low_mark(self.expected_sources)
+        self.state
+            .groups
+            .iter()
+            .filter_map(|(group, side)| side.applied.low_mark(self.sources.of(*group)))
+            .min()
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
@@ -440,12 +511,22 @@ mod tests {
 
     use super::*;
     use crate::cost::ledger::tests::settings;
+    use crate::cost::Resource;
     use crate::exchange::{ExchangeRecord, RecordRows};
     use crate::series::{gauge_batch, DerivedPoint};
 
     const HOUR: i64 = 3_600_000;
     const MIN: i64 = 60_000;
     const EXCHANGE: &str = "cara.internal.costs";
+
+    /// `partitions` metric partitions, and log and span partitions that send nothing.
+    fn metrics(partitions: usize) -> CostSources {
+        CostSources {
+            metrics: partitions,
+            logs: 3,
+            spans: 3,
+        }
+    }
 
     /// Three teams' CPU counters and memory gauges, a point a minute for three hours,
     /// and one node's 8 cores; `other` is a series no cost metric names.
@@ -581,8 +662,14 @@ mod tests {
         // closed (the watermark trails by a minute).
         let windows: Vec<Option<i64>> = one.iter().map(|p| p.window_start).collect();
         assert_eq!(windows, vec![None, Some(0), Some(HOUR)]);
-        let bill_one = combine(&mut CostCombiner::new(1, Arc::new(settings())), &one);
-        let bill_two = combine(&mut CostCombiner::new(2, Arc::new(settings())), &two);
+        let bill_one = combine(
+            &mut CostCombiner::new(metrics(1), Arc::new(settings())),
+            &one,
+        );
+        let bill_two = combine(
+            &mut CostCombiner::new(metrics(2), Arc::new(settings())),
+            &two,
+        );
         assert_eq!(costs(&bill_one), costs(&bill_two));
         // CPU at the node's 8 cores for an hour: 252,888 micro-units, split between
         // a and b (kube-system's use is shared); memory billed as used.
@@ -594,7 +681,21 @@ mod tests {
         assert_eq!(first_cpu, 252_888);
         let owners: std::collections::BTreeSet<String> =
             costs(&bill_one).into_iter().map(|(_, o, _, _)| o).collect();
-        assert_eq!(owners, ["a".to_string(), "b".to_string()].into());
+        // The eight series name no service: their series-hours are nobody's.
+        assert_eq!(
+            owners,
+            ["(shared)".to_string(), "a".to_string(), "b".to_string()].into()
+        );
+        let series: Vec<i128> = costs(&bill_one)
+            .iter()
+            .filter(|(_, _, resource, _)| resource == "series")
+            .map(|(_, _, _, total)| *total)
+            .collect();
+        assert_eq!(
+            series,
+            vec![800, 800],
+            "8 series-hours at 0.0001, each hour"
+        );
         // Every row is also a record for cara.costs, keyed by owner.
         assert_eq!(
             bill_one.messages.len(),
@@ -608,6 +709,42 @@ mod tests {
         assert!(first["total"].as_str().unwrap().contains('.'), "{first}");
     }
 
+    /// A log partition's window is billed for its logs only: the configured CPU
+    /// capacity is paid for once, by the metric partitions' ledger (a second CPU bill,
+    /// all idle, came from the log ledger before).
+    #[test]
+    fn each_group_bills_its_own_resources_and_capacity_once() {
+        let mut logs = crate::cost::usage::WindowUsage::default();
+        logs.used
+            .insert((Resource::Logs, Some("a".into())), 1 << 30);
+        let log_partial = CostPartial::new(
+            SourceGroup::Logs,
+            ("telemetry.logs", 0),
+            HOUR,
+            HOUR,
+            Some((0, logs)),
+        );
+        let sources = CostSources {
+            metrics: 1,
+            logs: 1,
+            spans: 0,
+        };
+        let mut combiner = CostCombiner::new(sources, Arc::new(settings()));
+        let mut partials = metered(1);
+        partials.push(log_partial);
+        let billed = costs(&combine(&mut combiner, &partials));
+        let hour0 = |resource: &str| -> i128 {
+            billed
+                .iter()
+                .filter(|(start, _, r, _)| *start == 0 && r == resource)
+                .map(|(_, _, _, total)| total)
+                .sum()
+        };
+        assert_eq!(hour0("cpu"), 252_888, "8 cores for an hour, once");
+        // A GiB of logs at 0.50.
+        assert_eq!(hour0("logs"), 500_000);
+    }
+
     #[test]
     fn nothing_is_billed_before_every_partition_reported_and_replays_count_once() {
         let two = metered(2);
@@ -616,7 +753,7 @@ mod tests {
             .filter(|p| p.source_partition == 0)
             .cloned()
             .collect();
-        let mut combiner = CostCombiner::new(2, Arc::new(settings()));
+        let mut combiner = CostCombiner::new(metrics(2), Arc::new(settings()));
         assert!(costs(&combine(&mut combiner, &from_0)).is_empty());
         let rest: Vec<CostPartial> = two
             .iter()
@@ -627,7 +764,7 @@ mod tests {
         assert!(!billed.is_empty());
         // Both partitions again, as after a crash: nothing more.
         assert!(costs(&combine(&mut combiner, &two)).is_empty());
-        let mut fresh = CostCombiner::new(2, Arc::new(settings()));
+        let mut fresh = CostCombiner::new(metrics(2), Arc::new(settings()));
         assert_eq!(costs(&combine(&mut fresh, &two)), billed);
     }
 
@@ -655,9 +792,10 @@ mod tests {
         assert_eq!(meter.series(), 7);
 
         let partials = metered(1);
-        let mut combiner = CostCombiner::new(1, settings.clone());
+        let mut combiner = CostCombiner::new(metrics(1), settings.clone());
         combine(&mut combiner, &partials[..1]);
-        let mut again = CostCombiner::restore(&combiner.snapshot().unwrap(), 1, settings).unwrap();
+        let mut again =
+            CostCombiner::restore(&combiner.snapshot().unwrap(), metrics(1), settings).unwrap();
         assert_eq!(again, combiner);
         assert_eq!(
             costs(&combine(&mut combiner, &partials[1..])),

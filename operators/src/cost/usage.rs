@@ -254,6 +254,28 @@ impl UsageMeter {
         true
     }
 
+    /// Adds `amount` base units of `resource` used by `owner` in the window holding
+    /// `ts_ms`: telemetry volume, counted per event (the caller sums a batch's
+    /// events per window and owner first). False, and nothing added, when that
+    /// window is closed.
+    pub fn add_volume(
+        &mut self,
+        ts_ms: i64,
+        resource: Resource,
+        owner: Option<&str>,
+        amount: u128,
+    ) -> bool {
+        if self.closed_through_ms.is_some_and(|c| ts_ms < c) {
+            return false;
+        }
+        let window = self.window_of(ts_ms);
+        self.open
+            .entry(window)
+            .or_default()
+            .add(Measure::Usage(resource), owner, amount);
+        true
+    }
+
     /// Moves the watermark to `watermark_ms`: the windows that end at or before it
     /// are closed and returned (start, usage), in time order, every gauge credited up
     /// to their end. Only up to their end, never to the watermark itself: the

@@ -30,6 +30,9 @@ pub struct CostConfig {
     pub owner_label: String,
     /// Owners whose usage is shared cost (e.g. `kube-system`).
     pub shared_owners: Vec<String>,
+    /// Who owns each service's telemetry (log bytes, spans, active series); an
+    /// unlisted service owns its own (`checkout = "team-a"`).
+    pub service_owners: BTreeMap<String, String>,
     /// Where shared cost goes: `"proportional"`, `"even"` or `{ to = ["team"] }`.
     pub shared: SpreadRule,
     /// Where idle cost goes, the same way.
@@ -56,6 +59,7 @@ impl Default for CostConfig {
             max_gap: HumanDuration(Duration::from_secs(300)),
             owner_label: "team".into(),
             shared_owners: Vec::new(),
+            service_owners: BTreeMap::new(),
             shared: SpreadRule::Proportional,
             idle: SpreadRule::Proportional,
             currency: "USD".into(),
@@ -85,6 +89,7 @@ impl CostConfig {
                 max_gap_ms: ms(&self.max_gap),
                 owner_label: self.owner_label.clone(),
                 shared_owners: self.shared_owners.clone(),
+                service_owners: self.service_owners.clone(),
                 metrics: self.metrics.clone(),
                 capacity: self.capacity,
                 bill: BillSettings {

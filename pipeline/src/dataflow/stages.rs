@@ -32,7 +32,8 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
-use cara_operators::cost::stage::{CostCombiner, CostMeter};
+use cara_operators::cost::stage::{CostCombiner, CostMeter, CostSources};
+use cara_operators::cost::volume::{CostVolume, Telemetry};
 use cara_operators::cost::CostSettings;
 use cara_operators::decisions::stage::{DecisionStage, ForwardsIncidents, VerdictRelay};
 use cara_operators::decisions::DecisionSettings;
@@ -244,6 +245,15 @@ impl Stages {
                     let sli = LogSlis(slos.logs.clone());
                     parts.push(slo_part(part("slo"), sli, ooo, topic, partition));
                 }
+                if let Some(cost) = &self.cost {
+                    parts.push(volume_part(
+                        part("cost"),
+                        Telemetry::Logs,
+                        cost,
+                        topic,
+                        partition,
+                    ));
+                }
             }
             Signal::Spans => {
                 let part = parts_of(snapshot, "slo", topic, partition);
@@ -261,6 +271,15 @@ impl Stages {
                         partition,
                     );
                     parts.push(Box::new(counter));
+                }
+                if let Some(cost) = &self.cost {
+                    parts.push(volume_part(
+                        part("cost"),
+                        Telemetry::Spans,
+                        cost,
+                        topic,
+                        partition,
+                    ));
                 }
             }
             Signal::SloPartials => {
@@ -328,7 +347,13 @@ impl Stages {
             }
             Signal::CostPartials => {
                 let cost = self.cost.as_ref()?;
-                let sources = wiring.topic_partitions.metrics;
+                // Every metric, log and span partition meters its window's usage.
+                let p = wiring.topic_partitions;
+                let sources = CostSources {
+                    metrics: p.metrics,
+                    logs: p.logs,
+                    spans: p.spans,
+                };
                 let combiner = restored(
                     snapshot,
                     |bytes| CostCombiner::restore(bytes, sources, cost.clone()),
@@ -495,6 +520,24 @@ impl TopicPartitions {
     }
 }
 
+/// The cost part of a log or span partition's stack, restored or fresh.
+fn volume_part(
+    snapshot: Option<Vec<u8>>,
+    telemetry: Telemetry,
+    cost: &Arc<CostSettings>,
+    topic: &str,
+    partition: i32,
+) -> Box<dyn Operator> {
+    Box::new(restored(
+        snapshot.as_deref(),
+        |bytes| CostVolume::restore(bytes, telemetry, cost.clone()),
+        || CostVolume::new(telemetry, cost.clone()),
+        "telemetry volume per window",
+        topic,
+        partition,
+    ))
+}
+
 /// The SLO part of an input partition's stack (one kind per signal's SLIs),
 /// restored from its part of the snapshot or fresh.
 fn slo_part<R: SliRows + Clone + 'static>(
@@ -610,11 +653,11 @@ mod tests {
         );
         assert_eq!(
             describe(Signal::Logs),
-            (strings(&["logs", "slo"]), vec![LogTemplates])
+            (strings(&["cost", "logs", "slo"]), vec![LogTemplates])
         );
         assert_eq!(
             describe(Signal::Spans),
-            (strings(&["slo", "traces"]), vec![])
+            (strings(&["cost", "slo", "traces"]), vec![])
         );
         assert_eq!(
             describe(Signal::SloPartials),
