@@ -14,10 +14,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::usage::{UsageMeter, WindowUsage};
+use super::CostSettings;
 use super::Resource;
 use crate::exchange::{validate_window_marks, ExchangeRecord, RecordRow};
 use crate::schema::Table;
 use crate::time::EventTimeBounds;
+use crate::watermark::EventClock;
 
 /// Usage of one resource by one owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,48 +164,93 @@ impl CostPartial {
     }
 }
 
-/// The records of the windows `meter` closes at `watermark` (see
-/// [`UsageMeter::advance`]) for the partition `source`: one per closed window with
-/// usage, the last saying how far the partition is final; a progress record alone
-/// when the mark moved without a window; nothing when it did not move.
-pub fn closed_by(
-    meter: &mut UsageMeter,
-    watermark: Option<i64>,
-    window_ms: i64,
-    group: SourceGroup,
-    source: (&str, i32),
-) -> Vec<CostPartial> {
-    let Some(watermark) = watermark else {
-        return Vec::new();
-    };
-    let before = meter.closed_through();
-    let closed = meter.advance(watermark);
-    let Some(through) = meter.closed_through() else {
-        return Vec::new();
-    };
-    if before == Some(through) {
-        return Vec::new();
+/// What a first cost stage keeps of its partition: the usage of its open windows,
+/// its event clock and what it refused. Both first stages (metric partitions, log
+/// and span partitions) close windows and report them through it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionMeter {
+    /// The usage of the open windows.
+    pub meter: UsageMeter,
+    clock: EventClock,
+    /// Points or events in a window already closed.
+    pub late: u64,
+}
+
+impl PartitionMeter {
+    /// Fresh state.
+    pub fn new(settings: &CostSettings) -> PartitionMeter {
+        PartitionMeter {
+            meter: UsageMeter::new(settings.window_ms, settings.max_gap_ms),
+            clock: EventClock::default(),
+            late: 0,
+        }
     }
-    let count = closed.len();
-    let mut records = Vec::with_capacity(count.max(1));
-    for (i, (start, usage)) in closed.into_iter().enumerate() {
-        let through_ms = if i + 1 == count {
-            through
-        } else {
-            start + window_ms
+
+    /// Moves the clock with an event at `ts_ms`.
+    pub fn saw(&mut self, ts_ms: i64) {
+        self.clock.saw(ts_ms);
+    }
+
+    /// The partition's watermark.
+    pub fn watermark(&self, settings: &CostSettings) -> Option<i64> {
+        self.clock.watermark(settings.out_of_orderness_ms)
+    }
+
+    /// The records of the windows the watermark closed since the last call (see
+    /// [`UsageMeter::advance`]): one per closed window with usage, the last saying
+    /// how far the partition is final; a progress record alone when the mark moved
+    /// without a window; nothing when it did not move.
+    pub fn close(
+        &mut self,
+        settings: &CostSettings,
+        group: SourceGroup,
+        source: (&str, i32),
+    ) -> Vec<CostPartial> {
+        let Some(watermark) = self.watermark(settings) else {
+            return Vec::new();
         };
-        records.push(CostPartial::new(
-            group,
-            source,
-            window_ms,
-            through_ms,
-            Some((start, usage)),
-        ));
+        let window_ms = settings.window_ms;
+        let before = self.meter.closed_through();
+        let closed = self.meter.advance(watermark);
+        let Some(through) = self.meter.closed_through() else {
+            return Vec::new();
+        };
+        if before == Some(through) {
+            return Vec::new();
+        }
+        let count = closed.len();
+        let mut records = Vec::with_capacity(count.max(1));
+        for (i, (start, usage)) in closed.into_iter().enumerate() {
+            let through_ms = if i + 1 == count {
+                through
+            } else {
+                start + window_ms
+            };
+            let window = Some((start, usage));
+            records.push(CostPartial::new(
+                group, source, window_ms, through_ms, window,
+            ));
+        }
+        if count == 0 {
+            records.push(CostPartial::new(group, source, window_ms, through, None));
+        }
+        records
     }
-    if count == 0 {
-        records.push(CostPartial::new(group, source, window_ms, through, None));
+
+    /// Raises the watermark to `watermark_ms` (an idle partition); the records of
+    /// what that closes.
+    pub fn raise(
+        &mut self,
+        watermark_ms: i64,
+        settings: &CostSettings,
+        group: SourceGroup,
+        source: (&str, i32),
+    ) -> Vec<CostPartial> {
+        match self.clock.raise(watermark_ms, settings.out_of_orderness_ms) {
+            true => self.close(settings, group, source),
+            false => Vec::new(),
+        }
     }
-    records
 }
 
 impl ExchangeRecord for CostPartial {

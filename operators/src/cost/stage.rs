@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::CostAlerts;
 use super::ledger::{CostLedger, CostRow};
 use super::money::decimal_text as decimal;
-use super::partial::{closed_by, CostPartial, SourceGroup};
-use super::usage::UsageMeter;
+use super::partial::{CostPartial, PartitionMeter, SourceGroup};
 use super::CostSettings;
 use super::Resource;
 use crate::columns;
@@ -39,15 +38,13 @@ use crate::operator::{
 use crate::schema::{money_type, Table};
 use crate::snapshot::{self, SnapshotError};
 use crate::stable_hash::Fnv1a;
-use crate::watermark::EventClock;
 
 /// What a metric partition's meter keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct MeterState {
-    meter: UsageMeter,
-    clock: EventClock,
-    /// Points refused: behind their series' last point or in a closed window.
-    late: u64,
+    /// The windows' usage and the clock; `late` counts the points refused (behind
+    /// their series' last point or in a closed window).
+    part: PartitionMeter,
     /// Every series' (a hash of its name, service and labels) last window counted
     /// as active: a series is billed a window's worth of series-time once per window
     /// it has points in.
@@ -65,15 +62,12 @@ pub struct CostMeter {
 impl CostMeter {
     /// Fresh state.
     pub fn new(settings: Arc<CostSettings>) -> CostMeter {
-        let meter = UsageMeter::new(settings.window_ms, settings.max_gap_ms);
         CostMeter {
-            settings,
             state: MeterState {
-                meter,
-                clock: EventClock::default(),
-                late: 0,
+                part: PartitionMeter::new(&settings),
                 active_in: new_map(),
             },
+            settings,
         }
     }
 
@@ -87,7 +81,7 @@ impl CostMeter {
 
     /// Series metered.
     pub fn series(&self) -> usize {
-        self.state.meter.series()
+        self.state.part.meter.series()
     }
 
     /// Meters the rows' usage and capacity points.
@@ -108,7 +102,7 @@ impl CostMeter {
         let mut active: BTreeMap<(i64, Option<&str>), u128> = BTreeMap::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
-            self.state.clock.saw(t);
+            self.state.part.saw(t);
             let metric = name.value(row);
             let row_service = service.filter(|s| s.is_valid(row)).map(|s| s.value(row));
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
@@ -127,6 +121,7 @@ impl CostMeter {
             let window = t.div_euclid(window_ms) * window_ms;
             let open = self
                 .state
+                .part
                 .meter
                 .closed_through()
                 .is_none_or(|c| window >= c);
@@ -163,40 +158,33 @@ impl CostMeter {
             }
             if !self
                 .state
+                .part
                 .meter
                 .observe(&key, measure, owner, t, value.value(row))
             {
-                self.state.late += 1;
+                self.state.part.late += 1;
             }
         }
         for ((window, service), series_ms) in active {
             let owner = service.map(|s| self.settings.telemetry_owner(s));
             self.state
+                .part
                 .meter
                 .add_volume(window, Resource::Series, owner, series_ms);
         }
         Ok(())
     }
 
-    /// The records of the windows the watermark has closed since the last call;
-    /// series not seen in the last closed window are no longer remembered as active.
-    fn close(&mut self, topic: &str, partition: i32) -> Vec<CostPartial> {
-        let watermark = self.watermark();
+    /// Forgets the series not seen in the last closed window (they count again when
+    /// they come back); returns `closed`.
+    fn forget_inactive(&mut self, closed: Vec<CostPartial>) -> Vec<CostPartial> {
         let window = self.settings.window_ms;
-        let source = (topic, partition);
-        let records = closed_by(
-            &mut self.state.meter,
-            watermark,
-            window,
-            SourceGroup::Metrics,
-            source,
-        );
-        if let Some(through) = self.state.meter.closed_through() {
+        if let Some(through) = self.state.part.meter.closed_through() {
             self.state
                 .active_in
                 .retain(|_, last| *last >= through - window);
         }
-        records
+        closed
     }
 }
 
@@ -226,11 +214,15 @@ impl Operator for CostMeter {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let late_before = self.state.late;
+        let late_before = self.state.part.late;
         self.meter(rows)?;
-        out.late += self.state.late - late_before;
-        let partials = self.close(&context.topic, context.partition);
-        send(&partials, out);
+        out.late += self.state.part.late - late_before;
+        let source = (context.topic.as_ref(), context.partition);
+        let closed = self
+            .state
+            .part
+            .close(&self.settings, SourceGroup::Metrics, source);
+        send(&self.forget_inactive(closed), out);
         Ok(())
     }
 
@@ -240,21 +232,18 @@ impl Operator for CostMeter {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        if self
+        let source = (context.topic.as_ref(), context.partition);
+        let group = SourceGroup::Metrics;
+        let closed = self
             .state
-            .clock
-            .raise(watermark_ms, self.settings.out_of_orderness_ms)
-        {
-            let partials = self.close(&context.topic, context.partition);
-            send(&partials, out);
-        }
+            .part
+            .raise(watermark_ms, &self.settings, group, source);
+        send(&self.forget_inactive(closed), out);
         Ok(())
     }
 
     fn watermark(&self) -> Option<i64> {
-        self.state
-            .clock
-            .watermark(self.settings.out_of_orderness_ms)
+        self.state.part.watermark(&self.settings)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {

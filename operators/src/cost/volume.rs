@@ -11,16 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use serde::{Deserialize, Serialize};
 
-use super::partial::{closed_by, SourceGroup};
+use super::partial::{PartitionMeter, SourceGroup};
 use super::stage::send;
-use super::usage::UsageMeter;
 use super::{CostSettings, Resource};
 use crate::columns;
 use crate::operator::{Emitted, Operator, OperatorError, PartitionContext};
 use crate::snapshot::{self, SnapshotError};
-use crate::watermark::EventClock;
 
 /// Which telemetry a partition carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,34 +44,21 @@ impl Telemetry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct VolumeState {
-    meter: UsageMeter,
-    clock: EventClock,
-    /// Events in a window already closed.
-    late: u64,
-}
-
 /// A log or span partition's telemetry volume per window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostVolume {
     telemetry: Telemetry,
     settings: Arc<CostSettings>,
-    state: VolumeState,
+    state: PartitionMeter,
 }
 
 impl CostVolume {
     /// Fresh state.
     pub fn new(telemetry: Telemetry, settings: Arc<CostSettings>) -> CostVolume {
-        let meter = UsageMeter::new(settings.window_ms, settings.max_gap_ms);
         CostVolume {
             telemetry,
+            state: PartitionMeter::new(&settings),
             settings,
-            state: VolumeState {
-                meter,
-                clock: EventClock::default(),
-                late: 0,
-            },
         }
     }
 
@@ -103,7 +87,7 @@ impl CostVolume {
         let mut volume: BTreeMap<(i64, &str), (u128, u64)> = BTreeMap::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
-            self.state.clock.saw(t);
+            self.state.saw(t);
             let amount = message.map_or(1, |m| m.value(row).len() as u128);
             let slot = volume
                 .entry((t.div_euclid(window_ms) * window_ms, service.value(row)))
@@ -146,19 +130,11 @@ impl Operator for CostVolume {
         let late_before = self.state.late;
         self.count(rows)?;
         out.late += self.state.late - late_before;
-        let watermark = self.watermark();
-        let window = self.settings.window_ms;
         let source = (context.topic.as_ref(), context.partition);
-        send(
-            &closed_by(
-                &mut self.state.meter,
-                watermark,
-                window,
-                self.telemetry.group(),
-                source,
-            ),
-            out,
-        );
+        let closed = self
+            .state
+            .close(&self.settings, self.telemetry.group(), source);
+        send(&closed, out);
         Ok(())
     }
 
@@ -168,32 +144,19 @@ impl Operator for CostVolume {
         watermark_ms: i64,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        if self
-            .state
-            .clock
-            .raise(watermark_ms, self.settings.out_of_orderness_ms)
-        {
-            let watermark = self.watermark();
-            let window = self.settings.window_ms;
-            let source = (context.topic.as_ref(), context.partition);
-            send(
-                &closed_by(
-                    &mut self.state.meter,
-                    watermark,
-                    window,
-                    self.telemetry.group(),
-                    source,
-                ),
-                out,
-            );
-        }
+        let source = (context.topic.as_ref(), context.partition);
+        let group = self.telemetry.group();
+        send(
+            &self
+                .state
+                .raise(watermark_ms, &self.settings, group, source),
+            out,
+        );
         Ok(())
     }
 
     fn watermark(&self) -> Option<i64> {
-        self.state
-            .clock
-            .watermark(self.settings.out_of_orderness_ms)
+        self.state.watermark(&self.settings)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, OperatorError> {
