@@ -203,20 +203,61 @@ mod tests {
     /// The same world fed as OTLP (protobuf and JSON, through the OTLP decoders)
     /// raises the same alerts, transition for transition, as fed as flat JSON.
     #[test]
-    fn the_alerts_do_not_depend_on_the_wire_format() {
-        let dataflow = Dataflow::declare(&crate::config::Config::default()).unwrap();
-        let alerts = |format| {
+    fn alerts_slo_statuses_and_templates_do_not_depend_on_the_wire_format() {
+        let config = crate::config::Config::from_toml(
+            "[[slo]]\nname = \"frontend-availability\"\nservice = \"frontend\"\n\
+             sli = \"availability\"\nobjective = 0.999\n\
+             [[slo]]\nname = \"frontend-latency\"\nservice = \"frontend\"\n\
+             sli = \"latency\"\nthreshold_ms = 300\nobjective = 0.99\n",
+        )
+        .expect("the SLOs are valid");
+        let dataflow = Dataflow::declare(&config).expect("the config declares");
+        let outputs = |format| {
             let run = GeneratedRun {
                 span_ms: 40 * 60_000,
                 format,
                 ..GeneratedRun::default()
             };
-            evaluate(&run, &dataflow).transitions
+            evaluate(&run, &dataflow)
         };
-        let flat = alerts(GenFormat::FlatJson);
-        assert!(flat.len() >= 2, "{} transitions", flat.len());
-        assert_eq!(alerts(GenFormat::OtlpProto), flat);
-        assert_eq!(alerts(GenFormat::OtlpJson), flat);
+        let flat = outputs(GenFormat::FlatJson);
+        assert!(
+            flat.transitions.len() >= 2,
+            "{} transitions",
+            flat.transitions.len()
+        );
+        // SLO statuses, templates and the other derived tables, row for row.
+        let compared = [
+            "slo",
+            "log_templates",
+            "log_windows",
+            "red",
+            "service_graph",
+        ];
+        for table in compared {
+            assert!(
+                flat.consumed.rows_out.get(table) > Some(&0),
+                "no rows in {table}: {:?}",
+                flat.consumed.rows_out
+            );
+        }
+        for format in [GenFormat::OtlpProto, GenFormat::OtlpJson] {
+            let otlp = outputs(format);
+            assert_eq!(otlp.transitions, flat.transitions, "{format:?}");
+            for table in compared {
+                assert_eq!(
+                    (
+                        otlp.consumed.rows_out.get(table),
+                        otlp.consumed.digests.get(table)
+                    ),
+                    (
+                        flat.consumed.rows_out.get(table),
+                        flat.consumed.digests.get(table)
+                    ),
+                    "{table} through {format:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -99,14 +99,47 @@ pub struct Consumed {
     pub exchanged: u64,
     /// Rows the stages wrote, per derived table.
     pub rows_out: BTreeMap<&'static str, u64>,
+    /// What the stages wrote, per derived table: the wrapping sum of each row's
+    /// hash (of its values as displayed, column by column, but the provenance
+    /// columns `_topic`, `_partition`, ..., which say where a row was read, not
+    /// what it says), so two runs that wrote the same rows in any order have the
+    /// same digest.
+    pub digests: BTreeMap<&'static str, u64>,
 }
 
 impl Consumed {
     fn count_tables(&mut self, emitted: &Emitted) {
         for (table, rows) in &emitted.tables {
             *self.rows_out.entry(table.name()).or_default() += rows.num_rows() as u64;
+            let digest = self.digests.entry(table.name()).or_default();
+            *digest = digest.wrapping_add(rows_digest(rows));
         }
     }
+}
+
+/// The wrapping sum of the hashes of `batch`'s rows (see [`Consumed::digests`]).
+fn rows_digest(batch: &arrow::record_batch::RecordBatch) -> u64 {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use cara_operators::stable_hash::Fnv1a;
+    let options = FormatOptions::default().with_null("\\N");
+    let formatters: Vec<ArrayFormatter> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(field, _)| !field.name().starts_with('_'))
+        .filter_map(|(_, column)| ArrayFormatter::try_new(column.as_ref(), &options).ok())
+        .collect();
+    let mut sum = 0u64;
+    for row in 0..batch.num_rows() {
+        let mut hash = Fnv1a::default();
+        for formatter in &formatters {
+            hash.feed(formatter.value(row).to_string().as_bytes())
+                .feed(&[0x1f]);
+        }
+        sum = sum.wrapping_add(hash.finish());
+    }
+    sum
 }
 
 /// What an in-process run produced.
