@@ -5,6 +5,10 @@
 //! topic `cara.costs` (read back with kcat). The figures are computed by hand in
 //! the test: the rows equal them to the micro-unit and add up to the bill; a
 //! `kill -9` and restart in the middle bills exactly as a clean run.
+//!
+//! The same run forecasts the teams' memory (`[capacity]`): table `capacity` and
+//! topic `cara.capacity` hold a forecast per team, horizon and hour, the same
+//! after the kill.
 
 mod common;
 
@@ -27,7 +31,8 @@ const CONFIG: &str = "[archive]\nroll_interval = \"1s\"\n\
     [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\nlogs_gib = 1000.0\n\
     [cost.service_owners]\ncheckout = \"a\"\n\
     [cost.capacity]\ncpu_cores = 4\n\
-    [cost.budgets]\na = 0.1\nb = 1000.0\n";
+    [cost.budgets]\na = 0.1\nb = 1000.0\n\
+    [[capacity.series]]\nmetric = \"container_memory_working_set_bytes\"\nlimit = 4294967296.0\n";
 
 /// Minutes `minutes` of points: per team a CPU-seconds counter (a half core for
 /// a, a core for b, a quarter for kube-system) and a memory gauge (2 GiB for a,
@@ -91,13 +96,29 @@ fn costs(archive: &Path) -> Vec<String> {
     )
 }
 
+/// Every `capacity` row as (team, minutes after the start, horizon in hours,
+/// predicted bytes, limit, whether an exhaustion is forecast).
+fn forecasts(archive: &Path) -> Vec<String> {
+    sql_rows(
+        archive,
+        &format!(
+            "SELECT replace(labels, '\"', ''), (CAST(at AS BIGINT) - {START_MS}) / {MIN} AS minute, horizon_ms / {HOUR}, \
+             CAST(round(predicted) AS BIGINT), CAST(\"limit\" AS BIGINT), exhaustion_at IS NULL \
+             FROM capacity ORDER BY labels, minute, horizon_ms"
+        ),
+    )
+}
+
 /// Runs `cara run` until the first two hours are billed: per hour CPU and memory
 /// for a and b, a's logs and the shared series, 12 rows (the log and metric
 /// partitions bill their resources each when they have passed an hour).
 fn billed(brokers: &str, archive: &Path, config: &Path, group: &str) -> (Process, u16) {
     let (run, http) = start_cara_run(brokers, archive, config, group);
     wait_until(Duration::from_secs(90), "two hours billed", || {
-        archive.join("costs").is_dir() && sql_count(archive, "SELECT count(*) FROM costs") >= 12
+        archive.join("costs").is_dir()
+            && sql_count(archive, "SELECT count(*) FROM costs") >= 12
+            && archive.join("capacity").is_dir()
+            && sql_count(archive, "SELECT count(*) FROM capacity") >= 24
     });
     (run, http)
 }
@@ -222,6 +243,35 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
         })
         .find(|(key, v)| *key == "b" && v["resource"] == "cpu" && v["total"] == "0.133333");
     assert!(b_cpu.is_some(), "{records:?}");
+
+    // Memory forecasts: each team's 5-minute buckets, a report when the first
+    // closes (minute 5) and at each hour (60, 120, 180), three horizons each; a
+    // flat 2 GiB (1 for b) is forecast flat, under the 4 GiB limit for a week.
+    let capacity = forecasts(&clean);
+    assert_eq!(capacity.len(), 2 * 4 * 3, "{capacity:#?}");
+    let mut expected = Vec::new();
+    for (team, bytes) in [("a", 2_147_483_648u64), ("b", 1_073_741_824)] {
+        for minute in [5, 60, 120, 180] {
+            for hours in [1, 6, 24] {
+                expected.push(format!(
+                    "{{team:{team}}},{minute},{hours},{bytes},4294967296,true"
+                ));
+            }
+        }
+    }
+    assert_eq!(capacity, expected);
+    let records = kcat_messages(&brokers, "cara.capacity");
+    assert_eq!(records.len(), capacity.len(), "{records:?}");
+    let a_at_hour_one = records.iter().find_map(|(key, value)| {
+        let record: serde_json::Value = serde_json::from_str(value).ok()?;
+        (key == "container_memory_working_set_bytes{team=\"a\"}"
+            && record["horizon_ms"] == HOUR
+            && record["labels"]["team"] == "a")
+            .then_some(record)
+    });
+    let a = a_at_hour_one.expect("a's forecasts on cara.capacity");
+    assert_eq!(a["limit"], 4294967296.0);
+    assert_eq!(a["exhaustion_at"], serde_json::Value::Null);
     assert!(run.terminate(Duration::from_secs(30)).success());
 
     // Killed in the middle of the second hour, restarted: the same rows.
@@ -237,5 +287,6 @@ fn hours_are_billed_exactly_to_their_owners_and_the_same_after_a_kill() {
     produce(&brokers2, 90..181);
     let (mut second, _) = billed(&brokers2, &killed, &config, "costs-kill");
     assert_eq!(costs(&killed), rows);
+    assert_eq!(forecasts(&killed), capacity);
     assert!(second.terminate(Duration::from_secs(30)).success());
 }

@@ -18,6 +18,7 @@
 pub mod alert;
 pub mod anomaly;
 pub mod budget;
+pub mod capacity;
 pub mod columns;
 pub mod cost;
 pub mod decisions;

@@ -152,6 +152,8 @@ pub enum Outbound {
     CostPartials,
     /// Cost rows (`cara.costs`).
     Costs,
+    /// Capacity forecasts (`cara.capacity`).
+    Capacity,
 }
 
 impl Outbound {
@@ -159,7 +161,11 @@ impl Outbound {
     pub fn is_exchange(self) -> bool {
         !matches!(
             self,
-            Outbound::SloStatus | Outbound::Incidents | Outbound::Decisions | Outbound::Costs
+            Outbound::SloStatus
+                | Outbound::Incidents
+                | Outbound::Decisions
+                | Outbound::Costs
+                | Outbound::Capacity
         )
     }
 }

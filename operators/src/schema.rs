@@ -89,11 +89,14 @@ pub enum Table {
     CostPartials,
     /// Each owner's cost of each resource per window (see `crate::cost`).
     Costs,
+    /// Each forecast series' predicted values and time to exhaustion (see
+    /// `crate::capacity`).
+    Capacity,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 23] = [
         Table::Metrics,
         Table::Logs,
         Table::Spans,
@@ -116,6 +119,7 @@ impl Table {
         Table::Audit,
         Table::CostPartials,
         Table::Costs,
+        Table::Capacity,
     ];
 
     /// The table's name in the archive and in SQL.
@@ -143,6 +147,7 @@ impl Table {
             Table::Audit => "audit",
             Table::CostPartials => "cost_partials",
             Table::Costs => "costs",
+            Table::Capacity => "capacity",
         }
     }
 
@@ -153,7 +158,7 @@ impl Table {
 
     /// The table's Arrow schema (shared, built once).
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: OnceLock<[SchemaRef; 22]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[SchemaRef; 23]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 Arc::new(metrics_schema()),
@@ -178,6 +183,7 @@ impl Table {
                 Arc::new(audit_schema()),
                 Arc::new(cost_partials_schema()),
                 Arc::new(costs_schema()),
+                Arc::new(capacity_schema()),
             ]
         });
         all[self as usize].clone()
@@ -233,6 +239,7 @@ impl Table {
             Table::Audit => &["event"],
             Table::CostPartials => &["source_topic", "_topic", "_partition"],
             Table::Costs => &["owner", "resource", "unit", "currency"],
+            Table::Capacity => &["series", "metric", "labels"],
         }
     }
 
@@ -256,6 +263,7 @@ impl Table {
             Table::Decisions | Table::Audit => "at",
             Table::CostPartials => "through",
             Table::Costs => "window_start",
+            Table::Capacity => "at",
         }
     }
 }
@@ -514,6 +522,27 @@ fn costs_schema() -> Schema {
         Field::new("idle", money_type(), false),
         Field::new("total", money_type(), false),
         Field::new("currency", DataType::Utf8, false),
+    ])
+}
+
+/// One row per forecast series, horizon and report: the forecast made at `at` (the
+/// end of the last bucket learnt) for `at + horizon_ms`, its interval, the series'
+/// limit and when it is forecast to be reached (earliest and latest: the
+/// interval's; null when not within the look-ahead).
+fn capacity_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("series", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+        Field::new("at", timestamp_type(), false),
+        Field::new("horizon_ms", DataType::Int64, false),
+        Field::new("predicted", DataType::Float64, false),
+        Field::new("lower", DataType::Float64, true),
+        Field::new("upper", DataType::Float64, true),
+        Field::new("limit", DataType::Float64, true),
+        Field::new("exhaustion_at", timestamp_type(), true),
+        Field::new("exhaustion_earliest", timestamp_type(), true),
+        Field::new("exhaustion_latest", timestamp_type(), true),
     ])
 }
 

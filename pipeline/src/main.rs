@@ -92,6 +92,9 @@ enum BacktestCommand {
     Gen(GenBacktestArgs),
     /// Score the log template miner on Loghub 2k (grouping accuracy per system).
     Loghub(LoghubArgs),
+    /// Score the capacity forecaster on NAB's utilisation series: MASE against
+    /// repeating yesterday and the intervals' coverage, per horizon.
+    Forecast(ForecastArgs),
     /// Replay an archive through the dataflow (the same operators as `cara run`,
     /// built from --config) into a new archive, for comparing with the live outputs.
     Replay(ReplayArgs),
@@ -205,6 +208,19 @@ struct NabArgs {
     /// `benches/nab_deployed.py`) beside the backtest at the same policy.
     #[arg(long)]
     alerts: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ForecastArgs {
+    /// NAB directory with `data/` and `labels/`.
+    #[arg(long, default_value = "../shared/datasets/nab")]
+    data: PathBuf,
+    /// The share of each series learnt before forecasts are scored.
+    #[arg(long, default_value_t = 0.6)]
+    train: f64,
+    /// Only cara's forecaster (not the alternatives it was chosen against).
+    #[arg(long)]
+    only_cara: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -350,6 +366,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => commands::gen::main(args),
         Command::Sql(args) => commands::sql::main(args),
         Command::Backtest(BacktestCommand::Nab(args)) => commands::backtest::nab(args),
+        Command::Backtest(BacktestCommand::Forecast(args)) => commands::backtest::forecast(args),
         Command::Backtest(BacktestCommand::Gen(args)) => commands::backtest::generated(args),
         Command::Backtest(BacktestCommand::Loghub(args)) => commands::backtest::loghub(args),
         Command::Backtest(BacktestCommand::Replay(args)) => commands::backtest::replay(args),

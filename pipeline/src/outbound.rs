@@ -34,6 +34,8 @@ pub struct OutboundTopics {
     pub cost_partials: String,
     /// Cost rows.
     pub costs: String,
+    /// Capacity forecasts.
+    pub capacity: String,
 }
 
 impl OutboundTopics {
@@ -50,6 +52,7 @@ impl OutboundTopics {
             Outbound::Decisions => &self.decisions,
             Outbound::CostPartials => &self.cost_partials,
             Outbound::Costs => &self.costs,
+            Outbound::Capacity => &self.capacity,
         }
     }
 }

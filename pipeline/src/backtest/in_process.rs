@@ -350,6 +350,86 @@ mod tests {
         .into_bytes()
     }
 
+    /// A disk filling a GB an hour from 20 GB of 100, swinging a GB a day.
+    fn disk_used(t: i64, start: i64) -> f64 {
+        let hours = (t - start) as f64 / 3_600_000.0;
+        20e9 + 1e9 * hours + 1e9 * (hours / 24.0 * std::f64::consts::TAU).sin()
+    }
+
+    #[test]
+    fn a_disk_about_to_fill_is_a_scale_out_proposed_a_lead_time_before() {
+        let config = Config::from_toml(
+            "[anomaly]\nenabled = false\n[traces]\nenabled = false\n[logs]\nenabled = false\n\
+             [capacity]\nlead_time = \"12h\"\n\
+             [[capacity.series]]\nmetric = \"disk_used_bytes\"\nlimit_metric = \"disk_size_bytes\"\n\
+             [[policy]]\nname = \"grow-disk\"\nwhen = { rules = [\"capacity\"] }\naction = \"scale_out\"\n\
+             kind = \"kafka\"\ntopic = \"actions\"\ntarget = \"{cause}\"\nrisk = \"medium\"\n\
+             approval_timeout = \"1d\"\n",
+        )
+        .expect("a valid config");
+        let dataflow = run_of(&config);
+        let partitions = TopicPartitions {
+            metrics: 1,
+            logs: 0,
+            spans: 0,
+        };
+        let mut run = InProcessRun::new(&dataflow, partitions);
+        let start = 1_764_000_000_000;
+        let full = (0..)
+            .map(|m| start + m * 60_000)
+            .find(|t| disk_used(*t, start) >= 100e9)
+            .expect("it fills");
+        // A point a minute of the disk and its size, flushed every ten minutes.
+        let mut t = start;
+        while t < full {
+            for (name, value) in [
+                ("disk_used_bytes", disk_used(t, start)),
+                ("disk_size_bytes", 100e9),
+            ] {
+                let line = format!(
+                    r#"{{"ts":{t},"name":"{name}","value":{value},"type":"gauge","labels":{{"service":"db","mount":"/data"}}}}"#
+                );
+                run.push(Signal::Metrics, 0, line.as_bytes());
+            }
+            t += 60_000;
+            if (t - start) % 600_000 == 0 {
+                run.flush();
+            }
+        }
+        let out = run.finish();
+        assert_eq!(out.consumed.undecoded, 0);
+        let capacity: Vec<&AlertRecord> =
+            out.alerts.iter().filter(|a| a.rule == "capacity").collect();
+        assert_eq!(capacity.len(), 1, "{capacity:#?}");
+        assert!(
+            out.consumed.rows_out.get("capacity") > Some(&100),
+            "{:?}",
+            out.consumed.rows_out
+        );
+        // The capacity alert made an incident, and the policy a scale-out that
+        // waits for a human, at least the lead time before the disk is full.
+        let proposed: Vec<&DecisionRecord> = out
+            .decisions
+            .iter()
+            .filter(|d| d.action == "scale_out")
+            .collect();
+        assert_eq!(proposed.len(), 1, "{:#?}", out.decisions);
+        let decision = proposed[0];
+        assert_eq!(
+            decision.state,
+            cara_operators::decisions::DecisionState::Proposed
+        );
+        assert!(decision.requires_approval);
+        assert_eq!(decision.target, "db");
+        assert!(decision.alert_ids.contains(&capacity[0].id));
+        let lead = full - decision.at;
+        assert!(
+            lead >= 12 * 3_600_000,
+            "proposed {:.1} h before full",
+            lead as f64 / 3.6e6
+        );
+    }
+
     #[test]
     fn the_trace_combiner_hears_every_span_partition_and_closes_minutes() {
         let dataflow = run_of(&Config::default());

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod episodes;
+pub mod forecast;
 pub mod generated;
 pub mod in_process;
 pub mod incident_score;

@@ -16,7 +16,8 @@ use cara_pipeline::dataflow::Dataflow;
 use rdkafka::config::ClientConfig;
 
 pub(crate) use crate::{
-    BrokerArgs, GenArgs, GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs, RunArgs, SqlArgs,
+    BrokerArgs, ForecastArgs, GenArgs, GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs, RunArgs,
+    SqlArgs,
 };
 
 /// Logs to stderr at `default_level`; `RUST_LOG` overrides it.

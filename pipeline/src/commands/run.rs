@@ -66,6 +66,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         config.cost = Config::from_toml(DEMO_COST)?.cost;
         println!("demo: costs per team every minute (CPU from the generator's cpu_usage cores, memory from memory_bytes, 8 cores and 16 GiB paid for) on table costs, topic cara.costs and /api/costs?by=team,resource");
     }
+    if args.demo && config.capacity.series.is_empty() {
+        config.capacity = Config::from_toml(DEMO_CAPACITY)?.capacity;
+        println!("demo: each service's memory_bytes forecast every minute (10 min, 1 h and 6 h ahead, against a 4 GiB limit) on table capacity and topic cara.capacity; a capacity alert when the limit may be reached within 6 h");
+    }
     if args.demo && config.policies.is_empty() && config.incidents.enabled {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
         println!("demo: policy opens a ticket for every incident (low risk, run at once) and proposes a rollback (high risk, waits for your approval) on topic demo.actions");
@@ -119,6 +123,22 @@ memory_bytes = "memory_bytes"
 [cost.capacity]
 cpu_cores = 8
 memory_gib = 16
+"#;
+
+/// The capacity forecasts the demo runs when the configuration has none: each
+/// service's memory in minute buckets, reported every minute so that rows appear
+/// at once (the seasons start after two days; before that the forecasts follow
+/// level and trend).
+const DEMO_CAPACITY: &str = r#"
+[capacity]
+step = "1m"
+horizons = ["10m", "1h", "6h"]
+lead_time = "6h"
+lookahead = "2d"
+report_every = "1m"
+[[capacity.series]]
+metric = "memory_bytes"
+limit = 4294967296.0
 "#;
 
 const DEMO_SLOS: &str = r#"
@@ -208,6 +228,7 @@ async fn run(config: Config, demo_settings: Option<Demo>) -> anyhow::Result<()> 
         decisions: config.kafka.decisions_topic.clone(),
         cost_partials: config.kafka.cost_exchange_topic.clone(),
         costs: config.kafka.costs_topic.clone(),
+        capacity: config.kafka.capacity_topic.clone(),
     };
     // Verdicts over HTTP go to the approvals topic, as any other verdict.
     let approvals = match dataflow.stages.decisions.is_some() {

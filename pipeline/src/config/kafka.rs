@@ -66,6 +66,8 @@ pub struct KafkaConfig {
     pub cost_exchange_topic: String,
     /// Cost rows per window, owner and resource.
     pub costs_topic: String,
+    /// Capacity forecasts per series, horizon and report.
+    pub capacity_topic: String,
     /// Create missing topics at start-up (brokers that support CreateTopics).
     pub create_topics: bool,
     /// Partitions of topics cara creates.
@@ -104,6 +106,7 @@ impl Default for KafkaConfig {
             decision_exchange_topic: "cara.internal.decisions".into(),
             cost_exchange_topic: "cara.internal.costs".into(),
             costs_topic: "cara.costs".into(),
+            capacity_topic: "cara.capacity".into(),
             create_topics: true,
             topic_partitions: 8,
             replication_factor: 1,

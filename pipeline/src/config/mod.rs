@@ -22,6 +22,7 @@ use cara_operators::window::WindowSpec;
 
 use crate::decode::DecodeLimits;
 
+pub mod capacity;
 pub mod client;
 pub mod cost;
 pub mod decisions;
@@ -34,6 +35,7 @@ pub use http::{HttpConfig, HTTP_TOKEN_ENV};
 pub use kafka::KafkaConfig;
 pub use slo::{SliKind, SloConfig, SloDefinition, SloSource};
 
+pub use capacity::CapacityConfig;
 pub use cost::CostConfig;
 pub use decisions::{DecisionsConfig, PolicyConfig};
 pub use incidents::IncidentsConfig;
@@ -124,6 +126,8 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     /// Cost attribution.
     pub cost: CostConfig,
+    /// Capacity forecasting.
+    pub capacity: CapacityConfig,
 }
 
 /// RED metrics per service and operation, and the service graph, per minute.
@@ -722,6 +726,7 @@ impl Config {
         self.http.validate()?;
         self.incidents.validate()?;
         self.cost.validate()?;
+        self.capacity.validate()?;
         decisions::validate_policies(&self.policies)?;
         self.decisions.validate()?;
         if !self.policies.is_empty() && !self.incidents.enabled {

@@ -15,7 +15,9 @@
 //! | cost partials | | `CostCombiner`: each window's bill split over its owners |
 //!
 //! With `[cost]` enabled, metric partitions also run `cost` (usage per window, to
-//! the cost exchange) after their other parts.
+//! the cost exchange) after their other parts; with `[[capacity.series]]` listed,
+//! `capacity` last (forecasts to table `capacity` and `cara.capacity`, `capacity`
+//! alerts).
 //!
 //! A part is present when the config enables it; a partition with no part runs no
 //! operator. With incidents enabled, every operator that writes table `alerts` (a
@@ -32,6 +34,7 @@ use cara_operators::anomaly::alerting::{MetricAlerting, WindowSettings};
 use cara_operators::anomaly::operator::AnomalyLimits;
 use cara_operators::anomaly::ScorerConfig;
 use cara_operators::budget::StateBudget;
+use cara_operators::capacity::{CapacityForecasts, CapacitySettings};
 use cara_operators::cost::stage::{CostCombiner, CostMeter, CostSources};
 use cara_operators::cost::volume::{CostVolume, Telemetry};
 use cara_operators::cost::CostSettings;
@@ -73,6 +76,8 @@ pub struct Stages {
     pub decisions: Option<DecisionRuntime>,
     /// Cost attribution.
     pub cost: Option<Arc<CostSettings>>,
+    /// Capacity forecasting of metric partitions.
+    pub capacity: Option<Arc<CapacitySettings>>,
 }
 
 /// The decision stage's settings and its audit key.
@@ -124,6 +129,7 @@ impl Stages {
                     audit_key: config.decisions.audit_key(),
                 }),
             cost: config.cost.settings(&config.anomaly),
+            capacity: config.capacity.settings(),
         }
     }
 
@@ -153,6 +159,7 @@ impl Stages {
                 self.alerting == other.alerting
                     && self.traces == other.traces
                     && self.logs == other.logs
+                    && self.capacity == other.capacity
             }
         };
         let costs_alike = self.cost == other.cost;
@@ -226,6 +233,17 @@ impl Stages {
                         partition,
                     );
                     parts.push(Box::new(meter));
+                }
+                if let Some(capacity) = &self.capacity {
+                    let forecasts = restored(
+                        part("capacity").as_deref(),
+                        |bytes| CapacityForecasts::restore(bytes, capacity.clone()),
+                        || CapacityForecasts::new(capacity.clone()),
+                        "capacity forecasts",
+                        topic,
+                        partition,
+                    );
+                    parts.push(Box::new(forecasts));
                 }
             }
             Signal::Logs => {
@@ -755,6 +773,7 @@ mod tests {
             incidents: None,
             decisions: None,
             cost: None,
+            capacity: None,
         };
         let wiring = Wiring {
             topic_partitions: TopicPartitions::default(),

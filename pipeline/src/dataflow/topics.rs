@@ -184,6 +184,12 @@ impl Topics {
                 TopicRole::Output,
                 Sizing::Outputs,
             ),
+            named(
+                "kafka.capacity_topic",
+                &k.capacity_topic,
+                TopicRole::Output,
+                Sizing::Outputs,
+            ),
         ]);
         for (i, topic) in declared.iter().enumerate() {
             let key = topic.key.unwrap_or("kafka");
@@ -352,6 +358,7 @@ mod tests {
             ("cara.incidents", 3),
             ("cara.decisions", 3),
             ("cara.costs", 3),
+            ("cara.capacity", 3),
         ]
         .map(|(t, p)| (t.to_owned(), p))
         .into();
@@ -376,6 +383,7 @@ mod tests {
             ("cara.incidents", 6),
             ("cara.decisions", 6),
             ("cara.costs", 6),
+            ("cara.capacity", 6),
         ]
         .map(|(t, p)| (t.to_owned(), p))
         .into();
