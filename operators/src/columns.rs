@@ -69,3 +69,70 @@ pub fn string_map<'a>(
         .ok_or(SchemaMismatch(name))?;
     Ok((map, keys, values))
 }
+
+/// The columns of a batch of table `metrics` that the metering and forecasting
+/// parts read, and each row's labels with the `service` column as label
+/// `service`.
+pub struct MetricColumns<'a> {
+    /// Event times.
+    pub ts: &'a PrimitiveArray<TimestampMillisecondType>,
+    /// Metric names.
+    pub name: &'a StringArray,
+    /// Values.
+    pub value: &'a PrimitiveArray<Float64Type>,
+    /// The `service` column, when the batch has it.
+    pub service: Option<&'a StringArray>,
+    offsets: &'a [i32],
+    keys: &'a StringArray,
+    values: &'a StringArray,
+}
+
+impl<'a> MetricColumns<'a> {
+    /// The columns of `batch`, or the first missing one.
+    pub fn of(batch: &'a RecordBatch) -> Result<MetricColumns<'a>, SchemaMismatch> {
+        let (labels, keys, values) = string_map(batch, "labels")?;
+        Ok(MetricColumns {
+            ts: timestamps(batch, "ts")?,
+            name: strings(batch, "name")?,
+            value: floats(batch, "value")?,
+            service: batch
+                .column_by_name("service")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            offsets: labels.value_offsets(),
+            keys,
+            values,
+        })
+    }
+
+    /// Row `row`'s service, when it has one.
+    pub fn service(&self, row: usize) -> Option<&'a str> {
+        self.service
+            .filter(|s| s.is_valid(row))
+            .map(|s| s.value(row))
+    }
+
+    /// Row `row`'s labels, sorted, into `into` (cleared first); with
+    /// `with_service`, the service as label `service` unless a label has that name.
+    pub fn sorted_labels(
+        &self,
+        row: usize,
+        with_service: bool,
+        into: &mut Vec<(&'a str, &'a str)>,
+    ) {
+        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
+        into.clear();
+        into.extend((start..end).map(|i| (self.keys.value(i), self.values.value(i))));
+        if with_service && !into.iter().any(|(k, _)| *k == "service") {
+            if let Some(service) = self.service(row) {
+                into.push(("service", service));
+            }
+        }
+        into.sort_unstable();
+    }
+
+    /// Row `row`'s label pairs, in column order.
+    pub fn labels(&self, row: usize) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
+        (start..end).map(|i| (self.keys.value(i), self.values.value(i)))
+    }
+}

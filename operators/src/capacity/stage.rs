@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::AsArray;
 use arrow::array::{
     Array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
@@ -162,14 +161,8 @@ impl CapacityForecasts {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<Vec<CapacityRow>, OperatorError> {
-        let ts = columns::timestamps(rows, "ts")?;
-        let name = columns::strings(rows, "name")?;
-        let value = columns::floats(rows, "value")?;
-        let (labels, keys, values) = columns::string_map(rows, "labels")?;
-        let service = rows
-            .column_by_name("service")
-            .and_then(|c| c.as_string_opt::<i32>());
-        let offsets = labels.value_offsets();
+        let columns = columns::MetricColumns::of(rows)?;
+        let (ts, name, value) = (columns.ts, columns.name, columns.value);
         let step_ms = self.settings.step_ms.max(1);
         let mut written = Vec::new();
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
@@ -181,15 +174,7 @@ impl CapacityForecasts {
             if !self.wanted.contains(metric) || !value.is_valid(row) {
                 continue;
             }
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            row_labels.clear();
-            row_labels.extend((start..end).map(|i| (keys.value(i), values.value(i))));
-            if let Some(s) = service.filter(|s| s.is_valid(row)) {
-                if !row_labels.iter().any(|(k, _)| *k == "service") {
-                    row_labels.push(("service", s.value(row)));
-                }
-            }
-            row_labels.sort_unstable();
+            columns.sorted_labels(row, true, &mut row_labels);
             let labels_key = labels_text(&row_labels);
             let v = value.value(row);
             // A limit metric: remembered for the series it limits.

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Float64Builder, RecordBatch, StringBuilder,
+    ArrayRef, Decimal128Builder, Float64Builder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use serde::{Deserialize, Serialize};
@@ -86,14 +86,8 @@ impl CostMeter {
 
     /// Meters the rows' usage and capacity points.
     fn meter(&mut self, rows: &RecordBatch) -> Result<(), OperatorError> {
-        let ts = columns::timestamps(rows, "ts")?;
-        let name = columns::strings(rows, "name")?;
-        let value = columns::floats(rows, "value")?;
-        let (labels, keys, values) = columns::string_map(rows, "labels")?;
-        let service = rows
-            .column_by_name("service")
-            .and_then(|c| c.as_string_opt::<i32>());
-        let offsets = labels.value_offsets();
+        let columns = columns::MetricColumns::of(rows)?;
+        let (ts, name, value) = (columns.ts, columns.name, columns.value);
         let owner_label = self.settings.owner_label.as_str();
         let window_ms = self.settings.window_ms;
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
@@ -104,16 +98,15 @@ impl CostMeter {
             let t = ts.value(row);
             self.state.part.saw(t);
             let metric = name.value(row);
-            let row_service = service.filter(|s| s.is_valid(row)).map(|s| s.value(row));
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let row_service = columns.service(row);
             // The series, hashed in any label order (labels are summed, not sorted).
-            let series = (start..end).fold(
+            let series = columns.labels(row).fold(
                 Fnv1a::of(metric.as_bytes()) ^ row_service.map_or(0, |s| Fnv1a::of(s.as_bytes())),
-                |h, i| {
+                |h, (key, value)| {
                     let label = Fnv1a::default()
-                        .feed(keys.value(i).as_bytes())
+                        .feed(key.as_bytes())
                         .feed(&[0])
-                        .feed(values.value(i).as_bytes())
+                        .feed(value.as_bytes())
                         .finish();
                     h.wrapping_add(label)
                 },
@@ -133,9 +126,7 @@ impl CostMeter {
             let Some(measure) = self.settings.metrics.measure_of(metric) else {
                 continue;
             };
-            row_labels.clear();
-            row_labels.extend((start..end).map(|i| (keys.value(i), values.value(i))));
-            row_labels.sort_unstable();
+            columns.sorted_labels(row, false, &mut row_labels);
             let owner = match owner_label {
                 "service" => row_service,
                 label => row_labels
@@ -503,6 +494,7 @@ mod tests {
     use crate::cost::Resource;
     use crate::exchange::{ExchangeRecord, RecordRows};
     use crate::series::{gauge_batch, DerivedPoint};
+    use arrow::array::AsArray;
 
     const HOUR: i64 = 3_600_000;
     const MIN: i64 = 60_000;
