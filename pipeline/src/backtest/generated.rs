@@ -78,6 +78,8 @@ pub struct GeneratedReport {
     pub incidents: Vec<IncidentRecord>,
     /// Those incidents scored against the injected ones.
     pub incident_score: IncidentScore,
+    /// The cost rows billed (none without `[cost]`), as on `cara.costs`.
+    pub costs: Vec<serde_json::Value>,
 }
 
 /// Simulates, runs the dataflow of `dataflow` over every record, and matches.
@@ -173,6 +175,7 @@ pub fn evaluate(run: &GeneratedRun, dataflow: &Dataflow) -> GeneratedReport {
         score: score_alerts(&fired, &incidents, run.grace_ms),
         incident_score,
         incidents: outputs.incidents,
+        costs: outputs.costs,
         transitions,
     }
 }
@@ -191,6 +194,7 @@ risk = "low"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
 
     /// Incidents absorbed by another.
     fn merged_away(records: &[IncidentRecord]) -> usize {
@@ -256,6 +260,59 @@ mod tests {
                     ),
                     "{table} through {format:?}"
                 );
+            }
+        }
+    }
+
+    /// A decimal string with six places as micro-units.
+    fn micros(text: &serde_json::Value) -> i64 {
+        let text = text.as_str().expect("money as a decimal string");
+        let (units, fraction) = text.split_once('.').expect("six decimal places");
+        assert_eq!(fraction.len(), 6, "{text}");
+        let sign = if units.starts_with('-') { -1 } else { 1 };
+        units.parse::<i64>().unwrap() * 1_000_000 + sign * fraction.parse::<i64>().unwrap()
+    }
+
+    #[test]
+    fn generated_hours_are_billed_to_the_teams_to_the_last_micro_unit() {
+        let config = crate::config::Config::from_toml(
+            "[cost]\nenabled = true\nowner_label = \"team\"\n\
+             [cost.metrics]\ncpu_seconds = \"\"\ncpu_cores = \"cpu_usage\"\nmemory_bytes = \"memory_bytes\"\n\
+             [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\n\
+             [cost.capacity]\ncpu_cores = 8\nmemory_gib = 64\n",
+        )
+        .expect("a valid cost config");
+        let dataflow = Dataflow::declare(&config).expect("the config declares");
+        let run = GeneratedRun {
+            span_ms: 2 * 3_600_000 + 5 * 60_000,
+            ..GeneratedRun::default()
+        };
+        let report = evaluate(&run, &dataflow);
+        // Per hour and resource: the rows' totals, and the teams billed.
+        let mut bills: BTreeMap<(String, String), (i64, BTreeSet<String>)> = BTreeMap::new();
+        for row in &report.costs {
+            let key = (
+                row["window_start"].as_str().unwrap().to_owned(),
+                row["resource"].as_str().unwrap().to_owned(),
+            );
+            let bill = bills.entry(key).or_default();
+            bill.0 += micros(&row["total"]);
+            assert_eq!(
+                micros(&row["total"]),
+                micros(&row["cost"]) + micros(&row["shared"]) + micros(&row["idle"])
+            );
+            bill.1.insert(row["owner"].as_str().unwrap().to_owned());
+        }
+        let teams: BTreeSet<String> = ["core", "growth", "payments", "platform"]
+            .map(String::from)
+            .into();
+        for hour in ["2025-11-24T16:00:00.000Z", "2025-11-24T17:00:00.000Z"] {
+            // 8 cores for an hour at 0.05, 64 GiB at 0.01: paid for whatever the
+            // teams used, and their rows add up to it exactly.
+            for (resource, bill) in [("cpu", 400_000), ("memory", 640_000)] {
+                let (total, owners) = &bills[&(hour.to_owned(), resource.to_owned())];
+                assert_eq!(*total, bill, "{hour} {resource}");
+                assert_eq!(owners, &teams, "{hour} {resource}");
             }
         }
     }

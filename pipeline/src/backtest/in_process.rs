@@ -162,6 +162,9 @@ pub struct Outputs {
     pub incidents_flush: Vec<u64>,
     /// For each decision, the flush that made it.
     pub decisions_flush: Vec<u64>,
+    /// Every cost row the cost stage sent, as on `cara.costs` (money as decimal
+    /// strings).
+    pub costs: Vec<serde_json::Value>,
     /// Flushes so far.
     flushes: u64,
     /// What the dataflow consumed and wrote.
@@ -189,6 +192,10 @@ impl Outputs {
                     (&mut self.incidents, &mut self.incidents_flush, flush),
                     "an incident",
                 ),
+                Outbound::Costs => match serde_json::from_slice(&message.payload) {
+                    Ok(row) => self.costs.push(row),
+                    Err(error) => tracing::warn!(%error, "a cost row not read back"),
+                },
                 topic if topic.is_exchange() => messages.push(message),
                 _ => {}
             }
