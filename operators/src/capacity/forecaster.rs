@@ -218,6 +218,17 @@ impl Forecaster {
         Slots::new(self.step_ms)
     }
 
+    /// Whether it was built for `shape`'s step and horizons.
+    pub fn fits(&self, shape: &ForecastShape) -> bool {
+        self.step_ms == Slots::new(shape.step_ms).step_ms
+            && self.horizons.len() == shape.horizons.len()
+            && self
+                .horizons
+                .iter()
+                .zip(&shape.horizons)
+                .all(|(h, steps)| h.steps == (*steps).max(1))
+    }
+
     /// The last step observed.
     pub fn last_step(&self) -> Option<i64> {
         self.last

@@ -120,17 +120,33 @@ impl CapacityForecasts {
         }
     }
 
-    /// State continuing from [`Operator::snapshot`].
+    /// State continuing from [`Operator::snapshot`], under the current settings: a
+    /// series no spec matches any more is forgotten, and one whose step or
+    /// horizons changed starts over.
     pub fn restore(
         bytes: &[u8],
         settings: Arc<CapacitySettings>,
     ) -> Result<CapacityForecasts, SnapshotError> {
         let mut state: State = snapshot::decode(bytes)?;
-        for series in state.series.values_mut() {
-            series.forecaster =
-                std::mem::replace(&mut series.forecaster, Forecaster::new(&settings.shape()))
-                    .with_constants(&BANK);
-        }
+        let shape = settings.shape();
+        state.series.retain(|_, series| {
+            let labels: Vec<(&str, &str)> = series
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let Some(spec) = settings
+                .series
+                .iter()
+                .position(|s| s.matches(&series.metric, &labels))
+            else {
+                return false;
+            };
+            series.spec = spec;
+            series.forecaster = std::mem::replace(&mut series.forecaster, Forecaster::new(&shape))
+                .with_constants(&BANK);
+            series.forecaster.fits(&shape)
+        });
         Ok(CapacityForecasts {
             wanted: wanted(&settings),
             settings,
@@ -732,6 +748,45 @@ mod tests {
         // A report an hour from the first (3 horizons each).
         assert_eq!(rows(&tables).num_rows(), 72 * 3);
         assert_eq!(rows(&other_tables), rows(&tables));
+    }
+
+    #[test]
+    fn a_restore_under_changed_settings_keeps_only_what_still_fits() {
+        let mut part = CapacityForecasts::new(settings());
+        let context = PartitionContext {
+            topic: Arc::from("telemetry.metrics"),
+            partition: 0,
+        };
+        let points: Vec<DerivedPoint> = (0..120).flat_map(|m| minute(START + m * MINUTE)).collect();
+        let rows = gauge_batch(&points, "telemetry.metrics", 0).unwrap();
+        part.process(&context, &rows, &mut Emitted::default())
+            .unwrap();
+        let snapshot = Operator::snapshot(&part).unwrap();
+        assert_eq!(part.series(), 1);
+        // Another spec first: the series is found under its new index.
+        let mut moved = (*settings()).clone();
+        moved.series.insert(
+            0,
+            SeriesSpec {
+                metric: "cpu".into(),
+                labels: Vec::new(),
+                limit: Limit::Value(1.0),
+            },
+        );
+        let restored = CapacityForecasts::restore(&snapshot, Arc::new(moved)).unwrap();
+        assert_eq!(
+            restored.state.series.values().next().map(|s| s.spec),
+            Some(1)
+        );
+        // Another step: it starts over; its spec gone: it is forgotten.
+        let mut restepped = (*settings()).clone();
+        restepped.step_ms = MINUTE;
+        let restored = CapacityForecasts::restore(&snapshot, Arc::new(restepped)).unwrap();
+        assert_eq!(restored.series(), 0);
+        let mut other = (*settings()).clone();
+        other.series[0].labels = vec![("mount".into(), "/other".into())];
+        let restored = CapacityForecasts::restore(&snapshot, Arc::new(other)).unwrap();
+        assert_eq!(restored.series(), 0);
     }
 
     #[test]
