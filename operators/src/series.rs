@@ -1,8 +1,10 @@
-//! Metric batches built from derived series.
+//! Metric series: their names, and batches built from derived ones.
 //!
-//! Owns turning points that operators compute (log lines per template and window,
-//! error ratios, ...) into a batch of table `metrics`' schema, so the anomaly
-//! operator scores them exactly like points that arrived on Kafka.
+//! Owns the text that names a series (`name{k="v",...}`, labels sorted, used by
+//! the anomaly operator and the capacity forecasts alike) and turning points that
+//! operators compute (log lines per template and window, error ratios, ...) into a
+//! batch of table `metrics`' schema, so the anomaly operator scores them exactly
+//! like points that arrived on Kafka.
 
 use std::sync::Arc;
 
@@ -13,6 +15,33 @@ use arrow::array::{
 use arrow::error::ArrowError;
 
 use crate::schema::Table;
+
+/// Appends `{k="v",...}` with labels sorted by key, so the same labels in any order
+/// name the same series.
+/// `sorted` is scratch space, reused from row to row.
+pub(crate) fn series_key<'a>(
+    key: &mut String,
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    sorted: &mut Vec<(&'a str, &'a str)>,
+) {
+    sorted.clear();
+    sorted.extend(labels);
+    if sorted.is_empty() {
+        return;
+    }
+    sorted.sort_unstable();
+    key.push('{');
+    for (i, &(k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(k);
+        key.push_str("=\"");
+        key.push_str(v);
+        key.push('"');
+    }
+    key.push('}');
+}
 
 /// One point of a derived gauge series.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +116,24 @@ pub fn gauge_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_keys_ignore_label_order() {
+        let mut a = String::from("up");
+        series_key(
+            &mut a,
+            [("b", "2"), ("a", "1")].into_iter(),
+            &mut Vec::new(),
+        );
+        let mut b = String::from("up");
+        series_key(
+            &mut b,
+            [("a", "1"), ("b", "2")].into_iter(),
+            &mut Vec::new(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, r#"up{a="1",b="2"}"#);
+    }
     use arrow::array::{Array, AsArray, MapArray};
     use arrow::datatypes::{Float64Type, Int64Type};
 

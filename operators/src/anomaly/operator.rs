@@ -242,7 +242,7 @@ impl AnomalyOperator {
             key.clear();
             key.push_str(name.value(row));
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            series_key(
+            crate::series::series_key(
                 &mut key,
                 (start..end).map(|i| (keys.value(i), values.value(i))),
                 &mut sorted,
@@ -470,33 +470,6 @@ struct RowPoint {
     is_counter: bool,
 }
 
-/// Appends `{k="v",...}` with labels sorted by key, so the same labels in any order
-/// name the same series.
-/// `sorted` is scratch space, reused from row to row.
-fn series_key<'a>(
-    key: &mut String,
-    labels: impl Iterator<Item = (&'a str, &'a str)>,
-    sorted: &mut Vec<(&'a str, &'a str)>,
-) {
-    sorted.clear();
-    sorted.extend(labels);
-    if sorted.is_empty() {
-        return;
-    }
-    sorted.sort_unstable();
-    key.push('{');
-    for (i, &(k, v)) in sorted.iter().enumerate() {
-        if i > 0 {
-            key.push(',');
-        }
-        key.push_str(k);
-        key.push_str("=\"");
-        key.push_str(v);
-        key.push('"');
-    }
-    key.push('}');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,24 +571,6 @@ mod tests {
         let shared: Vec<f64> = out.iter().map(|p| p.score.score).collect();
         assert_eq!(shared, alone);
         assert_eq!(op.counts().evicted, 0);
-    }
-
-    #[test]
-    fn series_keys_ignore_label_order() {
-        let mut a = String::from("up");
-        series_key(
-            &mut a,
-            [("b", "2"), ("a", "1")].into_iter(),
-            &mut Vec::new(),
-        );
-        let mut b = String::from("up");
-        series_key(
-            &mut b,
-            [("a", "1"), ("b", "2")].into_iter(),
-            &mut Vec::new(),
-        );
-        assert_eq!(a, b);
-        assert_eq!(a, r#"up{a="1",b="2"}"#);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::operator::{
     Emitted, Operator, OperatorError, Outbound, OutboundMessage, PartitionContext,
 };
 use crate::schema::Table;
+use crate::series::series_key;
 use crate::snapshot::{self, SnapshotError};
 
 /// The rule (and kind) of the alert raised when a limit is near.
@@ -85,7 +86,8 @@ struct State {
     limits: BTreeMap<String, f64>,
     /// Points of a bucket already learnt.
     late: u64,
-    /// Series not started because the partition holds `max_series`.
+    /// Points of new series not forecast because the partition holds
+    /// [`MAX_SERIES`] (reported as over the limit).
     refused: u64,
     max_seen: Option<i64>,
 }
@@ -96,11 +98,21 @@ pub struct CapacityForecasts {
     settings: Arc<CapacitySettings>,
     /// Metric names forecast or read as limits.
     wanted: BTreeSet<String>,
-    max_series: usize,
     state: State,
 }
 
-/// Series one partition forecasts at most (each holds about 20 KB).
+/// When a series is forecast to reach its limit, as event times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ExhaustionTimes {
+    /// By the point forecast.
+    at: Option<i64>,
+    /// By the interval's upper end.
+    earliest: Option<i64>,
+    /// By its lower end.
+    latest: Option<i64>,
+}
+
+/// Series one partition forecasts at most (each holds about 27 KB).
 pub const MAX_SERIES: usize = 50_000;
 
 impl CapacityForecasts {
@@ -109,7 +121,6 @@ impl CapacityForecasts {
         CapacityForecasts {
             wanted: wanted(&settings),
             settings,
-            max_series: MAX_SERIES,
             state: State {
                 series: BTreeMap::new(),
                 limits: BTreeMap::new(),
@@ -150,7 +161,6 @@ impl CapacityForecasts {
         Ok(CapacityForecasts {
             wanted: wanted(&settings),
             settings,
-            max_series: MAX_SERIES,
             state,
         })
     }
@@ -182,6 +192,8 @@ impl CapacityForecasts {
         let step_ms = self.settings.step_ms.max(1);
         let mut written = Vec::new();
         let mut row_labels: Vec<(&str, &str)> = Vec::new();
+        let mut scratch: Vec<(&str, &str)> = Vec::new();
+        let mut labels_key = String::new();
         for row in 0..rows.num_rows() {
             let t = ts.value(row);
             let clock = self.state.max_seen.map_or(t, |m| m.max(t));
@@ -191,7 +203,8 @@ impl CapacityForecasts {
                 continue;
             }
             columns.sorted_labels(row, true, &mut row_labels);
-            let labels_key = labels_text(&row_labels);
+            labels_key.clear();
+            series_key(&mut labels_key, row_labels.iter().copied(), &mut scratch);
             let v = value.value(row);
             // A limit metric: remembered for the series it limits.
             for spec in &self.settings.series {
@@ -213,7 +226,7 @@ impl CapacityForecasts {
             };
             let key = format!("{metric}{labels_key}");
             if !self.state.series.contains_key(&key) {
-                if self.state.series.len() >= self.max_series {
+                if self.state.series.len() >= MAX_SERIES {
                     self.state.refused += 1;
                     continue;
                 }
@@ -254,14 +267,28 @@ impl CapacityForecasts {
                             .observe(closed, sum / f64::from(count.max(1)));
                         let limit = limit_of(&self.settings, &self.state.limits, &key, series.spec);
                         let end = (closed + 1) * step_ms;
+                        let exhaustion = limit.and_then(|l| {
+                            let found = series
+                                .forecaster
+                                .exhaustion(l, self.settings.lookahead_steps())?;
+                            let time = |k: Option<u32>| k.map(|k| end + i64::from(k) * step_ms);
+                            Some(ExhaustionTimes {
+                                at: time(found.at),
+                                earliest: time(found.earliest),
+                                latest: time(found.latest),
+                            })
+                        });
                         let at = (end, clock, row);
-                        if let Some(alert) = evaluate(&self.settings, &key, series, limit, at) {
+                        if let Some(alert) =
+                            evaluate(&self.settings, &key, series, limit, exhaustion, at)
+                        {
                             out.alerts.push(alert);
                         }
                         let period = end.div_euclid(self.settings.report_every_ms.max(1));
                         if series.reported.is_none_or(|r| period > r) {
                             series.reported = Some(period);
-                            report(&self.settings, &key, series, limit, end, &mut written);
+                            let forecast = (limit, exhaustion.unwrap_or_default(), end);
+                            report(&self.settings, &key, series, forecast, &mut written);
                         }
                     }
                 }
@@ -283,22 +310,6 @@ fn wanted(settings: &CapacitySettings) -> BTreeSet<String> {
     names
 }
 
-/// Sorted labels as `{k="v",...}` (empty labels: `{}`).
-fn labels_text(labels: &[(&str, &str)]) -> String {
-    let mut text = String::from("{");
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(k);
-        text.push_str("=\"");
-        text.push_str(&v.replace('\\', "\\\\").replace('"', "\\\""));
-        text.push('"');
-    }
-    text.push('}');
-    text
-}
-
 /// The limit of series `key`, when one is known.
 fn limit_of(
     settings: &CapacitySettings,
@@ -313,30 +324,28 @@ fn limit_of(
     }
 }
 
-/// Fires or resolves the series' alert after it learnt the bucket ending at `end`,
-/// at `clock` (the partition's latest event time, which the part promised not to
+/// Fires or resolves the series' alert after it learnt the bucket ending at `end`
+/// and found `exhaustion` (none without a limit or a measured interval), at
+/// `clock` (the partition's latest event time, which the part promised not to
 /// raise anything before) while reading batch row `row`.
 fn evaluate(
     settings: &CapacitySettings,
     key: &str,
     series: &mut Series,
     limit: Option<f64>,
+    exhaustion: Option<ExhaustionTimes>,
     (end, clock, row): (i64, i64, usize),
 ) -> Option<AlertRecord> {
-    let step_ms = settings.step_ms.max(1);
-    let found = limit.and_then(|l| series.forecaster.exhaustion(l, settings.lookahead_steps()));
-    let earliest = found
-        .and_then(|f| f.earliest)
-        .map(|k| end + i64::from(k) * step_ms);
+    let earliest = exhaustion.and_then(|f| f.earliest);
     let near = earliest.is_some_and(|at| at - end <= settings.lead_ms);
     match (&mut series.firing, near) {
         (None, true) => {
-            let found = found?;
+            let found = exhaustion?;
             let limit = limit?;
-            let at_text = |k: Option<u32>| {
-                k.map_or_else(
+            let at_text = |at: Option<i64>| {
+                at.map_or_else(
                     || "beyond the look-ahead".to_owned(),
-                    |k| crate::time::rfc3339_ms::to_text(end + i64::from(k) * step_ms),
+                    crate::time::rfc3339_ms::to_text,
                 )
             };
             let mut labels = vec![
@@ -413,18 +422,15 @@ fn duration_text(ms: i64) -> String {
     text
 }
 
-/// A row per horizon for the series, as of the bucket ending at `end`.
+/// A row per horizon for the series, as of the bucket ending at `end`, with its
+/// limit and when it is forecast to be reached.
 fn report(
     settings: &CapacitySettings,
     key: &str,
     series: &Series,
-    limit: Option<f64>,
-    end: i64,
+    (limit, exhaustion, end): (Option<f64>, ExhaustionTimes, i64),
     rows: &mut Vec<CapacityRow>,
 ) {
-    let step_ms = settings.step_ms.max(1);
-    let found = limit.and_then(|l| series.forecaster.exhaustion(l, settings.lookahead_steps()));
-    let time = |k: Option<u32>| k.map(|k| end + i64::from(k) * step_ms);
     for (index, horizon_ms) in settings.horizons_ms.iter().enumerate() {
         let Some(forecast) = series.forecaster.forecast(index) else {
             continue;
@@ -439,11 +445,21 @@ fn report(
             lower: forecast.interval.map(|i| i.0),
             upper: forecast.interval.map(|i| i.1),
             limit,
-            exhaustion_at: time(found.and_then(|f| f.at)),
-            exhaustion_earliest: time(found.and_then(|f| f.earliest)),
-            exhaustion_latest: time(found.and_then(|f| f.latest)),
+            exhaustion_at: exhaustion.at,
+            exhaustion_earliest: exhaustion.earliest,
+            exhaustion_latest: exhaustion.latest,
         });
     }
+}
+
+/// Labels as a JSON object (table `capacity`'s `labels` text, the topic's object).
+fn labels_object(labels: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// Table `capacity`'s batch of `rows`.
@@ -466,12 +482,7 @@ pub fn capacity_batch(rows: &[CapacityRow]) -> Result<RecordBatch, OperatorError
     for row in rows {
         series.append_value(&row.series);
         metric.append_value(&row.metric);
-        let object: serde_json::Map<String, serde_json::Value> = row
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        labels.append_value(serde_json::Value::Object(object).to_string());
+        labels.append_value(labels_object(&row.labels).to_string());
         at.append_value(row.at);
         horizon.append_value(row.horizon_ms);
         predicted.append_value(row.predicted);
@@ -502,15 +513,10 @@ pub fn capacity_batch(rows: &[CapacityRow]) -> Result<RecordBatch, OperatorError
 /// A row as sent on `cara.capacity` (times as RFC 3339 text, labels an object).
 pub fn capacity_json(row: &CapacityRow) -> Vec<u8> {
     let time = |ms: Option<i64>| ms.map(crate::time::rfc3339_ms::to_text);
-    let labels: serde_json::Map<String, serde_json::Value> = row
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
     serde_json::json!({
         "series": row.series,
         "metric": row.metric,
-        "labels": labels,
+        "labels": labels_object(&row.labels),
         "at": crate::time::rfc3339_ms::to_text(row.at),
         "horizon_ms": row.horizon_ms,
         "predicted": row.predicted,
@@ -544,9 +550,10 @@ impl Operator for CapacityForecasts {
         rows: &RecordBatch,
         out: &mut Emitted,
     ) -> Result<(), OperatorError> {
-        let late_before = self.state.late;
+        let (late_before, refused_before) = (self.state.late, self.state.refused);
         let written = self.learn(rows, out)?;
         out.late += self.state.late - late_before;
+        out.over_limit += self.state.refused - refused_before;
         if !written.is_empty() {
             out.tables
                 .push((Table::Capacity, capacity_batch(&written)?));
