@@ -259,25 +259,26 @@ fn figure(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
 
-/// The per-series table of one model's scores.
-pub fn series_table(scores: &[SeriesScore], run: &ForecastRun) -> String {
-    let hours: Vec<String> = run
-        .horizons_ms
+/// Table cells joined with ` | `.
+fn cells(values: impl Iterator<Item = String>) -> String {
+    values.collect::<Vec<_>>().join(" | ")
+}
+
+/// Each horizon of `run` as `1h`, `6h`, ...
+fn hours(run: &ForecastRun) -> Vec<String> {
+    run.horizons_ms
         .iter()
         .map(|h| format!("{}h", h / HOUR_MS))
-        .collect();
+        .collect()
+}
+
+/// The per-series table of one model's scores.
+pub fn series_table(scores: &[SeriesScore], run: &ForecastRun) -> String {
+    let hours = hours(run);
     let mut text = format!(
         "| series | step | buckets | {} | {} |\n| --- | ---: | ---: |{}\n",
-        hours
-            .iter()
-            .map(|h| format!("MASE {h}"))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        hours
-            .iter()
-            .map(|h| format!("coverage {h}"))
-            .collect::<Vec<_>>()
-            .join(" | "),
+        cells(hours.iter().map(|h| format!("MASE {h}"))),
+        cells(hours.iter().map(|h| format!("coverage {h}"))),
         " ---: |".repeat(2 * hours.len())
     );
     for score in scores {
@@ -287,28 +288,32 @@ pub fn series_table(scores: &[SeriesScore], run: &ForecastRun) -> String {
             score.name,
             score.step_ms / 60_000,
             score.buckets,
-            score
-                .horizons
-                .iter()
-                .map(|h| figure(h.mase()))
-                .collect::<Vec<_>>()
-                .join(" | "),
-            score
-                .horizons
-                .iter()
-                .map(|h| figure(h.coverage()))
-                .collect::<Vec<_>>()
-                .join(" | "),
+            cells(score.horizons.iter().map(|h| figure(h.mase()))),
+            cells(score.horizons.iter().map(|h| figure(h.coverage()))),
         );
     }
     text
+}
+
+/// The header of the table of [`summary_row`]s.
+pub fn summary_header(run: &ForecastRun) -> String {
+    let hours = hours(run);
+    format!(
+        "| model | {} |\n| --- |{}\n",
+        cells(
+            hours
+                .iter()
+                .map(|h| format!("{h}: median MASE (series < 1), coverage"))
+        ),
+        " --- |".repeat(hours.len())
+    )
 }
 
 /// One summary row per model: median MASE, series better than seasonal naive,
 /// and the coverage over every origin, per horizon.
 pub fn summary_row(model: &str, scores: &[SeriesScore]) -> String {
     let horizons = scores.first().map_or(0, |s| s.horizons.len());
-    let mut cells = Vec::new();
+    let mut by_horizon = Vec::new();
     for h in 0..horizons {
         let mases: Vec<f64> = scores.iter().filter_map(|s| s.horizons[h].mase()).collect();
         let better = mases.iter().filter(|m| **m < 1.0).count();
@@ -316,7 +321,7 @@ pub fn summary_row(model: &str, scores: &[SeriesScore]) -> String {
             .iter()
             .map(|s| (s.horizons[h].inside, s.horizons[h].with_interval))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        cells.push(format!(
+        by_horizon.push(format!(
             "{} ({} of {} < 1), {}",
             figure(median(mases.iter().copied())),
             better,
@@ -324,7 +329,7 @@ pub fn summary_row(model: &str, scores: &[SeriesScore]) -> String {
             figure((with > 0).then(|| inside as f64 / with as f64))
         ));
     }
-    format!("| {model} | {} |", cells.join(" | "))
+    format!("| {model} | {} |", by_horizon.join(" | "))
 }
 
 #[cfg(test)]

@@ -17,6 +17,16 @@ use cara_pipeline::gen::incidents::{write_json_lines, Incident};
 
 use super::{ForecastArgs, GenBacktestArgs, LoghubArgs, NabArgs, ReplayArgs};
 
+/// Every NAB series under `dir`, or an error saying what to pass.
+fn load_nab(dir: &std::path::Path) -> anyhow::Result<Vec<nab::NabSeries>> {
+    nab::load(dir).with_context(|| {
+        format!(
+            "loading NAB from {}; pass --data with the directory holding data/ and labels/",
+            dir.display()
+        )
+    })
+}
+
 /// Scores the capacity forecaster on NAB's utilisation series and prints the
 /// per-series table and one summary row per model compared.
 pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
@@ -26,13 +36,7 @@ pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
         "--train {}: the share learnt before scoring must be between 0 and 1 (0.6 learns the first 60%)",
         args.train
     );
-    let corpus: Vec<nab::NabSeries> = nab::load(&args.data)
-        .with_context(|| {
-            format!(
-                "loading NAB from {}; pass --data with the directory holding data/ and labels/",
-                args.data.display()
-            )
-        })?
+    let corpus: Vec<nab::NabSeries> = load_nab(&args.data)?
         .into_iter()
         .filter(|s| scoring::utilisation_series(&s.name))
         .collect();
@@ -76,13 +80,7 @@ pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
         println!("{table}");
         println!("Forecaster state: at most {bytes} bytes per series\n");
     }
-    let horizons: Vec<String> = run
-        .horizons_ms
-        .iter()
-        .map(|h| format!("{}h: median MASE (series < 1), coverage", h / 3_600_000))
-        .collect();
-    println!("| model | {} |", horizons.join(" | "));
-    println!("| --- |{}", " --- |".repeat(horizons.len()));
+    print!("{}", scoring::summary_header(&run));
     for row in summaries {
         println!("{row}");
     }
@@ -91,12 +89,7 @@ pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
 
 /// Scores every NAB file and prints the three profiles beside the scoreboard.
 pub fn nab(args: NabArgs) -> anyhow::Result<()> {
-    let corpus = nab::load(&args.data).with_context(|| {
-        format!(
-            "loading NAB from {}; pass --data with the directory holding data/ and labels/",
-            args.data.display()
-        )
-    })?;
+    let corpus = load_nab(&args.data)?;
     let config: ScorerConfig = match &args.scorer {
         Some(text) => toml::from_str(text).context("--scorer: detector tuning as TOML")?,
         None => ScorerConfig::default(),
