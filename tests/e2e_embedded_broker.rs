@@ -225,6 +225,29 @@ fn readme_sql_examples_return_rows_against_the_demo() {
             lines.iter().any(waiting) && lines.iter().any(executed)
         },
     );
+    // The generator's volume that fills (five hours after the start) is a capacity
+    // alert and the demo policy's scale-out of that volume's service (its own
+    // incident, even when a fault nearby is open), waiting for a human.
+    let scale_out =
+        "WITH filling AS (SELECT DISTINCT concat('volume/', labels['service']) AS target \
+        FROM alerts WHERE rule = 'capacity' \
+        AND labels['__name__'] = 'kubelet_volume_stats_used_bytes') \
+        SELECT count(*) FROM decisions d JOIN filling f ON d.target = f.target \
+        WHERE d.action = 'scale_out' AND d.state = 'proposed'";
+    wait_until(
+        Duration::from_secs(120),
+        "the filling volume's scale-out",
+        || sql_count(&archive, scale_out) > 0,
+    );
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(DISTINCT id) FROM alerts WHERE rule = 'capacity' \
+             AND labels['__name__'] = 'kubelet_volume_stats_used_bytes'",
+        ),
+        1,
+        "one volume fills"
+    );
     let (status, body) = http_get(http, "/api/templates?service=checkout");
     assert_eq!(status, 200);
     assert!(body.contains("\"service\":\"checkout\""), "{body}");

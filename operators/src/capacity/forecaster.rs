@@ -284,13 +284,21 @@ impl Forecaster {
         Some(smoother.forecast(&self.bank[best], &self.slots(), n, k))
     }
 
-    /// The horizon whose errors judge a forecast `k` steps ahead: the shortest at
-    /// or beyond it, else the longest.
+    /// The horizon whose errors judge a forecast `k` steps ahead: of those that
+    /// have scored a forecast, the shortest at or beyond it, else the longest (a
+    /// horizon that has not scored any would pick the bank's first smoother,
+    /// which has no trend: for its first hour a filling disk's hour-ahead
+    /// forecast was flat); with none scored, by the same rule over all.
     fn horizon_for(&self, k: u32) -> Option<&Horizon> {
-        self.horizons
-            .iter()
-            .find(|h| h.steps >= k)
-            .or_else(|| self.horizons.last())
+        let by_rule = |scored: bool| {
+            let mut judging = self
+                .horizons
+                .iter()
+                .filter(move |h| !scored || !h.errors.is_empty());
+            let longest = judging.clone().next_back();
+            judging.find(|h| h.steps >= k).or(longest)
+        };
+        by_rule(true).or_else(|| by_rule(false))
     }
 
     fn learn(&mut self, n: i64, value: f64, scored: bool) {

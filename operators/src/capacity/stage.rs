@@ -337,7 +337,15 @@ fn evaluate(
     (end, clock, row): (i64, i64, usize),
 ) -> Option<AlertRecord> {
     let earliest = exhaustion.and_then(|f| f.earliest);
-    let near = earliest.is_some_and(|at| at - end <= settings.lead_ms);
+    let within = |lead: i64| earliest.is_some_and(|at| at - end <= lead);
+    // Fires within the lead time, resolves beyond twice it: a forecast hovering
+    // about the lead time does not raise an alert (and an incident, and a
+    // decision) each time it crosses.
+    let near = if series.firing.is_some() {
+        within(settings.lead_ms.saturating_mul(2))
+    } else {
+        within(settings.lead_ms)
+    };
     match (&mut series.firing, near) {
         (None, true) => {
             let found = exhaustion?;

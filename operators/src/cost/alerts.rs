@@ -29,6 +29,9 @@ use crate::anomaly::operator::SchemaMismatch;
 use crate::anomaly::{Detector, PointScore};
 use crate::series::{gauge_batch, DerivedPoint};
 
+/// The rule of the alert that a month's spend is forecast to pass its budget.
+pub const BUDGET_RULE: &str = "cost_budget";
+
 /// The series each owner's cost per window is scored as.
 pub const COST_PER_WINDOW: &str = "cara_cost_per_window";
 
@@ -204,7 +207,7 @@ impl CostAlerts {
             return;
         }
         let forecast = forecast.round() as Micros;
-        let rule = "cost_budget";
+        let rule = BUDGET_RULE;
         let currency = &settings.currency;
         let month_name = DateTime::<Utc>::from_timestamp_millis(month)
             .map_or_else(|| month.to_string(), |t| t.format("%Y-%m").to_string());
@@ -218,7 +221,7 @@ impl CostAlerts {
         let record = AlertRecord {
             id: alert_id(rule, owner, month),
             rule: rule.into(),
-            kind: "cost_budget".into(),
+            kind: BUDGET_RULE.into(),
             severity: "ticket".into(),
             status: AlertStatus::Firing,
             at: end,

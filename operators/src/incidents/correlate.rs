@@ -10,7 +10,11 @@
 //! `max_hops` calls (either direction, over the calls seen in the last `edge_ttl_ms`)
 //! of a service already in it, and it started no later than `gap_ms` after the
 //! incident's latest onset; an alert naming no service (an SLO's burn) joins the
-//! open incident with the latest onset within the gap. An alert that could join
+//! open incident with the latest onset within the gap. Alerts that *foresee* a
+//! limit (a `capacity` exhaustion, a `cost_budget` to be passed) and alerts that
+//! report a symptom never share an incident: a forecast that fires during a fault
+//! nearby is not part of it (the demo's filling volume joined a fault on its
+//! caller, and the scale-out was proposed for that fault's cause). An alert that could join
 //! several incidents merges them into the oldest (each absorbed one is closed as
 //! `merged`, naming the survivor). An incident resolves once every alert in it has
 //! resolved and `quiet_ms` passed with nothing new. Repeated transitions (a replayed
@@ -96,6 +100,18 @@ impl Member {
     }
 }
 
+/// Rules whose alerts foresee reaching a limit rather than report a symptom.
+const FORESIGHT_RULES: [&str; 2] = [
+    crate::capacity::stage::RULE,
+    crate::cost::alerts::BUDGET_RULE,
+];
+
+impl Member {
+    fn foresees(&self) -> bool {
+        FORESIGHT_RULES.contains(&self.rule.as_str())
+    }
+}
+
 /// An open incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Incident {
@@ -114,6 +130,11 @@ impl Incident {
             .values()
             .filter_map(|m| m.service.as_deref())
             .collect()
+    }
+
+    /// Whether it holds foreseeing alerts (then it holds nothing else).
+    fn foresees(&self) -> bool {
+        self.alerts.values().any(Member::foresees)
     }
 }
 
@@ -312,7 +333,8 @@ impl Correlator {
         let in_time = self
             .open
             .values()
-            .filter(|i| member.starts_at <= i.last_onset.saturating_add(gap));
+            .filter(|i| member.starts_at <= i.last_onset.saturating_add(gap))
+            .filter(|i| i.foresees() == member.foresees());
         let mut joins: Vec<&Incident> = match member.service.as_deref() {
             Some(service) => in_time
                 .filter(|i| {
@@ -520,6 +542,55 @@ mod tests {
         assert_eq!(out[2].services, ["api", "db", "web"]);
         assert_eq!(out[2].opened_at, 10 * MIN);
         assert_eq!(c.open_incidents(), 2);
+    }
+
+    /// A volume filling on `db` while `api`, its caller, has a fault: two incidents,
+    /// each with its own cause; a second forecast nearby joins the first, and a
+    /// symptom on `db` itself joins the fault's incident, not the forecast's.
+    #[test]
+    fn forecasts_and_symptoms_never_share_an_incident() {
+        let mut c = correlator();
+        let mut out = Vec::new();
+        let foresee = |c: &mut Correlator, id: &str, rule: &str, service: &str, at: i64| {
+            let mut alert = test_alert(id, Some(service), AlertStatus::Firing, at, at);
+            alert.rule = rule.into();
+            c.observe_alert(&alert);
+        };
+        fire(&mut c, "fault-api", Some("api"), 10 * MIN);
+        foresee(
+            &mut c,
+            "volume-db",
+            crate::capacity::stage::RULE,
+            "db",
+            11 * MIN,
+        );
+        foresee(
+            &mut c,
+            "budget-web",
+            crate::cost::alerts::BUDGET_RULE,
+            "web",
+            12 * MIN,
+        );
+        fire(&mut c, "symptom-db", Some("db"), 12 * MIN);
+        c.advance(13 * MIN, &mut out);
+        use IncidentStatus::*;
+        assert_eq!(
+            statuses(&out),
+            [
+                (Open, 1, "api"),
+                (Open, 1, "db"),
+                (Update, 2, "db"),
+                (Update, 2, "api"),
+            ],
+            "{out:#?}"
+        );
+        let fault = &out[0].id;
+        let forecast = &out[1].id;
+        assert_ne!(fault, forecast);
+        assert_eq!(out[2].id, *forecast);
+        assert_eq!(out[2].alert_ids, ["budget-web", "volume-db"]);
+        assert_eq!(out[3].id, *fault);
+        assert_eq!(out[3].alert_ids, ["fault-api", "symptom-db"]);
     }
 
     #[test]

@@ -273,13 +273,15 @@ mod tests {
         units.parse::<i64>().unwrap() * 1_000_000 + sign * fraction.parse::<i64>().unwrap()
     }
 
+    /// The generator's scrapes under cost attribution's default metric names (only
+    /// its memory gauge named, as the demo does): CPU-seconds, volumes and the
+    /// nodes' allocatable cores and memory.
     #[test]
     fn generated_hours_are_billed_to_the_teams_to_the_last_micro_unit() {
         let config = crate::config::Config::from_toml(
-            "[cost]\nenabled = true\nowner_label = \"team\"\n\
-             [cost.metrics]\ncpu_seconds = \"\"\ncpu_cores = \"cpu_usage\"\nmemory_bytes = \"memory_bytes\"\n\
-             [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\n\
-             [cost.capacity]\ncpu_cores = 8\nmemory_gib = 64\n",
+            "[cost]\nenabled = true\n\
+             [cost.metrics]\nmemory_bytes = \"memory_bytes\"\n\
+             [cost.prices]\ncpu_core_hour = 0.05\nmemory_gib_hour = 0.01\nstorage_gib_month = 0.073\n",
         )
         .expect("a valid cost config");
         let dataflow = Dataflow::declare(&config).expect("the config declares");
@@ -288,6 +290,12 @@ mod tests {
             ..GeneratedRun::default()
         };
         let report = evaluate(&run, &dataflow);
+        // The volumes' sizes, in GiB, as the generator draws them for this seed.
+        let volumes_gib: f64 = crate::gen::resources::Resources::new(run.seed, run.services, 0)
+            .volumes
+            .iter()
+            .map(|v| v.capacity_bytes / (1u64 << 30) as f64)
+            .sum();
         // Per hour and resource: the rows' totals, and the teams billed.
         let mut bills: BTreeMap<(String, String), (i64, BTreeSet<String>)> = BTreeMap::new();
         for row in &report.costs {
@@ -307,9 +315,17 @@ mod tests {
             .map(String::from)
             .into();
         for hour in ["2025-11-24T16:00:00.000Z", "2025-11-24T17:00:00.000Z"] {
-            // 8 cores for an hour at 0.05, 64 GiB at 0.01: paid for whatever the
-            // teams used, and their rows add up to it exactly.
-            for (resource, bill) in [("cpu", 400_000), ("memory", 640_000)] {
+            // Two nodes of 4 cores and 16 GiB: 8 cores for an hour at 0.05 and 32
+            // GiB at 0.01, and the volumes' GiB for an hour of a 730-hour month
+            // at 0.073: paid for whatever the teams used, and their rows add up
+            // to it exactly.
+            let storage = (volumes_gib * 0.073 / 730.0 * 1e6).round() as i64;
+            assert_eq!(
+                storage,
+                (volumes_gib * 100.0).round() as i64,
+                "{volumes_gib} GiB"
+            );
+            for (resource, bill) in [("cpu", 400_000), ("memory", 320_000), ("storage", storage)] {
                 let (total, owners) = &bills[&(hour.to_owned(), resource.to_owned())];
                 assert_eq!(*total, bill, "{hour} {resource}");
                 assert_eq!(owners, &teams, "{hour} {resource}");
@@ -329,8 +345,9 @@ mod tests {
             .policies;
         let dataflow = Dataflow::declare(&config).expect("the default config declares");
         let report = evaluate(&run, &dataflow);
-        // 5 series per service per second of event time.
-        let expected_points = 5 * 8 * 7200;
+        // 5 series per service per second of event time, and a scrape of 3 series
+        // per service and 2 per node (two) every 15 s.
+        let expected_points = 5 * 8 * 7200 + (3 * 8 + 2 * 2) * 7200 / 15;
         let points = report.consumed.records[&Signal::Metrics] as i64;
         assert!(
             (points - expected_points).abs() <= 5 * 8 * 2,

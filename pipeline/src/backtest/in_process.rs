@@ -165,6 +165,9 @@ pub struct Outputs {
     /// Every cost row the cost stage sent, as on `cara.costs` (money as decimal
     /// strings).
     pub costs: Vec<serde_json::Value>,
+    /// Every capacity row the capacity stage sent, as on `cara.capacity` (times as
+    /// RFC 3339 text).
+    pub capacity: Vec<serde_json::Value>,
     /// Flushes so far.
     flushes: u64,
     /// What the dataflow consumed and wrote.
@@ -195,6 +198,10 @@ impl Outputs {
                 Outbound::Costs => match serde_json::from_slice(&message.payload) {
                     Ok(row) => self.costs.push(row),
                     Err(error) => tracing::warn!(%error, "a cost row not read back"),
+                },
+                Outbound::Capacity => match serde_json::from_slice(&message.payload) {
+                    Ok(row) => self.capacity.push(row),
+                    Err(error) => tracing::warn!(%error, "a capacity row not read back"),
                 },
                 topic if topic.is_exchange() => messages.push(message),
                 _ => {}
@@ -358,6 +365,30 @@ mod tests {
     }
 
     /// A disk filling a GB an hour from 20 GB of 100, swinging a GB a day.
+    /// The one capacity alert a run raised (it fired once: every transition of
+    /// rule `capacity` is its firing), and the one scale-out proposed for it,
+    /// waiting for a human.
+    fn the_capacity_alert_and_its_scale_out(out: &Outputs) -> (&AlertRecord, &DecisionRecord) {
+        assert_eq!(out.consumed.undecoded, 0);
+        let capacity: Vec<&AlertRecord> =
+            out.alerts.iter().filter(|a| a.rule == "capacity").collect();
+        assert_eq!(capacity.len(), 1, "{capacity:#?}");
+        let proposed: Vec<&DecisionRecord> = out
+            .decisions
+            .iter()
+            .filter(|d| d.action == "scale_out")
+            .collect();
+        assert_eq!(proposed.len(), 1, "{:#?}", out.decisions);
+        let decision = proposed[0];
+        assert_eq!(
+            decision.state,
+            cara_operators::decisions::DecisionState::Proposed
+        );
+        assert!(decision.requires_approval);
+        assert!(decision.alert_ids.contains(&capacity[0].id));
+        (capacity[0], decision)
+    }
+
     fn disk_used(t: i64, start: i64) -> f64 {
         let hours = (t - start) as f64 / 3_600_000.0;
         20e9 + 1e9 * hours + 1e9 * (hours / 24.0 * std::f64::consts::TAU).sin()
@@ -404,10 +435,6 @@ mod tests {
             }
         }
         let out = run.finish();
-        assert_eq!(out.consumed.undecoded, 0);
-        let capacity: Vec<&AlertRecord> =
-            out.alerts.iter().filter(|a| a.rule == "capacity").collect();
-        assert_eq!(capacity.len(), 1, "{capacity:#?}");
         assert!(
             out.consumed.rows_out.get("capacity") > Some(&100),
             "{:?}",
@@ -415,26 +442,108 @@ mod tests {
         );
         // The capacity alert made an incident, and the policy a scale-out that
         // waits for a human, at least the lead time before the disk is full.
-        let proposed: Vec<&DecisionRecord> = out
-            .decisions
-            .iter()
-            .filter(|d| d.action == "scale_out")
-            .collect();
-        assert_eq!(proposed.len(), 1, "{:#?}", out.decisions);
-        let decision = proposed[0];
-        assert_eq!(
-            decision.state,
-            cara_operators::decisions::DecisionState::Proposed
-        );
-        assert!(decision.requires_approval);
+        let (_, decision) = the_capacity_alert_and_its_scale_out(&out);
         assert_eq!(decision.target, "db");
-        assert!(decision.alert_ids.contains(&capacity[0].id));
         let lead = full - decision.at;
         assert!(
             lead >= 12 * 3_600_000,
             "proposed {:.1} h before full",
             lead as f64 / 3.6e6
         );
+    }
+
+    /// `cara gen`'s volume that fills (at half its size at the start, full five
+    /// hours later, scraped every 15 s with its jitter): the scale-out is proposed
+    /// at least the lead time before it is full, and the forecast that raised it
+    /// holds the time it fills within its interval.
+    #[test]
+    fn the_generated_volume_that_fills_is_a_scale_out_a_lead_time_before() {
+        use crate::gen::model::World;
+        let config = Config::from_toml(
+            "[anomaly]\nenabled = false\n[traces]\nenabled = false\n[logs]\nenabled = false\n\
+             [capacity]\nstep = \"1m\"\nhorizons = [\"5m\", \"30m\", \"1h\"]\nlead_time = \"4h\"\n\
+             lookahead = \"1d\"\nreport_every = \"1m\"\n\
+             [[capacity.series]]\nmetric = \"kubelet_volume_stats_used_bytes\"\n\
+             limit_metric = \"kubelet_volume_stats_capacity_bytes\"\n\
+             [[policy]]\nname = \"grow-volume\"\nwhen = { rules = [\"capacity\"] }\naction = \"scale_out\"\n\
+             kind = \"kafka\"\ntopic = \"actions\"\ntarget = \"volume/{cause}\"\nrisk = \"medium\"\n\
+             approval_timeout = \"1d\"\n",
+        )
+        .expect("a valid config");
+        let dataflow = run_of(&config);
+        let start = 1_764_000_000_000;
+        let mut world = World::new(8, 7, start, 50.0);
+        let full = world.resources.full_at_ms();
+        let filling = world.services[world.resources.filling].name.clone();
+        let partitions = TopicPartitions {
+            metrics: 1,
+            logs: 0,
+            spans: 0,
+        };
+        let mut run = InProcessRun::new(&dataflow, partitions);
+        let mut flushed = start;
+        while world.now_ms() < full {
+            for (_, message, _) in world.step(&[]).metrics {
+                let points = message.as_array().expect("an array of points");
+                for point in points.iter().filter(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kubelet_volume_stats"))
+                }) {
+                    run.push(Signal::Metrics, 0, point.to_string().as_bytes());
+                }
+            }
+            if world.now_ms() - flushed >= 60_000 {
+                flushed = world.now_ms();
+                run.flush();
+            }
+        }
+        let out = run.finish();
+        let (alert, decision) = the_capacity_alert_and_its_scale_out(&out);
+        assert!(
+            alert
+                .labels
+                .contains(&("service".to_owned(), filling.clone())),
+            "{:?} is not {filling}'s",
+            alert.labels
+        );
+        assert_eq!(decision.target, format!("volume/{filling}"));
+        let lead = full - decision.at;
+        assert!(
+            lead >= 4 * 3_600_000,
+            "proposed {:.2} h before full",
+            lead as f64 / 3.6e6
+        );
+        // The forecast of the filling volume at the alert's bucket: the time it
+        // fills lies between the earliest and the latest the interval allows.
+        let time = |row: &serde_json::Value, key: &str| {
+            row[key].as_str().map(|text| {
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .expect("RFC 3339")
+                    .timestamp_millis()
+            })
+        };
+        let alerted_at = alert.window_start;
+        let row = out
+            .capacity
+            .iter()
+            .find(|r| {
+                r["labels"]["service"] == filling.as_str() && time(r, "at") == Some(alerted_at)
+            })
+            .expect("the forecast that raised the alert");
+        let earliest = time(row, "exhaustion_earliest").expect("an earliest time");
+        let latest = time(row, "exhaustion_latest").unwrap_or(i64::MAX);
+        assert!(
+            earliest <= full && full <= latest,
+            "full at {full}, forecast between {earliest} and {latest}"
+        );
+        // Every other volume is reported, months from full.
+        let volumes: std::collections::BTreeSet<&str> = out
+            .capacity
+            .iter()
+            .filter_map(|r| r["labels"]["service"].as_str())
+            .collect();
+        assert_eq!(volumes.len(), 8, "{volumes:?}");
     }
 
     #[test]

@@ -64,15 +64,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.demo && !config.cost.enabled {
         config.cost = Config::from_toml(DEMO_COST)?.cost;
-        println!("demo: costs per team every minute (CPU from the generator's cpu_usage cores, memory from memory_bytes, 8 cores and 16 GiB paid for) on table costs, topic cara.costs and /api/costs?by=team,resource");
+        println!("demo: costs per team every minute (CPU-seconds, memory_bytes and volumes, against the nodes' allocatable cores and memory) on table costs, topic cara.costs and /api/costs?by=team,resource");
     }
     if args.demo && config.capacity.series.is_empty() {
         config.capacity = Config::from_toml(DEMO_CAPACITY)?.capacity;
-        println!("demo: each service's memory_bytes forecast every minute (10 min, 1 h and 6 h ahead, against a 4 GiB limit) on table capacity and topic cara.capacity; a capacity alert when the limit may be reached within 6 h");
+        println!("demo: each service's memory_bytes (against 4 GiB) and data volume (against its size) forecast every minute 1 min, 10 min and 1 h ahead on table capacity and topic cara.capacity; a capacity alert when a limit may be reached within 6 h (one volume fills in 5 h)");
     }
     if args.demo && config.policies.is_empty() && config.incidents.enabled {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
-        println!("demo: policy opens a ticket for every incident (low risk, run at once) and proposes a rollback (high risk, waits for your approval) on topic demo.actions");
+        println!("demo: policy opens a ticket for every incident (low risk, run at once), proposes a rollback (high risk, waits for your approval) and, for a capacity alert, a scale-out (medium risk, waits too) on topic demo.actions");
     }
     let demo = args.demo.then_some(Demo {
         rate: args.demo_rate,
@@ -82,8 +82,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The policy the demo decides with when the configuration has none: a ticket for
-/// every incident, run at once, and a rollback that waits for a human (both
-/// `kafka` actions on `demo.actions`, so approving one shows it carried out).
+/// every incident, run at once, a rollback that waits for a human, and a scale-out
+/// of the cause when a capacity alert is among the incident's (all `kafka` actions
+/// on `demo.actions`, so approving one shows it carried out).
 const DEMO_POLICY: &str = r#"
 [[policy]]
 name = "demo-ticket"
@@ -100,6 +101,51 @@ topic = "demo.actions"
 target = "deploy/{cause}"
 risk = "high"
 approval_timeout = "15m"
+
+[[policy]]
+name = "demo-scale-out"
+when = { rules = ["capacity"] }
+action = "scale_out"
+kind = "kafka"
+topic = "demo.actions"
+target = "volume/{cause}"
+risk = "medium"
+approval_timeout = "1h"
+"#;
+
+/// The cost attribution the demo runs when the configuration has none: a minute's
+/// window so that rows appear within the demo's first minutes. The generator's
+/// scrapes carry the metric names cost attribution meters by default (CPU-seconds,
+/// volumes, the nodes' allocatable cores and memory, labelled with their team);
+/// only its memory gauge has its own name.
+const DEMO_COST: &str = r#"
+[cost]
+enabled = true
+window = "1m"
+[cost.metrics]
+memory_bytes = "memory_bytes"
+"#;
+
+/// The capacity forecasts the demo runs when the configuration has none: each
+/// service's memory and data volume in buckets of the generator's 15 s scrape,
+/// reported every minute so that rows appear at once (the seasons start after two
+/// days; before that the forecasts follow level and trend). The first horizon is
+/// a minute so that its interval is measured five minutes in (16 errors). One
+/// volume fills five hours after the start: a capacity alert, and the scale-out
+/// `DEMO_POLICY` proposes for it.
+const DEMO_CAPACITY: &str = r#"
+[capacity]
+step = "15s"
+horizons = ["1m", "10m", "1h"]
+lead_time = "6h"
+lookahead = "1d"
+report_every = "1m"
+[[capacity.series]]
+metric = "memory_bytes"
+limit = 4294967296.0
+[[capacity.series]]
+metric = "kubelet_volume_stats_used_bytes"
+limit_metric = "kubelet_volume_stats_capacity_bytes"
 "#;
 
 /// SLOs the demo watches when the configuration declares none (the README's
@@ -107,40 +153,6 @@ approval_timeout = "15m"
 /// checkout fails about 1.6% of its requests (its own errors and its callees') and
 /// its p99 is about 350 ms, so it is held to 97% and to 99% under 500 ms: the budgets
 /// burn when a fault is injected, not always.
-/// The cost attribution the demo runs when the configuration has none: the
-/// generator's services report the cores they use (`cpu_usage`) and the memory they
-/// hold (`memory_bytes`), labelled with their team; a minute's window so that rows
-/// appear within the demo's first minutes.
-const DEMO_COST: &str = r#"
-[cost]
-enabled = true
-window = "1m"
-owner_label = "team"
-[cost.metrics]
-cpu_seconds = ""
-cpu_cores = "cpu_usage"
-memory_bytes = "memory_bytes"
-[cost.capacity]
-cpu_cores = 8
-memory_gib = 16
-"#;
-
-/// The capacity forecasts the demo runs when the configuration has none: each
-/// service's memory in minute buckets, reported every minute so that rows appear
-/// at once (the seasons start after two days; before that the forecasts follow
-/// level and trend).
-const DEMO_CAPACITY: &str = r#"
-[capacity]
-step = "1m"
-horizons = ["10m", "1h", "6h"]
-lead_time = "6h"
-lookahead = "2d"
-report_every = "1m"
-[[capacity.series]]
-metric = "memory_bytes"
-limit = 4294967296.0
-"#;
-
 const DEMO_SLOS: &str = r#"
 [[slo]]
 name = "checkout-availability"

@@ -8,6 +8,7 @@
 pub mod incidents;
 pub mod model;
 pub mod otlp;
+pub mod resources;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@ use rand_distr::{Distribution, Exp, LogNormal};
 use serde_json::{json, Value};
 
 use super::incidents::{Incident, IncidentKind};
+use super::resources::Resources;
 
 const SERVICE_NAMES: &[&str] = &[
     "frontend",
@@ -88,6 +89,8 @@ pub struct World {
     /// the world's traffic, so a busy service is not pinned at its ceiling at a high
     /// rate (at `SIZED_FOR_RECORDS_PER_SEC` and below, 0.002).
     cpu_per_request: f64,
+    /// What the services use and run on, scraped every 15 s.
+    pub resources: Resources,
 }
 
 /// The traffic (records per second) the services' CPU is sized for; a faster world
@@ -135,6 +138,9 @@ impl World {
             })
             .collect::<Vec<_>>();
         let spans_per_trace = expected_trace_size(&services) as f64;
+        // The resource scrapes (`resources.rs`, 3 points per service and 2 per node
+        // every 15 s: 0.5% of the records at 8 services and 400 records/s) are left
+        // out, so that a seed's traffic is what it was before they were added.
         let metric_points_per_sec = 5.0 * services.len() as f64;
         let trace_records_per_sec =
             (records_per_sec - metric_points_per_sec).max(records_per_sec * 0.2);
@@ -148,6 +154,7 @@ impl World {
             mean_gap_ms: 1000.0 / traces_per_sec.max(0.001),
             cpu_per_request: 0.002
                 * (SIZED_FOR_RECORDS_PER_SEC / records_per_sec.max(1.0)).min(1.0),
+            resources: Resources::new(seed, n, start_ms),
         }
     }
 
@@ -276,6 +283,7 @@ impl World {
     }
 
     fn emit_metrics(&mut self, tick_ms: i64, incidents: &[Incident], out: &mut Emitted) {
+        let mut cores = Vec::with_capacity(self.services.len());
         for index in 0..self.services.len() {
             let (_, _) = effects(&self.services[index], tick_ms, incidents);
             let saturation = active(
@@ -308,6 +316,7 @@ impl World {
             let memory =
                 service.base_memory * (1.0 + noise * 0.2) * if level_shift { 1.6 } else { 1.0 };
             service.window_requests = 0;
+            cores.push(cpu);
             let labels = json!({"service": service.name, "team": service.team, "host": format!("{}-0", service.name)});
             let point = |name: &str, value: f64, kind: &str| json!({"ts": tick_ms, "name": name, "value": value, "type": kind, "labels": labels});
             let points = vec![
@@ -325,6 +334,7 @@ impl World {
             out.metrics
                 .push((service.name.clone(), Value::Array(points), n));
         }
+        self.resources.tick(tick_ms, &self.services, &cores, out);
     }
 }
 
