@@ -75,6 +75,9 @@ const ERRORS_NEEDED: usize = 16;
 fn error_weight(steps: u32) -> f64 {
     1.0 / (2.0 * f64::from(steps) + 50.0)
 }
+/// The coverage an interval may be asked for, at least and at most.
+const MIN_COVERAGE: f64 = 0.5;
+const MAX_COVERAGE: f64 = 0.999;
 /// A gap longer than this many days starts the series over.
 const LONGEST_GAP_DAYS: i64 = 2;
 
@@ -193,7 +196,7 @@ impl Forecaster {
         let slots = Slots::new(shape.step_ms);
         Forecaster {
             step_ms: slots.step_ms,
-            coverage: shape.coverage.clamp(0.5, 0.999),
+            coverage: shape.coverage.clamp(MIN_COVERAGE, MAX_COVERAGE),
             last: None,
             first: None,
             first_days: Vec::with_capacity(2 * slots.per_day),
@@ -208,9 +211,12 @@ impl Forecaster {
         }
     }
 
-    /// After a restore, the constants the state was built with.
-    pub fn with_constants(mut self, bank: &[Smoothing]) -> Forecaster {
+    /// After a restore, the constants the state was built with, and the coverage
+    /// `shape` asks for now (the errors kept do not depend on it, so a changed
+    /// coverage applies at once).
+    pub fn resumed(mut self, bank: &[Smoothing], shape: &ForecastShape) -> Forecaster {
         self.bank = bank.to_vec();
+        self.coverage = shape.coverage.clamp(MIN_COVERAGE, MAX_COVERAGE);
         self
     }
 
@@ -610,7 +616,7 @@ mod tests {
         }
         let bytes = crate::snapshot::encode(&f).unwrap();
         let mut restored: Forecaster = crate::snapshot::decode(&bytes).unwrap();
-        restored = restored.with_constants(&BANK);
+        restored = restored.resumed(&BANK, &shape());
         assert_eq!(restored, f);
         for n in 400..800 {
             f.observe(n, noise(n));

@@ -155,7 +155,7 @@ impl CapacityForecasts {
             };
             series.spec = spec;
             series.forecaster = std::mem::replace(&mut series.forecaster, Forecaster::new(&shape))
-                .with_constants(&BANK);
+                .resumed(&BANK, &shape);
             series.forecaster.fits(&shape)
         });
         Ok(CapacityForecasts {
@@ -206,13 +206,18 @@ impl CapacityForecasts {
             labels_key.clear();
             series_key(&mut labels_key, row_labels.iter().copied(), &mut scratch);
             let v = value.value(row);
-            // A limit metric: remembered for the series it limits.
+            // A limit metric: remembered for the series it limits (for as many
+            // label sets as series are forecast; the others are refused).
             for spec in &self.settings.series {
                 if let Limit::Metric(limit_metric) = &spec.limit {
                     if limit_metric == metric {
-                        self.state
-                            .limits
-                            .insert(format!("{}{labels_key}", spec.metric), v);
+                        let limits = &mut self.state.limits;
+                        let limited = format!("{}{labels_key}", spec.metric);
+                        if limits.len() < MAX_SERIES || limits.contains_key(&limited) {
+                            limits.insert(limited, v);
+                        } else {
+                            self.state.refused += 1;
+                        }
                     }
                 }
             }
@@ -772,12 +777,33 @@ mod tests {
             topic: Arc::from("telemetry.metrics"),
             partition: 0,
         };
-        let points: Vec<DerivedPoint> = (0..120).flat_map(|m| minute(START + m * MINUTE)).collect();
+        let points: Vec<DerivedPoint> = (0..240).flat_map(|m| minute(START + m * MINUTE)).collect();
         let rows = gauge_batch(&points, "telemetry.metrics", 0).unwrap();
         part.process(&context, &rows, &mut Emitted::default())
             .unwrap();
         let snapshot = Operator::snapshot(&part).unwrap();
         assert_eq!(part.series(), 1);
+        // Another coverage: the intervals follow it at once.
+        let interval = |part: &CapacityForecasts| {
+            let series = part.state.series.values().next().expect("one series");
+            let (lower, upper) = series
+                .forecaster
+                .forecast(0)
+                .and_then(|f| f.interval)
+                .expect("measured");
+            upper - lower
+        };
+        let mut narrower = (*settings()).clone();
+        narrower.coverage = 0.5;
+        let restored = CapacityForecasts::restore(&snapshot, Arc::new(narrower)).unwrap();
+        assert!(
+            interval(&restored) < interval(&part),
+            "{} against {}",
+            interval(&restored),
+            interval(&part)
+        );
+        let same = CapacityForecasts::restore(&snapshot, settings()).unwrap();
+        assert_eq!(interval(&same), interval(&part));
         // Another spec first: the series is found under its new index.
         let mut moved = (*settings()).clone();
         moved.series.insert(
@@ -802,6 +828,28 @@ mod tests {
         other.series[0].labels = vec![("mount".into(), "/other".into())];
         let restored = CapacityForecasts::restore(&snapshot, Arc::new(other)).unwrap();
         assert_eq!(restored.series(), 0);
+    }
+
+    /// Limits are kept for as many label sets as series may be forecast; a label
+    /// set beyond is refused and counted, a known one still updated.
+    #[test]
+    fn limits_are_bounded_like_the_series() {
+        let mut part = CapacityForecasts::new(settings());
+        let context = PartitionContext {
+            topic: Arc::from("telemetry.metrics"),
+            partition: 0,
+        };
+        let mut points: Vec<DerivedPoint> = (0..=MAX_SERIES)
+            .map(|i| point(START, "disk_size_bytes", &format!("/m{i}"), 100e9))
+            .collect();
+        points.push(point(START + MINUTE, "disk_size_bytes", "/m0", 200e9));
+        let rows = gauge_batch(&points, "telemetry.metrics", 0).unwrap();
+        let mut out = Emitted::default();
+        part.process(&context, &rows, &mut out).unwrap();
+        assert_eq!(part.state.limits.len(), MAX_SERIES);
+        assert_eq!(out.over_limit, 1);
+        let first = part.state.limits.iter().find(|(k, _)| k.contains("/m0\""));
+        assert_eq!(first.map(|(_, v)| *v), Some(200e9), "{first:?}");
     }
 
     #[test]
