@@ -239,6 +239,15 @@ fn readme_sql_examples_return_rows_against_the_demo() {
         "the filling volume's scale-out",
         || sql_count(&archive, scale_out) > 0,
     );
+    // The demo's rollback is for faults: none for the volume's incident.
+    assert_eq!(
+        sql_count(
+            &archive,
+            "SELECT count(*) FROM decisions r JOIN decisions s ON r.incident_id = s.incident_id \
+             WHERE r.action = 'rollback' AND s.action = 'scale_out'",
+        ),
+        0
+    );
     assert_eq!(
         sql_count(
             &archive,

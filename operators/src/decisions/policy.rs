@@ -42,6 +42,9 @@ pub struct Conditions {
     pub services: Vec<String>,
     /// At least one of its alerts' rules is one of these.
     pub rules: Vec<String>,
+    /// None of its alerts' rules is one of these (a rollback is no answer to a
+    /// `capacity` forecast).
+    pub except_rules: Vec<String>,
     /// Its severity is at least this (`info` < `ticket` < `page`).
     pub min_severity: Option<String>,
     /// It holds at least this many alerts.
@@ -84,6 +87,7 @@ impl PolicyRule {
         (w.cause.is_empty() || cause.is_some_and(|c| w.cause.iter().any(|x| x == c)))
             && any_of(&w.services, &incident.services)
             && any_of(&w.rules, &incident.rules)
+            && !incident.rules.iter().any(|r| w.except_rules.contains(r))
             && w.min_severity
                 .as_deref()
                 .is_none_or(|min| severity_rank(&incident.severity) >= severity_rank(min))
@@ -190,6 +194,20 @@ mod tests {
                     ..Default::default()
                 },
                 false,
+            ),
+            (
+                Conditions {
+                    except_rules: strings(&["capacity", "slo_burn"]),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                Conditions {
+                    except_rules: strings(&["capacity"]),
+                    ..Default::default()
+                },
+                true,
             ),
             (
                 Conditions {

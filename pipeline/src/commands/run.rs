@@ -72,7 +72,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.demo && config.policies.is_empty() && config.incidents.enabled {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
-        println!("demo: policy opens a ticket for every incident (low risk, run at once), proposes a rollback (high risk, waits for your approval) and, for a capacity alert, a scale-out (medium risk, waits too) on topic demo.actions");
+        println!("demo: policy opens a ticket for every incident (low risk, run at once), proposes a rollback of a fault (high risk, waits for your approval) and, for a capacity alert, a scale-out (medium risk, waits too) on topic demo.actions");
     }
     let demo = args.demo.then_some(Demo {
         rate: args.demo_rate,
@@ -82,8 +82,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The policy the demo decides with when the configuration has none: a ticket for
-/// every incident, run at once, a rollback that waits for a human, and a scale-out
-/// of the cause when a capacity alert is among the incident's (all `kafka` actions
+/// every incident, run at once, a rollback that waits for a human (of a fault, not
+/// of a capacity forecast), and a scale-out of the cause when a capacity alert is
+/// among the incident's (all `kafka` actions
 /// on `demo.actions`, so approving one shows it carried out).
 const DEMO_POLICY: &str = r#"
 [[policy]]
@@ -95,6 +96,7 @@ risk = "low"
 
 [[policy]]
 name = "demo-rollback"
+when = { except_rules = ["capacity"] }
 action = "rollback"
 kind = "kafka"
 topic = "demo.actions"
@@ -584,4 +586,59 @@ fn record_config(config: &Config) -> anyhow::Result<()> {
     write_bytes_atomically(&path, text.as_bytes())
         .with_context(|| format!("recording the config in {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's own configuration parses and validates, and its policy sends
+    /// a fault to a rollback and a capacity forecast to a scale-out, not the other
+    /// way round.
+    #[test]
+    fn the_demo_configuration_is_valid_and_its_policy_tells_faults_from_forecasts() {
+        for text in [DEMO_POLICY, DEMO_SLOS, DEMO_COST, DEMO_CAPACITY] {
+            Config::from_toml(text).expect("the demo's config is valid");
+        }
+        let policies = Config::from_toml(DEMO_POLICY).expect("valid").policies;
+        let settings = Config::default()
+            .decisions
+            .settings(&policies)
+            .expect("a policy");
+        let incident = |rules: &[&str]| cara_operators::incidents::IncidentRecord {
+            id: "inc-1".into(),
+            status: cara_operators::incidents::IncidentStatus::Open,
+            at: 0,
+            opened_at: 0,
+            resolved_at: None,
+            severity: "ticket".into(),
+            alert_ids: vec!["a1".into()],
+            rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+            services: vec!["shipping".into()],
+            probable_root_cause: vec![cara_operators::incidents::Cause {
+                service: "shipping".into(),
+                score: 0.9,
+                reasons: Vec::new(),
+            }],
+            merged_into: None,
+            summary: String::new(),
+        };
+        let actions = |rules: &[&str]| -> Vec<String> {
+            let incident = incident(rules);
+            settings
+                .rules
+                .iter()
+                .filter(|r| r.matches(&incident))
+                .map(|r| format!("{} {}", r.action, r.target_for(&incident)))
+                .collect()
+        };
+        assert_eq!(
+            actions(&["metric_anomaly"]),
+            ["open_ticket shipping", "rollback deploy/shipping"]
+        );
+        assert_eq!(
+            actions(&["capacity"]),
+            ["open_ticket shipping", "scale_out volume/shipping"]
+        );
+    }
 }
