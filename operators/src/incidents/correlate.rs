@@ -14,7 +14,9 @@
 //! limit (a `capacity` exhaustion, a `cost_budget` to be passed) and alerts that
 //! report a symptom never share an incident: a forecast that fires during a fault
 //! nearby is not part of it (the demo's filling volume joined a fault on its
-//! caller, and the scale-out was proposed for that fault's cause). An alert that could join
+//! caller, and the scale-out was proposed for that fault's cause), and forecasts
+//! share one only on the same service (a memory forecast on a caller took a
+//! volume's incident, and its scale-out, in the same way). An alert that could join
 //! several incidents merges them into the oldest (each absorbed one is closed as
 //! `merged`, naming the survivor). An incident resolves once every alert in it has
 //! resolved and `quiet_ms` passed with nothing new. Repeated transitions (a replayed
@@ -335,16 +337,21 @@ impl Correlator {
             .values()
             .filter(|i| member.starts_at <= i.last_onset.saturating_add(gap))
             .filter(|i| i.foresees() == member.foresees());
+        // Forecasts do not travel along calls: two resources filling are one
+        // incident only on the same service.
+        let max_hops = if member.foresees() {
+            0
+        } else {
+            self.settings.max_hops
+        };
         let mut joins: Vec<&Incident> = match member.service.as_deref() {
             Some(service) => in_time
                 .filter(|i| {
                     let services = i.services();
                     services.is_empty()
-                        || services.iter().any(|s| {
-                            self.graph
-                                .hops(s, service, self.settings.max_hops)
-                                .is_some()
-                        })
+                        || services
+                            .iter()
+                            .any(|s| self.graph.hops(s, service, max_hops).is_some())
                 })
                 .collect(),
             None => in_time
@@ -545,8 +552,9 @@ mod tests {
     }
 
     /// A volume filling on `db` while `api`, its caller, has a fault: two incidents,
-    /// each with its own cause; a second forecast nearby joins the first, and a
-    /// symptom on `db` itself joins the fault's incident, not the forecast's.
+    /// each with its own cause; a second forecast on `db` joins the first, one on
+    /// `web` (two calls away) opens its own, and a symptom on `db` itself joins the
+    /// fault's incident, not the forecast's.
     #[test]
     fn forecasts_and_symptoms_never_share_an_incident() {
         let mut c = correlator();
@@ -566,8 +574,15 @@ mod tests {
         );
         foresee(
             &mut c,
-            "budget-web",
+            "budget-db",
             crate::cost::alerts::BUDGET_RULE,
+            "db",
+            12 * MIN,
+        );
+        foresee(
+            &mut c,
+            "volume-web",
+            crate::capacity::stage::RULE,
             "web",
             12 * MIN,
         );
@@ -581,6 +596,7 @@ mod tests {
                 (Open, 1, "db"),
                 (Update, 2, "db"),
                 (Update, 2, "api"),
+                (Open, 1, "web"),
             ],
             "{out:#?}"
         );
@@ -588,7 +604,7 @@ mod tests {
         let forecast = &out[1].id;
         assert_ne!(fault, forecast);
         assert_eq!(out[2].id, *forecast);
-        assert_eq!(out[2].alert_ids, ["budget-web", "volume-db"]);
+        assert_eq!(out[2].alert_ids, ["budget-db", "volume-db"]);
         assert_eq!(out[3].id, *fault);
         assert_eq!(out[3].alert_ids, ["fault-api", "symptom-db"]);
     }

@@ -68,7 +68,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.demo && config.capacity.series.is_empty() {
         config.capacity = Config::from_toml(DEMO_CAPACITY)?.capacity;
-        println!("demo: each service's memory_bytes (against 4 GiB) and data volume (against its size) forecast every minute 1 min, 10 min and 1 h ahead on table capacity and topic cara.capacity; a capacity alert when a limit may be reached within 6 h (one volume fills in 5 h)");
+        println!("demo: each service's data volume forecast against its size every minute 1 min, 10 min and 1 h ahead on table capacity and topic cara.capacity; a capacity alert when a limit may be reached within 6 h (one volume fills in 5 h)");
     }
     if args.demo && config.policies.is_empty() && config.incidents.enabled {
         config.policies = Config::from_toml(DEMO_POLICY)?.policies;
@@ -129,7 +129,7 @@ memory_bytes = "memory_bytes"
 "#;
 
 /// The capacity forecasts the demo runs when the configuration has none: each
-/// service's memory and data volume in buckets of the generator's 15 s scrape,
+/// service's data volume in buckets of the generator's 15 s scrape,
 /// reported every minute so that rows appear at once (the seasons start after two
 /// days; before that the forecasts follow level and trend). The first horizon is
 /// a minute so that its interval is measured five minutes in (16 errors). One
@@ -142,9 +142,6 @@ horizons = ["1m", "10m", "1h"]
 lead_time = "6h"
 lookahead = "1d"
 report_every = "1m"
-[[capacity.series]]
-metric = "memory_bytes"
-limit = 4294967296.0
 [[capacity.series]]
 metric = "kubelet_volume_stats_used_bytes"
 limit_metric = "kubelet_volume_stats_capacity_bytes"
