@@ -234,8 +234,11 @@ fn readme_sql_examples_return_rows_against_the_demo() {
         AND labels['__name__'] = 'kubelet_volume_stats_used_bytes') \
         SELECT count(*) FROM decisions d JOIN filling f ON d.target = f.target \
         WHERE d.action = 'scale_out' AND d.state = 'proposed'";
+    // The alert comes about five minutes in; its incident waits for the slowest
+    // stage's progress (the minute windows), a minute or two, more on a loaded
+    // machine.
     wait_until(
-        Duration::from_secs(120),
+        Duration::from_secs(360),
         "the filling volume's scale-out",
         || sql_count(&archive, scale_out) > 0,
     );
