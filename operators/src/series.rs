@@ -116,6 +116,8 @@ pub fn gauge_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Array, AsArray, MapArray};
+    use arrow::datatypes::{Float64Type, Int64Type};
 
     #[test]
     fn series_keys_ignore_label_order() {
@@ -134,8 +136,6 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, r#"up{a="1",b="2"}"#);
     }
-    use arrow::array::{Array, AsArray, MapArray};
-    use arrow::datatypes::{Float64Type, Int64Type};
 
     #[test]
     fn points_become_gauge_rows_with_their_labels() {

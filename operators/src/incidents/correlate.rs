@@ -100,6 +100,11 @@ impl Member {
             resolved_at: None,
         }
     }
+
+    /// Whether its rule foresees reaching a limit rather than reports a symptom.
+    fn foresees(&self) -> bool {
+        FORESIGHT_RULES.contains(&self.rule.as_str())
+    }
 }
 
 /// Rules whose alerts foresee reaching a limit rather than report a symptom.
@@ -107,12 +112,6 @@ const FORESIGHT_RULES: [&str; 2] = [
     crate::capacity::stage::RULE,
     crate::cost::alerts::BUDGET_RULE,
 ];
-
-impl Member {
-    fn foresees(&self) -> bool {
-        FORESIGHT_RULES.contains(&self.rule.as_str())
-    }
-}
 
 /// An open incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -364,14 +364,16 @@ mod tests {
         .into_bytes()
     }
 
-    /// A disk filling a GB an hour from 20 GB of 100, swinging a GB a day.
     /// The one capacity alert a run raised (it fired once: every transition of
     /// rule `capacity` is its firing), and the one scale-out proposed for it,
     /// waiting for a human.
     fn the_capacity_alert_and_its_scale_out(out: &Outputs) -> (&AlertRecord, &DecisionRecord) {
         assert_eq!(out.consumed.undecoded, 0);
-        let capacity: Vec<&AlertRecord> =
-            out.alerts.iter().filter(|a| a.rule == "capacity").collect();
+        let capacity: Vec<&AlertRecord> = out
+            .alerts
+            .iter()
+            .filter(|a| a.rule == cara_operators::capacity::stage::RULE)
+            .collect();
         assert_eq!(capacity.len(), 1, "{capacity:#?}");
         let proposed: Vec<&DecisionRecord> = out
             .decisions
@@ -389,6 +391,7 @@ mod tests {
         (capacity[0], decision)
     }
 
+    /// A disk filling a GB an hour from 20 GB of 100, swinging a GB a day.
     fn disk_used(t: i64, start: i64) -> f64 {
         let hours = (t - start) as f64 / 3_600_000.0;
         20e9 + 1e9 * hours + 1e9 * (hours / 24.0 * std::f64::consts::TAU).sin()

@@ -84,8 +84,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 /// The policy the demo decides with when the configuration has none: a ticket for
 /// every incident, run at once, a rollback that waits for a human (of a fault, not
 /// of a capacity forecast), and a scale-out of the cause when a capacity alert is
-/// among the incident's (all `kafka` actions
-/// on `demo.actions`, so approving one shows it carried out).
+/// among the incident's (all `kafka` actions on `demo.actions`, so approving one
+/// shows it carried out).
 const DEMO_POLICY: &str = r#"
 [[policy]]
 name = "demo-ticket"

@@ -65,6 +65,18 @@ pub struct Service {
     window_requests: u64,
 }
 
+impl Service {
+    /// The labels of the metrics about it (the host it runs on is `<name>-0`).
+    pub fn metric_labels(&self) -> Value {
+        json!({"service": self.name, "team": self.team, "host": format!("{}-0", self.name)})
+    }
+}
+
+/// A metric point as the generator writes it (flat JSON).
+pub fn metric_point(ts: i64, name: &str, value: f64, kind: &str, labels: &Value) -> Value {
+    json!({"ts": ts, "name": name, "value": value, "type": kind, "labels": labels})
+}
+
 /// Records produced by one step of the simulation.
 #[derive(Debug, Default)]
 pub struct Emitted {
@@ -317,8 +329,10 @@ impl World {
                 service.base_memory * (1.0 + noise * 0.2) * if level_shift { 1.6 } else { 1.0 };
             service.window_requests = 0;
             cores.push(cpu);
-            let labels = json!({"service": service.name, "team": service.team, "host": format!("{}-0", service.name)});
-            let point = |name: &str, value: f64, kind: &str| json!({"ts": tick_ms, "name": name, "value": value, "type": kind, "labels": labels});
+            let labels = service.metric_labels();
+            let point = |name: &str, value: f64, kind: &str| {
+                metric_point(tick_ms, name, value, kind, &labels)
+            };
             let points = vec![
                 point("http_requests_total", service.requests_total, "counter"),
                 point("http_errors_total", service.errors_total, "counter"),

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use super::model::{Emitted, Service};
+use super::model::{metric_point as point, Emitted, Service};
 
 /// A scrape every this many one-second ticks (Prometheus' common 15 s interval).
 pub const SCRAPE_EVERY_TICKS: u64 = 15;
@@ -140,7 +140,7 @@ impl Resources {
             let jitter = self.rng.random_range(-JITTER..JITTER) * volume.capacity_bytes;
             let used = (trend + jitter).clamp(0.0, volume.capacity_bytes).round();
             let claim = format!("{}-data", service.name);
-            let labels = json!({"service": service.name, "team": service.team, "host": format!("{}-0", service.name)});
+            let labels = service.metric_labels();
             let volume_labels = json!({"service": service.name, "team": service.team, "persistentvolumeclaim": claim});
             let cpu_seconds = (self.cpu_seconds_total[index] * 1000.0).round() / 1000.0;
             let points = vec![
@@ -195,10 +195,6 @@ impl Resources {
                 .push((name, Value::Array(points), POINTS_PER_NODE));
         }
     }
-}
-
-fn point(ts: i64, name: &str, value: f64, kind: &str, labels: &Value) -> Value {
-    json!({"ts": ts, "name": name, "value": value, "type": kind, "labels": labels})
 }
 
 #[cfg(test)]
