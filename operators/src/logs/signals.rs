@@ -165,6 +165,11 @@ pub struct LogBatchOutput {
     pub partials: Vec<LogPartial>,
     /// Templates the batch touched, sorted by service and id.
     pub templates: Vec<TemplateState>,
+    /// The template versions the batch made, one per line that created or
+    /// generalised a template, in row order: each as it stood after that line
+    /// (`last_seen_ms` is the line's time). They depend on the lines alone, not on
+    /// how the partition's records were cut into batches.
+    pub versions: Vec<TemplateState>,
 }
 
 /// One open window's counts of one template.
@@ -322,6 +327,7 @@ impl LogOperator {
         // Per touched template: (changed, created) by this batch.
         let mut touched: BTreeMap<(Arc<str>, i64), (bool, bool)> = BTreeMap::new();
         let mut values = Vec::new();
+        let mut versions = Vec::new();
         let window = self.settings.window();
 
         // Service names shared by the keys of this batch (one allocation each).
@@ -349,6 +355,20 @@ impl LogOperator {
             let flags = touched.entry((name.clone(), id)).or_default();
             flags.0 |= line.created || line.generalised;
             flags.1 |= line.created;
+            if line.created || line.generalised {
+                if let Some(template) = self.miner.template(svc, line.template_id) {
+                    versions.push(TemplateState {
+                        template: template.text().to_owned(),
+                        count: template.count,
+                        first_seen_ms: template.first_seen_ms,
+                        last_seen_ms: t,
+                        service: svc.to_owned(),
+                        template_id: id,
+                        changed: true,
+                        created: line.created,
+                    });
+                }
+            }
 
             let start = t.div_euclid(window) * window;
             let watermark = self.watermark();
@@ -395,6 +415,7 @@ impl LogOperator {
             params: Arc::new(params.finish()),
             partials,
             templates,
+            versions,
         })
     }
 
@@ -507,8 +528,8 @@ impl Operator for LogOperator {
         let mined = self.mine(rows, &context.topic, context.partition)?;
         out.late += self.late_lines().saturating_sub(late_before);
         out.rows = Some(with_template_columns(rows, &mined)?);
-        if mined.templates.iter().any(|t| t.changed) {
-            let batch = log_templates_batch(&mined.templates, &context.topic, context.partition)?;
+        if !mined.versions.is_empty() {
+            let batch = log_templates_batch(&mined.versions, &context.topic, context.partition)?;
             out.tables.push((Table::LogTemplates, batch));
         }
         send(&mined.partials, out);
@@ -777,6 +798,51 @@ pub(crate) mod tests {
         let restored = LogOperator::restore(old.as_bytes(), LogSettings::default()).unwrap();
         assert_eq!(restored.watermark(), op.watermark());
         assert!(restored.watermark().is_some());
+    }
+
+    /// The template versions (`log_templates` rows) of `lines` mined in batches of
+    /// `batch` lines.
+    fn versions_in_batches_of(lines: &[TestLine], batch: usize) -> Vec<String> {
+        let mut op = LogOperator::new(LogSettings::default());
+        let mut rows = Vec::new();
+        for chunk in lines.chunks(batch) {
+            let out = op.mine(&logs(chunk), "telemetry.logs", 0).unwrap();
+            let table = log_templates_batch(&out.versions, "telemetry.logs", 0).unwrap();
+            assert_eq!(table.num_rows(), out.versions.len());
+            rows.extend(out.versions.iter().map(|v| format!("{v:?}")));
+        }
+        rows
+    }
+
+    #[test]
+    fn template_versions_do_not_depend_on_how_lines_are_batched() {
+        let mut lines = traffic(3, 0);
+        // A line that generalises the db template, after it was created.
+        lines.push((
+            T0 + 200_000,
+            "db",
+            "info",
+            "checkpoint complete in 12 ms".into(),
+        ));
+        lines.push((
+            T0 + 200_001,
+            "db",
+            "info",
+            "checkpoint complete in 13 ms".into(),
+        ));
+        let whole = versions_in_batches_of(&lines, lines.len());
+        assert!(whole.len() >= 3, "{whole:#?}");
+        // Every version names the time of the line that made it, and its count then.
+        assert!(whole
+            .iter()
+            .any(|r| r.contains("checkpoint complete in <*> ms")));
+        for batch in [1, 2, 7] {
+            assert_eq!(
+                versions_in_batches_of(&lines, batch),
+                whole,
+                "batches of {batch}"
+            );
+        }
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn log_windows_batch(
     RecordBatch::try_new(Table::LogWindows.schema(), columns)
 }
 
-/// Table `log_templates`: one row per template version (`changed` templates only).
+/// Table `log_templates`: one row per template version (`changed` ones only; see
+/// `LogBatchOutput::versions`).
 pub fn log_templates_batch(
     templates: &[TemplateState],
     topic: &str,

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cara_operators::schema::Table;
 use cara_operators::time::HourPartition;
@@ -127,12 +128,21 @@ pub fn idle_file_stem(
     )
 }
 
-/// Writes a file atomically: `write` fills a temporary sibling, which is fsynced and
-/// renamed over `path`; then the directory is fsynced so the rename is durable.
+/// Writes a file atomically: `write` fills a temporary sibling of its own (named by
+/// process and call, so processes sharing the archive may write the same file at
+/// once, as the processes of one consumer group do with `_cara/config.toml`), which is
+/// fsynced and renamed over `path`; then the directory is fsynced so the rename is
+/// durable. The last rename wins.
 pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = temporary_sibling(path);
+    let writer = format!(
+        "{}.{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = temporary_sibling_of(path, &writer);
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
     let out = write(&mut file)?;
     file.flush().map_err(io_err(&tmp))?;
@@ -151,12 +161,20 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Where [`write_atomically`] writes `path` before renaming it: a hidden sibling that
 /// a process killed mid-write leaves behind (recovery removes it).
 pub fn temporary_sibling(path: &Path) -> PathBuf {
+    temporary_sibling_of(path, "")
+}
+
+/// [`temporary_sibling`] of one writer among several (`.<name>.<writer>.tmp`).
+fn temporary_sibling_of(path: &Path, writer: &str) -> PathBuf {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dir.join(format!(".{file_name}.tmp"))
+    match writer {
+        "" => dir.join(format!(".{file_name}.tmp")),
+        writer => dir.join(format!(".{file_name}.{writer}.tmp")),
+    }
 }
 
 /// Makes everything written so far on the filesystem holding `root` durable, file
@@ -228,6 +246,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("y.json")]);
+    }
+
+    #[test]
+    fn writers_of_one_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("_cara/config.toml");
+        std::thread::scope(|scope| {
+            for n in 0..8u8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        write_atomically(path, |f| {
+                            f.write_all(&[b'0' + n; 4096]).map_err(io_err("t"))
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        // One writer's whole content, and nothing left beside it.
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 4096);
+        assert!(bytes.iter().all(|b| *b == bytes[0]));
+        assert_eq!(fs::read_dir(dir.path().join("_cara")).unwrap().count(), 1);
     }
 
     #[test]
