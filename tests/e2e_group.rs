@@ -1,11 +1,12 @@
-//! Three `cara run` processes in one consumer group over one archive, against
-//! `cara broker`: they split the partitions, one is killed with -9 midway and another
-//! stopped with SIGTERM, and the survivor takes over every partition with its state.
-//! Afterwards the archive holds every generated record exactly once, and every table
-//! (alerts, SLO statuses, incidents, windows, templates, ...) equals, row for row as
-//! DuckDB reads them, that of one process that ran alone over the same records on a
-//! second broker. The time the survivors took to hold every partition after the kill
-//! is printed (`benches/BENCHMARKS.md` records it).
+//! Three `cara run` processes in one consumer group over one archive: they split the
+//! partitions, and while records arrive one is stopped (against `cara broker` killed
+//! with -9; against tansu, which never hands a killed member's partitions on, with
+//! SIGTERM) and then a second with SIGTERM; the last takes over every partition with
+//! its state. Afterwards the archive holds every generated record exactly once, and
+//! every table (alerts, SLO statuses, incidents, windows, templates, ...) equals, row
+//! for row as DuckDB reads them, that of one process that ran alone over the same
+//! records on a second broker of the same kind. The time the survivors took to hold
+//! every partition is printed (`benches/BENCHMARKS.md` records it).
 
 mod common;
 
@@ -80,8 +81,45 @@ fn assigned(ports: &[u16]) -> f64 {
         .sum()
 }
 
+/// The broker a scenario runs against, and how the first of the three stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Broker {
+    /// `cara broker`: the first process is killed with -9.
+    Cara,
+    /// tansu, which never hands a killed member's partitions on (see
+    /// `benches/tansu_group_takeover.py`): the first process is stopped with SIGTERM.
+    Tansu,
+}
+
+impl Broker {
+    fn start(self, dir: &Path) -> (Process, String) {
+        match self {
+            Broker::Cara => start_cara_broker(),
+            Broker::Tansu => {
+                let data = dir.join(format!("tansu-{}", free_port()));
+                std::fs::create_dir_all(&data).unwrap();
+                start_tansu(&data)
+            }
+        }
+    }
+}
+
+/// The two scenarios share the machine's two cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn three_processes_split_the_partitions_and_a_kill_and_a_stop_change_nothing() {
+fn on_cara_broker_three_processes_a_kill_and_a_stop_change_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    scenario(Broker::Cara);
+}
+
+#[test]
+fn on_tansu_three_processes_and_two_stops_change_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    scenario(Broker::Tansu);
+}
+
+fn scenario(broker: Broker) {
     let dir = tempfile::tempdir().unwrap();
     // A 6 s session: the bound on how long a killed member's partitions wait.
     let config = write_config(
@@ -92,16 +130,17 @@ fn three_processes_split_the_partitions_and_a_kill_and_a_stop_change_nothing() {
          [[slo]]\nname = \"checkout-latency\"\nservice = \"checkout\"\nsli = \"latency\"\nthreshold_ms = 300\nobjective = 0.99\nperiod = \"30d\"\n",
     );
 
-    // One process alone, on a broker of its own holding the same records.
-    let (_alone_broker, alone_brokers) = start_cara_broker();
+    // One process alone, on a broker of its own holding the same records (cara
+    // creates its topics where the broker does not).
+    let (_alone_broker, alone_brokers) = broker.start(dir.path());
+    let alone = dir.path().join("alone");
+    let (mut run, http) = start_cara_run(&alone_brokers, &alone, &config, "alone");
     let mut gen = generate(&alone_brokers, "0");
     let summary = produced(&mut gen);
     let total: i64 = ["metrics", "logs", "spans"]
         .iter()
         .map(|t| summary[t].as_i64().unwrap())
         .sum();
-    let alone = dir.path().join("alone");
-    let (mut run, http) = start_cara_run(&alone_brokers, &alone, &config, "alone");
     wait_until(
         Duration::from_secs(300),
         "the lone process to archive everything",
@@ -131,10 +170,10 @@ fn three_processes_split_the_partitions_and_a_kill_and_a_stop_change_nothing() {
     }
 
     // Three processes in one group, started while the records arrive.
-    let (_broker, brokers) = start_cara_broker();
+    let (_broker, brokers) = broker.start(dir.path());
     let archive = dir.path().join("group");
-    let mut gen = generate(&brokers, RATE);
     let (mut a, a_http) = start_cara_run(&brokers, &archive, &config, "group");
+    let mut gen = generate(&brokers, RATE);
     let (mut b, b_http) = start_cara_run(&brokers, &archive, &config, "group");
     let (mut c, c_http) = start_cara_run(&brokers, &archive, &config, "group");
     wait_until(
@@ -152,15 +191,26 @@ fn three_processes_split_the_partitions_and_a_kill_and_a_stop_change_nothing() {
     wait_until(Duration::from_secs(120), "a third archived", || {
         input_rows(&archive) >= total / 3
     });
-    a.kill9();
-    let killed = Instant::now();
+    let how = match broker {
+        Broker::Cara => {
+            a.kill9();
+            "kill -9"
+        }
+        Broker::Tansu => {
+            assert!(a.terminate(Duration::from_secs(60)).success());
+            "SIGTERM"
+        }
+    };
+    let gone = Instant::now();
     wait_until(
         Duration::from_secs(60),
         "the survivors to take over",
         || assigned(&[b_http, c_http]) == partitions,
     );
-    let takeover = killed.elapsed();
-    eprintln!("after kill -9 the survivors held all {partitions} partitions in {takeover:?}");
+    let takeover = gone.elapsed();
+    eprintln!(
+        "{broker:?}: after {how} the survivors held all {partitions} partitions in {takeover:?}"
+    );
 
     wait_until(Duration::from_secs(180), "two thirds archived", || {
         input_rows(&archive) >= total * 2 / 3
@@ -171,7 +221,7 @@ fn three_processes_split_the_partitions_and_a_kill_and_a_stop_change_nothing() {
         assigned(&[c_http]) == partitions
     });
     eprintln!(
-        "after SIGTERM the last process held every partition in {:?}",
+        "{broker:?}: after SIGTERM the last process held every partition in {:?}",
         stopped.elapsed()
     );
 

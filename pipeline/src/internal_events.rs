@@ -443,6 +443,27 @@ impl InternalEvent for InterruptedFlushRemoved<'_> {
     }
 }
 
+/// A flush was refused its commit: another process had claimed the partition.
+pub struct FlushFenced<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// The offset the refused checkpoint would have moved to.
+    pub next_offset: i64,
+}
+
+impl InternalEvent for FlushFenced<'_> {
+    fn emit(self, _: &Telemetry) {
+        warn!(
+            topic = self.topic,
+            partition = self.partition,
+            next_offset = self.next_offset,
+            "another process owns this partition now; this flush was not committed (its owner archives these records)"
+        );
+    }
+}
+
 /// Consumer lag of one partition was measured.
 pub struct ConsumerLagMeasured<'a> {
     /// Topic.

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::claim::ClaimToken;
 use super::layout::{
-    sync_all_written, sync_dir, temporary_sibling, write_bytes_atomically, ArchiveLayout,
+    sync_all_written, sync_dir, temporary_sibling, temporary_sibling_of, write_bytes_atomically,
+    ArchiveLayout,
 };
 use super::state::{self, StateFile};
 use super::{io_err, ArchiveError, Result};
@@ -94,12 +96,27 @@ pub fn write_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Resu
     write_bytes_atomically(&path, &bytes)
 }
 
+/// Where the owner of `token` stages a partition's next checkpoint: a name of its own,
+/// so an owner that lost the partition never writes over the new owner's.
+pub fn staged_checkpoint_file(
+    layout: &ArchiveLayout,
+    topic: &str,
+    partition: i32,
+    token: &ClaimToken,
+) -> PathBuf {
+    temporary_sibling_of(&layout.checkpoint_file(topic, partition), token.as_str())
+}
+
 /// Writes a checkpoint beside its final name, not yet in force: the round makes it
 /// durable, then [`commit_checkpoint`] puts it in force.
-pub fn stage_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Result<()> {
+pub fn stage_checkpoint(
+    layout: &ArchiveLayout,
+    checkpoint: &Checkpoint,
+    token: &ClaimToken,
+) -> Result<()> {
     let path = layout.checkpoint_file(&checkpoint.topic, checkpoint.partition);
     let bytes = json_bytes(&path, checkpoint)?;
-    let staged = temporary_sibling(&path);
+    let staged = staged_checkpoint_file(layout, &checkpoint.topic, checkpoint.partition, token);
     if let Some(dir) = staged.parent() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
@@ -107,9 +124,43 @@ pub fn stage_checkpoint(layout: &ArchiveLayout, checkpoint: &Checkpoint) -> Resu
 }
 
 /// Puts a staged checkpoint in force (a rename; durable with the round's next sync).
-pub fn commit_checkpoint(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<()> {
+/// Only under the partition's claim (see [`super::claim::commit_if_claimed`]).
+pub fn commit_checkpoint(
+    layout: &ArchiveLayout,
+    topic: &str,
+    partition: i32,
+    token: &ClaimToken,
+) -> Result<()> {
     let path = layout.checkpoint_file(topic, partition);
-    fs::rename(temporary_sibling(&path), &path).map_err(io_err(&path))
+    fs::rename(
+        staged_checkpoint_file(layout, topic, partition, token),
+        &path,
+    )
+    .map_err(io_err(&path))
+}
+
+/// Deletes every staged checkpoint of a partition, whoever staged it.
+fn remove_staged_checkpoints(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<()> {
+    let path = layout.checkpoint_file(topic, partition);
+    remove_if_present(&temporary_sibling(&path))?;
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let prefix = format!(".{partition}.checkpoint.json.");
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(io_err(dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                    remove_if_present(&entry.path())?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
 }
 
 /// Moves a committed flush's staged files to their final paths, where readers see
@@ -169,9 +220,7 @@ pub struct Recovery {
 /// everything else staged belongs to a flush that never committed and is deleted,
 /// and so is a checkpoint never put in force. Nothing of an unfinished flush stays.
 pub fn recover(layout: &ArchiveLayout, topic: &str, partition: i32) -> Result<Recovery> {
-    remove_if_present(&temporary_sibling(
-        &layout.checkpoint_file(topic, partition),
-    ))?;
+    remove_staged_checkpoints(layout, topic, partition)?;
     let checkpoint = read_checkpoint(layout, topic, partition)?;
     let next_offset = checkpoint.as_ref().map(|c| c.next_offset);
     let committed_files: &[PathBuf] = checkpoint.as_ref().map_or(&[], |c| &c.files);
@@ -372,7 +421,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = ArchiveLayout::new(dir.path());
         write_checkpoint(&layout, &checkpoint(10, vec![])).unwrap();
-        stage_checkpoint(&layout, &checkpoint(20, vec![])).unwrap();
+        let token = ClaimToken::fresh();
+        stage_checkpoint(&layout, &checkpoint(20, vec![]), &token).unwrap();
         assert_eq!(
             read_checkpoint(&layout, "t", 0)
                 .unwrap()
@@ -380,7 +430,7 @@ mod tests {
                 .next_offset,
             10
         );
-        commit_checkpoint(&layout, "t", 0).unwrap();
+        commit_checkpoint(&layout, "t", 0, &token).unwrap();
         assert_eq!(
             read_checkpoint(&layout, "t", 0)
                 .unwrap()
@@ -388,7 +438,7 @@ mod tests {
                 .next_offset,
             20
         );
-        assert!(!temporary_sibling(&layout.checkpoint_file("t", 0)).exists());
+        assert!(!staged_checkpoint_file(&layout, "t", 0, &token).exists());
     }
 
     #[test]
@@ -442,7 +492,8 @@ mod tests {
         // checkpoint was put in force.
         let staged = layout.staged_file("t", 0, &uncommitted);
         touch(&staged);
-        stage_checkpoint(&layout, &checkpoint(20, vec![uncommitted.clone()])).unwrap();
+        let token = ClaimToken::fresh();
+        stage_checkpoint(&layout, &checkpoint(20, vec![uncommitted.clone()]), &token).unwrap();
         let recovery = recover(&layout, "t", 0).unwrap();
         assert_eq!(
             recovery,
@@ -456,7 +507,7 @@ mod tests {
             }
         );
         assert!(committed.exists() && !uncommitted.exists() && !staged.exists());
-        assert!(!temporary_sibling(&layout.checkpoint_file("t", 0)).exists());
+        assert!(!staged_checkpoint_file(&layout, "t", 0, &token).exists());
     }
 
     #[test]

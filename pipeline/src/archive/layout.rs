@@ -63,6 +63,12 @@ impl ArchiveLayout {
             .join(format!("{partition}.checkpoint.json"))
     }
 
+    /// `<root>/_cara/offsets/<topic>/<partition>.claim`: which process may commit the
+    /// partition (see [`super::claim`]).
+    pub fn claim_file(&self, topic: &str, partition: i32) -> PathBuf {
+        self.commit_dir(topic).join(format!("{partition}.claim"))
+    }
+
     /// `<root>/_cara/offsets/<topic>/<partition>.intent.json`: the intent files of
     /// earlier versions of cara, which recovery still honours.
     pub fn intent_file(&self, topic: &str, partition: i32) -> PathBuf {
@@ -165,7 +171,7 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
 }
 
 /// [`temporary_sibling`] of one writer among several (`.<name>.<writer>.tmp`).
-fn temporary_sibling_of(path: &Path, writer: &str) -> PathBuf {
+pub fn temporary_sibling_of(path: &Path, writer: &str) -> PathBuf {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let file_name = path
         .file_name()

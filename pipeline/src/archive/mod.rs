@@ -10,8 +10,8 @@
 //!    restores from) beside the current one, and the partition's operator state to
 //!    a new state file when it moved (see [`state`]);
 //! 2. makes both durable;
-//! 3. puts the checkpoint in force with a rename and makes that durable: the
-//!    commit point;
+//! 3. puts the checkpoint in force with a rename, if the partition's [`claim`] is
+//!    still this process's, and makes that durable: the commit point;
 //! 4. moves the staged files to their final paths.
 //!
 //! Flushes are committed a round at a time, so steps 2 and 3 cost one sync each
@@ -25,6 +25,7 @@
 //! Does not own: decoding, Kafka, or what is in the rows.
 
 pub mod audit_trail;
+pub mod claim;
 pub mod commit;
 pub mod layout;
 pub mod state;

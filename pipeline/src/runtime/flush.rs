@@ -31,13 +31,16 @@ use cara_operators::operator::OutboundMessage;
 
 use super::error::RuntimeError;
 use crate::alerts::{AlertSink, RaisedAlert};
+use crate::archive::claim::{self, ClaimToken};
 use crate::archive::commit::{self, Checkpoint};
-use crate::archive::layout::{sync_all_written, temporary_sibling};
+use crate::archive::layout::sync_all_written;
 use crate::archive::state;
 use crate::archive::writer::{ParquetWriter, PlannedFile, WrittenFile};
 use crate::archive::ArchiveError;
 use crate::dlq::{DeadLetter, DeadLetterSink};
-use crate::internal_events::{FileArchived, FlushFailed, InternalEvent, OperatorStateSaved};
+use crate::internal_events::{
+    FileArchived, FlushFailed, FlushFenced, InternalEvent, OperatorStateSaved,
+};
 use crate::outbound::OutboundSink;
 use crate::telemetry::Telemetry;
 
@@ -137,16 +140,19 @@ impl FlushWorker {
             .name("cara-flush".into())
             .spawn(move || {
                 for round in rounds_rx {
-                    let outcome = execute_round(&round, &writer, &sinks, &telemetry).map(|()| {
-                        round
-                            .iter()
-                            .map(|f| Durable {
-                                topic: f.topic.clone(),
-                                partition: f.partition,
-                                next_offset: f.checkpoint.next_offset,
-                            })
-                            .collect()
-                    });
+                    let outcome =
+                        execute_round(&round, &writer, &sinks, &telemetry).map(|fenced| {
+                            round
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| !fenced.contains(i))
+                                .map(|(_, f)| Durable {
+                                    topic: f.topic.clone(),
+                                    partition: f.partition,
+                                    next_offset: f.checkpoint.next_offset,
+                                })
+                                .collect()
+                        });
                     let _ = done_tx.send(outcome);
                     counter.finish();
                 }
@@ -213,12 +219,13 @@ fn worker_gone() -> RuntimeError {
 /// durable or the retry budget is spent. Every step can be repeated: staged files
 /// and checkpoints are rewritten, moves skip what already moved, and records the
 /// broker acknowledged in an earlier attempt are not sent again ([`SendProgress`]).
+/// Returns the flushes fenced off (by their index in the round).
 fn execute_round(
     round: &[PreparedFlush],
     writer: &ParquetWriter,
     sinks: &Sinks,
     telemetry: &Telemetry,
-) -> Result<(), RuntimeError> {
+) -> Result<Vec<usize>, RuntimeError> {
     let layout = writer.layout();
     let mut backoff = Duration::from_millis(100);
     let deadline = Instant::now() + FLUSH_RETRY_BUDGET;
@@ -260,27 +267,38 @@ fn execute_round(
         }
         .emit(telemetry);
     }
+    for &index in &written.fenced {
+        let flush = &round[index];
+        FlushFenced {
+            topic: &flush.topic,
+            partition: flush.partition,
+            next_offset: flush.checkpoint.next_offset,
+        }
+        .emit(telemetry);
+    }
     for flush in round {
         telemetry
             .flush_seconds
             .observe(flush.started.elapsed().as_secs_f64());
     }
-    Ok(())
+    Ok(written.fenced)
 }
 
 /// What a round wrote: its data files, and (encoded, compressed) sizes of its state
-/// files.
+/// files, of the flushes that committed; and the flushes fenced off (by index).
 #[derive(Default)]
 struct Written {
     files: Vec<WrittenFile>,
     states: Vec<(u64, u64)>,
+    fenced: Vec<usize>,
 }
 
-/// What step 1 wrote for a flush: staged data files and the state file.
+/// What step 1 wrote: staged data files and state files, each with the index of its
+/// flush in the round.
 #[derive(Default)]
 struct Staged {
-    files: Vec<(PathBuf, WrittenFile)>,
-    states: Vec<(PathBuf, u64, u64)>,
+    files: Vec<(usize, PathBuf, WrittenFile)>,
+    states: Vec<(usize, PathBuf, u64, u64)>,
 }
 
 impl Staged {
@@ -302,25 +320,38 @@ fn commit_round(
         .iter()
         .map(|f| layout.checkpoint_file(&f.topic, f.partition))
         .collect();
-    let staged_checkpoints: Vec<PathBuf> =
-        checkpoints.iter().map(|p| temporary_sibling(p)).collect();
+    let staged_checkpoints: Vec<PathBuf> = round
+        .iter()
+        .map(|f| commit::staged_checkpoint_file(layout, &f.topic, f.partition, &f.claim))
+        .collect();
     sync_all_written(
         layout.root(),
         staged
             .files
             .iter()
-            .map(|(path, _)| path.as_path())
-            .chain(staged.states.iter().map(|(path, _, _)| path.as_path()))
+            .map(|(_, path, _)| path.as_path())
+            .chain(staged.states.iter().map(|(_, path, _, _)| path.as_path()))
             .chain(staged_checkpoints.iter().map(PathBuf::as_path)),
     )
     .map_err(|e| format!("making the staged files durable: {e}"))?;
-    for flush in round {
-        commit::commit_checkpoint(layout, &flush.topic, flush.partition)
-            .map_err(|e| format!("{}[{}]: {e}", flush.topic, flush.partition))?;
+    let mut fenced = Vec::new();
+    for (index, flush) in round.iter().enumerate() {
+        let (topic, partition) = (&*flush.topic, flush.partition);
+        let committed = claim::commit_if_claimed(layout, topic, partition, &flush.claim, || {
+            commit::commit_checkpoint(layout, topic, partition, &flush.claim)
+        })
+        .map_err(|e| format!("{topic}[{partition}]: {e}"))?;
+        if !committed {
+            fenced.push(index);
+        }
     }
     sync_all_written(layout.root(), checkpoints.iter().map(PathBuf::as_path))
         .map_err(|e| format!("committing the checkpoints: {e}"))?;
-    for flush in round {
+    for (_, flush) in round
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !fenced.contains(i))
+    {
         commit::publish(
             layout,
             &flush.topic,
@@ -348,9 +379,21 @@ fn commit_round(
             .flat_map(|f| f.checkpoint.files.iter().map(PathBuf::as_path)),
     )
     .map_err(|e| format!("publishing the files: {e}"))?;
+    let kept = |index: &usize| !fenced.contains(index);
     Ok(Written {
-        files: staged.files.into_iter().map(|(_, file)| file).collect(),
-        states: staged.states.into_iter().map(|(_, s, f)| (s, f)).collect(),
+        files: staged
+            .files
+            .into_iter()
+            .filter(|(i, _, _)| kept(i))
+            .map(|(_, _, file)| file)
+            .collect(),
+        states: staged
+            .states
+            .into_iter()
+            .filter(|(i, _, _, _)| kept(i))
+            .map(|(_, _, s, f)| (s, f))
+            .collect(),
+        fenced,
     })
 }
 
@@ -374,8 +417,10 @@ fn stage_on_every_core(
                 let next = &next;
                 scope.spawn(move || {
                     let mut staged = Staged::default();
-                    while let Some(flush) = round.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        staged.extend(flush.stage(writer, sinks)?);
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(flush) = round.get(index) else { break };
+                        staged.extend(flush.stage(index, writer, sinks)?);
                     }
                     Ok(staged)
                 })
@@ -400,6 +445,9 @@ fn stage_on_every_core(
 pub(crate) struct PreparedFlush {
     pub topic: Arc<str>,
     pub partition: i32,
+    /// The claim the partition was assigned under: the checkpoint commits only
+    /// while it holds (see [`crate::archive::claim`]).
+    pub claim: ClaimToken,
     pub plan: Vec<PlannedFile>,
     pub letters: Vec<DeadLetter>,
     pub checkpoint: Checkpoint,
@@ -427,7 +475,7 @@ impl PreparedFlush {
     /// Step 1: files into the staging directory, the state file, the checkpoint
     /// beside the current one, dead letters, alerts and outbound records
     /// acknowledged.
-    fn stage(&self, writer: &ParquetWriter, sinks: &Sinks) -> Result<Staged, String> {
+    fn stage(&self, index: usize, writer: &ParquetWriter, sinks: &Sinks) -> Result<Staged, String> {
         let (topic, partition) = (&*self.topic, self.partition);
         let layout = writer.layout();
         let failed = |e: &dyn std::fmt::Display| format!("{topic}[{partition}]: {e}");
@@ -435,15 +483,15 @@ impl PreparedFlush {
         for planned in &self.plan {
             let at = layout.staged_file(topic, partition, &planned.path);
             let file = writer.write_to(planned, &at).map_err(|e| failed(&e))?;
-            staged.files.push((at, file));
+            staged.files.push((index, at, file));
         }
         if let (Some(bytes), Some(file)) = (&self.state, &self.checkpoint.state) {
             let (path, file_bytes) =
                 state::write_state(layout, topic, partition, &file.name, bytes)
                     .map_err(|e| failed(&e))?;
-            staged.states.push((path, file.bytes, file_bytes));
+            staged.states.push((index, path, file.bytes, file_bytes));
         }
-        commit::stage_checkpoint(layout, &self.checkpoint).map_err(|e| failed(&e))?;
+        commit::stage_checkpoint(layout, &self.checkpoint, &self.claim).map_err(|e| failed(&e))?;
         // A retried round does not send again what the broker already acknowledged.
         self.sent.step(SendStep::DeadLetters, || {
             sinks

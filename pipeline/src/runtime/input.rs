@@ -7,6 +7,7 @@
 
 use crossbeam_channel::Sender;
 
+use crate::archive::claim::ClaimToken;
 use crate::archive::state::StateFile;
 
 /// A source partition: (index into the source's topic list, Kafka partition).
@@ -24,6 +25,8 @@ pub(crate) struct AssignedPartition {
     pub state_file: Option<StateFile>,
     /// The partition's archive epoch (see [`crate::archive::commit::Checkpoint`]).
     pub epoch: u32,
+    /// The claim its flushes commit under (see [`crate::archive::claim`]).
+    pub claim: ClaimToken,
 }
 
 /// What the poll thread sends a shard, in order.

@@ -27,6 +27,7 @@ use cara_operators::schema::Table;
 use cara_operators::slo::SloStatus;
 
 use crate::alerts::RaisedAlert;
+use crate::archive::claim::ClaimToken;
 use crate::archive::commit::Checkpoint;
 use crate::archive::layout::{idle_file_stem, input_file_stem};
 use crate::archive::state::StateFile;
@@ -105,6 +106,8 @@ struct PartitionBuffer {
     limit_reported: bool,
     /// The state file the partition's last checkpoint names.
     state_file: Option<StateFile>,
+    /// The claim this process's flushes of the partition commit under.
+    claim: ClaimToken,
     /// Whether the operator's state moved since that file was written.
     state_moved: bool,
 }
@@ -300,6 +303,7 @@ impl Shard {
                     // unreadable part started afresh): the first flush saves it.
                     state_moved: true,
                     state_file: assigned.state_file,
+                    claim: assigned.claim,
                 },
             );
         }
@@ -556,6 +560,7 @@ impl Shard {
             let topic = buffer.topic.clone();
             let partition = buffer.partition;
             let epoch = buffer.epoch;
+            let claim = buffer.claim.clone();
             let stem = idle_file_stem(&topic, partition, epoch, next_offset, target);
             let state = buffer.save_state(&stem);
             let mut plan = Vec::new();
@@ -571,7 +576,7 @@ impl Shard {
             round.push(prepared(
                 topic,
                 partition,
-                epoch,
+                (epoch, claim),
                 next_offset,
                 plan,
                 Vec::new(),
@@ -610,6 +615,7 @@ impl Shard {
         let topic = buffer.topic.clone();
         let partition = buffer.partition;
         let epoch = buffer.epoch;
+        let claim = buffer.claim.clone();
         let stem = input_file_stem(&topic, partition, epoch, first, last);
         // Operators see the rows in offset order; their state after the last row is
         // saved in this flush's checkpoint, so a replay resumes exactly here.
@@ -689,7 +695,7 @@ impl Shard {
         Ok(Some(prepared(
             topic,
             partition,
-            epoch,
+            (epoch, claim),
             last + 1,
             plan,
             letters,
@@ -743,7 +749,7 @@ impl Shard {
 fn prepared(
     topic: Arc<str>,
     partition: i32,
-    epoch: u32,
+    (epoch, claim): (u32, ClaimToken),
     next_offset: i64,
     plan: Vec<PlannedFile>,
     letters: Vec<DeadLetter>,
@@ -763,6 +769,7 @@ fn prepared(
     PreparedFlush {
         topic,
         partition,
+        claim,
         plan,
         letters,
         checkpoint,

@@ -18,7 +18,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use super::dispatch::{Dispatcher, ShardGone};
-use crate::archive::commit;
+use crate::archive::claim;
 use crate::archive::layout::ArchiveLayout;
 use crate::internal_events::*;
 use crate::runtime::flush::InFlight;
@@ -127,8 +127,8 @@ impl SourceContext {
             let Some(index) = self.topic_index(&topic) else {
                 continue;
             };
-            match commit::recover(&self.layout, &topic, partition) {
-                Ok(recovery) => {
+            match claim::claim(&self.layout, &topic, partition) {
+                Ok((claim, recovery)) => {
                     if !recovery.removed.is_empty() {
                         InterruptedFlushRemoved {
                             topic: &topic,
@@ -150,6 +150,7 @@ impl SourceContext {
                         operator_state: recovery.operator_state,
                         state_file: recovery.state_file,
                         epoch: recovery.epoch,
+                        claim,
                     });
                 }
                 Err(source) => self.fatal.raise(RuntimeError::Recovery {

@@ -281,6 +281,7 @@ mod tests {
                 operator_state: None,
                 state_file: None,
                 epoch: 0,
+                claim: crate::archive::claim::ClaimToken::fresh(),
             }])
             .is_ok());
     }
@@ -367,6 +368,7 @@ mod tests {
                 operator_state: None,
                 state_file: None,
                 epoch: 0,
+                claim: crate::archive::claim::ClaimToken::fresh(),
             }])
             .unwrap();
         assert!(matches!(rx.try_recv(), Ok(ShardInput::Messages(c)) if c.messages().len() == 1));
