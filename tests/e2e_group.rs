@@ -2,11 +2,14 @@
 //! partitions, and while records arrive one is stopped (against `cara broker` killed
 //! with -9; against tansu, which never hands a killed member's partitions on, with
 //! SIGTERM) and then a second with SIGTERM; the last takes over every partition with
-//! its state. Afterwards the archive holds every generated record exactly once, and
-//! every table (alerts, SLO statuses, incidents, windows, templates, ...) equals, row
-//! for row as DuckDB reads them, that of one process that ran alone over the same
-//! records on a second broker of the same kind. The time the survivors took to hold
-//! every partition is printed (`benches/BENCHMARKS.md` records it).
+//! its state. Against `cara broker` the second is also frozen (SIGSTOP) past its
+//! session in between, so the group hands its partitions on while it still holds
+//! them; thawed, it must commit nothing of them (`archive::claim`). Afterwards the
+//! archive holds every generated record exactly once, and every table (alerts, SLO
+//! statuses, incidents, windows, templates, ...) equals, row for row as DuckDB reads
+//! them, that of one process that ran alone over the same records on a second broker
+//! of the same kind. The time the survivors took to hold every partition is printed
+//! (`benches/BENCHMARKS.md` records it).
 
 mod common;
 
@@ -217,6 +220,25 @@ fn scenario(broker: Broker) {
     eprintln!(
         "{broker:?}: after {how} the survivors held all {partitions} partitions in {takeover:?}"
     );
+
+    if broker == Broker::Cara {
+        // A zombie: b frozen past its session, so the group hands its partitions to
+        // c while b still holds rows (and perhaps a flush) of them. Thawed, b goes on
+        // until it hears it was dropped; its claims on those partitions are c's now,
+        // so nothing it flushes meanwhile is committed.
+        signal(b.child.id(), "STOP");
+        wait_until(
+            Duration::from_secs(60),
+            "c to take the frozen one's partitions",
+            || assigned(&[c_http]) == partitions,
+        );
+        signal(b.child.id(), "CONT");
+        // Until it hears, b still counts its old partitions; then the two split them.
+        wait_until(Duration::from_secs(60), "the thawed one to rejoin", || {
+            let b_holds = metric_sum(b_http, "cara_assigned_partitions", "");
+            b_holds > 0.0 && b_holds + assigned(&[c_http]) == partitions
+        });
+    }
 
     wait_until(Duration::from_secs(180), "two thirds archived", || {
         input_rows(&archive) >= total * 2 / 3

@@ -92,6 +92,30 @@ impl SourceContext {
         self.fatal.take()
     }
 
+    /// Whether `topic`/`partition` is assigned to this process.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        let Some(index) = self.topic_index(topic) else {
+            return false;
+        };
+        self.assigned
+            .lock()
+            .map(|a| a.contains_key(&(index, partition)))
+            .unwrap_or(false)
+    }
+
+    /// Every assigned partition resumed from an archive checkpoint, with its offset.
+    pub fn resumed_partitions(&self) -> Vec<(String, i32, i64)> {
+        let Ok(assigned) = self.assigned.lock() else {
+            return Vec::new();
+        };
+        assigned
+            .iter()
+            .filter_map(|(&(index, partition), next)| {
+                Some((self.topics.get(index)?.clone(), partition, (*next)?))
+            })
+            .collect()
+    }
+
     /// True while some partition is assigned.
     pub fn has_assignment(&self) -> bool {
         self.assigned.lock().map(|a| !a.is_empty()).unwrap_or(false)

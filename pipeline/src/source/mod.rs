@@ -16,6 +16,8 @@ mod catch_up;
 mod context;
 pub(crate) mod dispatch;
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +42,11 @@ use dispatch::Dispatcher;
 
 /// How often the poll thread commits what became durable.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the durable offsets of every owned partition are committed again, not
+/// only those that moved: a commit refused during a rebalance is otherwise never
+/// repeated for a partition that receives nothing more, and its lag (what
+/// autoscalers read) would stay above zero.
+const RECOMMIT_INTERVAL: Duration = Duration::from_secs(5);
 /// How often, at most, the poll thread asks whether it has caught up.
 const CATCH_UP_CHECK: Duration = Duration::from_millis(5);
 
@@ -106,6 +113,10 @@ pub struct Source {
     consumer: BaseConsumer<SourceContext>,
     runtime: Runtime,
     telemetry: Arc<Telemetry>,
+    /// The latest durable offset of each partition this process owns.
+    durable: RefCell<HashMap<(Arc<str>, i32), i64>>,
+    /// When every owned partition's offset was last committed.
+    last_recommit: Cell<Instant>,
 }
 
 impl Source {
@@ -178,6 +189,8 @@ impl Source {
             consumer,
             runtime,
             telemetry,
+            durable: RefCell::new(HashMap::new()),
+            last_recommit: Cell::new(Instant::now()),
         })
     }
 
@@ -260,22 +273,46 @@ impl Source {
         Ok(())
     }
 
-    /// Commits the offsets of partitions the worker made durable; with `wait`, first
-    /// waits for every submitted round.
+    /// Commits the offsets of partitions the worker made durable, and every
+    /// [`RECOMMIT_INTERVAL`] (and with `wait`) those of every owned partition; with
+    /// `wait`, first waits for every submitted round.
     fn commit_durable(&self, mode: CommitMode, wait: bool) -> Result<(), RuntimeError> {
-        let durable = self.runtime.completed(wait)?;
-        if durable.is_empty() {
-            return Ok(());
+        let completed = self.runtime.completed(wait)?;
+        let context = self.consumer.context();
+        let mut durable = self.durable.borrow_mut();
+        for d in &completed {
+            durable.insert((d.topic.clone(), d.partition), d.next_offset);
         }
+        durable.retain(|(topic, partition), _| context.owns(topic, *partition));
+        let recommit = wait || self.last_recommit.get().elapsed() >= RECOMMIT_INTERVAL;
         let mut tpl = TopicPartitionList::new();
-        for d in &durable {
-            tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
+        if recommit {
+            self.last_recommit.set(Instant::now());
+            for ((topic, partition), next) in durable.iter() {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
+            // A partition this process has not flushed yet: its checkpoint, which its
+            // previous owner's last commit may not have reached Kafka with.
+            for (topic, partition, next) in context.resumed_partitions() {
+                if !durable.contains_key(&(Arc::from(topic.as_str()), partition)) {
+                    tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+                }
+            }
+        } else {
+            for d in &completed {
+                if durable.contains_key(&(d.topic.clone(), d.partition)) {
+                    tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
         }
         if let Err(e) = self.consumer.commit(&tpl, mode) {
             // The archive checkpoint is the source of truth; a failed Kafka commit
-            // (for example of a partition revoked meanwhile) only delays what lag
-            // monitors see.
-            tracing::warn!(error = %e, partitions = durable.len(), "offset commit failed");
+            // (for example during a rebalance) only delays what lag monitors see,
+            // until the next recommit.
+            tracing::warn!(error = %e, partitions = tpl.count(), "offset commit failed");
         }
         if self.telemetry.readiness().is_err() && self.consumer.context().has_assignment() {
             self.telemetry.set_ready(true, "consuming");
