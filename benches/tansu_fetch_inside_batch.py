@@ -7,14 +7,12 @@ batch and the client skips the records before the offset. This script starts tan
 and fetches from offsets 0, 50 and 99 with the confluent-kafka client (not ours). It
 prints the first offset each fetch returns; Kafka returns the offset asked for.
 usage: tansu_fetch_inside_batch.py [TANSU]"""
-import os
-import subprocess
 import sys
-import tempfile
-import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+import tansu_broker
 
 PORT = 19792
 BROKERS = f"127.0.0.1:{PORT}"
@@ -30,28 +28,17 @@ def first_offset(start):
 
 
 def main():
-    tansu = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cargo/bin/tansu")
-    url = f"tcp://{BROKERS}"
-    with tempfile.TemporaryDirectory() as data:
-        broker = subprocess.Popen(
-            [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"], cwd=data,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(2)
-            admin = AdminClient({"bootstrap.servers": BROKERS})
-            for f in admin.create_topics([NewTopic("batches", 1, 1)]).values():
-                f.result()
-            producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 200})
-            for batch in (range(100), range(100, 110)):
-                for i in batch:
-                    producer.produce("batches", value=str(i).encode())
-                producer.flush()
-            for start in (0, 50, 99):
-                print(f"fetch from {start}: first offset returned {first_offset(start)}")
-        finally:
-            broker.kill()
-            broker.wait()
+    with tansu_broker.running(tansu_broker.binary(sys.argv, 1), BROKERS, 2):
+        admin = AdminClient({"bootstrap.servers": BROKERS})
+        for f in admin.create_topics([NewTopic("batches", 1, 1)]).values():
+            f.result()
+        producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 200})
+        for batch in (range(100), range(100, 110)):
+            for i in batch:
+                producer.produce("batches", value=str(i).encode())
+            producer.flush()
+        for start in (0, 50, 99):
+            print(f"fetch from {start}: first offset returned {first_offset(start)}")
 
 
 if __name__ == "__main__":

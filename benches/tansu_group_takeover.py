@@ -5,15 +5,15 @@ consumers (not ours) in one group, with static membership (`group.instance.id`) 
 without, kills one with SIGKILL, and prints the survivor's assignments over the next
 40 s. A broker that expires the dead member gives the survivor all 8 partitions.
 usage: tansu_group_takeover.py static|dynamic [TANSU]"""
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
+
+import tansu_broker
 
 PORT = 19692
 BROKERS = f"127.0.0.1:{PORT}"
@@ -42,34 +42,25 @@ def main():
         member(sys.argv[2], float(sys.argv[3]))
         return
     static = sys.argv[1] == "static"
-    tansu = sys.argv[2] if len(sys.argv) > 2 else os.path.expanduser("~/.cargo/bin/tansu")
-    url = f"tcp://{BROKERS}"
-    with tempfile.TemporaryDirectory() as work:
-        broker = subprocess.Popen([tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                   "--storage-engine", "memory://tansu/"], cwd=work,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(3)
-            admin = AdminClient({"bootstrap.servers": BROKERS})
-            for f in admin.create_topics([NewTopic("probe", 8, 1)]).values():
-                f.result()
-            survivor = subprocess.Popen([sys.executable, __file__, "member", "a" if static else "-", "70"],
-                                        stdout=subprocess.PIPE, text=True)
-            victim = subprocess.Popen([sys.executable, __file__, "member", "b" if static else "-", "70"],
-                                      stdout=subprocess.DEVNULL)
-            time.sleep(20)
-            killed = time.time()
-            victim.send_signal(signal.SIGKILL)
-            out, _ = survivor.communicate()
-            print(f"membership: {'static' if static else 'dynamic'}; the other member killed at {killed:.1f}")
-            final = None
-            for line in out.splitlines():
-                at, assigned = line.split(" ", 1)
-                print(f"  {float(at) - killed:+6.1f} s  survivor assigned {assigned}")
-                final = assigned
-            print(f"survivor ends with {final} of 8 partitions")
-        finally:
-            broker.kill()
+    with tansu_broker.running(tansu_broker.binary(sys.argv, 2), BROKERS, 3):
+        admin = AdminClient({"bootstrap.servers": BROKERS})
+        for f in admin.create_topics([NewTopic("probe", 8, 1)]).values():
+            f.result()
+        survivor = subprocess.Popen([sys.executable, __file__, "member", "a" if static else "-", "70"],
+                                    stdout=subprocess.PIPE, text=True)
+        victim = subprocess.Popen([sys.executable, __file__, "member", "b" if static else "-", "70"],
+                                  stdout=subprocess.DEVNULL)
+        time.sleep(20)
+        killed = time.time()
+        victim.send_signal(signal.SIGKILL)
+        out, _ = survivor.communicate()
+        print(f"membership: {'static' if static else 'dynamic'}; the other member killed at {killed:.1f}")
+        final = None
+        for line in out.splitlines():
+            at, assigned = line.split(" ", 1)
+            print(f"  {float(at) - killed:+6.1f} s  survivor assigned {assigned}")
+            final = assigned
+        print(f"survivor ends with {final} of 8 partitions")
 
 
 if __name__ == "__main__":
