@@ -29,14 +29,23 @@ use crate::telemetry::Telemetry;
 /// State the consumer's callbacks and the poll loop share. Everything here is touched
 /// by the poll thread only (callbacks run inside `poll`), so the locks never contend;
 /// they exist because librdkafka contexts must be `Sync`.
+/// An assigned partition's offsets.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// Where it resumed: its checkpoint (`None`: the log's start).
+    resumed_at: Option<i64>,
+    /// The next offset of its latest flush this process made durable.
+    durable: Option<i64>,
+}
+
 pub(super) struct SourceContext {
     layout: ArchiveLayout,
     topics: Vec<String>,
     in_flight: Arc<InFlight>,
     telemetry: Arc<Telemetry>,
     dispatcher: Mutex<Dispatcher>,
-    /// Each assigned partition and the offset it resumed at (`None`: the log's start).
-    assigned: Mutex<HashMap<PartitionKey, Option<i64>>>,
+    /// Each assigned partition: where it resumed and how far it is durable.
+    assigned: Mutex<HashMap<PartitionKey, Owned>>,
     fatal: Arc<FatalSlot>,
 }
 
@@ -92,26 +101,36 @@ impl SourceContext {
         self.fatal.take()
     }
 
-    /// Whether `topic`/`partition` is assigned to this process.
-    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+    /// Notes that `topic`/`partition` is durable up to `next_offset`; returns
+    /// whether it is still assigned here (a revoked partition's offset is not this
+    /// process's to commit).
+    pub fn record_durable(&self, topic: &str, partition: i32, next_offset: i64) -> bool {
         let Some(index) = self.topic_index(topic) else {
             return false;
         };
-        self.assigned
-            .lock()
-            .map(|a| a.contains_key(&(index, partition)))
-            .unwrap_or(false)
+        let Ok(mut assigned) = self.assigned.lock() else {
+            return false;
+        };
+        match assigned.get_mut(&(index, partition)) {
+            Some(owned) => {
+                owned.durable = Some(next_offset);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Every assigned partition resumed from an archive checkpoint, with its offset.
-    pub fn resumed_partitions(&self) -> Vec<(String, i32, i64)> {
+    /// The offset to commit for every assigned partition that has one: its latest
+    /// durable offset, or else the checkpoint it resumed from.
+    pub fn committable_offsets(&self) -> Vec<(String, i32, i64)> {
         let Ok(assigned) = self.assigned.lock() else {
             return Vec::new();
         };
         assigned
             .iter()
-            .filter_map(|(&(index, partition), next)| {
-                Some((self.topics.get(index)?.clone(), partition, (*next)?))
+            .filter_map(|(&(index, partition), owned)| {
+                let next = owned.durable.or(owned.resumed_at)?;
+                Some((self.topics.get(index)?.clone(), partition, next))
             })
             .collect()
     }
@@ -125,10 +144,10 @@ impl SourceContext {
     /// read from the log's start (or is not assigned).
     pub fn resumed_at(&self, topic: &str, partition: i32) -> Option<i64> {
         let key = (self.topic_index(topic)?, partition);
-        self.assigned.lock().ok()?.get(&key).copied().flatten()
+        self.assigned.lock().ok()?.get(&key)?.resumed_at
     }
 
-    fn set_assigned(&self, update: impl FnOnce(&mut HashMap<PartitionKey, Option<i64>>)) {
+    fn set_assigned(&self, update: impl FnOnce(&mut HashMap<PartitionKey, Owned>)) {
         if let Ok(mut assigned) = self.assigned.lock() {
             update(&mut assigned);
             self.telemetry
@@ -185,7 +204,16 @@ impl SourceContext {
             }
         }
         tracing::info!(partitions = assigned.len(), "partitions assigned");
-        let resumed: Vec<_> = assigned.iter().map(|a| (a.key, a.next_offset)).collect();
+        let resumed: Vec<_> = assigned
+            .iter()
+            .map(|a| {
+                let owned = Owned {
+                    resumed_at: a.next_offset,
+                    durable: None,
+                };
+                (a.key, owned)
+            })
+            .collect();
         if let Err(e) = self.dispatch(|d| d.assign(assigned)) {
             self.fatal.raise(e);
         }

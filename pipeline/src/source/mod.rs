@@ -16,8 +16,7 @@ mod catch_up;
 mod context;
 pub(crate) mod dispatch;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,8 +112,6 @@ pub struct Source {
     consumer: BaseConsumer<SourceContext>,
     runtime: Runtime,
     telemetry: Arc<Telemetry>,
-    /// The latest durable offset of each partition this process owns.
-    durable: RefCell<HashMap<(Arc<str>, i32), i64>>,
     /// When every owned partition's offset was last committed.
     last_recommit: Cell<Instant>,
 }
@@ -189,7 +186,6 @@ impl Source {
             consumer,
             runtime,
             telemetry,
-            durable: RefCell::new(HashMap::new()),
             last_recommit: Cell::new(Instant::now()),
         })
     }
@@ -279,30 +275,19 @@ impl Source {
     fn commit_durable(&self, mode: CommitMode, wait: bool) -> Result<(), RuntimeError> {
         let completed = self.runtime.completed(wait)?;
         let context = self.consumer.context();
-        let mut durable = self.durable.borrow_mut();
-        for d in &completed {
-            durable.insert((d.topic.clone(), d.partition), d.next_offset);
-        }
-        durable.retain(|(topic, partition), _| context.owns(topic, *partition));
-        let recommit = wait || self.last_recommit.get().elapsed() >= RECOMMIT_INTERVAL;
         let mut tpl = TopicPartitionList::new();
-        if recommit {
+        for d in &completed {
+            if context.record_durable(&d.topic, d.partition, d.next_offset) {
+                tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
+            }
+        }
+        if wait || self.last_recommit.get().elapsed() >= RECOMMIT_INTERVAL {
             self.last_recommit.set(Instant::now());
-            for ((topic, partition), next) in durable.iter() {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-            }
-            // A partition this process has not flushed yet: its checkpoint, which its
-            // previous owner's last commit may not have reached Kafka with.
-            for (topic, partition, next) in context.resumed_partitions() {
-                if !durable.contains_key(&(Arc::from(topic.as_str()), partition)) {
-                    tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
-                }
-            }
-        } else {
-            for d in &completed {
-                if durable.contains_key(&(d.topic.clone(), d.partition)) {
-                    tpl.add_partition_offset(&d.topic, d.partition, Offset::Offset(d.next_offset))?;
-                }
+            // Including partitions not flushed here yet, at their checkpoint, which
+            // their previous owner's last commit may not have reached Kafka with.
+            tpl = TopicPartitionList::new();
+            for (topic, partition, next) in context.committable_offsets() {
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
             }
         }
         if tpl.count() == 0 {
