@@ -3,9 +3,10 @@
 //! `alerts` and topic `cara.alerts` (read back with kcat). A run killed with -9
 //! after some flushes and restarted from its checkpoints (operator state included)
 //! ends with exactly the alerts and windowed aggregates (table `metric_windows`) of an
-//! uninterrupted run: same ids, times and scores, and byte-identical alert messages;
-//! the incident the spike makes (stage `incidents`, from the alert exchange) is the
-//! same in both, in table `incidents` and on topic `cara.incidents`.
+//! uninterrupted run on a broker of its own: same ids, times and scores, and
+//! byte-identical alert messages; the incident the spike makes (stage `incidents`,
+//! from the alert exchange) is the same in both, in table `incidents` and on topic
+//! `cara.incidents`.
 
 mod common;
 
@@ -113,9 +114,13 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
         (2 * POINTS) as i64
     );
 
-    // Uninterrupted, over the same topic.
+    // Uninterrupted, on a broker of its own (as a second deployment would be: had it
+    // shared the first's alert exchange, its incidents would come from what the
+    // crashed run sent there).
+    let (_clean_broker, clean_brokers) = start_cara_broker();
+    kcat_produce_keyed(&clean_brokers, "telemetry.metrics", &all);
     let clean = dir.path().join("clean");
-    run_to_end(&brokers, &clean, &config, "clean");
+    run_to_end(&clean_brokers, &clean, &config, "clean");
     let expected = alerts(&clean);
     let spike_ms = START_MS + SPIKE_AT as i64 * 60_000;
     let fired: Vec<&String> = expected
@@ -140,11 +145,16 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
         "noise alone raises nothing: {expected:#?}"
     );
 
-    // The topic carries the alerts of both runs, keyed by id: every transition of
+    // The topics carry the alerts of both runs, keyed by id: every transition of
     // the table twice (once per run), plus any the crashed run re-sent on replay.
     // Determinism: every message of one transition (same id and status), whichever
     // run sent it and however often, is byte for byte the same record.
-    let messages = kcat_messages(&brokers, "cara.alerts");
+    let both = |topic: &str| {
+        let mut messages = kcat_messages(&brokers, topic);
+        messages.extend(kcat_messages(&clean_brokers, topic));
+        messages
+    };
+    let messages = both("cara.alerts");
     let mut by_transition: std::collections::BTreeMap<(String, String), Vec<&String>> =
         Default::default();
     for (key, value) in &messages {
@@ -163,7 +173,7 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
             "{id} {status}: the runs sent different bytes: {values:#?}"
         );
     }
-    let keys = kcat_keys(&brokers, "cara.alerts");
+    let keys: Vec<String> = messages.iter().map(|(key, _)| key.clone()).collect();
     for row in &expected {
         let id = row.split(',').next().unwrap();
         let copies = keys.iter().filter(|k| *k == id).count();
@@ -210,7 +220,7 @@ fn alerts_are_raised_sent_and_identical_after_a_crash() {
         clean_incidents,
         "incidents after a crash differ"
     );
-    let incident_messages = kcat_messages(&brokers, "cara.incidents");
+    let incident_messages = both("cara.incidents");
     let mut by_status: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
     for (key, value) in &incident_messages {
         assert_eq!(key, &incident_id, "{value}");

@@ -214,6 +214,11 @@ impl Correlator {
         self.push(Event::Alert(Member::of(alert), alert.status, alert.at));
     }
 
+    /// Counts a transition its source had already passed (a replay), not taken.
+    pub fn ignore_replayed(&mut self) {
+        self.repeats += 1;
+    }
+
     /// Takes a call `caller → callee` seen at `at_ms`.
     pub fn observe_call(&mut self, caller: &str, callee: &str, at_ms: i64) {
         self.push(Event::Call {
@@ -242,6 +247,12 @@ impl Correlator {
             evicted: self.evicted,
             repeats: self.repeats,
         }
+    }
+
+    /// Whether it holds late events: ones at or before its watermark, which an
+    /// [`Correlator::advance`] applies even when the watermark does not move.
+    pub fn holds_late(&self) -> bool {
+        self.pending.iter().any(|e| e.at() <= self.watermark)
     }
 
     /// The watermark it has applied everything up to (`i64::MIN` before any).

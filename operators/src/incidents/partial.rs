@@ -41,8 +41,8 @@ pub struct AlertPartial {
     /// How far the stage has promised quiet after the call
     /// ([`crate::operator::Operator::quiet_before`]: its watermark, or for a
     /// windowed combiner the end of the next window it closes): it raises no alert
-    /// transition before this time any more (one that does anyway is applied late,
-    /// and counted).
+    /// transition before this time any more (a later record's transition before
+    /// it is taken for a replay of one sent already: ignored, counted in `repeats`).
     pub through_ms: i64,
     /// The alert transitions the call raised, in the order raised.
     pub alerts: Vec<AlertRecord>,

@@ -7,11 +7,14 @@
 //! most advanced one by more than `max_source_lag_ms` no longer holds it back (a
 //! stage with no input, or far behind). The sources need not be counted in advance:
 //! an alert-raising stage that starts reporting later, or that lags, has its
-//! transitions applied late (counted in `late`), never dropped. Whatever the
+//! transitions applied late (counted in `late`; in the call that brings them, so
+//! the last records of a run are not held back), never dropped. Whatever the
 //! order the records arrive in on the exchange partition, the same records give the
 //! same incidents; a record sent again (a stage replaying after a crash) changes
-//! nothing, since each alert id fires and resolves once
-//! ([`super::correlate::Correlator`]). Every transition goes to table `incidents`
+//! nothing: a transition before its source's mark is one the source has sent
+//! already (the exchange admission rule, [`crate::exchange`]), and each alert id
+//! fires and resolves once ([`super::correlate::Correlator`]); both count as
+//! `repeats`. Every transition goes to table `incidents`
 //! and, keyed by incident id, to `cara.incidents`.
 
 use arrow::array::RecordBatch;
@@ -84,18 +87,21 @@ impl IncidentStage {
     }
 
     fn apply(&mut self, record: AlertPartial) {
+        let source = (record.source_topic, record.source_partition);
         for alert in &record.alerts {
-            self.state.correlator.observe_alert(alert);
+            if self.state.marks.admits(&source, alert.at) {
+                self.state.correlator.observe_alert(alert);
+            } else {
+                // Its source had promised nothing before its mark: a replay.
+                self.state.correlator.ignore_replayed();
+            }
         }
         for call in &record.calls {
             self.state
                 .correlator
                 .observe_call(&call.caller, &call.callee, call.at_ms);
         }
-        self.state.marks.advance(
-            (record.source_topic, record.source_partition),
-            record.through_ms,
-        );
+        self.state.marks.advance(source, record.through_ms);
     }
 
     /// Applies what the sources' marks now allow; the transitions, as rows and as
@@ -104,9 +110,12 @@ impl IncidentStage {
         let Some(through) = self.heard_through() else {
             return Ok(());
         };
-        // Everything *before* `through` is final.
+        // Everything *before* `through` is final. Late transitions are applied now
+        // even when it did not move: the last records of a run may be the late
+        // ones, and nothing else would come to apply them.
         let watermark = through.saturating_sub(1);
-        if watermark <= self.state.correlator.watermark() {
+        let correlator = &self.state.correlator;
+        if watermark <= correlator.watermark() && !correlator.holds_late() {
             return Ok(());
         }
         let mut records: Vec<IncidentRecord> = Vec::new();
@@ -166,6 +175,7 @@ mod tests {
     use super::*;
     use crate::alert::{AlertRecord, AlertStatus};
     use crate::exchange::RecordRows;
+    use crate::incidents::correlate::REPEATS_REMEMBERED_MS;
     use crate::incidents::partial::Call;
     use crate::incidents::{test_alert, IncidentStatus};
 
@@ -398,6 +408,67 @@ mod tests {
             2,
             "the alert and the call it came with"
         );
+    }
+
+    #[test]
+    fn late_transitions_are_applied_in_the_call_that_brings_them() {
+        let mut stage = IncidentStage::new(IncidentSettings::default());
+        // One source, heard from first, takes the stage to T + 10 min alone.
+        let first = partial("telemetry.metrics", 0, T + 10 * MIN, vec![], &[]);
+        assert!(feed(&mut stage, &[first]).is_empty());
+        // The second source's last record brings a whole episode behind that: no
+        // record after it moves the watermark, so this call must apply it.
+        let episode = partial(
+            "telemetry.metrics",
+            1,
+            T + 10 * MIN,
+            vec![
+                fire("m-api", "api", T + MIN),
+                resolve("m-api", "api", T + MIN, T + 2 * MIN),
+            ],
+            &[],
+        );
+        let out = feed(&mut stage, &[episode]);
+        let quiet = IncidentSettings::default().quiet_ms;
+        assert_eq!(
+            out.iter()
+                .map(|r| (r.status, r.resolved_at))
+                .collect::<Vec<_>>(),
+            [
+                (IncidentStatus::Open, None),
+                (IncidentStatus::Resolved, Some(T + 2 * MIN + quiet))
+            ],
+            "{out:#?}"
+        );
+        assert_eq!(stage.counts().late, 2);
+        assert!(!stage.state.correlator.holds_late());
+    }
+
+    #[test]
+    fn a_replay_far_behind_its_source_is_ignored() {
+        let mut stage = IncidentStage::new(IncidentSettings::default());
+        let episode = partial(
+            "telemetry.metrics",
+            0,
+            T + 3 * MIN,
+            vec![
+                fire("m-api", "api", T + MIN),
+                resolve("m-api", "api", T + MIN, T + 2 * MIN),
+            ],
+            &[],
+        );
+        assert_eq!(feed(&mut stage, std::slice::from_ref(&episode)).len(), 1);
+        // The source goes on far past the episode (further than the correlator
+        // remembers transitions), the incident resolving on the way.
+        let later = T + REPEATS_REMEMBERED_MS + 60 * MIN;
+        let progress = partial("telemetry.metrics", 0, later, vec![], &[]);
+        let out = feed(&mut stage, &[progress]);
+        assert_eq!(summary(&out)[0].0, IncidentStatus::Resolved);
+        // The source replays from a checkpoint hours old (a crash, or a second
+        // deployment sharing the exchange): nothing reopens.
+        assert!(feed(&mut stage, &[episode]).is_empty());
+        assert_eq!(stage.counts().repeats, 2);
+        assert_eq!(stage.open_incidents(), 0);
     }
 
     #[test]
