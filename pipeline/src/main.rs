@@ -313,9 +313,11 @@ struct GenArgs {
 
 #[derive(clap::Args, Debug)]
 struct SqlArgs {
-    /// Archive directory.
+    /// Archive directory, or an object-store URL read in place (s3://bucket/prefix,
+    /// gs://…, az://…; credentials, region and endpoint from the environment as the
+    /// cloud's SDKs read them, e.g. AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT).
     #[arg(long, default_value = "cara-archive")]
-    archive: PathBuf,
+    archive: String,
     /// Output format: table, csv or json.
     #[arg(long, default_value = "table")]
     format: cara_sql::OutputFormat,

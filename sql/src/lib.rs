@@ -4,7 +4,8 @@
 //!
 //! Owns the table registry (`metrics logs spans dlq`, each a Hive-partitioned
 //! listing table with `date` and `hour` partition columns so that filters on them
-//! prune whole directories), the read-only policy (DDL, DML, `COPY` and other
+//! prune whole directories), where an archive may be (a directory, or a prefix in
+//! an object store read in place), the read-only policy (DDL, DML, `COPY` and other
 //! statements are refused), and output formatting (table, CSV, JSON lines).
 //!
 //! ```no_run
@@ -18,10 +19,12 @@
 
 mod bounded;
 mod format;
+mod location;
 mod registry;
 
 pub use bounded::MAX_GENERATED_BYTES;
 pub use format::{format, OutputFormat};
+pub use location::ArchiveLocation;
 pub use registry::{ArchiveQuery, QueryLimits, QueryResult};
 
 /// What can go wrong running SQL over the archive.
@@ -38,6 +41,10 @@ pub enum SqlError {
     /// would repeat it.
     #[error("{0}")]
     DataFusion(datafusion::error::DataFusionError),
+    /// The archive's object store cannot be used (no such bucket, no credentials,
+    /// a scheme no store supports); the message says what to check.
+    #[error("{0}")]
+    Store(String),
     /// Formatting the result failed.
     #[error("formatting the result: {0}")]
     Format(datafusion::arrow::error::ArrowError),

@@ -1,6 +1,6 @@
 //! The archive's tables, registered in a DataFusion session.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cara_operators::schema::Table;
@@ -17,6 +17,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use futures::StreamExt;
 use std::time::Duration;
 
+use crate::location::{ArchiveLocation, StoreArchive};
 use crate::{Result, SqlError};
 
 /// What a query returned: its columns (known even when no row came back) and its rows.
@@ -57,10 +58,10 @@ impl Default for QueryLimits {
     }
 }
 
-/// A read-only SQL session over one archive directory.
+/// A read-only SQL session over one archive, in a directory or an object store.
 pub struct ArchiveQuery {
     ctx: SessionContext,
-    root: PathBuf,
+    location: ArchiveLocation,
     limits: QueryLimits,
 }
 
@@ -73,7 +74,16 @@ impl ArchiveQuery {
 
     /// [`open`](Self::open) with other limits.
     pub async fn open_with(root: impl AsRef<Path>, limits: QueryLimits) -> Result<ArchiveQuery> {
-        let root = root.as_ref().to_path_buf();
+        let location = ArchiveLocation::Local(root.as_ref().to_path_buf());
+        Self::open_location(location, limits).await
+    }
+
+    /// The archive at `location`, read in place: a directory, or a prefix in an
+    /// object store (its tables' files are listed and read there).
+    pub async fn open_location(
+        location: ArchiveLocation,
+        limits: QueryLimits,
+    ) -> Result<ArchiveQuery> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
             .build_arc()?;
@@ -83,10 +93,28 @@ impl ArchiveQuery {
             runtime,
         );
         crate::bounded::register(&ctx)?;
+        let store = match &location {
+            ArchiveLocation::Local(_) => None,
+            ArchiveLocation::Store(url) => {
+                let archive = StoreArchive::open(url)?;
+                ctx.register_object_store(&archive.bucket_url, archive.store.clone());
+                Some(archive)
+            }
+        };
         for table in Table::ALL {
-            let dir = root.join(table.name());
-            if has_parquet(&dir) {
-                register_listing(&ctx, table, &dir).await?;
+            let listing_url = match (&location, &store) {
+                (ArchiveLocation::Local(root), _) => {
+                    let dir = root.join(table.name());
+                    has_parquet(&dir).then(|| format!("{}/", dir.display()))
+                }
+                (ArchiveLocation::Store(_), Some(archive)) => archive
+                    .has_parquet(table.name())
+                    .await?
+                    .then(|| archive.table_url(table.name())),
+                (ArchiveLocation::Store(_), None) => None, // opened above
+            };
+            if let Some(url) = listing_url {
+                register_listing(&ctx, table, &url).await?;
             } else {
                 let mut schema_fields: Vec<_> = table
                     .schema()
@@ -109,12 +137,16 @@ impl ArchiveQuery {
                 ctx.register_table(table.name(), Arc::new(empty))?;
             }
         }
-        Ok(ArchiveQuery { ctx, root, limits })
+        Ok(ArchiveQuery {
+            ctx,
+            location,
+            limits,
+        })
     }
 
-    /// The archive root.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the archive is.
+    pub fn location(&self) -> &ArchiveLocation {
+        &self.location
     }
 
     /// Runs one read-only statement and collects its result.
@@ -197,8 +229,10 @@ fn has_parquet(dir: &Path) -> bool {
     walk(dir, 0)
 }
 
-async fn register_listing(ctx: &SessionContext, table: Table, dir: &Path) -> Result<()> {
-    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+/// Registers `table` as the files under `url` (a directory path or a store URL,
+/// ending in `/`).
+async fn register_listing(ctx: &SessionContext, table: Table, url: &str) -> Result<()> {
+    let url = ListingTableUrl::parse(url)?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![
