@@ -71,6 +71,57 @@ impl std::fmt::Display for ArchiveLocation {
     }
 }
 
+/// Where an opened archive's table files are listed from.
+pub(crate) enum ArchiveFiles {
+    /// A directory on this machine.
+    Directory(PathBuf),
+    /// A prefix in an object store.
+    Store(StoreArchive),
+}
+
+impl ArchiveFiles {
+    /// The archive at `location`; a store is built (not yet listed) here.
+    pub fn open(location: &ArchiveLocation) -> Result<ArchiveFiles> {
+        Ok(match location {
+            ArchiveLocation::Local(root) => ArchiveFiles::Directory(root.clone()),
+            ArchiveLocation::Store(url) => ArchiveFiles::Store(StoreArchive::open(url)?),
+        })
+    }
+
+    /// The URL a listing table reads `table` from (ending in `/`), when it holds a
+    /// Parquet file.
+    pub async fn listing_url(&self, table: &str) -> Result<Option<String>> {
+        Ok(match self {
+            ArchiveFiles::Directory(root) => {
+                let dir = root.join(table);
+                directory_has_parquet(&dir).then(|| format!("{}/", dir.display()))
+            }
+            ArchiveFiles::Store(archive) => archive
+                .has_parquet(table)
+                .await?
+                .then(|| archive.table_url(table)),
+        })
+    }
+}
+
+/// Whether a Parquet file lies under `dir` (its date and hour directories).
+fn directory_has_parquet(dir: &Path) -> bool {
+    fn walk(dir: &Path, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                depth < 3 && walk(&path, depth + 1)
+            } else {
+                path.extension().is_some_and(|x| x == "parquet")
+            }
+        })
+    }
+    walk(dir, 0)
+}
+
 /// An archive in an object store: the store, the URL of its bucket (what DataFusion
 /// registers the store under) and the archive's prefix in it.
 pub(crate) struct StoreArchive {

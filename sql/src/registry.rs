@@ -17,7 +17,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use futures::StreamExt;
 use std::time::Duration;
 
-use crate::location::{ArchiveLocation, StoreArchive};
+use crate::location::{ArchiveFiles, ArchiveLocation};
 use crate::{Result, SqlError};
 
 /// What a query returned: its columns (known even when no row came back) and its rows.
@@ -93,27 +93,12 @@ impl ArchiveQuery {
             runtime,
         );
         crate::bounded::register(&ctx)?;
-        let store = match &location {
-            ArchiveLocation::Local(_) => None,
-            ArchiveLocation::Store(url) => {
-                let archive = StoreArchive::open(url)?;
-                ctx.register_object_store(&archive.bucket_url, archive.store.clone());
-                Some(archive)
-            }
-        };
+        let files = ArchiveFiles::open(&location)?;
+        if let ArchiveFiles::Store(archive) = &files {
+            ctx.register_object_store(&archive.bucket_url, archive.store.clone());
+        }
         for table in Table::ALL {
-            let listing_url = match (&location, &store) {
-                (ArchiveLocation::Local(root), _) => {
-                    let dir = root.join(table.name());
-                    has_parquet(&dir).then(|| format!("{}/", dir.display()))
-                }
-                (ArchiveLocation::Store(_), Some(archive)) => archive
-                    .has_parquet(table.name())
-                    .await?
-                    .then(|| archive.table_url(table.name())),
-                (ArchiveLocation::Store(_), None) => None, // opened above
-            };
-            if let Some(url) = listing_url {
+            if let Some(url) = files.listing_url(table.name()).await? {
                 register_listing(&ctx, table, &url).await?;
             } else {
                 let mut schema_fields: Vec<_> = table
@@ -210,23 +195,6 @@ fn refusal(e: DataFusionError) -> SqlError {
         Some(p) => SqlError::ReadOnly(p.replace(" not supported", " statements are not allowed")),
         None => SqlError::DataFusion(e),
     }
-}
-
-fn has_parquet(dir: &Path) -> bool {
-    fn walk(dir: &Path, depth: usize) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
-        };
-        entries.flatten().any(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                depth < 3 && walk(&path, depth + 1)
-            } else {
-                path.extension().is_some_and(|x| x == "parquet")
-            }
-        })
-    }
-    walk(dir, 0)
 }
 
 /// Registers `table` as the files under `url` (a directory path or a store URL,

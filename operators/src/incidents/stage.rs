@@ -410,6 +410,21 @@ mod tests {
         );
     }
 
+    /// Metric partition `partition`'s record of an api alert firing at T + 1 min
+    /// and resolving a minute later, sent with mark `through`.
+    fn api_episode(partition: i32, through: i64) -> AlertPartial {
+        partial(
+            "telemetry.metrics",
+            partition,
+            through,
+            vec![
+                fire("m-api", "api", T + MIN),
+                resolve("m-api", "api", T + MIN, T + 2 * MIN),
+            ],
+            &[],
+        )
+    }
+
     #[test]
     fn late_transitions_are_applied_in_the_call_that_brings_them() {
         let mut stage = IncidentStage::new(IncidentSettings::default());
@@ -418,16 +433,7 @@ mod tests {
         assert!(feed(&mut stage, &[first]).is_empty());
         // The second source's last record brings a whole episode behind that: no
         // record after it moves the watermark, so this call must apply it.
-        let episode = partial(
-            "telemetry.metrics",
-            1,
-            T + 10 * MIN,
-            vec![
-                fire("m-api", "api", T + MIN),
-                resolve("m-api", "api", T + MIN, T + 2 * MIN),
-            ],
-            &[],
-        );
+        let episode = api_episode(1, T + 10 * MIN);
         let out = feed(&mut stage, &[episode]);
         let quiet = IncidentSettings::default().quiet_ms;
         assert_eq!(
@@ -447,16 +453,7 @@ mod tests {
     #[test]
     fn a_replay_far_behind_its_source_is_ignored() {
         let mut stage = IncidentStage::new(IncidentSettings::default());
-        let episode = partial(
-            "telemetry.metrics",
-            0,
-            T + 3 * MIN,
-            vec![
-                fire("m-api", "api", T + MIN),
-                resolve("m-api", "api", T + MIN, T + 2 * MIN),
-            ],
-            &[],
-        );
+        let episode = api_episode(0, T + 3 * MIN);
         assert_eq!(feed(&mut stage, std::slice::from_ref(&episode)).len(), 1);
         // The source goes on far past the episode (further than the correlator
         // remembers transitions), the incident resolving on the way.
